@@ -1,0 +1,3 @@
+from drbootstrap.cli.main import main
+
+main()

@@ -1,0 +1,18 @@
+"""Process exit codes: one per kind of outcome, so scripts can tell them apart."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1  # an expected failure with no more specific code
+    USAGE = 2  # click's own code for a bad command line
+    INVALID_SPEC = 3  # the environment spec (or another input file) is wrong
+    PREREQUISITE = 4  # not root, a tool missing, an address overlap: fix the machine
+    PROVIDER = 5  # the cloud refused or failed
+    MESSAGING = 6  # broker unreachable, no replies, refused request
+    PARTIAL = 7  # the run finished but some nodes failed
+    TIMEOUT = 8  # waited as long as allowed
+    NOT_FOUND = 9  # a node, volume or environment that is not there
+    INTERRUPTED = 130  # Ctrl-C
+    BUG = 70  # an unexpected exception: a defect in drbootstrap (EX_SOFTWARE)
