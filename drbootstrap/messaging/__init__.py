@@ -1,0 +1,1 @@
+"""mcollective-style RPC over STOMP: the message model, its wire protocols, transport, client."""
