@@ -1,0 +1,208 @@
+"""The journal: what has been done for one environment, written atomically after every step.
+
+`up` after a crash reads it to resume; `down` reads it to know what the environment owns. One
+JSON file per environment (0600) in the state directory. Holds no secrets: only names, provider
+ids, addresses, step states and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from drbootstrap.errors import DrbError
+from drbootstrap.exit_status import ExitStatus
+from drbootstrap.paths import write_private_file
+
+JOURNAL_VERSION = 1
+
+
+class Step(StrEnum):
+    """Every step of a node's recovery, in the order `up` performs them."""
+
+    LAUNCH = "launch"
+    BOOT = "boot"
+    SERVICES = "services"  # master only: DNS, STOMP and Puppet CA answer
+    REGISTER_NAME = "register_name"  # forward + reverse entry in the master's DNS
+    TAKE_NAME = "take_name"  # the agent confirms the node renamed (or rebooted into) its name
+    DISCOVER = "discover"
+    PUPPET_SIGN = "puppet_sign"
+    PUPPET_RUN = "puppet_run"
+    PUPPET_ENABLE = "puppet_enable"
+    VOLUMES = "volumes"
+    RESTORE = "restore"
+    CHECKS = "checks"
+
+
+class StepState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class StepRecord:
+    state: StepState
+    started_at: float
+    finished_at: float | None = None
+    detail: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+@dataclass
+class NodeRecord:
+    hostname: str
+    role: str
+    provider_id: str | None = None  # the cloud's id once launched
+    client_token: str | None = None  # the idempotency token the launch used
+    generation: int = 0  # bumped when a node is destroyed so a relaunch gets a fresh token
+    address: str | None = None
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+
+    def is_done(self, step: Step) -> bool:
+        record = self.steps.get(step)
+        return record is not None and record.state is StepState.DONE
+
+
+@dataclass
+class JournalData:
+    environment: str
+    spec_path: str = ""
+    created_at: float = field(default_factory=time.time)
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    version: int = JOURNAL_VERSION
+
+
+class JournalError(DrbError):
+    """The journal file is unreadable or from an incompatible version."""
+
+    exit_status = ExitStatus.INVALID_SPEC
+
+
+class Journal:
+    """Thread-safe access to one environment's journal; every change is flushed atomically."""
+
+    def __init__(self, path: Path, data: JournalData) -> None:
+        self.path = path
+        self.data = data
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, state_dir: Path, environment: str, spec_path: str = "") -> Journal:
+        path = journal_path(state_dir, environment)
+        if path.exists():
+            return cls(path, _load(path))
+        return cls(path, JournalData(environment=environment, spec_path=spec_path))
+
+    def node(self, hostname: str, role: str = "") -> NodeRecord:
+        """The record for a node, created (not yet written) if the journal has none."""
+        with self._lock:
+            record = self.data.nodes.get(hostname)
+            if record is None:
+                record = self.data.nodes[hostname] = NodeRecord(hostname=hostname, role=role)
+            return record
+
+    def update_node(self, hostname: str, **fields: Any) -> None:
+        with self._lock:
+            record = self.data.nodes[hostname]
+            for name, value in fields.items():
+                if not hasattr(record, name):
+                    raise AttributeError(f"NodeRecord has no field {name!r}")
+                setattr(record, name, value)
+            self._flush()
+
+    def start_step(self, hostname: str, step: Step) -> None:
+        with self._lock:
+            self.data.nodes[hostname].steps[step] = StepRecord(StepState.RUNNING, time.time())
+            self._flush()
+
+    def finish_step(self, hostname: str, step: Step, *, ok: bool = True, detail: str = "") -> None:
+        with self._lock:
+            steps = self.data.nodes[hostname].steps
+            record = steps.get(step) or StepRecord(StepState.RUNNING, time.time())
+            record.state = StepState.DONE if ok else StepState.FAILED
+            record.finished_at = time.time()
+            record.detail = detail
+            steps[step] = record
+            self._flush()
+
+    def forget_step(self, hostname: str, step: Step) -> None:
+        """Make a completed step run again (`up --redo STEP`)."""
+        with self._lock:
+            self.data.nodes[hostname].steps.pop(step, None)
+            self._flush()
+
+    def forget_node(self, hostname: str) -> None:
+        """The node is gone (destroyed): keep its generation so a relaunch gets a new token."""
+        with self._lock:
+            record = self.data.nodes.get(hostname)
+            if record is None:
+                return
+            self.data.nodes[hostname] = NodeRecord(
+                hostname=hostname, role=record.role, generation=record.generation + 1
+            )
+            self._flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        write_private_file(self.path, json.dumps(_to_json(self.data), indent=1, sort_keys=True))
+
+
+def journal_path(state_dir: Path, environment: str) -> Path:
+    return state_dir / "environments" / environment / "journal.json"
+
+
+def _to_json(data: JournalData) -> dict[str, Any]:
+    return asdict(data)
+
+
+def _load(path: Path) -> JournalData:
+    try:
+        raw = json.loads(path.read_text())
+        if raw.get("version") != JOURNAL_VERSION:
+            raise JournalError(
+                f"{path}: journal version {raw.get('version')} is not {JOURNAL_VERSION}",
+                hint="run `drbootstrap down` with the version that wrote it, or move the file away",
+            )
+        nodes = {
+            name: NodeRecord(
+                **{
+                    **node,
+                    "steps": {
+                        step: StepRecord(
+                            state=StepState(rec["state"]),
+                            started_at=rec["started_at"],
+                            finished_at=rec.get("finished_at"),
+                            detail=rec.get("detail", ""),
+                        )
+                        for step, rec in node.get("steps", {}).items()
+                    },
+                }
+            )
+            for name, node in raw.get("nodes", {}).items()
+        }
+        return JournalData(
+            environment=raw["environment"],
+            spec_path=raw.get("spec_path", ""),
+            created_at=raw.get("created_at", 0.0),
+            nodes=nodes,
+        )
+    except JournalError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise JournalError(
+            f"{path}: the journal cannot be read ({type(error).__name__})",
+            hint="restore it from a backup, or move it away to start from the cloud's tags",
+        ) from None

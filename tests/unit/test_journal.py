@@ -1,0 +1,77 @@
+"""The journal survives a restart, is private, and never loses a completed step."""
+
+import json
+import stat
+
+import pytest
+
+from drbootstrap.journal import Journal, JournalError, Step, StepState, journal_path
+
+
+def test_completed_steps_survive_reopening(tmp_path):
+    journal = Journal.open(tmp_path, "prod")
+    journal.node("db01", role="db")
+    journal.update_node("db01", provider_id="i-1", client_token="tok-0", address="10.0.0.5")
+    journal.start_step("db01", Step.LAUNCH)
+    journal.finish_step("db01", Step.LAUNCH)
+    journal.start_step("db01", Step.BOOT)
+
+    reopened = Journal.open(tmp_path, "prod")
+    node = reopened.data.nodes["db01"]
+    assert node.provider_id == "i-1"
+    assert node.is_done(Step.LAUNCH)
+    assert not node.is_done(Step.BOOT)
+    assert node.steps[Step.BOOT].state is StepState.RUNNING
+
+
+def test_journal_file_is_private(tmp_path):
+    journal = Journal.open(tmp_path, "prod")
+    journal.node("db01", role="db")
+    journal.flush()
+    mode = stat.S_IMODE(journal_path(tmp_path, "prod").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_failed_step_is_not_done_and_keeps_its_reason(tmp_path):
+    journal = Journal.open(tmp_path, "prod")
+    journal.node("web01", role="web")
+    journal.start_step("web01", Step.PUPPET_RUN)
+    journal.finish_step("web01", Step.PUPPET_RUN, ok=False, detail="catalog failed")
+    node = Journal.open(tmp_path, "prod").data.nodes["web01"]
+    assert not node.is_done(Step.PUPPET_RUN)
+    assert node.steps[Step.PUPPET_RUN].detail == "catalog failed"
+
+
+def test_forgetting_a_node_bumps_its_generation_for_a_fresh_client_token(tmp_path):
+    journal = Journal.open(tmp_path, "prod")
+    journal.node("db01", role="db")
+    journal.update_node("db01", provider_id="i-1")
+    journal.forget_node("db01")
+    node = Journal.open(tmp_path, "prod").data.nodes["db01"]
+    assert node.provider_id is None
+    assert node.generation == 1
+
+
+def test_corrupt_journal_is_a_clear_error_not_a_traceback(tmp_path):
+    path = journal_path(tmp_path, "prod")
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(JournalError, match="journal cannot be read"):
+        Journal.open(tmp_path, "prod")
+
+
+def test_journal_from_another_version_is_refused(tmp_path):
+    path = journal_path(tmp_path, "prod")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 99, "environment": "prod", "nodes": {}}))
+    with pytest.raises(JournalError, match="version 99"):
+        Journal.open(tmp_path, "prod")
+
+
+def test_redo_forgets_a_completed_step(tmp_path):
+    journal = Journal.open(tmp_path, "prod")
+    journal.node("db01", role="db")
+    journal.start_step("db01", Step.CHECKS)
+    journal.finish_step("db01", Step.CHECKS)
+    journal.forget_step("db01", Step.CHECKS)
+    assert not Journal.open(tmp_path, "prod").data.nodes["db01"].is_done(Step.CHECKS)
