@@ -1,0 +1,313 @@
+"""A private ActiveMQ broker from Debian's package: own conf and data dirs, STOMP (and stomp+ssl).
+
+Used by the master image and by tests. Runs as root with its own directories (as user activemq
+on a root-owned data dir it fails silently), persistence off, JMX off, a small heap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from drbootstrap.errors import MessagingError, PrerequisiteError, WaitTimeoutError
+
+ACTIVEMQ_HOME = Path("/usr/share/activemq")
+STARTUP_TIMEOUT = 60.0
+
+_LOG4J = """\
+log4j.rootLogger=INFO, stdout
+log4j.logger.org.apache.activemq.spring=WARN
+log4j.logger.org.springframework=WARN
+log4j.logger.org.apache.xbean=WARN
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=%d | %-5p | %m | %c%n
+"""
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    """stomp+ssl material: a JKS/PKCS12 keystore for the broker, the PEM cert clients trust."""
+
+    keystore: Path
+    keystore_password: str
+    cert_pem: Path
+
+
+@dataclass
+class BrokerConfig:
+    base_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port
+    tls_port: int | None = None  # with tls: 0 picks a free port
+    tls: BrokerTls | None = None
+    heap_mb: int = 256
+    broker_name: str = "drbootstrap"
+    extra_java_opts: list[str] = field(default_factory=list)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (bind port 0)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def render_activemq_xml(config: BrokerConfig) -> str:
+    """The broker's activemq.xml: STOMP connector(s), no persistence, no JMX, small memory."""
+    connectors = [f'<transportConnector name="stomp" uri={quoteattr(_uri("stomp", config.host, config.port))}/>']
+    ssl_context = ""
+    if config.tls is not None and config.tls_port:
+        connectors.append(
+            f'<transportConnector name="stomp+ssl" uri={quoteattr(_uri("stomp+ssl", config.host, config.tls_port))}/>'
+        )
+        ssl_context = (
+            "<sslContext><sslContext "
+            f"keyStore={quoteattr('file:' + str(config.tls.keystore))} "
+            f"keyStorePassword={quoteattr(config.tls.keystore_password)}/></sslContext>"
+        )
+    data = config.base_dir / "data"
+    return f"""<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName={quoteattr(config.broker_name)}
+          useJmx="false" persistent="false" schedulerSupport="false"
+          dataDirectory={quoteattr(str(data))}>
+    <destinationPolicy><policyMap><policyEntries>
+      <policyEntry queue=">" gcInactiveDestinations="true" inactiveTimoutBeforeGC="300000"/>
+      <policyEntry topic=">" gcInactiveDestinations="true" inactiveTimoutBeforeGC="300000"/>
+    </policyEntries></policyMap></destinationPolicy>
+    {ssl_context}
+    <systemUsage><systemUsage>
+      <memoryUsage><memoryUsage limit="64 mb"/></memoryUsage>
+      <tempUsage><tempUsage limit="256 mb"/></tempUsage>
+    </systemUsage></systemUsage>
+    <transportConnectors>
+      {chr(10).join(connectors)}
+    </transportConnectors>
+  </broker>
+</beans>
+"""
+
+
+def _uri(scheme: str, host: str, port: int) -> str:
+    bracketed = f"[{host}]" if ":" in host else host
+    # maximumConnections well above a 200-agent benchmark; frames bounded at 2 MiB.
+    return f"{scheme}://{bracketed}:{port}?maximumConnections=2000&wireFormat.maxFrameSize=2097152"
+
+
+@dataclass
+class Broker:
+    """A running private ActiveMQ: where it listens, its pid and log; stop() and restart()."""
+
+    config: BrokerConfig
+    process: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    @property
+    def tls_port(self) -> int | None:
+        return self.config.tls_port
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.base_dir / "activemq.log"
+
+    @property
+    def url(self) -> str:
+        return f"stomp://{self.host}:{self.port}"
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the JVM we started (its own process group), hard if it lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(timeout)
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill the broker abruptly (as a crash would)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Stop and start again on the same ports."""
+        self.stop()
+        self._launch(timeout)
+
+    def _launch(self, timeout: float) -> None:
+        java = shutil.which("java")
+        jar = ACTIVEMQ_HOME / "bin" / "activemq.jar"
+        if java is None or not jar.exists():
+            raise PrerequisiteError(
+                f"ActiveMQ is not installed ({jar} or java missing)", hint="apt-get install activemq"
+            )
+        base = self.config.base_dir
+        conf = base / "conf"
+        command = [
+            java,
+            f"-Xmx{self.config.heap_mb}m",
+            "-Xss512k",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",  # faster start, enough for a control-plane broker
+            "-Djava.awt.headless=true",
+            f"-Dactivemq.home={ACTIVEMQ_HOME}",
+            f"-Dactivemq.base={base}",
+            f"-Dactivemq.conf={conf}",
+            f"-Dactivemq.data={base / 'data'}",
+            f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
+            *self.config.extra_java_opts,
+            "-jar",
+            str(jar),
+            "start",
+            f"xbean:file:{conf / 'activemq.xml'}",
+        ]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=base, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is None or self.process.poll() is not None:
+                raise MessagingError(
+                    f"ActiveMQ exited during startup (see {self.log_path})",
+                    hint="check the log for a port clash or a bad activemq.xml",
+                )
+            if stomp_connect_succeeds(self.host, self.port, timeout=1.0):
+                return
+            if time.monotonic() > deadline:
+                raise WaitTimeoutError(
+                    f"ActiveMQ did not accept STOMP CONNECT on {self.host}:{self.port} within {timeout:.0f}s",
+                    hint=f"see {self.log_path}",
+                )
+            time.sleep(0.1)
+
+
+def start_broker(
+    base_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: BrokerTls | None = None,
+    tls_port: int | None = None,
+    heap_mb: int = 256,
+    timeout: float = STARTUP_TIMEOUT,
+) -> Broker:
+    """Write conf into base_dir, start ActiveMQ, return once STOMP CONNECT succeeds."""
+    if os.geteuid() != 0:
+        raise PrerequisiteError("starting a private ActiveMQ needs root", hint="run as root")
+    base_dir = Path(base_dir).resolve()
+    config = BrokerConfig(
+        base_dir=base_dir,
+        host=host,
+        port=port or free_port(host),
+        tls=tls,
+        tls_port=(tls_port or free_port(host)) if tls else None,
+        heap_mb=heap_mb,
+    )
+    conf = base_dir / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    (base_dir / "data").mkdir(parents=True, exist_ok=True)
+    (conf / "activemq.xml").write_text(render_activemq_xml(config))
+    (conf / "log4j.properties").write_text(_LOG4J)
+    if tls is not None:
+        os.chmod(conf / "activemq.xml", 0o600)  # holds the keystore password
+    broker = Broker(config)
+    broker._launch(timeout)
+    return broker
+
+
+def stomp_connect_succeeds(host: str, port: int, *, timeout: float = 2.0, tls_ca: Path | None = None) -> bool:
+    """True when a STOMP CONNECT to host:port gets CONNECTED back (the broker really serves)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            sock: socket.socket = raw
+            if tls_ca is not None:
+                context = ssl.create_default_context(cafile=str(tls_ca))
+                context.check_hostname = False
+                sock = context.wrap_socket(raw)
+            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\x00")
+            reply = sock.recv(64)
+            return reply.startswith(b"CONNECTED")
+    except OSError:
+        return False
+
+
+def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1") -> BrokerTls:
+    """A self-signed broker certificate for stomp+ssl (keytool), and its PEM for clients."""
+    import secrets
+
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        raise PrerequisiteError("keytool is missing (needed for a broker TLS keystore)", hint="install a JDK")
+    directory.mkdir(parents=True, exist_ok=True)
+    keystore = directory / "broker.p12"
+    cert = directory / "broker-cert.pem"
+    password = secrets.token_hex(16)
+    keystore.unlink(missing_ok=True)
+    env = {**os.environ, "DRB_KS_PASS": password}  # not on a command line other users can read
+    subprocess.run(
+        [keytool, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+         "-validity", "3650", "-dname", f"CN={host}", "-ext", f"SAN=IP:{host}" if _is_ip(host) else f"SAN=DNS:{host}",
+         "-storetype", "PKCS12", "-keystore", str(keystore), "-storepass:env", "DRB_KS_PASS",
+         "-keypass:env", "DRB_KS_PASS"],
+        check=True, capture_output=True, env=env,
+    )
+    subprocess.run(
+        [keytool, "-exportcert", "-rfc", "-alias", "broker", "-keystore", str(keystore),
+         "-storepass:env", "DRB_KS_PASS", "-file", str(cert)],
+        check=True, capture_output=True, env=env,
+    )
+    os.chmod(keystore, 0o600)
+    return BrokerTls(keystore=keystore, keystore_password=password, cert_pem=cert)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
