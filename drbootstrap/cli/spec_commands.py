@@ -1,0 +1,62 @@
+"""`drbootstrap validate` and `drbootstrap plan`: read a spec, contact nothing.
+
+Heavy imports (pydantic, rich) happen inside the commands so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_SKIP_SECRETS_HELP = "Do not read ${env:...}/${file:...} credential references (check everything else)."
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@click.option("--skip-secrets", is_flag=True, help=_SKIP_SECRETS_HELP)
+def validate(spec_file: Path, skip_secrets: bool) -> None:
+    """Check the environment spec FILE and report every problem, one located line each."""
+    from drbootstrap.plan import build_plan
+    from drbootstrap.spec import load_spec
+
+    plan = build_plan(load_spec(spec_file, resolve_secrets=not skip_secrets))
+    node_count = len(plan.nodes())
+    click.echo(f"{spec_file}: valid ({node_count} nodes in {len(plan.waves)} waves)")
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--skip-secrets", is_flag=True, help=_SKIP_SECRETS_HELP)
+def plan(spec_file: Path, as_json: bool, skip_secrets: bool) -> None:
+    """Show the ordered recovery plan of FILE: the master, then the waves of nodes."""
+    from drbootstrap.plan import build_plan
+    from drbootstrap.spec import load_spec
+
+    recovery_plan = build_plan(load_spec(spec_file, resolve_secrets=not skip_secrets))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(recovery_plan.to_dict(), indent=2))
+        return
+    _print_table(recovery_plan)
+
+
+def _print_table(recovery_plan) -> None:  # noqa: ANN001 - a Plan; kept untyped to avoid an import
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"Recovery plan: {recovery_plan.environment} ({recovery_plan.domain}) on {recovery_plan.provider}"
+    )
+    for column in ("step", "wave", "hostname", "fqdn", "role", "image", "size"):
+        table.add_column(column, justify="right" if column in ("step", "wave") else "left", no_wrap=True)
+    for step, node in enumerate(recovery_plan.nodes(), start=1):
+        wave = "master" if node.is_master else str(node.wave)
+        table.add_row(str(step), wave, node.hostname, node.fqdn, node.role, node.image, node.size)
+    # sys.stdout is looked up now, so a redirected stdout (tests, pipes) receives the table.
+    Console(file=sys.stdout, width=max(100, Console(file=sys.stdout).width)).print(table)

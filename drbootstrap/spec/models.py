@@ -1,0 +1,291 @@
+"""The environment spec as pydantic models: the one description of what an environment is.
+
+Every key is documented in examples/README.md; models are frozen and reject unknown keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from drbootstrap.spec.secrets import SecretRef
+from drbootstrap.spec.types import (
+    AbsolutePath,
+    Cidr,
+    Command,
+    DnsName,
+    EnvironmentName,
+    Host,
+    HostnamePattern,
+    IpAddress,
+    Label,
+    PuppetClass,
+    PuppetEnvironment,
+    PuppetTag,
+    RecordName,
+    Role,
+    ScalarValue,
+    Secret,
+    SiteName,
+    Token,
+    Url,
+    VolumeName,
+    invalid,
+)
+
+LOCAL_PROVIDER = "local"
+DEFAULT_NETWORK = "10.213.0.0/24"
+Port = int
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: strict YAML types, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
+
+
+class RateSpec(SpecModel):
+    per_second: float = Field(5.0, gt=0, le=10_000)
+    burst: int = Field(10, ge=1, le=100_000)
+
+
+class ProviderSpec(SpecModel):
+    """Where nodes are launched: `local` (the embedded cloud) or a libcloud compute provider."""
+
+    name: Token
+    region: Token | None = None
+    zone: Token | None = None
+    endpoint: Url | None = None
+    credentials: dict[Token, Secret] = Field(default_factory=dict)
+    network: Cidr = DEFAULT_NETWORK
+    max_parallel: int = Field(8, ge=1, le=1000)
+    rate: RateSpec = Field(default_factory=RateSpec)
+    images: dict[Token, Token] = Field(default_factory=dict)
+    sizes: dict[Token, Token] = Field(default_factory=dict)
+    extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver keyword arguments
+
+    @property
+    def is_local(self) -> bool:
+        return self.name == LOCAL_PROVIDER
+
+    def image_id(self, logical: str) -> str:
+        """The provider's image id for a logical image name (identity on the local cloud)."""
+        return self.images.get(logical, logical)
+
+    def size_id(self, logical: str) -> str:
+        """The provider's size id for a logical size name (identity on the local cloud)."""
+        return self.sizes.get(logical, logical)
+
+
+class TlsSpec(SpecModel):
+    enabled: bool = False
+    ca_file: AbsolutePath | None = None
+    cert_file: AbsolutePath | None = None
+    key_file: AbsolutePath | None = None
+    verify: bool = True
+
+
+class SecuritySpec(SpecModel):
+    """How broker messages are protected; the PSK is generated in the state dir when omitted."""
+
+    psk: Secret | None = None
+    signing: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    ttl_seconds: int = Field(60, ge=1, le=86_400)
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+
+
+class BrokerSpec(SpecModel):
+    kind: Literal["activemq", "rabbitmq"] = "activemq"
+    port: Port = Field(61613, ge=1, le=65535)
+
+
+class MasterPuppetSpec(SpecModel):
+    mode: Literal["server", "apply"] = "server"
+    autosign: Literal["token", "manual"] = "token"
+
+
+class DynamicDnsSpec(SpecModel):
+    """Register the master's name with an RFC 2136 server, signed with TSIG."""
+
+    server: Host
+    port: Port = Field(53, ge=1, le=65535)
+    zone: DnsName
+    name: Label | None = None  # defaults to the master's hostname
+    tsig_key_name: DnsName
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1", "hmac-md5"] = "hmac-sha256"
+    tsig_secret: Secret
+
+
+class MasterSpec(SpecModel):
+    hostname: Label = "controller"
+    image: Token = "master"
+    size: Token = "small"
+    broker: BrokerSpec = Field(default_factory=BrokerSpec)
+    puppet: MasterPuppetSpec = Field(default_factory=MasterPuppetSpec)
+    dynamic_dns: DynamicDnsSpec | None = None
+    upstream_dns: list[IpAddress] = Field(default_factory=list)
+
+
+class NodePuppetSpec(SpecModel):
+    classes: list[PuppetClass] = Field(default_factory=list)
+    environment: PuppetEnvironment = "production"
+    tags: list[PuppetTag] = Field(default_factory=list)
+
+
+class VolumeSpec(SpecModel):
+    name: VolumeName
+    mount: AbsolutePath
+    size_gb: int = Field(ge=1, le=65_536)
+    snapshot: Token | None = None
+
+
+class RestoreStep(SpecModel):
+    """One restore hook: a shell `command` or a named `recipe` from recipes/ (exactly one)."""
+
+    command: Command | None = None
+    recipe: Token | None = None
+    timeout_seconds: int = Field(600, ge=1, le=86_400)
+
+    @model_validator(mode="after")
+    def _exactly_one_action(self) -> RestoreStep:
+        if (self.command is None) == (self.recipe is None):
+            raise invalid("a restore step needs exactly one of 'command' or 'recipe'", "write - command: ...")
+        return self
+
+
+class TcpCheckSpec(SpecModel):
+    port: Port = Field(ge=1, le=65535)
+    host: Host | None = None  # defaults to the node itself
+
+
+class HttpCheckSpec(SpecModel):
+    url: Url  # `{hostname}` is replaced by the node's name
+    expect_status: int = Field(200, ge=100, le=599)
+
+
+class CheckSpec(SpecModel):
+    """One check after restore: exactly one of `tcp`, `http` or `command`."""
+
+    tcp: TcpCheckSpec | None = None
+    http: HttpCheckSpec | None = None
+    command: Command | None = None
+    timeout_seconds: int = Field(30, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> CheckSpec:
+        kinds = [kind for kind in ("tcp", "http", "command") if getattr(self, kind) is not None]
+        if len(kinds) != 1:
+            raise invalid(
+                "a check needs exactly one of 'tcp', 'http' or 'command'"
+                + (f" (found {', '.join(kinds)})" if kinds else ""),
+                "split it into one check per item",
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "tcp" if self.tcp else "http" if self.http else "command"
+
+
+class NodeGroup(SpecModel):
+    """Nodes sharing a role: named by `hostnames`, or by `count` and `hostname_pattern`."""
+
+    role: Role
+    image: Token = "worker"
+    size: Token = "small"
+    hostnames: list[Label] | None = Field(None, min_length=1)
+    count: int | None = Field(None, ge=1, le=10_000)
+    hostname_pattern: HostnamePattern | None = None
+    after: list[Role] = Field(default_factory=list)
+    puppet: NodePuppetSpec = Field(default_factory=NodePuppetSpec)
+    volumes: list[VolumeSpec] = Field(default_factory=list)
+    restore: list[RestoreStep] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+    def expand_hostnames(self) -> list[str]:
+        """The group's hostnames in order: the explicit list, or the pattern for n = 1..count."""
+        if self.hostnames is not None:
+            return list(self.hostnames)
+        assert self.count is not None and self.hostname_pattern is not None  # checked on load
+        return [self.hostname_pattern.format(n=n) for n in range(1, self.count + 1)]
+
+
+class DrillSpec(SpecModel):
+    name_prefix: str = Field("drill-", pattern=r"^[a-z0-9-]{0,20}$")
+    rto_minutes: float = Field(30.0, gt=0, le=10_000)
+    teardown: Literal["always", "on_success", "never"] = "on_success"
+
+
+class SiteSpec(SpecModel):
+    """A failover site: another provider block the environment can be rebuilt on."""
+
+    name: SiteName
+    provider: ProviderSpec
+
+
+class DnsRecordSpec(SpecModel):
+    name: RecordName
+    type: Literal["A", "AAAA", "CNAME"] = "A"
+    targets: dict[SiteName, Host] = Field(min_length=1)  # site name -> address or name at that site
+
+
+class PublicDnsSpec(SpecModel):
+    """Public records switched on failover: `rfc2136` (uses master.dynamic_dns style) or a libcloud DNS provider."""
+
+    provider: Token
+    zone: DnsName
+    credentials: dict[Token, Secret] = Field(default_factory=dict)
+    ttl: int = Field(60, ge=1, le=86_400)
+    records: list[DnsRecordSpec] = Field(min_length=1)
+
+
+class EnvironmentSpec(SpecModel):
+    """A whole environment: the root of the spec. Build it with drbootstrap.spec.load_spec."""
+
+    environment: EnvironmentName
+    domain: DnsName
+    provider: ProviderSpec
+    security: SecuritySpec = Field(default_factory=SecuritySpec)
+    master: MasterSpec = Field(default_factory=MasterSpec)
+    nodes: list[NodeGroup] = Field(default_factory=list)
+    drill: DrillSpec = Field(default_factory=DrillSpec)
+    sites: list[SiteSpec] = Field(default_factory=list)
+    public_dns: PublicDnsSpec | None = None
+
+    _source_path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_path(self) -> Path | None:
+        """The file this spec was loaded from (None when built in code)."""
+        return self._source_path
+
+    def fqdn(self, hostname: str) -> str:
+        return f"{hostname}.{self.domain}"
+
+    def group(self, role: str) -> NodeGroup:
+        """The node group with this role; KeyError when there is none."""
+        for group in self.nodes:
+            if group.role == role:
+                return group
+        raise KeyError(role)
+
+    def worker_hostnames(self) -> list[str]:
+        """Every worker hostname, in spec order (the master excluded)."""
+        return [name for group in self.nodes for name in group.expand_hostnames()]
+
+    def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """Every credential reference with a dotted description of where it is written."""
+        found: list[tuple[str, SecretRef]] = []
+        found += [(f"provider.credentials.{k}", v) for k, v in self.provider.credentials.items()]
+        if self.security.psk is not None:
+            found.append(("security.psk", self.security.psk))
+        if self.master.dynamic_dns is not None:
+            found.append(("master.dynamic_dns.tsig_secret", self.master.dynamic_dns.tsig_secret))
+        for i, site in enumerate(self.sites):
+            found += [(f"sites[{i}].provider.credentials.{k}", v) for k, v in site.provider.credentials.items()]
+        if self.public_dns is not None:
+            found += [(f"public_dns.credentials.{k}", v) for k, v in self.public_dns.credentials.items()]
+        return found
+
