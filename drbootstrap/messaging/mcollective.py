@@ -1,0 +1,309 @@
+"""MCollective 2.12 compatibility: its ActiveMQ destinations, psk security and Ruby Marshal bodies.
+
+The reference is Debian's Ruby source (mcollective/security/psk.rb, security/base.rb,
+connector/activemq.rb, message.rb, rpc/*.rb). Checks follow the native protocol's: size, psk
+digest, TTL both ways, replay, caller id; a refused message never reaches an agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import os
+import re
+import time
+from typing import Any
+
+from drbootstrap.errors import SecurityError
+from drbootstrap.messaging import ruby_marshal as rm
+from drbootstrap.messaging.envelope import FactFilter, Filter, Frame, Reply, Request, StatusCode, WireProtocol
+from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
+from drbootstrap.messaging.security import DEFAULT_CLOCK_SKEW, DEFAULT_MAX_MESSAGE_BYTES, ReplayCache, check_size, check_ttl
+
+DISCOVERY_AGENT = "discovery"
+REPLY_TTL = 60.0  # mcollective replies carry no ttl; accept one as long as a default request lives
+IDENTITY_HEADER = "mc_identity"
+_CALLER_ID = re.compile(r"^[\w]+=[\w.\-]+$")  # Security::Base#valid_callerid?
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,252}$")
+_DESTINATION = re.compile(r"^/(queue|topic)/[A-Za-z0-9_.\-]{1,240}$")
+_FACT_OPERATORS = ("==", "!=", "=~", "<", ">", "<=", ">=")
+_reply_sequence = itertools.count(1)
+
+
+def empty_filter() -> dict[str, list[Any]]:
+    """Util.empty_filter: string keys, in Ruby's order."""
+    return {"fact": [], "cf_class": [], "agent": [], "identity": [], "compound": []}
+
+
+def psk_digest(serialized_body: bytes, psk: str) -> str:
+    """Security::Psk#makehash: MD5 hex of the marshalled body followed by the psk."""
+    return hashlib.md5(serialized_body + psk.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def _name(value: str, what: str) -> str:
+    if not _NAME.match(value or ""):
+        raise SecurityError(f"{what} {value!r} may only hold letters, digits, '.', '_' and '-'")
+    return value
+
+
+class McollectiveProtocol(WireProtocol):
+    """MCollective 2.12's wire format with the psk security provider.
+
+    `psk` is plugin.psk of the peers' server.cfg/client.cfg. One instance per node identity (the
+    replay cache is per receiver: mco sends the same request id to every node).
+    """
+
+    name = "mcollective"
+
+    def __init__(
+        self,
+        psk: str,
+        *,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        replay_cache: ReplayCache | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        if not psk:
+            raise SecurityError("mcollective mode needs a psk", hint="set psk_file (plugin.psk of the mco peers)")
+        self._psk = psk
+        self.clock_skew = clock_skew
+        self.max_message_bytes = max_message_bytes
+        self.replay_cache = replay_cache or ReplayCache()
+        self._clock = clock
+
+    def __repr__(self) -> str:  # never show the psk
+        return f"McollectiveProtocol(clock_skew={self.clock_skew})"
+
+    # -- destinations (Connector::Activemq#make_target) ---------------------------------------
+
+    def broadcast_destination(self, agent: str, collective: str) -> str:
+        return f"/topic/{_name(collective, 'collective')}.{_name(agent, 'agent')}.agent"
+
+    def direct_destination(self, collective: str) -> str:
+        return f"/queue/{_name(collective, 'collective')}.nodes"
+
+    def reply_destination(self, client_identity: str, collective: str) -> str:
+        """mco's /queue/<collective>.reply.<identity>_<pid>.<sequence>, unique per call."""
+        return (
+            f"/queue/{_name(collective, 'collective')}.reply."
+            f"{_name(client_identity, 'client id')}_{os.getpid()}.{next(_reply_sequence)}"
+        )
+
+    def server_subscriptions(self, identity: str, agents: list[str], collective: str) -> list[tuple[str, dict[str, str]]]:
+        subscriptions = [(self.broadcast_destination(agent, collective), {}) for agent in agents]
+        selector = f"{IDENTITY_HEADER} = '{_name(identity, 'identity')}'"
+        subscriptions.append((self.direct_destination(collective), {"selector": selector}))
+        return subscriptions
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def request_frames(self, request: Request) -> list[Frame]:
+        created = int(request.created_at or self._clock())
+        if not _CALLER_ID.match(request.caller_id):
+            raise SecurityError(f"caller id {request.caller_id!r} is not of the form uid=0 or user=name")
+        body = rm.dumps(_request_body(request))
+        wire_filter = empty_filter() if request.targets else filter_to_wire(request.filter)
+        if request.targets:  # Message#type= for :direct_request: empty filter plus the agent
+            wire_filter["agent"].append(request.agent)
+        envelope = {  # Security::Base#create_request, key order as Ruby writes it
+            Sym("body"): body,
+            Sym("senderid"): request.sender_id,
+            Sym("requestid"): AsciiStr(request.request_id),
+            Sym("filter"): wire_filter,
+            Sym("collective"): request.collective,
+            Sym("agent"): request.agent,
+            Sym("callerid"): request.caller_id,
+            Sym("ttl"): int(request.ttl),
+            Sym("msgtime"): created,
+            Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
+        }
+        payload = rm.dumps(envelope)
+        headers = self._headers(request.sender_id, created, request.ttl)
+        headers["reply-to"] = request.reply_to
+        if not request.targets:
+            return [Frame(self.broadcast_destination(request.agent, request.collective), payload, headers)]
+        destination = self.direct_destination(request.collective)
+        return [
+            Frame(destination, payload, {**headers, IDENTITY_HEADER: _name(target, "identity")})
+            for target in request.targets
+        ]
+
+    def decode_request(self, body: bytes, headers: dict[str, str]) -> Request:
+        envelope, inner = self._open(body, "request")
+        try:
+            request = _request_from(envelope, inner, headers)
+        except (KeyError, TypeError, ValueError) as error:
+            raise SecurityError(f"malformed mcollective request ({error})") from error
+        check_ttl(request.created_at, request.ttl, skew=self.clock_skew, now=self._clock())
+        if not _DESTINATION.match(request.reply_to):
+            raise SecurityError(f"reply-to {request.reply_to!r} is not a STOMP queue or topic")
+        self.replay_cache.check_and_remember(
+            f"req:{request.request_id}", request.created_at + request.ttl + 2 * self.clock_skew
+        )
+        return request
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def reply_frame(self, reply: Reply, request: Request) -> Frame:
+        created = int(reply.created_at or self._clock())
+        body = rm.dumps(_reply_body(reply))
+        envelope = {  # Security::Base#create_reply + Psk#encodereply
+            Sym("senderid"): reply.sender_id,
+            Sym("requestid"): AsciiStr(reply.request_id),
+            Sym("senderagent"): reply.agent,
+            Sym("msgtime"): created,
+            Sym("body"): body,
+            Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
+        }
+        return Frame(request.reply_to, rm.dumps(envelope), self._headers(reply.sender_id, created, REPLY_TTL))
+
+    def decode_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
+        envelope, inner = self._open(body, "reply")
+        try:
+            reply = _reply_from(envelope, inner)
+        except (KeyError, TypeError, ValueError) as error:
+            raise SecurityError(f"malformed mcollective reply ({error})") from error
+        check_ttl(reply.created_at, REPLY_TTL, skew=self.clock_skew, now=self._clock())
+        self.replay_cache.check_and_remember(
+            f"rep:{reply.request_id}/{reply.sender_id}", reply.created_at + REPLY_TTL + 2 * self.clock_skew
+        )
+        return reply
+
+    # -- envelope -----------------------------------------------------------------------------
+
+    def _headers(self, sender: str, created: int, ttl: float) -> dict[str, str]:
+        """Connector::Activemq#headers_for: broker timestamp/expiry in ms, and mc_sender."""
+        return {
+            "timestamp": str(created * 1000),
+            "expires": str(int(created + ttl + 10) * 1000),
+            "mc_sender": sender,
+        }
+
+    def _open(self, raw: bytes, kind: str) -> tuple[dict[str, Any], Any]:
+        """Size, Marshal, psk digest (Psk#validrequest?), then the inner body; plain Python out."""
+        check_size(raw, self.max_message_bytes)
+        try:
+            envelope = rm.loads_raw(raw)
+            serialized = rm.raw_string(rm.get(envelope, "body"))
+            digest = rm.get(envelope, "hash")
+            if serialized is None or digest is None:
+                raise MarshalError("no :body or :hash")
+        except MarshalError as error:
+            raise SecurityError(f"unsigned or malformed mcollective {kind} ({error})") from error
+        if not hmac.compare_digest(psk_digest(serialized, self._psk), str(digest)):
+            raise SecurityError(f"mcollective {kind} with an invalid psk signature")
+        try:
+            plain = rm.to_python({k: v for k, v in envelope.items() if rm.to_python(k) != "body"})
+            inner = rm.to_python(rm.loads_raw(serialized))
+        except MarshalError as error:
+            raise SecurityError(f"malformed mcollective {kind} body ({error})") from error
+        return plain, inner
+
+
+def filter_to_wire(request_filter: Filter) -> dict[str, list[Any]]:
+    """Our Filter as mcollective's filter hash (fact entries keyed by symbols, as Ruby writes)."""
+    wire = empty_filter()
+    wire["fact"] = [{Sym("fact"): f.fact, Sym("value"): f.value, Sym("operator"): f.operator} for f in request_filter.fact]
+    wire["cf_class"] = list(request_filter.cf_class)
+    wire["agent"] = list(request_filter.agent)
+    wire["identity"] = list(request_filter.identity)
+    return wire
+
+
+def filter_from_wire(wire: Any) -> Filter:
+    """mcollective's filter hash (already plain Python) as our Filter; compound ones are refused."""
+    if wire is None:
+        return Filter()
+    if not isinstance(wire, dict):
+        raise TypeError("filter is not a hash")
+    if wire.get("compound"):
+        # A compound filter needs mcollective's data plugins to evaluate; running a request we
+        # cannot prove is meant for us would be worse than staying silent.
+        raise SecurityError("compound (-S) filters are not supported by drbootstrap agents")
+    facts = []
+    for entry in wire.get("fact") or []:
+        operator = str(entry.get("operator", "=="))
+        if operator not in _FACT_OPERATORS:
+            raise ValueError(f"unknown fact operator {operator!r}")
+        facts.append(FactFilter(str(entry["fact"]), operator, str(entry["value"])))
+    return Filter(
+        identity=tuple(str(item) for item in wire.get("identity") or []),
+        fact=tuple(facts),
+        cf_class=tuple(str(item) for item in wire.get("cf_class") or []),
+        agent=tuple(str(item) for item in wire.get("agent") or []),
+    )
+
+
+def _request_body(request: Request) -> Any:
+    """The discovery agent takes the bare string "ping"; SimpleRPC agents a hash (RPC::Client)."""
+    if request.agent == DISCOVERY_AGENT:
+        return request.action or "ping"
+    data = rm.symbolize(request.data)
+    data.setdefault(Sym("process_results"), True)
+    return {Sym("agent"): request.agent, Sym("action"): request.action, Sym("caller"): request.caller_id, Sym("data"): data}
+
+
+def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str]) -> Request:
+    agent = _name(str(envelope["agent"]), "agent")
+    caller_id = str(envelope["callerid"])
+    if not _CALLER_ID.match(caller_id):  # Message#decode!: refuse a forged-looking caller id
+        raise SecurityError(f"caller id {caller_id!r} in request is not valid")
+    if agent == DISCOVERY_AGENT:
+        if not isinstance(inner, str):
+            raise TypeError("discovery body is not a string")
+        action, data = inner, {}
+    else:
+        if not isinstance(inner, dict):
+            raise TypeError("SimpleRPC body is not a hash")
+        action = str(inner["action"])
+        data = inner.get("data") or {}
+        if not isinstance(data, dict):
+            raise TypeError("request data is not a hash")
+        data = {key: value for key, value in data.items() if key != "process_results"}
+    targeted = headers.get(IDENTITY_HEADER)
+    return Request(
+        request_id=str(envelope["requestid"]),
+        sender_id=str(envelope["senderid"]),
+        caller_id=caller_id,
+        agent=agent,
+        action=action,
+        data=data,
+        filter=filter_from_wire(envelope.get("filter")),
+        collective=_name(str(envelope["collective"]), "collective"),
+        ttl=int(envelope["ttl"]),
+        created_at=float(envelope["msgtime"]),
+        reply_to=headers.get("reply-to", ""),
+        targets=(targeted,) if targeted else (),
+    )
+
+
+def _reply_body(reply: Reply) -> Any:
+    """mco ping prints any discovery reply; mcollectived's says "pong". RPC: RPC::Reply#to_hash."""
+    if reply.agent == DISCOVERY_AGENT:
+        return "pong"
+    return {
+        Sym("statuscode"): int(reply.status_code),
+        Sym("statusmsg"): reply.status_message,
+        Sym("data"): rm.symbolize(reply.data),
+    }
+
+
+def _reply_from(envelope: dict[str, Any], inner: Any) -> Reply:
+    agent = str(envelope["senderagent"])
+    common = {
+        "request_id": str(envelope["requestid"]),
+        "sender_id": str(envelope["senderid"]),
+        "agent": agent,
+        "created_at": float(envelope["msgtime"]),
+    }
+    if not isinstance(inner, dict):  # the discovery agent's bare "pong"
+        return Reply(**common, action="ping" if agent == DISCOVERY_AGENT else "", status_message=str(inner))
+    data = inner.get("data") or {}
+    return Reply(
+        **common,
+        status_code=StatusCode(int(inner.get("statuscode", StatusCode.UNKNOWN_ERROR))),
+        status_message=str(inner.get("statusmsg", "")),
+        data=data if isinstance(data, dict) else {"value": data},
+    )

@@ -1,0 +1,139 @@
+"""Ruby Marshal 4.8 as MCollective 2.12 writes it, over the `rubymarshal` package.
+
+Python values in, Ruby-identical bytes out: `Sym("x")` is the symbol :x, str a UTF-8 String,
+`AsciiStr` a US-ASCII String (what Ruby's hexdigest and uuid give), integers outside 31 bits Bignums.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rubymarshal.classes import RubyObject, RubyString, Symbol
+from rubymarshal.reader import loads as _loads
+from rubymarshal.writer import Writer, writes as _writes
+
+# Ruby (64-bit) writes Integers in [-2**30, 2**30) as Fixnum, the rest as Bignum. rubymarshal
+# writes up to 40-bit Fixnums, which Ruby reads back as garbage (a length byte of 5 means 0).
+_FIXNUM_MIN, _FIXNUM_MAX = -(2**30), 2**30 - 1
+
+
+class MarshalError(ValueError):
+    """The bytes are not Ruby Marshal data we accept."""
+
+
+def Sym(name: str) -> Symbol:  # noqa: N802 - reads like Ruby's :name
+    return Symbol(name)
+
+
+class AsciiStr(str):
+    """A str Ruby holds as US-ASCII (marshalled with E=false), e.g. request ids and digests."""
+
+
+class _RubyWriter(Writer):
+    def __init__(self, fd: Any) -> None:
+        super().__init__(fd)
+        # Writer links repeated objects by id(); a temporary freed mid-write could hand its id to
+        # another and be written as a link to the wrong object, so temporaries live to the end.
+        self._temporaries: list[Any] = []
+
+    def write(self, obj: Any) -> None:
+        if isinstance(obj, AsciiStr):
+            self._temporaries.append(RubyString(str(obj), {"E": False}))
+            self.write_ruby_string(self._temporaries[-1])
+        elif isinstance(obj, tuple):
+            self._temporaries.append(list(obj))
+            super().write(self._temporaries[-1])
+        else:
+            super().write(obj)
+
+    def write_int(self, obj: int) -> None:
+        if _FIXNUM_MIN <= obj <= _FIXNUM_MAX:
+            self.fd.write(b"i")
+            self.write_long(obj)
+            return
+        self.fd.write(b"l")
+        self.fd.write(b"-" if obj < 0 else b"+")
+        magnitude = abs(obj)
+        shorts = (magnitude.bit_length() + 15) // 16
+        self.write_long(shorts)
+        self.fd.write(magnitude.to_bytes(shorts * 2, "little"))
+
+
+def dumps(value: Any) -> bytes:
+    """Marshal.dump(value): dict -> Hash (insertion order kept), list/tuple -> Array."""
+    return _writes(value, cls=_RubyWriter)
+
+
+def loads_raw(data: bytes) -> Any:
+    """Marshal.load(data) into rubymarshal's objects (Symbol, RubyString, bytes, RubyObject)."""
+    try:
+        return _loads(data)
+    except RecursionError as error:
+        raise MarshalError("nested too deeply") from error
+    except Exception as error:  # noqa: BLE001 - rubymarshal raises anything on bad input
+        raise MarshalError(f"not Ruby Marshal 4.8 data ({type(error).__name__})") from error
+
+
+def to_python(value: Any) -> Any:
+    """Plain Python from rubymarshal's objects: symbols and strings become str, keys too.
+
+    Binary (non-UTF-8) strings stay bytes; Ruby objects other than String are refused, since no
+    mcollective message carries one and a forged one has no business reaching an agent.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Symbol):
+        return value.name
+    if isinstance(value, RubyString):
+        return str(value.text)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, dict):
+        return {_key(k): to_python(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_python(item) for item in value]
+    if isinstance(value, RubyObject):
+        raise MarshalError(f"unexpected Ruby object of class {value.ruby_class_name}")
+    raise MarshalError(f"unexpected value of type {type(value).__name__}")
+
+
+def _key(key: Any) -> str:
+    converted = to_python(key)
+    if not isinstance(converted, (str, int)):
+        raise MarshalError("hash key that is neither a string, a symbol nor an integer")
+    return str(converted)
+
+
+def symbolize(mapping: dict[str, Any]) -> dict[Symbol, Any]:
+    """{"a": 1} -> {:a => 1}: top-level keys as Ruby symbols (what mco's DDL lookups use)."""
+    return {Sym(str(key)): value for key, value in mapping.items()}
+
+
+def raw_string(value: Any) -> bytes | None:
+    """The bytes of a Ruby String value as read (binary or tagged), else None."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, RubyString):
+        encoding = value.attributes.get("encoding")
+        return value.text.encode(encoding.decode() if isinstance(encoding, bytes) else "utf-8")
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return None
+
+
+def get(mapping: Any, name: str) -> Any:
+    """Hash lookup that accepts either :name or "name" (Ruby code reads both in places)."""
+    if not isinstance(mapping, dict):
+        return None
+    if Sym(name) in mapping:
+        return mapping[Sym(name)]
+    for key, value in mapping.items():
+        if isinstance(key, (str, RubyString)) and str(key) == name:
+            return value
+    return None
+
+
+__all__ = ["AsciiStr", "MarshalError", "Sym", "dumps", "get", "loads_raw", "raw_string", "symbolize", "to_python"]
