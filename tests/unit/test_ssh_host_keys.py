@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from unittest import mock
-
-import base64
 
 import paramiko
 import pytest

@@ -1,0 +1,70 @@
+"""What images/master/boot.sh asks Python to do: write the dnsmasq config, start ActiveMQ.
+
+    python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
+        --hosts-file F --pid-file P --out CONF [--upstream IP ...]
+    python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from drbootstrap.errors import DrbError
+
+
+def _dnsmasq_config(args: argparse.Namespace) -> None:
+    from drbootstrap.dns.dnsmasq_config import DnsmasqSettings, write_dnsmasq_config
+
+    settings = DnsmasqSettings(
+        domain=args.domain,
+        listen_address=args.listen,
+        port=args.port,
+        hosts_file=Path(args.hosts_file),
+        pid_file=Path(args.pid_file),
+        upstream_servers=tuple(args.upstream or ()),
+    )
+    write_dnsmasq_config(settings, Path(args.out))
+
+
+def _broker(args: argparse.Namespace) -> None:
+    from drbootstrap.broker import start_broker
+
+    broker = start_broker(Path(args.base_dir), host=args.host, port=args.port)
+    # The broker runs on in its own session; boot.sh records its pid for the agent and for stop.
+    print(broker.pid)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="drbootstrap.images.master_services")
+    commands = top.add_subparsers(dest="command", required=True)
+    dnsmasq = commands.add_parser("dnsmasq-config", help="write the master's dnsmasq.conf")
+    dnsmasq.add_argument("--domain", required=True)
+    dnsmasq.add_argument("--listen", required=True)
+    dnsmasq.add_argument("--port", type=int, default=53)
+    dnsmasq.add_argument("--hosts-file", required=True)
+    dnsmasq.add_argument("--pid-file", required=True)
+    dnsmasq.add_argument("--out", required=True)
+    dnsmasq.add_argument("--upstream", action="append")
+    dnsmasq.set_defaults(run=_dnsmasq_config)
+    broker = commands.add_parser("broker", help="start ActiveMQ (STOMP) and print its pid")
+    broker.add_argument("--base-dir", required=True)
+    broker.add_argument("--host", required=True)
+    broker.add_argument("--port", type=int, default=61613)
+    broker.set_defaults(run=_broker)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except DrbError as error:
+        print(f"drbootstrap: {error}", file=sys.stderr)
+        return int(error.exit_status)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

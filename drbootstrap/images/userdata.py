@@ -1,0 +1,208 @@
+"""Render a node's cloud-init user-data: the files its boot script reads, and the command to run it.
+
+The text uses only write_files (path, content, permissions), bootcmd and runcmd, so the same
+user-data runs under real cloud-init and under the local cloud's interpreter. It carries no
+secret but the node's own: its agent signing key and its one-time Puppet autosign token.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass, field
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from typing import Literal
+
+import yaml
+
+from drbootstrap.errors import DrbError
+
+EC2_USER_DATA_LIMIT = 16384  # bytes of raw user-data EC2 accepts (before its base64)
+DEFAULT_CONFIG_DIR = "/etc/drbootstrap"
+DEFAULT_NODE_DIR = "/var/lib/drbootstrap/node"
+DEFAULT_IMAGES_DIR = "/usr/share/drbootstrap/images"
+_HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_FQDN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+
+
+class UserDataError(DrbError):
+    """The boot recipe cannot be rendered (an invalid value, or too big for the cloud)."""
+
+
+class UserDataTooLarge(UserDataError):
+    """Even compressed, the user-data exceeds what the cloud accepts."""
+
+
+@dataclass(frozen=True)
+class NodeBootConfig:
+    """Everything one node's boot script needs. Secrets: agent_key and autosign_token only."""
+
+    environment: str
+    domain: str
+    hostname: str  # the node's intended short name (db01); the master's is its controller name
+    role: str  # "master" or the worker's role from the spec (db, web, mail)
+    image: Literal["master", "worker"]
+    broker_host: str  # what agents connect to: the master's address or controller name
+    broker_port: int = 61613
+    broker_protocol: Literal["stomp", "stomp+ssl"] = "stomp"
+    master_address: str | None = None  # the resolver workers use; None on the master itself
+    controller_name: str | None = None  # the master's stable name (controller.demo.internal)
+    puppet_server: str | None = None  # default: the controller name
+    puppet_mode: Literal["server", "apply"] = "server"
+    agent_key: str | None = field(default=None, repr=False)  # key material written 0600 on the node
+    agent_key_reference: str | None = None  # or: a path already on the node (from metadata)
+    autosign_token: str | None = field(default=None, repr=False)  # workers in autosign-token mode
+    upstream_dns: tuple[str, ...] = ()  # master: dnsmasq forwards other names here when set
+    config_dir: str = DEFAULT_CONFIG_DIR  # where the node's own files are written
+    node_dir: str = DEFAULT_NODE_DIR  # per-node state: Puppet confdir/vardir, agent pid and log
+    images_dir: str = DEFAULT_IMAGES_DIR  # where master/boot.sh and worker/boot.sh are on the node
+    embed_boot_script: str | None = None  # boot.sh text to ship inside the user-data instead
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.image not in ("master", "worker"):
+            problems.append(f"image {self.image!r} is neither master nor worker")
+        if not _HOSTNAME.match(self.hostname):
+            problems.append(f"hostname {self.hostname!r} is not a DNS label (lowercase letters, digits, hyphens)")
+        for label, value in (("domain", self.domain), ("broker host", self.broker_host)):
+            if not _FQDN.match(value) and not _is_ip(value):
+                problems.append(f"{label} {value!r} is neither a DNS name nor an IP address")
+        if self.master_address is not None and not _is_ip(self.master_address):
+            problems.append(f"master address {self.master_address!r} is not an IP address")
+        if self.image == "worker" and self.master_address is None:
+            problems.append("a worker needs the master's address (its resolver)")
+        if self.agent_key is not None and self.agent_key_reference is not None:
+            problems.append("give the agent key material or a reference to it, not both")
+        if self.puppet_mode not in ("server", "apply") or self.broker_protocol not in ("stomp", "stomp+ssl"):
+            problems.append("puppet mode must be server|apply and broker protocol stomp|stomp+ssl")
+        for address in self.upstream_dns:
+            if not _is_ip(address):
+                problems.append(f"upstream DNS server {address!r} is not an IP address")
+        if problems:
+            raise UserDataError(f"boot recipe for {self.hostname}: " + "; ".join(problems))
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.hostname}.{self.domain}"
+
+    @property
+    def agent_key_path(self) -> str | None:
+        if self.agent_key is not None:
+            return f"{self.config_dir}/agent.key"
+        return self.agent_key_reference
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def node_env(config: NodeBootConfig) -> str:
+    """The sh-sourceable settings file boot.sh reads (no secrets: those are files of their own)."""
+    controller = config.controller_name or (config.master_address or config.broker_host)
+    values = {
+        "DRB_ENVIRONMENT": config.environment,
+        "DRB_DOMAIN": config.domain,
+        "DRB_HOSTNAME": config.hostname,
+        "DRB_ROLE": config.role,
+        "DRB_IMAGE": config.image,
+        "DRB_MASTER_ADDRESS": config.master_address or "",
+        "DRB_CONTROLLER": controller,
+        "DRB_BROKER_HOST": config.broker_host,
+        "DRB_BROKER_PORT": str(config.broker_port),
+        "DRB_BROKER_PROTOCOL": config.broker_protocol,
+        "DRB_PUPPET_SERVER": config.puppet_server or controller,
+        "DRB_PUPPET_MODE": config.puppet_mode,
+        "DRB_AGENT_KEY_FILE": config.agent_key_path or "",
+        "DRB_AUTOSIGN_TOKEN_FILE": f"{config.config_dir}/autosign.token" if config.autosign_token else "",
+        "DRB_UPSTREAM_DNS": " ".join(config.upstream_dns),
+        "DRB_CONFIG_DIR": config.config_dir,
+        "DRB_NODE_DIR": config.node_dir,
+    }
+    lines = ["# drbootstrap node settings, read by boot.sh; generated at launch"]
+    lines += [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def boot_script_path(config: NodeBootConfig) -> str:
+    if config.embed_boot_script is not None:
+        return f"{config.config_dir}/boot.sh"
+    return f"{config.images_dir}/{config.image}/boot.sh"
+
+
+def cloud_config(config: NodeBootConfig) -> dict:
+    """The #cloud-config document as data: write_files then runcmd."""
+    files = [{"path": f"{config.config_dir}/node.env", "permissions": "0644", "content": node_env(config)}]
+    if config.agent_key is not None:
+        files.append({"path": f"{config.config_dir}/agent.key", "permissions": "0600", "content": config.agent_key})
+    if config.autosign_token is not None:
+        files.append(
+            {"path": f"{config.config_dir}/autosign.token", "permissions": "0600", "content": config.autosign_token + "\n"}
+        )
+    if config.embed_boot_script is not None:
+        files.append({"path": boot_script_path(config), "permissions": "0755", "content": config.embed_boot_script})
+    log = f"{config.node_dir}/boot.log"
+    command = f"mkdir -p {shlex.quote(config.node_dir)} && sh {shlex.quote(boot_script_path(config))} " \
+              f"{shlex.quote(config.config_dir)} >>{shlex.quote(log)} 2>&1"
+    return {"write_files": files, "runcmd": [command]}
+
+
+class _BlockStyleDumper(yaml.SafeDumper):
+    """Multi-line file contents as `|` blocks, so an operator can read the user-data."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockStyleDumper.add_representer(str, _represent_str)
+
+
+def render_cloud_config(config: NodeBootConfig) -> str:
+    """`#cloud-config` YAML text for CONFIG."""
+    body = yaml.dump(
+        cloud_config(config), Dumper=_BlockStyleDumper, sort_keys=False, default_flow_style=False, width=4096
+    )
+    return "#cloud-config\n" + body
+
+
+def render_multipart(config: NodeBootConfig, extra_parts: list[tuple[str, str]]) -> str:
+    """MIME multipart: our cloud-config first, then (content type, text) parts such as a shell script."""
+    message = MIMEMultipart()
+    message.attach(MIMEText(render_cloud_config(config), "cloud-config"))
+    for content_type, text in extra_parts:
+        subtype = content_type.split("/", 1)[-1]
+        message.attach(MIMEText(text, subtype))
+    return message.as_string()
+
+
+def render_user_data(
+    config: NodeBootConfig,
+    *,
+    extra_parts: list[tuple[str, str]] | None = None,
+    limit: int = EC2_USER_DATA_LIMIT,
+    allow_gzip: bool = True,
+) -> bytes:
+    """The user-data bytes to launch CONFIG's node with: plain when it fits, gzipped when allowed."""
+    text = render_multipart(config, extra_parts) if extra_parts else render_cloud_config(config)
+    data = text.encode()
+    if len(data) <= limit:
+        return data
+    if allow_gzip:
+        # cloud-init recognises gzip by its magic bytes; mtime=0 keeps the bytes reproducible.
+        compressed = gzip.compress(data, mtime=0)
+        if len(compressed) <= limit:
+            return compressed
+    raise UserDataTooLarge(
+        f"user-data for {config.hostname} is {len(data)} bytes"
+        + (f" ({len(compressed)} gzipped)" if allow_gzip else "")
+        + f", over the cloud's limit of {limit}",
+        hint="reference the boot script on the image (images_dir) instead of embedding it, or drop extra parts",
+    )

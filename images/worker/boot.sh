@@ -1,0 +1,115 @@
+#!/bin/sh
+# drbootstrap worker image: boot script (first draft; run by the user-data's runcmd).
+#
+# Contract
+#   usage: boot.sh [CONFIG_DIR]            (default /etc/drbootstrap)
+#   reads  CONFIG_DIR/node.env             sh settings written by the user-data (no secrets):
+#            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME DRB_ROLE DRB_MASTER_ADDRESS DRB_CONTROLLER
+#            DRB_BROKER_HOST DRB_BROKER_PORT DRB_BROKER_PROTOCOL DRB_PUPPET_SERVER DRB_PUPPET_MODE
+#            DRB_AGENT_KEY_FILE DRB_AUTOSIGN_TOKEN_FILE DRB_NODE_DIR
+#          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
+#          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
+#   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node),
+#          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
+#          DRB_NODE_DIR/agent.pid, DRB_NODE_DIR/agent.log
+#   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd).
+#   Safe to run again on every boot: each step rewrites its file, the agent is restarted.
+# The name: the master's DNS gives each worker a PTR record; until it does, the node keeps its
+# cloud name and the controller renames it later (agent reboot/rename action).
+set -eu
+
+CONFIG_DIR=${1:-/etc/drbootstrap}
+. "$CONFIG_DIR/node.env"
+NODE_DIR=${DRB_NODE_DIR:-/var/lib/drbootstrap/node}
+mkdir -p "$NODE_DIR"
+
+log() { echo "drbootstrap worker boot: $*"; }
+
+# 1. Resolver: the master answers for the environment's domain (forward and reverse).
+printf 'nameserver %s\nsearch %s\noptions timeout:2 attempts:2\n' "$DRB_MASTER_ADDRESS" "$DRB_DOMAIN" >/etc/resolv.conf
+
+# 2. Our address: the first global IPv4 address.
+own_address() {
+    ip -4 -o addr show scope global 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }'
+}
+ADDRESS=$(own_address)
+log "address ${ADDRESS:-unknown}"
+
+# 3. Our name, from reverse DNS of our address (a few tries: the master may be starting).
+reverse_name() {
+    name=""
+    if command -v dig >/dev/null 2>&1; then
+        name=$(dig +short +time=2 +tries=1 -x "$1" "@$DRB_MASTER_ADDRESS" 2>/dev/null | head -n 1)
+    fi
+    if [ -z "$name" ]; then
+        name=$(getent hosts "$1" 2>/dev/null | awk '{ print $2; exit }')
+    fi
+    echo "${name%.}"
+}
+NAME=""
+if [ -n "$ADDRESS" ]; then
+    for _try in 1 2 3 4 5; do
+        NAME=$(reverse_name "$ADDRESS")
+        [ -n "$NAME" ] && break
+        sleep 2
+    done
+fi
+if [ -n "$NAME" ]; then
+    SHORT=${NAME%%.*}
+    hostname "$SHORT"
+    echo "$SHORT" >/etc/hostname
+    log "named $NAME by reverse DNS"
+else
+    NAME=$(hostname)
+    log "no PTR record for ${ADDRESS:-?} yet; keeping $NAME until the controller renames this node"
+fi
+case "$NAME" in *.*) FQDN=$NAME ;; *) FQDN=$NAME.$DRB_DOMAIN ;; esac
+
+# 4. Puppet agent: its own confdir/vardir/ssldir under the node dir; the token goes in the CSR.
+PUPPET_DIR=$NODE_DIR/puppet
+mkdir -p "$PUPPET_DIR/var" "$PUPPET_DIR/ssl" "$PUPPET_DIR/run" "$PUPPET_DIR/log"
+cat >"$PUPPET_DIR/puppet.conf" <<EOF
+[main]
+certname = $FQDN
+server = $DRB_PUPPET_SERVER
+vardir = $PUPPET_DIR/var
+ssldir = $PUPPET_DIR/ssl
+rundir = $PUPPET_DIR/run
+logdir = $PUPPET_DIR/log
+[agent]
+runinterval = 1800
+EOF
+if [ -n "${DRB_AUTOSIGN_TOKEN_FILE:-}" ] && [ -r "$DRB_AUTOSIGN_TOKEN_FILE" ]; then
+    umask 077
+    # challengePassword (1.2.840.113549.1.9.7): the master's autosign policy checks and burns it.
+    printf 'custom_attributes:\n  1.2.840.113549.1.9.7: "%s"\n' "$(cat "$DRB_AUTOSIGN_TOKEN_FILE")" \
+        >"$PUPPET_DIR/csr_attributes.yaml"
+    umask 022
+fi
+
+# 5. The drbootstrap agent: answers discovery, reboot and puppet requests over the broker.
+cat >"$NODE_DIR/agent.yaml" <<EOF
+identity: $FQDN
+brokers: ["$DRB_BROKER_PROTOCOL://$DRB_BROKER_HOST:$DRB_BROKER_PORT"]
+key_file: ${DRB_AGENT_KEY_FILE:-null}
+role: $DRB_ROLE
+ip: ${ADDRESS:-null}
+pid_file: $NODE_DIR/agent.pid
+log_file: $NODE_DIR/agent.log
+puppet:
+  mode: $DRB_PUPPET_MODE
+  server: $DRB_PUPPET_SERVER
+  certname: $FQDN
+  confdir: $PUPPET_DIR
+  vardir: $PUPPET_DIR/var
+  ssldir: $PUPPET_DIR/ssl
+  rundir: $PUPPET_DIR/run
+  logdir: $PUPPET_DIR/log
+EOF
+
+if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then
+    kill "$(cat "$NODE_DIR/agent.pid")" || true
+fi
+nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" >>"$NODE_DIR/agent.log" 2>&1 &
+echo $! >"$NODE_DIR/agent.pid"
+log "agent started as $FQDN (pid $!)"

@@ -1,0 +1,152 @@
+"""cloud-init user-data for master and workers: valid, small, runnable, no one else's secrets."""
+
+from __future__ import annotations
+
+import gzip
+import secrets
+import shlex
+
+import pytest
+import yaml
+
+from drbootstrap.images.userdata import (
+    EC2_USER_DATA_LIMIT,
+    NodeBootConfig,
+    UserDataError,
+    UserDataTooLarge,
+    cloud_config,
+    node_env,
+    render_user_data,
+)
+from drbootstrap.paths import project_root
+
+LOCAL_CLOUD_KEYS = {"write_files", "bootcmd", "runcmd"}
+
+
+def worker(hostname: str = "web01", environment: str = "demo", **overrides) -> NodeBootConfig:
+    values = dict(
+        environment=environment, domain=f"{environment}.internal", hostname=hostname, role="web", image="worker",
+        master_address="10.213.0.2", controller_name=f"controller.{environment}.internal",
+        broker_host="10.213.0.2", broker_port=61613,
+        agent_key=f"-----BEGIN PRIVATE KEY-----\n{secrets.token_hex(32)}\n-----END PRIVATE KEY-----\n",
+        autosign_token=secrets.token_urlsafe(24),
+    )
+    values.update(overrides)
+    return NodeBootConfig(**values)
+
+
+def parsed(data: bytes) -> dict:
+    text = data.decode()
+    assert text.startswith("#cloud-config\n")
+    return yaml.safe_load(text)
+
+
+def test_worker_user_data_is_cloud_config_with_files_and_the_boot_command():
+    config = worker()
+    document = parsed(render_user_data(config))
+
+    assert set(document) <= LOCAL_CLOUD_KEYS
+    paths = {f["path"]: f for f in document["write_files"]}
+    assert paths["/etc/drbootstrap/agent.key"]["permissions"] == "0600"
+    assert paths["/etc/drbootstrap/autosign.token"]["content"].strip() == config.autosign_token
+    assert paths["/etc/drbootstrap/node.env"]["permissions"] == "0644"
+    assert len(document["runcmd"]) == 1
+    assert "sh /usr/share/drbootstrap/images/worker/boot.sh /etc/drbootstrap" in document["runcmd"][0]
+
+
+def test_rendered_node_env_is_sh_that_yields_the_settings():
+    config = worker(role="db", hostname="db01")
+    values = dict(line.split("=", 1) for line in node_env(config).splitlines() if not line.startswith("#"))
+
+    assert shlex.split(values["DRB_HOSTNAME"]) == ["db01"]
+    assert shlex.split(values["DRB_MASTER_ADDRESS"]) == ["10.213.0.2"]
+    assert shlex.split(values["DRB_PUPPET_SERVER"]) == ["controller.demo.internal"]
+    assert config.autosign_token not in node_env(config)
+    assert "PRIVATE KEY" not in node_env(config)
+
+
+def test_user_data_holds_only_this_nodes_secrets():
+    node_a = worker("web01")
+    node_b = worker("web02")
+    other_environment = worker("web01", environment="prod")
+
+    text = render_user_data(node_a).decode()
+
+    assert node_a.autosign_token in text and node_a.agent_key.splitlines()[1] in text
+    assert node_b.autosign_token not in text
+    assert node_b.agent_key.splitlines()[1] not in text
+    assert other_environment.agent_key.splitlines()[1] not in text
+
+
+def test_master_user_data_runs_the_master_boot_script_and_has_no_autosign_token():
+    master = NodeBootConfig(
+        environment="demo", domain="demo.internal", hostname="controller", role="master", image="master",
+        broker_host="controller.demo.internal", agent_key_reference="/etc/drbootstrap/psk",
+    )
+    document = parsed(render_user_data(master))
+
+    assert "images/master/boot.sh" in document["runcmd"][0]
+    assert [f["path"] for f in document["write_files"]] == ["/etc/drbootstrap/node.env"]
+
+
+def test_user_data_fits_the_ec2_limit_even_with_the_boot_script_embedded():
+    script = (project_root() / "images" / "worker" / "boot.sh").read_text()
+
+    data = render_user_data(worker(embed_boot_script=script))
+
+    assert len(data) <= EC2_USER_DATA_LIMIT
+    assert parsed(data)["write_files"][-1]["content"] == script
+
+
+def test_user_data_over_the_limit_is_gzipped_when_allowed():
+    padding = "# filler line that compresses well\n" * 600
+    data = render_user_data(worker(embed_boot_script=padding))
+
+    assert data[:2] == b"\x1f\x8b" and len(data) <= EC2_USER_DATA_LIMIT
+    assert yaml.safe_load(gzip.decompress(data).decode())["runcmd"]
+
+
+def test_user_data_too_big_even_gzipped_is_a_clear_error():
+    incompressible = secrets.token_hex(20000)
+
+    with pytest.raises(UserDataTooLarge, match=r"user-data for web01 is \d+ bytes \(\d+ gzipped\), over the cloud's limit of 16384"):
+        render_user_data(worker(embed_boot_script=incompressible))
+
+
+def test_too_big_without_gzip_is_an_error():
+    with pytest.raises(UserDataTooLarge):
+        render_user_data(worker(embed_boot_script="x" * 20000), allow_gzip=False)
+
+
+def test_extra_parts_make_a_mime_multipart_with_our_cloud_config_first():
+    data = render_user_data(worker(), extra_parts=[("text/x-shellscript", "#!/bin/sh\necho site hook\n")])
+    text = data.decode()
+
+    assert text.startswith("Content-Type: multipart/mixed")
+    assert text.index("text/cloud-config") < text.index("text/x-shellscript")
+
+
+def test_secrets_are_not_in_the_config_repr():
+    config = worker()
+
+    assert config.autosign_token not in repr(config)
+    assert "PRIVATE KEY" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"hostname": "Web_01"}, "hostname 'Web_01' is not a DNS label"),
+        ({"master_address": None}, "a worker needs the master's address"),
+        ({"master_address": "controller"}, "master address 'controller' is not an IP address"),
+        ({"agent_key_reference": "/etc/drbootstrap/psk"}, "not both"),
+    ],
+)
+def test_invalid_boot_settings_are_refused_naming_the_node(overrides, message):
+    with pytest.raises(UserDataError, match=message) as refused:
+        worker(**overrides)
+    assert str(refused.value).startswith("boot recipe for ")
+
+
+def test_cloud_config_runcmd_logs_into_the_node_dir():
+    assert ">>/var/lib/drbootstrap/node/boot.log 2>&1" in cloud_config(worker())["runcmd"][0]
