@@ -179,7 +179,7 @@ class CheckSpec(SpecModel):
         if len(kinds) != 1:
             raise invalid(
                 "a check needs exactly one of 'tcp', 'http' or 'command'"
-                + (f" (found {', '.join(kinds)})" if kinds else ""),
+                + (f", found {' and '.join(kinds)}" if kinds else ""),
                 "split it into one check per item",
             )
         return self

@@ -88,7 +88,7 @@ class SecretRef:
         if not path.is_file():
             raise SecretResolutionError(
                 f"secret file '{self.target}'{relative_note} does not exist",
-                hint="create it (mode 0600) or fix the path",
+                hint="create it with mode 0600, or fix the path",
             )
         try:
             value = path.read_text(encoding="utf-8").strip()

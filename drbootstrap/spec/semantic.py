@@ -7,6 +7,7 @@ some other part of the spec is malformed: every problem comes out in one run.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 from pathlib import Path
@@ -90,7 +91,7 @@ def _check_providers(data: dict) -> list[Problem]:
         if isinstance(name, str) and name != LOCAL_PROVIDER:
             known = known_compute_providers()
             if name not in known:
-                problems.append(_unknown_name(path + ("name",), f"unknown provider '{name}'", name, known, "local"))
+                problems.append(_unknown_name(path + ("name",), f"{dotted(path)}.name: unknown provider '{name}'", name, known, "local"))
         extra = block.get("extra")
         for key in extra if isinstance(extra, dict) else {}:
             if _SECRET_LOOKING_KEY.search(str(key)):
@@ -107,28 +108,30 @@ def _check_providers(data: dict) -> list[Problem]:
         known = known_dns_providers()
         if dns_provider not in known:
             problems.append(
-                _unknown_name(("public_dns", "provider"), f"unknown DNS provider '{dns_provider}'", dns_provider, known, "rfc2136")
+                _unknown_name(("public_dns", "provider"), f"public_dns.provider: unknown DNS provider '{dns_provider}'", dns_provider, known, "rfc2136")
             )
     return problems
 
 
-def _unknown_name(path: Path_, message: str, name: str, known: set[str], default: str) -> Problem:
+def _unknown_name(path: Path_, message: str, name: str, known: frozenset[str], default: str) -> Problem:
     close = difflib.get_close_matches(name, sorted(known | {default}), n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else f"use '{default}' or a libcloud provider name such as ec2"
     return Problem(path, message, hint)
 
 
-def known_compute_providers() -> set[str]:
+@functools.cache
+def known_compute_providers() -> frozenset[str]:
     """libcloud's compute provider names (imported here only: libcloud is slow to import)."""
     from libcloud.compute.types import Provider
 
-    return {value for key, value in vars(Provider).items() if key.isupper() and isinstance(value, str)}
+    return frozenset(value for key, value in vars(Provider).items() if key.isupper() and isinstance(value, str))
 
 
-def known_dns_providers() -> set[str]:
+@functools.cache
+def known_dns_providers() -> frozenset[str]:
     from libcloud.dns.types import Provider
 
-    return {value for key, value in vars(Provider).items() if key.isupper() and isinstance(value, str)}
+    return frozenset(value for key, value in vars(Provider).items() if key.isupper() and isinstance(value, str))
 
 
 def _check_groups(data: dict) -> list[Problem]:
@@ -156,7 +159,7 @@ def _check_groups(data: dict) -> list[Problem]:
             )
         elif not has_list and not has_count and not has_pattern:
             problems.append(
-                Problem(where, f"nodes[{index}]: no hostnames", "add hostnames: [web01] or count: 2 with hostname_pattern: web{n:02}", at_key=True)
+                Problem(where, f"nodes[{index}]: has no hostnames", "add hostnames: [web01] or count: 2 with hostname_pattern: web{n:02}", at_key=True)
             )
         elif not has_list and has_count != has_pattern:
             present, missing = ("count", "hostname_pattern") if has_count else ("hostname_pattern", "count")
@@ -306,8 +309,8 @@ def _check_images(data: dict) -> list[Problem]:
         used.append(("sizes", group.get("size", DEFAULT_SIZE), ("nodes", index, "size")))
     problems = []
     for block_path, block in _provider_blocks(data):
-        if block.get("name") == LOCAL_PROVIDER or not isinstance(block.get("name"), str):
-            continue
+        if block.get("name") not in known_compute_providers():
+            continue  # local needs no mapping; an unknown provider is reported on its own
         for kind, logical, where in used:
             mapping = block.get(kind)
             if not isinstance(logical, str) or (isinstance(mapping, dict) and logical in mapping):
