@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from drbootstrap.errors import SecurityError
@@ -39,6 +40,32 @@ def empty_filter() -> dict[str, list[Any]]:
 def psk_digest(serialized_body: bytes, psk: str) -> str:
     """Security::Psk#makehash: MD5 hex of the marshalled body followed by the psk."""
     return hashlib.md5(serialized_body + psk.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def load_psk(path: str | Path) -> str:
+    """plugin.psk from a file of its own (0600): the whole file, surrounding whitespace dropped."""
+    try:
+        psk = Path(path).read_text().strip()
+    except OSError as error:
+        raise SecurityError(
+            f"cannot read the mcollective psk file {path}: {error.strerror}",
+            hint="key_file (or --key-file) must name a file holding plugin.psk of the mco peers",
+        ) from error
+    if not psk:
+        raise SecurityError(f"the mcollective psk file {path} is empty", hint="write plugin.psk of the mco peers into it")
+    return psk
+
+
+def make_mcollective_protocol(
+    key_file: str | Path | None,
+    *,
+    clock_skew: float = DEFAULT_CLOCK_SKEW,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> McollectiveProtocol:
+    """The protocol for `protocol: mcollective` (agent config) or `--protocol mcollective`."""
+    if not key_file:
+        raise SecurityError("mcollective mode has no psk file", hint="set key_file to a file holding plugin.psk")
+    return McollectiveProtocol(load_psk(key_file), clock_skew=clock_skew, max_message_bytes=max_message_bytes)
 
 
 def _name(value: str, what: str) -> str:
@@ -101,9 +128,10 @@ class McollectiveProtocol(WireProtocol):
 
     def request_frames(self, request: Request) -> list[Frame]:
         created = int(request.created_at or self._clock())
-        if not _CALLER_ID.match(request.caller_id):
-            raise SecurityError(f"caller id {request.caller_id!r} is not of the form uid=0 or user=name")
-        body = rm.dumps(_request_body(request))
+        caller_id = request.caller_id or f"uid={os.getuid()}"  # Psk#callerid's default callertype
+        if not _CALLER_ID.match(caller_id):
+            raise SecurityError(f"caller id {caller_id!r} is not of the form uid=0 or user=name")
+        body = rm.dumps(_request_body(request, caller_id))
         wire_filter = empty_filter() if request.targets else filter_to_wire(request.filter)
         if request.targets:  # Message#type= for :direct_request: empty filter plus the agent
             wire_filter["agent"].append(request.agent)
@@ -114,7 +142,7 @@ class McollectiveProtocol(WireProtocol):
             Sym("filter"): wire_filter,
             Sym("collective"): request.collective,
             Sym("agent"): request.agent,
-            Sym("callerid"): request.caller_id,
+            Sym("callerid"): caller_id,
             Sym("ttl"): int(request.ttl),
             Sym("msgtime"): created,
             Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
@@ -140,7 +168,7 @@ class McollectiveProtocol(WireProtocol):
         if not _DESTINATION.match(request.reply_to):
             raise SecurityError(f"reply-to {request.reply_to!r} is not a STOMP queue or topic")
         self.replay_cache.check_and_remember(
-            f"req:{request.request_id}", request.created_at + request.ttl + 2 * self.clock_skew
+            f"req:{request.request_id}", request.created_at + request.ttl + 2 * self.clock_skew, now=self._clock()
         )
         return request
 
@@ -167,7 +195,7 @@ class McollectiveProtocol(WireProtocol):
             raise SecurityError(f"malformed mcollective reply ({error})") from error
         check_ttl(reply.created_at, REPLY_TTL, skew=self.clock_skew, now=self._clock())
         self.replay_cache.check_and_remember(
-            f"rep:{reply.request_id}/{reply.sender_id}", reply.created_at + REPLY_TTL + 2 * self.clock_skew
+            f"rep:{reply.request_id}/{reply.sender_id}", reply.created_at + REPLY_TTL + 2 * self.clock_skew, now=self._clock()
         )
         return reply
 
@@ -236,13 +264,13 @@ def filter_from_wire(wire: Any) -> Filter:
     )
 
 
-def _request_body(request: Request) -> Any:
+def _request_body(request: Request, caller_id: str) -> Any:
     """The discovery agent takes the bare string "ping"; SimpleRPC agents a hash (RPC::Client)."""
     if request.agent == DISCOVERY_AGENT:
         return request.action or "ping"
     data = rm.symbolize(request.data)
     data.setdefault(Sym("process_results"), True)
-    return {Sym("agent"): request.agent, Sym("action"): request.action, Sym("caller"): request.caller_id, Sym("data"): data}
+    return {Sym("agent"): request.agent, Sym("action"): request.action, Sym("caller"): caller_id, Sym("data"): data}
 
 
 def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str]) -> Request:
@@ -298,8 +326,9 @@ def _reply_from(envelope: dict[str, Any], inner: Any) -> Reply:
         "agent": agent,
         "created_at": float(envelope["msgtime"]),
     }
-    if not isinstance(inner, dict):  # the discovery agent's bare "pong"
-        return Reply(**common, action="ping" if agent == DISCOVERY_AGENT else "", status_message=str(inner))
+    if not isinstance(inner, dict):  # the discovery agent's bare "pong", shaped like our agent's reply
+        data = {"pong": int(common["created_at"])} if agent == DISCOVERY_AGENT else {"value": inner}
+        return Reply(**common, action="ping" if agent == DISCOVERY_AGENT else "", status_message=str(inner), data=data)
     data = inner.get("data") or {}
     return Reply(
         **common,

@@ -8,6 +8,7 @@ The fixtures in data/mcollective/ were captured on a private ActiveMQ with plugi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def test_decodes_real_rpc_request_data_with_symbol_keys():
 def test_decodes_real_mcollectived_replies():
     pong = protocol_at(DISCOVERY_TIME).decode_reply(fixture("discovery_reply.bin"), {})
     assert (pong.sender_id, pong.agent, pong.status_code, pong.status_message) == ("real-server", "discovery", StatusCode.OK, "pong")
+    assert pong.data == {"pong": DISCOVERY_TIME}
     rpc = protocol_at(RPC_REPLY_TIME).decode_reply(fixture("rpcutil_ping_reply.bin"), {})
     assert (rpc.request_id, rpc.status_code, rpc.data) == ("130eabdbea5a5a25beff01f216d09706", StatusCode.OK, {"pong": RPC_REPLY_TIME})
     fact = protocol_at(1795308644).decode_reply(fixture("rpcutil_get_fact_reply.bin"), {})
@@ -154,6 +156,11 @@ def test_compound_filters_are_refused_rather_than_guessed():
     envelope[Sym("filter")]["compound"] = [[{"statement": "role=web"}]]
     with pytest.raises(SecurityError, match="compound"):
         protocol.decode_request(rm.dumps(envelope), {"reply-to": "/queue/x"})
+
+
+def test_request_without_caller_id_goes_out_as_the_unix_uid_like_mco():
+    frame = protocol_at(1000).request_frames(_request(caller_id=""))[0]
+    assert rm.loads_raw(frame.body)[Sym("callerid")] == f"uid={os.getuid()}"
 
 
 def test_forged_caller_id_is_refused_both_ways():
@@ -255,3 +262,16 @@ def _request(**overrides) -> Request:
     )
     values.update(overrides)
     return Request(**values)
+
+
+def test_psk_file_is_read_stripped_and_a_missing_one_says_what_to_set(tmp_path):
+    from drbootstrap.messaging.mcollective import make_mcollective_protocol
+
+    (tmp_path / "psk").write_text(f"{PSK}\n")
+    protocol = make_mcollective_protocol(tmp_path / "psk")
+    protocol._clock = lambda: DISCOVERY_TIME
+    assert protocol.decode_request(fixture("discovery_request.bin"), {"reply-to": "/queue/x"}).agent == "discovery"
+    with pytest.raises(SecurityError, match="cannot read the mcollective psk file"):
+        make_mcollective_protocol(tmp_path / "absent")
+    with pytest.raises(SecurityError, match="no psk file"):
+        make_mcollective_protocol(None)
