@@ -1,0 +1,1 @@
+"""Built-in agents: discovery, rpcutil, reboot, puppet, dns."""

@@ -1,0 +1,64 @@
+"""`drbootstrap agent`: run the node agent (one or more identities) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+
+@click.command("agent")
+@click.option(
+    "--config", "config_paths", multiple=True, required=True, type=click.Path(path_type=Path),
+    help="Agent config YAML; repeat to run several identities in this one process.",
+)
+@click.option("--identity", help="Override the identity (only with a single --config).")
+@click.option("--broker", "brokers", multiple=True, help="Override the broker list: stomp[+ssl]://HOST:PORT (repeatable).")
+@click.option("-v", "--verbose", is_flag=True, help="Log requests at INFO level.")
+def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[str, ...], verbose: bool) -> int:
+    """Run the node agent: answer RPC requests from the broker until stopped."""
+    from drbootstrap.agent.config import load_agent_config
+    from drbootstrap.agent.daemon import run_agents
+
+    configs = [load_agent_config(path) for path in config_paths]
+    if identity:
+        if len(configs) != 1:
+            raise click.UsageError("--identity needs exactly one --config")
+        configs[0].identity = identity
+    for config in configs:
+        if brokers:
+            config.brokers = list(brokers)
+    _setup_logging(configs[0].log_file, verbose)
+    for config in configs:
+        if config.pid_file:
+            Path(config.pid_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(config.pid_file).write_text(f"{os.getpid()}\n")
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    servers = run_agents(configs)
+    logging.getLogger("drbootstrap.agent").info("agent running for %s", ", ".join(c.identity for c in configs))
+    try:
+        stop.wait()
+    finally:
+        for server in servers:
+            server.stop()
+        for config in configs:
+            if config.pid_file:
+                Path(config.pid_file).unlink(missing_ok=True)
+    return 0
+
+
+def _setup_logging(log_file: str | None, verbose: bool) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("stomp").setLevel(logging.CRITICAL)  # its own connect-failure noise

@@ -1,0 +1,262 @@
+"""`drbootstrap ping | rpc | reboot | puppet`: the RPC client on the command line (renders only)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drbootstrap.exit_status import ExitStatus
+
+CLIENT_CONFIG_ENV = "DRB_CLIENT_CONFIG"
+
+
+def client_options(command: Callable) -> Callable:
+    """The options every client command shares: connection, key, filters, expectation, output."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path), envvar=CLIENT_CONFIG_ENV,
+                     help=f"Client config YAML (or ${CLIENT_CONFIG_ENV})."),
+        click.option("--broker", "brokers", multiple=True, help="stomp[+ssl]://HOST:PORT; repeat for failover."),
+        click.option("--key-file", type=click.Path(path_type=Path), help="Pre-shared key or ed25519 private key (PEM)."),
+        click.option("--key-id", help="Name of the key (default: psk, or the PEM file's stem)."),
+        click.option("--tls-ca", type=click.Path(path_type=Path), help="CA certificate for stomp+ssl brokers."),
+        click.option("--identity", help="This client's identity (reply queue name)."),
+        click.option("--collective", help="Collective (default mcollective)."),
+        click.option("-I", "--with-identity", "identity_filter", multiple=True, help="Identity or /regex/."),
+        click.option("-F", "--with-fact", "fact_filter", multiple=True, help="FACT=VALUE, FACT=/RE/, FACT<op>VALUE."),
+        click.option("-C", "--with-class", "class_filter", multiple=True, help="Puppet class or /regex/."),
+        click.option("-A", "--with-agent", "agent_filter", multiple=True, help="Agent or /regex/."),
+        click.option("--expect", help="Identities you expect: a,b,c or @FILE (one per line)."),
+        click.option("--direct", is_flag=True, help="Address the --expect identities directly, without discovery."),
+        click.option("--discovery-timeout", type=float, help="Longest discovery may take (s, default 2)."),
+        click.option("-t", "--timeout", type=float, help="Longest to wait for action replies (s, default 60)."),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, expect, direct)
+    from drbootstrap.messaging.client import ClientConfig
+    from drbootstrap.messaging.filters import build_filter
+
+    values: dict[str, Any] = {}
+    config_file = params.get("config_file")
+    if config_file:
+        values.update(_read_client_file(config_file))
+    for option, key in (("key_file", "key_file"), ("key_id", "key_id"), ("tls_ca", "tls_ca"), ("identity", "identity"),
+                        ("collective", "collective"), ("discovery_timeout", "discovery_timeout"), ("timeout", "timeout")):
+        if params.get(option) is not None:
+            values[key] = params[option]
+    if params.get("brokers"):
+        values["brokers"] = list(params["brokers"])
+    expect_text = params.get("expect") or values.pop("expect", None)
+    if not values.get("brokers"):
+        raise click.UsageError("no broker: pass --broker stomp://HOST:PORT or set brokers in --config")
+    for key in ("key_file", "tls_ca", "trusted_keys_dir"):
+        if values.get(key):
+            values[key] = Path(values[key])
+    config = ClientConfig(**values)
+    filter_ = build_filter(params["identity_filter"], params["fact_filter"], params["class_filter"], params["agent_filter"])
+    expect = _expected(expect_text)
+    if params.get("direct") and not expect:
+        raise click.UsageError("--direct needs --expect with the identities to address")
+    return config, filter_, expect, bool(params.get("direct"))
+
+
+def _read_client_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from drbootstrap.errors import SpecError
+    from drbootstrap.messaging.client import ClientConfig
+
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SpecError([f"{path}: cannot read the client config: {error}"]) from error
+    if not isinstance(raw, dict):
+        raise SpecError([f"{path}: the client config must be a mapping"])
+    known = set(ClientConfig.__dataclass_fields__) | {"expect"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SpecError([f"{path}: unknown setting(s) {unknown} (known: {', '.join(sorted(known))})"])
+    if isinstance(raw.get("brokers"), str):
+        raw["brokers"] = [raw["brokers"]]
+    if isinstance(raw.get("expect"), list):
+        raw["expect"] = ",".join(raw["expect"])
+    return raw
+
+
+def _expected(text: str | None) -> list[str]:
+    if not text:
+        return []
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise click.UsageError(f"cannot read the --expect file {path}: {error.strerror}") from error
+    return [name for name in text.replace(",", " ").split() if name]
+
+
+def _with_client(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def run(**params: Any) -> int:
+        from drbootstrap.messaging.client import RpcClient
+
+        config, filter_, expect, direct = _settings(params)
+        with RpcClient(config) as client:
+            return function(client, filter_, expect, direct, **params)
+
+    return run
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+@click.command("ping")
+@client_options
+@_with_client
+def ping(client, filter_, expect, direct, as_json: bool, **_: Any) -> int:  # noqa: ANN001
+    """Discover agents over the broker (ends as soon as every --expect identity answered)."""
+    result = client.ping(filter_, expect)
+    if as_json:
+        click.echo(json.dumps(_result_json(result), indent=2, sort_keys=True))
+    else:
+        for name in sorted(result.latency_ms, key=result.latency_ms.get):
+            click.echo(f"{name:<40} time={result.latency_ms[name]:.2f} ms")
+        times = list(result.latency_ms.values())
+        click.echo("\n---- ping statistics ----")
+        if times:
+            click.echo(f"{len(times)} replies max: {max(times):.2f} min: {min(times):.2f} avg: {sum(times) / len(times):.2f}")
+        _echo_summary(result)
+    return _exit_status(result)
+
+
+@click.command("rpc")
+@client_options
+@click.option("--batch", "batch_size", type=int, default=0, help="Call at most N nodes at a time.")
+@click.option("--batch-sleep", type=float, default=0.0, help="Seconds between batches.")
+@click.argument("agent_name", metavar="AGENT")
+@click.argument("action")
+@click.argument("arguments", nargs=-1, metavar="KEY=VALUE...")
+@_with_client
+def rpc(client, filter_, expect, direct, agent_name: str, action: str, arguments: tuple[str, ...], **params: Any) -> int:  # noqa: ANN001
+    """Call AGENT ACTION key=value... on the matching nodes."""
+    return _call(client, filter_, expect, direct, agent_name, action, _parse_arguments(arguments), params)
+
+
+@click.command("reboot")
+@client_options
+@click.option("--batch", "batch_size", type=int, default=0, help="Reboot at most N nodes at a time.")
+@click.option("--batch-sleep", type=float, default=0.0, help="Seconds between batches.")
+@click.option("--delay", type=float, help="Seconds the node waits after replying (default from its config).")
+@_with_client
+def reboot(client, filter_, expect, direct, delay: float | None, **params: Any) -> int:  # noqa: ANN001
+    """Reboot matching nodes through their agent (each replies first)."""
+    data = {"delay": delay} if delay is not None else {}
+    return _call(client, filter_, expect, direct, "reboot", "reboot", data, params)
+
+
+@click.command("puppet")
+@client_options
+@click.option("--batch", "batch_size", type=int, default=0, help="At most N nodes at a time.")
+@click.option("--batch-sleep", type=float, default=0.0, help="Seconds between batches.")
+@click.option("--force", is_flag=True, help="runonce: run now, no splay.")
+@click.option("--noop", is_flag=True, help="runonce: report changes, make none.")
+@click.option("--tags", help="runonce: only these tags (comma-separated).")
+@click.option("--environment", help="runonce: Puppet environment.")
+@click.option("--splay", is_flag=True, help="runonce: wait a random time first (up to --splaylimit).")
+@click.option("--splaylimit", type=int, help="runonce: longest splay (s).")
+@click.option("--message", help="disable: why Puppet is disabled.")
+@click.argument("command", type=click.Choice(["runonce", "enable", "disable", "status", "last_run_summary"]))
+@_with_client
+def puppet(client, filter_, expect, direct, command: str, **params: Any) -> int:  # noqa: ANN001
+    """Run, enable, disable or query Puppet on matching nodes."""
+    data: dict[str, Any] = {}
+    if command == "runonce":
+        for key in ("force", "noop", "splay"):
+            if params.get(key):
+                data[key] = True
+        for key in ("tags", "environment", "splaylimit"):
+            if params.get(key) is not None:
+                data[key] = params[key]
+    elif command == "disable" and params.get("message"):
+        data["message"] = params["message"]
+    return _call(client, filter_, expect, direct, "puppet", command, data, params)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def _call(client, filter_, expect, direct, agent_name, action, data, params) -> int:  # noqa: ANN001
+    result = client.call(
+        agent_name, action, data, filter_=filter_, targets=expect if direct else (), expect=expect,
+        batch_size=params.get("batch_size") or 0, batch_sleep=params.get("batch_sleep") or 0.0,
+    )
+    if params.get("as_json"):
+        click.echo(json.dumps(_result_json(result), indent=2, sort_keys=True, default=str))
+    else:
+        for reply in sorted(result.replies, key=lambda r: r.sender_id):
+            status = "OK" if reply.status_code == 0 else f"{reply.status_code.name} ({int(reply.status_code)}): {reply.status_message}"
+            click.echo(f"{reply.sender_id:<40} {status}")
+            for key, value in sorted(reply.data.items()):
+                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+                click.echo(f"    {key}: {text}")
+        _echo_summary(result)
+    return _exit_status(result)
+
+
+def _echo_summary(result) -> None:  # noqa: ANN001
+    click.echo("")
+    click.echo(result.summary())
+    if result.no_response:
+        click.echo(f"No response from: {', '.join(result.no_response)}")
+
+
+def _result_json(result) -> dict[str, Any]:  # noqa: ANN001
+    return {
+        "agent": result.agent,
+        "action": result.action,
+        "replies": [
+            {
+                "sender": reply.sender_id,
+                "status_code": int(reply.status_code),
+                "status_message": reply.status_message,
+                "data": reply.data,
+                "time_ms": round(result.latency_ms.get(reply.sender_id, 0.0), 2),
+            }
+            for reply in sorted(result.replies, key=lambda r: r.sender_id)
+        ],
+        "no_response": result.no_response,
+        "summary": result.summary(),
+        "elapsed_ms": round(result.elapsed_ms, 1),
+    }
+
+
+def _exit_status(result) -> int:  # noqa: ANN001
+    if not result.replies:
+        return int(ExitStatus.MESSAGING)
+    if result.no_response or any(reply.status_code != 0 for reply in result.replies):
+        return int(ExitStatus.PARTIAL)
+    return int(ExitStatus.OK)
+
+
+def _parse_arguments(arguments: tuple[str, ...]) -> dict[str, Any]:
+    """key=value pairs; values read as JSON when they parse (true, 3, [..]), else as strings."""
+    data: dict[str, Any] = {}
+    for argument in arguments:
+        key, sep, value = argument.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"bad argument {argument!r}: use KEY=VALUE")
+        try:
+            data[key] = json.loads(value)
+        except ValueError:
+            data[key] = value
+    return data
+

@@ -1,0 +1,246 @@
+"""The RPC client: discovery, broadcast or direct calls, batching, and the reply summary.
+
+Discovery ends the moment every expected identity has answered; without an expectation it
+uses a sliding window (stop after `discovery_window` s with no new reply, at most
+`discovery_timeout` s). Replies flow listener -> queue -> the waiting caller, no sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drbootstrap.errors import MessagingError, SecurityError
+from drbootstrap.messaging.envelope import Filter, Reply, Request, WireProtocol
+from drbootstrap.messaging.transport import BrokerAddress, StompTransport, TransportConfig
+
+log = logging.getLogger("drbootstrap.client")
+
+
+@dataclass
+class ClientConfig:
+    brokers: list[str]
+    key_file: Path | None = None
+    key_id: str | None = None
+    trusted_keys_dir: Path | None = None
+    identity: str = "drbootstrap"
+    collective: str = "mcollective"
+    tls_ca: Path | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    discovery_timeout: float = 2.0  # longest discovery may take
+    discovery_window: float = 0.3  # no expectation: stop after this long without a new reply
+    timeout: float = 60.0  # longest to wait for replies to an action
+    ttl: int = 60
+    clock_skew: float = 30.0
+    max_message_bytes: int = 256 * 1024
+    connect_timeout: float = 10.0
+
+
+@dataclass
+class RpcResult:
+    """Every reply to one logical call, who was asked, and who stayed silent."""
+
+    agent: str
+    action: str
+    replies: list[Reply]
+    asked: list[str]  # identities discovered, targeted or expected
+    elapsed_ms: float
+    latency_ms: dict[str, float] = field(default_factory=dict)  # identity -> reply arrival time
+
+    @property
+    def responded(self) -> list[str]:
+        return [reply.sender_id for reply in self.replies]
+
+    @property
+    def no_response(self) -> list[str]:
+        answered = set(self.responded)
+        return sorted(name for name in self.asked if name not in answered)
+
+    @property
+    def ok(self) -> bool:
+        return not self.no_response and all(reply.status_code == 0 for reply in self.replies)
+
+    def summary(self) -> str:
+        total = len(set(self.asked) | set(self.responded))
+        return f"Finished processing {len(self.replies)} / {total} hosts in {self.elapsed_ms:.0f} ms"
+
+
+def make_protocol(config: ClientConfig) -> WireProtocol:
+    """The native protocol signed with the client's key."""
+    from drbootstrap.messaging.native import NativeProtocol
+    from drbootstrap.messaging.security import load_signer
+
+    if config.key_file is None:
+        raise SecurityError("no key file: every request must be signed", hint="pass --key-file or set key_file")
+    signer = load_signer(Path(config.key_file), key_id=config.key_id, trusted_dir=config.trusted_keys_dir)
+    return NativeProtocol(signer, clock_skew=config.clock_skew, max_message_bytes=config.max_message_bytes)
+
+
+class RpcClient:
+    """Use as a context manager: `with RpcClient(config) as client: client.ping()`."""
+
+    def __init__(self, config: ClientConfig, protocol: WireProtocol | None = None) -> None:
+        self.config = config
+        self.protocol = protocol or make_protocol(config)
+        self.client_id = f"{config.identity}_{os.getpid()}_{secrets.token_hex(3)}"
+        self.reply_to = self.protocol.reply_destination(self.client_id, config.collective)
+        self.refused = 0
+        self._replies: queue.Queue[tuple[Reply, float]] = queue.Queue()
+        self._outstanding: set[str] = set()
+        self.transport = StompTransport(
+            TransportConfig(
+                brokers=[BrokerAddress.parse(b) for b in config.brokers],
+                user=config.user,
+                password=config.password,
+                tls_ca=config.tls_ca,
+                connect_timeout=config.connect_timeout,
+            ),
+            self._on_message,
+            name=self.client_id,
+        )
+
+    def __enter__(self) -> RpcClient:
+        self.transport.subscribe(self.reply_to)
+        self.transport.connect(retry_until=time.monotonic() + self.config.connect_timeout)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.transport.close()
+
+    # -- public calls -------------------------------------------------------------------------
+
+    def ping(self, filter_: Filter = Filter(), expect: Iterable[str] = ()) -> RpcResult:
+        """Broadcast discovery ping; each reply's latency is recorded."""
+        expected = list(expect)
+        request = self._request("discovery", "ping", {}, filter_)
+        replies, latency, elapsed = self._round_trip(request, set(expected) or None, self.config.discovery_timeout)
+        return RpcResult("discovery", "ping", replies, expected, elapsed, latency)
+
+    def discover(self, filter_: Filter = Filter(), expect: Iterable[str] = ()) -> list[str]:
+        """Identities of the nodes that match `filter_` (ends early once all expected answered)."""
+        return sorted(self.ping(filter_, expect).responded)
+
+    def call(
+        self,
+        agent: str,
+        action: str,
+        data: dict[str, Any] | None = None,
+        *,
+        filter_: Filter = Filter(),
+        targets: Iterable[str] = (),
+        expect: Iterable[str] = (),
+        batch_size: int = 0,
+        batch_sleep: float = 0.0,
+        timeout: float | None = None,
+    ) -> RpcResult:
+        """Run agent.action on `targets` (direct), else on the nodes discovery finds for the filter.
+
+        Each batch is sent direct to its nodes and waits until all of them replied or `timeout`.
+        """
+        started = time.monotonic()
+        expected = list(expect)
+        nodes = list(dict.fromkeys(targets))
+        if not nodes:
+            nodes = self.discover(filter_, expected)
+        asked = sorted(set(nodes) | set(expected))
+        replies: list[Reply] = []
+        latency: dict[str, float] = {}
+        size = batch_size if batch_size > 0 else max(len(nodes), 1)
+        for index in range(0, len(nodes), size):
+            if index and batch_sleep > 0:
+                time.sleep(batch_sleep)
+            chunk = nodes[index : index + size]
+            request = self._request(agent, action, data or {}, filter_, targets=chunk)
+            got, lat, _ = self._round_trip(request, set(chunk), timeout or self.config.timeout, window=False)
+            replies.extend(got)
+            latency.update(lat)
+        return RpcResult(agent, action, replies, asked, (time.monotonic() - started) * 1000, latency)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _request(
+        self, agent: str, action: str, data: dict[str, Any], filter_: Filter, *, targets: Iterable[str] = ()
+    ) -> Request:
+        return Request(
+            request_id=uuid.uuid4().hex,
+            sender_id=self.client_id,
+            caller_id="",
+            agent=agent,
+            action=action,
+            data=data,
+            filter=filter_,
+            collective=self.config.collective,
+            ttl=self.config.ttl,
+            created_at=time.time(),
+            reply_to=self.reply_to,
+            targets=tuple(targets),
+        )
+
+    def _round_trip(
+        self, request: Request, expected: set[str] | None, timeout: float, *, window: bool = True
+    ) -> tuple[list[Reply], dict[str, float], float]:
+        self._outstanding.add(request.request_id)
+        try:
+            started = time.monotonic()
+            for frame in self.protocol.request_frames(request):
+                self.transport.send(frame)
+            replies = self._collect(request.request_id, expected, started, timeout, window)
+        finally:
+            self._outstanding.discard(request.request_id)
+        latency = {reply.sender_id: (arrived - started) * 1000 for reply, arrived in replies}
+        return [reply for reply, _ in replies], latency, (time.monotonic() - started) * 1000
+
+    def _collect(
+        self, request_id: str, expected: set[str] | None, started: float, timeout: float, window: bool
+    ) -> list[tuple[Reply, float]]:
+        deadline = started + timeout
+        idle = self.config.discovery_window if (window and not expected) else None
+        got: dict[str, tuple[Reply, float]] = {}
+        last = started
+        while True:
+            if expected and expected <= got.keys():
+                break
+            now = time.monotonic()
+            remaining = deadline - now
+            if idle is not None:
+                remaining = min(remaining, last + idle - now)
+            if remaining <= 0:
+                break
+            try:
+                reply, arrived = self._replies.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if reply.request_id != request_id or reply.sender_id in got:
+                continue  # a straggler from an earlier call, or a duplicate
+            got[reply.sender_id] = (reply, arrived)
+            last = arrived
+        return list(got.values())
+
+    def _on_message(self, body: bytes, headers: dict[str, str]) -> None:
+        arrived = time.monotonic()
+        try:
+            reply = self.protocol.decode_reply(body, headers)
+        except SecurityError as error:
+            self.refused += 1
+            log.warning("refused a reply on %s: %s", self.reply_to, error)
+            return
+        if reply.request_id in self._outstanding:
+            self._replies.put((reply, arrived))
+
+
+def require_replies(result: RpcResult) -> None:
+    """Raise MessagingError when nobody answered at all."""
+    if not result.replies:
+        raise MessagingError(
+            f"no node answered {result.agent}.{result.action}",
+            hint="check the broker address, the key, the filters and that the agents run",
+        )

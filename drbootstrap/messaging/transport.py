@@ -1,0 +1,223 @@
+"""One STOMP connection over stomp.py: broker failover list, optional TLS, reconnect with backoff.
+
+Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
+reconnect, so a broker restart only costs the time until it listens again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import stomp
+from stomp.exception import ConnectFailedException, NotConnectedException, StompException
+
+from drbootstrap.errors import MessagingError
+from drbootstrap.messaging.envelope import Frame
+
+log = logging.getLogger("drbootstrap.transport")
+
+MessageHandler = Callable[[bytes, dict[str, str]], None]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> BrokerAddress:
+        """`stomp://host:port`, `stomp+ssl://host:port` or `host:port`."""
+        url = urlparse(text if "://" in text else f"stomp://{text}")
+        if url.scheme not in ("stomp", "stomp+ssl", "stomp+tls", "ssl") or not url.hostname:
+            raise MessagingError(f"bad broker address {text!r}", hint="use stomp://HOST:PORT or stomp+ssl://HOST:PORT")
+        try:
+            port = url.port or (61614 if url.scheme != "stomp" else 61613)
+        except ValueError as error:
+            raise MessagingError(f"bad port in broker address {text!r}", hint="use stomp://HOST:PORT") from error
+        return cls(url.hostname, port, url.scheme != "stomp")
+
+    def __str__(self) -> str:
+        return f"{'stomp+ssl' if self.tls else 'stomp'}://{self.host}:{self.port}"
+
+
+@dataclass
+class TransportConfig:
+    brokers: list[BrokerAddress]
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca: Path | None = None  # CA (or self-signed cert) that must have signed the broker's cert
+    heartbeat_ms: int = 30_000  # idle traffic both ways; also how dead peers are noticed
+    connect_timeout: float = 5.0
+    backoff_initial: float = 0.2
+    backoff_max: float = 2.0  # keeps a broker restart to a couple of seconds of silence
+
+
+class StompTransport:
+    """A connection that keeps itself connected once started (until close())."""
+
+    def __init__(self, config: TransportConfig, on_message: MessageHandler, *, name: str = "drbootstrap") -> None:
+        if not config.brokers:
+            raise MessagingError("no broker configured", hint="pass --broker stomp://HOST:PORT or set brokers in the config")
+        self.config = config
+        self.on_message = on_message
+        self.name = name
+        self.subscriptions: list[tuple[str, dict[str, str]]] = []
+        self.connected = threading.Event()
+        self.reconnects = 0
+        self._connection: stomp.Connection12 | None = None
+        self._closing = False
+        self._lock = threading.Lock()
+        self._reconnect_thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def connect(self, *, retry_until: float | None = None) -> None:
+        """Connect to the first broker that answers; retry with backoff until `retry_until` (monotonic)."""
+        delay = self.config.backoff_initial
+        while True:
+            try:
+                self._connect_once()
+                return
+            except MessagingError:
+                if self._closing or retry_until is None or time.monotonic() + delay > retry_until:
+                    raise
+            time.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.backoff_max)
+
+    def start_reconnecting(self) -> None:
+        """Keep trying to connect in the background (a daemon whose broker is not up yet)."""
+        with self._lock:
+            if self._closing or (self._reconnect_thread is not None and self._reconnect_thread.is_alive()):
+                return
+            self._reconnect_thread = threading.Thread(target=self._reconnect_forever, name=f"reconnect-{self.name}", daemon=True)
+            self._reconnect_thread.start()
+
+    def close(self) -> None:
+        self._closing = True
+        connection = self._connection
+        self._connection = None
+        self.connected.clear()
+        if connection is not None:
+            try:
+                connection.disconnect()
+            except (StompException, OSError):
+                pass
+
+    def subscribe(self, destination: str, headers: dict[str, str] | None = None) -> None:
+        """Subscribe now and again after every reconnect."""
+        entry = (destination, dict(headers or {}))
+        self.subscriptions.append(entry)
+        if self._connection is not None and self.connected.is_set():
+            self._subscribe(self._connection, len(self.subscriptions), entry)
+
+    def send(self, frame: Frame) -> None:
+        connection = self._connection
+        if connection is None or not self.connected.is_set():
+            raise MessagingError(f"not connected to a broker ({self._broker_list()})", hint="is the broker running?")
+        try:
+            connection.send(frame.destination, frame.body, headers=dict(frame.headers))
+        except (NotConnectedException, StompException, OSError) as error:
+            raise MessagingError(f"send to {frame.destination} failed: {error}", hint="the broker went away") from error
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _connect_once(self) -> None:
+        hosts = [(b.host, b.port) for b in self.config.brokers]
+        heartbeat = self.config.heartbeat_ms
+        connection = stomp.Connection12(
+            host_and_ports=hosts,
+            heartbeats=(heartbeat, heartbeat),
+            reconnect_attempts_max=1,
+            timeout=self.config.connect_timeout,
+            auto_decode=False,
+            prefer_localhost=False,
+            try_loopback_connect=False,
+        )
+        for broker in self.config.brokers:
+            if broker.tls:
+                connection.set_ssl(
+                    for_hosts=[(broker.host, broker.port)],
+                    ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
+                )
+        connection.set_listener("drbootstrap", _Listener(self, connection))
+        try:
+            connection.connect(self.config.user, self.config.password, wait=True, with_connect_command=True)
+        except (ConnectFailedException, StompException, OSError) as error:
+            try:
+                connection.disconnect()
+            except (StompException, OSError):
+                pass
+            raise MessagingError(
+                f"cannot connect to any broker ({self._broker_list()})", hint="is the broker running and reachable?"
+            ) from error
+        with self._lock:
+            if self._closing:
+                connection.disconnect()
+                raise MessagingError("transport closed while connecting")
+            self._connection = connection
+            for index, entry in enumerate(self.subscriptions, start=1):
+                self._subscribe(connection, index, entry)
+            self.connected.set()
+
+    def _subscribe(self, connection: stomp.Connection12, index: int, entry: tuple[str, dict[str, str]]) -> None:
+        destination, headers = entry
+        connection.subscribe(destination, id=str(index), ack="auto", headers=headers)
+
+    def _lost(self, connection: stomp.Connection12) -> None:
+        """The connection dropped: reconnect in the background with capped, jittered backoff."""
+        with self._lock:
+            if connection is not self._connection or self._closing:
+                return
+            self._connection = None
+            self.connected.clear()
+            if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
+                return
+            log.warning("%s: lost the broker connection; reconnecting", self.name)
+            self._reconnect_thread = threading.Thread(target=self._reconnect_forever, name=f"reconnect-{self.name}", daemon=True)
+            self._reconnect_thread.start()
+
+    def _reconnect_forever(self) -> None:
+        delay = self.config.backoff_initial
+        while not self._closing:
+            time.sleep(delay * random.uniform(0.8, 1.2))
+            try:
+                self._connect_once()
+                self.reconnects += 1
+                log.warning("%s: reconnected to the broker", self.name)
+                return
+            except MessagingError:
+                delay = min(delay * 2, self.config.backoff_max)
+
+    def _broker_list(self) -> str:
+        return ", ".join(str(b) for b in self.config.brokers)
+
+
+class _Listener(stomp.ConnectionListener):
+    def __init__(self, transport: StompTransport, connection: stomp.Connection12) -> None:
+        self.transport = transport
+        self.connection = connection
+
+    def on_message(self, frame) -> None:  # noqa: ANN001 - stomp.py's Frame
+        body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
+        try:
+            self.transport.on_message(body, frame.headers)
+        except Exception:  # noqa: BLE001 - one bad message must not kill the receiver thread
+            log.exception("%s: message handler failed", self.transport.name)
+
+    def on_error(self, frame) -> None:  # noqa: ANN001
+        message = frame.headers.get("message", "")
+        log.warning("%s: broker error: %s", self.transport.name, message)
+
+    def on_disconnected(self) -> None:
+        self.transport._lost(self.connection)
+
+    def on_heartbeat_timeout(self) -> None:
+        self.transport._lost(self.connection)
