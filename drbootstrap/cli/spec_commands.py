@@ -22,8 +22,8 @@ def validate(spec_file: Path, skip_secrets: bool) -> None:
     from drbootstrap.spec import load_spec
 
     plan = build_plan(load_spec(spec_file, resolve_secrets=not skip_secrets))
-    node_count = len(plan.nodes())
-    click.echo(f"{spec_file}: valid ({node_count} nodes in {len(plan.waves)} waves)")
+    nodes, waves = len(plan.nodes()), len(plan.waves)
+    click.echo(f"{spec_file}: valid ({nodes} node{'s' * (nodes != 1)} in {waves} wave{'s' * (waves != 1)})")
 
 
 @click.command()

@@ -125,9 +125,15 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict:
-        self.loader.flatten_mapping(node)  # resolves `<<:` merge keys
+        own_count = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+        self.loader.flatten_mapping(node)  # resolves `<<:` merge keys, putting merged pairs first
+        merged_count = len(node.value) - own_count
         result: dict = {}
-        for key_node, value_node in node.value:
+        # Keys written here first (a repeated one is an error), then merged ones they override.
+        pairs = [(pair, False) for pair in node.value[merged_count:]]
+        # flatten_mapping relies on last-wins, so read the merged pairs backwards for first-wins.
+        pairs += [(pair, True) for pair in reversed(node.value[:merged_count])]
+        for (key_node, value_node), merged in pairs:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.errors.append(
                     LocatedYamlError(_mark(key_node.start_mark), "a key must be a plain word", "write key: value")
@@ -136,14 +142,15 @@ class _Builder:
             key = self.loader.construct_object(key_node)
             key = key if isinstance(key, str) else str(key)
             if key in result:
-                first_line = self.source.keys[path + (key,)][0]
-                self.errors.append(
-                    LocatedYamlError(
-                        _mark(key_node.start_mark),
-                        f"duplicate key '{key}' (first written on line {first_line})",
-                        "keep one of them",
+                if not merged:
+                    first_line = self.source.keys[path + (key,)][0]
+                    self.errors.append(
+                        LocatedYamlError(
+                            _mark(key_node.start_mark),
+                            f"duplicate key '{key}' (first written on line {first_line})",
+                            "keep one of them",
+                        )
                     )
-                )
                 continue
             self.source.keys[path + (key,)] = _mark(key_node.start_mark)
             result[key] = self.build(value_node, path + (key,), depth + 1)

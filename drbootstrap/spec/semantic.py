@@ -309,7 +309,8 @@ def _check_images(data: dict) -> list[Problem]:
         used.append(("sizes", group.get("size", DEFAULT_SIZE), ("nodes", index, "size")))
     problems = []
     for block_path, block in _provider_blocks(data):
-        if block.get("name") not in known_compute_providers():
+        name = block.get("name")
+        if name == LOCAL_PROVIDER or name not in known_compute_providers():
             continue  # local needs no mapping; an unknown provider is reported on its own
         for kind, logical, where in used:
             mapping = block.get(kind)

@@ -11,7 +11,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from drbootstrap.spec.secrets import SecretRef
@@ -259,4 +259,5 @@ PuppetTag = Annotated[str, AfterValidator(check_puppet_tag)]
 HostnamePattern = Annotated[str, AfterValidator(check_hostname_pattern)]
 RecordName = Annotated[str, AfterValidator(check_record_name)]
 ScalarValue = Annotated[Any, AfterValidator(check_scalar)]
-Secret = Annotated[SecretRef, BeforeValidator(parse_secret)]
+# Dumped (model_dump/json) as the reference text, never the value.
+Secret = Annotated[SecretRef, BeforeValidator(parse_secret), PlainSerializer(str, return_type=str)]
