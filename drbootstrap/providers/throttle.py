@@ -250,7 +250,8 @@ def call_with_retries(
             if attempt >= policy.max_attempts or now - first_failure + delay > policy.max_elapsed:
                 raise RetriesExhaustedError(
                     f"{operation} failed after {attempt} attempts ({kind.value}): {reason}",
-                    hint="lower the provider's rate or max_parallel in the spec, or retry later",
+                    hint=("lower the provider's rate or max_parallel in the spec, or retry later"
+                          if kind is ErrorKind.THROTTLED else "the cloud kept failing: check its status, retry later"),
                 ) from None
         if on_retry is not None:
             on_retry(RetryEvent(operation, attempt, policy.max_attempts, delay, kind, reason))

@@ -1,0 +1,51 @@
+"""One real moto server per test module (reset between tests), and the driver pointed at it."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from drbootstrap.providers.cloud import PlainSecret, ProviderSettings
+from drbootstrap.providers.ec2 import build_ec2_driver
+from tests.support.moto_ec2 import MotoEC2NodeDriver
+from tests.support.moto_server import moto_server_command, running_moto_server
+from tests.support.prereq import require
+
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+IMAGE = "ami-12c6146b"  # one of moto's built-in images
+SIZE = "t2.micro"
+
+
+def ec2_settings(endpoint: str, **overrides) -> ProviderSettings:
+    return ProviderSettings(name="ec2", region="us-east-1", endpoint=endpoint,
+                            credentials={"access_key_id": PlainSecret(ACCESS_KEY),
+                                         "secret_access_key": PlainSecret(SECRET_KEY)}, **overrides)
+
+
+def driver_factory(endpoint: str):
+    """A fresh driver per call: what launch_many hands to each worker thread."""
+    return functools.partial(build_ec2_driver, ec2_settings(endpoint), driver_class=MotoEC2NodeDriver, environ={})
+
+
+@pytest.fixture(scope="module")
+def moto():
+    require(moto_server_command() is not None, "moto server (pip install 'moto[server,ec2]')")
+    with running_moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_moto(moto):
+    moto.reset()
+    yield moto
+    moto.reset()
+
+
+@pytest.fixture
+def ec2_view(fresh_moto):
+    """boto3 straight at moto: an independent look at what the cloud holds, not through our layer."""
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client("ec2", region_name="us-east-1", endpoint_url=fresh_moto.url,
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)

@@ -1,0 +1,192 @@
+"""The cloud layer through libcloud's EC2 driver against a real moto server: what an environment
+leaves in the cloud, that launching again adds nothing, and that teardown leaves nothing."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import pytest
+
+from drbootstrap.errors import ProviderError
+from drbootstrap.providers.cloud import LaunchRequest, Pacing, find_environment_nodes, launch_many, launch_node
+from drbootstrap.providers.ec2 import (
+    destroy_ec2_environment,
+    ensure_elastic_address,
+    ensure_key_pair,
+    ensure_security_group,
+    ensure_volume_from_snapshot,
+)
+from drbootstrap.providers.throttle import RetryPolicy
+from tests.integration.ec2.conftest import ACCESS_KEY, IMAGE, SECRET_KEY, SIZE, driver_factory
+
+pytestmark = pytest.mark.integration
+
+ENV = "drill1"
+OPERATOR = "192.0.2.10"
+ZONE = "us-east-1a"
+WORKERS = ["web01", "web02", "mail01", "db01"]
+
+
+def requests_for(environment: str = ENV, generation: int = 1) -> list[LaunchRequest]:
+    common = dict(image_id=IMAGE, size_id=SIZE, zone=ZONE, key_name=f"drb-{environment}",
+                  security_groups=(f"drb-{environment}",), generation=generation)
+    master = LaunchRequest(environment, "master", "master", user_data="#!/bin/sh\necho master\n", **common)
+    return [master] + [LaunchRequest(environment, name, "worker", user_data="#!/bin/sh\n", **common)
+                       for name in WORKERS]
+
+
+def live_instances(view, environment: str) -> list[dict]:
+    pages = view.describe_instances(Filters=[{"Name": "tag:drbootstrap:environment", "Values": [environment]}])
+    return [i for r in pages["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] not in ("terminated", "shutting-down")]
+
+
+def build_environment(factory, tmp_path: Path, view) -> dict:
+    driver = factory()
+    key_name = ensure_key_pair(driver, ENV, private_key_path=tmp_path / "drill1.pem")
+    group_id = ensure_security_group(driver, ENV, OPERATOR)
+    outcome = launch_many(factory, requests_for(), max_parallel=4)
+    outcome.raise_for_failures()
+    master = outcome.nodes["master"]
+    address = ensure_elastic_address(driver, master)
+    source = view.create_volume(Size=8, AvailabilityZone=ZONE)
+    snapshot = view.create_snapshot(VolumeId=source["VolumeId"])["SnapshotId"]
+    volume = ensure_volume_from_snapshot(driver, outcome.nodes["db01"], snapshot_id=snapshot,
+                                         device="/dev/sdf", size_gb=8, zone=ZONE)
+    return dict(driver=driver, key_name=key_name, group_id=group_id, outcome=outcome, address=address,
+                snapshot=snapshot, source_volume=source["VolumeId"], volume=volume)
+
+
+def test_an_environment_leaves_exactly_its_instances_tags_group_key_address_and_volume(fresh_moto, ec2_view, tmp_path):
+    factory = driver_factory(fresh_moto.url)
+    built = build_environment(factory, tmp_path, ec2_view)
+
+    instances = live_instances(ec2_view, ENV)
+    assert len(instances) == 5
+    by_host = {}
+    for instance in instances:
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        by_host[tags["drbootstrap:hostname"]] = instance
+        assert tags["drbootstrap:environment"] == ENV
+        assert tags["drbootstrap:role"] == ("master" if tags["Name"] == "master" else "worker")
+        assert tags["Name"] == tags["drbootstrap:hostname"]
+        assert instance["KeyName"] == "drb-drill1"
+        assert instance["Placement"]["AvailabilityZone"] == ZONE
+        assert [g["GroupId"] for g in instance["SecurityGroups"]] == [built["group_id"]]
+    assert sorted(by_host) == sorted(["master", *WORKERS])
+    assert sum(len(r["Instances"]) for r in ec2_view.describe_instances()["Reservations"]) == 5
+
+    group = ec2_view.describe_security_groups(GroupIds=[built["group_id"]])["SecurityGroups"][0]
+    opened = set()
+    for permission in group["IpPermissions"]:
+        for pair in permission["UserIdGroupPairs"]:
+            assert pair["GroupId"] == built["group_id"]
+            opened.add((permission["IpProtocol"], permission["FromPort"], "group"))
+        for ip_range in permission["IpRanges"]:
+            opened.add((permission["IpProtocol"], permission["FromPort"], ip_range["CidrIp"]))
+    services = {("tcp", 53), ("udp", 53), ("tcp", 61613), ("tcp", 61614), ("tcp", 8140)}
+    expected = {(p, port, "group") for p, port in services} | {(p, port, f"{OPERATOR}/32") for p, port in services}
+    assert opened == expected | {("tcp", 22, f"{OPERATOR}/32")}
+
+    assert [k["KeyName"] for k in ec2_view.describe_key_pairs()["KeyPairs"]] == ["drb-drill1"]
+    assert (tmp_path / "drill1.pem").stat().st_mode & 0o777 == 0o600
+
+    addresses = ec2_view.describe_addresses()["Addresses"]
+    assert len(addresses) == 1
+    assert addresses[0]["InstanceId"] == by_host["master"]["InstanceId"]
+    assert addresses[0]["PublicIp"] == built["address"]
+
+    volumes = {v["VolumeId"]: v for v in ec2_view.describe_volumes()["Volumes"]}
+    restored = volumes[built["volume"].id]
+    assert restored["SnapshotId"] == built["snapshot"]
+    assert restored["Attachments"][0]["InstanceId"] == by_host["db01"]["InstanceId"]
+    assert restored["Attachments"][0]["Device"] == "/dev/sdf"
+    assert set(volumes) - {built["source_volume"], built["volume"].id} <= {
+        v["VolumeId"] for v in volumes.values() if v["Attachments"] and v["Attachments"][0]["Device"] != "/dev/sdf"
+    }  # moto adds a root volume per instance; nothing else
+
+
+def test_launching_again_finds_every_node_and_makes_no_second_instance(fresh_moto, ec2_view, tmp_path):
+    factory = driver_factory(fresh_moto.url)
+    built = build_environment(factory, tmp_path, ec2_view)
+    first_ids = {host: node.id for host, node in built["outcome"].nodes.items()}
+
+    again = launch_many(factory, requests_for(), max_parallel=4)
+    assert again.already_there == set(first_ids) and not again.failures
+    assert {host: node.id for host, node in again.nodes.items()} == first_ids
+    assert launch_node(factory(), requests_for()[1]).id == first_ids["web01"]
+    # The other idempotent steps are repeated too, and change nothing.
+    driver = built["driver"]
+    assert ensure_security_group(driver, ENV, OPERATOR) == built["group_id"]
+    assert ensure_key_pair(driver, ENV, private_key_path=tmp_path / "other.pem") == "drb-drill1"
+    assert ensure_elastic_address(driver, built["outcome"].nodes["master"]) == built["address"]
+    assert ensure_volume_from_snapshot(driver, built["outcome"].nodes["db01"], snapshot_id=built["snapshot"],
+                                       device="/dev/sdf", size_gb=8, zone=ZONE).id == built["volume"].id
+
+    assert len(live_instances(ec2_view, ENV)) == 5
+    assert len(ec2_view.describe_addresses()["Addresses"]) == 1
+    assert len(ec2_view.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["drb-drill1"]}])
+               ["SecurityGroups"]) == 1
+    assert not (tmp_path / "other.pem").exists()
+
+
+def test_every_request_carries_a_deterministic_client_token(fresh_moto, ec2_view, tmp_path):
+    factory = driver_factory(fresh_moto.url)
+    ensure_key_pair(factory(), "tokens", private_key_path=tmp_path / "tokens.pem")
+    ensure_security_group(factory(), "tokens", OPERATOR)
+    launch_many(factory, requests_for("tokens"), max_parallel=2).raise_for_failures()
+    tokens = {i["ClientToken"] for i in live_instances(ec2_view, "tokens")}
+    assert tokens == {r.client_token for r in requests_for("tokens")}
+    assert requests_for("tokens")[0].client_token == LaunchRequest("tokens", "master", "x", "a", "b").client_token
+    assert requests_for("tokens", generation=2)[0].client_token not in tokens
+
+
+def test_teardown_leaves_no_instance_address_volume_group_or_key(fresh_moto, ec2_view, tmp_path):
+    factory = driver_factory(fresh_moto.url)
+    built = build_environment(factory, tmp_path, ec2_view)
+    other = launch_node(factory(), LaunchRequest("bystander", "web01", "worker", IMAGE, SIZE))
+
+    destroyed = destroy_ec2_environment(built["driver"], ENV)
+
+    assert destroyed == sorted(["master", *WORKERS])
+    assert live_instances(ec2_view, ENV) == []
+    assert find_environment_nodes(factory(), ENV) == {}
+    assert ec2_view.describe_addresses()["Addresses"] == []
+    remaining_volumes = {v["VolumeId"] for v in ec2_view.describe_volumes()["Volumes"] if not v["Attachments"]}
+    assert built["volume"].id not in {v["VolumeId"] for v in ec2_view.describe_volumes()["Volumes"]}
+    assert built["source_volume"] in remaining_volumes  # not ours: left alone
+    assert ec2_view.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["drb-drill1"]}])[
+        "SecurityGroups"] == []
+    assert ec2_view.describe_key_pairs()["KeyPairs"] == []
+    assert [n.id for n in find_environment_nodes(factory(), "bystander").values()] == [other.id]
+
+
+def test_cloud_errors_name_the_operation_but_never_the_keys(fresh_moto):
+    driver = driver_factory(fresh_moto.url)()
+    node = launch_node(driver, LaunchRequest(ENV, "db01", "worker", IMAGE, SIZE, zone=ZONE))
+    with pytest.raises(ProviderError) as caught:
+        ensure_volume_from_snapshot(driver, node, snapshot_id="snap-00000000", device="/dev/sdf", size_gb=8, zone=ZONE)
+    assert "InvalidSnapshot.NotFound" in str(caught.value) and "create volume" in str(caught.value)
+    _assert_no_secret(caught.value)
+
+
+def test_an_unreachable_endpoint_fails_after_bounded_retries_without_leaking_keys(fresh_moto):
+    from tests.support.moto_server import free_port
+
+    driver = driver_factory(f"http://127.0.0.1:{free_port()}")()
+    pacing = Pacing(policy=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02))
+    events = []
+    pacing.on_retry = events.append
+    with pytest.raises(ProviderError, match="after 3 attempts") as caught:
+        launch_node(driver, LaunchRequest(ENV, "web01", "worker", IMAGE, SIZE), pacing=pacing)
+    assert len(events) == 2
+    _assert_no_secret(caught.value)
+    for event in events:
+        assert ACCESS_KEY not in repr(event) and SECRET_KEY not in repr(event)
+
+
+def _assert_no_secret(error: BaseException) -> None:
+    rendered = "".join(traceback.format_exception(error)) + repr(error) + str(error)
+    assert ACCESS_KEY not in rendered and SECRET_KEY not in rendered
+    assert error.__cause__ is None and error.__suppress_context__
