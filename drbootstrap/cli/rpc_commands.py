@@ -110,8 +110,9 @@ def _with_client(function: Callable) -> Callable:
         from drbootstrap.messaging.client import RpcClient
 
         config, filter_, expect, direct = _settings(params)
+        rest = {k: v for k, v in params.items() if k not in ("expect", "direct")}
         with RpcClient(config) as client:
-            return function(client, filter_, expect, direct, **params)
+            return function(client, filter_, expect, direct, **rest)
 
     return run
 

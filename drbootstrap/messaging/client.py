@@ -55,6 +55,7 @@ class RpcResult:
     asked: list[str]  # identities discovered, targeted or expected
     elapsed_ms: float
     latency_ms: dict[str, float] = field(default_factory=dict)  # identity -> reply arrival time
+    requests_sent: int = 1  # one per batch
 
     @property
     def responded(self) -> list[str]:
@@ -155,7 +156,9 @@ class RpcClient:
         replies: list[Reply] = []
         latency: dict[str, float] = {}
         size = batch_size if batch_size > 0 else max(len(nodes), 1)
+        batches = 0
         for index in range(0, len(nodes), size):
+            batches += 1
             if index and batch_sleep > 0:
                 time.sleep(batch_sleep)
             chunk = nodes[index : index + size]
@@ -163,7 +166,7 @@ class RpcClient:
             got, lat, _ = self._round_trip(request, set(chunk), timeout or self.config.timeout, window=False)
             replies.extend(got)
             latency.update(lat)
-        return RpcResult(agent, action, replies, asked, (time.monotonic() - started) * 1000, latency)
+        return RpcResult(agent, action, replies, asked, (time.monotonic() - started) * 1000, latency, batches)
 
     # -- internals ----------------------------------------------------------------------------
 
