@@ -1,0 +1,71 @@
+"""Launching through a fault-injecting proxy in front of moto: throttling and lost answers cost
+retries, never a missing or a second node, and the proxy never sees more than the bucket allows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from drbootstrap.providers.cloud import LaunchRequest, Pacing, launch_many
+from drbootstrap.providers.throttle import ErrorKind, RetryPolicy, TokenBucket
+from tests.integration.ec2.conftest import IMAGE, SIZE, driver_factory
+from tests.integration.ec2.test_ec2_environment import live_instances
+from tests.support.faulty_proxy import (
+    LOST_ANSWER,
+    THROTTLE,
+    UNAVAILABLE,
+    FaultPlan,
+    max_in_any_window,
+    running_faulty_proxy,
+)
+
+pytestmark = pytest.mark.integration
+
+# Loopback transit allowed between a thread taking its token and the proxy reading the request.
+TRANSIT_TOLERANCE = 0.05
+FAST_POLICY = RetryPolicy(max_attempts=12, base_delay=0.05, max_delay=0.5, max_elapsed=30.0)
+
+
+def workers(environment: str, count: int) -> list[LaunchRequest]:
+    return [LaunchRequest(environment, f"node{i:03d}", "worker", IMAGE, SIZE) for i in range(count)]
+
+
+def test_fifty_nodes_launch_through_throttling_exactly_once_each_within_the_rate(fresh_moto, ec2_view):
+    bucket = TokenBucket(per_second=25, burst=5)
+    events = []
+    pacing = Pacing(bucket=bucket, policy=FAST_POLICY, on_retry=events.append)
+    plan = FaultPlan(rate=1 / 3, seed=20261122, kinds=(THROTTLE, UNAVAILABLE))
+    with running_faulty_proxy(fresh_moto.url, plan) as proxy:
+        outcome = launch_many(driver_factory(proxy.url), workers("throttled", 50), max_parallel=10, pacing=pacing)
+        arrivals = proxy.times()
+        faults = proxy.count(fault=THROTTLE) + proxy.count(fault=UNAVAILABLE)
+        run_instances = proxy.count("RunInstances")
+
+    assert not outcome.failures and len(outcome.nodes) == 50
+    instances = live_instances(ec2_view, "throttled")
+    assert len(instances) == 50
+    assert sorted(i["InstanceId"] for i in instances) == sorted(n.id for n in outcome.nodes.values())
+
+    assert faults > 10 and run_instances > 50  # the faults really happened and were retried
+    assert len(events) == faults  # every fault was reported to the progress hook
+    assert all(e.kind is ErrorKind.THROTTLED for e in events)
+    assert len(arrivals) == bucket.granted  # every HTTP request took a token first
+    for window in (0.1, 0.25, 0.5, 1.0, 2.0):
+        allowed = math.floor(bucket.allowance(window + TRANSIT_TOLERANCE))
+        assert max_in_any_window(arrivals, window) <= allowed, f"more than {allowed} requests in {window}s"
+
+
+def test_a_launch_whose_answer_was_lost_is_found_by_its_tags_not_launched_again(fresh_moto, ec2_view):
+    events = []
+    pacing = Pacing(bucket=TokenBucket(per_second=50, burst=10), policy=FAST_POLICY, on_retry=events.append)
+    plan = FaultPlan(rate=0.5, seed=7, kinds=(LOST_ANSWER,), actions=frozenset({"RunInstances"}))
+    with running_faulty_proxy(fresh_moto.url, plan) as proxy:
+        outcome = launch_many(driver_factory(proxy.url), workers("lossy", 12), max_parallel=4, pacing=pacing)
+        lost = proxy.count("RunInstances", fault=LOST_ANSWER)
+        run_instances = proxy.count("RunInstances")
+
+    assert not outcome.failures and len(outcome.nodes) == 12
+    assert lost > 0 and run_instances == 12  # each lost create was looked up, never sent twice
+    assert {e.kind for e in events} == {ErrorKind.TRANSIENT} and len(events) == lost
+    assert len(live_instances(ec2_view, "lossy")) == 12
