@@ -35,7 +35,7 @@ def cleanup_everything(driver: LocalNodeDriver) -> list[str]:
         for mount in own_mounts(store.root):
             netns.run(["umount", "-l", mount], check=False)
             removed.append(f"mount {mount}")
-        if ns_dir.is_dir() and os.path.ismount(ns_dir):
+        if ns_dir.is_dir() and runtime.is_mount_point(ns_dir):
             netns.run(["umount", "-l", str(ns_dir)], check=False)
         _remove_links(plumbing, removed)
         if state.anchor_pid and _is_anchor(state.anchor_pid):

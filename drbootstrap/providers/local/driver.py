@@ -168,6 +168,13 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
                 record.tags.pop(key, None)
         return True
 
+    def ex_enter_command(self, node: Node | str, argv: list[str]) -> list[str]:
+        """The argv that runs `argv` inside the node's network, UTS and mount namespaces."""
+        record = self._record(_node_id(node))
+        paths = self._paths(record.id)
+        return ["nsenter", f"--net={self.plumbing.netns_path(record.index)}",
+                f"--uts={paths.uts_file}", f"--mount={paths.mnt_file}", "--wd=/", *argv]
+
     def ex_cleanup(self) -> None:
         """Remove every namespace, link, mount, process and state file of this state dir. Idempotent."""
         from drbootstrap.providers.local.cleanup import cleanup_everything

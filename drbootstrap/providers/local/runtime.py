@@ -82,9 +82,16 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
 def ensure_private_ns_dir(ns_dir: Path) -> None:
     """unshare can only bind a mount-namespace file into a directory that is a private mount."""
     ns_dir.mkdir(parents=True, exist_ok=True)
-    if not os.path.ismount(ns_dir):
+    if not is_mount_point(ns_dir):
         run(["mount", "--bind", str(ns_dir), str(ns_dir)])
-    run(["mount", "--make-private", str(ns_dir)])
+        run(["mount", "--make-private", str(ns_dir)])
+
+
+def is_mount_point(path: Path) -> bool:
+    """From the mount table: os.path.ismount misses a directory bind-mounted onto itself."""
+    wanted = str(path.resolve())
+    with open("/proc/self/mountinfo") as table:
+        return any(line.split()[4].replace("\\040", " ") == wanted for line in table)
 
 
 def release_namespace_files(paths: NodePaths) -> None:
