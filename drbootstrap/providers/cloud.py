@@ -129,7 +129,9 @@ def build_passthrough_driver(settings: ProviderSettings) -> NodeDriver:
     if settings.region:
         kwargs.setdefault("region", settings.region)
     try:
-        return driver_class(settings.secret("key"), settings.secret("secret"), **kwargs)
+        secret = settings.secret("secret")
+        args = (settings.secret("key"),) + ((secret,) if secret is not None else ())
+        return driver_class(*args, **kwargs)
     except TypeError as error:
         raise ProviderError(f"provider {settings.name!r}: driver rejected the settings ({error})",
                             hint="check the provider's extra: keys against libcloud's driver") from None

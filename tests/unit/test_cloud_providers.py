@@ -1,0 +1,149 @@
+"""Driver construction from the provider block: EC2 (any region or endpoint), Eucalyptus,
+OpenStack (Keystone v3), GCE and the passthrough; credentials from references or the usual variables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from libcloud.compute.drivers.ec2 import EC2NodeDriver, EucNodeDriver
+
+from drbootstrap.errors import ProviderError
+from drbootstrap.providers.cloud import PlainSecret, ProviderSettings, RateSettings, bucket_for, build_driver
+from drbootstrap.providers.ec2 import build_ec2_driver, ec2_driver_kwargs, eucalyptus_driver_kwargs, parse_endpoint
+from drbootstrap.providers.gce import gce_driver_arguments
+from drbootstrap.providers.openstack import build_openstack_driver, openstack_driver_arguments
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAENVENVENVENVENV1", "AWS_SECRET_ACCESS_KEY": "envsecret"}
+
+
+def aws(**more) -> ProviderSettings:
+    return ProviderSettings(name="ec2", credentials={"access_key_id": PlainSecret("AKIASPECSPECSPECSPEC"),
+                                                     "secret_access_key": PlainSecret("specsecret")}, **more)
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "secure", "path"),
+    [
+        ("http://127.0.0.1:5000", "127.0.0.1", 5000, False, "/"),
+        ("https://ec2.example.org", "ec2.example.org", 443, True, "/"),
+        ("cloud.example:8773/services/compute", "cloud.example", 8773, True, "/services/compute"),
+    ],
+)
+def test_endpoint_urls_become_host_port_and_tls(url, host, port, secure, path):
+    assert parse_endpoint(url) == type(parse_endpoint(url))(host, port, secure, path)
+
+
+def test_endpoint_that_is_not_http_is_refused():
+    with pytest.raises(ProviderError, match="not an http"):
+        parse_endpoint("ftp://example")
+
+
+def test_ec2_uses_the_spec_credentials_region_and_signature_version_4():
+    kwargs = ec2_driver_kwargs(aws(region="eu-west-1"), environ=AWS_ENV)
+    assert kwargs["key"] == "AKIASPECSPECSPECSPEC" and kwargs["secret"] == "specsecret"
+    assert kwargs["region"] == "eu-west-1" and kwargs["signature_version"] == "4"
+    assert "host" not in kwargs
+
+
+def test_ec2_falls_back_to_the_aws_environment_variables_and_session_token():
+    settings = ProviderSettings(name="ec2")
+    kwargs = ec2_driver_kwargs(settings, environ={**AWS_ENV, "AWS_SESSION_TOKEN": "tok", "AWS_DEFAULT_REGION": "us-west-2"})
+    assert (kwargs["key"], kwargs["secret"], kwargs["token"], kwargs["region"]) == (
+        "AKIAENVENVENVENVENV1", "envsecret", "tok", "us-west-2")
+
+
+def test_ec2_endpoint_points_the_driver_elsewhere():
+    driver = build_ec2_driver(aws(endpoint="http://127.0.0.1:4566"), environ={})
+    assert isinstance(driver, EC2NodeDriver)
+    assert (driver.connection.host, driver.connection.port, driver.connection.secure) == ("127.0.0.1", 4566, False)
+    assert driver.signature_version == "4"
+
+
+def test_ec2_without_credentials_says_where_to_put_them():
+    with pytest.raises(ProviderError, match="AWS_ACCESS_KEY_ID"):
+        ec2_driver_kwargs(ProviderSettings(name="ec2"), environ={})
+
+
+def test_ec2_unknown_region_is_refused_with_a_hint():
+    with pytest.raises(ProviderError, match="unknown region 'mars-1'"):
+        ec2_driver_kwargs(aws(region="mars-1"), environ={})
+
+
+def test_eucalyptus_takes_its_endpoint_and_path_from_ec2_url():
+    settings = ProviderSettings(name="eucalyptus")
+    env = {"EC2_ACCESS_KEY": "AKIAEUCAEUCAEUCAEUCA", "EC2_SECRET_KEY": "eucasecret",
+           "EC2_URL": "http://euca.example:8773/services/compute"}
+    kwargs = eucalyptus_driver_kwargs(settings, environ=env)
+    assert (kwargs["host"], kwargs["port"], kwargs["secure"], kwargs["path"]) == (
+        "euca.example", 8773, False, "/services/compute")
+    driver = build_driver(ProviderSettings(name="eucalyptus", endpoint="http://euca.example:8773/services/compute",
+                                           credentials={"key": PlainSecret("k1234"), "secret": PlainSecret("s1234")}))
+    assert isinstance(driver, EucNodeDriver) and driver.path == "/services/compute"
+
+
+def test_openstack_reads_clouds_yaml_style_settings_for_keystone_v3():
+    settings = ProviderSettings(
+        name="openstack", region="RegionOne", credentials={"password": PlainSecret("pw")},
+        extra={"auth": {"auth_url": "https://keystone.example:5000/v3", "username": "ops",
+                        "project_name": "dr", "user_domain_name": "corp", "project_domain_id": "p-dom"}})
+    arguments = openstack_driver_arguments(settings, environ={})
+    assert arguments.args == ("ops", "pw")
+    assert arguments.kwargs["ex_force_auth_url"] == "https://keystone.example:5000"
+    assert arguments.kwargs["ex_force_auth_version"] == "3.x_password"
+    assert (arguments.kwargs["ex_tenant_name"], arguments.kwargs["ex_domain_name"],
+            arguments.kwargs["ex_tenant_domain_id"], arguments.kwargs["ex_force_service_region"]) == (
+        "dr", "corp", "p-dom", "RegionOne")
+    assert "pw" not in repr(arguments)
+
+
+def test_openstack_reads_os_variables_and_builds_a_driver_without_calling_out():
+    env = {"OS_AUTH_URL": "http://127.0.0.1:5000/v3", "OS_USERNAME": "u", "OS_PASSWORD": "p",
+           "OS_PROJECT_NAME": "proj", "OS_REGION_NAME": "R2"}
+    driver = build_openstack_driver(ProviderSettings(name="openstack"), environ=env)
+    assert driver.connection._ex_force_auth_url == "http://127.0.0.1:5000"
+    assert driver.connection._ex_tenant_name == "proj"
+
+
+def test_openstack_application_credentials_win_over_passwords():
+    env = {"OS_AUTH_URL": "http://k:5000", "OS_APPLICATION_CREDENTIAL_ID": "id1",
+           "OS_APPLICATION_CREDENTIAL_SECRET": "s1", "OS_PASSWORD": "p"}
+    arguments = openstack_driver_arguments(ProviderSettings(name="openstack"), environ=env)
+    assert arguments.args == ("id1", "s1") and arguments.kwargs["ex_force_auth_version"] == "3.x_appcred"
+
+
+def test_openstack_without_a_project_says_which_variables_to_set():
+    with pytest.raises(ProviderError, match="OS_PROJECT_NAME"):
+        openstack_driver_arguments(ProviderSettings(name="openstack"),
+                                   environ={"OS_AUTH_URL": "http://k", "OS_USERNAME": "u", "OS_PASSWORD": "p"})
+
+
+def test_gce_takes_email_and_project_from_the_service_account_file(tmp_path):
+    key = tmp_path / "sa.json"
+    key.write_text(json.dumps({"client_email": "drb@proj.iam.gserviceaccount.com", "project_id": "proj"}))
+    arguments = gce_driver_arguments(ProviderSettings(name="gce", zone="europe-west1-b"),
+                                     environ={"GOOGLE_APPLICATION_CREDENTIALS": str(key)})
+    assert arguments.args == ("drb@proj.iam.gserviceaccount.com", str(key))
+    assert arguments.kwargs == {"project": "proj", "auth_type": "SA", "datacenter": "europe-west1-b"}
+
+
+def test_gce_without_a_key_names_the_variable():
+    with pytest.raises(ProviderError, match="GOOGLE_APPLICATION_CREDENTIALS"):
+        gce_driver_arguments(ProviderSettings(name="gce"), environ={})
+
+
+def test_other_libcloud_providers_pass_through_with_their_extra_settings():
+    driver = build_driver(ProviderSettings(name="dummy", credentials={"key": PlainSecret("0")}))
+    assert driver.name.lower().startswith("dummy")
+    with pytest.raises(ProviderError, match="no compute driver"):
+        build_driver(ProviderSettings(name="no-such-cloud"))
+
+
+def test_buckets_come_from_the_spec_or_the_providers_documented_default():
+    assert (bucket_for(aws()).per_second, bucket_for(aws()).burst) == (2, 1000)
+    custom = bucket_for(aws(rate=RateSettings(per_second=10, burst=20)))
+    assert (custom.per_second, custom.burst) == (10, 20)
+
+
+def test_plain_secrets_do_not_print():
+    assert "hunter2" not in repr(PlainSecret("hunter2"))
