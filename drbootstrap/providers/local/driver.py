@@ -81,9 +81,7 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
                 for existing in state.nodes.values():
                     if existing.client_token == ex_clienttoken:
                         return self._to_node(existing)
-            runtime.ensure_private_ns_dir(self._ns_dir)
-            self.plumbing.ensure_bridge(self.network)
-            self._ensure_anchor(state)
+            self._prepare_host(state)
             address = self._allocate_address(state, self.network)
             index, state.next_index = state.next_index, state.next_index + 1
             record = NodeRecord(
@@ -225,6 +223,14 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
             candidate += 1
         raise ProviderError(f"local cloud: network {network} has no free address left",
                             hint="destroy nodes or release elastic addresses, or use a larger network")
+
+    def _prepare_host(self, state: CloudState) -> None:
+        """Namespace-file directory, bridge (with the overlap check) and anchor; cheap when ready."""
+        if not runtime.is_mount_point(self._ns_dir):
+            runtime.ensure_private_ns_dir(self._ns_dir)
+        if not Path("/sys/class/net", self.plumbing.bridge_name(self.network)).exists():
+            self.plumbing.ensure_bridge(self.network)
+        self._ensure_anchor(state)
 
     def _ensure_anchor(self, state: CloudState) -> None:
         pid = state.anchor_pid

@@ -122,11 +122,19 @@ def boot_script(paths: NodePaths, image_dir: Path, mounts: list[Mount], user_dat
 exec {' '.join(opens)}
 exec 9>{q(str(paths.boot_exit))} </dev/null
 echo $$ >{q(str(paths.boot_pid))}
-bind_fd() {{ mount --bind /proc/self/fd/$1 "$2" && mount -o remount,bind,$3 "$2"; }}
-bind_etc() {{ [ -e "$2" ] || return 0; mkdir -p "$(dirname "$(readlink -f "$2")")"
-  touch "$(readlink -f "$2")" && mount --bind /proc/self/fd/$1 "$(readlink -f "$2")"; }}
-# The copied mount table pins other namespaces (other nodes' netns files): drop those.
-grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | while read -r m; do umount -l "$m"; done
+bind_fd() {{ mount --bind /proc/self/fd/$1 "$2" || return
+  [ "$3" = rw ] || mount -o remount,bind,$3 "$2"; }}
+bind_etc() {{ local target="$2"; [ -e "$target" ] || return 0
+  # a symlinked /etc file points into the new /run: make its target there first
+  if [ -L "$target" ]; then target=$(readlink -f "$target"); mkdir -p "${{target%/*}}"; : >"$target"; fi
+  mount --bind /proc/self/fd/$1 "$target"; }}
+# The copied mount table pins other namespaces (other nodes' netns and UTS files): drop them
+# all with one umount (bash builtins only: this runs once per boot of every node).
+points=()
+while read -r line; do
+  [[ $line == *" - nsfs "* ]] && {{ set -- $line; points+=("$5"); }}
+done </proc/self/mountinfo
+[ ${{#points[@]}} -eq 0 ] || umount -l "${{points[@]}}"
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t sysfs -o ro sysfs /sys 2>/dev/null
@@ -138,7 +146,7 @@ export PATH={PATH_IN_NODE} DRB_CLOUD_DIR={CLOUD_DIR_IN_NODE} DRB_IMAGE_DIR={IMAG
 export DRB_CLOUD_METADATA={CLOUD_DIR_IN_NODE}/meta-data.json DRB_CLOUD_USERDATA={CLOUD_DIR_IN_NODE}/user-data
 export DRB_CLOUD_INSTANCE_ID={q(paths.node_id)} DRB_CLOUD_FIRST_BOOT={1 if first_boot else 0}
 cd /
-echo "drb-cloud: booting $DRB_CLOUD_INSTANCE_ID as $(cat /proc/sys/kernel/hostname)"
+echo "drb-cloud: booting $DRB_CLOUD_INSTANCE_ID as $name"
 rc=0
 if [ -f {IMAGE_DIR_IN_NODE}/boot.sh ]; then sh {IMAGE_DIR_IN_NODE}/boot.sh 9>&-; rc=$?; fi
 {steps}
