@@ -60,6 +60,7 @@ class AgentConfig:
     policy: list[dict[str, Any]] = field(default_factory=list)
     clock_skew: float = 30.0
     max_message_bytes: int = 256 * 1024
+    protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
     heartbeat_ms: int = 30_000
     pid_file: str | None = None
     log_file: str | None = None

@@ -37,6 +37,12 @@ def make_agent_protocol(config: AgentConfig) -> WireProtocol:
     from drbootstrap.messaging.native import NativeProtocol
     from drbootstrap.messaging.security import load_signer
 
+    if config.protocol != "native":  # MCollective 2.12 compat; imported only when asked for
+        from drbootstrap.messaging.mcollective import compat_protocol
+
+        return compat_protocol(config.protocol, config.key_file, clock_skew=config.clock_skew,
+                               max_message_bytes=config.max_message_bytes)
+
     if not config.key_file:
         raise SecurityError("the agent has no key_file: it cannot verify requests", hint="set key_file in the config")
     signer = load_signer(

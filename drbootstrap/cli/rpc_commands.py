@@ -26,6 +26,8 @@ def client_options(command: Callable) -> Callable:
         click.option("--tls-ca", type=click.Path(path_type=Path), help="CA certificate for stomp+ssl brokers."),
         click.option("--identity", help="This client's identity (reply queue name)."),
         click.option("--collective", help="Collective (default mcollective)."),
+        click.option("--protocol", type=click.Choice(["native", "mcollective"]),
+                     help="Wire protocol: native (default) or mcollective (MCollective 2.12 peers; --key-file holds plugin.psk)."),
         click.option("-I", "--with-identity", "identity_filter", multiple=True, help="Identity or /regex/."),
         click.option("-F", "--with-fact", "fact_filter", multiple=True, help="FACT=VALUE, FACT=/RE/, FACT<op>VALUE."),
         click.option("-C", "--with-class", "class_filter", multiple=True, help="Puppet class or /regex/."),
@@ -50,7 +52,8 @@ def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, 
     if config_file:
         values.update(_read_client_file(config_file))
     for option, key in (("key_file", "key_file"), ("key_id", "key_id"), ("tls_ca", "tls_ca"), ("identity", "identity"),
-                        ("collective", "collective"), ("discovery_timeout", "discovery_timeout"), ("timeout", "timeout")):
+                        ("collective", "collective"), ("discovery_timeout", "discovery_timeout"), ("timeout", "timeout"),
+                        ("protocol", "protocol")):
         if params.get(option) is not None:
             values[key] = params[option]
     if params.get("brokers"):

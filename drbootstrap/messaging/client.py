@@ -43,6 +43,7 @@ class ClientConfig:
     clock_skew: float = 30.0
     max_message_bytes: int = 256 * 1024
     connect_timeout: float = 10.0
+    protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
 
 
 @dataclass
@@ -76,9 +77,15 @@ class RpcResult:
 
 
 def make_protocol(config: ClientConfig) -> WireProtocol:
-    """The native protocol signed with the client's key."""
+    """The native protocol signed with the client's key (or MCollective 2.12's, if configured)."""
     from drbootstrap.messaging.native import NativeProtocol
     from drbootstrap.messaging.security import load_signer
+
+    if config.protocol != "native":  # MCollective 2.12 compat; imported only when asked for
+        from drbootstrap.messaging.mcollective import compat_protocol
+
+        return compat_protocol(config.protocol, config.key_file, clock_skew=config.clock_skew,
+                               max_message_bytes=config.max_message_bytes)
 
     if config.key_file is None:
         raise SecurityError("no key file: every request must be signed", hint="pass --key-file or set key_file")

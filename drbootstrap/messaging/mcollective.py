@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import SecurityError
+from drbootstrap.errors import MessagingError, SecurityError
 from drbootstrap.messaging import ruby_marshal as rm
 from drbootstrap.messaging.envelope import FactFilter, Filter, Frame, Reply, Request, StatusCode, WireProtocol
 from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
@@ -66,6 +66,20 @@ def make_mcollective_protocol(
     if not key_file:
         raise SecurityError("mcollective mode has no psk file", hint="set key_file to a file holding plugin.psk")
     return McollectiveProtocol(load_psk(key_file), clock_skew=clock_skew, max_message_bytes=max_message_bytes)
+
+
+PROTOCOL_NAMES = ("native", "mcollective")
+
+
+def compat_protocol(
+    name: str, key_file: str | Path | None, *, clock_skew: float, max_message_bytes: int
+) -> McollectiveProtocol:
+    """What the client and agent factories call for a protocol other than native."""
+    if name not in PROTOCOL_NAMES:
+        raise MessagingError(f"unknown protocol {name!r}", hint="set protocol to native or mcollective")
+    if name != "mcollective":
+        raise MessagingError("the native protocol is built by drbootstrap.messaging.native")
+    return make_mcollective_protocol(key_file, clock_skew=clock_skew, max_message_bytes=max_message_bytes)
 
 
 def _name(value: str, what: str) -> str:

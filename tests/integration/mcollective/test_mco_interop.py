@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+import yaml
 
 from drbootstrap.agent.config import AgentConfig
 from drbootstrap.agent.daemon import AgentServer
@@ -17,27 +24,65 @@ from tests.support.mcollective import run_mco
 pytestmark = pytest.mark.integration
 
 
+@dataclass
+class DrbAgents:
+    in_process: AgentServer
+    identities: list[str]
+
+
 @pytest.fixture(scope="module")
-def drb_agents(mco) -> Iterator[list[AgentServer]]:
-    """Two drbootstrap agents speaking MCollective 2.12 on the module's broker."""
+def drb_agents(mco) -> Iterator[DrbAgents]:
+    """Two drbootstrap agents speaking MCollective 2.12: one in-process (its counters are read by
+    the psk test), one the real `drbootstrap agent` command with `protocol: mcollective`."""
     suffix = secrets.token_hex(3)
-    servers = []
+    in_process = AgentServer(
+        AgentConfig(
+            identity=f"drb-compat1-{suffix}",
+            brokers=[mco.broker_url],
+            key_file=str(mco.psk_file),
+            agents=["discovery", "rpcutil"],
+            role="drbweb",
+        ),
+        protocol=make_mcollective_protocol(mco.psk_file),
+    )
+    command_identity = f"drb-compat2-{suffix}"
+    config_file = mco.work / "drb-agent.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "identity": command_identity,
+                "brokers": [mco.broker_url],
+                "key_file": str(mco.psk_file),
+                "protocol": "mcollective",
+                "agents": ["discovery", "rpcutil"],
+                "role": "drbweb",
+            }
+        )
+    )
+    command = None
     try:
-        for index in (1, 2):
-            config = AgentConfig(
-                identity=f"drb-compat{index}-{suffix}",
-                brokers=[mco.broker_url],
-                key_file=str(mco.psk_file),
-                agents=["discovery", "rpcutil"],
-                role="drbweb",
-            )
-            server = AgentServer(config, protocol=make_mcollective_protocol(mco.psk_file))
-            servers.append(server)
-            server.start(wait=15)
-        yield servers
+        in_process.start(wait=15)
+        command = subprocess.Popen(
+            [sys.executable, "-m", "drbootstrap", "agent", "--config", str(config_file)], start_new_session=True
+        )
+        _wait_until_answering(mco, command_identity, command)
+        yield DrbAgents(in_process, [in_process.identity, command_identity])
     finally:
-        for server in servers:
-            server.stop()
+        in_process.stop()
+        if command is not None and command.poll() is None:
+            os.killpg(command.pid, signal.SIGTERM)
+            command.wait(timeout=15)
+
+
+def _wait_until_answering(mco, identity: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    with client(mco) as drb:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"`drbootstrap agent` exited with {process.returncode}")
+            if identity in drb.ping(expect=[identity]).responded:
+                return
+    raise RuntimeError(f"{identity} did not answer within 30s")
 
 
 def client(mco, protocol=None) -> RpcClient:
@@ -49,15 +94,15 @@ def test_mco_ping_lists_drbootstrap_agents_beside_the_real_mcollectived(mco, drb
     result = run_mco(mco.client_config, "ping")
     assert result.returncode == 0, result.stderr
     answered = {line.split()[0] for line in result.stdout.splitlines() if "time=" in line}
-    assert {server.identity for server in drb_agents} | {mco.daemon.identity} <= answered
+    assert set(drb_agents.identities) | {mco.daemon.identity} <= answered
 
 
 def test_mco_rpc_rpcutil_ping_gets_replies_from_drbootstrap_agents_selected_by_fact(mco, drb_agents):
     result = run_mco(mco.client_config, "rpc", "rpcutil", "ping", "-F", "role=drbweb", "--dt", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Finished processing 2 / 2 hosts" in result.stdout
-    for server in drb_agents:
-        assert server.identity in result.stdout
+    for identity in drb_agents.identities:
+        assert identity in result.stdout
     assert mco.daemon.identity not in result.stdout  # role=legacy does not match the filter
     assert result.stdout.count("Timestamp:") == 2  # rpcutil's DDL output `pong`, rendered by mco
 
@@ -72,8 +117,18 @@ def test_drbootstrap_client_pings_and_calls_the_real_mcollectived(mco):
     assert abs(reply.data["pong"] - time.time()) < 120
 
 
+def test_drbootstrap_ping_command_in_mcollective_mode_gets_the_real_mcollectived(mco, cli):
+    result = cli(
+        "ping", "--protocol", "mcollective", "--broker", mco.broker_url, "--key-file", str(mco.psk_file),
+        "-I", mco.daemon.identity, "--expect", mco.daemon.identity, "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    replies = json.loads(result.stdout)["replies"]
+    assert [reply["sender"] for reply in replies] == [mco.daemon.identity]
+
+
 def test_request_signed_with_a_wrong_psk_is_refused_and_never_executes(mco, drb_agents):
-    target = drb_agents[0]
+    target = drb_agents.in_process
     executed, refused = target.executed, target.refused
     with client(mco, protocol=McollectiveProtocol("not-the-psk-" + secrets.token_hex(4))) as forger:
         result = forger.call("rpcutil", "ping", targets=[target.identity], timeout=2.0)
