@@ -199,16 +199,14 @@ def _status(reply: Reply, code: StatusCode, message: str) -> Reply:
     return reply
 
 
-def run_agents(configs: list[AgentConfig], *, wait: float | None = None) -> list[AgentServer]:
-    """Start one AgentServer per config in this process; the caller stops them."""
+def run_agents(configs: list[AgentConfig], *, wait: float | None = None, parallel: int = 16) -> list[AgentServer]:
+    """Start one AgentServer per config in this process (connecting in parallel); the caller stops them."""
     servers = [AgentServer(config) for config in configs]
-    started: list[AgentServer] = []
     try:
-        for server in servers:
-            server.start(wait=wait)
-            started.append(server)
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(servers)))) as pool:
+            list(pool.map(lambda server: server.start(wait=wait), servers))
     except BaseException:
-        for server in started:
+        for server in servers:
             server.stop()
         raise
     return servers

@@ -171,7 +171,9 @@ def load_agent_class(name: str, target: str) -> type[RpcAgent]:
 
 def load_agents(context: AgentContext, names: list[str] | None) -> dict[str, RpcAgent]:
     """Instantiate the configured agents (all available when `names` is None; dns only when configured)."""
-    available = available_agents()
+    # Only scan installed entry points when a name may need one (importlib.metadata costs RSS).
+    builtin_only = names is not None and all(name in BUILTIN_AGENTS for name in names)
+    available = dict(BUILTIN_AGENTS) if builtin_only else available_agents()
     if names is None:
         names = [n for n in available if n != "dns" or context.config.dns is not None]
     unknown = [n for n in names if n not in available]
