@@ -61,7 +61,9 @@ def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(
     # A stand-in for `drbootstrap agent`: records its arguments, then waits to be stopped.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "drbootstrap").write_text(f'#!/bin/sh\necho "$@" >{tmp_path}/agent.args\nexec sleep 600\n')
+    (bin_dir / "drbootstrap").write_text(
+        f'#!/bin/sh\necho "$@" >{tmp_path}/args.tmp && mv {tmp_path}/args.tmp {tmp_path}/agent.args\nexec sleep 600\n'
+    )
     (bin_dir / "drbootstrap").chmod(0o755)
     (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.53\n")
     (tmp_path / "hostname").write_text("ip-10-0-0-5\n")
@@ -90,8 +92,9 @@ def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(
             if pid_file.exists():
                 os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == "web01"
+    boot_log = result.stdout + result.stderr
+    assert result.returncode == 0, boot_log
+    assert result.stdout.splitlines()[-1] == "web01", boot_log
     assert (tmp_path / "hostname").read_text() == "web01\n"
     assert f"nameserver {master_address}" in (tmp_path / "resolv.conf").read_text()
     agent = load_agent_config(tmp_path / "node" / "agent.yaml")
