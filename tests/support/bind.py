@@ -61,6 +61,7 @@ class BindServer:
         self.stop()
 
     def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port(self.host)
         conf = self._write_config()
         log = self.directory / "named.log"

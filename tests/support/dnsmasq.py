@@ -63,6 +63,7 @@ class DnsmasqServer:
         self.stop()
 
     def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
         write_dnsmasq_config(self.settings(), self.config_file)
