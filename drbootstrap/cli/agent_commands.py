@@ -61,4 +61,4 @@ def _setup_logging(log_file: str | None, verbose: bool) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("stomp").setLevel(logging.CRITICAL)  # its own connect-failure noise
+    logging.getLogger("stomp.py").setLevel(logging.CRITICAL)  # per-attempt noise; we log reconnects

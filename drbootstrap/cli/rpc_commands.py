@@ -36,6 +36,7 @@ def client_options(command: Callable) -> Callable:
         click.option("--direct", is_flag=True, help="Address the --expect identities directly, without discovery."),
         click.option("--discovery-timeout", type=float, help="Longest discovery may take (s, default 2)."),
         click.option("-t", "--timeout", type=float, help="Longest to wait for action replies (s, default 60)."),
+        click.option("--connect-timeout", type=float, help="Longest to keep retrying the broker(s) (s, default 10)."),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
     ]
     for option in reversed(options):
@@ -53,7 +54,7 @@ def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, 
         values.update(_read_client_file(config_file))
     for option, key in (("key_file", "key_file"), ("key_id", "key_id"), ("tls_ca", "tls_ca"), ("identity", "identity"),
                         ("collective", "collective"), ("discovery_timeout", "discovery_timeout"), ("timeout", "timeout"),
-                        ("protocol", "protocol")):
+                        ("protocol", "protocol"), ("connect_timeout", "connect_timeout")):
         if params.get(option) is not None:
             values[key] = params[option]
     if params.get("brokers"):
@@ -110,8 +111,11 @@ def _expected(text: str | None) -> list[str]:
 def _with_client(function: Callable) -> Callable:
     @functools.wraps(function)
     def run(**params: Any) -> int:
+        import logging
+
         from drbootstrap.messaging.client import RpcClient
 
+        logging.getLogger("stomp.py").setLevel(logging.CRITICAL)  # its per-attempt noise; we report once
         config, filter_, expect, direct = _settings(params)
         rest = {k: v for k, v in params.items() if k not in ("expect", "direct")}
         with RpcClient(config) as client:
