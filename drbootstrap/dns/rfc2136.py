@@ -17,9 +17,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
-import dns.resolver
 import dns.tsig
-import dns.tsigkeyring
 import dns.update
 
 from drbootstrap.errors import DrbError

@@ -1,7 +1,7 @@
 """What images/master/boot.sh asks Python to do: write the dnsmasq config, start ActiveMQ.
 
     python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
-        --hosts-file F --pid-file P --out CONF [--upstream IP ...]
+        --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME]
     python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613
 """
 
@@ -24,6 +24,7 @@ def _dnsmasq_config(args: argparse.Namespace) -> None:
         hosts_file=Path(args.hosts_file),
         pid_file=Path(args.pid_file),
         upstream_servers=tuple(args.upstream or ()),
+        user=args.user,
     )
     write_dnsmasq_config(settings, Path(args.out))
 
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     dnsmasq.add_argument("--pid-file", required=True)
     dnsmasq.add_argument("--out", required=True)
     dnsmasq.add_argument("--upstream", action="append")
+    dnsmasq.add_argument("--user", help="user dnsmasq runs as (default: dnsmasq's own choice)")
     dnsmasq.set_defaults(run=_dnsmasq_config)
     broker = commands.add_parser("broker", help="start ActiveMQ (STOMP) and print its pid")
     broker.add_argument("--base-dir", required=True)

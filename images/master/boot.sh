@@ -8,6 +8,7 @@
 #            DRB_MASTER_ADDRESS (empty: our first global IPv4) DRB_BROKER_PORT DRB_BROKER_PROTOCOL
 #            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS DRB_NODE_DIR
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
+#   env    DRB_PYTHON                        the Python with drbootstrap installed (default python3)
 #   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid}     (the dns agent edits hosts)
 #          DRB_NODE_DIR/activemq/                                (broker conf and data)
 #          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/}      (puppetserver, policy autosign)
@@ -24,6 +25,8 @@ CONFIG_DIR=${1:-/etc/drbootstrap}
 . "$CONFIG_DIR/node.env"
 NODE_DIR=${DRB_NODE_DIR:-/var/lib/drbootstrap/node}
 IMAGES_DIR=$(cd "$(dirname "$0")/.." && pwd)
+# The Python that has drbootstrap installed (absolute: puppetserver runs autosign with its own PATH).
+PYTHON=$(command -v "${DRB_PYTHON:-python3}")
 mkdir -p "$NODE_DIR"
 
 log() { echo "drbootstrap master boot: $*"; }
@@ -48,16 +51,19 @@ echo "$ADDRESS $FQDN $DRB_HOSTNAME" >>"$HOSTS.new"
 mv "$HOSTS.new" "$HOSTS"
 UPSTREAM_ARGS=""
 for upstream in ${DRB_UPSTREAM_DNS:-}; do UPSTREAM_ARGS="$UPSTREAM_ARGS --upstream $upstream"; done
+# --user root: the hosts file lives in the node dir, which dnsmasq's own user may not be able to
+# read again on SIGHUP (the local cloud keeps node dirs under a private state directory).
 # shellcheck disable=SC2086 # word splitting of UPSTREAM_ARGS is intended
-python3 -m drbootstrap.images.master_services dnsmasq-config --domain "$DRB_DOMAIN" --listen "$ADDRESS" \
-    --hosts-file "$HOSTS" --pid-file "$DNS_DIR/dnsmasq.pid" --out "$DNS_DIR/dnsmasq.conf" $UPSTREAM_ARGS
+"$PYTHON" -m drbootstrap.images.master_services dnsmasq-config --domain "$DRB_DOMAIN" --listen "$ADDRESS" \
+    --hosts-file "$HOSTS" --pid-file "$DNS_DIR/dnsmasq.pid" --out "$DNS_DIR/dnsmasq.conf" \
+    --user root $UPSTREAM_ARGS
 if running "$DNS_DIR/dnsmasq.pid"; then kill "$(cat "$DNS_DIR/dnsmasq.pid")"; sleep 1; fi
 dnsmasq -C "$DNS_DIR/dnsmasq.conf"     # daemonises; writes its pid file
 printf 'nameserver %s\nsearch %s\n' "$ADDRESS" "$DRB_DOMAIN" >/etc/resolv.conf
 
 # 2. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
 if ! running "$NODE_DIR/activemq.pid"; then
-    python3 -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
+    "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
         --host "$ADDRESS" --port "$DRB_BROKER_PORT" >"$NODE_DIR/activemq.pid"
 fi
 
@@ -68,7 +74,7 @@ mkdir -p "$PUPPET_DIR/code/environments/production/manifests" "$PUPPET_DIR/code/
 [ -f "$TOKENS" ] || (umask 077 && echo '{}' >"$TOKENS")
 cat >"$PUPPET_DIR/autosign" <<EOF
 #!/bin/sh
-DRB_AUTOSIGN_TOKENS='$TOKENS' exec python3 -m drbootstrap.images.autosign "\$@"
+DRB_AUTOSIGN_TOKENS='$TOKENS' exec '$PYTHON' -m drbootstrap.images.autosign "\$@"
 EOF
 chmod 0755 "$PUPPET_DIR/autosign"
 cat >"$PUPPET_DIR/puppet.conf" <<EOF

@@ -13,7 +13,6 @@ with -D -e as our child in its own process group and is stopped by pid. Needs ro
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
