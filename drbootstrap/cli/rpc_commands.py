@@ -23,6 +23,8 @@ def client_options(command: Callable) -> Callable:
         click.option("--broker", "brokers", multiple=True, help="stomp[+ssl]://HOST:PORT; repeat for failover."),
         click.option("--key-file", type=click.Path(path_type=Path), help="Pre-shared key or ed25519 private key (PEM)."),
         click.option("--key-id", help="Name of the key (default: psk, or the PEM file's stem)."),
+        click.option("--trusted-keys", "trusted_keys_dir", type=click.Path(path_type=Path),
+                     help="ed25519: directory of <key id>.pub files whose replies are trusted."),
         click.option("--tls-ca", type=click.Path(path_type=Path), help="CA certificate for stomp+ssl brokers."),
         click.option("--identity", help="This client's identity (reply queue name)."),
         click.option("--collective", help="Collective (default mcollective)."),
@@ -54,7 +56,8 @@ def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, 
         values.update(_read_client_file(config_file))
     for option, key in (("key_file", "key_file"), ("key_id", "key_id"), ("tls_ca", "tls_ca"), ("identity", "identity"),
                         ("collective", "collective"), ("discovery_timeout", "discovery_timeout"), ("timeout", "timeout"),
-                        ("protocol", "protocol"), ("connect_timeout", "connect_timeout")):
+                        ("protocol", "protocol"), ("connect_timeout", "connect_timeout"),
+                        ("trusted_keys_dir", "trusted_keys_dir")):
         if params.get(option) is not None:
             values[key] = params[option]
     if params.get("brokers"):

@@ -108,6 +108,28 @@ def load_signer(key_file: Path, *, key_id: str | None = None, trusted_dir: Path 
     return HmacSigner(key, key_id or "psk")
 
 
+def generate_ed25519_key(private_path: Path, public_path: Path | None = None) -> Path:
+    """Write a new ed25519 private key (0600 PEM) and its public key (`<stem>.pub`); returns the .pub path.
+
+    Copy the .pub into the other side's trusted_keys_dir; the file stem is the key id.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from drbootstrap.paths import write_private_file
+
+    key = Ed25519PrivateKey.generate()
+    write_private_file(
+        private_path,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    public_path = public_path or private_path.with_suffix(".pub")
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return public_path
+
+
 class ReplayCache:
     """Request ids seen and not yet expired; bounded, so a flood cannot exhaust memory."""
 

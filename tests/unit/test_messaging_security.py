@@ -178,3 +178,18 @@ def test_policy_first_match_wins_and_rules_imply_default_deny():
     assert not policy.allows("key=ro", "reboot", "reboot")
     assert not policy.allows("key=other", "puppet", "status")
     assert AuthorizationPolicy().allows("key=anyone", "reboot", "reboot")
+
+
+def test_generated_ed25519_keys_are_private_and_trusted_by_stem(tmp_path):
+    from drbootstrap.messaging.security import generate_ed25519_key
+
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    generate_ed25519_key(tmp_path / "ops.pem", trusted / "ops.pub")
+    generate_ed25519_key(tmp_path / "node1.pem", trusted / "node1.pub")
+    assert (tmp_path / "ops.pem").stat().st_mode & 0o777 == 0o600
+    client = NativeProtocol(load_signer(tmp_path / "ops.pem", trusted_dir=trusted))
+    node = NativeProtocol(load_signer(tmp_path / "node1.pem", trusted_dir=trusted))
+    request = node.decode_request(client.request_frames(make_request())[0].body, {})
+    reply = client.decode_reply(node.reply_frame(Reply("r1", "node1", "rpcutil"), request).body, {})
+    assert (request.caller_id, reply.sender_id) == ("key=ops", "node1")
