@@ -23,6 +23,8 @@ CLOUD_DIR_IN_NODE = "/run/drb-cloud"
 IMAGE_DIR_IN_NODE = "/run/drb-image"
 PATH_IN_NODE = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STOP_GRACE_SECONDS = 2.0
+# A node starts from a clean environment: the driver's own (cloud keys, say) never leaks in.
+BOOT_ENVIRONMENT = {"PATH": PATH_IN_NODE, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
 
 
 @dataclass(frozen=True)
@@ -109,19 +111,23 @@ def boot_script(paths: NodePaths, image_dir: Path, mounts: list[Mount], user_dat
     # bind from /proc/self/fd: works even when the state dir lives under /tmp. (bash, not sh:
     # dash cannot redirect file descriptors above 9.)
     opens = [f"3<{q(str(paths.cloud))}", f"4<{q(str(image_dir))}"]
-    binds = [f"bind_fd 3 {CLOUD_DIR_IN_NODE} ro", f"bind_fd 4 {IMAGE_DIR_IN_NODE} ro"]
+    binds = [f"bind_fd 3 {CLOUD_DIR_IN_NODE} ro || setup_failed {CLOUD_DIR_IN_NODE}",
+             f"bind_fd 4 {IMAGE_DIR_IN_NODE} ro || setup_failed {IMAGE_DIR_IN_NODE}"]
     for fd, name in enumerate(("hosts", "resolv.conf", "hostname"), start=5):
         opens.append(f"{fd}<{q(str(paths.etc / name))}")
-        binds.append(f"bind_etc {fd} /etc/{name}")
+        binds.append(f"bind_etc {fd} /etc/{name} || setup_failed /etc/{name}")
     for fd, mount in enumerate(mounts, start=10):
         opens.append(f"{fd}<{q(str(mount.source))}")
-        binds.append(f"mkdir -p {q(mount.target)} && bind_fd {fd} {q(mount.target)} rw")
+        binds.append(f"{{ mkdir -p {q(mount.target)} && bind_fd {fd} {q(mount.target)} rw; }} "
+                     f"|| setup_failed {q(mount.target)}")
     closes = " ".join(f"{fd}<&-" for fd in [3, 4, 5, 6] + list(range(10, 10 + len(mounts))))
     steps = "\n".join(f"[ $rc -eq 0 ] && {{ {cmd} 9>&-; rc=$?; }}" for cmd in user_data)
     return f"""set -u
 exec {' '.join(opens)}
 exec 9>{q(str(paths.boot_exit))} </dev/null
 echo $$ >{q(str(paths.boot_pid))}
+rc=0
+setup_failed() {{ echo "drb-cloud: could not mount $1 in the node"; rc=1; }}
 bind_fd() {{ mount --bind /proc/self/fd/$1 "$2" || return
   [ "$3" = rw ] || mount -o remount,bind,$3 "$2"; }}
 bind_etc() {{ local target="$2"; [ -e "$target" ] || return 0
@@ -135,20 +141,20 @@ while read -r line; do
   [[ $line == *" - nsfs "* ]] && {{ set -- $line; points+=("$5"); }}
 done </proc/self/mountinfo
 [ ${{#points[@]}} -eq 0 ] || umount -l "${{points[@]}}"
-mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || setup_failed /run
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || setup_failed /tmp
 mount -t sysfs -o ro sysfs /sys 2>/dev/null
 mkdir -p {CLOUD_DIR_IN_NODE} {IMAGE_DIR_IN_NODE} /run/lock
 {chr(10).join(binds)}
 exec {closes}
-read -r name </etc/hostname && echo "$name" >/proc/sys/kernel/hostname
+name=""; read -r name </etc/hostname
+[ -n "$name" ] && echo "$name" >/proc/sys/kernel/hostname; name=$(</proc/sys/kernel/hostname)
 export PATH={PATH_IN_NODE} DRB_CLOUD_DIR={CLOUD_DIR_IN_NODE} DRB_IMAGE_DIR={IMAGE_DIR_IN_NODE}
 export DRB_CLOUD_METADATA={CLOUD_DIR_IN_NODE}/meta-data.json DRB_CLOUD_USERDATA={CLOUD_DIR_IN_NODE}/user-data
 export DRB_CLOUD_INSTANCE_ID={q(paths.node_id)} DRB_CLOUD_FIRST_BOOT={1 if first_boot else 0}
 cd /
 echo "drb-cloud: booting $DRB_CLOUD_INSTANCE_ID as $name"
-rc=0
-if [ -f {IMAGE_DIR_IN_NODE}/boot.sh ]; then sh {IMAGE_DIR_IN_NODE}/boot.sh 9>&-; rc=$?; fi
+if [ $rc -eq 0 ] && [ -f {IMAGE_DIR_IN_NODE}/boot.sh ]; then sh {IMAGE_DIR_IN_NODE}/boot.sh 9>&-; rc=$?; fi
 {steps}
 echo "drb-cloud: boot finished with status $rc"
 echo $rc >&9
@@ -166,7 +172,7 @@ def launch(paths: NodePaths, netns_path: Path, script: str, *, wait_seconds: flo
         result = subprocess.run(
             ["setsid", "-f", "nsenter", f"--net={netns_path}", "unshare", f"--uts={paths.uts_file}",
              f"--mount={paths.mnt_file}", "--propagation", "private", "bash", "-c", script],
-            stdin=subprocess.DEVNULL, stdout=console, stderr=console,
+            stdin=subprocess.DEVNULL, stdout=console, stderr=console, env=BOOT_ENVIRONMENT,
         )
     if result.returncode != 0:
         raise ProviderError(f"local cloud: could not start node {paths.node_id}: {console_tail(paths)}")
