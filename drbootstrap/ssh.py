@@ -11,6 +11,7 @@ import base64
 import hashlib
 import posixpath
 import re
+import secrets
 import socket
 import stat
 from dataclasses import dataclass, field
@@ -126,6 +127,16 @@ def parse_console_host_keys(console: str) -> tuple[PinnedHostKey, ...]:
     return keys
 
 
+def parse_host_keys(text: str) -> tuple[PinnedHostKey, ...]:
+    """Host keys from a console log (its KEYS block) or from metadata / known_hosts lines."""
+    if BEGIN_HOST_KEYS in text:
+        return parse_console_host_keys(text)
+    keys = tuple(parse_host_key_line(line) for line in text.splitlines() if _KEY_TOKEN.search(line))
+    if not keys:
+        raise SshError("no SSH host public key found in the text given", hint="give the node's console output or its .pub lines")
+    return keys
+
+
 def _embedded_type(raw: bytes) -> str | None:
     if len(raw) < 4:
         return None
@@ -217,26 +228,29 @@ class SshSession:
     def close(self) -> None:
         self._client.close()
 
-    def push_tree(self, local_dir: Path, remote_dir: str) -> int:
-        """Copy LOCAL_DIR's files into REMOTE_DIR (created), keeping permission bits; return the file count."""
+    def push_tree(self, local_dir: Path, remote_dir: str, *, replace: bool = False) -> int:
+        """Copy LOCAL_DIR's files into REMOTE_DIR (created), keeping permission bits; return the file count.
+
+        With replace=True the tree is uploaded beside REMOTE_DIR and swapped in by renames, so
+        Puppet never reads a half-copied tree and files deleted locally disappear remotely.
+        """
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
             raise SshError(f"{local_dir} is not a directory", hint="push a directory such as recipes/")
-        copied = 0
+        remote_dir = remote_dir.rstrip("/") or "/"
         with self._client.open_sftp() as sftp:
-            _make_remote_dirs(sftp, remote_dir)
-            for path in sorted(local_dir.rglob("*")):
-                relative = path.relative_to(local_dir).as_posix()
-                remote = posixpath.join(remote_dir, relative)
-                if path.is_symlink():
-                    continue  # a link may point outside the tree: its target is not ours to send
-                if path.is_dir():
-                    _make_remote_dirs(sftp, remote)
-                elif path.is_file():
-                    sftp.put(str(path), remote)
-                    sftp.chmod(remote, stat.S_IMODE(path.stat().st_mode))
-                    copied += 1
-        return copied
+            if not replace:
+                return _upload_tree(sftp, local_dir, remote_dir)
+            staging = f"{remote_dir}.incoming-{secrets.token_hex(4)}"
+            retired = f"{remote_dir}.retired-{secrets.token_hex(4)}"
+            copied = _upload_tree(sftp, local_dir, staging)
+            had_old = _exists(sftp, remote_dir)
+            if had_old:
+                sftp.rename(remote_dir, retired)
+            sftp.rename(staging, remote_dir)
+            if had_old:
+                _remove_tree(sftp, retired)
+            return copied
 
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
         """Run COMMAND through the node's shell; return its exit status and output."""
@@ -244,6 +258,40 @@ class SshSession:
         out = stdout.read().decode(errors="replace")
         err = stderr.read().decode(errors="replace")
         return CommandResult(stdout.channel.recv_exit_status(), out, err)
+
+
+def _upload_tree(sftp: paramiko.SFTPClient, local_dir: Path, remote_dir: str) -> int:
+    copied = 0
+    _make_remote_dirs(sftp, remote_dir)
+    for path in sorted(local_dir.rglob("*")):
+        remote = posixpath.join(remote_dir, path.relative_to(local_dir).as_posix())
+        if path.is_symlink():
+            continue  # a link may point outside the tree: its target is not ours to send
+        if path.is_dir():
+            _make_remote_dirs(sftp, remote)
+        elif path.is_file():
+            sftp.put(str(path), remote)
+            sftp.chmod(remote, stat.S_IMODE(path.stat().st_mode))
+            copied += 1
+    return copied
+
+
+def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _remove_tree(sftp: paramiko.SFTPClient, path: str) -> None:
+    for entry in sftp.listdir_attr(path):
+        child = posixpath.join(path, entry.filename)
+        if stat.S_ISDIR(entry.st_mode or 0):
+            _remove_tree(sftp, child)
+        else:
+            sftp.remove(child)
+    sftp.rmdir(path)
 
 
 def _make_remote_dirs(sftp: paramiko.SFTPClient, remote_dir: str) -> None:
@@ -258,10 +306,10 @@ def _make_remote_dirs(sftp: paramiko.SFTPClient, remote_dir: str) -> None:
             sftp.mkdir(path)
 
 
-def push_tree(target: SshTarget, local_dir: Path, remote_dir: str) -> int:
-    """Connect, copy LOCAL_DIR to REMOTE_DIR, disconnect; return the number of files sent."""
+def push_tree(target: SshTarget, local_dir: Path, remote_dir: str, *, replace: bool = False) -> int:
+    """Connect, copy LOCAL_DIR to REMOTE_DIR (swapped in whole with replace=True), disconnect."""
     with SshSession(target) as session:
-        return session.push_tree(local_dir, remote_dir)
+        return session.push_tree(local_dir, remote_dir, replace=replace)
 
 
 def run_command(target: SshTarget, command: str, timeout: float | None = None) -> CommandResult:

@@ -16,6 +16,7 @@ from drbootstrap.ssh import (
     SshTarget,
     _disabled_host_key_algorithms,
     parse_console_host_keys,
+    parse_host_keys,
     parse_host_key_line,
 )
 
@@ -58,6 +59,13 @@ def test_console_block_yields_every_key_even_with_line_prefixes():
 def test_console_without_a_complete_block_says_to_wait_for_cloud_init():
     with pytest.raises(SshError, match="no complete SSH HOST KEY KEYS block"):
         parse_console_host_keys(CONSOLE.split("ec2: -----END")[0])
+
+
+def test_host_keys_from_metadata_lines_or_console_text():
+    assert [k.fingerprint for k in parse_host_keys(f"{ED25519}\n{ECDSA}\n")] == [ED25519_FP, ECDSA_FP]
+    assert [k.fingerprint for k in parse_host_keys(CONSOLE)] == [ECDSA_FP, ED25519_FP]
+    with pytest.raises(SshError, match="no SSH host public key found"):
+        parse_host_keys("instance-id: i-123\n")
 
 
 def test_line_whose_type_disagrees_with_its_data_is_refused():

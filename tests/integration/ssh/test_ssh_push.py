@@ -73,6 +73,22 @@ def test_pushed_tree_arrives_byte_identical_with_permissions(sshd, tmp_path):
     assert (remote / "config" / "run.sh").stat().st_mode & 0o777 == 0o750
 
 
+def test_replacing_push_swaps_in_the_new_tree_and_drops_files_deleted_locally(sshd, tmp_path):
+    source = tmp_path / "recipes"
+    files = make_tree(source)
+    remote = tmp_path / "on-master" / "recipes"
+    push_tree(target_for(sshd), source, str(remote), replace=True)
+    (source / "config" / "empty").unlink()
+    (source / "manifests" / "site.pp").write_bytes(b"node default { }\n")
+
+    push_tree(target_for(sshd), source, str(remote), replace=True)
+
+    assert not (remote / "config" / "empty").exists()
+    assert (remote / "manifests" / "site.pp").read_bytes() == b"node default { }\n"
+    assert (remote / "modules/role/files/blob.bin").read_bytes() == files["modules/role/files/blob.bin"]
+    assert sorted(p.name for p in remote.parent.iterdir()) == ["recipes"]  # no staging or retired trees left
+
+
 def test_command_returns_exit_status_and_output(sshd):
     result = run_command(target_for(sshd), "echo out; echo err >&2; exit 3")
 
