@@ -39,7 +39,13 @@ class AutosignDecision:
     reason: str  # one line for puppetserver's log; never the token
 
 
-def _digest(token: str) -> str:
+def new_token() -> str:
+    """A fresh one-time token (put it in exactly one node's user-data)."""
+    return secrets.token_urlsafe(24)
+
+
+def token_digest(token: str) -> str:
+    """What the master stores for a token: the controller can send this instead of the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -63,11 +69,18 @@ def _locked_tokens(tokens_file: Path) -> Iterator[dict[str, str]]:
             write_private_file(tokens_file, json.dumps(tokens, indent=1, sort_keys=True) + "\n")
 
 
-def issue_token(tokens_file: Path, certname: str) -> str:
-    """A new one-time token for CERTNAME (replacing any unused one); put it in that node's user-data."""
-    token = secrets.token_urlsafe(24)
+def record_token_digest(tokens_file: Path, certname: str, digest: str) -> None:
+    """Arm CERTNAME's one-time token on the master, given only its digest (replaces an unused one)."""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise AutosignError(f"autosign token digest for {certname} is not a SHA-256 hex digest")
     with _locked_tokens(tokens_file) as tokens:
-        tokens[certname] = _digest(token)
+        tokens[certname] = digest
+
+
+def issue_token(tokens_file: Path, certname: str) -> str:
+    """A new one-time token for CERTNAME, armed in TOKENS_FILE; put it in that node's user-data."""
+    token = new_token()
+    record_token_digest(tokens_file, certname, token_digest(token))
     return token
 
 
@@ -104,7 +117,7 @@ def decide(tokens_file: Path, certname: str, csr_pem: bytes) -> AutosignDecision
         expected = tokens.get(certname)
         if expected is None:
             return AutosignDecision(False, f"{certname}: no unused token was issued for this certname")
-        if not hmac.compare_digest(expected, _digest(offered)):
+        if not hmac.compare_digest(expected, token_digest(offered)):
             return AutosignDecision(False, f"{certname}: the token does not match the one issued for this certname")
         del tokens[certname]  # burnt: a replayed CSR or a copied token signs nothing more
     return AutosignDecision(True, f"{certname}: token accepted and burnt")

@@ -14,7 +14,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from drbootstrap.images import autosign
-from drbootstrap.images.autosign import challenge_password, decide, issue_token
+from drbootstrap.images.autosign import (
+    AutosignError,
+    challenge_password,
+    decide,
+    issue_token,
+    new_token,
+    record_token_digest,
+    token_digest,
+)
 
 
 def make_csr(certname: str, token: str | None) -> bytes:
@@ -89,6 +97,18 @@ def test_tokens_file_is_private_and_holds_no_token(tokens_file):
 
     assert stat.S_IMODE(os.stat(tokens_file).st_mode) == 0o600
     assert token not in tokens_file.read_text()
+
+
+def test_token_made_by_the_controller_is_armed_on_the_master_by_its_digest_alone(tokens_file):
+    token = new_token()
+    record_token_digest(tokens_file, "db01.demo.internal", token_digest(token))
+
+    assert decide(tokens_file, "db01.demo.internal", make_csr("db01.demo.internal", token)).accepted
+
+
+def test_a_digest_that_is_not_sha256_hex_is_refused(tokens_file):
+    with pytest.raises(AutosignError, match="not a SHA-256 hex digest"):
+        record_token_digest(tokens_file, "db01.demo.internal", "plain-token")
 
 
 def test_challenge_password_is_read_from_the_csr_attribute():
