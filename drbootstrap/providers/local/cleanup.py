@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drbootstrap.providers.local import netns, runtime
-from drbootstrap.providers.local.storage import _forget_attachment
+from drbootstrap.providers.local.storage import forget_attachment
 
 if TYPE_CHECKING:
     from drbootstrap.providers.local.driver import LocalNodeDriver
@@ -42,7 +42,7 @@ def cleanup_everything(driver: LocalNodeDriver) -> list[str]:
             os.kill(state.anchor_pid, signal.SIGKILL)
             removed.append(f"anchor process {state.anchor_pid}")
         for volume in state.volumes.values():
-            _forget_attachment(volume)
+            forget_attachment(volume)
     if store.root.exists():
         shutil.rmtree(store.root, ignore_errors=True)
         removed.append(f"state {store.root}")

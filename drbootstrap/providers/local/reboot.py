@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait first, so the caller can send its reply")
     args = parser.parse_args(argv)
     driver = LocalNodeDriver(state_dir=args.state_dir)
-    console = driver._paths(args.node_id).console_log
     time.sleep(args.delay)
+    console = args.state_dir / "local-cloud" / "nodes" / args.node_id / "console.log"
     try:
         _log(console, "drb-cloud: reboot requested from inside the node")
         driver.reboot_node(args.node_id)

@@ -75,7 +75,7 @@ class StorageMixin:
             record = self._volume_in(state, getattr(volume, "id", volume))
             if record.node_id and record.node_id in state.nodes and record.mount_path:
                 mountns.detach_from_namespace(self._paths(record.node_id).mnt_file, record.mount_path)
-            _forget_attachment(record)
+            forget_attachment(record)
         return True
 
     def destroy_volume(self, volume: StorageVolume | str) -> bool:
@@ -174,7 +174,7 @@ class StorageMixin:
         """A destroyed node's volumes become available again; its elastic addresses stay allocated."""
         for volume in state.volumes.values():
             if volume.node_id == node.id:
-                _forget_attachment(volume)
+                forget_attachment(volume)
         for address in state.addresses.values():
             if address.node_id == node.id:
                 address.node_id = None
@@ -222,7 +222,7 @@ class StorageMixin:
                                      "path": str(self._snapshot_dir(record.id))})
 
 
-def _forget_attachment(volume: VolumeRecord) -> None:
+def forget_attachment(volume: VolumeRecord) -> None:
     if volume.created_mount_path and volume.mount_path:
         try:
             Path(volume.mount_path).rmdir()  # only if empty: we made it for the mount

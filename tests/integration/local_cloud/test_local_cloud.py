@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -212,3 +214,21 @@ def test_cli_status_shows_nodes_and_cleanup_removes_everything_twice(cli, tmp_pa
         assert second.exit_code == 0 and "nothing to remove" in second.stdout
     finally:
         driver.ex_cleanup()
+
+
+def test_two_processes_launching_at_once_get_distinct_nodes_and_addresses(cloud):
+    launch = (
+        "import sys; from pathlib import Path; from drbootstrap.providers.local import LocalNodeDriver\n"
+        f"d = LocalNodeDriver(state_dir=Path({str(cloud.state_dir)!r}), network={cloud.network!r}, "
+        f"images_dir=Path({str(IMAGES)!r}))\n"
+        "print(' '.join(d.create_node(f'{sys.argv[1]}{i}', 'small', 'basic').id for i in range(2)))\n"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", launch, name], stdout=subprocess.PIPE, text=True)
+               for name in ("pa", "pb")]
+    ids = [node_id for w in workers for node_id in w.communicate(timeout=60)[0].split()]
+    assert all(w.returncode == 0 for w in workers) and len(set(ids)) == 4
+    nodes = cloud.list_nodes(ex_node_ids=ids)
+    assert len({n.private_ips[0] for n in nodes}) == 4
+    cloud.wait_until_running(nodes)
+    for node in nodes:
+        cloud.destroy_node(node)
