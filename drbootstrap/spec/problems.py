@@ -37,7 +37,12 @@ class Problem:
     def render(self, filename: str, source: SourceMap) -> str:
         line, column = self.locate(source)
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{filename}:{line}:{column}: {self.message}{hint}"
+        return f"{filename}:{line}:{column}: {one_line(self.message)}{one_line(hint)}"
+
+
+def one_line(text: str) -> str:
+    """Escape newlines and other control characters a user's value may carry into a message."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def dotted(path: Path_) -> str:
@@ -49,7 +54,9 @@ def dotted(path: Path_) -> str:
 
 
 def describe(value: Any) -> str:
-    """A short rendering of a YAML value for a message."""
+    """A short rendering of a YAML value for a message (null/true/false as YAML writes them)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 

@@ -19,7 +19,7 @@ from drbootstrap.spec.models import LOCAL_PROVIDER
 from drbootstrap.spec.positions import Path_
 from drbootstrap.spec.problems import Problem, dotted
 from drbootstrap.spec.secrets import SecretRef, SecretResolutionError
-from drbootstrap.spec.types import check_hostname_pattern, check_label, check_role
+from drbootstrap.spec.types import check_hostname_pattern, check_label, check_role, check_token
 
 PRIMARY_SITE = "primary"
 DEFAULT_MASTER_HOSTNAME = "controller"
@@ -88,7 +88,7 @@ def _check_providers(data: dict) -> list[Problem]:
     problems = []
     for path, block in _provider_blocks(data):
         name = block.get("name")
-        if isinstance(name, str) and name != LOCAL_PROVIDER:
+        if _valid(check_token, name) and name != LOCAL_PROVIDER:
             known = known_compute_providers()
             if name not in known:
                 problems.append(_unknown_name(path + ("name",), f"{dotted(path)}.name: unknown provider '{name}'", name, known, "local"))
@@ -104,7 +104,7 @@ def _check_providers(data: dict) -> list[Problem]:
                     )
                 )
     dns_provider = _get(data, "public_dns", "provider")
-    if isinstance(dns_provider, str) and dns_provider != "rfc2136":
+    if _valid(check_token, dns_provider) and dns_provider != "rfc2136":
         known = known_dns_providers()
         if dns_provider not in known:
             problems.append(
@@ -157,7 +157,7 @@ def _check_groups(data: dict) -> list[Problem]:
                 Problem(where + (key,), f"nodes[{index}]: give either hostnames or count + hostname_pattern, not both",
                         f"remove '{key}' or 'hostnames'", at_key=True)
             )
-        elif not has_list and not has_count and not has_pattern:
+        elif not has_list and not has_count and not has_pattern and not _misspells_naming_key(group):
             problems.append(
                 Problem(where, f"nodes[{index}]: has no hostnames", "add hostnames: [web01] or count: 2 with hostname_pattern: web{n:02}", at_key=True)
             )
@@ -168,6 +168,12 @@ def _check_groups(data: dict) -> list[Problem]:
             )
         problems += _check_volumes(index, group)
     return problems
+
+
+def _misspells_naming_key(group: dict) -> bool:
+    """A key like `hostname:` is reported as unknown with a did-you-mean; say nothing more."""
+    naming = ["hostnames", "count", "hostname_pattern"]
+    return any(difflib.get_close_matches(str(key), naming, n=1, cutoff=0.6) for key in group)
 
 
 def _check_volumes(index: int, group: dict) -> list[Problem]:
@@ -255,7 +261,7 @@ def _check_after(data: dict) -> list[Problem]:
                 close = difflib.get_close_matches(needed, sorted(roles), n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'?" if close else "roles here: " + ", ".join(sorted(roles))
                 problems.append(Problem(path, f"{dotted(path)}: no node group has role '{needed}'", hint))
-            elif role in edges and roles[role] == index:
+            elif isinstance(role, str) and role in edges and roles[role] == index:
                 edges[role].append(needed)
     for cycle in find_cycles(edges):
         first = min(cycle, key=lambda r: roles[r])
@@ -310,7 +316,7 @@ def _check_images(data: dict) -> list[Problem]:
     problems = []
     for block_path, block in _provider_blocks(data):
         name = block.get("name")
-        if name == LOCAL_PROVIDER or name not in known_compute_providers():
+        if not isinstance(name, str) or name == LOCAL_PROVIDER or name not in known_compute_providers():
             continue  # local needs no mapping; an unknown provider is reported on its own
         for kind, logical, where in used:
             mapping = block.get(kind)

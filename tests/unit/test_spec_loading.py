@@ -175,3 +175,24 @@ def test_unreadable_file_is_one_located_line(tmp_path: Path):
     with pytest.raises(SpecError) as caught:
         load_spec(tmp_path / "missing.yaml")
     assert caught.value.problems[0].startswith(f"{tmp_path / 'missing.yaml'}:1:1: cannot read the spec")
+
+
+def test_control_characters_in_user_values_never_split_a_problem_line():
+    lines = problems_of('environment: demo\ndomain: demo.internal\n"a\\nb": 1\nprovider: {name: "x\\ny"}\n')
+    assert all("\n" not in line for line in lines)
+    assert any("unknown key 'a\\nb'" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "provider: 1\nnodes: {a: 1}\n",
+        "provider: {name: local}\nnodes: [1, null, [], {role: [x]}]\n",
+        "provider: {name: [ec2], images: 3}\nsites: [{provider: []}, 5]\n",
+        "provider: {name: local}\npublic_dns: {records: [1, {targets: []}]}\n",
+        "provider: {name: local}\nnodes: [{role: a, after: [[1]], count: x, hostname_pattern: {}}]\n",
+    ],
+)
+def test_wrongly_shaped_specs_are_problems_not_crashes(fragment):
+    lines = problems_of("environment: demo\ndomain: demo.internal\n" + fragment)
+    assert lines and all(line.startswith("env.yaml:") for line in lines)
