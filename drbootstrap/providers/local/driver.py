@@ -312,7 +312,11 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         if record.phase in phase_states:
             return phase_states[record.phase], None
         paths = self._paths(record.id)
-        outcome, status = runtime.boot_outcome(paths, self._netns_inode(record))
+        netns_inode = self._netns_inode(record)
+        if netns_inode is None:
+            return NodeState.ERROR, (f"namespace {self.plumbing.netns_name(record.index)} is gone "
+                                     "(this machine rebooted?); destroy the node and launch again")
+        outcome, status = runtime.boot_outcome(paths, netns_inode)
         if outcome == "done":
             if status == 0:
                 return NodeState.RUNNING, None

@@ -113,14 +113,14 @@ def boot_script(paths: NodePaths, image_dir: Path, mounts: list[Mount], user_dat
     opens = [f"3<{q(str(paths.cloud))}", f"4<{q(str(image_dir))}"]
     binds = [f"bind_fd 3 {CLOUD_DIR_IN_NODE} ro || setup_failed {CLOUD_DIR_IN_NODE}",
              f"bind_fd 4 {IMAGE_DIR_IN_NODE} ro || setup_failed {IMAGE_DIR_IN_NODE}"]
-    for fd, name in enumerate(("hosts", "resolv.conf", "hostname"), start=5):
+    for fd, name in enumerate(("hosts", "resolv.conf", "hostname"), start=5):  # 5, 6, 7
         opens.append(f"{fd}<{q(str(paths.etc / name))}")
         binds.append(f"bind_etc {fd} /etc/{name} || setup_failed /etc/{name}")
     for fd, mount in enumerate(mounts, start=10):
         opens.append(f"{fd}<{q(str(mount.source))}")
         binds.append(f"{{ mkdir -p {q(mount.target)} && bind_fd {fd} {q(mount.target)} rw; }} "
                      f"|| setup_failed {q(mount.target)}")
-    closes = " ".join(f"{fd}<&-" for fd in [3, 4, 5, 6] + list(range(10, 10 + len(mounts))))
+    closes = " ".join(f"{fd}<&-" for fd in [3, 4, 5, 6, 7] + list(range(10, 10 + len(mounts))))
     steps = "\n".join(f"[ $rc -eq 0 ] && {{ {cmd} 9>&-; rc=$?; }}" for cmd in user_data)
     return f"""set -u
 exec {' '.join(opens)}
@@ -146,9 +146,9 @@ mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || setup_failed /tmp
 mount -t sysfs -o ro sysfs /sys 2>/dev/null
 mkdir -p {CLOUD_DIR_IN_NODE} {IMAGE_DIR_IN_NODE} /run/lock
 {chr(10).join(binds)}
-exec {closes}
-name=""; read -r name </etc/hostname
+name=""; read -r name <&7  # the node's own /etc/hostname, even where the host has none
 [ -n "$name" ] && echo "$name" >/proc/sys/kernel/hostname; name=$(</proc/sys/kernel/hostname)
+exec {closes}
 export PATH={PATH_IN_NODE} DRB_CLOUD_DIR={CLOUD_DIR_IN_NODE} DRB_IMAGE_DIR={IMAGE_DIR_IN_NODE}
 export DRB_CLOUD_METADATA={CLOUD_DIR_IN_NODE}/meta-data.json DRB_CLOUD_USERDATA={CLOUD_DIR_IN_NODE}/user-data
 export DRB_CLOUD_INSTANCE_ID={q(paths.node_id)} DRB_CLOUD_FIRST_BOOT={1 if first_boot else 0}

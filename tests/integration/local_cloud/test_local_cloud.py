@@ -56,7 +56,9 @@ def test_each_node_sees_only_its_own_hostname_address_and_files(cloud, trio):
     pid_files = {in_node(cloud, n, "cat /run/testd.pid").strip() for n in trio}
     assert len(pid_files) == 3
     # the boot environment names the metadata and carries nothing of the driver's environment
-    environ = Path(f"/proc/{pid_files.pop()}/environ").read_bytes().split(b"\0")
+    daemon = pid_files.pop()
+    assert sorted(os.listdir(f"/proc/{daemon}/fd")) == ["0", "1", "2"]  # no host file leaks in
+    environ = Path(f"/proc/{daemon}/environ").read_bytes().split(b"\0")
     assert b"DRB_CLOUD_METADATA=/run/drb-cloud/meta-data.json" in environ
     assert not [v for v in environ if v.startswith(b"PYTEST_CURRENT_TEST=")]
     assert node.id.startswith("i-") and node.extra["tags"] == {"role": "r2"}
