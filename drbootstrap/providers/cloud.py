@@ -75,6 +75,18 @@ class ProviderSettings:
     sizes: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_block(cls, block: Any) -> ProviderSettings:
+        """From the spec's provider block (drbootstrap.spec.models.ProviderSpec), field for field:
+        credentials keep their references (revealed only when a driver is built), rate -> RateSettings."""
+        rate = getattr(block, "rate", None)
+        return cls(name=block.name, region=block.region, zone=block.zone,
+                   endpoint=str(block.endpoint) if block.endpoint else None,
+                   credentials=dict(block.credentials), network=str(block.network) if block.network else None,
+                   max_parallel=block.max_parallel,
+                   rate=RateSettings(rate.per_second, rate.burst) if rate is not None else None,
+                   images=dict(block.images), sizes=dict(block.sizes), extra=dict(block.extra))
+
     def secret(self, *names: str) -> str | None:
         """The first of `names` present in credentials, revealed."""
         for name in names:
@@ -87,6 +99,15 @@ class ProviderSettings:
 DEFAULT_RATES = {"ec2": RateSettings(per_second=2, burst=1000), "eucalyptus": RateSettings(5, 50)}
 FALLBACK_RATE = RateSettings(per_second=5, burst=20)
 DEFAULT_MAX_PARALLEL = 20
+
+
+def split_extra(driver_class: type, extra: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec's `extra` serves two masters: keys that the driver's create_node names (ex_keyname,
+    ex_security_groups, ...) go to every launch; the rest go to the driver's constructor."""
+    create_parameters = _accepted_parameters(driver_class.create_node) or set()
+    constructor = {k: v for k, v in extra.items() if k not in create_parameters}
+    create = {k: v for k, v in extra.items() if k in create_parameters}
+    return constructor, create
 
 
 def bucket_for(settings: ProviderSettings) -> TokenBucket:
@@ -125,7 +146,7 @@ def build_passthrough_driver(settings: ProviderSettings) -> NodeDriver:
     except AttributeError:
         raise ProviderError(f"provider {settings.name!r}: libcloud has no compute driver of that name",
                             hint="use ec2, eucalyptus, openstack, gce or a libcloud Provider name") from None
-    kwargs = dict(settings.extra)
+    kwargs, _ = split_extra(driver_class, settings.extra)
     if settings.region:
         kwargs.setdefault("region", settings.region)
     try:
@@ -149,10 +170,10 @@ class Pacing:
     on_retry: Callable[[RetryEvent], None] | None = None
 
     def call(self, driver: NodeDriver, operation: str, fn: Callable[[], Any],
-             before_retry: Callable[[ErrorKind], Any] | None = None) -> Any:
+             before_retry: Callable[[ErrorKind], Any] | None = None, transient_codes: Iterable[str] = ()) -> Any:
         return call_with_retries(fn, policy=self.policy, bucket=self.bucket, on_retry=self.on_retry,
                                  operation=operation, secrets=driver_secrets(driver),
-                                 before_retry=before_retry)
+                                 before_retry=before_retry, transient_codes=transient_codes)
 
 
 def driver_secrets(driver: NodeDriver) -> tuple[str, ...]:

@@ -25,10 +25,16 @@ from drbootstrap.providers.cloud import (
     destroy_environment,
     node_tags,
     resolve_location,
+    split_extra,
 )
 
 DEFAULT_REGION = "us-east-1"
 DEVICE_TAG = "drbootstrap:device"
+
+# EC2 is eventually consistent: these answers mean "not yet" (a new instance or volume not yet
+# visible or ready, a group still used by terminating instances), so they are retried with backoff.
+NOT_YET = ("InvalidInstanceID.NotFound", "IncorrectState", "IncorrectInstanceState", "VolumeInUse",
+           "DependencyViolation", "InvalidVolume.NotFound", "InvalidAllocationID.NotFound")
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,9 @@ def ec2_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, str] | N
     if region not in EC2NodeDriver.list_regions():
         raise ProviderError(f"provider ec2: unknown region {region!r}",
                             hint="use an EC2 region name such as us-east-1, or set endpoint for another cloud")
+    constructor_extra, _ = split_extra(EC2NodeDriver, settings.extra)
     kwargs: dict[str, Any] = {"key": key, "secret": secret, "region": region, "signature_version": "4",
-                              **dict(settings.extra)}
+                              **constructor_extra}
     if token:
         kwargs["token"] = token
     endpoint_url = settings.endpoint or environ.get("AWS_ENDPOINT_URL_EC2") or environ.get("AWS_ENDPOINT_URL")
@@ -97,8 +104,9 @@ def eucalyptus_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, s
                             hint="set endpoint (e.g. https://cloud:8773/services/compute) or EC2_URL")
     endpoint = parse_endpoint(url)
     path = endpoint.path if endpoint.path != "/" else None  # libcloud's default /services/Eucalyptus
+    constructor_extra, _ = split_extra(EucNodeDriver, settings.extra)
     return {"key": key, "secret": secret, "host": endpoint.host, "port": endpoint.port,
-            "secure": endpoint.secure, "path": path, **dict(settings.extra)}
+            "secure": endpoint.secure, "path": path, **constructor_extra}
 
 
 def build_eucalyptus_driver(settings: ProviderSettings, *, environ: Mapping[str, str] | None = None) -> NodeDriver:
@@ -245,10 +253,10 @@ def ensure_elastic_address(driver: NodeDriver, node: Node, *, pacing: Pacing | N
         allocation = SimpleNamespace(id=address.extra["allocation_id"])
         # Tag at once: an address allocated by a run that then crashes is still found and released.
         pacing.call(driver, f"tag address for {hostname}", lambda: driver.ex_create_tags(
-            allocation, {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}))
+            allocation, {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}), transient_codes=NOT_YET)
     if address.instance_id != node.id:
         pacing.call(driver, f"associate address with {hostname}",
-                    lambda: driver.ex_associate_address_with_node(node, address, domain="vpc"))
+                    lambda: driver.ex_associate_address_with_node(node, address, domain="vpc"), transient_codes=NOT_YET)
     return address.ip
 
 
@@ -279,10 +287,11 @@ def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, *, snapshot_id: 
         volume = pacing.call(driver, f"create volume {device} for {hostname}", lambda: driver.create_volume(
             size_gb, f"{hostname}-{device.rsplit('/', 1)[-1]}", location=location, snapshot=snapshot))
         pacing.call(driver, f"tag volume {volume.id}", lambda: driver.ex_create_tags(
-            volume, {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname, DEVICE_TAG: device}))
+            volume, {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname, DEVICE_TAG: device}),
+            transient_codes=NOT_YET)
     if volume.extra.get("instance_id") != node.id:
         pacing.call(driver, f"attach volume {volume.id} to {hostname}",
-                    lambda: driver.attach_volume(node, volume, device))
+                    lambda: driver.attach_volume(node, volume, device), transient_codes=NOT_YET)
     return volume
 
 
@@ -301,14 +310,14 @@ def destroy_ec2_environment(driver: NodeDriver, environment: str, *, pacing: Pac
     hostnames = destroy_environment(driver, environment, pacing=pacing)
     for volume in environment_volumes(driver, environment, pacing=pacing):
         if volume.extra.get("instance_id"):
-            pacing.call(driver, f"detach {volume.id}", lambda volume=volume: driver.detach_volume(volume, ex_force=True))
-        pacing.call(driver, f"delete {volume.id}", lambda volume=volume: driver.destroy_volume(volume))
+            pacing.call(driver, f"detach {volume.id}", lambda volume=volume: driver.detach_volume(volume, ex_force=True), transient_codes=NOT_YET)
+        pacing.call(driver, f"delete {volume.id}", lambda volume=volume: driver.destroy_volume(volume), transient_codes=NOT_YET)
     name = environment_resource_name(environment)
     groups = pacing.call(driver, f"find security group {name}",
                          lambda: driver.ex_get_security_groups(filters={"group-name": name}))
     for group in groups:
         pacing.call(driver, f"delete security group {name}",
-                    lambda group=group: driver.ex_delete_security_group_by_id(group.id))
+                    lambda group=group: driver.ex_delete_security_group_by_id(group.id), transient_codes=NOT_YET)
     key_pairs = pacing.call(driver, "list key pairs", driver.list_key_pairs)
     for key_pair in (k for k in key_pairs if k.name == name):
         pacing.call(driver, f"delete key pair {name}", lambda key_pair=key_pair: driver.delete_key_pair(key_pair))

@@ -10,7 +10,12 @@ from typing import Any
 from libcloud.compute.base import NodeDriver
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.cloud import ProviderSettings
+from drbootstrap.providers.cloud import ProviderSettings, split_extra
+
+
+# Settings read by name (clouds.yaml's auth: block, or flat in the spec's extra), not driver kwargs.
+CLOUDS_YAML_KEYS = frozenset({"auth", "auth_url", "username", "project_name", "user_domain_name",
+                              "project_domain_id", "region_name"})
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,10 @@ def openstack_driver_arguments(settings: ProviderSettings, environ: Mapping[str,
         kwargs["ex_force_auth_version"] = "3.x_appcred"
         args: tuple[Any, ...] = (app_id, app_secret)
     else:
-        username = settings.secret("username") or _auth_setting(settings, environ, "username", "OS_USERNAME")
-        password = settings.secret("password") or environ.get("OS_PASSWORD")
+        username = settings.secret("username", "key") or _auth_setting(settings, environ, "username", "OS_USERNAME")
+        password = settings.secret("password", "secret") or environ.get("OS_PASSWORD")
         project = _auth_setting(settings, environ, "project_name", "OS_PROJECT_NAME") \
-            or _auth_setting(settings, environ, "project_name", "OS_TENANT_NAME")
+            or _auth_setting(settings, environ, "ex_tenant_name", "OS_TENANT_NAME")
         if not username or not password or not project:
             raise ProviderError("provider openstack: need a username, password and project",
                                 hint="set credentials username/password and auth.project_name in the spec, "
@@ -62,8 +67,10 @@ def openstack_driver_arguments(settings: ProviderSettings, environ: Mapping[str,
             or "default",
         )
         args = (username, password)
-    passthrough = {k: v for k, v in settings.extra.items() if k not in ("auth", "region_name")}
-    kwargs.update(passthrough)
+    from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver
+
+    constructor_extra, _ = split_extra(OpenStack_2_NodeDriver, settings.extra)
+    kwargs.update({k: v for k, v in constructor_extra.items() if k not in CLOUDS_YAML_KEYS})
     return DriverArguments(args=args, kwargs=kwargs)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from drbootstrap.errors import ProviderError
+from drbootstrap.errors import DrbError, ProviderError
 
 T = TypeVar("T")
 
@@ -105,16 +105,22 @@ _TRANSIENT_CODES = ("Unavailable", "InternalError", "ServiceUnavailable", "Insuf
 _TRANSIENT_HTTP = {500, 502, 504}
 
 
-def classify_error(error: BaseException) -> ErrorKind:
-    """Decide whether a failed API call is worth repeating, and how carefully."""
+def classify_error(error: BaseException, transient_codes: Iterable[str] = ()) -> ErrorKind:
+    """Decide whether a failed API call is worth repeating, and how carefully.
+
+    `transient_codes`: error codes that mean "not yet" for this particular call (for example
+    DependencyViolation while deleting a group whose instances are still terminating).
+    """
     from libcloud.common.exceptions import BaseHTTPError, RateLimitReachedError
     from libcloud.common.types import InvalidCredsError, MalformedResponseError
 
-    if isinstance(error, InvalidCredsError):
+    if isinstance(error, (InvalidCredsError, DrbError)):
         return ErrorKind.PERMANENT
     if isinstance(error, RateLimitReachedError):
         return ErrorKind.THROTTLED
     text = str(error)
+    if any(code in text for code in transient_codes):
+        return ErrorKind.TRANSIENT
     if any(code in text for code in _THROTTLE_CODES):
         return ErrorKind.THROTTLED
     if isinstance(error, BaseHTTPError):
@@ -219,6 +225,7 @@ def call_with_retries(
     operation: str = "cloud call",
     secrets: Iterable[str | None] = (),
     before_retry: Callable[[ErrorKind], T | None] | None = None,
+    transient_codes: Iterable[str] = (),
     clock: Clock | None = None,
     rng: random.Random | None = None,
 ) -> T:
@@ -226,11 +233,12 @@ def call_with_retries(
 
     `before_retry(kind)` runs before each repeat (outside the bucket; it should pace itself); if it
     returns a value, that value is the result: this is how a create whose answer was lost is
-    found instead of being made twice. Errors leave here as ProviderError without secrets.
+    found instead of being made twice. Errors leave here as ProviderError without secrets; a
+    DrbError raised by `fn` (a driver of our own) is already clean and leaves unchanged.
     """
     clock = clock or SYSTEM_CLOCK
     rng = rng or random.Random()
-    secrets = tuple(secrets)
+    secrets, transient_codes = tuple(secrets), tuple(transient_codes)
     first_failure: float | None = None
     attempt = 0
     while True:
@@ -239,8 +247,10 @@ def call_with_retries(
             bucket.acquire()
         try:
             return fn()
+        except DrbError:
+            raise
         except Exception as error:  # noqa: BLE001 - classified below, re-raised clean
-            kind = classify_error(error)
+            kind = classify_error(error, transient_codes)
             reason = describe_error(error, secrets)
             if kind is ErrorKind.PERMANENT:
                 raise ProviderError(f"{operation} failed: {reason}") from None

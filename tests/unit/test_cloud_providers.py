@@ -147,3 +147,49 @@ def test_buckets_come_from_the_spec_or_the_providers_documented_default():
 
 def test_plain_secrets_do_not_print():
     assert "hunter2" not in repr(PlainSecret("hunter2"))
+
+
+def test_settings_come_from_the_spec_provider_block_with_references_kept(monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    class EnvReference:  # the shape of drbootstrap.spec's SecretRef: resolved only on reveal()
+        def __init__(self, name):
+            self.name = name
+
+        def reveal(self):
+            return os.environ[self.name]
+
+    # Field for field the spec's ProviderSpec (drbootstrap/spec/models.py).
+    block = SimpleNamespace(
+        name="ec2", region="eu-west-1", zone="eu-west-1a", endpoint=None, network="10.213.0.0/24",
+        credentials={"key": EnvReference("DRB_TEST_KEY"), "secret": EnvReference("DRB_TEST_SECRET")},
+        rate=SimpleNamespace(per_second=2, burst=100), max_parallel=10,
+        images={"master": "ami-1"}, sizes={"small": "t3.small"}, extra={"ex_keyname": "recovery"})
+    settings = ProviderSettings.from_block(block)
+    assert (settings.rate.per_second, settings.rate.burst, settings.max_parallel) == (2, 100, 10)
+    assert settings.images == {"master": "ami-1"} and settings.zone == "eu-west-1a"
+    monkeypatch.setenv("DRB_TEST_KEY", "AKIAFROMSPECREFERENC")
+    monkeypatch.setenv("DRB_TEST_SECRET", "refsecret")
+    kwargs = ec2_driver_kwargs(settings, environ={})
+    assert (kwargs["key"], kwargs["secret"]) == ("AKIAFROMSPECREFERENC", "refsecret")
+    assert "ex_keyname" not in kwargs  # a create_node keyword, not the constructor's
+
+
+def test_extra_is_split_between_create_node_and_the_driver_constructor():
+    from drbootstrap.providers.cloud import split_extra
+
+    constructor, create = split_extra(EC2NodeDriver, {"ex_keyname": "k", "ex_security_groups": ["g"],
+                                                      "api_version": "2016-11-15"})
+    assert create == {"ex_keyname": "k", "ex_security_groups": ["g"]}
+    assert constructor == {"api_version": "2016-11-15"}
+
+
+def test_openstack_accepts_the_key_and_secret_credentials_and_driver_extra_of_the_example_spec():
+    settings = ProviderSettings(
+        name="openstack", region="RegionOne", endpoint="https://keystone.example.net:5000",
+        credentials={"key": PlainSecret("ops"), "secret": PlainSecret("pw")},
+        extra={"ex_force_auth_url": "https://keystone.example.net:5000", "ex_force_auth_version": "3.x_password",
+               "ex_tenant_name": "lab"})
+    arguments = openstack_driver_arguments(settings, environ={})
+    assert arguments.args == ("ops", "pw") and arguments.kwargs["ex_tenant_name"] == "lab"

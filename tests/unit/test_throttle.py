@@ -228,3 +228,21 @@ def test_credential_patterns_are_scrubbed_even_when_the_secret_is_not_known():
 def test_error_descriptions_are_one_bounded_line():
     text = describe_error(BaseHTTPError(500, "line one\nline two " + "x" * 1000))
     assert "\n" not in text and len(text) <= 300 and text.startswith("HTTP 500")
+
+
+def test_errors_of_our_own_drivers_leave_unchanged_and_are_not_repeated():
+    from drbootstrap.errors import NotFoundError
+
+    fn, calls = _failing([NotFoundError("local cloud: no image 'x'", hint="add it")])
+    with pytest.raises(NotFoundError, match="no image"):
+        call_with_retries(fn, policy=RetryPolicy(), clock=FakeClock())
+    assert calls["n"] == 1
+
+
+def test_a_call_can_name_codes_that_mean_not_yet_for_it():
+    not_yet = BaseHTTPError(400, "DependencyViolation: resource sg-1 has a dependent object")
+    assert classify_error(not_yet) is ErrorKind.PERMANENT
+    assert classify_error(not_yet, ["DependencyViolation"]) is ErrorKind.TRANSIENT
+    fn, calls = _failing([not_yet] * 2)
+    call_with_retries(fn, policy=RetryPolicy(base_delay=0), transient_codes=["DependencyViolation"], clock=FakeClock())
+    assert calls["n"] == 3
