@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drbootstrap.errors import ProviderError
 from drbootstrap.providers.local import netns, runtime
 from drbootstrap.providers.local.storage import forget_attachment
 
@@ -50,9 +51,15 @@ def cleanup_everything(driver: LocalNodeDriver) -> list[str]:
 
 
 def _stop_namespace_processes(plumbing: netns.Plumbing, removed: list[str]) -> None:
+    """Stop every node's processes; one unkillable process must not stop the rest of cleanup."""
+    stuck = []
     for name in plumbing.own_namespaces():
-        runtime.stop_processes(netns.namespace_inode(netns.NETNS_DIR / name))
+        try:
+            runtime.stop_processes(netns.namespace_inode(netns.NETNS_DIR / name))
+        except ProviderError as error:
+            stuck.append(str(error))
         removed.append(f"namespace {name}")
+    removed += [f"NOT removed: {problem}" for problem in stuck]
 
 
 def _remove_links(plumbing: netns.Plumbing, removed: list[str]) -> None:

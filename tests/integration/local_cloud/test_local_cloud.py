@@ -121,7 +121,7 @@ def test_destroy_leaves_no_namespace_link_mount_or_process(cloud):
     assert [p for p in pids if alive(p)] == []
     assert not Path("/srv/drb-doomed-" + node.id).exists()
     assert node.id not in {n.id for n in cloud.list_nodes()}
-    assert cloud.list_volumes()[-1].state == "available"
+    assert {v.id: v.state for v in cloud.list_volumes()}[volume.id] == "available"
     cloud.destroy_volume(volume)
 
 
@@ -233,4 +233,21 @@ def test_two_processes_launching_at_once_get_distinct_nodes_and_addresses(cloud)
     assert len({n.private_ips[0] for n in nodes}) == 4
     cloud.wait_until_running(nodes)
     for node in nodes:
+        cloud.destroy_node(node)
+
+
+def test_bootcmd_runs_every_boot_while_runcmd_and_scripts_run_once(cloud):
+    config = "#cloud-config\nbootcmd:\n  - echo bootcmd-ran\nruncmd:\n  - echo runcmd-ran $DRB_CLOUD_FIRST_BOOT\n"
+    script = "#!/bin/sh\necho script-ran\n"
+    configured = cloud.create_node("freq-cc", "small", "basic", ex_userdata=config)
+    scripted = cloud.create_node("freq-sh", "small", "basic", ex_userdata=script)
+    cloud.wait_until_running([configured, scripted])
+    for node in (configured, scripted):
+        cloud.reboot_node(node)
+    cloud.wait_until_running([configured, scripted])
+    console = Path(configured.extra["console_log"]).read_text()
+    assert console.count("bootcmd-ran") == 2 and console.count("runcmd-ran 1") == 1
+    assert console.count("basic image booting") == 2
+    assert Path(scripted.extra["console_log"]).read_text().count("script-ran") == 1
+    for node in (configured, scripted):
         cloud.destroy_node(node)
