@@ -116,9 +116,12 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         """Stop every process of the node (found by network namespace), then boot it again."""
         self._require_prerequisites()
         record = self._set(_node_id(node), phase="rebooting")
-        runtime.stop_processes(self._netns_inode(record))
-        self._boot(record, first_boot=False)
-        self._set(record.id, phase="boot", boot_count=record.boot_count + 1, launched_at=time.time())
+        try:
+            runtime.stop_processes(self._netns_inode(record))
+            self._boot(record, first_boot=False)
+        finally:  # a failed boot shows as ERROR (with its console), never as rebooting forever
+            self._set(record.id, phase="boot", boot_count=record.boot_count + 1,
+                      launched_at=time.time())
         return True
 
     def destroy_node(self, node: Node | str) -> bool:

@@ -175,6 +175,7 @@ def launch(paths: NodePaths, netns_path: Path, script: str, *, wait_seconds: flo
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, env=BOOT_ENVIRONMENT,
         )
     if result.returncode != 0:
+        paths.boot_exit.write_text("255\n")
         raise ProviderError(f"local cloud: could not start node {paths.node_id}: {console_tail(paths)}")
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
@@ -182,6 +183,7 @@ def launch(paths: NodePaths, netns_path: Path, script: str, *, wait_seconds: flo
             return int(paths.boot_pid.read_text())
         except (FileNotFoundError, ValueError):
             time.sleep(0.005)
+    paths.boot_exit.write_text("255\n")  # the node shows as ERROR from now on
     raise ProviderError(
         f"local cloud: node {paths.node_id} did not start within {wait_seconds:.0f} s: "
         f"{console_tail(paths)}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from drbootstrap.providers.local import LocalNodeDriver
-from tests.integration.local_cloud.support import IMAGES, free_network, leftovers
+from tests.integration.local_cloud.support import IMAGES, free_network, leftovers, processes_of
 from tests.support.prereq import require_binary, require_root
 
 
@@ -20,5 +20,6 @@ def cloud(tmp_path_factory):
     try:
         yield driver
     finally:
+        processes = processes_of(driver)
         driver.ex_cleanup()
-        assert leftovers(driver) == []
+        assert leftovers(driver, processes) == []

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from drbootstrap.providers.local import LocalNodeDriver, netns
+from drbootstrap.providers.local import LocalNodeDriver, netns, runtime
 from drbootstrap.providers.local.cleanup import own_mounts
 
 IMAGES = Path(__file__).resolve().parent / "images"
@@ -24,9 +24,21 @@ def free_network() -> str:
     raise RuntimeError("no free /24 found in 10.213-10.250")
 
 
-def leftovers(driver: LocalNodeDriver) -> list[str]:
-    """Anything of this driver's prefix still on the machine."""
-    found = [f"netns {n}" for n in driver.plumbing.own_namespaces()]
+def processes_of(driver: LocalNodeDriver) -> dict[str, int | None]:
+    """What to check for leftover processes later: namespace inodes of the nodes, and the anchor."""
+    inodes = {name: netns.namespace_inode(netns.NETNS_DIR / name) for name in driver.plumbing.own_namespaces()}
+    return {**inodes, "anchor": driver.store.read().anchor_pid if driver.store.root.exists() else None}
+
+
+def leftovers(driver: LocalNodeDriver, processes: dict[str, int | None] | None = None) -> list[str]:
+    """Anything of this driver's prefix still on the machine (and processes seen by processes_of)."""
+    found = []
+    for name, number in (processes or {}).items():
+        if name == "anchor":
+            found += [f"anchor process {number}"] if number and alive(number) else []
+        elif number is not None:
+            found += [f"process {pid} of {name}" for pid in runtime.pids_in_netns(number) if alive(pid)]
+    found += [f"netns {n}" for n in driver.plumbing.own_namespaces()]
     found += [f"link {link}" for link in driver.plumbing.own_links()]
     found += [f"mount {m}" for m in own_mounts(driver.store.root)] if driver.store.root.exists() else []
     if driver.store.root.exists():

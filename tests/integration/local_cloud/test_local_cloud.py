@@ -15,7 +15,8 @@ from libcloud.compute.types import NodeState
 from drbootstrap.errors import PrerequisiteError, ProviderError
 from drbootstrap.providers.local import LocalNodeDriver, runtime
 from tests.integration.local_cloud.support import (
-    IMAGES, alive, ask_hostname, free_network, in_node, leftovers, start_hostname_server,
+    IMAGES, alive, ask_hostname, free_network, in_node, leftovers, processes_of,
+    start_hostname_server,
 )
 
 pytestmark = pytest.mark.integration
@@ -209,9 +210,10 @@ def test_cli_status_shows_nodes_and_cleanup_removes_everything_twice(cli, tmp_pa
         driver.wait_until_running([node])
         status = cli("local", "status", "--state-dir", str(driver.state_dir))
         assert status.exit_code == 0 and node.id in status.stdout and "running" in status.stdout
+        processes = processes_of(driver)
         first = cli("local", "cleanup", "--state-dir", str(driver.state_dir))
         assert first.exit_code == 0 and f"namespace {node.extra['namespace']}" in first.stdout
-        assert leftovers(driver) == []
+        assert leftovers(driver, processes) == []
         second = cli("local", "cleanup", "--state-dir", str(driver.state_dir))
         assert second.exit_code == 0 and "nothing to remove" in second.stdout
     finally:
