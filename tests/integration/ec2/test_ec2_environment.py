@@ -102,9 +102,9 @@ def test_an_environment_leaves_exactly_its_instances_tags_group_key_address_and_
     assert restored["SnapshotId"] == built["snapshot"]
     assert restored["Attachments"][0]["InstanceId"] == by_host["db01"]["InstanceId"]
     assert restored["Attachments"][0]["Device"] == "/dev/sdf"
-    assert set(volumes) - {built["source_volume"], built["volume"].id} <= {
-        v["VolumeId"] for v in volumes.values() if v["Attachments"] and v["Attachments"][0]["Device"] != "/dev/sdf"
-    }  # moto adds a root volume per instance; nothing else
+    root_volumes = set(volumes) - {built["source_volume"], built["volume"].id}
+    assert sorted(volumes[v]["Attachments"][0]["InstanceId"] for v in root_volumes) == sorted(
+        i["InstanceId"] for i in instances)  # moto gives each instance its root volume; nothing else
 
 
 def test_launching_again_finds_every_node_and_makes_no_second_instance(fresh_moto, ec2_view, tmp_path):
