@@ -1,7 +1,7 @@
 """The environment spec: load a YAML file into an `EnvironmentSpec`, or report every problem.
 
-    from drbootstrap.spec import load_spec
-    spec = load_spec(Path("examples/local.yaml"))        # raises SpecError listing all problems
+from drbootstrap.spec import load_spec
+spec = load_spec(Path("examples/local.yaml"))        # raises SpecError listing all problems
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ def load_spec(path: Path, *, resolve_secrets: bool = True) -> EnvironmentSpec:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise SpecError([f"{path}:1:1: cannot read the spec: {reason} (check the path and its permissions)"]) from None
-    spec = parse_spec(text, filename=str(path), base_dir=path.resolve().parent, resolve_secrets=resolve_secrets)
+        raise SpecError(
+            [f"{path}:1:1: cannot read the spec: {reason} (check the path and its permissions)"]
+        ) from None
+    spec = parse_spec(
+        text, filename=str(path), base_dir=path.resolve().parent, resolve_secrets=resolve_secrets
+    )
     spec._source_path = path
     return spec
 
@@ -67,7 +71,9 @@ def parse_spec(
     if data is None and not problems:
         problems.append(Problem((), "the spec is empty", "start from examples/local.yaml", position=(1, 1)))
     elif data is not None and not isinstance(data, dict):
-        problems.append(Problem((), "the spec must be a mapping of key: value", "start from examples/local.yaml"))
+        problems.append(
+            Problem((), "the spec must be a mapping of key: value", "start from examples/local.yaml")
+        )
     spec = None
     if isinstance(data, dict):
         try:

@@ -114,7 +114,9 @@ class DynamicDnsSpec(SpecModel):
     zone: DnsName
     name: Label | None = None  # defaults to the master's hostname
     tsig_key_name: DnsName
-    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1", "hmac-md5"] = "hmac-sha256"
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1", "hmac-md5"] = (
+        "hmac-sha256"
+    )
     tsig_secret: Secret
 
 
@@ -284,8 +286,9 @@ class EnvironmentSpec(SpecModel):
         if self.master.dynamic_dns is not None:
             found.append(("master.dynamic_dns.tsig_secret", self.master.dynamic_dns.tsig_secret))
         for i, site in enumerate(self.sites):
-            found += [(f"sites[{i}].provider.credentials.{k}", v) for k, v in site.provider.credentials.items()]
+            found += [
+                (f"sites[{i}].provider.credentials.{k}", v) for k, v in site.provider.credentials.items()
+            ]
         if self.public_dns is not None:
             found += [(f"public_dns.credentials.{k}", v) for k, v in self.public_dns.credentials.items()]
         return found
-

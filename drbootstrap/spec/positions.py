@@ -136,7 +136,9 @@ class _Builder:
         for (key_node, value_node), merged in pairs:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.errors.append(
-                    LocatedYamlError(_mark(key_node.start_mark), "a key must be a plain word", "write key: value")
+                    LocatedYamlError(
+                        _mark(key_node.start_mark), "a key must be a plain word", "write key: value"
+                    )
                 )
                 continue
             key = self.loader.construct_object(key_node)

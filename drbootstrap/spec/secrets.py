@@ -84,7 +84,9 @@ class SecretRef:
 
     def _read_file(self) -> str:
         path = self.path()
-        relative_note = "" if Path(self.target).expanduser().is_absolute() else " (relative to the spec's directory)"
+        relative_note = (
+            "" if Path(self.target).expanduser().is_absolute() else " (relative to the spec's directory)"
+        )
         if not path.is_file():
             raise SecretResolutionError(
                 f"secret file '{self.target}'{relative_note} does not exist",

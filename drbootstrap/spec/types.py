@@ -74,7 +74,10 @@ def check_label(value: str, what: str = "hostname") -> str:
     if value != value.lower() and LABEL_PATTERN.match(value.lower()):
         raise invalid(f"{what} '{value}' has upper-case letters", f"write it as '{value.lower()}'")
     if len(value) > 63:
-        raise invalid(f"{what} '{value}' is longer than 63 characters", "shorten it to 63 characters or fewer, as RFC 1123 requires")
+        raise invalid(
+            f"{what} '{value}' is longer than 63 characters",
+            "shorten it to 63 characters or fewer, as RFC 1123 requires",
+        )
     if not LABEL_PATTERN.match(value):
         raise invalid(
             f"'{value}' is not a valid {what} (RFC 1123)",
@@ -220,7 +223,9 @@ def check_scalar(value: Any) -> Any:
     scalars = (str, int, float, bool)
     if isinstance(value, scalars) or (isinstance(value, list) and all(isinstance(v, scalars) for v in value)):
         return value
-    raise invalid("must be text, a number, true/false or a list of those", "driver options are key: value pairs")
+    raise invalid(
+        "must be text, a number, true/false or a list of those", "driver options are key: value pairs"
+    )
 
 
 def parse_secret(value: Any, info: ValidationInfo) -> SecretRef:

@@ -32,13 +32,17 @@ def median_seconds(*args: str) -> tuple[float, list[float]]:
 
 def test_help_answers_in_under_half_a_second():
     median, timings = median_seconds("--help")
-    print(f"\n`python -m drbootstrap --help`: median {median * 1000:.0f} ms over {RUNS} runs "
-          f"(min {min(timings) * 1000:.0f}, max {max(timings) * 1000:.0f})")
+    print(
+        f"\n`python -m drbootstrap --help`: median {median * 1000:.0f} ms over {RUNS} runs "
+        f"(min {min(timings) * 1000:.0f}, max {max(timings) * 1000:.0f})"
+    )
     assert median < HELP_BUDGET_SECONDS
 
 
 def test_validate_local_example_time():
     median, timings = median_seconds("validate", "examples/local.yaml")
-    print(f"\n`python -m drbootstrap validate examples/local.yaml`: median {median * 1000:.0f} ms over {RUNS} runs "
-          f"(min {min(timings) * 1000:.0f}, max {max(timings) * 1000:.0f})")
+    print(
+        f"\n`python -m drbootstrap validate examples/local.yaml`: median {median * 1000:.0f} ms over {RUNS} runs "
+        f"(min {min(timings) * 1000:.0f}, max {max(timings) * 1000:.0f})"
+    )
     assert median < 2.0

@@ -61,7 +61,13 @@ def test_nodes_keep_spec_order_within_a_wave_and_carry_their_details():
         ["web1", "web2"],
     ]
     web1 = plan.waves[3][0]
-    assert (web1.fqdn, web1.role, web1.image, web1.size, web1.wave) == ("web1.chain.internal", "web", "worker", "small", 3)
+    assert (web1.fqdn, web1.role, web1.image, web1.size, web1.wave) == (
+        "web1.chain.internal",
+        "web",
+        "worker",
+        "small",
+        3,
+    )
     assert web1.group is not None and web1.group.role == "web"
     assert plan.master.wave == MASTER_WAVE and plan.master.is_master
 

@@ -7,7 +7,13 @@ from tests.support.prereq import REPO_ROOT
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 # The examples' credentials are ${env:...} references: validate reads them, so tests set them.
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DRB_TSIG_SECRET", "OS_USERNAME", "OS_PASSWORD")
+CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "DRB_TSIG_SECRET",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+)
 
 
 @pytest.fixture

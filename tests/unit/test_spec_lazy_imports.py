@@ -10,7 +10,9 @@ HEAVY = ("libcloud", "stomp", "paramiko", "rich", "pydantic")
 
 def modules_after(code: str) -> set[str]:
     probe = code + "\nimport sys\nprint('\\n'.join(sys.modules))"
-    output = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     return {name.split(".")[0] for name in output.stdout.split()}
 
 

@@ -7,10 +7,10 @@ import pytest
 
 from drbootstrap.errors import SpecError
 from drbootstrap.spec import load_spec, parse_spec
+from drbootstrap.spec.groups import find_cycles
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup, VolumeSpec
 from drbootstrap.spec.positions import load_with_positions
 from drbootstrap.spec.problems import dotted, model_at
-from drbootstrap.spec.semantic import find_cycles
 from drbootstrap.spec.types import dangerous_character
 from tests.support.prereq import REPO_ROOT
 
@@ -104,7 +104,11 @@ def test_every_problem_is_reported_in_one_run_sorted_by_line():
 
 
 def test_unknown_key_gets_a_did_you_mean():
-    (line,) = problems_of(MINIMAL.replace("hostnames:", "hostnames: [db01]\n    voluems: []\n    x:", 1).replace("x: [db01]\n", ""))
+    (line,) = problems_of(
+        MINIMAL.replace("hostnames:", "hostnames: [db01]\n    voluems: []\n    x:", 1).replace(
+            "x: [db01]\n", ""
+        )
+    )
     assert "unknown key 'voluems' in nodes[0]" in line
     assert "(did you mean 'volumes'?)" in line
 
@@ -161,7 +165,9 @@ def test_find_cycles_returns_each_cycle_once():
 
 
 def test_multi_line_restore_command_is_allowed():
-    spec = parse_spec(MINIMAL + "    restore:\n      - command: |\n          set -e\n          restore-db /srv\n")
+    spec = parse_spec(
+        MINIMAL + "    restore:\n      - command: |\n          set -e\n          restore-db /srv\n"
+    )
     assert spec.nodes[0].restore[0].command == "set -e\nrestore-db /srv\n"
 
 

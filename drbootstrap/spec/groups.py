@@ -1,0 +1,212 @@
+"""Checks across node groups: roles, how hostnames are given, unique hostnames, the `after:` graph."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from drbootstrap.spec.positions import Path_
+from drbootstrap.spec.problems import Problem, dotted
+from drbootstrap.spec.raw import get_in, groups_of, is_valid, roles_of
+from drbootstrap.spec.types import check_hostname_pattern, check_label, check_role
+
+DEFAULT_MASTER_HOSTNAME = "controller"
+
+
+def check_groups(data: dict) -> list[Problem]:
+    """Unique roles, exactly one way of naming each group's nodes, unique volume names and mounts."""
+    problems = []
+    seen_roles: dict[str, int] = {}
+    for index, group in groups_of(data):
+        role = group.get("role")
+        if is_valid(check_role, role):
+            if role in seen_roles:
+                problems.append(
+                    Problem(
+                        ("nodes", index, "role"),
+                        f"nodes[{index}].role: role '{role}' is already used by nodes[{seen_roles[role]}]",
+                        "merge the two groups or rename one role",
+                    )
+                )
+            seen_roles.setdefault(role, index)
+        has_list, has_count, has_pattern = (
+            "hostnames" in group,
+            "count" in group,
+            "hostname_pattern" in group,
+        )
+        where = ("nodes", index)
+        if has_list and (has_count or has_pattern):
+            key = "count" if has_count else "hostname_pattern"
+            problems.append(
+                Problem(
+                    where + (key,),
+                    f"nodes[{index}]: give either hostnames or count + hostname_pattern, not both",
+                    f"remove '{key}' or 'hostnames'",
+                    at_key=True,
+                )
+            )
+        elif not has_list and not has_count and not has_pattern and not _misspells_naming_key(group):
+            problems.append(
+                Problem(
+                    where,
+                    f"nodes[{index}]: has no hostnames",
+                    "add hostnames: [web01] or count: 2 with hostname_pattern: web{n:02}",
+                    at_key=True,
+                )
+            )
+        elif not has_list and has_count != has_pattern:
+            present, missing = ("count", "hostname_pattern") if has_count else ("hostname_pattern", "count")
+            problems.append(
+                Problem(
+                    where + (present,),
+                    f"nodes[{index}]: '{present}' needs '{missing}'",
+                    f"add {missing}: ...",
+                    at_key=True,
+                )
+            )
+        problems += _check_volumes(index, group)
+    return problems
+
+
+def _misspells_naming_key(group: dict) -> bool:
+    """A key like `hostname:` is reported as unknown with a did-you-mean; say nothing more."""
+    naming = ["hostnames", "count", "hostname_pattern"]
+    return any(difflib.get_close_matches(str(key), naming, n=1, cutoff=0.6) for key in group)
+
+
+def _check_volumes(index: int, group: dict) -> list[Problem]:
+    problems = []
+    seen: dict[tuple[str, Any], int] = {}
+    volumes = group.get("volumes")
+    for v_index, volume in enumerate(volumes if isinstance(volumes, list) else []):
+        for key in ("name", "mount"):
+            value = get_in(volume, key)
+            if not isinstance(value, str):
+                continue
+            if (key, value) in seen:
+                problems.append(
+                    Problem(
+                        ("nodes", index, "volumes", v_index, key),
+                        f"nodes[{index}].volumes[{v_index}].{key}: '{value}' is already used by volumes[{seen[(key, value)]}]",
+                        f"give each volume its own {key}",
+                    )
+                )
+            seen.setdefault((key, value), v_index)
+    return problems
+
+
+def expand_group_hostnames(group: dict) -> list[tuple[Path_, str]] | None:
+    """(relative path, hostname) for each node of a raw group; None when it cannot be expanded."""
+    names = group.get("hostnames")
+    if "hostnames" in group:
+        if not isinstance(names, list):
+            return None
+        return [(("hostnames", i), name) for i, name in enumerate(names) if is_valid(check_label, name)]
+    count, pattern = group.get("count"), group.get("hostname_pattern")
+    if type(count) is not int or not 1 <= count <= 10_000 or not is_valid(check_hostname_pattern, pattern):
+        return None
+    return [(("hostname_pattern",), pattern.format(n=n)) for n in range(1, count + 1)]
+
+
+def check_hostnames(data: dict) -> list[Problem]:
+    """Every hostname, given or produced by a pattern, is a valid label and unique (master included)."""
+    problems: list[Problem] = []
+    owners: dict[str, str] = {}
+    master_name = get_in(data, "master", "hostname")
+    if master_name is None:
+        owners[DEFAULT_MASTER_HOSTNAME] = "the master (default hostname)"
+    elif is_valid(check_label, master_name):
+        owners[master_name] = "master.hostname"
+    for index, group in groups_of(data):
+        expanded = expand_group_hostnames(group) or []
+        reported_pattern = False
+        for relative, name in expanded:
+            path = ("nodes", index) + relative
+            if relative == ("hostname_pattern",):
+                if reported_pattern:
+                    continue
+                if not is_valid(check_label, name):
+                    problems.append(
+                        Problem(
+                            path,
+                            f"{dotted(path)}: produces '{name}', not a valid hostname (RFC 1123)",
+                            "shorten the pattern or lower the count",
+                        )
+                    )
+                    reported_pattern = True
+                    continue
+            if name in owners:
+                what = "produces" if relative == ("hostname_pattern",) else "repeats"
+                problems.append(
+                    Problem(
+                        path,
+                        f"{dotted(path)}: {what} hostname '{name}', already used by {owners[name]}",
+                        "give every node a distinct name",
+                    )
+                )
+                reported_pattern = relative == ("hostname_pattern",)
+                continue
+            owners[name] = dotted(path) if relative != ("hostname_pattern",) else f"nodes[{index}]"
+    return problems
+
+
+def check_after(data: dict) -> list[Problem]:
+    """`after:` names existing roles, never its own, and the roles form no cycle."""
+    problems = []
+    roles = roles_of(data)
+    edges: dict[str, list[str]] = {role: [] for role in roles}
+    for index, group in groups_of(data):
+        role, after = group.get("role"), group.get("after")
+        for a_index, needed in enumerate(after if isinstance(after, list) else []):
+            if not is_valid(check_role, needed):
+                continue
+            path = ("nodes", index, "after", a_index)
+            if needed == role:
+                problems.append(
+                    Problem(path, f"{dotted(path)}: role '{role}' cannot come after itself", "remove it")
+                )
+            elif needed not in roles:
+                close = difflib.get_close_matches(needed, sorted(roles), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else "roles here: " + ", ".join(sorted(roles))
+                problems.append(Problem(path, f"{dotted(path)}: no node group has role '{needed}'", hint))
+            elif isinstance(role, str) and role in edges and roles[role] == index:
+                edges[role].append(needed)
+    for cycle in find_cycles(edges):
+        first = min(cycle, key=lambda r: roles[r])
+        loop = cycle[cycle.index(first) :] + cycle[: cycle.index(first)] + [first]
+        problems.append(
+            Problem(
+                ("nodes", roles[first], "after"),
+                f"nodes[{roles[first]}].after: roles wait for each other in a cycle: {' -> '.join(loop)}",
+                "remove one of these after: entries",
+                at_key=True,
+            )
+        )
+    return problems
+
+
+def find_cycles(edges: dict[str, list[str]]) -> list[list[str]]:
+    """Each distinct cycle of a dependency graph once, as the list of its members in order."""
+    cycles: list[list[str]] = []
+    seen_members: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :]
+                if frozenset(cycle) not in seen_members:
+                    seen_members.add(frozenset(cycle))
+                    cycles.append(list(cycle))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in edges:
+        if node not in state:
+            visit(node)
+    return cycles
