@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from drbootstrap.paths import project_root
 from drbootstrap.spec.groups import (
     check_after,
     check_groups,
@@ -29,13 +30,15 @@ from drbootstrap.spec.types import check_label, check_token
 PRIMARY_SITE = "primary"
 DEFAULT_IMAGES = {"master": "master", "node": "worker"}
 DEFAULT_SIZE = "small"
+LOCAL_SIZES = ("small", "medium", "large")  # as drbootstrap.providers.local.driver.SIZES (libcloud-free here)
 _SECRET_LOOKING_KEY = re.compile(r"(password|passwd|secret|token|api_?key|private_?key)", re.IGNORECASE)
 
 
 def check_semantics(data: dict, base_dir: Path | None, resolve_secrets: bool) -> list[Problem]:
     """Every cross-key problem of a spec whose top level is a mapping."""
     problems: list[Problem] = []
-    for check in (_check_providers, check_groups, check_hostnames, check_after, _check_images, _check_sites):
+    checks = (_check_providers, check_groups, check_hostnames, check_after, _check_images)
+    for check in checks + (_check_local_catalog, _check_sites):
         problems += check(data)
     problems += _check_network_capacity(data)
     if resolve_secrets:
@@ -121,15 +124,45 @@ def known_dns_providers() -> frozenset[str]:
     )
 
 
-def _check_images(data: dict) -> list[Problem]:
-    """Off the local cloud, every logical image and size used must map to a provider id."""
-    used: list[tuple[str, str, Path_]] = []  # (kind, logical name, where it is used)
+def _used_images_and_sizes(data: dict) -> list[tuple[str, str, Path_]]:
+    """(kind "images"/"sizes", logical name, where it is used) for the master and every group."""
+    used: list[tuple[str, str, Path_]] = []
     master = data.get("master") if isinstance(data.get("master"), dict) else {}
     used.append(("images", master.get("image", DEFAULT_IMAGES["master"]), ("master", "image")))
     used.append(("sizes", master.get("size", DEFAULT_SIZE), ("master", "size")))
     for index, group in groups_of(data):
         used.append(("images", group.get("image", DEFAULT_IMAGES["node"]), ("nodes", index, "image")))
         used.append(("sizes", group.get("size", DEFAULT_SIZE), ("nodes", index, "size")))
+    return [(kind, name, where) for kind, name, where in used if is_valid(check_token, name)]
+
+
+def _check_local_catalog(data: dict) -> list[Problem]:
+    """On the local cloud, images are directories under images/ and sizes are small/medium/large."""
+    images_dir = project_root() / "images"
+    if not images_dir.is_dir():
+        return []  # an installed tree without images/: the local driver says so at launch
+    catalog = {"images": {d.name for d in images_dir.iterdir() if d.is_dir()}, "sizes": set(LOCAL_SIZES)}
+    problems = []
+    for block_path, block in _provider_blocks(data):
+        if block.get("name") != LOCAL_PROVIDER:
+            continue
+        for kind, logical, where in _used_images_and_sizes(data):
+            mapping = block.get(kind) if isinstance(block.get(kind), dict) else {}
+            provider_id = mapping.get(logical, logical)
+            if provider_id in catalog[kind]:
+                continue
+            singular = kind[:-1]
+            close = difflib.get_close_matches(str(provider_id), sorted(catalog[kind]), n=1, cutoff=0.6)
+            known = ", ".join(sorted(catalog[kind]))
+            hint = f"did you mean '{close[0]}'?" if close else f"use one of {known}"
+            message = f"{dotted(where)}: the local cloud has no {singular} '{provider_id}'"
+            problems.append(Problem(where, message, hint))
+    return _unique(problems)
+
+
+def _check_images(data: dict) -> list[Problem]:
+    """Off the local cloud, every logical image and size used must map to a provider id."""
+    used = _used_images_and_sizes(data)
     problems = []
     for block_path, block in _provider_blocks(data):
         name = block.get("name")
