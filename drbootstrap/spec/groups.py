@@ -8,9 +8,10 @@ from typing import Any
 from drbootstrap.spec.positions import Path_
 from drbootstrap.spec.problems import Problem, dotted
 from drbootstrap.spec.raw import get_in, groups_of, is_valid, roles_of
-from drbootstrap.spec.types import check_hostname_pattern, check_label, check_role
+from drbootstrap.spec.types import check_dns_name, check_hostname_pattern, check_label, check_role
 
 DEFAULT_MASTER_HOSTNAME = "controller"
+MAX_FQDN_LENGTH = 253
 
 
 def check_groups(data: dict) -> list[Problem]:
@@ -147,7 +148,25 @@ def check_hostnames(data: dict) -> list[Problem]:
                 reported_pattern = relative == ("hostname_pattern",)
                 continue
             owners[name] = dotted(path) if relative != ("hostname_pattern",) else f"nodes[{index}]"
-    return problems
+    return problems + _check_fqdn_length(data, owners)
+
+
+def _check_fqdn_length(data: dict, owners: dict[str, str]) -> list[Problem]:
+    """hostname.domain must fit in 253 characters; reported once, at the domain."""
+    domain = data.get("domain")
+    if not is_valid(check_dns_name, domain) or not owners:
+        return []
+    longest = max(owners, key=len)
+    fqdn = f"{longest}.{domain.rstrip('.')}"
+    if len(fqdn) <= MAX_FQDN_LENGTH:
+        return []
+    return [
+        Problem(
+            ("domain",),
+            f"domain: with hostname '{longest}' the name is {len(fqdn)} characters, over {MAX_FQDN_LENGTH}",
+            "shorten the domain or the hostname",
+        )
+    ]
 
 
 def check_after(data: dict) -> list[Problem]:
