@@ -1,8 +1,8 @@
 """Debian's MCollective 2.12 as a test peer: server.cfg/client.cfg, a foreground mcollectived, `mco`.
 
-Debian's package works as is with ruby-stomp 1.4.10 against ActiveMQ 5.17; the only settings
-it needs beyond the defaults are a libdir that includes vendor_ruby (where the discovery and
-rpcutil agents live) and `daemonize = 0` with our own pid and log files.
+Debian's package works with ruby-stomp 1.4.10 against ActiveMQ 5.17 given a libdir that includes
+vendor_ruby (where the discovery and rpcutil agents live) and `daemonize = 0`. One tweak: its yaml
+facts source is broken on Ruby 3.1 (see FACTS_PLUGIN), so the configs use a fixed copy.
 """
 
 from __future__ import annotations
@@ -20,6 +20,31 @@ import yaml
 from drbootstrap.paths import write_private_file
 
 LIBDIR = "/usr/share/mcollective/plugins:/usr/lib/ruby/vendor_ruby"
+
+# Debian's facts/yaml_facts.rb calls YAML.safe_load(text, [Symbol], [], true): Psych 3's positional
+# arguments, which Psych 4 (Ruby 3.1, bookworm) rejects with "wrong number of arguments (given 4,
+# expected 1)", so every fact is empty and no fact filter ever matches. Same plugin, keywords.
+FACTS_PLUGIN = """\
+module MCollective
+  module Facts
+    require 'yaml'
+
+    class Drbyaml_facts<Base
+      def load_facts_from_source
+        facts = {}
+        Config.instance.pluginconf["yaml"].split(File::PATH_SEPARATOR).each do |file|
+          begin
+            facts.merge!(YAML.safe_load(File.read(file), permitted_classes: [Symbol], aliases: true) || {})
+          rescue Exception => e
+            Log.error("Failed to load yaml facts from #{file}: #{e.class}: #{e}")
+          end
+        end
+        facts
+      end
+    end
+  end
+end
+"""
 READY_TIMEOUT = 30.0
 
 
@@ -44,11 +69,14 @@ def write_mcollective_config(
     facts_file = work / f"{path.stem}.facts.yaml"
     classes_file = work / f"{path.stem}.classes.txt"
     facts_file.write_text(yaml.safe_dump(facts or {"role": "legacy"}))
+    plugins = work / "mco-plugins"
+    (plugins / "mcollective" / "facts").mkdir(parents=True, exist_ok=True)
+    (plugins / "mcollective" / "facts" / "drbyaml_facts.rb").write_text(FACTS_PLUGIN)
     classes_file.write_text("".join(f"{name}\n" for name in classes or []))
     settings = {
         "main_collective": collective,
         "collectives": collective,
-        "libdir": LIBDIR,
+        "libdir": f"{plugins}:{LIBDIR}",
         "logfile": str(work / f"{path.stem}.log"),
         "loglevel": loglevel,
         "daemonize": "0",
@@ -59,7 +87,7 @@ def write_mcollective_config(
         "plugin.activemq.pool.size": "1",
         "plugin.activemq.pool.1.host": broker_host,
         "plugin.activemq.pool.1.port": str(broker_port),
-        "factsource": "yaml",
+        "factsource": "drbyaml",
         "plugin.yaml": str(facts_file),
         "classesfile": str(classes_file),
         "direct_addressing": "1",

@@ -117,10 +117,10 @@ def test_drbootstrap_client_pings_and_calls_the_real_mcollectived(mco):
     assert abs(reply.data["pong"] - time.time()) < 120
 
 
-def test_drbootstrap_ping_command_in_mcollective_mode_gets_the_real_mcollectived(mco, cli):
+def test_drbootstrap_ping_command_in_mcollective_mode_gets_the_real_mcollectived_by_fact(mco, drb_agents, cli):
     result = cli(
         "ping", "--protocol", "mcollective", "--broker", mco.broker_url, "--key-file", str(mco.psk_file),
-        "-I", mco.daemon.identity, "--expect", mco.daemon.identity, "--json",
+        "-F", "role=legacy", "--json",
     )
     assert result.exit_code == 0, result.stderr
     replies = json.loads(result.stdout)["replies"]
