@@ -274,7 +274,8 @@ def filter_from_wire(wire: Any) -> Filter:
         identity=tuple(str(item) for item in wire.get("identity") or []),
         fact=tuple(facts),
         cf_class=tuple(str(item) for item in wire.get("cf_class") or []),
-        agent=tuple(str(item) for item in wire.get("agent") or []),
+        # Security::Base#validate_filter? passes the agent name "mcollective" on every node.
+        agent=tuple(str(item) for item in wire.get("agent") or [] if item != "mcollective"),
     )
 
 
