@@ -24,6 +24,7 @@ EC2_USER_DATA_LIMIT = 16384  # bytes of raw user-data EC2 accepts (before its ba
 DEFAULT_CONFIG_DIR = "/etc/drbootstrap"
 DEFAULT_NODE_DIR = "/var/lib/drbootstrap/node"
 DEFAULT_IMAGES_DIR = "/usr/share/drbootstrap/images"
+DEFAULT_RECIPES_DIR = "/usr/share/drbootstrap/recipes"
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _FQDN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 
@@ -59,6 +60,7 @@ class NodeBootConfig:
     config_dir: str = DEFAULT_CONFIG_DIR  # where the node's own files are written
     node_dir: str = DEFAULT_NODE_DIR  # per-node state: Puppet confdir/vardir, agent pid and log
     images_dir: str = DEFAULT_IMAGES_DIR  # where master/boot.sh and worker/boot.sh are on the node
+    recipes_dir: str = DEFAULT_RECIPES_DIR  # apply mode: site.pp and modules on the node
     embed_boot_script: str | None = None  # boot.sh text to ship inside the user-data instead
 
     def __post_init__(self) -> None:
@@ -119,6 +121,7 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_BROKER_PROTOCOL": config.broker_protocol,
         "DRB_PUPPET_SERVER": config.puppet_server or controller,
         "DRB_PUPPET_MODE": config.puppet_mode,
+        "DRB_RECIPES_DIR": config.recipes_dir,
         "DRB_AGENT_KEY_FILE": config.agent_key_path or "",
         "DRB_AUTOSIGN_TOKEN_FILE": f"{config.config_dir}/autosign.token" if config.autosign_token else "",
         "DRB_UPSTREAM_DNS": " ".join(config.upstream_dns),

@@ -18,7 +18,8 @@
 #          /etc/resolv.conf, /etc/hostname
 #   starts dnsmasq, ActiveMQ (drbootstrap.broker), puppetserver (server mode only) and
 #          `drbootstrap agent` with the dns agent, each in the background (no systemd).
-#   Recipes (manifests, modules) arrive later over SSH into DRB_NODE_DIR/puppet/code.
+#   Recipes (recipes/: manifests, modules) arrive later over SSH, swapped in whole:
+#          push_tree(target, "recipes", f"{node_dir}/puppet/code/environments/production", replace=True)
 set -eu
 
 CONFIG_DIR=${1:-/etc/drbootstrap}

@@ -6,7 +6,8 @@
 #   reads  CONFIG_DIR/node.env             sh settings written by the user-data (no secrets):
 #            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME DRB_ROLE DRB_MASTER_ADDRESS DRB_CONTROLLER
 #            DRB_BROKER_HOST DRB_BROKER_PORT DRB_BROKER_PROTOCOL DRB_PUPPET_SERVER DRB_PUPPET_MODE
-#            DRB_AGENT_KEY_FILE DRB_AUTOSIGN_TOKEN_FILE DRB_NODE_DIR
+#            DRB_AGENT_KEY_FILE DRB_AUTOSIGN_TOKEN_FILE DRB_NODE_DIR DRB_RECIPES_DIR (apply mode:
+#            manifests/site.pp and modules/ as in recipes/)
 #          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node),
@@ -106,6 +107,10 @@ puppet:
   rundir: $PUPPET_DIR/run
   logdir: $PUPPET_DIR/log
 EOF
+if [ "$DRB_PUPPET_MODE" = apply ]; then
+    printf '  manifest: %s\n  modulepath: %s\n' "$DRB_RECIPES_DIR/manifests/site.pp" "$DRB_RECIPES_DIR/modules" \
+        >>"$NODE_DIR/agent.yaml"
+fi
 
 if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then
     kill "$(cat "$NODE_DIR/agent.pid")" || true

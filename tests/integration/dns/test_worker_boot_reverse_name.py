@@ -44,13 +44,14 @@ def netns():
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(netns, tmp_path):
+@pytest.mark.parametrize("puppet_mode", ["server", "apply"])
+def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(netns, tmp_path, puppet_mode):
     name, worker_address, master_address = netns
     token = secrets.token_urlsafe(16)
     config = NodeBootConfig(
         environment="boot", domain=DOMAIN, hostname="web01", role="web", image="worker",
         master_address=master_address, controller_name=f"controller.{DOMAIN}", broker_host=master_address,
-        agent_key="key material", autosign_token=token,
+        agent_key="key material", autosign_token=token, puppet_mode=puppet_mode, recipes_dir=str(project_root() / "recipes"),
         config_dir=str(tmp_path / "etc"), node_dir=str(tmp_path / "node"),
     )
     etc = tmp_path / "etc"
@@ -100,6 +101,10 @@ def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(
     assert agent.identity == f"web01.{DOMAIN}"
     assert agent.brokers == [f"stomp://{master_address}:61613"]
     assert agent.puppet.certname == f"web01.{DOMAIN}" and agent.puppet.server == f"controller.{DOMAIN}"
+    assert agent.puppet.mode == puppet_mode
+    if puppet_mode == "apply":
+        assert agent.puppet.manifest == str(project_root() / "recipes/manifests/site.pp")
+        assert agent.puppet.modulepath == str(project_root() / "recipes/modules")
     csr_attributes = tmp_path / "node" / "puppet" / "csr_attributes.yaml"
     assert yaml.safe_load(csr_attributes.read_text()) == {"custom_attributes": {"1.2.840.113549.1.9.7": token}}
     assert csr_attributes.stat().st_mode & 0o777 == 0o600
