@@ -109,7 +109,8 @@ def test_user_data_over_the_limit_is_gzipped_when_allowed():
 def test_user_data_too_big_even_gzipped_is_a_clear_error():
     incompressible = secrets.token_hex(20000)
 
-    with pytest.raises(UserDataTooLarge, match=r"user-data for web01 is \d+ bytes \(\d+ gzipped\), over the cloud's limit of 16384"):
+    expected = r"user-data for web01 is \d+ bytes \(\d+ gzipped\), over the cloud's limit of 16384"
+    with pytest.raises(UserDataTooLarge, match=expected):
         render_user_data(worker(embed_boot_script=incompressible))
 
 

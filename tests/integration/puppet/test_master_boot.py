@@ -102,7 +102,10 @@ def test_master_boot_serves_names_broker_and_one_time_autosign(netns, tmp_path):
 
         assert dig(name, f"@{address}", f"controller.{DOMAIN}") == address
         assert dig(name, f"@{address}", "-x", address) == f"controller.{DOMAIN}."
-        stomp = "ip link set lo up; exec 3<>/dev/tcp/{a}/61613 && printf 'CONNECT\\naccept-version:1.2\\nhost:/\\n\\n\\0' >&3 && head -c 9 <&3"
+        stomp = (
+            "exec 3<>/dev/tcp/{a}/61613 && "
+            "printf 'CONNECT\\naccept-version:1.2\\nhost:/\\n\\n\\0' >&3 && head -c 9 <&3"
+        )
         connected = subprocess.run(
             ["ip", "netns", "exec", name, "bash", "-c", stomp.format(a=address)], capture_output=True, text=True, timeout=20
         )
