@@ -163,7 +163,10 @@ def build_passthrough_driver(settings: ProviderSettings) -> NodeDriver:
 
 @dataclass
 class Pacing:
-    """The provider's bucket, the retry policy and the progress hook, shared by every call."""
+    """The provider's bucket, the retry policy and the progress hook, shared by every call.
+
+    `on_retry` is called from launch_many's worker threads: the renderer must be thread-safe.
+    """
 
     bucket: TokenBucket | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)

@@ -159,8 +159,9 @@ def _as_int(value: object) -> int | None:
 # Credentials that can hide in a libcloud message: request URLs carry signed query strings.
 _SECRET_PATTERNS = (
     re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,20}\b"),
+    # UserData too: user-data scripts carry PSKs and autosign tokens, and GET URLs carry user-data.
     re.compile(r"(?i)((?:X-Amz-)?Signature|X-Amz-Credential|X-Amz-Security-Token|AWSAccessKeyId"
-               r"|Credential|SecurityToken|password|secret|token)=[^&\s,\"']+"),
+               r"|Credential|SecurityToken|UserData|password|secret|token)=[^&\s,\"']+"),
 )
 
 

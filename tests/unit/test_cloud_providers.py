@@ -193,3 +193,13 @@ def test_openstack_accepts_the_key_and_secret_credentials_and_driver_extra_of_th
                "ex_tenant_name": "lab"})
     arguments = openstack_driver_arguments(settings, environ={})
     assert arguments.args == ("ops", "pw") and arguments.kwargs["ex_tenant_name"] == "lab"
+
+
+def test_a_driver_without_security_groups_is_refused_clearly():
+    from drbootstrap.providers.ec2 import ensure_elastic_address, ensure_security_group
+
+    driver = build_driver(ProviderSettings(name="dummy", credentials={"key": PlainSecret("0")}))
+    with pytest.raises(ProviderError, match="does not support security groups"):
+        ensure_security_group(driver, "env1", "192.0.2.1")
+    with pytest.raises(ProviderError, match="does not support elastic addresses"):
+        ensure_elastic_address(driver, driver.list_nodes()[0])

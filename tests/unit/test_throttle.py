@@ -246,3 +246,10 @@ def test_a_call_can_name_codes_that_mean_not_yet_for_it():
     fn, calls = _failing([not_yet] * 2)
     call_with_retries(fn, policy=RetryPolicy(base_delay=0), transient_codes=["DependencyViolation"], clock=FakeClock())
     assert calls["n"] == 3
+
+
+def test_user_data_in_a_failed_request_url_is_scrubbed():
+    message = ("HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: "
+               "/?Action=RunInstances&UserData=IyEvYmluL3NoCmV4cG9ydCBQU0s9aHVudGVyMg%3D%3D&ClientToken=drb-1")
+    text = describe_error(ConnectionError(message))
+    assert "IyEvYmluL3NoCmV4cG9ydCBQU0s9aHVudGVyMg" not in text and "RunInstances" in text
