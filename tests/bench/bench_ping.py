@@ -31,21 +31,17 @@ CPU_WINDOW = 10.0
 TARGET_PING_S = 0.5
 TARGET_RSS_KB = 28 * 1024
 
-# Many identities in one process, each an AgentServer with its own STOMP connection (the
-# native helper's AgentServer; the protocol is passed in, so no config hook is needed).
+# Many identities in one process through the native helper's multi-identity runner (the same
+# code as `drbootstrap agent --config a.yaml --config b.yaml ...`): each identity is an AgentServer
+# with its own STOMP connection; `protocol: mcollective` picks the compat codec.
 FARM = """
 import signal, sys, threading
 from drbootstrap.agent.config import AgentConfig
-from drbootstrap.agent.daemon import AgentServer
-from drbootstrap.messaging.mcollective import make_mcollective_protocol
+from drbootstrap.agent.daemon import run_agents
 broker, psk_file, prefix, count, ready = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-servers = []
-for index in range(count):
-    config = AgentConfig(identity=f"{prefix}{index:03d}", brokers=[broker], key_file=psk_file,
-                         agents=["discovery", "rpcutil"], role="bench")
-    server = AgentServer(config, protocol=make_mcollective_protocol(psk_file))
-    server.start(wait=60)
-    servers.append(server)
+configs = [AgentConfig(identity=f"{prefix}{index:03d}", brokers=[broker], key_file=psk_file, protocol="mcollective",
+                       agents=["discovery", "rpcutil"], role="bench") for index in range(count)]
+servers = run_agents(configs, wait=60)
 open(ready, "w").write("ready")
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
