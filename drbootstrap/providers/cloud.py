@@ -252,7 +252,7 @@ def find_environment_nodes(driver: NodeDriver, environment: str, *, pacing: Paci
     for node in sorted(list_tagged_nodes(driver, {ENVIRONMENT_TAG: environment}, pacing=pacing), key=lambda n: n.id):
         hostname = node_tags(node).get(HOSTNAME_TAG)
         if hostname:
-            found.setdefault(hostname, node)  # duplicates cannot come from us; keep the oldest id
+            found.setdefault(hostname, node)  # duplicates cannot come from us; keep the lowest id
     return found
 
 
@@ -331,7 +331,13 @@ def launch_node(driver: NodeDriver, request: LaunchRequest, *, pacing: Pacing | 
 
     node = pacing.call(driver, f"launch {request.hostname}", lambda: driver.create_node(**kwargs),
                        before_retry=look_if_maybe_created)
-    return node[0] if isinstance(node, list) else node
+    node = node[0] if isinstance(node, list) else node
+    if is_gone(node):
+        # EC2 answers a reused client token with the instance it made then, even if terminated.
+        raise ProviderError(f"launch {request.hostname}: the cloud returned {node.id}, already terminated, "
+                            f"for client token of generation {request.generation}",
+                            hint="launch it with the next generation number to get a new node")
+    return node
 
 
 @dataclass

@@ -192,3 +192,16 @@ def test_driver_credentials_never_appear_in_launch_errors():
     with pytest.raises(ProviderError) as caught:
         launch_node(FakeDriver(cloud), request(), pacing=QUICK)
     assert "FAKEKEY123" not in str(caught.value) and "FAKESECRET456" not in str(caught.value)
+
+
+class TokenReplayingDriver(FakeDriver):
+    """Like EC2: a client token already used answers with the old, now terminated, instance."""
+
+    def create_node(self, name, size, image, location=None, ex_metadata=None, ex_userdata=None, ex_clienttoken=None):
+        return Node(id="i-old", name=name, state=NodeState.TERMINATED, public_ips=[], private_ips=[], driver=self,
+                    extra={"tags": dict(ex_metadata or {}), "status": "terminated"})
+
+
+def test_a_client_token_answered_with_a_terminated_node_asks_for_the_next_generation():
+    with pytest.raises(ProviderError, match="already terminated.*next generation"):
+        launch_node(TokenReplayingDriver(Cloud()), request(), pacing=QUICK)
