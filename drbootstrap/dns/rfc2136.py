@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.message
@@ -21,6 +22,9 @@ import dns.tsig
 import dns.update
 
 from drbootstrap.errors import DrbError
+
+if TYPE_CHECKING:
+    from drbootstrap.spec.models import DynamicDnsSpec
 
 DEFAULT_TTL = 60
 TSIG_ALGORITHMS = {
@@ -89,6 +93,26 @@ class DnsServer:
         return f"{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class DynamicDnsTarget:
+    """Where the controller's name is registered: server, zone, the name, and the key to sign with."""
+
+    server: DnsServer
+    zone: str
+    name: str
+    key: TsigKey
+
+
+def target_from_spec(spec: DynamicDnsSpec, master_hostname: str) -> DynamicDnsTarget:
+    """The spec's `master.dynamic_dns` block as a target; reads the TSIG secret reference now."""
+    key = TsigKey(
+        name=str(spec.tsig_key_name),
+        secret=spec.tsig_secret.reveal().strip(),
+        algorithm=spec.tsig_algorithm,
+    )
+    return DynamicDnsTarget(DnsServer(str(spec.server), int(spec.port)), str(spec.zone), spec.name or master_hostname, key)
+
+
 def absolute_name(name: str, zone: str) -> dns.name.Name:
     """`controller` in `demo.internal` -> `controller.demo.internal.`; FQDNs must lie in the zone."""
     origin = dns.name.from_text(zone)
@@ -116,12 +140,37 @@ def build_register_update(zone: str, name: str, address: str, key: TsigKey, ttl:
     return update
 
 
-def build_remove_update(zone: str, name: str, key: TsigKey) -> dns.update.UpdateMessage:
-    """An update that deletes every A and AAAA record of NAME (nothing else it may own)."""
+def build_replace_update(
+    zone: str, name: str, rdtype: str, values: list[str], key: TsigKey, ttl: int = DEFAULT_TTL
+) -> dns.update.UpdateMessage:
+    """An update that makes NAME's RDTYPE records exactly VALUES (A, AAAA or CNAME; public failover)."""
+    if rdtype not in ("A", "AAAA", "CNAME"):
+        raise DynamicDnsError(f"record type {rdtype} is not managed here", hint="use A, AAAA or CNAME")
+    if not values or (rdtype == "CNAME" and len(values) != 1):
+        raise DynamicDnsError(f"{name}: {rdtype} needs {'exactly one target' if rdtype == 'CNAME' else 'a value'}")
     update = dns.update.UpdateMessage(zone, keyring=key.keyring(), keyalgorithm=TSIG_ALGORITHMS[key.algorithm.lower()])
     fqdn = absolute_name(name, zone)
-    update.delete(fqdn, "A")
-    update.delete(fqdn, "AAAA")
+    if rdtype == "CNAME":
+        # A CNAME may not coexist with other data: clear the addresses in the same atomic update.
+        update.delete(fqdn, "A")
+        update.delete(fqdn, "AAAA")
+        target = values[0] if values[0].endswith(".") else values[0] + "."
+        update.replace(fqdn, ttl, "CNAME", target)
+        return update
+    for value in values:
+        if _address_type(value) != rdtype:
+            raise DynamicDnsError(f"{name}: {value!r} is not an {rdtype} address")
+    update.delete(fqdn, "CNAME")
+    update.replace(fqdn, ttl, rdtype, *values)
+    return update
+
+
+def build_remove_update(zone: str, name: str, key: TsigKey) -> dns.update.UpdateMessage:
+    """An update that deletes NAME's A, AAAA and CNAME records (nothing else it may own)."""
+    update = dns.update.UpdateMessage(zone, keyring=key.keyring(), keyalgorithm=TSIG_ALGORITHMS[key.algorithm.lower()])
+    fqdn = absolute_name(name, zone)
+    for rdtype in ("A", "AAAA", "CNAME"):
+        update.delete(fqdn, rdtype)
     return update
 
 
@@ -173,6 +222,14 @@ def register_address(server: DnsServer, zone: str, name: str, address: str, key:
     fqdn = absolute_name(name, zone)
     update = build_register_update(zone, name, address, key, ttl)
     send_update(server, update, key, f"registering {fqdn} -> {address}")
+
+
+def replace_records(
+    server: DnsServer, zone: str, name: str, rdtype: str, values: list[str], key: TsigKey, ttl: int = DEFAULT_TTL
+) -> None:
+    """Make NAME's RDTYPE records in ZONE exactly VALUES on SERVER, in one atomic update."""
+    update = build_replace_update(zone, name, rdtype, values, key, ttl)
+    send_update(server, update, key, f"setting {absolute_name(name, zone)} {rdtype} -> {', '.join(values)}")
 
 
 def remove_name(server: DnsServer, zone: str, name: str, key: TsigKey) -> None:

@@ -15,6 +15,7 @@ from drbootstrap.dns.rfc2136 import (
     TsigKey,
     register_address,
     remove_name,
+    replace_records,
     resolve_addresses,
     verify_registered,
 )
@@ -55,6 +56,18 @@ def test_registering_again_replaces_the_old_address(bind, server):
     register_address(server, bind.zone, "moved.drb-test.internal.", "10.213.0.9", bind.key)
 
     assert resolve_addresses(server, "moved", bind.zone) == ["10.213.0.9"]
+
+
+def test_switching_a_name_from_addresses_to_an_alias_and_back(bind, server):
+    replace_records(server, bind.zone, "www", "A", ["10.213.0.7", "10.213.0.8"], bind.key)
+    assert sorted(resolve_addresses(server, "www", bind.zone)) == ["10.213.0.7", "10.213.0.8"]
+
+    replace_records(server, bind.zone, "www", "CNAME", [f"ns.{bind.zone}"], bind.key)
+    response = dns.query.udp(dns.message.make_query(f"www.{bind.zone}.", "CNAME"), bind.host, port=bind.port, timeout=3)
+    assert [str(r) for rrset in response.answer for r in rrset] == [f"ns.{bind.zone}."]
+
+    replace_records(server, bind.zone, "www", "A", ["10.213.0.9"], bind.key)
+    assert resolve_addresses(server, "www", bind.zone) == ["10.213.0.9"]
 
 
 def test_removed_name_is_nxdomain(bind, server):
