@@ -18,9 +18,23 @@ from typing import Any
 
 from drbootstrap.errors import MessagingError, SecurityError
 from drbootstrap.messaging import ruby_marshal as rm
-from drbootstrap.messaging.envelope import FactFilter, Filter, Frame, Reply, Request, StatusCode, WireProtocol
+from drbootstrap.messaging.envelope import (
+    FactFilter,
+    Filter,
+    Frame,
+    Reply,
+    Request,
+    StatusCode,
+    WireProtocol,
+)
 from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
-from drbootstrap.messaging.security import DEFAULT_CLOCK_SKEW, DEFAULT_MAX_MESSAGE_BYTES, ReplayCache, check_size, check_ttl
+from drbootstrap.messaging.security import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ReplayCache,
+    check_size,
+    check_ttl,
+)
 
 DISCOVERY_AGENT = "discovery"
 REPLY_TTL = 60.0  # mcollective replies carry no ttl; accept one as long as a default request lives

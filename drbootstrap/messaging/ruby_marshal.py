@@ -10,7 +10,8 @@ from typing import Any
 
 from rubymarshal.classes import RubyObject, RubyString, Symbol
 from rubymarshal.reader import loads as _loads
-from rubymarshal.writer import Writer, writes as _writes
+from rubymarshal.writer import Writer
+from rubymarshal.writer import writes as _writes
 
 # Ruby (64-bit) writes Integers in [-2**30, 2**30) as Fixnum, the rest as Bignum. rubymarshal
 # writes up to 40-bit Fixnums, which Ruby reads back as garbage (a length byte of 5 means 0).
@@ -21,7 +22,7 @@ class MarshalError(ValueError):
     """The bytes are not Ruby Marshal data we accept."""
 
 
-def Sym(name: str) -> Symbol:  # noqa: N802 - reads like Ruby's :name
+def Sym(name: str) -> Symbol:  # named like Ruby's :name reads
     return Symbol(name)
 
 
@@ -70,7 +71,7 @@ def loads_raw(data: bytes) -> Any:
         return _loads(data)
     except RecursionError as error:
         raise MarshalError("nested too deeply") from error
-    except Exception as error:  # noqa: BLE001 - rubymarshal raises anything on bad input
+    except Exception as error:  # rubymarshal raises anything at all on bad input
         raise MarshalError(f"not Ruby Marshal 4.8 data ({type(error).__name__})") from error
 
 

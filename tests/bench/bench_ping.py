@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mcollective import new_psk, start_mcollectived, write_mcollective_config
+from tests.support.mcollective import (
+    new_psk,
+    start_mcollectived,
+    write_mcollective_config,
+)
 from tests.support.prereq import REPO_ROOT, require, require_binary, require_root
 
 pytestmark = pytest.mark.bench

@@ -15,7 +15,13 @@ import pytest
 
 from drbootstrap.errors import SecurityError
 from drbootstrap.messaging import ruby_marshal as rm
-from drbootstrap.messaging.envelope import FactFilter, Filter, Reply, Request, StatusCode
+from drbootstrap.messaging.envelope import (
+    FactFilter,
+    Filter,
+    Reply,
+    Request,
+    StatusCode,
+)
 from drbootstrap.messaging.mcollective import McollectiveProtocol, psk_digest
 from drbootstrap.messaging.ruby_marshal import Sym
 
@@ -251,15 +257,15 @@ def test_integers_marshal_exactly_as_ruby(value, ruby_hex):
 
 
 def _request(**overrides) -> Request:
-    values = dict(
-        request_id="0123456789abcdef0123456789abcdef",
-        sender_id="drb-client",
-        caller_id="uid=0",
-        agent="rpcutil",
-        action="ping",
-        reply_to="/queue/mcollective.reply.drb-client_1.1",
-        created_at=1000,
-    )
+    values = {
+        "request_id": "0123456789abcdef0123456789abcdef",
+        "sender_id": "drb-client",
+        "caller_id": "uid=0",
+        "agent": "rpcutil",
+        "action": "ping",
+        "reply_to": "/queue/mcollective.reply.drb-client_1.1",
+        "created_at": 1000,
+    }
     values.update(overrides)
     return Request(**values)
 

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.activemq import activemq  # noqa: F401 - the session broker fixture
-from tests.support.mcollective import Mcollectived, new_psk, start_mcollectived, write_mcollective_config
+from tests.support.mcollective import (
+    Mcollectived,
+    new_psk,
+    start_mcollectived,
+    write_mcollective_config,
+)
 from tests.support.prereq import require_binary, require_root
 
 
@@ -34,7 +39,7 @@ def mco(activemq) -> Iterator[McoPeers]:  # noqa: F811 - pytest fixture injectio
     try:
         psk = new_psk()
         suffix = secrets.token_hex(3)
-        common = dict(broker_host=activemq.host, broker_port=activemq.port, psk=psk)
+        common = {"broker_host": activemq.host, "broker_port": activemq.port, "psk": psk}
         server_cfg = write_mcollective_config(
             work / "server.cfg", identity=f"legacy-{suffix}", facts={"role": "legacy"}, **common
         )

@@ -18,7 +18,10 @@ import yaml
 from drbootstrap.agent.config import AgentConfig
 from drbootstrap.agent.daemon import AgentServer
 from drbootstrap.messaging.client import ClientConfig, RpcClient
-from drbootstrap.messaging.mcollective import McollectiveProtocol, make_mcollective_protocol
+from drbootstrap.messaging.mcollective import (
+    McollectiveProtocol,
+    make_mcollective_protocol,
+)
 from tests.support.mcollective import run_mco
 
 pytestmark = pytest.mark.integration
