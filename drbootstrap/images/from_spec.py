@@ -1,0 +1,98 @@
+"""Boot settings for the master and each worker, taken from the environment spec.
+
+The executor calls these, then `render_user_data`; the secrets (agent key, autosign token) are
+passed in by the caller, which owns where they are generated and kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drbootstrap.images.userdata import NodeBootConfig, UserDataError
+from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
+
+
+def controller_fqdn(spec: EnvironmentSpec) -> str:
+    return spec.fqdn(spec.master.hostname)
+
+
+def _broker_protocol(spec: EnvironmentSpec) -> str:
+    return "stomp+ssl" if spec.security.tls.enabled else "stomp"
+
+
+def master_boot_config(
+    spec: EnvironmentSpec,
+    *,
+    agent_key: str | None = None,
+    agent_key_reference: str | None = None,
+    master_address: str | None = None,
+    **paths: Any,
+) -> NodeBootConfig:
+    """The master's boot settings; MASTER_ADDRESS only when known before launch (else it finds its own)."""
+    return NodeBootConfig(
+        environment=spec.environment,
+        domain=str(spec.domain),
+        hostname=spec.master.hostname,
+        role="master",
+        image="master",
+        broker_host=master_address or controller_fqdn(spec),
+        broker_port=spec.master.broker.port,
+        broker_protocol=_broker_protocol(spec),
+        master_address=master_address,
+        controller_name=controller_fqdn(spec),
+        puppet_server=controller_fqdn(spec),
+        puppet_mode=spec.master.puppet.mode,
+        agent_key=agent_key,
+        agent_key_reference=agent_key_reference,
+        upstream_dns=tuple(str(a) for a in spec.master.upstream_dns),
+        **paths,
+    )
+
+
+def group_of(spec: EnvironmentSpec, hostname: str) -> NodeGroup:
+    for group in spec.nodes:
+        if hostname in group.expand_hostnames():
+            return group
+    known = ", ".join(spec.worker_hostnames()) or "none"
+    raise UserDataError(f"no node group names {hostname!r}", hint=f"the spec's workers are: {known}")
+
+
+def needs_autosign_token(spec: EnvironmentSpec) -> bool:
+    return spec.master.puppet.mode == "server" and spec.master.puppet.autosign == "token"
+
+
+def worker_boot_config(
+    spec: EnvironmentSpec,
+    hostname: str,
+    *,
+    master_address: str,
+    agent_key: str | None = None,
+    agent_key_reference: str | None = None,
+    autosign_token: str | None = None,
+    **paths: Any,
+) -> NodeBootConfig:
+    """HOSTNAME's boot settings: its role from its group, the master as resolver and broker."""
+    group = group_of(spec, hostname)
+    if needs_autosign_token(spec) and not autosign_token:
+        raise UserDataError(
+            f"{hostname}: the spec asks for token autosign but no token was issued for it",
+            hint="issue one with drbootstrap.images.autosign.new_token() and arm it on the master",
+        )
+    return NodeBootConfig(
+        environment=spec.environment,
+        domain=str(spec.domain),
+        hostname=hostname,
+        role=str(group.role),
+        image="master" if group.image == "master" else "worker",
+        broker_host=master_address,
+        broker_port=spec.master.broker.port,
+        broker_protocol=_broker_protocol(spec),
+        master_address=master_address,
+        controller_name=controller_fqdn(spec),
+        puppet_server=controller_fqdn(spec),
+        puppet_mode=spec.master.puppet.mode,
+        agent_key=agent_key,
+        agent_key_reference=agent_key_reference,
+        autosign_token=autosign_token if needs_autosign_token(spec) else None,
+        **paths,
+    )
