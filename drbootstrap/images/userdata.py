@@ -150,10 +150,14 @@ def cloud_config(config: NodeBootConfig) -> dict:
         )
     if config.embed_boot_script is not None:
         files.append({"path": boot_script_path(config), "permissions": "0755", "content": config.embed_boot_script})
-    log = f"{config.node_dir}/boot.log"
-    command = f"mkdir -p {shlex.quote(config.node_dir)} && sh {shlex.quote(boot_script_path(config))} " \
-              f"{shlex.quote(config.config_dir)} >>{shlex.quote(log)} 2>&1"
-    return {"write_files": files, "runcmd": [command]}
+    node_env_path = shlex.quote(f"{config.config_dir}/node.env")
+    boot = (
+        f"mkdir -p {shlex.quote(config.node_dir)} && sh {shlex.quote(boot_script_path(config))} "
+        f"{shlex.quote(config.config_dir)} >>{shlex.quote(config.node_dir + '/boot.log')} 2>&1"
+    )
+    # runcmd runs once per instance, after write_files; bootcmd runs on every boot but before
+    # write_files, so it finds node.env only on later boots (a reboot to take the node's name).
+    return {"write_files": files, "bootcmd": [f"if [ -f {node_env_path} ]; then {boot}; fi"], "runcmd": [boot]}
 
 
 class _BlockStyleDumper(yaml.SafeDumper):

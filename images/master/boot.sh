@@ -104,7 +104,7 @@ if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; th
     puppet ssl bootstrap --confdir "$PUPPET_DIR" >/dev/null 2>&1 || true  # CA is made on first start
     (cd /usr/share/puppetserver && nohup java -Xms512m -Xmx1g -Djruby.lib=/usr/share/jruby/lib \
         -Dlogappender=STDOUT -jar puppetserver.jar --config "$CONF_D" \
-        --bootstrap-config /etc/puppet/puppetserver/services.d >"$PUPPET_DIR/log/puppetserver.out" 2>&1 &
+        --bootstrap-config /etc/puppet/puppetserver/services.d </dev/null >"$PUPPET_DIR/log/puppetserver.out" 2>&1 &
         echo $! >"$NODE_DIR/puppetserver.pid")
 fi
 
@@ -127,6 +127,6 @@ puppet:
   confdir: $PUPPET_DIR
 EOF
 if running "$NODE_DIR/agent.pid"; then kill "$(cat "$NODE_DIR/agent.pid")" || true; fi
-nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" >>"$NODE_DIR/agent.log" 2>&1 &
+nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
 echo $! >"$NODE_DIR/agent.pid"
 log "services started: dnsmasq, activemq, ${DRB_PUPPET_MODE} puppet, agent (pid $!); images in $IMAGES_DIR"

@@ -115,6 +115,6 @@ fi
 if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then
     kill "$(cat "$NODE_DIR/agent.pid")" || true
 fi
-nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" >>"$NODE_DIR/agent.log" 2>&1 &
+nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
 echo $! >"$NODE_DIR/agent.pid"
 log "agent started as $FQDN (pid $!)"

@@ -151,3 +151,20 @@ def test_invalid_boot_settings_are_refused_naming_the_node(overrides, message):
 
 def test_cloud_config_runcmd_logs_into_the_node_dir():
     assert ">>/var/lib/drbootstrap/node/boot.log 2>&1" in cloud_config(worker())["runcmd"][0]
+
+
+def test_boot_script_runs_again_on_later_boots_from_bootcmd_once_its_settings_exist():
+    document = cloud_config(worker())
+
+    assert document["bootcmd"] == [f"if [ -f /etc/drbootstrap/node.env ]; then {document['runcmd'][0]}; fi"]
+
+
+def test_local_cloud_interpreter_runs_every_key_of_the_user_data():
+    from drbootstrap.providers.local.cloudinit import parse_cloud_config, render_per_instance, user_data_kind
+
+    text = render_user_data(worker()).decode()
+
+    assert user_data_kind(text) == "cloud-config"
+    parsed_config = parse_cloud_config(text)
+    assert parsed_config.ignored_keys == []
+    assert "images/worker/boot.sh" in render_per_instance(parsed_config)
