@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,7 +140,7 @@ class AgentServer:
         )
 
     def _answer(self, request: Request) -> None:
-        reply, after_reply = self._run(request)
+        reply, after_reply = self.run(request)
         try:
             self.transport.send(self.protocol.reply_frame(reply, request))
         except MessagingError as error:
@@ -148,17 +149,16 @@ class AgentServer:
             after_reply()
 
     def handle(self, request: Request) -> Reply:
-        """Authorise, validate and run one verified request; always returns a reply."""
-        reply, after_reply = self._run(request)
-        if after_reply is not None:
-            after_reply()
-        return reply
+        """Authorise, validate and run one verified request; the reply only.
 
-    def _run(self, request: Request) -> tuple[Reply, object]:
+        Work an action defers until after its reply (reboot's command) is NOT started here:
+        only a request answered over the broker triggers it.
+        """
+        return self.run(request)[0]
+
+    def run(self, request: Request) -> tuple[Reply, Callable[[], None] | None]:
+        """The reply to one verified request and the work to start once that reply has been sent."""
         reply = Reply(request.request_id, self.identity, request.agent, request.action, created_at=0.0)
-        return self._run_into(reply, request)
-
-    def _run_into(self, reply: Reply, request: Request) -> tuple[Reply, object]:
         if not self.policy.allows(request.caller_id, request.agent, request.action):
             self.refused += 1
             log.warning("%s: not authorised: %s", self.identity, describe_request(request))

@@ -191,8 +191,24 @@ def _request_body(request: Request) -> dict[str, Any]:
     }
 
 
+MAX_FILTER_TERMS = 64
+MAX_FILTER_TERM_LENGTH = 256
+
+
+def _bounded_filter(raw_filter: dict[str, Any]) -> dict[str, Any]:
+    """Filters hold regexes the node evaluates: bound how many and how long (cheap DoS otherwise)."""
+    for key in ("identity", "fact", "cf_class", "agent"):
+        terms = raw_filter.get(key, ())
+        if len(terms) > MAX_FILTER_TERMS:
+            raise ValueError(f"too many {key} filter terms")
+        for term in terms:
+            if len(str(term)) > MAX_FILTER_TERM_LENGTH:
+                raise ValueError(f"{key} filter term too long")
+    return raw_filter
+
+
 def _request_from(payload: dict[str, Any]) -> Request:
-    raw_filter = payload.get("filter") or {}
+    raw_filter = _bounded_filter(payload.get("filter") or {})
     data = payload.get("data") or {}
     if not isinstance(data, dict):
         raise TypeError("data")

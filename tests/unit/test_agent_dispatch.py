@@ -103,3 +103,17 @@ def test_unknown_agent_name_in_config_is_a_spec_error(tmp_path):
                                      "agents": ["rpcutil", "nosuch"]})
     with pytest.raises(SpecError, match="nosuch"):
         AgentServer(config)
+
+
+def test_reboot_runs_its_command_only_after_a_reply_was_sent_over_the_broker(tmp_path):
+    (tmp_path / "psk").write_text("0123456789abcdef0123456789abcdef")
+    marker = tmp_path / "rebooted"
+    config = agent_config_from_dict({"identity": "n", "brokers": ["x:1"], "key_file": str(tmp_path / "psk"),
+                                     "reboot": {"command": f"touch {marker}", "delay": 0}})
+    server = AgentServer(config)
+    reply = server.handle(request("reboot", "reboot"))
+    assert reply.status_code == StatusCode.OK and reply.data["rebooting_in"] == 0
+    time.sleep(0.3)
+    assert not marker.exists()
+    reply, after_reply = server.run(request("reboot", "reboot"))
+    assert callable(after_reply)

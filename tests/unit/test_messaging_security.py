@@ -193,3 +193,12 @@ def test_generated_ed25519_keys_are_private_and_trusted_by_stem(tmp_path):
     request = node.decode_request(client.request_frames(make_request())[0].body, {})
     reply = client.decode_reply(node.reply_frame(Reply("r1", "node1", "rpcutil"), request).body, {})
     assert (request.caller_id, reply.sender_id) == ("key=ops", "node1")
+
+
+def test_requests_with_oversized_filters_are_refused():
+    from drbootstrap.messaging.envelope import Filter
+
+    client, server = protocols()
+    frame = client.request_frames(make_request(filter=Filter(identity=("/" + "a" * 300 + "/",))))[0]
+    with pytest.raises(SecurityError, match="malformed request"):
+        server.decode_request(frame.body, {})

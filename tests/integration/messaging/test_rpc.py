@@ -112,3 +112,18 @@ def test_client_and_agents_speak_over_stomp_ssl(activemq, fleet, tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_agent_and_client_fail_over_past_a_dead_broker_in_their_list(fleet, tmp_path):
+    from drbootstrap.agent.daemon import run_agents
+    from drbootstrap.broker import free_port
+    from tests.integration.messaging.conftest import node_config
+
+    dead = f"stomp://127.0.0.1:{free_port()}"
+    config = node_config(tmp_path, dead, fleet.key_file, f"fo01-{fleet.suffix}", brokers=[dead, fleet.broker_url])
+    servers = run_agents([config], wait=20)
+    try:
+        with fleet.client(brokers=[dead, fleet.broker_url]) as client:
+            assert client.ping(expect=[config.identity]).responded == [config.identity]
+    finally:
+        servers[0].stop()
