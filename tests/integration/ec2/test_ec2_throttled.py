@@ -8,6 +8,7 @@ import math
 import pytest
 
 from drbootstrap.providers.cloud import LaunchRequest, Pacing, launch_many
+from drbootstrap.providers.ec2 import destroy_ec2_environment
 from drbootstrap.providers.throttle import ErrorKind, RetryPolicy, TokenBucket
 from tests.integration.ec2.conftest import IMAGE, SIZE, driver_factory
 from tests.integration.ec2.test_ec2_environment import live_instances
@@ -38,19 +39,23 @@ def test_fifty_nodes_launch_through_throttling_exactly_once_each_within_the_rate
     plan = FaultPlan(rate=1 / 3, seed=20261122, kinds=(THROTTLE, UNAVAILABLE))
     with running_faulty_proxy(fresh_moto.url, plan) as proxy:
         outcome = launch_many(driver_factory(proxy.url), workers("throttled", 50), max_parallel=10, pacing=pacing)
-        arrivals = proxy.times()
+        arrivals, granted, launch_events = proxy.times(), bucket.granted, list(events)
         faults = proxy.count(fault=THROTTLE) + proxy.count(fault=UNAVAILABLE)
         run_instances = proxy.count("RunInstances")
+        instances = live_instances(ec2_view, "throttled")
+        destroyed = destroy_ec2_environment(driver_factory(proxy.url)(), "throttled", pacing=pacing)
+        terminations = [a for a in proxy.arrivals if a.action == "TerminateInstances"]
 
     assert not outcome.failures and len(outcome.nodes) == 50
-    instances = live_instances(ec2_view, "throttled")
     assert len(instances) == 50
     assert sorted(i["InstanceId"] for i in instances) == sorted(n.id for n in outcome.nodes.values())
 
     assert faults > 10 and run_instances > 50  # the faults really happened and were retried
-    assert len(events) == faults  # every fault was reported to the progress hook
-    assert all(e.kind is ErrorKind.THROTTLED for e in events)
-    assert len(arrivals) == bucket.granted  # every HTTP request took a token first
+    assert len(launch_events) == faults  # every fault was reported to the progress hook
+    assert all(e.kind is ErrorKind.THROTTLED for e in launch_events)
+    assert len(arrivals) == granted  # every HTTP request took a token first
+    assert len(destroyed) == 50 and live_instances(ec2_view, "throttled") == []  # teardown, throttled too
+    assert sum(1 for a in terminations if a.fault is None) == 1  # one batch for all 50
     for window in (0.1, 0.25, 0.5, 1.0, 2.0):
         allowed = math.floor(bucket.allowance(window + TRANSIT_TOLERANCE))
         assert max_in_any_window(arrivals, window) <= allowed, f"more than {allowed} requests in {window}s"
