@@ -21,6 +21,8 @@ class PuppetConfig:
     binary: str = "puppet"
     mode: str = "server"  # "server": puppet agent --onetime; "apply": puppet apply MANIFEST
     server: str | None = None
+    server_port: int | None = None  # server mode: --serverport (Puppet's default 8140)
+    waitforcert: int | None = None  # server mode: --waitforcert (None keeps Puppet's default)
     certname: str | None = None
     environment: str | None = None
     manifest: str | None = None  # apply mode
@@ -53,7 +55,7 @@ class AgentConfig:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     facts_file: str | None = None
-    classes_file: str | None = None
+    classes_file: str | None = None  # default: Puppet's own <puppet.vardir>/state/classes.txt
     role: str | None = None
     ip: str | None = None
     agents: list[str] | None = None  # None: every built-in and installed agent

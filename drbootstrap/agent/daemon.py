@@ -65,7 +65,7 @@ class AgentServer:
         self.facts = NodeFacts(
             config.identity,
             facts_file=config.facts_file,
-            classes_file=config.classes_file,
+            classes_file=config.classes_file or f"{config.puppet.vardir}/state/classes.txt",
             role=config.role,
             ip=config.ip,
         )

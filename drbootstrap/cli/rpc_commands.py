@@ -13,6 +13,7 @@ import click
 from drbootstrap.exit_status import ExitStatus
 
 CLIENT_CONFIG_ENV = "DRB_CLIENT_CONFIG"
+PUPPET_RUN_TIMEOUT = 1800.0
 
 
 def client_options(command: Callable) -> Callable:
@@ -199,6 +200,8 @@ def puppet(client, filter_, expect, direct, command: str, **params: Any) -> int:
                 data[key] = params[key]
     elif command == "disable" and params.get("message"):
         data["message"] = params["message"]
+    if command == "runonce" and client.config.timeout == type(client.config).timeout:
+        client.config.timeout = PUPPET_RUN_TIMEOUT  # not set anywhere: a catalog run takes minutes
     return _call(client, filter_, expect, direct, "puppet", command, data, params)
 
 

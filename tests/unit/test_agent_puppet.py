@@ -32,7 +32,9 @@ def test_apply_mode_command_has_per_node_dirs_manifest_and_options(tmp_path):
 
 
 def test_server_mode_command_runs_the_agent_once_against_the_server(tmp_path):
-    command = agent(tmp_path, mode="server", server="master.demo", environment="prod").command()
+    command = agent(tmp_path, mode="server", server="master.demo", environment="prod", server_port=8141,
+                    waitforcert=0).command()
+    assert "--serverport=8141" in command and "--waitforcert=0" in command
     assert command[:5] == ["puppet", "agent", "--onetime", "--no-daemonize", "--no-splay"]
     assert "--server=master.demo" in command and "--certname=web01" in command and "--environment=prod" in command
 

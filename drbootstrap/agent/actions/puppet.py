@@ -148,6 +148,10 @@ class PuppetAgent(RpcAgent):
             raise ActionFailed(StatusCode.ABORTED, "puppet mode server needs `server` in the agent config")
         command = [config.binary, "agent", "--onetime", "--no-daemonize", "--no-splay", "--verbose", *common,
                    f"--server={config.server}", f"--certname={config.certname or self.context.config.identity}"]
+        if config.server_port:
+            command.append(f"--serverport={config.server_port}")
+        if config.waitforcert is not None:
+            command.append(f"--waitforcert={config.waitforcert}")
         if environment:
             command.append(f"--environment={environment}")
         return command

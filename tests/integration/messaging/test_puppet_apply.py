@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from drbootstrap.agent.daemon import run_agents
 from drbootstrap.messaging.envelope import StatusCode
 from tests.integration.messaging.conftest import node_config
-from tests.support.prereq import require_binary
+from tests.support.prereq import require_binary, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,10 @@ def test_runonce_applies_the_manifest_and_status_reports_the_run(fleet, puppet_n
 def test_disabled_puppet_refuses_runonce_until_enabled(fleet, puppet_node):
     identity, target = puppet_node
     target.unlink(missing_ok=True)
-    assert call(fleet, identity, "disable", {"message": "drill in progress"}).status_code == StatusCode.OK
+    cli = run_cli("puppet", "disable", "--message", "drill in progress", "--broker", fleet.broker_url,
+                  "--key-file", str(fleet.key_file), "--expect", identity, "--direct", "--json")
+    assert cli.exit_code == 0, cli.stderr
+    assert json.loads(cli.stdout)["replies"][0]["data"]["disabled_message"] == "drill in progress"
     refused = call(fleet, identity, "runonce", {"force": True})
     assert refused.status_code == StatusCode.ABORTED and "drill in progress" in refused.status_message
     assert not target.exists()
