@@ -117,3 +117,28 @@ def test_reboot_runs_its_command_only_after_a_reply_was_sent_over_the_broker(tmp
     assert not marker.exists()
     reply, after_reply = server.run(request("reboot", "reboot"))
     assert callable(after_reply)
+
+
+class EchoAgent(RpcAgent):
+    """A stand-in third-party agent, found through the drbootstrap.agents entry-point group."""
+
+    name = "echo"
+
+    @action("Echo the text back", text=Input("string", required=True))
+    def say(self, request, data):
+        return {"text": data["text"]}
+
+
+def test_third_party_agents_load_from_the_entry_point_group_and_validate_inputs(monkeypatch, tmp_path):
+    import importlib.metadata
+
+    from drbootstrap.agent import registry
+
+    entry = importlib.metadata.EntryPoint("echo", f"{__name__}:EchoAgent", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [entry] if group == registry.ENTRY_POINT_GROUP else [])
+    (tmp_path / "psk").write_text("0123456789abcdef0123456789abcdef")
+    server = AgentServer(agent_config_from_dict({"identity": "n", "brokers": ["x:1"], "key_file": str(tmp_path / "psk")}))
+    assert "echo" in server.agents
+    assert server.handle(request("echo", "say", {"text": "hi"})).data == {"text": "hi"}
+    assert server.handle(request("echo", "say")).status_code == StatusCode.MISSING_DATA
