@@ -1,0 +1,219 @@
+"""`drbootstrap up`, `status` and `down`: the CLI renders what the executor reports, it decides nothing.
+
+On a terminal `up` shows a live table (node, role, address, state, step, elapsed); otherwise one
+plain line per event; `--json` prints one JSON event per line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drbootstrap.exit_status import ExitStatus
+
+_SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                          help="Where journals and reports live (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
+_STEPS = ["launch", "boot", "services", "register_name", "take_name", "discover", "puppet_sign", "puppet_run",
+          "puppet_enable", "volumes", "restore", "checks"]
+
+
+def _state_dir(given: Path | None) -> Path:
+    from drbootstrap.paths import default_state_dir
+
+    return given or default_state_dir()
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@_STATE_DIR
+@click.option("--redo", "redo", multiple=True, type=click.Choice(_STEPS),
+              help="Run this completed step again (repeatable). `launch` replaces the nodes.")
+@click.option("--only", "only", multiple=True, metavar="NAMES",
+              help="Work only on these nodes (comma-separated hostnames), or FAILED: those not complete.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
+@click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], as_json: bool,
+       plain: bool) -> int:
+    """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C."""
+    from drbootstrap.executor import UpOptions, resolve_only
+    from drbootstrap.executor import up as run_up
+    from drbootstrap.journal import Step
+    from drbootstrap.spec import load_spec
+
+    spec = load_spec(spec_file)
+    state = _state_dir(state_dir)
+    options = UpOptions(redo=frozenset(Step(s) for s in redo), only=resolve_only(spec, state, only) if only else frozenset())
+    if only and not options.only:
+        click.echo("drbootstrap: nothing to do: every node is complete (see `drbootstrap status`)")
+        return int(ExitStatus.OK)
+    renderer = _renderer(as_json, plain)
+    try:
+        with renderer:
+            result, paths = run_up(spec, state, options=options, emit=renderer.event)
+    except KeyboardInterrupt:
+        click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
+                   err=True)
+        sys.stderr.flush()
+        import os
+
+        os._exit(int(ExitStatus.INTERRUPTED))  # worker threads may be mid-step; the journal is consistent
+    _print_result(result, paths, as_json)
+    return int(result.exit_status)
+
+
+def _print_result(result: Any, paths: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"event": "result", "exit_status": int(result.exit_status),
+                               "failed": [{"node": o.hostname, "state": o.state, "step": o.step, "reason": o.reason,
+                                           "log_tail": o.log_tail} for o in result.failed],
+                               "report": str(paths.json), "report_markdown": str(paths.markdown)}))
+        return
+    total = len(result.outcomes)
+    seconds = result.finished_at - result.started_at
+    if not result.failed:
+        click.echo(f"{result.environment}: all {total} nodes up in {seconds:.1f} s; report: {paths.markdown}")
+        return
+    click.echo(f"{result.environment}: {len(result.failed)} of {total} nodes not up ({seconds:.1f} s):")
+    for outcome in result.failed:
+        where = f" at {outcome.step}" if outcome.step else ""
+        click.echo(f"  {outcome.hostname} {outcome.state}{where}: {outcome.reason}")
+        for line in outcome.log_tail.splitlines()[-5:]:
+            click.echo(f"    | {line}")
+    click.echo(f"report: {paths.markdown}; retry just these: drbootstrap up FILE --only FAILED")
+
+
+# ---- renderers --------------------------------------------------------------------------------
+
+
+def _renderer(as_json: bool, plain: bool) -> Any:
+    if as_json:
+        return JsonLines()
+    if not plain and sys.stdout.isatty():
+        return LiveTable()
+    return PlainLines()
+
+
+class PlainLines:
+    def __enter__(self) -> PlainLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def event(self, event: Any) -> None:
+        step = f" {event.step}" if event.step else ""
+        detail = f": {event.detail}" if event.detail else ""
+        click.echo(f"[{event.elapsed:7.1f}s] {event.node or '-'}{step} {event.state}{detail}")
+
+
+class JsonLines(PlainLines):
+    def event(self, event: Any) -> None:
+        click.echo(json.dumps({"event": "step", **event.to_dict()}))
+
+
+class LiveTable(PlainLines):
+    """A rich Live table, refreshed from the events (rows keyed by node)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self.live = Live(self._table(), console=Console(), refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveTable:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self._table())
+        self.live.__exit__(*exc)
+
+    def event(self, event: Any) -> None:
+        with self._lock:
+            if not event.node:
+                self.messages = (self.messages + [event.detail])[-3:]
+            else:
+                row = self.rows.setdefault(event.node, {"role": event.role, "address": "", "state": "",
+                                                        "step": "", "started": time.monotonic()})
+                row.update(state=event.state, step=event.step or row["step"], address=event.address or row["address"])
+                if event.state in ("done", "failed", "blocked") and not event.step:
+                    row["finished"] = time.monotonic()
+        self.live.update(self._table())
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title="drbootstrap up", caption="\n".join(getattr(self, "messages", [])) or None)
+        for column in ("node", "role", "address", "state", "step", "elapsed"):
+            table.add_column(column, no_wrap=True)
+        colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
+        for node, row in getattr(self, "rows", {}).items():
+            elapsed = row.get("finished", time.monotonic()) - row["started"]
+            state = row["state"]
+            table.add_row(node, row["role"], row["address"], f"[{colours.get(state, 'white')}]{state}[/]",
+                          str(row["step"]), f"{elapsed:.0f} s")
+        return table
+
+
+# ---- status and down --------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@_STATE_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
+def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool) -> int:
+    """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state."""
+    from dataclasses import asdict
+
+    from drbootstrap.executor import status as read_status
+    from drbootstrap.spec import load_spec
+
+    result = read_status(load_spec(spec_file), _state_dir(state_dir), ping=not no_ping)
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=1))
+        return int(ExitStatus.OK)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.environment}: {result.broker or 'broker not asked'}")
+    for column in ("node", "role", "address", "cloud", "steps", "last step", "agent", "puppet"):
+        table.add_column(column, no_wrap=column != "puppet")
+    for node in result.nodes:
+        table.add_row(node.hostname, node.role, node.address or "-", node.cloud_state,
+                      f"{node.steps_done}/{node.steps_total}", node.last_step, node.agent, node.puppet)
+    Console(width=160 if not sys.stdout.isatty() else None).print(table)
+    if result.orphans:
+        click.echo(f"orphans (tagged for {result.environment}, not in the spec): {', '.join(result.orphans)}")
+    return int(ExitStatus.OK)
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@_STATE_DIR
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
+    """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent."""
+    from drbootstrap.executor import down as tear_down
+    from drbootstrap.spec import load_spec
+
+    spec = load_spec(spec_file)
+    if not yes and not click.confirm(f"Destroy every node of environment {spec.environment!r}?", default=False):
+        click.echo("drbootstrap: nothing destroyed")
+        return int(ExitStatus.ERROR)
+    result = tear_down(spec, _state_dir(state_dir))
+    click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
+               + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
+               + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))
+    return int(ExitStatus.OK)

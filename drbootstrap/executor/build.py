@@ -1,0 +1,80 @@
+"""Assemble a run from a spec: the driver, pacing, broker client, node access, journal and PSK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drbootstrap.errors import ProviderError
+from drbootstrap.executor.backends import (
+    LocalNodeAccess,
+    RpcFleet,
+    probe_master_services,
+)
+from drbootstrap.executor.context import RunContext, UpOptions
+from drbootstrap.executor.events import RETRY, Event
+from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
+from drbootstrap.journal import Journal
+from drbootstrap.paths import project_root, write_private_file
+from drbootstrap.plan import build_plan
+from drbootstrap.providers.cloud import (
+    Pacing,
+    ProviderSettings,
+    bucket_for,
+    build_driver,
+)
+from drbootstrap.providers.throttle import RetryEvent
+from drbootstrap.spec.models import EnvironmentSpec
+
+
+def driver_factory_for(spec: EnvironmentSpec, state_dir: Path) -> Callable[[], Any]:
+    """A factory of NodeDrivers for the spec's provider (one per thread)."""
+    if spec.provider.is_local:
+        from drbootstrap.providers import get_node_driver
+
+        return lambda: get_node_driver("local", state_dir=state_dir, network=str(spec.provider.network))
+    settings = ProviderSettings.from_block(spec.provider)
+    return lambda: build_driver(settings)
+
+
+def pacing_for(spec: EnvironmentSpec, emit: Callable[[Event], None]) -> Pacing:
+    def on_retry(event: RetryEvent) -> None:
+        emit(Event(node="", step="cloud", state=RETRY,
+                   detail=f"{event.operation}: {event.kind.value}, attempt {event.attempt}/{event.max_attempts}, "
+                   f"retrying in {event.delay:.1f} s"))
+
+    return Pacing(bucket=bucket_for(ProviderSettings.from_block(spec.provider)), on_retry=on_retry)
+
+
+def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
+    """The PSK as a 0600 key file for the RPC client (the spec's value may come from the environment)."""
+    path = environment_dir(state_dir, spec.environment) / "client.key"
+    if not path.exists() or path.read_text().strip() != psk:
+        write_private_file(path, psk + "\n")
+    return path
+
+
+def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
+                  emit: Callable[[Event], None] = lambda e: None) -> RunContext:
+    """Everything `up` needs for this spec, with the real cloud, broker and node access."""
+    if not spec.provider.is_local:
+        raise ProviderError(f"`up` reaches nodes on provider {spec.provider.name!r} over SSH, which is not wired yet",
+                            hint="use provider: local, or run the steps with the agent tools")
+    psk = load_or_create_psk(spec, state_dir)
+    key_file = client_key_file(spec, state_dir, psk)
+    journal = Journal.open(state_dir, spec.environment, str(spec.source_path or ""))
+    plan = build_plan(spec)
+    factory = driver_factory_for(spec, state_dir)
+    recipes = project_root() / "recipes"
+    access = LocalNodeAccess(factory, environment_dir(state_dir, spec.environment) / "nodes",
+                             project_root() / "images", recipes)
+    broker_port = spec.master.broker.port
+
+    def fleet_factory(address: str) -> RpcFleet:
+        return RpcFleet(f"stomp://{address}:{broker_port}", key_file)
+
+    return RunContext(spec=spec, plan=plan, journal=journal, driver_factory=factory, fleet_factory=fleet_factory,
+                      access=access, probe_services=probe_master_services, psk=psk,
+                      pacing=pacing_for(spec, emit), max_parallel=spec.provider.max_parallel,
+                      options=options or UpOptions(), emit=emit, state_dir=state_dir, recipes_dir=recipes)

@@ -1,0 +1,164 @@
+"""What a run works with: the spec, the journal, and the seams to the cloud, the broker and the nodes.
+
+Every step is a function of a `RunContext`; tests build one with fakes (driver, fleet, access).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from drbootstrap.executor.events import Event
+from drbootstrap.journal import Journal, Step
+from drbootstrap.plan import Plan, PlannedNode
+from drbootstrap.providers.cloud import Pacing
+from drbootstrap.spec.models import EnvironmentSpec
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class Fleet(Protocol):
+    """The broker as the executor sees it (RPC over STOMP in production, a fake in unit tests).
+
+    One Fleet per thread: the RPC client is not thread-safe.
+    """
+
+    def discover(self, expect: list[str], timeout: float) -> set[str]:
+        """Which of `expect` answer a ping within `timeout` (returns early when all did)."""
+
+    def identity_at(self, address: str, timeout: float) -> str | None:
+        """The identity of the agent whose `ip` fact is `address`, if one answers."""
+
+    def call(self, identity: str, agent: str, action: str, data: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """agent.action on one node; its reply data. Raises MessagingError on silence or a failed status."""
+
+    def close(self) -> None: ...
+
+
+class NodeAccess(Protocol):
+    """Reaching into a node without the broker: commands, the master's files (local: nsenter; else SSH)."""
+
+    def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
+        """Run a shell command inside the node; (exit status, output tail)."""
+
+    def push_recipes(self, master_id: str, source: Path) -> str:
+        """Put recipes/ where the master's Puppet server reads its code; a one-line detail."""
+
+    def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
+        """Record a one-time autosign token digest for certname on the master."""
+
+    def sign_certificate(self, master_id: str, certname: str) -> None:
+        """Sign a waiting certificate request on the master (autosign: manual)."""
+
+    def node_dirs(self, hostname: str) -> dict[str, str]:
+        """Per-node config_dir/node_dir/images_dir/recipes_dir for the user-data ({} = image defaults)."""
+
+
+class ServiceProbe(Protocol):
+    def __call__(self, address: str, spec: EnvironmentSpec, deadline: float) -> str:
+        """Wait until the master's DNS, STOMP and (server mode) Puppet CA answer; a detail line."""
+
+
+@dataclass
+class UpOptions:
+    redo: frozenset[Step] = frozenset()
+    only: frozenset[str] = frozenset()  # hostnames, or the word FAILED resolved by the caller
+    boot_timeout: float = 600.0
+    services_timeout: float = 600.0
+    name_timeout: float = 180.0
+    discover_timeout: float = 120.0
+    puppet_timeout: float = 900.0
+    rpc_timeout: float = 60.0
+    pipeline_threads: int = 64  # nodes in flight; launches are separately bounded by max_parallel
+
+
+@dataclass
+class NodeRuntime:
+    """What the run learns about one node while it works on it (not persisted: the journal is)."""
+
+    planned: PlannedNode
+    provider_node: Any = None  # libcloud Node
+    address: str | None = None
+
+    @property
+    def hostname(self) -> str:
+        return self.planned.hostname
+
+    @property
+    def fqdn(self) -> str:
+        return self.planned.fqdn
+
+
+@dataclass
+class RunContext:
+    spec: EnvironmentSpec
+    plan: Plan
+    journal: Journal
+    driver_factory: Callable[[], Any]
+    fleet_factory: Callable[[str], Fleet]  # broker host -> a connected Fleet
+    access: NodeAccess
+    probe_services: ServiceProbe
+    psk: str = field(repr=False, default="")
+    pacing: Pacing = field(default_factory=Pacing)
+    max_parallel: int = 8
+    clock: Clock = field(default_factory=SystemClock)
+    options: UpOptions = field(default_factory=UpOptions)
+    emit: Callable[[Event], None] = lambda event: None
+    state_dir: Path = Path(".")
+    recipes_dir: Path | None = None
+    master: NodeRuntime | None = None
+    launch_slots: threading.Semaphore = field(init=False)
+    _local: threading.local = field(init=False, default_factory=threading.local)
+    _fleets: list[Fleet] = field(init=False, default_factory=list)
+    _fleets_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.launch_slots = threading.BoundedSemaphore(max(1, self.max_parallel))
+
+    def driver(self) -> Any:
+        """This thread's NodeDriver (libcloud drivers are not thread-safe)."""
+        if not hasattr(self._local, "driver"):
+            self._local.driver = self.driver_factory()
+        return self._local.driver
+
+    def fleet(self) -> Fleet:
+        """This thread's broker client, connected to the master's broker."""
+        if not hasattr(self._local, "fleet"):
+            if self.master is None or self.master.address is None:
+                raise RuntimeError("the master's address is not known yet")
+            self._local.fleet = self.fleet_factory(self.master.address)
+            with self._fleets_lock:
+                self._fleets.append(self._local.fleet)
+        return self._local.fleet
+
+    def close(self) -> None:
+        """Close every thread's broker connection."""
+        with self._fleets_lock:
+            fleets, self._fleets = self._fleets, []
+        for fleet in fleets:
+            try:
+                fleet.close()
+            except Exception:  # noqa: BLE001, S110 - closing is best effort at the end of a run
+                pass

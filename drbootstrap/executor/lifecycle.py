@@ -1,0 +1,208 @@
+"""`up`, `status` and `down` as library calls: what the CLI commands run."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drbootstrap.errors import DrbError
+from drbootstrap.executor.build import (
+    build_context,
+    client_key_file,
+    driver_factory_for,
+    pacing_for,
+)
+from drbootstrap.executor.context import UpOptions
+from drbootstrap.executor.events import Event
+from drbootstrap.executor.run import RunResult, run_up
+from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
+from drbootstrap.executor.steps import steps_for
+from drbootstrap.executor.storage import environment_volume_prefix
+from drbootstrap.journal import Journal, StepState
+from drbootstrap.plan import build_plan
+from drbootstrap.providers.cloud import (
+    ENVIRONMENT_TAG,
+    HOSTNAME_TAG,
+    list_tagged_nodes,
+    node_tags,
+)
+from drbootstrap.report import ReportPaths, build_report, write_report
+from drbootstrap.spec.models import EnvironmentSpec
+
+FAILED_WORD = "FAILED"
+
+
+def incomplete_hostnames(spec: EnvironmentSpec, journal: Journal) -> set[str]:
+    """Nodes with a failed step or steps still to do: what `up --only FAILED` retries."""
+    from drbootstrap.executor.context import NodeRuntime
+
+    plan = build_plan(spec)
+    result = set()
+    for planned in plan.nodes():
+        record = journal.data.nodes.get(planned.hostname)
+        if record is None:
+            result.add(planned.hostname)
+            continue
+        expected = steps_for(None, NodeRuntime(planned))  # type: ignore[arg-type]
+        if any(not record.is_done(step) for step in expected) or any(
+                rec.state is StepState.FAILED for rec in record.steps.values()):
+            result.add(planned.hostname)
+    return result
+
+
+def resolve_only(spec: EnvironmentSpec, state_dir: Path, only: tuple[str, ...]) -> frozenset[str]:
+    """--only values: hostnames, or FAILED for every incomplete node in the journal."""
+    names: set[str] = set()
+    journal = Journal.open(state_dir, spec.environment)
+    known = {n.hostname for n in build_plan(spec).nodes()}
+    for value in only:
+        for item in value.split(","):
+            item = item.strip()
+            if item.upper() == FAILED_WORD:
+                names |= incomplete_hostnames(spec, journal)
+            elif item:
+                if item not in known:
+                    raise DrbError(f"--only {item}: no node of that name in the spec",
+                                   hint=f"pick from: {', '.join(sorted(known))}, or FAILED")
+                names.add(item)
+    return frozenset(names)
+
+
+def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
+       emit: Callable[[Event], None] = lambda e: None) -> tuple[RunResult, ReportPaths]:
+    """Run `up` and write the report beside the journal."""
+    ctx = build_context(spec, state_dir, options=options, emit=emit)
+    result = run_up(ctx)
+    order = [n.hostname for n in ctx.plan.nodes()]
+    report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
+                          run_finished=result.finished_at, order=order)
+    return result, write_report(report, ctx.journal)
+
+
+# ---- status -----------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeStatus:
+    hostname: str
+    role: str
+    provider_id: str | None = None
+    address: str | None = None
+    cloud_state: str = "absent"
+    steps_done: int = 0
+    steps_total: int = 0
+    last_step: str = ""
+    agent: str = "unknown"  # answers | silent | unknown (broker unreachable)
+    puppet: str = ""
+
+
+@dataclass
+class EnvironmentStatus:
+    environment: str
+    nodes: list[NodeStatus] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
+    broker: str = ""
+
+
+def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> EnvironmentStatus:
+    """The journal's view, the cloud's view and (with ping) the agents' answers, per node."""
+    from drbootstrap.executor.context import NodeRuntime
+
+    journal = Journal.open(state_dir, spec.environment)
+    plan = build_plan(spec)
+    driver = driver_factory_for(spec, state_dir)()
+    live = {}
+    for node in list_tagged_nodes(driver, {ENVIRONMENT_TAG: spec.environment}, pacing=pacing_for(spec, lambda e: None)):
+        live[node_tags(node).get(HOSTNAME_TAG, node.id)] = node
+    result = EnvironmentStatus(spec.environment)
+    for planned in plan.nodes():
+        record = journal.data.nodes.get(planned.hostname)
+        node = live.get(planned.hostname)
+        expected = steps_for(None, NodeRuntime(planned))  # type: ignore[arg-type]
+        entry = NodeStatus(planned.hostname, planned.role, steps_total=len(expected))
+        if record is not None:
+            entry.provider_id, entry.address = record.provider_id, record.address
+            entry.steps_done = sum(1 for s in expected if record.is_done(s))
+            if record.steps:
+                step, rec = max(record.steps.items(), key=lambda item: item[1].started_at)
+                entry.last_step = f"{step} {rec.state}"
+        if node is not None:
+            entry.cloud_state = str(node.state)
+            entry.address = entry.address or (node.private_ips or [None])[0]
+        result.nodes.append(entry)
+    known = {n.hostname for n in plan.nodes()}
+    result.orphans = sorted(h for h in live if h not in known)
+    master = next(n for n in result.nodes if n.role == "master")
+    if ping and master.address and master.cloud_state == "running":
+        _ping_agents(spec, state_dir, master.address, result, {n.hostname: n.fqdn for n in plan.nodes()})
+    return result
+
+
+def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: EnvironmentStatus,
+                 fqdns: dict[str, str]) -> None:
+    from drbootstrap.executor.backends import RpcFleet
+
+    try:
+        fleet = RpcFleet(f"stomp://{address}:{spec.master.broker.port}",
+                         client_key_file(spec, state_dir, load_or_create_psk(spec, state_dir)), connect_timeout=5.0)
+    except DrbError as error:
+        result.broker = f"unreachable: {error}"
+        return
+    try:
+        answered = fleet.discover(sorted(fqdns.values()), timeout=3.0)
+        result.broker = f"{len(answered)} of {len(fqdns)} agents answer"
+        for entry in result.nodes:
+            entry.agent = "answers" if fqdns[entry.hostname] in answered else "silent"
+            if entry.agent == "answers" and entry.role != "master":
+                try:
+                    data = fleet.call(fqdns[entry.hostname], "puppet", "status", {}, 10.0)
+                    entry.puppet = ", ".join(f"{k} {v}" for k, v in sorted(data.items())
+                                             if k in ("enabled", "applying", "lastrun", "status"))
+                except DrbError as error:
+                    entry.puppet = f"unknown ({error.message})"
+    finally:
+        fleet.close()
+
+
+# ---- down -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DownResult:
+    destroyed: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+
+
+def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
+    """Destroy every node the journal or the cloud's tags say this environment owns; idempotent.
+
+    The journal keeps each node's generation, so a later `up` launches with fresh client tokens.
+    """
+    journal = Journal.open(state_dir, spec.environment)
+    driver = driver_factory_for(spec, state_dir)()
+    pacing = pacing_for(spec, lambda e: None)
+    result = DownResult()
+    owned_ids = {r.provider_id for r in journal.data.nodes.values() if r.provider_id}
+    for node in pacing.call(driver, "list nodes", driver.list_nodes):
+        tags = node_tags(node)
+        if tags.get(ENVIRONMENT_TAG) == spec.environment or node.id in owned_ids:
+            pacing.call(driver, f"destroy {node.name}", lambda node=node: driver.destroy_node(node))
+            result.destroyed.append(tags.get(HOSTNAME_TAG, node.name))
+    prefix = environment_volume_prefix(spec.environment)
+    if hasattr(driver, "list_volumes"):
+        for volume in pacing.call(driver, "list volumes", driver.list_volumes):
+            if (volume.name or "").startswith(prefix):
+                pacing.call(driver, f"destroy volume {volume.name}", lambda v=volume: driver.destroy_volume(v))
+                result.volumes.append(volume.name)
+    for hostname in sorted(journal.data.nodes):
+        if journal.data.nodes[hostname].provider_id or journal.data.nodes[hostname].steps:
+            journal.forget_node(hostname)
+            result.forgotten.append(hostname)
+    journal.flush()
+    # The names the master's DNS held, its hosts file and every node's own files go with the nodes.
+    shutil.rmtree(environment_dir(state_dir, spec.environment) / "nodes", ignore_errors=True)
+    result.destroyed.sort()
+    return result

@@ -1,0 +1,40 @@
+"""The environment's secrets: the broker PSK (from the spec or generated 0600 in the state dir)
+and one-time autosign tokens derived from it, so a resumed launch re-arms the very same token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+
+from drbootstrap.paths import write_private_file
+from drbootstrap.spec.models import EnvironmentSpec
+
+
+def environment_dir(state_dir: Path, environment: str) -> Path:
+    """Where the journal, the report and the generated PSK of an environment live."""
+    return state_dir / "environments" / environment
+
+
+def psk_path(state_dir: Path, environment: str) -> Path:
+    return environment_dir(state_dir, environment) / "psk"
+
+
+def load_or_create_psk(spec: EnvironmentSpec, state_dir: Path) -> str:
+    """spec.security.psk when given, else the environment's generated key (made once, 0600)."""
+    if spec.security.psk is not None:
+        return spec.security.psk.reveal() if hasattr(spec.security.psk, "reveal") else str(spec.security.psk)
+    path = psk_path(state_dir, spec.environment)
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    write_private_file(path, key + "\n")
+    return key
+
+
+def autosign_token(psk: str, environment: str, hostname: str, generation: int) -> str:
+    """The node's one-time Puppet token: the same for the same launch, unguessable without the PSK."""
+    message = f"autosign\0{environment}\0{hostname}\0{generation}".encode()
+    return hmac.new(psk.encode(), message, hashlib.sha256).hexdigest()[:40]

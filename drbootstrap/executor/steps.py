@@ -1,0 +1,286 @@
+"""The steps of one node's recovery: small named functions over a RunContext and the node.
+
+Each returns a one-line detail for the journal and the report, or raises StepFailed (or any
+DrbError) saying what failed, with the log tail that explains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from libcloud.compute.types import NodeState
+
+from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
+from drbootstrap.executor.context import NodeRuntime, RunContext
+from drbootstrap.executor.secrets import autosign_token
+from drbootstrap.executor.userdata import user_data_for
+from drbootstrap.journal import Step
+from drbootstrap.providers.cloud import LaunchRequest, find_node, launch_node
+
+StepFunction = Callable[[RunContext, NodeRuntime], str]
+
+
+class StepFailed(DrbError):
+    """One step of one node failed; `log_tail` holds the lines that say why (console, agent, Puppet)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, log_tail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
+
+
+def steps_for(ctx: RunContext, node: NodeRuntime) -> list[Step]:
+    """The steps this node goes through, in order."""
+    if node.planned.is_master:
+        return [Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.DISCOVER]
+    # Names are registered before the boot finishes, so the worker's boot script finds its PTR
+    # record and takes its name on the first boot (no reboot needed in the common case).
+    steps = [Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME, Step.DISCOVER]
+    # Volumes before Puppet: Puppet then configures the service on top of the restored data.
+    steps += [Step.VOLUMES, Step.PUPPET_SIGN, Step.PUPPET_RUN, Step.PUPPET_ENABLE, Step.RESTORE, Step.CHECKS]
+    return steps
+
+
+# ---- launch and boot --------------------------------------------------------------------------
+
+
+def launch(ctx: RunContext, node: NodeRuntime) -> str:
+    """Make the node exist exactly once: found by tags and client token, else created."""
+    record = ctx.journal.node(node.hostname, node.planned.role)
+    generation = record.generation + 1
+    driver = ctx.driver()
+    if record.provider_id:
+        found = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+        if found is not None:
+            _adopt(ctx, node, found, record.client_token)
+            return f"found {found.id} (launched by an earlier run)"
+        # The cloud lost it (destroyed by hand): a new generation gets a new client token.
+        ctx.journal.forget_node(node.hostname)
+        ctx.journal.start_step(node.hostname, Step.LAUNCH)
+        record = ctx.journal.node(node.hostname)
+        generation = record.generation + 1
+    token = None
+    if not node.planned.is_master and _uses_autosign_tokens(ctx):
+        token = autosign_token(ctx.psk, ctx.spec.environment, node.hostname, generation)
+        from drbootstrap.images.autosign import token_digest
+
+        assert ctx.master is not None and ctx.master.provider_node is not None
+        ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
+    request = LaunchRequest(
+        environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
+        image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
+        user_data=user_data_for(ctx, node, autosign=token), generation=generation,
+        zone=ctx.spec.provider.zone,
+    )
+    ctx.journal.update_node(node.hostname, client_token=request.client_token)
+    with ctx.launch_slots:
+        created = launch_node(driver, request, pacing=ctx.pacing)
+    _adopt(ctx, node, created, request.client_token)
+    return f"{created.id} at {node.address or 'no address yet'}"
+
+
+def _uses_autosign_tokens(ctx: RunContext) -> bool:
+    return ctx.spec.master.puppet.mode == "server" and ctx.spec.master.puppet.autosign == "token"
+
+
+def _adopt(ctx: RunContext, node: NodeRuntime, provider_node: object, token: str | None) -> None:
+    node.provider_node = provider_node
+    addresses = list(getattr(provider_node, "private_ips", None) or []) + list(
+        getattr(provider_node, "public_ips", None) or [])
+    node.address = addresses[0] if addresses else None
+    ctx.journal.update_node(node.hostname, provider_id=provider_node.id, client_token=token, address=node.address)
+
+
+def reacquire(ctx: RunContext, node: NodeRuntime) -> bool:
+    """On resume: find the launched node again by its tags. False when the cloud has lost it."""
+    found = find_node(ctx.driver(), ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+    if found is None:
+        return False
+    _adopt(ctx, node, found, ctx.journal.node(node.hostname).client_token)
+    return True
+
+
+def destroy_node(ctx: RunContext, node: NodeRuntime) -> None:
+    """Destroy the node (if the cloud still has it) and forget it: the next launch is a new generation."""
+    driver = ctx.driver()
+    found = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+    if found is not None:
+        ctx.pacing.call(driver, f"destroy {node.hostname}", lambda: driver.destroy_node(found))
+    ctx.journal.forget_node(node.hostname)
+    node.provider_node, node.address = None, None
+
+
+def boot(ctx: RunContext, node: NodeRuntime) -> str:
+    """Wait until the node runs (its boot script and user-data finished); fail at once on ERROR."""
+    deadline = ctx.clock.monotonic() + ctx.options.boot_timeout
+    driver = ctx.driver()
+    delay = 0.2
+    while True:
+        current = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+        if current is None:
+            raise StepFailed(f"{node.hostname}: the node disappeared while booting",
+                             hint="run `drbootstrap up` again to launch it anew")
+        node.provider_node = current
+        if current.state == NodeState.RUNNING:
+            if not node.address:
+                _adopt(ctx, node, current, ctx.journal.node(node.hostname).client_token)
+            return f"running at {node.address}"
+        if current.state == NodeState.ERROR:
+            error = str(current.extra.get("error") or "the cloud reports ERROR")
+            raise StepFailed(f"{node.hostname}: failed to boot", hint=_console_hint(current),
+                             log_tail=error)
+        if ctx.clock.monotonic() > deadline:
+            raise WaitTimeoutError(f"{node.hostname}: not running after {ctx.options.boot_timeout:.0f} s",
+                                   hint=_console_hint(current))
+        ctx.clock.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+def _console_hint(provider_node: object) -> str:
+    console = getattr(provider_node, "extra", {}).get("console_log")
+    return f"see its console log {console}" if console else "see the node's console output"
+
+
+# ---- the master -------------------------------------------------------------------------------
+
+
+def services(ctx: RunContext, node: NodeRuntime) -> str:
+    """The master's DNS, STOMP and Puppet CA answer; the recipes are where its Puppet reads them."""
+    assert node.address is not None
+    deadline = ctx.clock.monotonic() + ctx.options.services_timeout
+    detail = ctx.probe_services(node.address, ctx.spec, deadline)
+    if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
+        detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
+    return detail
+
+
+# ---- names ------------------------------------------------------------------------------------
+
+
+def register_name(ctx: RunContext, node: NodeRuntime) -> str:
+    """Forward and reverse entries in the master's DNS, through its dns agent."""
+    if node.address is None:
+        raise StepFailed(f"{node.hostname}: the cloud gave the node no address yet")
+    master = _master(ctx)
+    ctx.fleet().call(master.fqdn, "dns", "add", {"name": node.fqdn, "address": node.address, "replace": True},
+                     ctx.options.rpc_timeout)
+    return f"{node.fqdn} <-> {node.address}"
+
+
+def take_name(ctx: RunContext, node: NodeRuntime) -> str:
+    """The worker answers under its spec name: at boot (reverse DNS), else after a reboot asked of its agent."""
+    fleet = ctx.fleet()
+    if node.fqdn in fleet.discover([node.fqdn], timeout=5.0):
+        return f"answers as {node.fqdn} (named at boot)"
+    assert node.address is not None
+    old = fleet.identity_at(node.address, timeout=ctx.options.name_timeout / 3)
+    if old is None:
+        raise StepFailed(f"{node.hostname}: no agent answers at {node.address}",
+                         hint="check the node's agent log (DRB_NODE_DIR/agent.log) and its broker settings")
+    if old != node.fqdn:
+        fleet.call(old, "reboot", "reboot", {"delay": 0.5}, ctx.options.rpc_timeout)
+    if node.fqdn not in _wait_for(ctx, fleet, [node.fqdn], ctx.options.name_timeout):
+        raise WaitTimeoutError(f"{node.hostname}: rebooted as {old} but did not come back as {node.fqdn} "
+                               f"within {ctx.options.name_timeout:.0f} s",
+                               hint="check the master's PTR record for the node and its boot.log")
+    return f"renamed from {old} by reboot"
+
+
+def discover(ctx: RunContext, node: NodeRuntime) -> str:
+    """The node's agent answers discovery under its name."""
+    started = ctx.clock.monotonic()
+    if node.fqdn not in _wait_for(ctx, ctx.fleet(), [node.fqdn], ctx.options.discover_timeout):
+        raise WaitTimeoutError(f"{node.hostname}: no agent answered as {node.fqdn} within "
+                               f"{ctx.options.discover_timeout:.0f} s", hint="check the node's agent log")
+    return f"answered as {node.fqdn} after {ctx.clock.monotonic() - started:.1f} s"
+
+
+def _wait_for(ctx: RunContext, fleet: object, identities: list[str], timeout: float) -> set[str]:
+    deadline = ctx.clock.monotonic() + timeout
+    found: set[str] = set()
+    while True:
+        found |= fleet.discover([i for i in identities if i not in found], timeout=min(5.0, timeout))
+        if found >= set(identities) or ctx.clock.monotonic() >= deadline:
+            return found
+        ctx.clock.sleep(0.5)
+
+
+def _master(ctx: RunContext) -> NodeRuntime:
+    if ctx.master is None:
+        raise ProviderError("the master is not up", hint="run `drbootstrap up` again")
+    return ctx.master
+
+
+# ---- Puppet -----------------------------------------------------------------------------------
+
+
+def puppet_sign(ctx: RunContext, node: NodeRuntime) -> str:
+    """Server mode: the certificate is signed by policy (token armed at launch) or here, explicitly."""
+    puppet = ctx.spec.master.puppet
+    if puppet.mode == "apply":
+        return "not needed: apply mode"
+    if puppet.autosign == "token":
+        return "policy autosign: one-time token armed at launch"
+    # manual: the agent's first contact submits its CSR (and fails waiting); then sign it.
+    try:
+        ctx.fleet().call(node.fqdn, "puppet", "runonce", {"force": True}, ctx.options.puppet_timeout)
+    except DrbError:
+        pass  # expected: the certificate is not signed yet
+    ctx.access.sign_certificate(_master(ctx).provider_node.id, node.fqdn)
+    return f"signed {node.fqdn} on the master"
+
+
+def puppet_run(ctx: RunContext, node: NodeRuntime) -> str:
+    """One Puppet run, forced, reported."""
+    try:
+        data = ctx.fleet().call(node.fqdn, "puppet", "runonce", {"force": True}, ctx.options.puppet_timeout)
+    except StepFailed:
+        raise
+    except DrbError as error:
+        tail = getattr(error, "data", {}) or {}
+        raise StepFailed(f"{node.hostname}: Puppet run failed: {error.message}",
+                         hint="see the Puppet output in the report's log tail",
+                         log_tail=str(tail.get("output", "")) if isinstance(tail, dict) else "") from None
+    return f"exit {data.get('exitcode')}, {'changed' if data.get('changed') else 'no changes'} in {data.get('duration')} s"
+
+
+def puppet_enable(ctx: RunContext, node: NodeRuntime) -> str:
+    ctx.fleet().call(node.fqdn, "puppet", "enable", {}, ctx.options.rpc_timeout)
+    return "enabled"
+
+
+# ---- data and checks --------------------------------------------------------------------------
+
+
+def volumes(ctx: RunContext, node: NodeRuntime) -> str:
+    from drbootstrap.executor.storage import attach_volumes
+
+    return attach_volumes(ctx, node)
+
+
+def restore(ctx: RunContext, node: NodeRuntime) -> str:
+    group = node.planned.group
+    hooks = group.restore if group is not None else []
+    for index, hook in enumerate(hooks, 1):
+        command = hook.command or f"sh {_recipes_in_node(ctx)}/restore/{hook.recipe}.sh"
+        status, output = ctx.access.run(node.provider_node.id, command, hook.timeout_seconds)
+        if status != 0:
+            raise StepFailed(f"{node.hostname}: restore hook {index} exited {status}", log_tail=output)
+    return f"{len(hooks)} hook(s)" if hooks else "nothing to restore"
+
+
+def _recipes_in_node(ctx: RunContext) -> str:
+    return str(ctx.recipes_dir) if ctx.recipes_dir else "/usr/share/drbootstrap/recipes"
+
+
+def checks(ctx: RunContext, node: NodeRuntime) -> str:
+    from drbootstrap.executor.checks import run_checks
+
+    return run_checks(ctx, node)
+
+
+STEP_FUNCTIONS: dict[Step, StepFunction] = {
+    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.REGISTER_NAME: register_name,
+    Step.TAKE_NAME: take_name, Step.DISCOVER: discover, Step.PUPPET_SIGN: puppet_sign,
+    Step.PUPPET_RUN: puppet_run, Step.PUPPET_ENABLE: puppet_enable, Step.VOLUMES: volumes,
+    Step.RESTORE: restore, Step.CHECKS: checks,
+}

@@ -1,0 +1,181 @@
+"""The executor with fake cloud, broker and nodes: order, resume, partial failure, --redo, --only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drbootstrap.executor import UpOptions, run_up
+from drbootstrap.executor.lifecycle import incomplete_hostnames
+from drbootstrap.executor.run import dependencies
+from drbootstrap.exit_status import ExitStatus
+from drbootstrap.journal import Journal, Step, StepState, journal_path
+from drbootstrap.plan import build_plan
+from tests.unit.executor_fakes import (
+    PSK,
+    Crash,
+    FakeAccess,
+    FakeBroker,
+    FakeCloud,
+    load_spec_text,
+    make_context,
+)
+
+ALL = ["controller", "db01", "web01", "web02", "mail01"]
+
+
+@pytest.fixture
+def world(monkeypatch, tmp_path):
+    spec = load_spec_text(monkeypatch)
+    cloud = FakeCloud()
+    return spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()
+
+
+def test_up_builds_master_then_every_worker_each_launched_once(world):
+    spec, state, cloud, broker, access = world
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.live_hostnames() == sorted(ALL)
+    assert set(cloud.creates.values()) == {1}
+    journal = Journal.open(state, "demo")
+    assert all(rec.state is StepState.DONE for node in journal.data.nodes.values() for rec in node.steps.values())
+    assert journal.data.nodes["web01"].is_done(Step.CHECKS)
+    assert ("db01", "/srv/db") in cloud.attached
+
+
+def test_workers_wait_for_the_roles_they_depend_on(world):
+    spec, state, cloud, broker, access = world
+    events = []
+    run_up(make_context(spec, state, cloud, broker, access, events=events))
+    db_done = next(i for i, e in enumerate(events) if e.node == "db01" and e.step == "" and e.state == "done")
+    web_start = min(i for i, e in enumerate(events) if e.node.startswith("web") and e.state == "running")
+    assert web_start > db_done
+    assert dependencies(build_plan(spec).waves[0] + build_plan(spec).waves[1])["web01"] == {"db01"}
+
+
+def test_names_are_registered_in_the_master_dns_before_puppet(world):
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    assert broker.calls[("controller.demo.internal", "dns", "add")] == 4
+    order = [action for identity, action in broker.order if identity == "db01.demo.internal"]
+    assert order == ["runonce", "enable"]
+    assert set(access.armed) == {"db01.demo.internal", "web01.demo.internal", "web02.demo.internal",
+                                 "mail01.demo.internal"}
+
+
+def test_resume_after_crash_mid_launch_finds_the_node_by_token_and_launches_nothing_twice(world):
+    spec, state, cloud, broker, access = world
+    broker.crash_at = ("db01.demo.internal", "runonce")
+    with pytest.raises(Crash):
+        run_up(make_context(spec, state, cloud, broker, access))
+    journal = Journal.open(state, "demo")
+    assert journal.data.nodes["db01"].steps[Step.PUPPET_RUN].state is StepState.RUNNING
+    broker.crash_at = None
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.live_hostnames() == sorted(ALL)
+    assert set(cloud.creates.values()) == {1}
+    # completed steps are not repeated: one DNS registration per worker across both runs
+    assert broker.calls[("controller.demo.internal", "dns", "add")] == 4
+    assert broker.calls[("db01.demo.internal", "puppet", "runonce")] == 2  # the interrupted one ran again
+
+
+def test_launch_whose_journal_entry_was_lost_is_found_by_client_token(world):
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    # simulate a crash between create_node and the journal write: the journal knows nothing of db01
+    journal = Journal.open(state, "demo")
+    journal.data.nodes.pop("db01")
+    journal.flush()
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.creates["db01"] == 1
+
+
+def test_a_node_that_fails_to_boot_stops_only_itself_and_its_dependants(world):
+    spec, state, cloud, broker, access = world
+    cloud.fail_boot.add("db01")
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.PARTIAL
+    states = {h: o.state for h, o in result.outcomes.items()}
+    assert states == {"controller": "done", "db01": "failed", "web01": "blocked", "web02": "blocked",
+                      "mail01": "done"}
+    failure = result.outcomes["db01"]
+    assert failure.step == "boot" and "failed to boot" in failure.reason and "exit 1" in failure.log_tail
+    assert "db01" in result.outcomes["web01"].reason
+
+
+def test_only_failed_after_fixing_the_image_replaces_the_node_and_completes(world):
+    spec, state, cloud, broker, access = world
+    cloud.fail_boot.add("db01")
+    run_up(make_context(spec, state, cloud, broker, access))
+    cloud.fail_boot.clear()
+    only = incomplete_hostnames(spec, Journal.open(state, "demo"))
+    assert only == {"db01", "web01", "web02"}
+    result = run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(only=frozenset(only))))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.destroyed == ["db01"] and cloud.creates["db01"] == 2
+    assert cloud.live_hostnames() == sorted(ALL)
+    assert cloud.creates["mail01"] == 1
+
+
+def test_puppet_failure_is_reported_with_its_output(world):
+    spec, state, cloud, broker, access = world
+    broker.fail_puppet.add("mail01.demo.internal")
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.PARTIAL
+    failure = result.outcomes["mail01"]
+    assert failure.step == "puppet_run" and "role::nope" in failure.log_tail
+    assert [o.hostname for o in result.failed] == ["mail01"]
+
+
+def test_failed_check_fails_the_node_clearly(world):
+    spec, state, cloud, broker, access = world
+    access.command_status = 1
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.outcomes["db01"].step == "checks"
+    assert "test -f /srv/db/ready" in result.outcomes["db01"].reason
+
+
+def test_rerun_of_a_complete_environment_repeats_nothing_unless_redo_asks(world):
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    events = []
+    run_up(make_context(spec, state, cloud, broker, access, events=events))
+    assert {e.state for e in events if e.step} <= {"skipped"}
+    assert broker.calls[("web01.demo.internal", "puppet", "runonce")] == 1
+    run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(redo=frozenset({Step.PUPPET_RUN}))))
+    assert broker.calls[("web01.demo.internal", "puppet", "runonce")] == 2
+    assert broker.calls[("controller.demo.internal", "dns", "add")] == 4
+    assert set(cloud.creates.values()) == {1}
+
+
+def test_node_lost_from_the_cloud_is_launched_again_with_a_new_generation(world):
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    lost = next(n for n in cloud.list_nodes() if n.name == "mail01")
+    cloud.destroy_node(lost)
+    run_up(make_context(spec, state, cloud, broker, access))
+    assert cloud.creates["mail01"] == 2
+    assert Journal.open(state, "demo").data.nodes["mail01"].generation == 1
+    assert cloud.live_hostnames() == sorted(ALL)
+
+
+def test_master_failure_blocks_every_worker(world):
+    spec, state, cloud, broker, access = world
+    cloud.fail_boot.add("controller")
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.outcomes["controller"].state == "failed"
+    assert all(result.outcomes[h].state == "blocked" for h in ALL[1:])
+    assert cloud.live_hostnames() == ["controller"]
+
+
+def test_the_psk_never_reaches_the_journal_or_the_events(world):
+    spec, state, cloud, broker, access = world
+    events = []
+    run_up(make_context(spec, state, cloud, broker, access, events=events))
+    assert PSK not in journal_path(state, "demo").read_text()
+    assert PSK not in json.dumps([e.to_dict() for e in events])
+    # it does reach the nodes: their user-data carries it as the agent key
+    assert all(PSK in n.extra["user_data"] for n in cloud.list_nodes())

@@ -1,0 +1,83 @@
+"""The `up`, `status` and `down` commands render what the executor reports and exit with its status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from drbootstrap.executor import lifecycle, run_up
+from drbootstrap.report import ReportPaths
+from tests.unit.executor_fakes import (
+    SPEC,
+    FakeAccess,
+    FakeBroker,
+    FakeCloud,
+    load_spec_text,
+    make_context,
+)
+
+
+@pytest.fixture
+def fake_up(monkeypatch, tmp_path):
+    """`drbootstrap up` wired to the fake cloud; returns (spec file, cloud)."""
+    spec_file = tmp_path / "env.yaml"
+    spec_file.write_text(SPEC)
+    cloud = FakeCloud()
+    broker = FakeBroker(cloud)
+    load_spec_text(monkeypatch)
+
+    def fake(spec, state_dir, *, options=None, emit=lambda e: None):
+        ctx = make_context(spec, state_dir, cloud, broker, FakeAccess(), options=options)
+        ctx.emit = emit
+        result = run_up(ctx)
+        return result, ReportPaths(Path(state_dir) / "report.json", Path(state_dir) / "report.md")
+
+    monkeypatch.setattr(lifecycle, "up", fake)
+    monkeypatch.setattr("drbootstrap.executor.up", fake)
+    return spec_file, cloud, tmp_path / "state"
+
+
+def test_up_json_prints_one_event_per_line_then_the_result(cli, fake_up):
+    spec_file, _, state = fake_up
+    result = cli("up", str(spec_file), "--state-dir", str(state), "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {"event", "node", "step", "state", "elapsed"} <= set(lines[0])
+    assert lines[-1]["event"] == "result" and lines[-1]["failed"] == []
+
+
+def test_up_with_a_failed_node_exits_partial_and_names_it(cli, fake_up):
+    spec_file, cloud, state = fake_up
+    cloud.fail_boot.add("mail01")
+    result = cli("up", str(spec_file), "--state-dir", str(state))
+    assert result.exit_code == 7
+    assert "mail01 failed at boot" in result.stdout and "--only FAILED" in result.stdout
+
+
+def test_up_only_failed_retries_just_the_incomplete_nodes(cli, fake_up):
+    spec_file, cloud, state = fake_up
+    cloud.fail_boot.add("mail01")
+    cli("up", str(spec_file), "--state-dir", str(state))
+    cloud.fail_boot.clear()
+    result = cli("up", str(spec_file), "--state-dir", str(state), "--only", "FAILED", "--plain")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    ran = {line.split("] ", 1)[1].split()[0] for line in result.stdout.splitlines()
+           if line.split(": ", 1)[0].endswith(" running")}
+    assert ran == {"mail01"}
+
+
+def test_up_only_with_an_unknown_name_is_a_one_line_error(cli, fake_up):
+    spec_file, _, state = fake_up
+    result = cli("up", str(spec_file), "--state-dir", str(state), "--only", "nosuch")
+    assert result.exit_code == 1 and "nosuch" in result.stderr and "FAILED" in result.stderr
+
+
+def test_down_without_yes_asks_and_destroys_nothing_when_refused(cli, fake_up, monkeypatch):
+    spec_file, _, state = fake_up
+    called = []
+    monkeypatch.setattr("drbootstrap.executor.down", lambda *a: called.append(a))
+    monkeypatch.setattr("click.confirm", lambda *a, **k: False)
+    result = cli("down", str(spec_file), "--state-dir", str(state))
+    assert called == [] and "nothing destroyed" in result.stdout
