@@ -47,8 +47,9 @@ def test_reboot_replies_then_restarts_the_agent_process(activemq, tmp_path):
     key = new_key(tmp_path)
     identity = f"rb-{secrets.token_hex(3)}"
     config_path, pid_file, log = tmp_path / "agent.yaml", tmp_path / "agent.pid", tmp_path / "agent.log"
+    launched = tmp_path / "launched.pids"  # every relaunched agent's pid ($$ survives exec), for cleanup
     relaunch = (
-        'kill "$DRB_AGENT_PID"; while kill -0 "$DRB_AGENT_PID" 2>/dev/null; do sleep 0.1; done; '
+        f'echo $$ >>{launched}; kill "$DRB_AGENT_PID"; while kill -0 "$DRB_AGENT_PID" 2>/dev/null; do sleep 0.1; done; '
         f"cd {REPO_ROOT} && exec {sys.executable} -m drbootstrap agent --config {config_path} >>{log} 2>&1"
     )
     config_path.write_text(yaml.safe_dump({
@@ -74,7 +75,8 @@ def test_reboot_replies_then_restarts_the_agent_process(activemq, tmp_path):
             assert new_pid not in (None, old_pid), log.read_text()
             assert _pid_from(pid_file) == new_pid
     finally:
-        for pid in {first.pid, _pid_from(pid_file)} - {None}:
+        relaunched = {int(line) for line in launched.read_text().split()} if launched.exists() else set()
+        for pid in {first.pid, _pid_from(pid_file), *relaunched} - {None}:
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:

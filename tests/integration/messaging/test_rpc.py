@@ -124,6 +124,6 @@ def test_agent_and_client_fail_over_past_a_dead_broker_in_their_list(fleet, tmp_
     servers = run_agents([config], wait=20)
     try:
         with fleet.client(brokers=[dead, fleet.broker_url]) as client:
-            assert client.ping(expect=[config.identity]).responded == [config.identity]
+            assert config.identity in client.ping(expect=[config.identity]).responded
     finally:
         servers[0].stop()
