@@ -169,15 +169,17 @@ def register_name(ctx: RunContext, node: NodeRuntime) -> str:
 def take_name(ctx: RunContext, node: NodeRuntime) -> str:
     """The worker answers under its spec name: at boot (reverse DNS), else after a reboot asked of its agent."""
     fleet = ctx.fleet()
-    if node.fqdn in fleet.discover([node.fqdn], timeout=5.0):
+    # The name is in the master's DNS before the node boots, so it usually names itself at boot.
+    if node.fqdn in _wait_for(ctx, fleet, [node.fqdn], min(15.0, ctx.options.name_timeout)):
         return f"answers as {node.fqdn} (named at boot)"
     assert node.address is not None
     old = fleet.identity_at(node.address, timeout=ctx.options.name_timeout / 3)
     if old is None:
         raise StepFailed(f"{node.hostname}: no agent answers at {node.address}",
                          hint="check the node's agent log (DRB_NODE_DIR/agent.log) and its broker settings")
-    if old != node.fqdn:
-        fleet.call(old, "reboot", "reboot", {"delay": 0.5}, ctx.options.rpc_timeout)
+    if old == node.fqdn:
+        return f"answers as {node.fqdn} (named at boot)"
+    fleet.call(old, "reboot", "reboot", {"delay": 0.5}, ctx.options.rpc_timeout)
     if node.fqdn not in _wait_for(ctx, fleet, [node.fqdn], ctx.options.name_timeout):
         raise WaitTimeoutError(f"{node.hostname}: rebooted as {old} but did not come back as {node.fqdn} "
                                f"within {ctx.options.name_timeout:.0f} s",
@@ -198,7 +200,7 @@ def _wait_for(ctx: RunContext, fleet: object, identities: list[str], timeout: fl
     deadline = ctx.clock.monotonic() + timeout
     found: set[str] = set()
     while True:
-        found |= fleet.discover([i for i in identities if i not in found], timeout=min(5.0, timeout))
+        found |= fleet.discover([i for i in identities if i not in found], timeout=min(1.0, timeout))
         if found >= set(identities) or ctx.clock.monotonic() >= deadline:
             return found
         ctx.clock.sleep(0.5)
