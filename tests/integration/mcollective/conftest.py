@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.activemq import activemq  # noqa: F401 - the session broker fixture
 from tests.support.mcollective import (
     Mcollectived,
     new_psk,

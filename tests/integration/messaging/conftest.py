@@ -14,7 +14,6 @@ import pytest
 from drbootstrap.agent.config import AgentConfig, agent_config_from_dict
 from drbootstrap.agent.daemon import AgentServer, run_agents
 from drbootstrap.messaging.client import ClientConfig, RpcClient
-from tests.support.activemq import activemq, private_activemq  # noqa: F401 - fixtures re-exported
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from drbootstrap.broker import stomp_connect_succeeds
-from tests.support.activemq import activemq, private_activemq  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
