@@ -1,7 +1,7 @@
 """What images/master/boot.sh asks Python to do: write the dnsmasq config, start ActiveMQ.
 
     python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
-        --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME]
+        --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME] [--log-file F]
     python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613
 """
 
@@ -25,6 +25,7 @@ def _dnsmasq_config(args: argparse.Namespace) -> None:
         pid_file=Path(args.pid_file),
         upstream_servers=tuple(args.upstream or ()),
         user=args.user,
+        log_file=Path(args.log_file) if args.log_file else None,
     )
     write_dnsmasq_config(settings, Path(args.out))
 
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     dnsmasq.add_argument("--out", required=True)
     dnsmasq.add_argument("--upstream", action="append")
     dnsmasq.add_argument("--user", help="user dnsmasq runs as (default: dnsmasq's own choice)")
+    dnsmasq.add_argument("--log-file", help="dnsmasq's log (default: syslog); the probes show its tail")
     dnsmasq.set_defaults(run=_dnsmasq_config)
     broker = commands.add_parser("broker", help="start ActiveMQ (STOMP) and print its pid")
     broker.add_argument("--base-dir", required=True)

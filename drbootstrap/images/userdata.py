@@ -62,6 +62,11 @@ class NodeBootConfig:
     images_dir: str = DEFAULT_IMAGES_DIR  # where master/boot.sh and worker/boot.sh are on the node
     recipes_dir: str = DEFAULT_RECIPES_DIR  # apply mode: site.pp and modules on the node
     embed_boot_script: str | None = None  # boot.sh text to ship inside the user-data instead
+    python: str = "python3"  # the node's Python with drbootstrap installed (absolute on the local cloud)
+    puppet_port: int = 8140
+    ssh_authorized_keys: tuple[str, ...] = ()  # master: the operator's OpenSSH public keys (not secret)
+    ssh_port: int = 22
+    recipe_root: str = ""  # the recipes' drb_root fact: a prefix for every path they write
 
     def __post_init__(self) -> None:
         problems = []
@@ -83,6 +88,9 @@ class NodeBootConfig:
         for address in self.upstream_dns:
             if not _is_ip(address):
                 problems.append(f"upstream DNS server {address!r} is not an IP address")
+        for key in self.ssh_authorized_keys:
+            if "PRIVATE KEY" in key or len(key.split()) < 2:
+                problems.append("ssh_authorized_keys takes OpenSSH public key lines (`ssh-ed25519 AAAA...`)")
         if problems:
             raise UserDataError(f"boot recipe for {self.hostname}: " + "; ".join(problems))
 
@@ -127,6 +135,11 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_UPSTREAM_DNS": " ".join(config.upstream_dns),
         "DRB_CONFIG_DIR": config.config_dir,
         "DRB_NODE_DIR": config.node_dir,
+        "DRB_PYTHON": config.python,
+        "DRB_PUPPET_PORT": str(config.puppet_port),
+        "DRB_SSH_AUTHORIZED_KEYS_FILE": f"{config.config_dir}/authorized_keys" if config.ssh_authorized_keys else "",
+        "DRB_SSH_PORT": str(config.ssh_port),
+        "DRB_RECIPE_ROOT": config.recipe_root,
     }
     lines = ["# drbootstrap node settings, read by boot.sh; generated at launch"]
     lines += [f"{name}={shlex.quote(value)}" for name, value in values.items()]
@@ -148,12 +161,17 @@ def cloud_config(config: NodeBootConfig) -> dict:
         files.append(
             {"path": f"{config.config_dir}/autosign.token", "permissions": "0600", "content": config.autosign_token + "\n"}
         )
+    if config.ssh_authorized_keys:
+        keys = "".join(key.strip() + "\n" for key in config.ssh_authorized_keys)
+        files.append({"path": f"{config.config_dir}/authorized_keys", "permissions": "0644", "content": keys})
     if config.embed_boot_script is not None:
         files.append({"path": boot_script_path(config), "permissions": "0755", "content": config.embed_boot_script})
     node_env_path = shlex.quote(f"{config.config_dir}/node.env")
+    # 3>&1: boot.sh's own output goes to boot.log, but it can still print the SSH host keys on
+    # the console (fd 3), where the controller pins them from.
     boot = (
         f"mkdir -p {shlex.quote(config.node_dir)} && sh {shlex.quote(boot_script_path(config))} "
-        f"{shlex.quote(config.config_dir)} >>{shlex.quote(config.node_dir + '/boot.log')} 2>&1"
+        f"{shlex.quote(config.config_dir)} 3>&1 >>{shlex.quote(config.node_dir + '/boot.log')} 2>&1"
     )
     # runcmd runs once per instance, after write_files; bootcmd runs on every boot but before
     # write_files, so it finds node.env only on later boots (a reboot to take the node's name).

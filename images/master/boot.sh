@@ -1,37 +1,50 @@
 #!/bin/sh
-# drbootstrap master image: boot script (first draft; run by the user-data's runcmd).
+# drbootstrap master image: boot script (run by the user-data's runcmd, and bootcmd on later boots).
 #
 # Contract
-#   usage: boot.sh [CONFIG_DIR]            (default /etc/drbootstrap)
+#   usage: boot.sh CONFIG_DIR              (the local cloud also runs it with no argument before
+#                                           the user-data: it then does nothing, user-data runs it)
 #   reads  CONFIG_DIR/node.env             sh settings written by the user-data (no secrets):
 #            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME (the controller's short name) DRB_ROLE
 #            DRB_MASTER_ADDRESS (empty: our first global IPv4) DRB_BROKER_PORT DRB_BROKER_PROTOCOL
-#            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS DRB_NODE_DIR
+#            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_PUPPET_PORT DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS
+#            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
-#   env    DRB_PYTHON                        the Python with drbootstrap installed (default python3)
-#   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid}     (the dns agent edits hosts)
-#          DRB_NODE_DIR/activemq/                                (broker conf and data)
-#          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/}      (puppetserver, policy autosign)
-#          DRB_NODE_DIR/puppetserver/conf.d/                     (copy of Debian's, our dirs)
-#          CONFIG_DIR/autosign-tokens.json (0600, created empty; the controller issues tokens)
+#          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
+#   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid,dnsmasq.log}   (the dns agent edits hosts)
+#          DRB_NODE_DIR/activemq/ (activemq.log)                         (broker conf and data)
+#          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/,ca/,ssl/,log/puppetserver.log}
+#          DRB_NODE_DIR/puppetserver/conf.d/                             (copy of Debian's, our dirs)
+#          DRB_NODE_DIR/ssh/{ssh_host_ed25519_key,sshd_config,sshd.pid,sshd.log}
+#          CONFIG_DIR/autosign-tokens.json (0600, created empty; the controller arms tokens)
 #          DRB_NODE_DIR/agent.yaml, agent.pid, agent.log, *.pid
 #          /etc/resolv.conf, /etc/hostname
-#   starts dnsmasq, ActiveMQ (drbootstrap.broker), puppetserver (server mode only) and
-#          `drbootstrap agent` with the dns agent, each in the background (no systemd).
-#   Recipes (recipes/: manifests, modules) arrive later over SSH, swapped in whole:
-#          push_tree(target, "recipes", f"{node_dir}/puppet/code/environments/production", replace=True)
+#   prints the SSH host public keys on the console (fd 3 when the user-data passes it, else
+#          stdout) between cloud-init's -----BEGIN/END SSH HOST KEY KEYS----- lines
+#   starts sshd (when an authorized key is given), dnsmasq, ActiveMQ (drbootstrap.broker),
+#          puppetserver (server mode) and `drbootstrap agent` with the dns agent, in the background.
+#          Readiness is probed from outside: drbootstrap.images.probes.probe_master.
+#   Recipes (recipes/: manifests, modules) arrive over SSH, swapped in whole:
+#          drbootstrap.images.master_access.push_recipes -> DRB_NODE_DIR/puppet/code/environments/production
 set -eu
 
+if [ $# -eq 0 ] && [ -n "${DRB_CLOUD_INSTANCE_ID:-}" ]; then
+    exit 0  # the local cloud's image hook: this image is configured by its user-data
+fi
 CONFIG_DIR=${1:-/etc/drbootstrap}
 . "$CONFIG_DIR/node.env"
 NODE_DIR=${DRB_NODE_DIR:-/var/lib/drbootstrap/node}
 IMAGES_DIR=$(cd "$(dirname "$0")/.." && pwd)
 # The Python that has drbootstrap installed (absolute: puppetserver runs autosign with its own PATH).
 PYTHON=$(command -v "${DRB_PYTHON:-python3}")
+if command -v drbootstrap >/dev/null 2>&1; then DRB=drbootstrap; else DRB="$PYTHON -m drbootstrap"; fi
+PUPPET_PORT=${DRB_PUPPET_PORT:-8140}
 mkdir -p "$NODE_DIR"
 
 log() { echo "drbootstrap master boot: $*"; }
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# The console: fd 3 when the user-data hands it over (its stdout goes to boot.log), else stdout.
+console() { if { true >&3; } 2>/dev/null; then cat >&3; else cat; fi; }
 
 ADDRESS=${DRB_MASTER_ADDRESS:-}
 if [ -z "$ADDRESS" ]; then
@@ -41,6 +54,33 @@ FQDN=$DRB_HOSTNAME.$DRB_DOMAIN
 hostname "$DRB_HOSTNAME"
 echo "$DRB_HOSTNAME" >/etc/hostname
 log "controller $FQDN at $ADDRESS"
+
+# 0. SSH, first: the controller pushes recipes over it before the broker is up. The host key is
+#    made once per node and printed on the console, where the controller pins it from.
+if [ -n "${DRB_SSH_AUTHORIZED_KEYS_FILE:-}" ] && [ -r "$DRB_SSH_AUTHORIZED_KEYS_FILE" ]; then
+    SSH_DIR=$NODE_DIR/ssh
+    mkdir -p "$SSH_DIR" /run/sshd
+    [ -f "$SSH_DIR/ssh_host_ed25519_key" ] ||
+        ssh-keygen -q -t ed25519 -N '' -C "root@$FQDN" -f "$SSH_DIR/ssh_host_ed25519_key"
+    cat >"$SSH_DIR/sshd_config" <<EOF
+ListenAddress $ADDRESS
+Port ${DRB_SSH_PORT:-22}
+HostKey $SSH_DIR/ssh_host_ed25519_key
+PidFile $SSH_DIR/sshd.pid
+AuthorizedKeysFile $DRB_SSH_AUTHORIZED_KEYS_FILE
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+EOF
+    if ! running "$SSH_DIR/sshd.pid"; then
+        /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$SSH_DIR/sshd.log" </dev/null
+    fi
+    { echo "-----BEGIN SSH HOST KEY KEYS-----"; cat "$SSH_DIR/ssh_host_ed25519_key.pub"
+      echo "-----END SSH HOST KEY KEYS-----"; } | console
+fi
 
 # 1. Names: dnsmasq answers the domain from the hosts file the dns agent edits.
 DNS_DIR=$NODE_DIR/dns
@@ -57,21 +97,17 @@ for upstream in ${DRB_UPSTREAM_DNS:-}; do UPSTREAM_ARGS="$UPSTREAM_ARGS --upstre
 # shellcheck disable=SC2086 # word splitting of UPSTREAM_ARGS is intended
 "$PYTHON" -m drbootstrap.images.master_services dnsmasq-config --domain "$DRB_DOMAIN" --listen "$ADDRESS" \
     --hosts-file "$HOSTS" --pid-file "$DNS_DIR/dnsmasq.pid" --out "$DNS_DIR/dnsmasq.conf" \
-    --user root $UPSTREAM_ARGS
+    --log-file "$DNS_DIR/dnsmasq.log" --user root $UPSTREAM_ARGS
 if running "$DNS_DIR/dnsmasq.pid"; then kill "$(cat "$DNS_DIR/dnsmasq.pid")"; sleep 1; fi
 dnsmasq -C "$DNS_DIR/dnsmasq.conf"     # daemonises; writes its pid file
 printf 'nameserver %s\nsearch %s\n' "$ADDRESS" "$DRB_DOMAIN" >/etc/resolv.conf
 
-# 2. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
-if ! running "$NODE_DIR/activemq.pid"; then
-    "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
-        --host "$ADDRESS" --port "$DRB_BROKER_PORT" >"$NODE_DIR/activemq.pid"
-fi
-
-# 3. Puppet server, with policy autosign: one-time tokens, checked and burnt per certname.
+# 2. Puppet server, with policy autosign: one-time tokens, checked and burnt per certname.
+#    Started before the broker: it is by far the slowest to listen (JVM + JRuby).
 PUPPET_DIR=$NODE_DIR/puppet
 TOKENS=$CONFIG_DIR/autosign-tokens.json
-mkdir -p "$PUPPET_DIR/code/environments/production/manifests" "$PUPPET_DIR/code/environments/production/modules"
+mkdir -p "$PUPPET_DIR/code/environments/production/manifests" "$PUPPET_DIR/code/environments/production/modules" \
+    "$PUPPET_DIR/var" "$PUPPET_DIR/run" "$PUPPET_DIR/log"
 [ -f "$TOKENS" ] || (umask 077 && echo '{}' >"$TOKENS")
 cat >"$PUPPET_DIR/autosign" <<EOF
 #!/bin/sh
@@ -82,6 +118,7 @@ cat >"$PUPPET_DIR/puppet.conf" <<EOF
 [main]
 certname = $FQDN
 server = $FQDN
+serverport = $PUPPET_PORT
 dns_alt_names = $DRB_HOSTNAME,$FQDN,$DRB_PUPPET_SERVER
 codedir = $PUPPET_DIR/code
 vardir = $PUPPET_DIR/var
@@ -89,23 +126,44 @@ ssldir = $PUPPET_DIR/ssl
 rundir = $PUPPET_DIR/run
 logdir = $PUPPET_DIR/log
 [server]
+cadir = $PUPPET_DIR/ca
 autosign = $PUPPET_DIR/autosign
 EOF
 if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; then
+    # Debian's launcher reads /etc/default/puppetserver (the host's config path, a 1 GB heap):
+    # run the jar ourselves with a copy of conf.d pointing at this node's directories.
     CONF_D=$NODE_DIR/puppetserver/conf.d
-    mkdir -p "$CONF_D" "$PUPPET_DIR/var" "$PUPPET_DIR/run" "$PUPPET_DIR/log"
+    mkdir -p "$CONF_D"
     cp /etc/puppet/puppetserver/conf.d/*.conf "$CONF_D/"
     sed -i -e "s|server-conf-dir: .*|server-conf-dir: $PUPPET_DIR|" \
         -e "s|server-code-dir: .*|server-code-dir: $PUPPET_DIR/code|" \
         -e "s|server-var-dir: .*|server-var-dir: $PUPPET_DIR/var|" \
         -e "s|server-run-dir: .*|server-run-dir: $PUPPET_DIR/run|" \
-        -e "s|server-log-dir: .*|server-log-dir: $PUPPET_DIR/log|" "$CONF_D/puppetserver.conf"
-    sed -i -e "s|ssl-host: .*|ssl-host: $ADDRESS|" "$CONF_D/webserver.conf"
-    puppet ssl bootstrap --confdir "$PUPPET_DIR" >/dev/null 2>&1 || true  # CA is made on first start
-    (cd /usr/share/puppetserver && nohup java -Xms512m -Xmx1g -Djruby.lib=/usr/share/jruby/lib \
-        -Dlogappender=STDOUT -jar puppetserver.jar --config "$CONF_D" \
-        --bootstrap-config /etc/puppet/puppetserver/services.d </dev/null >"$PUPPET_DIR/log/puppetserver.out" 2>&1 &
+        -e "s|server-log-dir: .*|server-log-dir: $PUPPET_DIR/log|" \
+        -e "s|^jruby-puppet: {|jruby-puppet: {\n    max-active-instances: 1|" "$CONF_D/puppetserver.conf"
+    sed -i -e "s|ssl-host: .*|ssl-host: $ADDRESS|" -e "s|ssl-port: .*|ssl-port: $PUPPET_PORT|" "$CONF_D/webserver.conf"
+    cat >"$NODE_DIR/puppetserver/logback.xml" <<EOF
+<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{yyyy-MM-dd'T'HH:mm:ss.SSSXXX} %-5p [%c{2}] %m%n</pattern></encoder>
+  </appender>
+  <logger name="org.eclipse.jetty" level="WARN"/>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+EOF
+    sed -i -e "s|logging-config: .*|logging-config: $NODE_DIR/puppetserver/logback.xml|" "$CONF_D/global.conf"
+    # Small and single-instance: a 2-core machine runs several of these in tests.
+    (cd "$PUPPET_DIR" && nohup java -Xms512m -Xmx768m -XX:TieredStopAtLevel=1 -Djruby.lib=/usr/share/jruby/lib \
+        -jar /usr/share/puppetserver/puppetserver.jar --config "$CONF_D" \
+        --bootstrap-config /etc/puppet/puppetserver/services.d \
+        </dev/null >"$PUPPET_DIR/log/puppetserver.log" 2>&1 &
         echo $! >"$NODE_DIR/puppetserver.pid")
+fi
+
+# 3. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
+if ! running "$NODE_DIR/activemq.pid"; then
+    "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
+        --host "$ADDRESS" --port "$DRB_BROKER_PORT" >"$NODE_DIR/activemq.pid"
 fi
 
 # 4. The drbootstrap agent, with the dns agent that edits the hosts file and reloads dnsmasq.
@@ -125,8 +183,10 @@ puppet:
   mode: $DRB_PUPPET_MODE
   certname: $FQDN
   confdir: $PUPPET_DIR
+  vardir: $PUPPET_DIR/var
 EOF
 if running "$NODE_DIR/agent.pid"; then kill "$(cat "$NODE_DIR/agent.pid")" || true; fi
-nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
+# shellcheck disable=SC2086 # DRB may be "python -m drbootstrap"
+nohup $DRB agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
 echo $! >"$NODE_DIR/agent.pid"
 log "services started: dnsmasq, activemq, ${DRB_PUPPET_MODE} puppet, agent (pid $!); images in $IMAGES_DIR"

@@ -1,28 +1,36 @@
 #!/bin/sh
-# drbootstrap worker image: boot script (first draft; run by the user-data's runcmd).
+# drbootstrap worker image: boot script (run by the user-data's runcmd, and bootcmd on later boots).
 #
 # Contract
-#   usage: boot.sh [CONFIG_DIR]            (default /etc/drbootstrap)
+#   usage: boot.sh CONFIG_DIR              (the local cloud also runs it with no argument before
+#                                           the user-data: it then does nothing, user-data runs it)
 #   reads  CONFIG_DIR/node.env             sh settings written by the user-data (no secrets):
 #            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME DRB_ROLE DRB_MASTER_ADDRESS DRB_CONTROLLER
 #            DRB_BROKER_HOST DRB_BROKER_PORT DRB_BROKER_PROTOCOL DRB_PUPPET_SERVER DRB_PUPPET_MODE
 #            DRB_AGENT_KEY_FILE DRB_AUTOSIGN_TOKEN_FILE DRB_NODE_DIR DRB_RECIPES_DIR (apply mode:
-#            manifests/site.pp and modules/ as in recipes/)
+#            manifests/site.pp and modules/ as in recipes/) DRB_PYTHON DRB_PUPPET_PORT
+#            DRB_RECIPE_ROOT (the recipes' drb_root fact, exported to Puppet as FACTER_drb_root)
 #          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node),
 #          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
 #          DRB_NODE_DIR/agent.pid, DRB_NODE_DIR/agent.log
-#   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd).
+#   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd);
+#          its reboot action runs /run/drb-cloud/reboot on the local cloud, `shutdown -r now` elsewhere.
 #   Safe to run again on every boot: each step rewrites its file, the agent is restarted.
 # The name: the master's DNS gives each worker a PTR record; until it does, the node keeps its
 # cloud name and the controller renames it later (agent reboot/rename action).
 set -eu
 
+if [ $# -eq 0 ] && [ -n "${DRB_CLOUD_INSTANCE_ID:-}" ]; then
+    exit 0  # the local cloud's image hook: this image is configured by its user-data
+fi
 CONFIG_DIR=${1:-/etc/drbootstrap}
 . "$CONFIG_DIR/node.env"
 NODE_DIR=${DRB_NODE_DIR:-/var/lib/drbootstrap/node}
 mkdir -p "$NODE_DIR"
+PYTHON=$(command -v "${DRB_PYTHON:-python3}")
+if command -v drbootstrap >/dev/null 2>&1; then DRB=drbootstrap; else DRB="$PYTHON -m drbootstrap"; fi
 
 log() { echo "drbootstrap worker boot: $*"; }
 
@@ -42,17 +50,17 @@ reverse_name() {
     if command -v dig >/dev/null 2>&1; then
         name=$(dig +short +time=2 +tries=1 -x "$1" "@$DRB_MASTER_ADDRESS" 2>/dev/null | head -n 1)
     fi
-    if [ -z "$name" ]; then
+    if [ -z "$name" ] && ! command -v dig >/dev/null 2>&1; then
         name=$(getent hosts "$1" 2>/dev/null | awk '{ print $2; exit }')
     fi
     echo "${name%.}"
 }
 NAME=""
 if [ -n "$ADDRESS" ]; then
-    for _try in 1 2 3 4 5; do
+    for _try in 1 2 3; do
         NAME=$(reverse_name "$ADDRESS")
         [ -n "$NAME" ] && break
-        sleep 2
+        sleep 1
     done
 fi
 if [ -n "$NAME" ]; then
@@ -73,6 +81,7 @@ cat >"$PUPPET_DIR/puppet.conf" <<EOF
 [main]
 certname = $FQDN
 server = $DRB_PUPPET_SERVER
+serverport = ${DRB_PUPPET_PORT:-8140}
 vardir = $PUPPET_DIR/var
 ssldir = $PUPPET_DIR/ssl
 rundir = $PUPPET_DIR/run
@@ -107,14 +116,27 @@ puppet:
   rundir: $PUPPET_DIR/run
   logdir: $PUPPET_DIR/log
 EOF
+if [ "$DRB_PUPPET_MODE" = server ]; then
+    # Autosign answers at once; without it, the controller signs explicitly and runs Puppet again.
+    printf '  server_port: %s\n  waitforcert: 0\n' "${DRB_PUPPET_PORT:-8140}" >>"$NODE_DIR/agent.yaml"
+fi
 if [ "$DRB_PUPPET_MODE" = apply ]; then
     printf '  manifest: %s\n  modulepath: %s\n' "$DRB_RECIPES_DIR/manifests/site.pp" "$DRB_RECIPES_DIR/modules" \
         >>"$NODE_DIR/agent.yaml"
+fi
+if [ -x /run/drb-cloud/reboot ]; then
+    # The local cloud: reboot through its in-node command (`shutdown` would act on the host).
+    printf 'reboot:\n  command: /run/drb-cloud/reboot\n  delay: 1\n' >>"$NODE_DIR/agent.yaml"
 fi
 
 if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then
     kill "$(cat "$NODE_DIR/agent.pid")" || true
 fi
-nohup drbootstrap agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
+if [ -n "${DRB_RECIPE_ROOT:-}" ]; then
+    mkdir -p "$DRB_RECIPE_ROOT"
+    export FACTER_drb_root="$DRB_RECIPE_ROOT"  # the agent's Puppet runs inherit it
+fi
+# shellcheck disable=SC2086 # DRB may be "python -m drbootstrap"
+nohup $DRB agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
 echo $! >"$NODE_DIR/agent.pid"
 log "agent started as $FQDN (pid $!)"
