@@ -179,3 +179,12 @@ def test_the_psk_never_reaches_the_journal_or_the_events(world):
     assert PSK not in json.dumps([e.to_dict() for e in events])
     # it does reach the nodes: their user-data carries it as the agent key
     assert all(PSK in n.extra["user_data"] for n in cloud.list_nodes())
+
+
+def test_state_dir_under_tmp_is_refused_on_the_local_cloud_with_a_fix(world):
+    from drbootstrap.errors import PrerequisiteError
+    from drbootstrap.executor.build import build_context
+
+    spec, state, *_ = world
+    with pytest.raises(PrerequisiteError, match="outside /tmp and /run"):
+        build_context(spec, state)

@@ -1,0 +1,86 @@
+"""`drbootstrap up examples/local.yaml` on the local cloud: master + 4 workers, checked end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.up.conftest import E2E_GATE, make_environment, tear_down
+from tests.support.prereq import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, E2E_GATE]
+WORKERS = ["db01", "web01", "web02", "mail01"]
+
+
+@pytest.fixture(scope="module")
+def environment():
+    env = make_environment((REPO_ROOT / "examples" / "local.yaml").read_text(), "upe2e")
+    try:
+        env.first_run = env.cli("up", str(env.spec_file), "--json")
+        yield env
+    finally:
+        tear_down(env)
+
+
+def test_up_completes_every_node(environment):
+    run = environment.first_run
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["event"] == "result" and result["failed"] == []
+    assert environment.live_hostnames() == sorted(["controller", *WORKERS])
+
+
+def test_each_worker_took_its_spec_name(environment):
+    for hostname in WORKERS:
+        assert environment.in_node(hostname, "hostname") == hostname
+
+
+def test_forward_and_reverse_dns_through_the_master_agree(environment):
+    import dns.resolver
+    import dns.reversename
+
+    journal = json.loads((environment.home / "state" / "environments" / "upe2e" / "journal.json").read_text())
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [journal["nodes"]["controller"]["address"]]
+    for hostname in WORKERS:
+        fqdn = f"{hostname}.demo.internal"
+        address = journal["nodes"][hostname]["address"]
+        assert [a.to_text() for a in resolver.resolve(fqdn, "A")] == [address]
+        ptr = resolver.resolve(dns.reversename.from_address(address), "PTR")
+        assert [p.to_text().rstrip(".") for p in ptr] == [fqdn]
+
+
+def test_status_pings_exactly_the_spec_names_and_sees_puppet_ran(environment):
+    run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
+    status = json.loads(run.stdout)
+    assert {n["hostname"]: n["agent"] for n in status["nodes"]} == dict.fromkeys(["controller", *WORKERS], "answers")
+    assert status["orphans"] == []
+    for node in status["nodes"]:
+        if node["role"] != "master":
+            assert "lastrun" in node["puppet"] and "enabled True" in node["puppet"]
+
+
+def test_report_has_a_timeline_entry_for_every_node_and_step(environment):
+    report = environment.report()
+    assert report["ok"] and report["time_to_recovery_seconds"] > 0
+    steps = {n["hostname"]: {s["step"] for s in n["steps"] if s["state"] == "done"} for n in report["nodes"]}
+    assert steps["controller"] == {"launch", "boot", "services", "discover"}
+    for hostname in WORKERS:
+        assert {"launch", "register_name", "boot", "take_name", "discover", "puppet_run", "checks"} <= steps[hostname]
+
+
+def test_up_again_launches_and_repeats_nothing(environment):
+    run = environment.cli("up", str(environment.spec_file), "--json")
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert run.returncode == 0
+    assert {e["state"] for e in events if e.get("event") == "step" and e["step"]} == {"skipped"}
+
+
+def test_down_leaves_nothing_behind_and_is_idempotent(environment):
+    first = environment.cli("down", str(environment.spec_file), "--yes", timeout=300)
+    assert first.returncode == 0 and "destroyed 5 node(s)" in first.stdout
+    assert environment.live_hostnames() == []
+    assert environment.driver().list_nodes() == []
+    again = environment.cli("down", str(environment.spec_file), "--yes", timeout=300)
+    assert again.returncode == 0 and "destroyed 0 node(s)" in again.stdout
