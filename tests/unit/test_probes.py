@@ -91,7 +91,7 @@ def fake_ca(tmp_path):
     """HTTPS on loopback serving a PEM certificate at the Puppet CA's path."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Puppet CA: probe")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(key, hashes.SHA256()))
@@ -101,7 +101,7 @@ def fake_ca(tmp_path):
                                                          serialization.NoEncryption()))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             ok = self.path == "/puppet-ca/v1/certificate/ca"
             self.send_response(200 if ok else 404)
             self.end_headers()
