@@ -20,9 +20,24 @@ from pathlib import Path
 import pytest
 
 from drbootstrap.images.autosign import new_token, token_digest
-from drbootstrap.images.master_access import arm_autosign_tokens, master_ssh_target, push_recipes
-from drbootstrap.images.probes import BROKER, DNS, PUPPET_CA, ProbeReport, node_dir_log_reader, probe_master
-from drbootstrap.images.userdata import EC2_USER_DATA_LIMIT, NodeBootConfig, render_user_data
+from drbootstrap.images.master_access import (
+    arm_autosign_tokens,
+    master_ssh_target,
+    push_recipes,
+)
+from drbootstrap.images.probes import (
+    BROKER,
+    DNS,
+    PUPPET_CA,
+    ProbeReport,
+    node_dir_log_reader,
+    probe_master,
+)
+from drbootstrap.images.userdata import (
+    EC2_USER_DATA_LIMIT,
+    NodeBootConfig,
+    render_user_data,
+)
 from drbootstrap.messaging.client import ClientConfig, RpcClient
 from drbootstrap.messaging.envelope import FactFilter, Filter
 from drbootstrap.paths import project_root
@@ -61,7 +76,7 @@ class Scenario:
 
     def in_node(self, node: object, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
         argv = self.driver.ex_enter_command(node, ["sh", "-c", script])
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
 
     def client(self) -> RpcClient:
         key = self.state / "operator" / "agent.key"
@@ -161,7 +176,7 @@ def _identity_at(client: RpcClient, address: str) -> str:
     while time.monotonic() < deadline:
         found = client.ping(Filter(fact=(FactFilter("ip", "==", address),))).responded
         if found:
-            return sorted(found)[0]
+            return min(found)
         time.sleep(0.5)
     raise AssertionError(f"no agent answered for {address}")
 
