@@ -168,3 +168,22 @@ def test_local_cloud_interpreter_runs_every_key_of_the_user_data():
     parsed_config = parse_cloud_config(text)
     assert parsed_config.ignored_keys == []
     assert "images/worker/boot.sh" in render_per_instance(parsed_config)
+
+
+def test_operator_public_key_reaches_the_master_as_an_authorized_keys_file_and_sshd_setting():
+    public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExample operator@desk"
+    config = worker(hostname="controller", role="master", image="master", ssh_authorized_keys=(public,))
+    files = {f["path"]: f for f in parsed(render_user_data(config))["write_files"]}
+    assert files["/etc/drbootstrap/authorized_keys"] == {
+        "path": "/etc/drbootstrap/authorized_keys", "permissions": "0644", "content": public + "\n"}
+    assert "DRB_SSH_AUTHORIZED_KEYS_FILE=/etc/drbootstrap/authorized_keys" in node_env(config)
+
+
+def test_a_private_key_given_as_authorized_key_is_refused_before_it_reaches_user_data():
+    with pytest.raises(UserDataError, match="OpenSSH public key"):
+        worker(ssh_authorized_keys=("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n",))
+
+
+def test_node_env_names_the_python_the_node_runs_drbootstrap_with():
+    assert "DRB_PYTHON=/opt/venv/bin/python" in node_env(worker(python="/opt/venv/bin/python"))
+    assert "DRB_PYTHON=python3" in node_env(worker())
