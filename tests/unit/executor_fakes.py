@@ -56,7 +56,7 @@ class FakeCloud:
                     ex_userdata: str | None = None, ex_clienttoken: str | None = None) -> Node:
         with self.lock:
             for node in self.nodes.values():
-                if node.extra["client_token"] == ex_clienttoken:
+                if ex_clienttoken and node.extra["client_token"] == ex_clienttoken:
                     return node
             self.creates[name] += 1
             number = next(self._ids)
@@ -110,10 +110,21 @@ class FakeBroker:
         self.fail_puppet: set[str] = set()
         self.crash_at: tuple[str, str] | None = None  # (identity, action)
         self.order: list[tuple[str, str]] = []
+        self.named_at_boot = True  # False: agents answer as ip-A-B-C-D until rebooted through their agent
+        self.rebooted: set[str] = set()  # addresses
 
     def answering(self) -> set[str]:
         live = {a for n in self.cloud.list_nodes() if n.state == NodeState.RUNNING for a in n.private_ips}
-        return {f"controller.{self.domain}"} | {name for name, addr in self.names.items() if addr in live}
+        named = {name for name, addr in self.names.items() if addr in live
+                 and (self.named_at_boot or addr in self.rebooted)}
+        unnamed = {self.cloud_name(addr) for addr in live - {self.names[n] for n in named} - set(self.master_addresses())}
+        return {f"controller.{self.domain}"} | named | unnamed
+
+    def cloud_name(self, address: str) -> str:
+        return f"ip-{address.replace('.', '-')}.{self.domain}"
+
+    def master_addresses(self) -> list[str]:
+        return [a for n in self.cloud.list_nodes() if n.name == "controller" for a in n.private_ips]
 
 
 class FakeFleet:
@@ -124,7 +135,12 @@ class FakeFleet:
         return set(expect) & self.broker.answering()
 
     def identity_at(self, address: str, timeout: float) -> str | None:
-        return None
+        answering = self.broker.answering()
+        for name, addr in self.broker.names.items():
+            if addr == address and name in answering:
+                return name
+        cloud_name = self.broker.cloud_name(address)
+        return cloud_name if cloud_name in answering else None
 
     def call(self, identity: str, agent: str, action: str, data: dict[str, Any], timeout: float) -> dict[str, Any]:
         broker = self.broker
@@ -144,6 +160,10 @@ class FakeFleet:
                                 {"output": "Error: Could not find class role::nope"})
         if identity not in broker.answering():
             raise MessagingError(f"{identity} did not answer {agent}.{action}")
+        if agent == "reboot":
+            with broker.lock:
+                broker.rebooted.add(identity[3:].split(".")[0].replace("-", "."))
+            return {}
         return {"exitcode": 2, "changed": True, "duration": 1.0}
 
     def close(self) -> None:

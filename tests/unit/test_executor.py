@@ -188,3 +188,42 @@ def test_state_dir_under_tmp_is_refused_on_the_local_cloud_with_a_fix(world):
     spec, state, *_ = world
     with pytest.raises(PrerequisiteError, match="outside /tmp and /run"):
         build_context(spec, state)
+
+
+def test_worker_that_booted_under_its_cloud_name_is_rebooted_through_its_agent_to_take_its_name(world):
+    spec, state, cloud, broker, access = world
+    broker.named_at_boot = False
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    reboots = [identity for (identity, agent, action) in broker.calls if agent == "reboot"]
+    assert len(reboots) == 4 and all(identity.startswith("ip-") for identity in reboots)
+    detail = Journal.open(state, "demo").data.nodes["db01"].steps[Step.TAKE_NAME].detail
+    assert detail.startswith("renamed from ip-") and "by reboot" in detail
+
+
+def test_generated_psk_is_made_once_and_private(monkeypatch, tmp_path):
+    from drbootstrap.executor.secrets import load_or_create_psk, psk_path
+    from tests.unit.executor_fakes import SPEC
+
+    spec = load_spec_text(monkeypatch, SPEC.replace('security: {psk: "${env:DRB_TEST_PSK}"}\n', ""))
+    first = load_or_create_psk(spec, tmp_path)
+    assert load_or_create_psk(spec, tmp_path) == first and len(first) >= 32
+    assert oct(psk_path(tmp_path, "demo").stat().st_mode & 0o777) == "0o600"
+
+
+def test_down_destroys_journal_and_tagged_orphans_keeps_generations_and_is_idempotent(world, monkeypatch):
+    from drbootstrap.executor import lifecycle
+
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    orphan = cloud.create_node("web09", None, None, ex_metadata={"drbootstrap:environment": "demo",
+                                                                  "drbootstrap:hostname": "web09"})
+    stranger = cloud.create_node("other", None, None, ex_metadata={"drbootstrap:environment": "prod"})
+    monkeypatch.setattr(lifecycle, "driver_factory_for", lambda spec, state_dir: lambda: cloud)
+    result = lifecycle.down(spec, state)
+    assert result.destroyed == sorted([*ALL, "web09"])
+    assert [n.id for n in cloud.list_nodes()] == [stranger.id] and orphan.id not in cloud.nodes
+    assert result.volumes == ["drb-demo-db01-data"] and cloud.volumes == []
+    journal = Journal.open(state, "demo")
+    assert all(r.provider_id is None and not r.steps and r.generation == 1 for r in journal.data.nodes.values())
+    assert lifecycle.down(spec, state).destroyed == []
