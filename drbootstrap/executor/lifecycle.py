@@ -173,6 +173,7 @@ def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: E
 class DownResult:
     destroyed: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # controller names removed from the site's DNS
     forgotten: list[str] = field(default_factory=list)
 
 
@@ -197,6 +198,12 @@ def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
             if (volume.name or "").startswith(prefix):
                 pacing.call(driver, f"destroy volume {volume.name}", lambda v=volume: driver.destroy_volume(v))
                 result.volumes.append(volume.name)
+    if spec.master.dynamic_dns is not None:
+        from drbootstrap.dns import rfc2136
+
+        target = rfc2136.target_from_spec(spec.master.dynamic_dns, spec.master.hostname)
+        rfc2136.remove_name(target.server, target.zone, target.name, target.key)
+        result.names.append(f"{target.name}.{target.zone}")
     for hostname in sorted(journal.data.nodes):
         if journal.data.nodes[hostname].provider_id or journal.data.nodes[hostname].steps:
             journal.forget_node(hostname)

@@ -31,7 +31,7 @@ class StepFailed(DrbError):
 def steps_for(ctx: RunContext, node: NodeRuntime) -> list[Step]:
     """The steps this node goes through, in order."""
     if node.planned.is_master:
-        return [Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.DISCOVER]
+        return [Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME, Step.DISCOVER]
     # Names are registered before the boot finishes, so the worker's boot script finds its PTR
     # record and takes its name on the first boot (no reboot needed in the common case).
     steps = [Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME, Step.DISCOVER]
@@ -157,13 +157,28 @@ def services(ctx: RunContext, node: NodeRuntime) -> str:
 
 
 def register_name(ctx: RunContext, node: NodeRuntime) -> str:
-    """Forward and reverse entries in the master's DNS, through its dns agent."""
+    """Forward and reverse entries in the master's DNS, through its dns agent; for the master,
+    its controller name on the site's DNS server (RFC 2136 + TSIG) where the spec asks."""
+    if node.planned.is_master:
+        return register_controller_name(ctx, node)
     if node.address is None:
         raise StepFailed(f"{node.hostname}: the cloud gave the node no address yet")
     master = _master(ctx)
     ctx.fleet().call(master.fqdn, "dns", "add", {"name": node.fqdn, "address": node.address, "replace": True},
                      ctx.options.rpc_timeout)
     return f"{node.fqdn} <-> {node.address}"
+
+
+def register_controller_name(ctx: RunContext, node: NodeRuntime) -> str:
+    dynamic = ctx.spec.master.dynamic_dns
+    if dynamic is None:
+        return "no dynamic_dns in the spec: the master's own DNS holds its name"
+    from drbootstrap.dns import rfc2136
+
+    target = rfc2136.target_from_spec(dynamic, ctx.spec.master.hostname)
+    assert node.address is not None
+    rfc2136.register_address(target.server, target.zone, target.name, node.address, target.key)
+    return f"{target.name}.{target.zone} -> {node.address} on {target.server}"
 
 
 def take_name(ctx: RunContext, node: NodeRuntime) -> str:

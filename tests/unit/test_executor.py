@@ -227,3 +227,21 @@ def test_down_destroys_journal_and_tagged_orphans_keeps_generations_and_is_idemp
     journal = Journal.open(state, "demo")
     assert all(r.provider_id is None and not r.steps and r.generation == 1 for r in journal.data.nodes.values())
     assert lifecycle.down(spec, state).destroyed == []
+
+
+def test_master_registers_its_controller_name_by_rfc2136_where_the_spec_asks(monkeypatch, tmp_path):
+    from drbootstrap.dns import rfc2136
+    from tests.unit.executor_fakes import SPEC
+
+    monkeypatch.setenv("DRB_TEST_TSIG", "c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==")
+    text = SPEC.replace("master: {hostname: controller, image: master}",
+                        "master: {hostname: controller, image: master, dynamic_dns: {server: 127.0.0.1, "
+                        "zone: example.org, tsig_key_name: drb-key, tsig_secret: '${env:DRB_TEST_TSIG}'}}")
+    spec = load_spec_text(monkeypatch, text)
+    registered = []
+    monkeypatch.setattr(rfc2136, "register_address", lambda server, zone, name, address, key: registered.append(
+        (str(server), zone, name, address)))
+    cloud = FakeCloud()
+    run_up(make_context(spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()))
+    master_address = next(n for n in cloud.list_nodes() if n.name == "controller").private_ips[0]
+    assert registered == [("127.0.0.1:53", "example.org", "controller", master_address)]
