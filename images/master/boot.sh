@@ -40,11 +40,21 @@ PYTHON=$(command -v "${DRB_PYTHON:-python3}")
 if command -v drbootstrap >/dev/null 2>&1; then DRB=drbootstrap; else DRB="$PYTHON -m drbootstrap"; fi
 PUPPET_PORT=${DRB_PUPPET_PORT:-8140}
 mkdir -p "$NODE_DIR"
+# A failed boot puts the node in ERROR with the console's tail as the reason: show ours there.
+console_fd() { { true >&3; } 2>/dev/null; }
+on_exit() {
+    status=$?
+    if [ "$status" -ne 0 ] && console_fd && [ -f "$NODE_DIR/boot.log" ]; then
+        { echo "drbootstrap master boot failed (exit $status); the end of $NODE_DIR/boot.log:"
+          tail -n 12 "$NODE_DIR/boot.log"; } >&3
+    fi
+}
+trap on_exit EXIT
 
 log() { echo "drbootstrap master boot: $*"; }
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 # The console: fd 3 when the user-data hands it over (its stdout goes to boot.log), else stdout.
-console() { if { true >&3; } 2>/dev/null; then cat >&3; else cat; fi; }
+console() { if console_fd; then cat >&3; else cat; fi; }
 
 ADDRESS=${DRB_MASTER_ADDRESS:-}
 if [ -z "$ADDRESS" ]; then

@@ -29,6 +29,16 @@ CONFIG_DIR=${1:-/etc/drbootstrap}
 . "$CONFIG_DIR/node.env"
 NODE_DIR=${DRB_NODE_DIR:-/var/lib/drbootstrap/node}
 mkdir -p "$NODE_DIR"
+# A failed boot puts the node in ERROR with the console's tail as the reason: show ours there.
+console_fd() { { true >&3; } 2>/dev/null; }
+on_exit() {
+    status=$?
+    if [ "$status" -ne 0 ] && console_fd && [ -f "$NODE_DIR/boot.log" ]; then
+        { echo "drbootstrap worker boot failed (exit $status); the end of $NODE_DIR/boot.log:"
+          tail -n 12 "$NODE_DIR/boot.log"; } >&3
+    fi
+}
+trap on_exit EXIT
 PYTHON=$(command -v "${DRB_PYTHON:-python3}")
 if command -v drbootstrap >/dev/null 2>&1; then DRB=drbootstrap; else DRB="$PYTHON -m drbootstrap"; fi
 

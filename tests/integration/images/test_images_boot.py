@@ -294,3 +294,15 @@ def test_each_nodes_user_data_fits_and_holds_only_its_own_secrets(scenario):
         for other in WORKERS:
             assert (scenario.tokens[other] in text) == (other == host), f"{other}'s token in {host}'s user-data"
     assert "BEGIN OPENSSH PRIVATE KEY" not in "".join(scenario.user_data.values())
+
+
+def test_the_refused_worker_runs_puppet_once_the_operator_signs_it_explicitly(scenario):
+    puppet_conf = Path(scenario.dirs("controller")["node_dir"], "puppet", "puppet.conf")
+    signed = scenario.in_node(scenario.master, f"puppetserver ca sign --config {puppet_conf} --certname mail01.{DOMAIN}",
+                              timeout=180)
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    with scenario.client() as client:
+        replies = client.call("puppet", "runonce", {"force": True}, targets=[f"mail01.{DOMAIN}"], timeout=300).replies
+    assert replies and replies[0].status_code == 0, replies and replies[0].data.get("output")
+    root = scenario.state / "nodes" / "mail01" / "root"
+    assert scenario.in_node(scenario.workers["mail01"], f"cat {root}/etc/mailname").stdout == f"mail01.{DOMAIN}\n"
