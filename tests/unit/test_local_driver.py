@@ -106,3 +106,28 @@ def test_boot_script_mounts_private_trees_and_runs_image_then_user_data(tmp_path
                      "/proc/sys/kernel/hostname"):
         assert expected in script
     assert script.index("boot.sh") < script.index("/run/drb-cloud/user-data 9>&-")
+
+
+def test_only_outermost_host_paths_under_tmp_or_run_are_bound_back_into_nodes(tmp_path):
+    from pathlib import Path
+
+    from drbootstrap.providers.local.runtime import paths_hidden_by_private_trees
+
+    checkout = Path("/tmp/clone-xyz")
+    hidden = paths_hidden_by_private_trees(
+        [checkout, checkout / "images", checkout / ".venv", Path("/run/drb-state"), Path("/usr"), Path("/srv/x")]
+    )
+    assert hidden == [Path("/run/drb-state"), checkout]
+
+
+def test_boot_script_binds_kept_paths_back_after_covering_tmp(tmp_path):
+    from pathlib import Path
+
+    from drbootstrap.providers.local import runtime
+
+    paths = runtime.NodePaths(tmp_path, tmp_path / "ns", "i-0123456789abcdef0")
+    script = runtime.boot_script(paths, tmp_path, [], [], True, keep_visible=[Path("/tmp/clone-xyz")])
+    cover = script.index("tmpfs /tmp")
+    rebind = script.index("bind_fd 10 /tmp/clone-xyz rw")
+    assert rebind > cover
+    assert "10</tmp/clone-xyz" in script

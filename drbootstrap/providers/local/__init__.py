@@ -6,7 +6,9 @@ UTS namespace (hostname `ip-10-213-0-11` until renamed) and mount namespace (pro
 
 Private to each node: /run and /tmp (fresh tmpfs each boot), /sys (shows the node's interfaces),
 /etc/hosts, /etc/resolv.conf and /etc/hostname (per-node files, kept across reboots; write them in
-place, `mv` over them fails), and attached volumes. Everything else is the host's filesystem.
+place, `mv` over them fails), and attached volumes. Everything else is the host's filesystem;
+the checkout, images, state dir and Python environment stay visible at their own paths even when
+they live under /tmp or /run (bound back over the private tmpfs).
 
 Inside a node (fixed paths; the boot environment names them too):
   /run/drb-cloud/meta-data.json  instance-id, hostname, local-ipv4, addresses, tags, user-data

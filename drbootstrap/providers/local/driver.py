@@ -6,6 +6,7 @@ import ipaddress
 import json
 import secrets
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -297,8 +298,15 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         mounts = [runtime.Mount(self._volume_dir(v.id), v.mount_path)
                   for v in state.volumes.values() if v.node_id == record.id and v.mount_path]
         paths = self._paths(record.id)
-        script = runtime.boot_script(paths, Path(record.image_dir), mounts, steps, first_boot)
+        script = runtime.boot_script(paths, Path(record.image_dir), mounts, steps, first_boot,
+                                     keep_visible=self._host_paths_nodes_need())
         runtime.launch(paths, self.plumbing.netns_path(record.index), script)
+
+    def _host_paths_nodes_need(self) -> list[Path]:
+        """The checkout, images, state dir and Python environment: nodes run drbootstrap from
+        them, so they must not vanish behind the node's private /tmp or /run."""
+        wanted = [drb_paths.project_root(), self.images_dir, self.state_dir, Path(sys.prefix)]
+        return runtime.paths_hidden_by_private_trees([p for p in wanted if p.exists()])
 
     def _teardown(self, record: NodeRecord) -> None:
         runtime.stop_processes(self._netns_inode(record))

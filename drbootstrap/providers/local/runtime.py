@@ -103,13 +103,32 @@ def release_namespace_files(paths: NodePaths) -> None:
             run(["umount", "-l", str(path)], check=False)
 
 
+PRIVATE_TREES = (Path("/run"), Path("/tmp"))  # each node mounts a fresh tmpfs over these
+
+
+def paths_hidden_by_private_trees(paths: list[Path]) -> list[Path]:
+    """Of the host paths a node must keep seeing, those under /run or /tmp (outermost only).
+
+    A checkout, state dir or virtual environment under /tmp would vanish behind the node's own
+    /tmp; the boot shell binds these back at the same place.
+    """
+    hidden = sorted({p.resolve() for p in paths
+                     if any(p.resolve().is_relative_to(tree) for tree in PRIVATE_TREES)})
+    return [p for p in hidden if not any(p != q and p.is_relative_to(q) for q in hidden)]
+
+
 def boot_script(paths: NodePaths, image_dir: Path, mounts: list[Mount], user_data: list[str],
-                first_boot: bool) -> str:
-    """The shell program that becomes the node's first process (see the module docstring)."""
+                first_boot: bool, keep_visible: list[Path] = ()) -> str:
+    """The shell program that becomes the node's first process (see the module docstring).
+
+    keep_visible: host paths under /run or /tmp (see paths_hidden_by_private_trees) that stay
+    visible, read-write, at the same place inside the node.
+    """
     q = shlex.quote
     # Open everything the node needs from the host before /run and /tmp are covered, then
     # bind from /proc/self/fd: works even when the state dir lives under /tmp. (bash, not sh:
-    # dash cannot redirect file descriptors above 9.)
+    # dash cannot redirect file descriptors above 9.) --no-canonicalize: mount would otherwise
+    # resolve /proc/self/fd/N to its path name, which under the new tmpfs is another directory.
     opens = [f"3<{q(str(paths.cloud))}", f"4<{q(str(image_dir))}"]
     binds = [f"bind_fd 3 {CLOUD_DIR_IN_NODE} ro || setup_failed {CLOUD_DIR_IN_NODE}",
              f"bind_fd 4 {IMAGE_DIR_IN_NODE} ro || setup_failed {IMAGE_DIR_IN_NODE}"]
@@ -120,7 +139,13 @@ def boot_script(paths: NodePaths, image_dir: Path, mounts: list[Mount], user_dat
         opens.append(f"{fd}<{q(str(mount.source))}")
         binds.append(f"{{ mkdir -p {q(mount.target)} && bind_fd {fd} {q(mount.target)} rw; }} "
                      f"|| setup_failed {q(mount.target)}")
-    closes = " ".join(f"{fd}<&-" for fd in [3, 4, 5, 6, 7] + list(range(10, 10 + len(mounts))))
+    first_shared = 10 + len(mounts)
+    for fd, shared in enumerate(keep_visible, start=first_shared):
+        opens.append(f"{fd}<{q(str(shared))}")
+        binds.insert(0, f"{{ mkdir -p {q(str(shared))} && bind_fd {fd} {q(str(shared))} rw; }} "
+                        f"|| setup_failed {q(str(shared))}")
+    closes = " ".join(f"{fd}<&-" for fd in [3, 4, 5, 6, 7]
+                      + list(range(10, first_shared + len(keep_visible))))
     steps = "\n".join(f"[ $rc -eq 0 ] && {{ {cmd} 9>&-; rc=$?; }}" for cmd in user_data)
     return f"""set -u
 exec {' '.join(opens)}
@@ -128,12 +153,12 @@ exec 9>{q(str(paths.boot_exit))} </dev/null
 echo $$ >{q(str(paths.boot_pid))}
 rc=0
 setup_failed() {{ echo "drb-cloud: could not mount $1 in the node"; rc=1; }}
-bind_fd() {{ mount --bind /proc/self/fd/$1 "$2" || return
+bind_fd() {{ mount --no-canonicalize --bind /proc/self/fd/$1 "$2" || return
   [ "$3" = rw ] || mount -o remount,bind,$3 "$2"; }}
 bind_etc() {{ local target="$2"; [ -e "$target" ] || return 0
   # a symlinked /etc file points into the new /run: make its target there first
   if [ -L "$target" ]; then target=$(readlink -f "$target"); mkdir -p "${{target%/*}}"; : >"$target"; fi
-  mount --bind /proc/self/fd/$1 "$target"; }}
+  mount --no-canonicalize --bind /proc/self/fd/$1 "$target"; }}
 # The copied mount table pins other namespaces (other nodes' netns and UTS files): drop them
 # all with one umount (bash builtins only: this runs once per boot of every node).
 points=()
