@@ -74,8 +74,19 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
     ctx.journal.update_node(node.hostname, client_token=request.client_token)
     with ctx.launch_slots:
         created = launch_node(driver, request, pacing=ctx.pacing)
+    if _half_made(created):
+        # Its launch was killed before the cloud started booting it (the local cloud never
+        # finishes such a node): replace it rather than wait for a boot that will not come.
+        ctx.pacing.call(driver, f"destroy {node.hostname}", lambda: driver.destroy_node(created))
+        ctx.journal.forget_node(node.hostname)
+        ctx.journal.start_step(node.hostname, Step.LAUNCH)
+        return launch(ctx, node)
     _adopt(ctx, node, created, request.client_token)
     return f"{created.id} at {node.address or 'no address yet'}"
+
+
+def _half_made(provider_node: object) -> bool:
+    return getattr(provider_node, "extra", {}).get("boot_count") == 0
 
 
 def _uses_autosign_tokens(ctx: RunContext) -> bool:

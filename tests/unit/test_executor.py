@@ -245,3 +245,17 @@ def test_master_registers_its_controller_name_by_rfc2136_where_the_spec_asks(mon
     run_up(make_context(spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()))
     master_address = next(n for n in cloud.list_nodes() if n.name == "controller").private_ips[0]
     assert registered == [("127.0.0.1:53", "example.org", "controller", master_address)]
+
+
+def test_node_whose_launch_was_killed_before_it_booted_is_replaced_not_waited_for(world):
+    from drbootstrap.providers.cloud import LaunchRequest
+
+    spec, state, cloud, broker, access = world
+    token = LaunchRequest("demo", "mail01", "mail", "worker", "small", generation=1).client_token
+    half = cloud.create_node("mail01", None, None, ex_clienttoken=token, ex_metadata={
+        "drbootstrap:environment": "demo", "drbootstrap:hostname": "mail01"})
+    half.extra["boot_count"] = 0
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.destroyed == ["mail01"] and cloud.live_hostnames() == sorted(ALL)
+    assert Journal.open(state, "demo").data.nodes["mail01"].generation == 1
