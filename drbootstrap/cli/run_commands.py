@@ -121,14 +121,14 @@ class JsonLines(PlainLines):
 class LiveTable(PlainLines):
     """A rich Live table, refreshed from the events (rows keyed by node)."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.rows: dict[str, dict[str, Any]] = {}
         self.messages: list[str] = []
         self._lock = threading.Lock()
-        self.live = Live(self._table(), console=Console(), refresh_per_second=4, transient=False)
+        self.live = Live(self._table(), console=console or Console(), refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveTable:
         self.live.__enter__()

@@ -81,3 +81,22 @@ def test_down_without_yes_asks_and_destroys_nothing_when_refused(cli, fake_up, m
     monkeypatch.setattr("click.confirm", lambda *a, **k: False)
     result = cli("down", str(spec_file), "--state-dir", str(state))
     assert called == [] and "nothing destroyed" in result.stdout
+
+
+def test_live_table_shows_each_node_with_its_role_address_state_and_step():
+    import io
+
+    from rich.console import Console
+
+    from drbootstrap.cli.run_commands import LiveTable
+    from drbootstrap.executor.events import Event
+
+    out = io.StringIO()
+    table = LiveTable(Console(file=out, width=120, force_terminal=True))
+    with table:
+        table.event(Event("db01", "boot", "running", 1.0, role="db", address="10.0.0.2"))
+        table.event(Event("web01", "", "blocked", 2.0, "waits for db01", role="web"))
+        table.event(Event("", "cloud", "retry", 2.5, "launch web02: throttled, retrying in 1.0 s"))
+    text = out.getvalue()
+    assert "db01" in text and "10.0.0.2" in text and "boot" in text and "blocked" in text
+    assert "throttled" in text
