@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import click
 
@@ -101,7 +101,7 @@ def _renderer(as_json: bool, plain: bool) -> Any:
 
 
 class PlainLines:
-    def __enter__(self) -> PlainLines:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -130,7 +130,7 @@ class LiveTable(PlainLines):
         self._lock = threading.Lock()
         self.live = Live(self._table(), console=console or Console(), refresh_per_second=4, transient=False)
 
-    def __enter__(self) -> LiveTable:
+    def __enter__(self) -> Self:
         self.live.__enter__()
         return self
 
