@@ -4,7 +4,8 @@
                           log_reader=node_dir_log_reader(node_dir))
     report.ready; report.seconds_to_ready("puppet-ca"); report.raise_if_not_ready()
 
-The one place that decides what "master ready" means: the executor's `up` calls this.
+The one place that decides what "master ready" means: the executor's `up` calls this
+(probe_master_for_spec takes the names and ports from the environment spec).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drbootstrap.errors import WaitTimeoutError
+
+if TYPE_CHECKING:
+    from drbootstrap.spec.models import EnvironmentSpec
 
 DNS, BROKER, PUPPET_CA = "dns", "broker", "puppet-ca"
 # Where each service of images/master/boot.sh logs, relative to the master's node dir.
@@ -146,6 +151,16 @@ def probe_master(
             tail = _read_tail(log_reader, service)
             statuses.append(ServiceStatus(service, False, None, f"{reasons[service]} (after {timeout:.0f} s)", tail))
     return ProbeReport(address, tuple(statuses))
+
+
+def probe_master_for_spec(
+    address: str, spec: EnvironmentSpec, timeout: float, *, log_reader: LogReader | None = None
+) -> ProbeReport:
+    """probe_master with the spec's domain, controller name and broker port; the CA only in server mode."""
+    return probe_master(
+        address, str(spec.domain), spec.fqdn(spec.master.hostname), spec.master.broker.port,
+        timeout=timeout, puppet=spec.master.puppet.mode == "server", log_reader=log_reader,
+    )
 
 
 def _read_tail(log_reader: LogReader | None, service: str) -> str:

@@ -183,3 +183,27 @@ def test_a_missing_log_file_is_said_not_raised(tmp_path):
     report = probe_master(ADDRESS, "probe.internal", "controller", free_port(), timeout=0.1, puppet=False,
                           dns_port=free_port(socket.SOCK_DGRAM), log_reader=node_dir_log_reader(tmp_path))
     assert report.status(BROKER).log_tail.startswith("(no log at ")
+
+
+def test_probe_for_spec_takes_domain_controller_and_broker_port_from_the_spec(monkeypatch):
+    from drbootstrap.images import probes
+    from drbootstrap.spec import load_spec
+    from tests.support.prereq import REPO_ROOT
+
+    spec = load_spec(REPO_ROOT / "examples" / "local.yaml", resolve_secrets=False)
+    seen = {}
+    monkeypatch.setattr(probes, "probe_master", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs))
+    probes.probe_master_for_spec("10.213.0.11", spec, 30)
+    assert seen["args"] == ("10.213.0.11", str(spec.domain), spec.fqdn(spec.master.hostname), spec.master.broker.port)
+    assert seen["kwargs"]["puppet"] == (spec.master.puppet.mode == "server")
+
+
+def test_arming_tokens_refuses_anything_but_a_digest_before_connecting(tmp_path):
+    from drbootstrap.images.autosign import AutosignError
+    from drbootstrap.images.master_access import arm_autosign_tokens
+    from drbootstrap.ssh import PinnedHostKey, SshTarget
+
+    target = SshTarget("192.0.2.1", (PinnedHostKey("ssh-ed25519", "AAAA"),), tmp_path / "key")
+    with pytest.raises(AutosignError, match="not a SHA-256 hex digest") as refused:
+        arm_autosign_tokens(target, "/etc/drbootstrap", {"db01.demo.internal": "the-raw-token"})
+    assert "the-raw-token" not in str(refused.value)
