@@ -21,7 +21,8 @@
 #          /etc/resolv.conf, /etc/hostname
 #   prints the SSH host public keys on the console (fd 3 when the user-data passes it, else
 #          stdout) between cloud-init's -----BEGIN/END SSH HOST KEY KEYS----- lines
-#   starts sshd (when an authorized key is given), dnsmasq, ActiveMQ (drbootstrap.broker),
+#   starts sshd (when an authorized key is given), dnsmasq (as user dnsmasq when it can read the
+#          hosts file, else root), ActiveMQ (drbootstrap.broker),
 #          puppetserver (server mode) and `drbootstrap agent` with the dns agent, in the background.
 #          Readiness is probed from outside: drbootstrap.images.probes.probe_master.
 #   Recipes (recipes/: manifests, modules) arrive over SSH, swapped in whole:
@@ -102,12 +103,19 @@ echo "$ADDRESS $FQDN $DRB_HOSTNAME" >>"$HOSTS.new"
 mv "$HOSTS.new" "$HOSTS"
 UPSTREAM_ARGS=""
 for upstream in ${DRB_UPSTREAM_DNS:-}; do UPSTREAM_ARGS="$UPSTREAM_ARGS --upstream $upstream"; done
-# --user root: the hosts file lives in the node dir, which dnsmasq's own user may not be able to
-# read again on SIGHUP (the local cloud keeps node dirs under a private state directory).
+# dnsmasq drops root for its own user when that user can read the hosts file again on SIGHUP;
+# a node dir under a private (0700) state directory, as on the local cloud, keeps it root.
+DNSMASQ_USER=root
+if id dnsmasq >/dev/null 2>&1 && runuser -u dnsmasq -- test -r "$HOSTS" 2>/dev/null; then
+    DNSMASQ_USER=dnsmasq
+    [ ! -f "$DNS_DIR/dnsmasq.log" ] || chown dnsmasq "$DNS_DIR/dnsmasq.log"
+else
+    log "dnsmasq runs as root: user dnsmasq cannot read $HOSTS"
+fi
 # shellcheck disable=SC2086 # word splitting of UPSTREAM_ARGS is intended
 "$PYTHON" -m drbootstrap.images.master_services dnsmasq-config --domain "$DRB_DOMAIN" --listen "$ADDRESS" \
     --hosts-file "$HOSTS" --pid-file "$DNS_DIR/dnsmasq.pid" --out "$DNS_DIR/dnsmasq.conf" \
-    --log-file "$DNS_DIR/dnsmasq.log" --user root $UPSTREAM_ARGS
+    --log-file "$DNS_DIR/dnsmasq.log" --user "$DNSMASQ_USER" $UPSTREAM_ARGS
 if running "$DNS_DIR/dnsmasq.pid"; then kill "$(cat "$DNS_DIR/dnsmasq.pid")"; sleep 1; fi
 dnsmasq -C "$DNS_DIR/dnsmasq.conf"     # daemonises; writes its pid file
 printf 'nameserver %s\nsearch %s\n' "$ADDRESS" "$DRB_DOMAIN" >/etc/resolv.conf

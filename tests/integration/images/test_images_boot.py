@@ -185,6 +185,7 @@ def _identity_at(client: RpcClient, address: str) -> str:
 def scenario():
     _require_parts()
     state = Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir="/var/tmp"))  # nodes see /var/tmp, not our /tmp
+    state.chmod(0o755)  # as /var/lib/drbootstrap: the master's dnsmasq can then drop root (secrets are 0600)
     driver = LocalNodeDriver(state_dir=state / "cloud", network=free_network(), images_dir=project_root() / "images")
     (state / "operator").mkdir()
     operator_key = state / "operator" / "id_ed25519"
@@ -242,6 +243,11 @@ def test_each_worker_took_its_name_by_reboot_through_its_agent(scenario):
         assert scenario.in_node(node, "hostname").stdout.strip() == host
         assert node.extra["boot_count"] >= 1
         assert scenario.driver.ex_get_node(node.id).extra["boot_count"] == 2
+
+
+def test_the_masters_dnsmasq_runs_as_its_own_user_not_root(scenario):
+    pid = Path(scenario.dirs("controller")["node_dir"], "dns", "dnsmasq.pid").read_text().strip()
+    assert scenario.in_node(scenario.master, f"ps -o user= -p {pid}").stdout.strip() == "dnsmasq"
 
 
 def test_workers_resolve_the_controller_and_each_other_both_ways_through_the_master(scenario):
