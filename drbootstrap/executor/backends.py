@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import MessagingError, ProviderError, WaitTimeoutError
+from drbootstrap.errors import MessagingError, ProviderError
 from drbootstrap.messaging.envelope import FactFilter, Filter
 from drbootstrap.spec.models import EnvironmentSpec
 
@@ -78,14 +77,23 @@ class LocalNodeAccess:
 
     def node_dirs(self, hostname: str) -> dict[str, str]:
         base = self.nodes_dir / hostname
+        # recipe_root: the recipes write /srv, /etc/<role>... under it, not into this host's tree.
         return {"config_dir": str(base / "etc"), "node_dir": str(base / "var"),
-                "images_dir": str(self.images_dir), "recipes_dir": str(self.recipes_dir)}
+                "images_dir": str(self.images_dir), "recipes_dir": str(self.recipes_dir),
+                "python": sys.executable, "recipe_root": str(self.recipe_root(hostname))}
 
-    def master_hostname_dirs(self, master_hostname: str) -> dict[str, str]:
-        return self.node_dirs(master_hostname)
+    def recipe_root(self, hostname: str) -> Path:
+        return self.nodes_dir / hostname / "root"
+
+    def node_path(self, hostname: str, path: str) -> str:
+        """Where a spec path (a volume's mount) is for this node's recipes: under its recipe root."""
+        return str(self.recipe_root(hostname)) + path
 
     def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
-        argv = self.driver_factory().ex_enter_command(node_id, ["sh", "-c", command])
+        """The command runs in the node with DRB_ROOT set to its recipe root (where /srv etc. are)."""
+        driver = self.driver_factory()
+        root = self.recipe_root(driver.ex_get_node(node_id).name)
+        argv = driver.ex_enter_command(node_id, ["env", f"DRB_ROOT={root}", "sh", "-c", command])
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
@@ -129,63 +137,15 @@ def _tail(text: str, lines: int = 30) -> str:
 # ---- the master's services --------------------------------------------------------------------
 
 
-def probe_master_services(address: str, spec: EnvironmentSpec, deadline: float) -> str:
-    """Wait for DNS (the controller's name), STOMP CONNECT and, in server mode, the Puppet CA."""
-    controller = spec.fqdn(spec.master.hostname)
-    probes = [("DNS", lambda: _dns_answers(address, controller)),
-              ("STOMP", lambda: _stomp_connects(address, spec.master.broker.port))]
-    if spec.master.puppet.mode == "server":
-        probes.append(("Puppet CA", lambda: _puppet_ca_answers(address)))
-    timings = []
-    started = time.monotonic()
-    for name, probe in probes:
-        last = ""
-        while True:
-            ok, last = probe()
-            if ok:
-                timings.append(f"{name} after {time.monotonic() - started:.1f} s")
-                break
-            if time.monotonic() > deadline:
-                raise WaitTimeoutError(f"master service {name} at {address} did not answer: {last}",
-                                       hint="see the master's boot.log and service logs under its node dir")
-            time.sleep(0.5)
-    return ", ".join(timings)
+def master_probe(node_dir: Path) -> Any:
+    """The ServiceProbe seam over drbootstrap.images.probes: DNS, STOMP and (server mode) the
+    Puppet CA, failing with the service's name and the tail of its log (read from NODE_DIR)."""
+    from drbootstrap.images.probes import node_dir_log_reader, probe_master_for_spec
 
+    def probe(address: str, spec: EnvironmentSpec, deadline: float) -> str:
+        report = probe_master_for_spec(address, spec, max(1.0, deadline - time.monotonic()),
+                                       log_reader=node_dir_log_reader(node_dir))
+        report.raise_if_not_ready()
+        return report.summary()
 
-def _dns_answers(address: str, name: str) -> tuple[bool, str]:
-    import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rdatatype
-
-    try:
-        answer = dns.query.udp(dns.message.make_query(name, dns.rdatatype.A), address, timeout=1.0)
-    except (dns.exception.DNSException, OSError) as error:
-        return False, f"no answer for {name} ({type(error).__name__})"
-    return bool(answer.answer), f"no A record for {name}"
-
-
-def _stomp_connects(address: str, port: int) -> tuple[bool, str]:
-    try:
-        with socket.create_connection((address, port), timeout=2.0) as sock:
-            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0")
-            sock.settimeout(3.0)
-            reply = sock.recv(64)
-    except OSError as error:
-        return False, f"STOMP port {port}: {error.strerror or error}"
-    return reply.startswith(b"CONNECTED"), f"STOMP answered {reply[:20]!r}"
-
-
-def _puppet_ca_answers(address: str) -> tuple[bool, str]:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the CA's own certificate is what we are fetching
-    try:
-        with socket.create_connection((address, 8140), timeout=2.0) as raw, \
-                context.wrap_socket(raw) as sock:
-            sock.settimeout(10.0)
-            sock.sendall(b"GET /puppet-ca/v1/certificate/ca HTTP/1.0\r\nHost: puppet\r\n\r\n")
-            head = sock.recv(64)
-    except OSError as error:
-        return False, f"port 8140: {getattr(error, 'strerror', None) or error}"
-    return head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")), f"CA answered {head[:30]!r}"
+    return probe

@@ -10,7 +10,7 @@ from drbootstrap.errors import PrerequisiteError, ProviderError
 from drbootstrap.executor.backends import (
     LocalNodeAccess,
     RpcFleet,
-    probe_master_services,
+    master_probe,
 )
 from drbootstrap.executor.context import RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
@@ -82,14 +82,14 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
     plan = build_plan(spec)
     factory = driver_factory_for(spec, state_dir)
     recipes = project_root() / "recipes"
-    access = LocalNodeAccess(factory, environment_dir(state_dir, spec.environment) / "nodes",
-                             project_root() / "images", recipes)
+    nodes_dir = environment_dir(state_dir, spec.environment) / "nodes"
+    access = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes)
     broker_port = spec.master.broker.port
 
     def fleet_factory(address: str) -> RpcFleet:
         return RpcFleet(f"stomp://{address}:{broker_port}", key_file)
 
     return RunContext(spec=spec, plan=plan, journal=journal, driver_factory=factory, fleet_factory=fleet_factory,
-                      access=access, probe_services=probe_master_services, psk=psk,
+                      access=access, probe_services=master_probe(nodes_dir / spec.master.hostname / "var"), psk=psk,
                       pacing=pacing_for(spec, emit), max_parallel=spec.provider.max_parallel,
                       options=options or UpOptions(), emit=emit, state_dir=state_dir, recipes_dir=recipes)

@@ -75,6 +75,9 @@ class NodeAccess(Protocol):
     def node_dirs(self, hostname: str) -> dict[str, str]:
         """Per-node config_dir/node_dir/images_dir/recipes_dir for the user-data ({} = image defaults)."""
 
+    def node_path(self, hostname: str, path: str) -> str:
+        """Where a spec path (a volume's mount point) is for this node's recipes (identity on a real node)."""
+
 
 class ServiceProbe(Protocol):
     def __call__(self, address: str, spec: EnvironmentSpec, deadline: float) -> str:

@@ -32,8 +32,9 @@ def attach_volumes(ctx: RunContext, node: NodeRuntime) -> str:
                                      driver.create_volume(s.size_gb, n, snapshot=snap))
         attached_to = (volume.extra or {}).get("node_id") or (volume.extra or {}).get("instance_id")
         if attached_to != node.provider_node.id:
-            ctx.pacing.call(driver, f"attach volume {name}", lambda v=volume, s=spec:
-                            driver.attach_volume(node.provider_node, v, device=s.mount))
+            device = ctx.access.node_path(node.hostname, str(spec.mount))
+            ctx.pacing.call(driver, f"attach volume {name}", lambda v=volume, d=device:
+                            driver.attach_volume(node.provider_node, v, device=d))
         done.append(f"{spec.name} at {spec.mount}" + (f" from {spec.snapshot}" if spec.snapshot else ""))
     return ", ".join(done)
 

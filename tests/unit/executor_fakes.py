@@ -189,6 +189,9 @@ class FakeAccess:
     def sign_certificate(self, master_id: str, certname: str) -> None:
         pass
 
+    def node_path(self, hostname: str, path: str) -> str:
+        return path
+
     def node_dirs(self, hostname: str) -> dict[str, str]:
         return {"config_dir": f"/tmp/fake/{hostname}/etc", "node_dir": f"/tmp/fake/{hostname}/var"}
 
