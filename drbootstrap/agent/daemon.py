@@ -69,7 +69,9 @@ class AgentServer:
             role=config.role,
             ip=config.ip,
         )
-        self.agents: dict[str, RpcAgent] = load_agents(AgentContext(config, self.facts), config.agents)
+        context = AgentContext(config, self.facts)
+        self.stats = context.stats
+        self.agents: dict[str, RpcAgent] = load_agents(context, config.agents)
         self.executed = 0  # actions run (tests prove refused requests never count)
         self.refused = 0
         self._executor: ThreadPoolExecutor | None = None
@@ -108,17 +110,23 @@ class AgentServer:
     # -- request handling ---------------------------------------------------------------------
 
     def _on_message(self, body: bytes, headers: dict[str, str]) -> None:
+        self.stats.total += 1
         try:
             request = self.protocol.decode_request(body, headers)
         except SecurityError as error:
             self.refused += 1
+            self.stats.unvalidated += 1
             log.warning("%s: refused a request: %s", self.identity, error)
             return
+        self.stats.validated += 1
         if request.targets:
             if self.identity not in request.targets:
+                self.stats.filtered += 1
                 return
         elif not self._selected_by(request):
+            self.stats.filtered += 1
             return
+        self.stats.passed += 1
         spec = None
         agent = self.agents.get(request.agent)
         if agent is not None:
@@ -141,10 +149,14 @@ class AgentServer:
 
     def _answer(self, request: Request) -> None:
         reply, after_reply = self.run(request)
-        try:
-            self.transport.send(self.protocol.reply_frame(reply, request))
-        except MessagingError as error:
-            log.warning("%s: could not send the reply to %s: %s", self.identity, describe_request(request), error)
+        if not request.reply_wanted:  # mco --no-results / fire and forget: run, stay silent
+            log.debug("%s: no reply wanted for %s", self.identity, describe_request(request))
+        else:
+            try:
+                self.transport.send(self.protocol.reply_frame(reply, request))
+                self.stats.replies += 1
+            except MessagingError as error:
+                log.warning("%s: could not send the reply to %s: %s", self.identity, describe_request(request), error)
         if after_reply is not None:
             after_reply()
 

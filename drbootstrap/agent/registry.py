@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -90,12 +91,35 @@ def action(description: str = "", *, slow: bool = False, **inputs: Input) -> Cal
 
 
 @dataclass
+class ServerStats:
+    """mcollectived's RunnerStats counters, kept by the daemon and reported by rpcutil.daemon_stats."""
+
+    starttime: float = field(default_factory=time.time)
+    total: int = 0  # messages received
+    validated: int = 0  # passed the security checks
+    unvalidated: int = 0  # refused by them (signature, TTL, replay, size)
+    passed: int = 0  # validated and meant for this node
+    filtered: int = 0  # validated but for other nodes
+    ttlexpired: int = 0  # mcollective counts these apart; our checks refuse them as unvalidated
+    replies: int = 0  # replies published
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "validated": self.validated, "unvalidated": self.unvalidated, "passed": self.passed,
+            "filtered": self.filtered, "starttime": int(self.starttime), "total": self.total,
+            "ttlexpired": self.ttlexpired, "replies": self.replies,
+        }
+
+
+@dataclass
 class AgentContext:
-    """What an agent may use: its node's config and facts."""
+    """What an agent may use: its node's config, facts and the daemon's counters."""
 
     config: AgentConfig
     facts: NodeFacts
     agent_names: list[str] = field(default_factory=list)  # filled once every agent is loaded
+    stats: ServerStats = field(default_factory=ServerStats)
+    agent_classes: dict[str, type[RpcAgent]] = field(default_factory=dict)  # name -> class, for agent_inventory
 
 
 class RpcAgent:
@@ -183,6 +207,7 @@ def load_agents(context: AgentContext, names: list[str] | None) -> dict[str, Rpc
     for name in names:
         cls = load_agent_class(name, available[name])
         agents[cls.name or name] = cls(context)
+        context.agent_classes[cls.name or name] = cls
     context.agent_names = sorted(agents)
     return agents
 

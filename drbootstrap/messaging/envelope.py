@@ -61,6 +61,7 @@ class Request:
     created_at: float = 0.0  # unix time the client made it (mcollective's msgtime)
     reply_to: str = ""  # STOMP destination for replies
     targets: tuple[str, ...] = ()  # direct addressing: only these identities; () = broadcast
+    reply_wanted: bool = True  # False: run the action, publish no reply (mco's process_results => false)
 
 
 @dataclass

@@ -298,7 +298,7 @@ def _request_body(request: Request, caller_id: str) -> Any:
     if request.agent == DISCOVERY_AGENT:
         return request.action or "ping"
     data = rm.symbolize(request.data)
-    data.setdefault(Sym("process_results"), True)
+    data[Sym("process_results")] = request.reply_wanted
     return {Sym("agent"): request.agent, Sym("action"): request.action, Sym("caller"): caller_id, Sym("data"): data}
 
 
@@ -307,6 +307,7 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
     caller_id = str(envelope["callerid"])
     if not _CALLER_ID.match(caller_id):  # Message#decode!: refuse a forged-looking caller id
         raise SecurityError(f"caller id {caller_id!r} in request is not valid")
+    reply_wanted = True
     if agent == DISCOVERY_AGENT:
         if not isinstance(inner, str):
             raise TypeError("discovery body is not a string")
@@ -318,6 +319,9 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
         data = inner.get("data") or {}
         if not isinstance(data, dict):
             raise TypeError("request data is not a hash")
+        # RPC::Client puts process_results in every request's data; false or nil (--no-results,
+        # fire and forget) means "do not reply", as RPC::Request#should_respond? reads it.
+        reply_wanted = "process_results" not in data or data["process_results"] not in (False, None)
         data = {key: value for key, value in data.items() if key != "process_results"}
     targeted = headers.get(IDENTITY_HEADER)
     return Request(
@@ -333,6 +337,7 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
         created_at=float(envelope["msgtime"]),
         reply_to=headers.get("reply-to", ""),
         targets=(targeted,) if targeted else (),
+        reply_wanted=reply_wanted,
     )
 
 
@@ -340,11 +345,27 @@ def _reply_body(reply: Reply) -> Any:
     """mco ping prints any discovery reply; mcollectived's says "pong". RPC: RPC::Reply#to_hash."""
     if reply.agent == DISCOVERY_AGENT:
         return "pong"
+    data = rm.symbolize(reply.data)
+    for key in _SYMBOL_KEYED_OUTPUTS.get((reply.agent, reply.action), ()):
+        data[Sym(key)] = _symbolize_hashes(data.get(Sym(key)))
     return {
         Sym("statuscode"): int(reply.status_code),
         Sym("statusmsg"): reply.status_message,
-        Sym("data"): rm.symbolize(reply.data),
+        Sym("data"): data,
     }
+
+
+# Outputs whose nested hashes Ruby keys by symbol (mco reads nodestats[:times][:utime]); facts and
+# get_facts' values stay string-keyed, as mcollectived sends them.
+_SYMBOL_KEYED_OUTPUTS = {("rpcutil", "daemon_stats"): ("times",), ("rpcutil", "agent_inventory"): ("agents",)}
+
+
+def _symbolize_hashes(value: Any) -> Any:
+    if isinstance(value, dict):
+        return rm.symbolize(value)
+    if isinstance(value, list):
+        return [rm.symbolize(item) if isinstance(item, dict) else item for item in value]
+    return value
 
 
 def _reply_from(envelope: dict[str, Any], inner: Any) -> Reply:

@@ -188,6 +188,7 @@ def _request_body(request: Request) -> dict[str, Any]:
         "created_at": request.created_at or time.time(),
         "reply_to": request.reply_to,
         "targets": list(request.targets),
+        "reply_wanted": request.reply_wanted,
     }
 
 
@@ -230,4 +231,5 @@ def _request_from(payload: dict[str, Any]) -> Request:
         created_at=float(payload["created_at"]),
         reply_to=str(payload["reply_to"]),
         targets=tuple(str(t) for t in payload.get("targets", ())),
+        reply_wanted=payload.get("reply_wanted", True) is not False,
     )
