@@ -141,3 +141,33 @@ def test_request_signed_with_a_wrong_psk_is_refused_and_never_executes(mco, drb_
     assert result.replies == []
     assert target.refused > refused
     assert target.executed == executed
+
+
+def test_mco_inventory_shows_a_drbootstrap_agents_stats_agents_and_facts(mco, drb_agents):
+    identity = drb_agents.identities[1]  # the `drbootstrap agent` command
+    result = run_mco(mco.client_config, "inventory", identity)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Inventory for {identity}:" in result.stdout
+    assert "Main Collective: mcollective" in result.stdout
+    assert "Replies Sent:" in result.stdout and "Total Processor Time:" in result.stdout
+    agents_section = result.stdout.split("Agents:", 1)[1].split("Data Plugins:", 1)[0].split()
+    assert {"discovery", "rpcutil"} <= set(agents_section)
+    assert "role => drbweb" in result.stdout
+    assert f"identity => {identity}" in result.stdout
+
+
+def test_mco_rpc_no_results_runs_the_action_and_no_reply_is_published(mco, drb_agents):
+    target = drb_agents.in_process
+    executed, replies = target.executed, target.stats.replies
+    result = run_mco(mco.client_config, "rpc", "rpcutil", "ping", "--no-results", "-I", target.identity)
+    assert result.returncode == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 10
+    while target.executed == executed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target.executed == executed + 1
+    # One receiving thread handles this node's requests in order: once an ordinary call is
+    # answered, the --no-results request has been fully handled, reply or not.
+    with client(mco) as drb:
+        answered = drb.call("rpcutil", "ping", targets=[target.identity])
+    assert answered.responded == [target.identity]
+    assert target.stats.replies == replies + 1  # the ordinary call's reply only
