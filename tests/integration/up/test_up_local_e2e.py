@@ -15,7 +15,12 @@ WORKERS = ["db01", "web01", "web02", "mail01"]
 
 @pytest.fixture(scope="module")
 def environment():
-    env = make_environment((REPO_ROOT / "examples" / "local.yaml").read_text(), "upe2e")
+    # A local node shares this host's files: its recipes write under its own root, which the
+    # check finds through DRB_ROOT (unset on a real node). The example's check is otherwise as is.
+    text = (REPO_ROOT / "examples" / "local.yaml").read_text()
+    assert "command: test -f /srv/db/ready" in text
+    text = text.replace("command: test -f /srv/db/ready", 'command: test -f "${DRB_ROOT:-}/srv/db/ready"')
+    env = make_environment(text, "upe2e")
     try:
         env.first_run = env.cli("up", str(env.spec_file), "--json")
         yield env
@@ -34,6 +39,14 @@ def test_up_completes_every_node(environment):
 def test_each_worker_took_its_spec_name(environment):
     for hostname in WORKERS:
         assert environment.in_node(hostname, "hostname") == hostname
+
+
+def test_the_puppet_run_left_its_effect_on_every_worker(environment):
+    roles = {"db01": "db", "web01": "web", "web02": "web", "mail01": "mail"}
+    nodes = environment.home / "state" / "environments" / "upe2e" / "nodes"
+    for hostname, role in roles.items():
+        root = nodes / hostname / "root"  # the worker's recipe_root: its recipes write under it
+        assert environment.in_node(hostname, f"cat {root}/etc/drbootstrap/role") == role
 
 
 def test_forward_and_reverse_dns_through_the_master_agree(environment):
