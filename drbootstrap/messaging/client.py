@@ -78,14 +78,14 @@ class RpcResult:
 
 def make_protocol(config: ClientConfig) -> WireProtocol:
     """The native protocol signed with the client's key (or MCollective 2.12's, if configured)."""
-    from drbootstrap.messaging.native import NativeProtocol
-    from drbootstrap.messaging.security import load_signer
-
     if config.protocol != "native":  # MCollective 2.12 compat; imported only when asked for
         from drbootstrap.messaging.mcollective import compat_protocol
 
         return compat_protocol(config.protocol, config.key_file, clock_skew=config.clock_skew,
                                max_message_bytes=config.max_message_bytes)
+
+    from drbootstrap.messaging.native import NativeProtocol
+    from drbootstrap.messaging.security import load_signer
 
     if config.key_file is None:
         raise SecurityError("no key file: every request must be signed", hint="pass --key-file or set key_file")

@@ -1,4 +1,4 @@
-"""One STOMP connection over stomp.py: broker failover list, optional TLS, reconnect with backoff.
+"""One STOMP connection over stomp.py's core: broker failover list, optional TLS, reconnect with backoff.
 
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
 reconnect, so a broker restart only costs the time until it listens again.
@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import stomp
-from stomp.exception import ConnectFailedException, NotConnectedException, StompException
-
 from drbootstrap.errors import MessagingError
 from drbootstrap.messaging.envelope import Frame
+from drbootstrap.messaging.stomp_core import (
+    ConnectFailedException,
+    ConnectionListener,
+    NotConnectedException,
+    StompConnection12,
+    StompException,
+)
 
 log = logging.getLogger("drbootstrap.transport")
 
@@ -72,7 +76,7 @@ class StompTransport:
         self.subscriptions: list[tuple[str, dict[str, str]]] = []
         self.connected = threading.Event()
         self.reconnects = 0
-        self._connection: stomp.Connection12 | None = None
+        self._connection: StompConnection12 | None = None
         self._closing = False
         self._lock = threading.Lock()
         self._reconnect_thread: threading.Thread | None = None
@@ -132,7 +136,7 @@ class StompTransport:
     def _connect_once(self) -> None:
         hosts = [(b.host, b.port) for b in self.config.brokers]
         heartbeat = self.config.heartbeat_ms
-        connection = stomp.Connection12(
+        connection = StompConnection12(
             host_and_ports=hosts,
             heartbeats=(heartbeat, heartbeat),
             reconnect_attempts_max=1,
@@ -167,11 +171,11 @@ class StompTransport:
                 self._subscribe(connection, index, entry)
             self.connected.set()
 
-    def _subscribe(self, connection: stomp.Connection12, index: int, entry: tuple[str, dict[str, str]]) -> None:
+    def _subscribe(self, connection: StompConnection12, index: int, entry: tuple[str, dict[str, str]]) -> None:
         destination, headers = entry
         connection.subscribe(destination, id=str(index), ack="auto", headers=headers)
 
-    def _lost(self, connection: stomp.Connection12) -> None:
+    def _lost(self, connection: StompConnection12) -> None:
         """The connection dropped: reconnect in the background with capped, jittered backoff."""
         with self._lock:
             if connection is not self._connection or self._closing:
@@ -200,8 +204,8 @@ class StompTransport:
         return ", ".join(str(b) for b in self.config.brokers)
 
 
-class _Listener(stomp.ConnectionListener):
-    def __init__(self, transport: StompTransport, connection: stomp.Connection12) -> None:
+class _Listener(ConnectionListener):
+    def __init__(self, transport: StompTransport, connection: StompConnection12) -> None:
         self.transport = transport
         self.connection = connection
 
