@@ -39,10 +39,15 @@ def _lean_stomp_package() -> None:
 
 
 _lean_stomp_package()
+# Imported below the call on purpose: the lean package must be registered first.
 
-from stomp.connect import StompConnection12  # noqa: E402 - needs the lean package registered first
-from stomp.exception import ConnectFailedException, NotConnectedException, StompException  # noqa: E402
-from stomp.listener import ConnectionListener  # noqa: E402
+from stomp.connect import StompConnection12
+from stomp.exception import (
+    ConnectFailedException,
+    NotConnectedException,
+    StompException,
+)
+from stomp.listener import ConnectionListener
 
 __all__ = [
     "ConnectFailedException",
