@@ -1,7 +1,7 @@
 """Benchmark: `drbootstrap up` on the local cloud with 10 and 50 workers, wall time against the
 critical path (master boot + services, the slowest worker's boot, one Puppet run).
 
-    DRB_E2E=1 python -m pytest tests/bench/bench_up.py -s      (root; DRB_E2E_HOME for patched images)
+    python -m pytest tests/bench/bench_up.py -s      (root; DRB_E2E_HOME: another project tree)
 
 DRB_BENCH_MODE=server|apply (default server) picks the spec's Puppet mode.
 """
