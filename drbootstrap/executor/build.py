@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import PrerequisiteError, ProviderError
+from drbootstrap.errors import ProviderError
 from drbootstrap.executor.backends import (
     LocalNodeAccess,
     RpcFleet,
@@ -55,27 +55,12 @@ def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
     return path
 
 
-NODE_PRIVATE_TREES = (Path("/tmp"), Path("/run"))  # each local node mounts its own over these
-
-
-def check_visible_in_nodes(path: Path, what: str, setting: str) -> None:
-    """Local nodes share this host's files except /tmp and /run: what they must read cannot live there."""
-    resolved = Path(path).resolve()
-    for private in NODE_PRIVATE_TREES:
-        if resolved == private or private in resolved.parents:
-            raise PrerequisiteError(f"{what} {resolved} is under {private}, which every local node replaces "
-                                    "with its own", hint=f"set {setting} to a directory outside /tmp and /run, "
-                                    "such as /var/lib/drbootstrap")
-
-
 def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
                   emit: Callable[[Event], None] = lambda e: None) -> RunContext:
     """Everything `up` needs for this spec, with the real cloud, broker and node access."""
     if not spec.provider.is_local:
         raise ProviderError(f"`up` reaches nodes on provider {spec.provider.name!r} over SSH, which is not wired yet",
                             hint="use provider: local, or run the steps with the agent tools")
-    check_visible_in_nodes(state_dir, "the state directory", "--state-dir or DRB_STATE_DIR")
-    check_visible_in_nodes(project_root(), "images/ and recipes/ (the project root)", "DRB_HOME")
     psk = load_or_create_psk(spec, state_dir)
     key_file = client_key_file(spec, state_dir, psk)
     journal = Journal.open(state_dir, spec.environment, str(spec.source_path or ""))

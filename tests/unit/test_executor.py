@@ -181,15 +181,6 @@ def test_the_psk_never_reaches_the_journal_or_the_events(world):
     assert all(PSK in n.extra["user_data"] for n in cloud.list_nodes())
 
 
-def test_state_dir_under_tmp_is_refused_on_the_local_cloud_with_a_fix(world):
-    from drbootstrap.errors import PrerequisiteError
-    from drbootstrap.executor.build import build_context
-
-    spec, state, *_ = world
-    with pytest.raises(PrerequisiteError, match="outside /tmp and /run"):
-        build_context(spec, state)
-
-
 def test_worker_that_booted_under_its_cloud_name_is_rebooted_through_its_agent_to_take_its_name(world):
     spec, state, cloud, broker, access = world
     broker.named_at_boot = False

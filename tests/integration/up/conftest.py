@@ -25,7 +25,7 @@ E2E_GATE = pytest.mark.skipif(
 
 @dataclass
 class Environment:
-    home: Path  # DRB_STATE_DIR; outside /tmp, which every local node replaces with its own
+    home: Path  # DRB_STATE_DIR
     spec_file: Path
     name: str
     network: str
