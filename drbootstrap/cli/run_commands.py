@@ -37,10 +37,13 @@ def _state_dir(given: Path | None) -> Path:
               help="Run this completed step again (repeatable). `launch` replaces the nodes.")
 @click.option("--only", "only", multiple=True, metavar="NAMES",
               help="Work only on these nodes (comma-separated hostnames), or FAILED: those not complete.")
+@click.option("--until", "until", type=click.Choice(_STEPS), default=None, metavar="STEP",
+              help="Stop each node after this step (journalled; a later `up` resumes). "
+                   "`--until launch`: launch everything, wire networking and volumes, stop.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
-def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], as_json: bool,
-       plain: bool) -> int:
+def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
+       as_json: bool, plain: bool) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C."""
     from drbootstrap.executor import UpOptions, resolve_only
     from drbootstrap.executor import up as run_up
@@ -49,7 +52,8 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
 
     spec = load_spec(spec_file)
     state = _state_dir(state_dir)
-    options = UpOptions(redo=frozenset(Step(s) for s in redo), only=resolve_only(spec, state, only) if only else frozenset())
+    options = UpOptions(redo=frozenset(Step(s) for s in redo), only=resolve_only(spec, state, only) if only else frozenset(),
+                        until=Step(until) if until else None)
     if only and not options.only:
         click.echo("drbootstrap: nothing to do: every node is complete (see `drbootstrap status`)")
         return int(ExitStatus.OK)
@@ -77,6 +81,10 @@ def _print_result(result: Any, paths: Any, as_json: bool) -> None:
         return
     total = len(result.outcomes)
     seconds = result.finished_at - result.started_at
+    if not result.failed and result.until:
+        click.echo(f"{result.environment}: all {total} nodes through {result.until} in {seconds:.1f} s (--until); "
+                   f"run `up` again to go on; report: {paths.markdown}")
+        return
     if not result.failed:
         click.echo(f"{result.environment}: all {total} nodes up in {seconds:.1f} s; report: {paths.markdown}")
         return
@@ -194,6 +202,8 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
         table.add_row(node.hostname, node.role, node.address or "-", node.cloud_state,
                       f"{node.steps_done}/{node.steps_total}", node.last_step, node.agent, node.puppet)
     Console(width=160 if not sys.stdout.isatty() else None).print(table)
+    for line in result.resources:
+        click.echo(f"resource: {line}")
     if result.orphans:
         click.echo(f"orphans (tagged for {result.environment}, not in the spec): {', '.join(result.orphans)}")
     return int(ExitStatus.OK)
@@ -216,4 +226,6 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))
+    for line in result.resources:
+        click.echo(f"removed {line}")
     return int(ExitStatus.OK)

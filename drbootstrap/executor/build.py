@@ -6,15 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import ProviderError
 from drbootstrap.executor.backends import (
     LocalNodeAccess,
     RpcFleet,
     master_probe,
 )
-from drbootstrap.executor.context import RunContext, UpOptions
+from drbootstrap.executor.cloud_path import private_key_path
+from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
 from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
+from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.journal import Journal
 from drbootstrap.paths import project_root, write_private_file
 from drbootstrap.plan import build_plan
@@ -23,6 +24,7 @@ from drbootstrap.providers.cloud import (
     ProviderSettings,
     bucket_for,
     build_driver,
+    retry_policy_for,
 )
 from drbootstrap.providers.throttle import RetryEvent
 from drbootstrap.spec.models import EnvironmentSpec
@@ -44,7 +46,8 @@ def pacing_for(spec: EnvironmentSpec, emit: Callable[[Event], None]) -> Pacing:
                    detail=f"{event.operation}: {event.kind.value}, attempt {event.attempt}/{event.max_attempts}, "
                    f"retrying in {event.delay:.1f} s"))
 
-    return Pacing(bucket=bucket_for(ProviderSettings.from_block(spec.provider)), on_retry=on_retry)
+    settings = ProviderSettings.from_block(spec.provider)
+    return Pacing(bucket=bucket_for(settings), policy=retry_policy_for(settings), on_retry=on_retry)
 
 
 def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
@@ -58,9 +61,6 @@ def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
 def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
                   emit: Callable[[Event], None] = lambda e: None) -> RunContext:
     """Everything `up` needs for this spec, with the real cloud, broker and node access."""
-    if not spec.provider.is_local:
-        raise ProviderError(f"`up` reaches nodes on provider {spec.provider.name!r} over SSH, which is not wired yet",
-                            hint="use provider: local, or run the steps with the agent tools")
     psk = load_or_create_psk(spec, state_dir)
     key_file = client_key_file(spec, state_dir, psk)
     journal = Journal.open(state_dir, spec.environment, str(spec.source_path or ""))
@@ -68,13 +68,20 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
     factory = driver_factory_for(spec, state_dir)
     recipes = project_root() / "recipes"
     nodes_dir = environment_dir(state_dir, spec.environment) / "nodes"
-    access = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes)
+    pacing = pacing_for(spec, emit)
+    if spec.provider.is_local:
+        access: NodeAccess = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes)
+        probe = master_probe(nodes_dir / spec.master.hostname / "var")
+    else:
+        # A real cloud: nodes over SSH with the environment's key, the master's services probed
+        # from here (their logs are on the master, not readable from this host).
+        access = SshNodeAccess(factory, private_key_path(state_dir, spec.environment), pacing)
+        probe = master_probe(None)
     broker_port = spec.master.broker.port
 
     def fleet_factory(address: str) -> RpcFleet:
         return RpcFleet(f"stomp://{address}:{broker_port}", key_file)
 
     return RunContext(spec=spec, plan=plan, journal=journal, driver_factory=factory, fleet_factory=fleet_factory,
-                      access=access, probe_services=master_probe(nodes_dir / spec.master.hostname / "var"), psk=psk,
-                      pacing=pacing_for(spec, emit), max_parallel=spec.provider.max_parallel,
+                      access=access, probe_services=probe, psk=psk, pacing=pacing, max_parallel=spec.provider.max_parallel,
                       options=options or UpOptions(), emit=emit, state_dir=state_dir, recipes_dir=recipes)

@@ -95,6 +95,7 @@ class UpOptions:
     puppet_timeout: float = 900.0
     rpc_timeout: float = 60.0
     pipeline_threads: int = 64  # nodes in flight; launches are separately bounded by max_parallel
+    until: Step | None = None  # stop each node's pipeline after this step (`up --until launch`: provision only)
 
 
 @dataclass
@@ -103,7 +104,13 @@ class NodeRuntime:
 
     planned: PlannedNode
     provider_node: Any = None  # libcloud Node
-    address: str | None = None
+    address: str | None = None  # where the other nodes reach it (the private address in a cloud)
+    public_address: str | None = None  # where this controller reaches it, when not `address` (EC2)
+
+    @property
+    def reachable_address(self) -> str | None:
+        """The address this controller connects to (broker, probes, SSH)."""
+        return self.public_address or self.address
 
     @property
     def hostname(self) -> str:
@@ -149,9 +156,9 @@ class RunContext:
     def fleet(self) -> Fleet:
         """This thread's broker client, connected to the master's broker."""
         if not hasattr(self._local, "fleet"):
-            if self.master is None or self.master.address is None:
+            if self.master is None or self.master.reachable_address is None:
                 raise RuntimeError("the master's address is not known yet")
-            self._local.fleet = self.fleet_factory(self.master.address)
+            self._local.fleet = self.fleet_factory(self.master.reachable_address)
             with self._fleets_lock:
                 self._fleets.append(self._local.fleet)
         return self._local.fleet

@@ -14,6 +14,11 @@ from drbootstrap.executor.build import (
     driver_factory_for,
     pacing_for,
 )
+from drbootstrap.executor.cloud_path import (
+    describe_resources,
+    destroy_environment,
+    is_ec2_family,
+)
 from drbootstrap.executor.context import UpOptions
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.run import RunResult, run_up
@@ -104,6 +109,7 @@ class EnvironmentStatus:
     nodes: list[NodeStatus] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
     broker: str = ""
+    resources: list[str] = field(default_factory=list)  # EC2: key pair, security group, addresses, volumes
 
 
 def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> EnvironmentStatus:
@@ -113,10 +119,13 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
     journal = Journal.open(state_dir, spec.environment)
     plan = build_plan(spec)
     driver = driver_factory_for(spec, state_dir)()
+    pacing = pacing_for(spec, lambda e: None)
     live = {}
-    for node in list_tagged_nodes(driver, {ENVIRONMENT_TAG: spec.environment}, pacing=pacing_for(spec, lambda e: None)):
+    for node in list_tagged_nodes(driver, {ENVIRONMENT_TAG: spec.environment}, pacing=pacing):
         live[node_tags(node).get(HOSTNAME_TAG, node.id)] = node
     result = EnvironmentStatus(spec.environment)
+    if is_ec2_family(spec):
+        result.resources = describe_resources(driver, spec, pacing)
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
         node = live.get(planned.hostname)
@@ -135,8 +144,11 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
     known = {n.hostname for n in plan.nodes()}
     result.orphans = sorted(h for h in live if h not in known)
     master = next(n for n in result.nodes if n.role == "master")
-    if ping and master.address and master.cloud_state == "running":
-        _ping_agents(spec, state_dir, master.address, result, {n.hostname: n.fqdn for n in plan.nodes()})
+    master_node = live.get(master.hostname)
+    reachable = (list(master_node.public_ips or []) if master_node is not None and is_ec2_family(spec) else []) \
+        or [master.address]
+    if ping and reachable[0] and master.cloud_state == "running":
+        _ping_agents(spec, state_dir, reachable[0], result, {n.hostname: n.fqdn for n in plan.nodes()})
     return result
 
 
@@ -174,6 +186,7 @@ class DownResult:
     destroyed: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # controller names removed from the site's DNS
+    resources: list[str] = field(default_factory=list)  # EC2: key pair, group, addresses, volumes removed
     forgotten: list[str] = field(default_factory=list)
 
 
@@ -187,13 +200,16 @@ def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
     pacing = pacing_for(spec, lambda e: None)
     result = DownResult()
     owned_ids = {r.provider_id for r in journal.data.nodes.values() if r.provider_id}
-    for node in pacing.call(driver, "list nodes", driver.list_nodes):
+    if is_ec2_family(spec):
+        result.destroyed, result.resources = destroy_environment(driver, spec, state_dir, pacing)
+        result.volumes = [line.split()[1] for line in result.resources if line.startswith("volume ")]
+    for node in ([] if is_ec2_family(spec) else pacing.call(driver, "list nodes", driver.list_nodes)):
         tags = node_tags(node)
         if tags.get(ENVIRONMENT_TAG) == spec.environment or node.id in owned_ids:
             pacing.call(driver, f"destroy {node.name}", lambda node=node: driver.destroy_node(node))
             result.destroyed.append(tags.get(HOSTNAME_TAG, node.name))
     prefix = environment_volume_prefix(spec.environment)
-    if hasattr(driver, "list_volumes"):
+    if hasattr(driver, "list_volumes") and not is_ec2_family(spec):
         for volume in pacing.call(driver, "list volumes", driver.list_volumes):
             if (volume.name or "").startswith(prefix):
                 pacing.call(driver, f"destroy volume {volume.name}", lambda v=volume: driver.destroy_volume(v))

@@ -48,6 +48,7 @@ class RunResult:
     started_at: float
     finished_at: float = 0.0
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
+    until: str = ""  # the --until step this run stopped at, if any
 
     @property
     def failed(self) -> list[NodeOutcome]:
@@ -89,6 +90,8 @@ def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
         if step in ctx.options.redo and journal.node(node.hostname).is_done(step) and step is not Step.LAUNCH:
             journal.forget_step(node.hostname, step)
     for step in steps_for(ctx, node):
+        if _past_until(ctx, node, step):
+            return _stopped(ctx, node, emit)
         if journal.node(node.hostname).is_done(step):
             if node.provider_node is None and not _reacquire(ctx, node, emit):
                 return run_node(ctx, node, emit)  # the cloud lost it: start again from launch
@@ -110,6 +113,25 @@ def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
     return NodeOutcome(node.hostname, node.planned.role, events.DONE)
 
 
+def _past_until(ctx: RunContext, node: NodeRuntime, step: Step) -> bool:
+    """With --until STEP: is `step` beyond it? A node without STEP stops before its first step that
+    comes after STEP in the canonical order (e.g. the master at `--until volumes`)."""
+    until = ctx.options.until
+    if until is None:
+        return False
+    own = steps_for(ctx, node)
+    if until in own:
+        return own.index(step) > own.index(until)
+    order = list(Step)
+    return order.index(step) > order.index(until)
+
+
+def _stopped(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
+    reason = f"stopped after {ctx.options.until} (--until); a later `up` resumes from here"
+    emit(node, "", events.DONE, reason)
+    return NodeOutcome(node.hostname, node.planned.role, events.DONE, str(ctx.options.until), reason)
+
+
 def _reacquire(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> bool:
     if reacquire(ctx, node):
         return True
@@ -127,7 +149,8 @@ def _fail(ctx: RunContext, node: NodeRuntime, step: Step, reason: str, tail: str
 def run_up(ctx: RunContext) -> RunResult:
     """Bring the environment up: the master, then the workers in dependency order, in parallel."""
     started = ctx.clock.monotonic()
-    result = RunResult(ctx.spec.environment, started_at=ctx.clock.time())
+    result = RunResult(ctx.spec.environment, started_at=ctx.clock.time(),
+                       until=str(ctx.options.until) if ctx.options.until else "")
     emit = _Emitter(ctx, started)
     master = NodeRuntime(ctx.plan.master)
     ctx.master = master

@@ -11,6 +11,13 @@ from collections.abc import Callable
 from libcloud.compute.types import NodeState
 
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
+from drbootstrap.executor.cloud_path import (
+    is_ec2_family,
+    launch_settings,
+    prepare_environment,
+    provision_node,
+    volumes_detail,
+)
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
@@ -52,12 +59,15 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
         found = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
         if found is not None:
             _adopt(ctx, node, found, record.client_token)
-            return f"found {found.id} (launched by an earlier run)"
+            return f"found {found.id} (launched by an earlier run)" + _provision(ctx, node)
         # The cloud lost it (destroyed by hand): a new generation gets a new client token.
         ctx.journal.forget_node(node.hostname)
         ctx.journal.start_step(node.hostname, Step.LAUNCH)
         record = ctx.journal.node(node.hostname)
         generation = record.generation + 1
+    cloud_detail = ""
+    if node.planned.is_master and is_ec2_family(ctx.spec):
+        cloud_detail = "; " + prepare_environment(ctx)
     token = None
     if not node.planned.is_master and _uses_autosign_tokens(ctx):
         token = autosign_token(ctx.psk, ctx.spec.environment, node.hostname, generation)
@@ -69,7 +79,7 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
         environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
         image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
         user_data=user_data_for(ctx, node, autosign=token), generation=generation,
-        zone=ctx.spec.provider.zone,
+        zone=ctx.spec.provider.zone, **launch_settings(ctx),
     )
     ctx.journal.update_node(node.hostname, client_token=request.client_token)
     with ctx.launch_slots:
@@ -82,7 +92,16 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
         ctx.journal.start_step(node.hostname, Step.LAUNCH)
         return launch(ctx, node)
     _adopt(ctx, node, created, request.client_token)
-    return f"{created.id} at {node.address or 'no address yet'}"
+    return f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + _provision(ctx, node)
+
+
+def _provision(ctx: RunContext, node: NodeRuntime) -> str:
+    """EC2: what belongs to the instance from the start (the master's address, volumes), part of launch
+    so that `up --until launch` leaves the networking and storage wired."""
+    if not is_ec2_family(ctx.spec):
+        return ""
+    detail = provision_node(ctx, node)
+    return f"; {detail}" if detail else ""
 
 
 def _half_made(provider_node: object) -> bool:
@@ -98,6 +117,9 @@ def _adopt(ctx: RunContext, node: NodeRuntime, provider_node: object, token: str
     addresses = list(getattr(provider_node, "private_ips", None) or []) + list(
         getattr(provider_node, "public_ips", None) or [])
     node.address = addresses[0] if addresses else None
+    public = list(getattr(provider_node, "public_ips", None) or [])
+    if is_ec2_family(ctx.spec) and public and public[0] != node.address:
+        node.public_address = public[0]
     ctx.journal.update_node(node.hostname, provider_id=provider_node.id, client_token=token, address=node.address)
 
 
@@ -156,9 +178,9 @@ def _console_hint(provider_node: object) -> str:
 
 def services(ctx: RunContext, node: NodeRuntime) -> str:
     """The master's DNS, STOMP and Puppet CA answer; the recipes are where its Puppet reads them."""
-    assert node.address is not None
+    assert node.reachable_address is not None
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
-    detail = ctx.probe_services(node.address, ctx.spec, deadline)
+    detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
     if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
         detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
     return detail
@@ -282,6 +304,8 @@ def puppet_enable(ctx: RunContext, node: NodeRuntime) -> str:
 def volumes(ctx: RunContext, node: NodeRuntime) -> str:
     from drbootstrap.executor.storage import attach_volumes
 
+    if is_ec2_family(ctx.spec):
+        return volumes_detail(ctx, node)
     return attach_volumes(ctx, node)
 
 

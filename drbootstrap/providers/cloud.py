@@ -21,7 +21,13 @@ from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeLocation, Nod
 from libcloud.compute.types import NodeState
 
 from drbootstrap.errors import DrbError, PartialFailure, ProviderError
-from drbootstrap.providers.throttle import ErrorKind, RetryEvent, RetryPolicy, TokenBucket, call_with_retries
+from drbootstrap.providers.throttle import (
+    ErrorKind,
+    RetryEvent,
+    RetryPolicy,
+    TokenBucket,
+    call_with_retries,
+)
 
 ENVIRONMENT_TAG = "drbootstrap:environment"
 HOSTNAME_TAG = "drbootstrap:hostname"
@@ -60,7 +66,8 @@ class ProviderSettings:
     """The spec's provider block, field for field (drbootstrap.spec feeds this; tests build it).
 
     name: libcloud provider ("ec2", "eucalyptus", "openstack", "gce", or any libcloud Provider
-    name for the passthrough); credentials: logical name -> secret reference; extra: driver kwargs.
+    name for the passthrough); credentials: logical name -> secret reference; extra: driver kwargs,
+    except the keys in DRBOOTSTRAP_EXTRA_KEYS, which drbootstrap reads itself (never the driver).
     """
 
     name: str
@@ -100,11 +107,52 @@ DEFAULT_RATES = {"ec2": RateSettings(per_second=2, burst=1000), "eucalyptus": Ra
 FALLBACK_RATE = RateSettings(per_second=5, burst=20)
 DEFAULT_MAX_PARALLEL = 20
 
+# `extra` keys that are drbootstrap's own settings, not driver keyword arguments:
+#   driver_class: "module:Class", a NodeDriver subclass built instead of the provider's usual class
+#       (same settings, same keyword arguments): a cloud whose dialect needs a patched driver, or a
+#       test double such as tests.support.moto_ec2:MotoEC2NodeDriver. The seam for substituting drivers.
+#   operator_cidr: where the operator's controller connects from (EC2 security group rules).
+#   public_key: an OpenSSH public key to import as the environment's key pair instead of a new pair.
+#   retry_max_attempts, retry_base_delay, retry_max_delay: the retry policy for cloud calls.
+DRIVER_CLASS_KEY = "driver_class"
+DRBOOTSTRAP_EXTRA_KEYS = frozenset({DRIVER_CLASS_KEY, "operator_cidr", "public_key", "retry_max_attempts",
+                                    "retry_base_delay", "retry_max_delay"})
+
+
+def driver_class_override(settings: ProviderSettings, family: type) -> type | None:
+    """The `extra: driver_class` substitute, checked to be a subclass of the provider's driver `family`."""
+    reference = settings.extra.get(DRIVER_CLASS_KEY)
+    if not reference:
+        return None
+    import importlib
+
+    module_name, _, class_name = str(reference).partition(":")
+    try:
+        driver_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ProviderError(f"provider {settings.name}: extra driver_class {reference!r} cannot be imported",
+                            hint="write it as package.module:ClassName, importable by this Python") from None
+    if not (isinstance(driver_class, type) and issubclass(driver_class, family)):
+        raise ProviderError(f"provider {settings.name}: extra driver_class {reference!r} is not a "
+                            f"{family.__name__}", hint=f"name a subclass of libcloud's {family.__name__}")
+    return driver_class
+
+
+def retry_policy_for(settings: ProviderSettings) -> RetryPolicy:
+    """The default policy, with the spec's `extra` retry_* overrides."""
+    defaults = RetryPolicy()
+    extra = settings.extra
+    return RetryPolicy(max_attempts=int(extra.get("retry_max_attempts", defaults.max_attempts)),
+                       base_delay=float(extra.get("retry_base_delay", defaults.base_delay)),
+                       max_delay=float(extra.get("retry_max_delay", defaults.max_delay)),
+                       max_elapsed=defaults.max_elapsed)
+
 
 def split_extra(driver_class: type, extra: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The spec's `extra` serves two masters: keys that the driver's create_node names (ex_keyname,
     ex_security_groups, ...) go to every launch; the rest go to the driver's constructor."""
     create_parameters = _accepted_parameters(driver_class.create_node) or set()
+    extra = {k: v for k, v in extra.items() if k not in DRBOOTSTRAP_EXTRA_KEYS}
     constructor = {k: v for k, v in extra.items() if k not in create_parameters}
     create = {k: v for k, v in extra.items() if k in create_parameters}
     return constructor, create
@@ -119,13 +167,18 @@ def build_driver(settings: ProviderSettings) -> NodeDriver:
     """A NodeDriver for the provider block; unknown names go to libcloud's own registry."""
     name = settings.name.lower()
     if name in ("ec2", "aws"):
+        from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
         from drbootstrap.providers.ec2 import build_ec2_driver
 
-        return build_ec2_driver(settings)
+        return build_ec2_driver(settings, driver_class=driver_class_override(settings, EC2NodeDriver) or EC2NodeDriver)
     if name == "eucalyptus":
+        from libcloud.compute.drivers.ec2 import EucNodeDriver
+
         from drbootstrap.providers.ec2 import build_eucalyptus_driver
 
-        return build_eucalyptus_driver(settings)
+        return build_eucalyptus_driver(settings, driver_class=driver_class_override(settings, EucNodeDriver)
+                                       or EucNodeDriver)
     if name == "openstack":
         from drbootstrap.providers.openstack import build_openstack_driver
 

@@ -109,8 +109,9 @@ def eucalyptus_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, s
             "secure": endpoint.secure, "path": path, **constructor_extra}
 
 
-def build_eucalyptus_driver(settings: ProviderSettings, *, environ: Mapping[str, str] | None = None) -> NodeDriver:
-    return EucNodeDriver(**eucalyptus_driver_kwargs(settings, environ))
+def build_eucalyptus_driver(settings: ProviderSettings, *, driver_class: type[NodeDriver] = EucNodeDriver,
+                            environ: Mapping[str, str] | None = None) -> NodeDriver:
+    return driver_class(**eucalyptus_driver_kwargs(settings, environ))
 
 
 def require_extension(driver: NodeDriver, method: str, feature: str) -> None:
@@ -270,9 +271,9 @@ def environment_volumes(driver: NodeDriver, environment: str, *, pacing: Pacing 
     return [v for v in volumes if (v.extra.get("tags") or {}).get(ENVIRONMENT_TAG) == environment]
 
 
-def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, *, snapshot_id: str, device: str, size_gb: int,
-                                zone: str, pacing: Pacing | None = None) -> StorageVolume:
-    """A volume made from `snapshot_id` in `zone`, tagged for the node, attached at `device`."""
+def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, *, snapshot_id: str | None, device: str,
+                                size_gb: int, zone: str, pacing: Pacing | None = None) -> StorageVolume:
+    """A volume made from `snapshot_id` (None: an empty one) in `zone`, tagged for the node, attached at `device`."""
     require_extension(driver, "create_volume", "volumes")
     pacing = pacing or Pacing()
     tags = node_tags(node)
@@ -283,7 +284,7 @@ def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, *, snapshot_id: 
             break
     else:
         location = resolve_location(driver, zone, pacing=pacing)
-        snapshot = VolumeSnapshot(id=snapshot_id, driver=driver)
+        snapshot = VolumeSnapshot(id=snapshot_id, driver=driver) if snapshot_id else None
         volume = pacing.call(driver, f"create volume {device} for {hostname}", lambda: driver.create_volume(
             size_gb, f"{hostname}-{device.rsplit('/', 1)[-1]}", location=location, snapshot=snapshot))
         pacing.call(driver, f"tag volume {volume.id}", lambda: driver.ex_create_tags(
