@@ -303,9 +303,11 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         runtime.launch(paths, self.plumbing.netns_path(record.index), script)
 
     def _host_paths_nodes_need(self) -> list[Path]:
-        """The checkout, images, state dir and Python environment: nodes run drbootstrap from
-        them, so they must not vanish behind the node's private /tmp or /run."""
-        wanted = [drb_paths.project_root(), self.images_dir, self.state_dir, Path(sys.prefix)]
+        """The checkout, images, state dir, Python environment and drbootstrap's own source (an
+        editable install): nodes run drbootstrap from them, so they must not vanish behind the
+        node's private /tmp or /run."""
+        package_source = Path(drb_paths.__file__).resolve().parent.parent
+        wanted = [drb_paths.project_root(), self.images_dir, self.state_dir, Path(sys.prefix), package_source]
         return runtime.paths_hidden_by_private_trees([p for p in wanted if p.exists()])
 
     def _teardown(self, record: NodeRecord) -> None:
