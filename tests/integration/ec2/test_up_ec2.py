@@ -16,7 +16,13 @@ from drbootstrap.providers.throttle import TokenBucket
 from drbootstrap.spec import load_spec
 from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.ec2.test_ec2_environment import live_instances
-from tests.support.faulty_proxy import THROTTLE, UNAVAILABLE, FaultPlan, max_in_any_window, running_faulty_proxy
+from tests.support.faulty_proxy import (
+    THROTTLE,
+    UNAVAILABLE,
+    FaultPlan,
+    max_in_any_window,
+    running_faulty_proxy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +106,11 @@ def test_up_until_launch_leaves_exactly_the_specs_instances_group_key_address_an
     assert f"key pair {GROUP}" in seen.resources
     assert sum(line.startswith("volume ") for line in seen.resources) == 2
     assert any(line.startswith(f"address {addresses[0]['PublicIp']} -> ") for line in seen.resources)
+
+    from drbootstrap.cli.run_commands import status as status_command
+
+    shown = CliRunner().invoke(status_command, [str(spec.source_path), "--state-dir", str(state), "--no-ping"])
+    assert shown.exit_code == 0 and f"resource: key pair {GROUP}" in shown.output, shown.output
 
     again, _ = up(spec, state, options=UpOptions(until=Step.LAUNCH))  # resumes: nothing new
     assert not again.failed and len(live_instances(ec2_view, ENV)) == 5

@@ -1,0 +1,104 @@
+"""`up --until STEP` with the fake cloud, broker and nodes; the driver substitution seam; retry rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from drbootstrap.errors import ProviderError
+from drbootstrap.executor import UpOptions, run_up
+from drbootstrap.executor.events import RETRY, Event
+from drbootstrap.journal import Journal, Step
+from drbootstrap.providers.cloud import (
+    PlainSecret,
+    ProviderSettings,
+    build_driver,
+    retry_policy_for,
+    split_extra,
+)
+from tests.unit.executor_fakes import (
+    FakeAccess,
+    FakeBroker,
+    FakeCloud,
+    load_spec_text,
+    make_context,
+)
+
+ALL = ["controller", "db01", "web01", "web02", "mail01"]
+
+
+@pytest.fixture
+def world(monkeypatch, tmp_path):
+    spec = load_spec_text(monkeypatch)
+    cloud = FakeCloud()
+    return spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()
+
+
+def test_until_launch_launches_every_node_then_stops_and_a_plain_up_resumes_from_there(world):
+    spec, state, cloud, broker, access = world
+    events = []
+    result = run_up(make_context(spec, state, cloud, broker, access, events=events,
+                                 options=UpOptions(until=Step.LAUNCH)))
+    assert not result.failed and result.until == "launch"
+    assert cloud.live_hostnames() == sorted(ALL)
+    journal = Journal.open(state, "demo")
+    assert all(list(journal.data.nodes[h].steps) == [Step.LAUNCH] for h in ALL)
+    assert not broker.calls  # nothing past launch touched the broker
+    assert {e.step for e in events if e.state == "running"} == {"launch"}
+    assert all("stopped after launch" in o.reason for o in result.outcomes.values())
+
+    resumed = run_up(make_context(spec, state, cloud, broker, access))
+    assert not resumed.failed and not resumed.until
+    assert set(cloud.creates.values()) == {1}  # nothing launched twice
+    assert Journal.open(state, "demo").data.nodes["web01"].is_done(Step.CHECKS)
+
+
+def test_until_a_step_the_master_lacks_stops_each_node_at_the_last_step_not_after_it(world):
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(until=Step.TAKE_NAME)))
+    journal = Journal.open(state, "demo")
+    assert set(journal.data.nodes["web01"].steps) == {Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME}
+    # The master has no take_name: it stops before the first of its steps beyond it (discover).
+    assert set(journal.data.nodes["controller"].steps) == {Step.LAUNCH, Step.BOOT, Step.SERVICES,
+                                                           Step.REGISTER_NAME}
+
+
+def ec2_settings(**extra) -> ProviderSettings:
+    return ProviderSettings(name="ec2", region="us-east-1", endpoint="http://127.0.0.1:1",
+                            credentials={"access_key_id": PlainSecret("AKIDEXAMPLE"),
+                                         "secret_access_key": PlainSecret("secretexample")}, extra=extra)
+
+
+def test_extra_driver_class_substitutes_a_subclass_of_the_providers_driver():
+    from tests.support.moto_ec2 import MotoEC2NodeDriver
+
+    driver = build_driver(ec2_settings(driver_class="tests.support.moto_ec2:MotoEC2NodeDriver",
+                                       operator_cidr="192.0.2.1/32"))
+    assert type(driver) is MotoEC2NodeDriver and driver.connection.host == "127.0.0.1"
+    assert type(build_driver(ec2_settings())).__name__ == "EC2NodeDriver"
+
+
+@pytest.mark.parametrize("reference, why", [("no.such.module:Driver", "cannot be imported"),
+                                            ("drbootstrap.errors:ProviderError", "is not a EC2NodeDriver")])
+def test_a_driver_class_that_is_missing_or_not_a_driver_is_refused_clearly(reference, why):
+    with pytest.raises(ProviderError, match=why) as caught:
+        build_driver(ec2_settings(driver_class=reference))
+    assert caught.value.hint
+
+
+def test_drbootstraps_own_extra_keys_never_reach_the_driver_and_set_the_retry_policy():
+    from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
+    extra = {"driver_class": "x:y", "operator_cidr": "192.0.2.1/32", "retry_max_attempts": 12,
+             "retry_base_delay": 0.05, "ex_keyname": "mine"}
+    constructor, create = split_extra(EC2NodeDriver, extra)
+    assert constructor == {} and create == {"ex_keyname": "mine"}
+    policy = retry_policy_for(ec2_settings(**extra))
+    assert (policy.max_attempts, policy.base_delay) == (12, 0.05)
+
+
+def test_plain_output_shows_each_cloud_retry(capsys):
+    from drbootstrap.cli.run_commands import PlainLines
+
+    PlainLines().event(Event(node="", step="cloud", state=RETRY, elapsed=1.5,
+                             detail="launch web01: throttled, attempt 2/8, retrying in 0.4 s"))
+    assert "- cloud retry: launch web01: throttled, attempt 2/8" in capsys.readouterr().out
