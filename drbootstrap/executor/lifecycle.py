@@ -214,6 +214,8 @@ def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
             if (volume.name or "").startswith(prefix):
                 pacing.call(driver, f"destroy volume {volume.name}", lambda v=volume: driver.destroy_volume(v))
                 result.volumes.append(volume.name)
+    if hasattr(driver, "ex_release_if_idle"):  # the local cloud: leave no bridge or process behind
+        driver.ex_release_if_idle()
     if spec.master.dynamic_dns is not None:
         from drbootstrap.dns import rfc2136
 

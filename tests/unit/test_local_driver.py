@@ -131,3 +131,28 @@ def test_boot_script_binds_kept_paths_back_after_covering_tmp(tmp_path):
     rebind = script.index("bind_fd 10 /tmp/clone-xyz rw")
     assert rebind > cover
     assert "10</tmp/clone-xyz" in script
+
+
+def test_release_if_idle_keeps_a_cloud_that_still_holds_a_snapshot(tmp_path, monkeypatch):
+    from drbootstrap.providers.local.driver import LocalNodeDriver
+    from drbootstrap.providers.local.state import SnapshotRecord
+
+    driver = LocalNodeDriver(state_dir=tmp_path, network="10.250.9.0/24", images_dir=tmp_path)
+    cleaned = []
+    monkeypatch.setattr(driver, "ex_cleanup", lambda: cleaned.append(True))
+    with driver.store.locked():
+        state = driver.store.read()
+        state.snapshots["snap-1"] = SnapshotRecord("snap-1", "db-data", "vol-1", 1)
+        driver.store.write(state)
+    assert driver.ex_release_if_idle() is False
+    assert cleaned == []
+
+
+def test_release_if_idle_cleans_up_a_cloud_that_holds_nothing(tmp_path, monkeypatch):
+    from drbootstrap.providers.local.driver import LocalNodeDriver
+
+    driver = LocalNodeDriver(state_dir=tmp_path, network="10.250.9.0/24", images_dir=tmp_path)
+    cleaned = []
+    monkeypatch.setattr(driver, "ex_cleanup", lambda: cleaned.append(True))
+    assert driver.ex_release_if_idle() is True
+    assert cleaned == [True]

@@ -183,6 +183,18 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
 
         cleanup_everything(self)
 
+    def ex_release_if_idle(self) -> bool:
+        """Remove the cloud's own plumbing (bridge, anchor, namespace-file mount, state) when it
+        holds nothing any more: no node, volume, snapshot or address. Returns whether it did.
+
+        Snapshots are kept data (restores come from them), so a cloud holding one stays.
+        """
+        state = self.store.read()
+        if state.nodes or state.volumes or state.snapshots or state.addresses or state.reserved:
+            return False
+        self.ex_cleanup()
+        return True
+
     # internals ---------------------------------------------------------------------------
     @property
     def _ns_dir(self) -> Path:

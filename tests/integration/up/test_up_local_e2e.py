@@ -88,9 +88,13 @@ def test_up_again_launches_and_repeats_nothing(environment):
 
 
 def test_down_leaves_nothing_behind_and_is_idempotent(environment):
+    from tests.integration.local_cloud.support import leftovers, processes_of
+
+    before = processes_of(environment.driver())
     first = environment.cli("down", str(environment.spec_file), "--yes", timeout=300)
     assert first.returncode == 0 and "destroyed 5 node(s)" in first.stdout
     assert environment.live_hostnames() == []
-    assert environment.driver().list_nodes() == []
+    # not only the nodes: no namespace, link, mount, node process or anchor of this cloud is left
+    assert leftovers(environment.driver(), before) == []
     again = environment.cli("down", str(environment.spec_file), "--yes", timeout=300)
     assert again.returncode == 0 and "destroyed 0 node(s)" in again.stdout
