@@ -260,8 +260,10 @@ def start_broker(
     return broker
 
 
-def stomp_connect_succeeds(host: str, port: int, *, timeout: float = 2.0, tls_ca: Path | None = None) -> bool:
-    """True when a STOMP CONNECT to host:port gets CONNECTED back (the broker really serves)."""
+def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
+                       tls_ca: Path | None = None) -> tuple[bool, str]:
+    """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why)."""
+    reply = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             sock: socket.socket = raw
@@ -269,11 +271,25 @@ def stomp_connect_succeeds(host: str, port: int, *, timeout: float = 2.0, tls_ca
                 context = ssl.create_default_context(cafile=str(tls_ca))
                 context.check_hostname = False
                 sock = context.wrap_socket(raw)
-            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\x00")
-            reply = sock.recv(64)
-            return reply.startswith(b"CONNECTED")
-    except OSError:
-        return False
+            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0")
+            while b"\0" not in reply and len(reply) < 4096:
+                chunk = sock.recv(1024)
+                if not chunk:
+                    break
+                reply += chunk
+            if reply.startswith(b"CONNECTED"):
+                sock.sendall(b"DISCONNECT\n\n\0")
+    except OSError as error:
+        return False, f"STOMP {host}:{port}: {error.strerror or error}"
+    if reply.startswith(b"CONNECTED"):
+        return True, ""
+    first_line = reply.split(b"\n", 1)[0].decode(errors="replace") or "connection closed"
+    return False, f"STOMP {host}:{port} answered CONNECT with {first_line!r}"
+
+
+def stomp_connect_succeeds(host: str, port: int, *, timeout: float = 2.0, tls_ca: Path | None = None) -> bool:
+    """True when a STOMP CONNECT to host:port gets CONNECTED back (the broker really serves)."""
+    return stomp_connect_probe(host, port, timeout=timeout, tls_ca=tls_ca)[0]
 
 
 def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1") -> BrokerTls:

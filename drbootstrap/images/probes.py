@@ -11,7 +11,6 @@ The one place that decides what "master ready" means: the executor's `up` calls 
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drbootstrap.broker import stomp_connect_probe
 from drbootstrap.errors import WaitTimeoutError
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def probe_master(
     fqdn = controller_name if "." in controller_name else f"{controller_name}.{domain}"
     checks: dict[str, Callable[[], tuple[bool, str]]] = {
         DNS: lambda: dns_answers(address, fqdn, port=dns_port),
-        BROKER: lambda: stomp_connects(address, broker_port),
+        BROKER: lambda: stomp_connect_probe(address, broker_port, timeout=3.0),
     }
     if puppet:
         checks[PUPPET_CA] = lambda: puppet_ca_answers(address, puppet_port)
@@ -198,27 +198,6 @@ def dns_answers(address: str, fqdn: str, *, port: int = 53, timeout: float = 2.0
     if fqdn not in names:
         return False, f"DNS at {address}:{port} has no PTR {address} -> {fqdn} (has {sorted(names) or 'none'})"
     return True, ""
-
-
-def stomp_connects(address: str, port: int, *, timeout: float = 3.0) -> tuple[bool, str]:
-    """A STOMP 1.2 CONNECT frame is answered with CONNECTED."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0")
-            reply = b""
-            while b"\0" not in reply and len(reply) < 4096:
-                chunk = sock.recv(1024)
-                if not chunk:
-                    break
-                reply += chunk
-            if reply.startswith(b"CONNECTED"):
-                sock.sendall(b"DISCONNECT\n\n\0")
-    except OSError as error:
-        return False, f"STOMP {address}:{port}: {error.strerror or error}"
-    if reply.startswith(b"CONNECTED"):
-        return True, ""
-    first_line = reply.split(b"\n", 1)[0].decode(errors="replace") or "connection closed"
-    return False, f"STOMP {address}:{port} answered CONNECT with {first_line!r}"
 
 
 def puppet_ca_answers(address: str, port: int = 8140, *, timeout: float = 10.0) -> tuple[bool, str]:
