@@ -51,6 +51,19 @@ def launch_settings(ctx: RunContext) -> dict[str, Any]:
     return options
 
 
+def zone_location(ctx: RunContext) -> Any:
+    """The spec zone's NodeLocation, looked up once per run rather than once per launch (None: no zone)."""
+    zone = ctx.spec.provider.zone
+    if not zone or ctx.spec.provider.is_local:
+        return None
+    with ctx.lookups_lock:
+        if zone not in ctx.lookups:
+            from drbootstrap.providers.cloud import resolve_location
+
+            ctx.lookups[zone] = resolve_location(ctx.driver(), zone, pacing=ctx.pacing)
+        return ctx.lookups[zone]
+
+
 def prepare_environment(ctx: RunContext) -> str:
     """Before the master launches: the key pair (private key 0600 in the state dir) and the security
     group with exactly the recipe's ports. Idempotent; a one-line detail."""

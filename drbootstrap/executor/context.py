@@ -140,6 +140,8 @@ class RunContext:
     recipes_dir: Path | None = None
     master: NodeRuntime | None = None
     launch_slots: threading.Semaphore = field(init=False)
+    lookups: dict[str, Any] = field(init=False, default_factory=dict)  # once-per-run cloud answers (zone)
+    lookups_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _local: threading.local = field(init=False, default_factory=threading.local)
     _fleets: list[Fleet] = field(init=False, default_factory=list)
     _fleets_lock: threading.Lock = field(init=False, default_factory=threading.Lock)

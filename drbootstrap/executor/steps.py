@@ -17,6 +17,7 @@ from drbootstrap.executor.cloud_path import (
     prepare_environment,
     provision_node,
     volumes_detail,
+    zone_location,
 )
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
@@ -83,7 +84,7 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
     )
     ctx.journal.update_node(node.hostname, client_token=request.client_token)
     with ctx.launch_slots:
-        created = launch_node(driver, request, pacing=ctx.pacing)
+        created = launch_node(driver, request, pacing=ctx.pacing, location=zone_location(ctx))
     if _half_made(created):
         # Its launch was killed before the cloud started booting it (the local cloud never
         # finishes such a node): replace it rather than wait for a boot that will not come.

@@ -23,7 +23,11 @@ from drbootstrap.providers.cloud import (
     launch_many,
 )
 from tests.integration.ec2.conftest import IMAGE, SIZE, driver_factory, ec2_settings
-from tests.support.faulty_proxy import FaultPlan, max_in_any_window, running_faulty_proxy
+from tests.support.faulty_proxy import (
+    FaultPlan,
+    max_in_any_window,
+    running_faulty_proxy,
+)
 from tests.support.moto_server import moto_server_command, running_moto_server
 from tests.support.prereq import require
 
@@ -98,3 +102,58 @@ def test_bench_a_tight_rate_sets_the_pace_and_is_never_exceeded():
     print(f"  parallel: {elapsed:7.2f}s wall for {requests} requests; rate-limit bound {bound:.2f}s; "
           f"worst windows {report}")
     assert elapsed >= bound
+
+
+UP_NODES = int(os.environ.get("DRB_BENCH_UP_NODES", "100"))
+
+
+def test_bench_up_until_launch_against_the_layer_alone(tmp_path, monkeypatch):
+    """`up --until launch` (journal, user-data, key pair, group, address, volumes, per-node lookups)
+    against launch_many for the same node count, both behind the latency proxy, same bucket."""
+    from drbootstrap.executor import UpOptions, down, up
+    from drbootstrap.journal import Step
+    from drbootstrap.spec import load_spec
+    from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
+    from tests.integration.ec2.test_up_ec2 import write_spec
+
+    require(moto_server_command() is not None, "moto server")
+    monkeypatch.setenv("DRB_TEST_EC2_KEY", ACCESS_KEY)
+    monkeypatch.setenv("DRB_TEST_EC2_SECRET", SECRET_KEY)
+    per_second, burst = 100, 200
+    with running_moto_server() as moto:
+        launch_many(driver_factory(moto.url), requests_for("warm-up")[:5], max_parallel=1)
+        moto.reset()
+        with running_faulty_proxy(moto.url, FaultPlan(rate=0.0, latency=LATENCY)) as proxy:
+            started = time.monotonic()
+            launch_many(driver_factory(proxy.url), [LaunchRequest("layer", f"node{i:04d}", "worker", IMAGE, SIZE)
+                                                    for i in range(UP_NODES)], max_parallel=20,
+                        pacing=Pacing(bucket=bucket_for(ec2_settings(proxy.url, rate=RateSettings(per_second, burst)))))
+            layer = time.monotonic() - started
+            layer_requests = len(proxy.arrivals)
+            import boto3
+
+            view = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto.url,
+                                aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+            source = view.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+            snapshot = view.create_snapshot(VolumeId=source)["SnapshotId"]
+            spec = load_spec(write_spec(tmp_path, proxy.url, snapshot, web_count=UP_NODES - 2, rate=per_second,
+                                        burst=burst))
+            text = spec.source_path.read_text().replace("max_parallel: 10", "max_parallel: 20")
+            spec.source_path.write_text(text)
+            spec = load_spec(spec.source_path)
+            before = len(proxy.arrivals)
+            started = time.monotonic()
+            events = []
+            result, _ = up(spec, tmp_path / "state", options=UpOptions(until=Step.LAUNCH), emit=events.append)
+            through_up = time.monotonic() - started
+            up_requests = len(proxy.arrivals) - before
+            down(spec, tmp_path / "state")
+    assert not result.failed and len(result.outcomes) == UP_NODES
+    print(f"\n## ec2 launch through up: {UP_NODES} nodes, latency {LATENCY:g}s, bucket {burst} / {per_second} per s, "
+          f"max_parallel 20")
+    print(f"  launch_many: {layer:6.2f}s wall, {layer_requests} requests")
+    print(f"  up --until launch: {through_up:6.2f}s wall, {up_requests} requests "
+          f"(ratio {through_up / layer:.2f})")
+    finished = {e.node: e.elapsed for e in events if e.node and not e.step and e.state == "done"}
+    print(f"  critical path: master provisioned at {finished['controller']:.2f}s (key pair, group, instance, "
+          f"address), db01 at {finished['db01']:.2f}s (+2 volumes), last web at {max(finished.values()):.2f}s")
