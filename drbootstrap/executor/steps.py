@@ -70,7 +70,12 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
     if node.planned.is_master and is_ec2_family(ctx.spec):
         cloud_detail = "; " + prepare_environment(ctx)
     token = None
-    if not node.planned.is_master and _uses_autosign_tokens(ctx):
+    unarmed = ""
+    if not node.planned.is_master and _uses_autosign_tokens(ctx) and not _master_reachable(ctx):
+        # `up --until launch` on a real cloud: the master is not confirmed up, so no token can be
+        # armed on it over SSH. The node goes without one and puppet_sign signs it explicitly.
+        unarmed = f"; {UNARMED}"
+    elif not node.planned.is_master and _uses_autosign_tokens(ctx):
         token = autosign_token(ctx.psk, ctx.spec.environment, node.hostname, generation)
         from drbootstrap.images.autosign import token_digest
 
@@ -79,7 +84,7 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
     request = LaunchRequest(
         environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
         image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
-        user_data=user_data_for(ctx, node, autosign=token), generation=generation,
+        user_data=user_data_for(ctx, node, autosign=token, unarmed=bool(unarmed)), generation=generation,
         zone=ctx.spec.provider.zone, **launch_settings(ctx),
     )
     ctx.journal.update_node(node.hostname, client_token=request.client_token)
@@ -93,7 +98,18 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
         ctx.journal.start_step(node.hostname, Step.LAUNCH)
         return launch(ctx, node)
     _adopt(ctx, node, created, request.client_token)
-    return f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + _provision(ctx, node)
+    return f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + unarmed + _provision(ctx, node)
+
+
+# In a launch step's detail: the node was launched without an autosign token (see launch).
+UNARMED = "no autosign token (the master was not up): signed explicitly at puppet_sign"
+
+
+def _master_reachable(ctx: RunContext) -> bool:
+    """Can the master's files be reached now? Always on the local cloud; elsewhere once its services answered."""
+    if ctx.spec.provider.is_local:
+        return True
+    return ctx.master is not None and ctx.journal.node(ctx.master.hostname).is_done(Step.SERVICES)
 
 
 def _provision(ctx: RunContext, node: NodeRuntime) -> str:
@@ -269,7 +285,8 @@ def puppet_sign(ctx: RunContext, node: NodeRuntime) -> str:
     puppet = ctx.spec.master.puppet
     if puppet.mode == "apply":
         return "not needed: apply mode"
-    if puppet.autosign == "token":
+    launched = ctx.journal.node(node.hostname).steps.get(Step.LAUNCH)
+    if puppet.autosign == "token" and not (launched and UNARMED in launched.detail):
         return "policy autosign: one-time token armed at launch"
     # manual: the agent's first contact submits its CSR (and fails waiting); then sign it.
     try:

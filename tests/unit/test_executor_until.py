@@ -102,3 +102,16 @@ def test_plain_output_shows_each_cloud_retry(capsys):
     PlainLines().event(Event(node="", step="cloud", state=RETRY, elapsed=1.5,
                              detail="launch web01: throttled, attempt 2/8, retrying in 0.4 s"))
     assert "- cloud retry: launch web01: throttled, attempt 2/8" in capsys.readouterr().out
+
+
+def test_until_launch_on_a_real_cloud_arms_no_token_on_an_unready_master_and_signs_explicitly_later(world):
+    spec, state, cloud, broker, access = world
+    spec = spec.model_copy(update={"provider": spec.provider.model_copy(update={"name": "openstack"})})
+    run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(until=Step.LAUNCH)))
+    assert access.armed == {}  # the master's files cannot be reached before its services answer
+    assert "no autosign token" in Journal.open(state, "demo").data.nodes["db01"].steps[Step.LAUNCH].detail
+
+    result = run_up(make_context(spec, state, cloud, broker, access))
+
+    assert not result.failed and set(cloud.creates.values()) == {1}
+    assert "signed db01.demo.internal" in Journal.open(state, "demo").data.nodes["db01"].steps[Step.PUPPET_SIGN].detail
