@@ -115,3 +115,42 @@ def test_until_launch_on_a_real_cloud_arms_no_token_on_an_unready_master_and_sig
 
     assert not result.failed and set(cloud.creates.values()) == {1}
     assert "signed db01.demo.internal" in Journal.open(state, "demo").data.nodes["db01"].steps[Step.PUPPET_SIGN].detail
+
+
+class ConsoleDriver:
+    """Just enough of an EC2 driver for SshNodeAccess: one node and its console output."""
+
+    name = "fake"
+
+    def __init__(self, console: str | None) -> None:
+        from types import SimpleNamespace
+
+        self.console = console
+        self.node = SimpleNamespace(id="i-1", name="controller", public_ips=["198.51.100.7"], private_ips=["10.0.0.5"])
+        if console is None:
+            self.ex_get_console_output = None
+
+    def list_nodes(self, ex_node_ids=None):
+        return [self.node] if ex_node_ids == ["i-1"] else []
+
+    def ex_get_console_output(self, node):
+        return {"output": self.console}
+
+
+def test_ssh_access_pins_the_host_key_from_the_console_and_refuses_a_driver_without_console(tmp_path):
+    import base64
+
+    from drbootstrap.executor.ssh_access import SshNodeAccess
+    from drbootstrap.providers.cloud import Pacing
+
+    blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
+    console = f"boot\n-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 {blob} root@controller\n" \
+              "-----END SSH HOST KEY KEYS-----\n"
+    access = SshNodeAccess(lambda: ConsoleDriver(console), tmp_path / "key.pem", Pacing())
+    target = access.target("i-1")
+    assert target.host == "198.51.100.7" and [k.blob for k in target.pinned_keys] == [blob]
+    assert access.node_path("db01", "/srv/db") == "/srv/db" and access.node_dirs("db01") == {}
+    with pytest.raises(ProviderError, match="no console output"):
+        SshNodeAccess(lambda: ConsoleDriver(None), tmp_path / "key.pem", Pacing()).target("i-1")
+    with pytest.raises(ProviderError, match="not known"):
+        access.target("i-2")
