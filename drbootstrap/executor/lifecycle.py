@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
@@ -100,7 +102,40 @@ class NodeStatus:
     steps_total: int = 0
     last_step: str = ""
     agent: str = "unknown"  # answers | silent | unknown (broker unreachable)
-    puppet: str = ""
+    puppet: str = ""  # for a person: "idle, enabled, last run 3 min ago"
+    puppet_status: dict[str, Any] = field(default_factory=dict)  # the agent's raw answer, for --json
+
+
+def describe_puppet_status(data: dict[str, Any], now: float) -> str:
+    """One short phrase for the Puppet agent's `puppet status` answer: state, enabled or why not, last run age."""
+    enabled = bool(data.get("enabled"))
+    if not enabled:
+        reason = str(data.get("disable_message") or data.get("message") or "").strip()
+        return f"disabled: {reason}" if reason else "disabled"
+    if data.get("applying"):
+        state = "applying"
+    else:
+        raw = str(data.get("status") or "").strip().lower()
+        state = {"idling": "idle", "stopped": "stopped", "": "idle"}.get(raw, raw)
+    parts = [state, "enabled"]
+    lastrun = data.get("lastrun")
+    try:
+        lastrun_at = float(lastrun)
+    except (TypeError, ValueError):
+        lastrun_at = 0.0
+    parts.append(f"last run {_age(now - lastrun_at)}" if lastrun_at > 0 else "never run")
+    return ", ".join(parts)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return "just now" if seconds < 5 else f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
 
 
 @dataclass
@@ -170,8 +205,8 @@ def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: E
             if entry.agent == "answers" and entry.role != "master":
                 try:
                     data = fleet.call(fqdns[entry.hostname], "puppet", "status", {}, 10.0)
-                    entry.puppet = ", ".join(f"{k} {v}" for k, v in sorted(data.items())
-                                             if k in ("enabled", "applying", "lastrun", "status"))
+                    entry.puppet_status = dict(data)
+                    entry.puppet = describe_puppet_status(data, time.time())
                 except DrbError as error:
                     entry.puppet = f"unknown ({error.message})"
     finally:

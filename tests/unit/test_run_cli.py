@@ -100,3 +100,43 @@ def test_live_table_shows_each_node_with_its_role_address_state_and_step():
     text = out.getvalue()
     assert "db01" in text and "10.0.0.2" in text and "boot" in text and "blocked" in text
     assert "throttled" in text
+
+
+# ---- status: the Puppet column for a person --------------------------------------------------
+
+NOW = 1_795_313_500.0
+
+
+def test_puppet_status_idle_and_enabled_reads_as_idle_enabled_and_last_run_age():
+    data = {"applying": False, "enabled": True, "lastrun": int(NOW) - 180, "status": "idling"}
+    assert lifecycle.describe_puppet_status(data, NOW) == "idle, enabled, last run 3 min ago"
+
+
+def test_puppet_status_disabled_names_the_lock_message():
+    data = {"applying": False, "enabled": False, "lastrun": int(NOW) - 60, "status": "disabled",
+            "disable_message": "maintenance by ops"}
+    assert lifecycle.describe_puppet_status(data, NOW) == "disabled: maintenance by ops"
+
+
+def test_puppet_status_applying_and_never_run():
+    data = {"applying": True, "enabled": True, "lastrun": 0, "status": "applying a catalog"}
+    assert lifecycle.describe_puppet_status(data, NOW) == "applying, enabled, never run"
+
+
+def test_status_json_keeps_the_raw_puppet_fields(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from drbootstrap.cli.run_commands import status
+
+    raw = {"applying": False, "enabled": True, "lastrun": 1795313312, "status": "idling"}
+    node = lifecycle.NodeStatus(hostname="web01", role="worker", agent="answers",
+                                puppet=lifecycle.describe_puppet_status(raw, NOW), puppet_status=raw)
+    fake = lifecycle.EnvironmentStatus(environment="demo", nodes=[node])
+    monkeypatch.setattr("drbootstrap.executor.status", lambda spec, state_dir, ping=True: fake)
+    load_spec_text(monkeypatch)
+    spec_file = tmp_path / "env.yaml"
+    spec_file.write_text(SPEC)
+    out = CliRunner().invoke(status, [str(spec_file), "--json", "--state-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)["nodes"][0]
+    assert printed["puppet_status"] == raw and printed["puppet"].startswith("idle, enabled, last run")

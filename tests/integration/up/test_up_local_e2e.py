@@ -68,7 +68,8 @@ def test_status_pings_exactly_the_spec_names_and_sees_puppet_ran(environment):
     assert status["orphans"] == []
     for node in status["nodes"]:
         if node["role"] != "master":
-            assert "lastrun" in node["puppet"] and "enabled True" in node["puppet"]
+            assert node["puppet_status"]["enabled"] is True and node["puppet_status"]["lastrun"] > 0
+            assert "enabled, last run" in node["puppet"]
 
 
 def test_report_has_a_timeline_entry_for_every_node_and_step(environment):
