@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -10,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from drbootstrap.errors import MessagingError, ProviderError
+from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.messaging.envelope import FactFilter, Filter
+from drbootstrap.providers.cloud import Pacing
 from drbootstrap.spec.models import EnvironmentSpec
 
 
@@ -65,22 +66,30 @@ class RpcFleet:
 
 
 class LocalNodeAccess:
-    """NodeAccess on the local cloud: commands through nsenter, the master's files on this host.
+    """NodeAccess on the local cloud: commands in workers through nsenter; the master's recipes and
+    autosign tokens over SSH exactly as on a real cloud (SshNodeAccess, host key pinned from its console).
 
     Each node's config_dir and node_dir live under the environment's state directory, because
     a local node shares this host's filesystem (see drbootstrap.providers.local).
     """
 
-    def __init__(self, driver_factory: Any, nodes_dir: Path, images_dir: Path, recipes_dir: Path) -> None:
+    def __init__(self, driver_factory: Any, nodes_dir: Path, images_dir: Path, recipes_dir: Path, *,
+                 private_key_path: Path, operator_public_key: str, master_hostname: str, pacing: Pacing) -> None:
         self.driver_factory = driver_factory
         self.nodes_dir, self.images_dir, self.recipes_dir = nodes_dir, images_dir, recipes_dir
+        self.operator_public_key, self.master_hostname = operator_public_key, master_hostname
+        self.master_ssh = SshNodeAccess(driver_factory, private_key_path, pacing, dirs_for=self.node_dirs)
 
-    def node_dirs(self, hostname: str) -> dict[str, str]:
+    def node_dirs(self, hostname: str) -> dict[str, Any]:
         base = self.nodes_dir / hostname
         # recipe_root: the recipes write /srv, /etc/<role>... under it, not into this host's tree.
-        return {"config_dir": str(base / "etc"), "node_dir": str(base / "var"),
-                "images_dir": str(self.images_dir), "recipes_dir": str(self.recipes_dir),
-                "python": sys.executable, "recipe_root": str(self.recipe_root(hostname))}
+        dirs: dict[str, Any] = {"config_dir": str(base / "etc"), "node_dir": str(base / "var"),
+                                "images_dir": str(self.images_dir), "recipes_dir": str(self.recipes_dir),
+                                "python": sys.executable, "recipe_root": str(self.recipe_root(hostname))}
+        if hostname == self.master_hostname:
+            # As on a real cloud: the operator's public key lets drbootstrap in over SSH, nothing else.
+            dirs["ssh_authorized_keys"] = (self.operator_public_key,)
+        return dirs
 
     def recipe_root(self, hostname: str) -> Path:
         return self.nodes_dir / hostname / "root"
@@ -101,22 +110,10 @@ class LocalNodeAccess:
         return done.returncode, _tail(done.stdout + done.stderr)
 
     def push_recipes(self, master_id: str, source: Path) -> str:
-        target = self._master_dir(master_id) / "var" / "puppet" / "code" / "environments" / "production"
-        staging = target.with_name(target.name + ".new")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-        return f"recipes copied to {target}"
+        return self.master_ssh.push_recipes(master_id, source)
 
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
-        from drbootstrap.images.autosign import record_token_digest
-
-        record_token_digest(self._master_dir(master_id) / "etc" / "autosign-tokens.json", certname, digest)
+        self.master_ssh.arm_autosign(master_id, certname, digest)
 
     def sign_certificate(self, master_id: str, certname: str) -> None:
         confdir = self._master_dir(master_id) / "var" / "puppet"

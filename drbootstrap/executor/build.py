@@ -14,7 +14,11 @@ from drbootstrap.executor.backends import (
 from drbootstrap.executor.cloud_path import private_key_path
 from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
-from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
+from drbootstrap.executor.secrets import (
+    environment_dir,
+    load_or_create_operator_key,
+    load_or_create_psk,
+)
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.journal import Journal
 from drbootstrap.paths import project_root, write_private_file
@@ -70,7 +74,12 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
     nodes_dir = environment_dir(state_dir, spec.environment) / "nodes"
     pacing = pacing_for(spec, emit)
     if spec.provider.is_local:
-        access: NodeAccess = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes)
+        # The master is reached over SSH as on a real cloud, with the operator key the state dir holds.
+        key_path = private_key_path(state_dir, spec.environment)
+        access: NodeAccess = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes,
+                                             private_key_path=key_path,
+                                             operator_public_key=load_or_create_operator_key(key_path),
+                                             master_hostname=spec.master.hostname, pacing=pacing)
         probe = master_probe(nodes_dir / spec.master.hostname / "var")
     else:
         # A real cloud: nodes over SSH with the environment's key, the master's services probed

@@ -1,5 +1,5 @@
-"""NodeAccess on a real cloud: commands in a node over SSH, trusting only the host keys its console
-output printed (drbootstrap.ssh), with the environment's key pair; the master's files through it.
+"""NodeAccess over SSH: commands in a node, trusting only the host keys its console output printed
+(drbootstrap.ssh), with the environment's key; the master's recipes and tokens through it (every cloud).
 """
 
 from __future__ import annotations
@@ -7,10 +7,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.cloud import Pacing
+
+if TYPE_CHECKING:
+    from drbootstrap.ssh import SshTarget
 
 # The images' defaults (images/master/boot.sh): where a node keeps its config and state.
 CONFIG_DIR = "/etc/drbootstrap"
@@ -18,26 +21,27 @@ NODE_DIR = "/var/lib/drbootstrap/node"
 
 
 class SshNodeAccess:
-    """The NodeAccess seam over SSH. Console output comes from the driver (EC2's GetConsoleOutput);
-    a cloud whose driver has no console output cannot pin host keys, so it is refused, not trusted."""
+    """The NodeAccess seam over SSH. Console output comes from the driver (EC2's GetConsoleOutput) or,
+    on the local cloud, the node's console log; a node with neither cannot have its host key pinned,
+    so it is refused, not trusted. DIRS_FOR gives a node's config_dir/node_dir/python when they are
+    not the image's defaults (the local cloud keeps them under the state directory)."""
 
-    def __init__(self, driver_factory: Callable[[], Any], private_key_path: Path, pacing: Pacing) -> None:
+    def __init__(self, driver_factory: Callable[[], Any], private_key_path: Path, pacing: Pacing,
+                 *, dirs_for: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.driver_factory, self.private_key_path, self.pacing = driver_factory, private_key_path, pacing
+        self.dirs_for = dirs_for
 
-    def node_dirs(self, hostname: str) -> dict[str, str]:
-        return {}  # the image's defaults
+    def node_dirs(self, hostname: str) -> dict[str, Any]:
+        return self.dirs_for(hostname) if self.dirs_for is not None else {}  # {}: the image's defaults
 
     def node_path(self, hostname: str, path: str) -> str:
         return path
 
-    def target(self, node_id: str) -> Any:
+    def target(self, node_id: str) -> SshTarget:
         """Root on the node at its reachable address, host keys pinned from its console output."""
         from drbootstrap.images.master_access import master_ssh_target
 
         driver = self.driver_factory()
-        if not callable(getattr(driver, "ex_get_console_output", None)):
-            raise ProviderError(f"the {driver.name} driver gives no console output, so the node's SSH host key "
-                                "cannot be pinned", hint="use a provider whose driver has ex_get_console_output")
         nodes = self.pacing.call(driver, f"find node {node_id}", lambda: driver.list_nodes(ex_node_ids=[node_id]))
         if not nodes:
             raise ProviderError(f"node {node_id} is not known to the cloud", hint="run `drbootstrap up` again")
@@ -45,10 +49,18 @@ class SshNodeAccess:
         address = (list(node.public_ips or []) + list(node.private_ips or []) or [None])[0]
         if address is None:
             raise ProviderError(f"node {node.name} has no address yet", hint="wait for it to run, then retry")
-        console = self.pacing.call(driver, f"console output of {node.name}",
-                                   lambda: driver.ex_get_console_output(node))
-        text = console.get("output", "") if isinstance(console, dict) else str(console or "")
-        return master_ssh_target(address, text, self.private_key_path, name=node.name)
+        return master_ssh_target(address, self._console_text(driver, node), self.private_key_path, name=node.name)
+
+    def _console_text(self, driver: Any, node: Any) -> str:
+        if callable(getattr(driver, "ex_get_console_output", None)):
+            console = self.pacing.call(driver, f"console output of {node.name}",
+                                       lambda: driver.ex_get_console_output(node))
+            return console.get("output", "") if isinstance(console, dict) else str(console or "")
+        console_log = (getattr(node, "extra", None) or {}).get("console_log")
+        if console_log and Path(console_log).is_file():
+            return Path(console_log).read_text(errors="replace")  # the local cloud's serial console
+        raise ProviderError(f"the {driver.name} driver gives no console output, so the SSH host key of {node.name} "
+                            "cannot be pinned", hint="use a provider whose driver has ex_get_console_output")
 
     def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
         from drbootstrap.ssh import run_command
@@ -59,13 +71,18 @@ class SshNodeAccess:
     def push_recipes(self, master_id: str, source: Path) -> str:
         from drbootstrap.images.master_access import push_recipes
 
-        count = push_recipes(self.target(master_id), source, NODE_DIR)
-        return f"{count} recipe files pushed over SSH"
+        target = self.target(master_id)
+        count = push_recipes(target, source, str(self.node_dirs(target.name).get("node_dir", NODE_DIR)))
+        pinned = ", ".join(str(key) for key in target.pinned_keys)
+        return f"{count} recipe files pushed over SSH to {target.label}, host key {pinned} pinned from its console"
 
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
         from drbootstrap.images.master_access import arm_autosign_tokens
 
-        arm_autosign_tokens(self.target(master_id), CONFIG_DIR, {certname: digest})
+        target = self.target(master_id)
+        dirs = self.node_dirs(target.name)
+        arm_autosign_tokens(target, str(dirs.get("config_dir", CONFIG_DIR)), {certname: digest},
+                            python=str(dirs.get("python", "python3")))
 
     def sign_certificate(self, master_id: str, certname: str) -> None:
         status, output = self.run(master_id, f"puppetserver ca sign --certname {shlex.quote(certname)}", 120)

@@ -33,6 +33,16 @@ def test_up_completes_every_node(environment):
     assert environment.live_hostnames() == sorted(["controller", *WORKERS])
 
 
+def test_recipes_reach_the_master_over_ssh_with_its_console_host_key_pinned(environment):
+    events = [json.loads(line) for line in environment.first_run.stdout.splitlines()]
+    done = [e for e in events if e.get("event") == "step" and e["step"] == "services" and e["state"] == "done"]
+    assert done, environment.first_run.stdout[-2000:]
+    detail = done[-1]["detail"]
+    assert "pushed over SSH" in detail and "SHA256:" in detail and "pinned from its console" in detail
+    key = environment.home / "state" / "environments" / "upe2e" / "ssh-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
 def test_each_worker_took_its_spec_name(environment):
     for hostname in WORKERS:
         assert environment.in_node(hostname, "hostname") == hostname
