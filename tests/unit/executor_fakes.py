@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from libcloud.compute.base import Node
 from libcloud.compute.types import NodeState
 
@@ -225,3 +226,14 @@ def make_context(spec: Any, state_dir: Path, cloud: FakeCloud, broker: FakeBroke
         max_parallel=spec.provider.max_parallel, clock=FakeClock(),
         options=options or UpOptions(), emit=sink.append, state_dir=state_dir, recipes_dir=Path("/recipes"),
     )
+
+
+ALL = ["controller", "db01", "web01", "web02", "mail01"]  # every node of the test spec, master first
+
+
+@pytest.fixture
+def world(monkeypatch, tmp_path):
+    """The test spec, a state dir, and a fake cloud, broker and node access wired together."""
+    spec = load_spec_text(monkeypatch)
+    cloud = FakeCloud()
+    return spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()

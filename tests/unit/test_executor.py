@@ -12,7 +12,8 @@ from drbootstrap.executor.run import dependencies
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, Step, StepState, journal_path
 from drbootstrap.plan import build_plan
-from tests.unit.executor_fakes import (
+from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
+    ALL,
     PSK,
     Crash,
     FakeAccess,
@@ -20,16 +21,9 @@ from tests.unit.executor_fakes import (
     FakeCloud,
     load_spec_text,
     make_context,
+    world,
 )
 
-ALL = ["controller", "db01", "web01", "web02", "mail01"]
-
-
-@pytest.fixture
-def world(monkeypatch, tmp_path):
-    spec = load_spec_text(monkeypatch)
-    cloud = FakeCloud()
-    return spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()
 
 
 def test_up_builds_master_then_every_worker_each_launched_once(world):

@@ -15,22 +15,16 @@ from drbootstrap.providers.cloud import (
     retry_policy_for,
     split_extra,
 )
-from tests.unit.executor_fakes import (
+from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
+    ALL,
     FakeAccess,
     FakeBroker,
     FakeCloud,
     load_spec_text,
     make_context,
+    world,
 )
 
-ALL = ["controller", "db01", "web01", "web02", "mail01"]
-
-
-@pytest.fixture
-def world(monkeypatch, tmp_path):
-    spec = load_spec_text(monkeypatch)
-    cloud = FakeCloud()
-    return spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess()
 
 
 def test_until_launch_launches_every_node_then_stops_and_a_plain_up_resumes_from_there(world):
