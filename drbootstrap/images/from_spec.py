@@ -30,23 +30,31 @@ def master_boot_config(
 ) -> NodeBootConfig:
     """The master's boot settings; MASTER_ADDRESS only when known before launch (else it finds its own)."""
     return NodeBootConfig(
-        environment=spec.environment,
-        domain=str(spec.domain),
         hostname=spec.master.hostname,
         role="master",
         image="master",
         broker_host=master_address or controller_fqdn(spec),
-        broker_port=spec.master.broker.port,
-        broker_protocol=_broker_protocol(spec),
-        master_address=master_address,
-        controller_name=controller_fqdn(spec),
-        puppet_server=controller_fqdn(spec),
-        puppet_mode=spec.master.puppet.mode,
-        agent_key=agent_key,
-        agent_key_reference=agent_key_reference,
         upstream_dns=tuple(str(a) for a in spec.master.upstream_dns),
+        **_shared_settings(spec, master_address, agent_key, agent_key_reference),
         **paths,
     )
+
+
+def _shared_settings(spec: EnvironmentSpec, master_address: str | None, agent_key: str | None,
+                     agent_key_reference: str | None) -> dict[str, Any]:
+    """What every node of the environment is told alike: domain, broker, controller, Puppet, key."""
+    return {
+        "environment": spec.environment,
+        "domain": str(spec.domain),
+        "broker_port": spec.master.broker.port,
+        "broker_protocol": _broker_protocol(spec),
+        "master_address": master_address,
+        "controller_name": controller_fqdn(spec),
+        "puppet_server": controller_fqdn(spec),
+        "puppet_mode": spec.master.puppet.mode,
+        "agent_key": agent_key,
+        "agent_key_reference": agent_key_reference,
+    }
 
 
 def group_of(spec: EnvironmentSpec, hostname: str) -> NodeGroup:
@@ -79,20 +87,11 @@ def worker_boot_config(
             hint="issue one with drbootstrap.images.autosign.new_token() and arm it on the master",
         )
     return NodeBootConfig(
-        environment=spec.environment,
-        domain=str(spec.domain),
         hostname=hostname,
         role=str(group.role),
         image="master" if group.image == "master" else "worker",
         broker_host=master_address,
-        broker_port=spec.master.broker.port,
-        broker_protocol=_broker_protocol(spec),
-        master_address=master_address,
-        controller_name=controller_fqdn(spec),
-        puppet_server=controller_fqdn(spec),
-        puppet_mode=spec.master.puppet.mode,
-        agent_key=agent_key,
-        agent_key_reference=agent_key_reference,
         autosign_token=autosign_token if needs_autosign_token(spec) else None,
+        **_shared_settings(spec, master_address, agent_key, agent_key_reference),
         **paths,
     )
