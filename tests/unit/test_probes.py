@@ -25,15 +25,10 @@ from drbootstrap.images.probes import (
     node_dir_log_reader,
     probe_master,
 )
+from tests.support.server_process import free_port
 
 FQDN = "controller.probe.internal"
 ADDRESS = "127.0.0.1"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind((ADDRESS, 0))
-        return probe.getsockname()[1]
 
 
 class FakeDns(threading.Thread):
@@ -181,7 +176,7 @@ def test_dns_without_the_controllers_name_and_a_broker_refusing_stomp_are_each_e
 
 def test_a_missing_log_file_is_said_not_raised(tmp_path):
     report = probe_master(ADDRESS, "probe.internal", "controller", free_port(), timeout=0.1, puppet=False,
-                          dns_port=free_port(socket.SOCK_DGRAM), log_reader=node_dir_log_reader(tmp_path))
+                          dns_port=free_port(), log_reader=node_dir_log_reader(tmp_path))
     assert report.status(BROKER).log_tail.startswith("(no log at ")
 
 

@@ -172,7 +172,7 @@ def test_cloud_errors_name_the_operation_but_never_the_keys(fresh_moto):
 
 
 def test_an_unreachable_endpoint_fails_after_bounded_retries_without_leaking_keys(fresh_moto):
-    from tests.support.moto_server import free_port
+    from tests.support.server_process import free_port
 
     driver = driver_factory(f"http://127.0.0.1:{free_port()}")()
     pacing = Pacing(policy=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02))
