@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import MessagingError, ProviderError
+from drbootstrap.errors import MessagingError
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.messaging.envelope import FactFilter, Filter
-from drbootstrap.providers.cloud import Pacing
+from drbootstrap.providers.base import Provider
 from drbootstrap.spec.models import EnvironmentSpec
 
 
@@ -66,19 +66,19 @@ class RpcFleet:
 
 
 class LocalNodeAccess:
-    """NodeAccess on the local cloud: commands in workers through nsenter; the master's recipes and
-    autosign tokens over SSH exactly as on a real cloud (SshNodeAccess, host key pinned from its console).
+    """NodeAccess on the local cloud: commands in workers through nsenter; the master's Puppet CA
+    (recipes, autosign tokens, signing) over SSH exactly as on a real cloud (SshNodeAccess).
 
     Each node's config_dir and node_dir live under the environment's state directory, because
     a local node shares this host's filesystem (see drbootstrap.providers.local).
     """
 
-    def __init__(self, driver_factory: Any, nodes_dir: Path, images_dir: Path, recipes_dir: Path, *,
-                 private_key_path: Path, operator_public_key: str, master_hostname: str, pacing: Pacing) -> None:
-        self.driver_factory = driver_factory
+    def __init__(self, provider: Provider, nodes_dir: Path, images_dir: Path, recipes_dir: Path, *,
+                 master_hostname: str) -> None:
+        self.provider = provider
         self.nodes_dir, self.images_dir, self.recipes_dir = nodes_dir, images_dir, recipes_dir
-        self.operator_public_key, self.master_hostname = operator_public_key, master_hostname
-        self.master_ssh = SshNodeAccess(driver_factory, private_key_path, pacing, dirs_for=self.node_dirs)
+        self.master_hostname = master_hostname
+        self.master_ssh = SshNodeAccess(provider, dirs_for=self.node_dirs)
 
     def node_dirs(self, hostname: str) -> dict[str, Any]:
         base = self.nodes_dir / hostname
@@ -88,7 +88,7 @@ class LocalNodeAccess:
                                 "python": sys.executable, "recipe_root": str(self.recipe_root(hostname))}
         if hostname == self.master_hostname:
             # As on a real cloud: the operator's public key lets drbootstrap in over SSH, nothing else.
-            dirs["ssh_authorized_keys"] = (self.operator_public_key,)
+            dirs["ssh_authorized_keys"] = (self.provider.operator_public_key(),)
         return dirs
 
     def recipe_root(self, hostname: str) -> Path:
@@ -100,7 +100,7 @@ class LocalNodeAccess:
 
     def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
         """The command runs in the node with DRB_ROOT set to its recipe root (where /srv etc. are)."""
-        driver = self.driver_factory()
+        driver = self.provider.driver()
         root = self.recipe_root(driver.ex_get_node(node_id).name)
         argv = driver.ex_enter_command(node_id, ["env", f"DRB_ROOT={root}", "sh", "-c", command])
         try:
@@ -116,15 +116,7 @@ class LocalNodeAccess:
         self.master_ssh.arm_autosign(master_id, certname, digest)
 
     def sign_certificate(self, master_id: str, certname: str) -> None:
-        confdir = self._master_dir(master_id) / "var" / "puppet"
-        status, output = self.run(master_id, f"puppetserver ca sign --config {confdir}/puppet.conf "
-                                  f"--certname {certname}", 120)
-        if status != 0:
-            raise ProviderError(f"signing {certname} on the master failed (exit {status}): {output.splitlines()[-1:]}")
-
-    def _master_dir(self, master_id: str) -> Path:
-        node = self.driver_factory().ex_get_node(master_id)
-        return self.nodes_dir / node.name
+        self.master_ssh.sign_certificate(master_id, certname)
 
 
 def _tail(text: str, lines: int = 30) -> str:

@@ -1,57 +1,48 @@
-"""Assemble a run from a spec: the driver, pacing, broker client, node access, journal and PSK."""
+"""Assemble a run from a spec: the provider, broker client, node access, journal and PSK."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from drbootstrap.executor.backends import (
     LocalNodeAccess,
     RpcFleet,
     master_probe,
 )
-from drbootstrap.executor.cloud_path import private_key_path
 from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
-from drbootstrap.executor.secrets import (
-    environment_dir,
-    load_or_create_operator_key,
-    load_or_create_psk,
-)
+from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.journal import Journal
 from drbootstrap.paths import project_root, write_private_file
 from drbootstrap.plan import build_plan
-from drbootstrap.providers.cloud import (
-    Pacing,
-    ProviderSettings,
-    bucket_for,
-    build_driver,
-    retry_policy_for,
-)
+from drbootstrap.providers.base import EnvironmentScope, Provider
+from drbootstrap.providers.registry import create_provider
+from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.throttle import RetryEvent
 from drbootstrap.spec.models import EnvironmentSpec
 
 
-def driver_factory_for(spec: EnvironmentSpec, state_dir: Path) -> Callable[[], Any]:
-    """A factory of NodeDrivers for the spec's provider (one per thread)."""
-    if spec.provider.is_local:
-        from drbootstrap.providers import get_node_driver
-
-        return lambda: get_node_driver("local", state_dir=state_dir, network=str(spec.provider.network))
-    settings = ProviderSettings.from_block(spec.provider)
-    return lambda: build_driver(settings)
+def operator_key_path(state_dir: Path, environment: str) -> Path:
+    """The operator's SSH private key for the environment (0600), made by drbootstrap."""
+    return environment_dir(state_dir, environment) / "ssh-key.pem"
 
 
-def pacing_for(spec: EnvironmentSpec, emit: Callable[[Event], None]) -> Pacing:
+def provider_for(spec: EnvironmentSpec, state_dir: Path, emit: Callable[[Event], None] = lambda e: None,
+                 *, started: float | None = None) -> Provider:
+    """The spec's provider for its environment; its retries are emitted as events timed from `started`."""
+    started = time.monotonic() if started is None else started
+
     def on_retry(event: RetryEvent) -> None:
-        emit(Event(node="", step="cloud", state=RETRY,
+        emit(Event(node="", step="cloud", state=RETRY, elapsed=round(time.monotonic() - started, 3),
+                   at=time.time(),
                    detail=f"{event.operation}: {event.kind.value}, attempt {event.attempt}/{event.max_attempts}, "
                    f"retrying in {event.delay:.1f} s"))
 
-    settings = ProviderSettings.from_block(spec.provider)
-    return Pacing(bucket=bucket_for(settings), policy=retry_policy_for(settings), on_retry=on_retry)
+    scope = EnvironmentScope(spec.environment, state_dir, operator_key_path(state_dir, spec.environment))
+    return create_provider(ProviderSettings.from_block(spec.provider), scope, on_retry=on_retry)
 
 
 def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
@@ -69,28 +60,25 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
     key_file = client_key_file(spec, state_dir, psk)
     journal = Journal.open(state_dir, spec.environment, str(spec.source_path or ""))
     plan = build_plan(spec)
-    factory = driver_factory_for(spec, state_dir)
     recipes = project_root() / "recipes"
     nodes_dir = environment_dir(state_dir, spec.environment) / "nodes"
-    pacing = pacing_for(spec, emit)
-    if spec.provider.is_local:
-        # The master is reached over SSH as on a real cloud, with the operator key the state dir holds.
-        key_path = private_key_path(state_dir, spec.environment)
-        access: NodeAccess = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes,
-                                             private_key_path=key_path,
-                                             operator_public_key=load_or_create_operator_key(key_path),
-                                             master_hostname=spec.master.hostname, pacing=pacing)
+    provider = provider_for(spec, state_dir, emit)
+    if provider.nodes_share_this_host:
+        # A node shares this host's filesystem: its dirs live in the state dir, its commands go in
+        # through nsenter; the master is reached over SSH as on a real cloud, with the operator key.
+        access: NodeAccess = LocalNodeAccess(provider, nodes_dir, project_root() / "images", recipes,
+                                             master_hostname=spec.master.hostname)
         probe = master_probe(nodes_dir / spec.master.hostname / "var")
     else:
         # A real cloud: nodes over SSH with the environment's key, the master's services probed
         # from here (their logs are on the master, not readable from this host).
-        access = SshNodeAccess(factory, private_key_path(state_dir, spec.environment), pacing)
+        access = SshNodeAccess(provider)
         probe = master_probe(None)
     broker_port = spec.master.broker.port
 
     def fleet_factory(address: str) -> RpcFleet:
         return RpcFleet(f"stomp://{address}:{broker_port}", key_file)
 
-    return RunContext(spec=spec, plan=plan, journal=journal, driver_factory=factory, fleet_factory=fleet_factory,
-                      access=access, probe_services=probe, psk=psk, pacing=pacing, max_parallel=spec.provider.max_parallel,
+    return RunContext(spec=spec, plan=plan, journal=journal, provider=provider, fleet_factory=fleet_factory,
+                      access=access, probe_services=probe, psk=psk, max_parallel=provider.max_parallel,
                       options=options or UpOptions(), emit=emit, state_dir=state_dir, recipes_dir=recipes)

@@ -1,6 +1,6 @@
 """What a run works with: the spec, the journal, and the seams to the cloud, the broker and the nodes.
 
-Every step is a function of a `RunContext`; tests build one with fakes (driver, fleet, access).
+Every step is a function of a `RunContext`; tests build one with fakes (cloud driver, fleet, access).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from drbootstrap.executor.events import Event
 from drbootstrap.journal import Journal, Step
 from drbootstrap.plan import Plan, PlannedNode
-from drbootstrap.providers.cloud import Pacing
+from drbootstrap.providers.base import Provider
 from drbootstrap.spec.models import EnvironmentSpec
 
 
@@ -58,7 +58,8 @@ class Fleet(Protocol):
 
 
 class NodeAccess(Protocol):
-    """Reaching into a node without the broker: commands, the master's files (local: nsenter; else SSH)."""
+    """Reaching into a node without the broker, keyed by the node's id: commands (local: nsenter;
+    else SSH), and the master's Puppet CA (its recipes, autosign tokens and certificate signing)."""
 
     def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
         """Run a shell command inside the node; (exit status, output tail)."""
@@ -105,7 +106,7 @@ class NodeRuntime:
     planned: PlannedNode
     provider_node: Any = None  # libcloud Node
     address: str | None = None  # where the other nodes reach it (the private address in a cloud)
-    public_address: str | None = None  # where this controller reaches it, when not `address` (EC2)
+    public_address: str | None = None  # where this controller reaches it, when not `address`
 
     @property
     def reachable_address(self) -> str | None:
@@ -126,12 +127,11 @@ class RunContext:
     spec: EnvironmentSpec
     plan: Plan
     journal: Journal
-    driver_factory: Callable[[], Any]
+    provider: Provider  # the cloud: every cloud call goes through it
     fleet_factory: Callable[[str], Fleet]  # broker host -> a connected Fleet
     access: NodeAccess
     probe_services: ServiceProbe
     psk: str = field(repr=False, default="")
-    pacing: Pacing = field(default_factory=Pacing)
     max_parallel: int = 8
     clock: Clock = field(default_factory=SystemClock)
     options: UpOptions = field(default_factory=UpOptions)
@@ -140,20 +140,12 @@ class RunContext:
     recipes_dir: Path | None = None
     master: NodeRuntime | None = None
     launch_slots: threading.Semaphore = field(init=False)
-    lookups: dict[str, Any] = field(init=False, default_factory=dict)  # once-per-run cloud answers (zone)
-    lookups_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _local: threading.local = field(init=False, default_factory=threading.local)
     _fleets: list[Fleet] = field(init=False, default_factory=list)
     _fleets_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.launch_slots = threading.BoundedSemaphore(max(1, self.max_parallel))
-
-    def driver(self) -> Any:
-        """This thread's NodeDriver (libcloud drivers are not thread-safe)."""
-        if not hasattr(self._local, "driver"):
-            self._local.driver = self.driver_factory()
-        return self._local.driver
 
     def fleet(self) -> Fleet:
         """This thread's broker client, connected to the master's broker."""

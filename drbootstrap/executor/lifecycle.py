@@ -13,28 +13,15 @@ from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
     build_context,
     client_key_file,
-    driver_factory_for,
-    pacing_for,
-)
-from drbootstrap.executor.cloud_path import (
-    describe_resources,
-    destroy_environment,
-    is_ec2_family,
+    provider_for,
 )
 from drbootstrap.executor.context import UpOptions
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.run import RunResult, run_up
 from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
 from drbootstrap.executor.steps import steps_for
-from drbootstrap.executor.storage import environment_volume_prefix
 from drbootstrap.journal import Journal, StepState
 from drbootstrap.plan import build_plan
-from drbootstrap.providers.cloud import (
-    ENVIRONMENT_TAG,
-    HOSTNAME_TAG,
-    list_tagged_nodes,
-    node_tags,
-)
 from drbootstrap.report import ReportPaths, build_report, write_report
 from drbootstrap.spec.models import EnvironmentSpec
 
@@ -144,7 +131,7 @@ class EnvironmentStatus:
     nodes: list[NodeStatus] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
     broker: str = ""
-    resources: list[str] = field(default_factory=list)  # EC2: key pair, security group, addresses, volumes
+    resources: list[str] = field(default_factory=list)  # the provider's shared resources (key pair, group...)
 
 
 def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> EnvironmentStatus:
@@ -153,14 +140,10 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
 
     journal = Journal.open(state_dir, spec.environment)
     plan = build_plan(spec)
-    driver = driver_factory_for(spec, state_dir)()
-    pacing = pacing_for(spec, lambda e: None)
-    live = {}
-    for node in list_tagged_nodes(driver, {ENVIRONMENT_TAG: spec.environment}, pacing=pacing):
-        live[node_tags(node).get(HOSTNAME_TAG, node.id)] = node
+    provider = provider_for(spec, state_dir)
+    live = provider.nodes()
     result = EnvironmentStatus(spec.environment)
-    if is_ec2_family(spec):
-        result.resources = describe_resources(driver, spec, pacing)
+    result.resources = provider.describe_resources()
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
         node = live.get(planned.hostname)
@@ -174,16 +157,15 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
                 entry.last_step = f"{step} {rec.state}"
         if node is not None:
             entry.cloud_state = str(node.state)
-            entry.address = entry.address or (node.private_ips or [None])[0]
+            entry.address = entry.address or provider.addresses(node).private
         result.nodes.append(entry)
     known = {n.hostname for n in plan.nodes()}
     result.orphans = sorted(h for h in live if h not in known)
     master = next(n for n in result.nodes if n.role == "master")
     master_node = live.get(master.hostname)
-    reachable = (list(master_node.public_ips or []) if master_node is not None and is_ec2_family(spec) else []) \
-        or [master.address]
-    if ping and reachable[0] and master.cloud_state == "running":
-        _ping_agents(spec, state_dir, reachable[0], result, {n.hostname: n.fqdn for n in plan.nodes()})
+    reachable = (provider.addresses(master_node).reachable if master_node is not None else None) or master.address
+    if ping and reachable and master.cloud_state == "running":
+        _ping_agents(spec, state_dir, reachable, result, {n.hostname: n.fqdn for n in plan.nodes()})
     return result
 
 
@@ -221,7 +203,7 @@ class DownResult:
     destroyed: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # controller names removed from the site's DNS
-    resources: list[str] = field(default_factory=list)  # EC2: key pair, group, addresses, volumes removed
+    resources: list[str] = field(default_factory=list)  # shared resources removed (key pair, group, addresses...)
     forgotten: list[str] = field(default_factory=list)
 
 
@@ -231,26 +213,9 @@ def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
     The journal keeps each node's generation, so a later `up` launches with fresh client tokens.
     """
     journal = Journal.open(state_dir, spec.environment)
-    driver = driver_factory_for(spec, state_dir)()
-    pacing = pacing_for(spec, lambda e: None)
-    result = DownResult()
-    owned_ids = {r.provider_id for r in journal.data.nodes.values() if r.provider_id}
-    if is_ec2_family(spec):
-        result.destroyed, result.resources = destroy_environment(driver, spec, state_dir, pacing)
-        result.volumes = [line.split()[1] for line in result.resources if line.startswith("volume ")]
-    for node in ([] if is_ec2_family(spec) else pacing.call(driver, "list nodes", driver.list_nodes)):
-        tags = node_tags(node)
-        if tags.get(ENVIRONMENT_TAG) == spec.environment or node.id in owned_ids:
-            pacing.call(driver, f"destroy {node.name}", lambda node=node: driver.destroy_node(node))
-            result.destroyed.append(tags.get(HOSTNAME_TAG, node.name))
-    prefix = environment_volume_prefix(spec.environment)
-    if hasattr(driver, "list_volumes") and not is_ec2_family(spec):
-        for volume in pacing.call(driver, "list volumes", driver.list_volumes):
-            if (volume.name or "").startswith(prefix):
-                pacing.call(driver, f"destroy volume {volume.name}", lambda v=volume: driver.destroy_volume(v))
-                result.volumes.append(volume.name)
-    if hasattr(driver, "ex_release_if_idle"):  # the local cloud: leave no bridge or process behind
-        driver.ex_release_if_idle()
+    owned_ids = frozenset(r.provider_id for r in journal.data.nodes.values() if r.provider_id)
+    teardown = provider_for(spec, state_dir).destroy_environment(owned_ids)
+    result = DownResult(destroyed=teardown.destroyed, volumes=teardown.volumes, resources=teardown.resources)
     if spec.master.dynamic_dns is not None:
         from drbootstrap.dns import rfc2136
 

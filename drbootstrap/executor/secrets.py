@@ -38,19 +38,3 @@ def autosign_token(psk: str, environment: str, hostname: str, generation: int) -
     """The node's one-time Puppet token: the same for the same launch, unguessable without the PSK."""
     message = f"autosign\0{environment}\0{hostname}\0{generation}".encode()
     return hmac.new(psk.encode(), message, hashlib.sha256).hexdigest()[:40]
-
-
-def load_or_create_operator_key(private_key_path: Path) -> str:
-    """The operator's SSH key (OpenSSH ed25519, 0600), made when missing; returns its public key line."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    if private_key_path.exists():
-        key = serialization.load_ssh_private_key(private_key_path.read_bytes(), password=None)
-    else:
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-        write_private_file(private_key_path, pem.decode())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return public.decode() + " drbootstrap-operator"

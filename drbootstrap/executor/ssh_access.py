@@ -1,5 +1,5 @@
 """NodeAccess over SSH: commands in a node, trusting only the host keys its console output printed
-(drbootstrap.ssh), with the environment's key; the master's recipes and tokens through it (every cloud).
+(drbootstrap.ssh), with the environment's operator key; the master's Puppet CA through it (every cloud).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.cloud import Pacing
 
 if TYPE_CHECKING:
+    from drbootstrap.providers.base import Provider
     from drbootstrap.ssh import SshTarget
 
 # The images' defaults (images/master/boot.sh): where a node keeps its config and state.
@@ -21,15 +21,18 @@ NODE_DIR = "/var/lib/drbootstrap/node"
 
 
 class SshNodeAccess:
-    """The NodeAccess seam over SSH. Console output comes from the driver (EC2's GetConsoleOutput) or,
-    on the local cloud, the node's console log; a node with neither cannot have its host key pinned,
-    so it is refused, not trusted. DIRS_FOR gives a node's config_dir/node_dir/python when they are
-    not the image's defaults (the local cloud keeps them under the state directory)."""
+    """The NodeAccess seam over SSH, and the one place for the master's Puppet CA operations
+    (recipes, autosign tokens, signing). Host keys are pinned from the node's console output (the
+    provider's console_text); a node without one is refused, not trusted. DIRS_FOR gives a node's
+    config_dir/node_dir/python when they are not the image's defaults (the local cloud keeps them
+    under the state directory)."""
 
-    def __init__(self, driver_factory: Callable[[], Any], private_key_path: Path, pacing: Pacing,
-                 *, dirs_for: Callable[[str], dict[str, Any]] | None = None) -> None:
-        self.driver_factory, self.private_key_path, self.pacing = driver_factory, private_key_path, pacing
-        self.dirs_for = dirs_for
+    def __init__(self, provider: Provider, *, dirs_for: Callable[[str], dict[str, Any]] | None = None) -> None:
+        self.provider, self.dirs_for = provider, dirs_for
+
+    @property
+    def private_key_path(self) -> Path:
+        return self.provider.scope.operator_key_path
 
     def node_dirs(self, hostname: str) -> dict[str, Any]:
         return self.dirs_for(hostname) if self.dirs_for is not None else {}  # {}: the image's defaults
@@ -41,26 +44,13 @@ class SshNodeAccess:
         """Root on the node at its reachable address, host keys pinned from its console output."""
         from drbootstrap.images.master_access import master_ssh_target
 
-        driver = self.driver_factory()
-        nodes = self.pacing.call(driver, f"find node {node_id}", lambda: driver.list_nodes(ex_node_ids=[node_id]))
-        if not nodes:
+        node = self.provider.get_node(node_id)
+        if node is None:
             raise ProviderError(f"node {node_id} is not known to the cloud", hint="run `drbootstrap up` again")
-        node = nodes[0]
-        address = (list(node.public_ips or []) + list(node.private_ips or []) or [None])[0]
+        address = self.provider.addresses(node).reachable
         if address is None:
             raise ProviderError(f"node {node.name} has no address yet", hint="wait for it to run, then retry")
-        return master_ssh_target(address, self._console_text(driver, node), self.private_key_path, name=node.name)
-
-    def _console_text(self, driver: Any, node: Any) -> str:
-        if callable(getattr(driver, "ex_get_console_output", None)):
-            console = self.pacing.call(driver, f"console output of {node.name}",
-                                       lambda: driver.ex_get_console_output(node))
-            return console.get("output", "") if isinstance(console, dict) else str(console or "")
-        console_log = (getattr(node, "extra", None) or {}).get("console_log")
-        if console_log and Path(console_log).is_file():
-            return Path(console_log).read_text(errors="replace")  # the local cloud's serial console
-        raise ProviderError(f"the {driver.name} driver gives no console output, so the SSH host key of {node.name} "
-                            "cannot be pinned", hint="use a provider whose driver has ex_get_console_output")
+        return master_ssh_target(address, self.provider.console_text(node), self.private_key_path, name=node.name)
 
     def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
         from drbootstrap.ssh import run_command
@@ -85,6 +75,10 @@ class SshNodeAccess:
                             python=str(dirs.get("python", "python3")))
 
     def sign_certificate(self, master_id: str, certname: str) -> None:
-        status, output = self.run(master_id, f"puppetserver ca sign --certname {shlex.quote(certname)}", 120)
+        """Sign certname's waiting request with the master's own Puppet configuration."""
+        target = self.target(master_id)
+        puppet_conf = f"{self.node_dirs(target.name).get('node_dir', NODE_DIR)}/puppet/puppet.conf"
+        status, output = self.run(master_id, f"puppetserver ca sign --config {shlex.quote(puppet_conf)} "
+                                  f"--certname {shlex.quote(certname)}", 120)
         if status != 0:
             raise ProviderError(f"signing {certname} on the master failed (exit {status}): {output.splitlines()[-1:]}")

@@ -8,22 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from libcloud.compute.types import NodeState
-
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
-from drbootstrap.executor.cloud_path import (
-    is_ec2_family,
-    launch_settings,
-    prepare_environment,
-    provision_node,
-    volumes_detail,
-    zone_location,
-)
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
 from drbootstrap.journal import Step
-from drbootstrap.providers.cloud import LaunchRequest, find_node, launch_node
+from drbootstrap.providers.base import VolumeWanted
+from drbootstrap.providers.nodes import LaunchRequest
 
 StepFunction = Callable[[RunContext, NodeRuntime], str]
 
@@ -55,9 +46,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
     """Make the node exist exactly once: found by tags and client token, else created."""
     record = ctx.journal.node(node.hostname, node.planned.role)
     generation = record.generation + 1
-    driver = ctx.driver()
     if record.provider_id:
-        found = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+        found = ctx.provider.find(node.hostname)
         if found is not None:
             _adopt(ctx, node, found, record.client_token)
             return f"found {found.id} (launched by an earlier run)" + _provision(ctx, node)
@@ -67,8 +57,9 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
         record = ctx.journal.node(node.hostname)
         generation = record.generation + 1
     cloud_detail = ""
-    if node.planned.is_master and is_ec2_family(ctx.spec):
-        cloud_detail = "; " + prepare_environment(ctx)
+    if node.planned.is_master:
+        prepared = ctx.provider.prepare_environment()
+        cloud_detail = f"; {prepared}" if prepared else ""
     token = None
     unarmed = ""
     if not node.planned.is_master and _uses_autosign_tokens(ctx) and not _master_reachable(ctx):
@@ -85,15 +76,15 @@ def launch(ctx: RunContext, node: NodeRuntime) -> str:
         environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
         image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
         user_data=user_data_for(ctx, node, autosign=token, unarmed=bool(unarmed)), generation=generation,
-        zone=ctx.spec.provider.zone, **launch_settings(ctx),
+        zone=ctx.spec.provider.zone,
     )
     ctx.journal.update_node(node.hostname, client_token=request.client_token)
     with ctx.launch_slots:
-        created = launch_node(driver, request, pacing=ctx.pacing, location=zone_location(ctx))
-    if _half_made(created):
-        # Its launch was killed before the cloud started booting it (the local cloud never
-        # finishes such a node): replace it rather than wait for a boot that will not come.
-        ctx.pacing.call(driver, f"destroy {node.hostname}", lambda: driver.destroy_node(created))
+        created = ctx.provider.launch(request)
+    if ctx.provider.needs_replacing(created):
+        # Its launch was killed before the cloud started booting it: replace it rather than wait
+        # for a boot that will not come.
+        ctx.provider.destroy_node(created)
         ctx.journal.forget_node(node.hostname)
         ctx.journal.start_step(node.hostname, Step.LAUNCH)
         return launch(ctx, node)
@@ -106,23 +97,21 @@ UNARMED = "no autosign token (the master was not up): signed explicitly at puppe
 
 
 def _master_reachable(ctx: RunContext) -> bool:
-    """Can the master's files be reached now? Always on the local cloud; elsewhere once its services answered."""
-    if ctx.spec.provider.is_local:
-        return True
+    """Can the master's Puppet CA be reached now? Once its services answered (the same on every cloud)."""
     return ctx.master is not None and ctx.journal.node(ctx.master.hostname).is_done(Step.SERVICES)
 
 
 def _provision(ctx: RunContext, node: NodeRuntime) -> str:
-    """EC2: what belongs to the instance from the start (the master's address, volumes), part of launch
-    so that `up --until launch` leaves the networking and storage wired."""
-    if not is_ec2_family(ctx.spec):
-        return ""
-    detail = provision_node(ctx, node)
-    return f"; {detail}" if detail else ""
+    """What the provider gives the node at once (a real cloud: the master's address, volumes), part
+    of launch so that `up --until launch` leaves the networking and storage wired."""
+    done = ctx.provider.provision(node.provider_node, node.hostname, is_master=node.planned.is_master,
+                                  volumes=_volumes_wanted(node))
+    return "".join(f"; {part}" for part in done)
 
 
-def _half_made(provider_node: object) -> bool:
-    return getattr(provider_node, "extra", {}).get("boot_count") == 0
+def _volumes_wanted(node: NodeRuntime) -> list[VolumeWanted]:
+    group = node.planned.group
+    return [VolumeWanted(v.name, str(v.mount), v.size_gb, v.snapshot) for v in (group.volumes if group else [])]
 
 
 def _uses_autosign_tokens(ctx: RunContext) -> bool:
@@ -131,18 +120,14 @@ def _uses_autosign_tokens(ctx: RunContext) -> bool:
 
 def _adopt(ctx: RunContext, node: NodeRuntime, provider_node: object, token: str | None) -> None:
     node.provider_node = provider_node
-    addresses = list(getattr(provider_node, "private_ips", None) or []) + list(
-        getattr(provider_node, "public_ips", None) or [])
-    node.address = addresses[0] if addresses else None
-    public = list(getattr(provider_node, "public_ips", None) or [])
-    if is_ec2_family(ctx.spec) and public and public[0] != node.address:
-        node.public_address = public[0]
+    addresses = ctx.provider.addresses(provider_node)
+    node.address, node.public_address = addresses.private, addresses.public
     ctx.journal.update_node(node.hostname, provider_id=provider_node.id, client_token=token, address=node.address)
 
 
 def reacquire(ctx: RunContext, node: NodeRuntime) -> bool:
     """On resume: find the launched node again by its tags. False when the cloud has lost it."""
-    found = find_node(ctx.driver(), ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+    found = ctx.provider.find(node.hostname)
     if found is None:
         return False
     _adopt(ctx, node, found, ctx.journal.node(node.hostname).client_token)
@@ -151,36 +136,34 @@ def reacquire(ctx: RunContext, node: NodeRuntime) -> bool:
 
 def destroy_node(ctx: RunContext, node: NodeRuntime) -> None:
     """Destroy the node (if the cloud still has it) and forget it: the next launch is a new generation."""
-    driver = ctx.driver()
-    found = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+    found = ctx.provider.find(node.hostname)
     if found is not None:
-        ctx.pacing.call(driver, f"destroy {node.hostname}", lambda: driver.destroy_node(found))
+        ctx.provider.destroy_node(found)
     ctx.journal.forget_node(node.hostname)
     node.provider_node, node.address = None, None
 
 
 def boot(ctx: RunContext, node: NodeRuntime) -> str:
-    """Wait until the node runs (its boot script and user-data finished); fail at once on ERROR."""
+    """Wait until the node's boot (its boot script and user-data) has finished, as its provider
+    tells it; fail at once when the boot failed."""
     deadline = ctx.clock.monotonic() + ctx.options.boot_timeout
-    driver = ctx.driver()
     delay = 0.2
     while True:
-        current = find_node(driver, ctx.spec.environment, node.hostname, pacing=ctx.pacing)
+        current = ctx.provider.find(node.hostname)
         if current is None:
             raise StepFailed(f"{node.hostname}: the node disappeared while booting",
                              hint="run `drbootstrap up` again to launch it anew")
         node.provider_node = current
-        if current.state == NodeState.RUNNING:
+        progress = ctx.provider.boot_finished(current)
+        if progress.failed:
+            raise StepFailed(f"{node.hostname}: failed to boot", hint=_console_hint(current), log_tail=progress.detail)
+        if progress.finished:
             if not node.address:
                 _adopt(ctx, node, current, ctx.journal.node(node.hostname).client_token)
-            return f"running at {node.address}"
-        if current.state == NodeState.ERROR:
-            error = str(current.extra.get("error") or "the cloud reports ERROR")
-            raise StepFailed(f"{node.hostname}: failed to boot", hint=_console_hint(current),
-                             log_tail=error)
+            return f"booted at {node.address}"
         if ctx.clock.monotonic() > deadline:
-            raise WaitTimeoutError(f"{node.hostname}: not running after {ctx.options.boot_timeout:.0f} s",
-                                   hint=_console_hint(current))
+            raise WaitTimeoutError(f"{node.hostname}: boot not finished after {ctx.options.boot_timeout:.0f} s "
+                                   f"({progress.detail})", hint=_console_hint(current))
         ctx.clock.sleep(delay)
         delay = min(delay * 1.5, 2.0)
 
@@ -320,11 +303,10 @@ def puppet_enable(ctx: RunContext, node: NodeRuntime) -> str:
 
 
 def volumes(ctx: RunContext, node: NodeRuntime) -> str:
-    from drbootstrap.executor.storage import attach_volumes
-
-    if is_ec2_family(ctx.spec):
-        return volumes_detail(ctx, node)
-    return attach_volumes(ctx, node)
+    """Each of the spec's volumes made (from its snapshot) and attached, as the provider does it."""
+    done = ctx.provider.attach_volumes(node.provider_node, node.hostname, _volumes_wanted(node),
+                                       lambda path: ctx.access.node_path(node.hostname, path))
+    return ", ".join(done) or "no volumes"
 
 
 def restore(ctx: RunContext, node: NodeRuntime) -> str:

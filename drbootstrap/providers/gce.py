@@ -10,7 +10,7 @@ from pathlib import Path
 from libcloud.compute.base import NodeDriver
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.cloud import ProviderSettings
+from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.openstack import DriverArguments
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from libcloud.compute.base import NodeDriver
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.cloud import ProviderSettings, split_extra
+from drbootstrap.providers.settings import ProviderSettings, split_extra
 
 
 # Settings read by name (clouds.yaml's auth: block, or flat in the spec's extra), not driver kwargs.

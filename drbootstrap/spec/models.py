@@ -60,8 +60,8 @@ class ProviderSpec(SpecModel):
     endpoint: Url | None = None
     credentials: dict[Token, Secret] = Field(default_factory=dict)
     network: Cidr = DEFAULT_NETWORK
-    max_parallel: int = Field(8, ge=1, le=1000)
-    rate: RateSpec = Field(default_factory=RateSpec)
+    max_parallel: int | None = Field(None, ge=1, le=1000)  # None: the provider family's default
+    rate: RateSpec | None = None  # None: the provider family's default
     images: dict[Token, Token] = Field(default_factory=dict)
     sizes: dict[Token, Token] = Field(default_factory=dict)
     extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver keyword arguments

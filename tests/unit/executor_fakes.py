@@ -16,7 +16,10 @@ from drbootstrap.errors import MessagingError
 from drbootstrap.executor.context import RunContext, UpOptions
 from drbootstrap.journal import Journal
 from drbootstrap.plan import build_plan
-from drbootstrap.providers.cloud import HOSTNAME_TAG
+from drbootstrap.providers.base import EnvironmentScope, Provider
+from drbootstrap.providers.nodes import HOSTNAME_TAG
+from drbootstrap.providers.registry import create_provider
+from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.spec import parse_spec
 
 SPEC = """
@@ -64,6 +67,7 @@ class FakeCloud:
             state = NodeState.ERROR if name in self.fail_boot else NodeState.RUNNING
             node = Node(id=f"i-{number}", name=name, state=state, public_ips=[], private_ips=[f"10.0.0.{number}"],
                         driver=self, extra={"tags": dict(ex_metadata or {}), "client_token": ex_clienttoken,
+                                            "boot": "failed" if name in self.fail_boot else "finished",
                                             "user_data": ex_userdata, "error": "boot.sh: exit 1\nno such image",
                                             "console_log": f"/tmp/console-{number}"})
             self.nodes[node.id] = node
@@ -95,6 +99,12 @@ class FakeCloud:
     def destroy_volume(self, volume: Any) -> bool:
         self.volumes.remove(volume)
         return True
+
+    def ex_get_console_output(self, node: Node) -> dict[str, str]:
+        return {"output": "Cloud-init v. 22.4 finished at Wed, 25 Nov 2026 12:00:00 +0000. Up 9.1 seconds"}
+
+    def ex_release_if_idle(self) -> bool:
+        return not self.nodes
 
     def live_hostnames(self) -> list[str]:
         return sorted(n.extra["tags"][HOSTNAME_TAG] for n in self.list_nodes())
@@ -216,12 +226,20 @@ def load_spec_text(monkeypatch: Any, text: str = SPEC) -> Any:
     return parse_spec(text)
 
 
+def make_provider(spec: Any, state_dir: Path, driver: Any, *, name: str | None = None) -> Provider:
+    """The spec's provider (the registry's class for its name) over a fake driver."""
+    settings = ProviderSettings.from_block(spec.provider)
+    settings.name = name or settings.name
+    scope = EnvironmentScope(spec.environment, state_dir, state_dir / "ssh-key.pem")
+    return create_provider(settings, scope, driver_factory=lambda: driver)
+
+
 def make_context(spec: Any, state_dir: Path, cloud: FakeCloud, broker: FakeBroker, access: FakeAccess,
                  *, options: UpOptions | None = None, events: list | None = None) -> RunContext:
     sink = events if events is not None else []
     return RunContext(
         spec=spec, plan=build_plan(spec), journal=Journal.open(state_dir, spec.environment),
-        driver_factory=lambda: cloud, fleet_factory=lambda address: FakeFleet(broker), access=access,
+        provider=make_provider(spec, state_dir, cloud), fleet_factory=lambda address: FakeFleet(broker), access=access,
         probe_services=lambda address, spec, deadline: "DNS, STOMP, Puppet CA answer", psk=PSK,
         max_parallel=spec.provider.max_parallel, clock=FakeClock(),
         options=options or UpOptions(), emit=sink.append, state_dir=state_dir, recipes_dir=Path("/recipes"),

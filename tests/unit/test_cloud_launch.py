@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.compute.base import Node, NodeLocation
 from libcloud.compute.types import NodeState
 
-from drbootstrap.errors import PartialFailure, ProviderError
-from drbootstrap.providers.cloud import (
+from drbootstrap.errors import ProviderError
+from drbootstrap.providers.base import EnvironmentScope
+from drbootstrap.providers.libcloud_provider import LibcloudProvider
+from drbootstrap.providers.nodes import (
     ENVIRONMENT_TAG,
     HOSTNAME_TAG,
     LaunchRequest,
-    Pacing,
     create_node_kwargs,
-    destroy_environment,
     find_environment_nodes,
-    launch_many,
     launch_node,
     resolve_location,
 )
+from drbootstrap.providers.pacing import Pacing
+from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.throttle import RetryPolicy
 
 
@@ -105,11 +107,18 @@ def test_a_second_launch_of_the_same_node_finds_it():
     assert cloud.creates == 1
 
 
+def fake_provider(cloud: Cloud, factory=None, tmp_path=None) -> LibcloudProvider:
+    """The generic libcloud provider over the fake drivers (one per thread, from `factory`)."""
+    scope = EnvironmentScope("env1", tmp_path or Path("/nonexistent"), Path("/nonexistent/key"))
+    return LibcloudProvider(ProviderSettings("fake", extra={"retry_base_delay": 0.0, "retry_max_delay": 0.0}),
+                            scope, driver_factory=factory or (lambda: FakeDriver(cloud)))
+
+
 def test_a_terminated_node_does_not_count_as_existing():
     cloud = Cloud()
     driver = FakeDriver(cloud)
     first = launch_node(driver, request(), pacing=QUICK)
-    destroy_environment(driver, "env1", pacing=QUICK)
+    assert fake_provider(cloud).destroy_environment().destroyed == ["web01"]
     assert find_environment_nodes(driver, "env1") == {}
     assert launch_node(driver, request(generation=2), pacing=QUICK).id != first.id
 
@@ -148,7 +157,7 @@ def test_zones_resolve_to_the_drivers_locations_or_fail_with_the_choices():
         resolve_location(driver, "zone-z")
 
 
-def test_launch_many_gives_each_thread_its_own_driver_and_skips_what_exists():
+def test_a_provider_gives_each_thread_its_own_driver_finds_what_exists_and_resolves_the_zone_once():
     cloud = Cloud()
     made: list[FakeDriver] = []
 
@@ -157,33 +166,19 @@ def test_launch_many_gives_each_thread_its_own_driver_and_skips_what_exists():
         made.append(driver)
         return driver
 
+    provider = fake_provider(cloud, factory)
     launch_node(FakeDriver(cloud), request("web00"), pacing=QUICK)
     requests = [request(f"web{i:02d}", zone="zone-a") for i in range(12)]
-    launched = []
-    outcome = launch_many(factory, requests, max_parallel=4, pacing=QUICK, on_launched=lambda r, n: launched.append(r))
-    assert sorted(outcome.nodes) == [f"web{i:02d}" for i in range(12)]
-    assert outcome.already_there == {"web00"} and len(launched) == 11
-    assert cloud.creates == 12
-    by_thread = {}
-    for node in cloud.nodes[1:]:
-        assert node.driver.thread == node.extra["thread"] or node.driver is made[0]
-        by_thread.setdefault(node.extra["thread"], set()).add(id(node.driver))
-    assert all(len(drivers) == 1 for drivers in by_thread.values())  # one driver per thread
+    threads = [threading.Thread(target=provider.launch, args=(r,)) for r in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 12  # each thread built its own driver...
+    assert all(node.driver.thread == node.extra["thread"] for node in cloud.nodes[1:])  # ...and used only it
+    assert sorted(provider.nodes()) == [f"web{i:02d}" for i in range(12)]
+    assert cloud.creates == 12  # web00 was found, not launched again
     assert all(node.extra["location"].id == "zone-a" for node in cloud.nodes[1:])
-
-
-def test_launch_many_collects_failures_and_reports_them_as_partial():
-    cloud = Cloud()
-    cloud.fail_next_creates = [BaseHTTPError(400, "InvalidAMIID.NotFound: img-1")]
-    outcome = launch_many(lambda: FakeDriver(cloud), [request("a"), request("b")], max_parallel=1, pacing=QUICK)
-    assert len(outcome.nodes) == 1 and len(outcome.failures) == 1
-    with pytest.raises(PartialFailure, match="1 of 2 nodes not launched"):
-        outcome.raise_for_failures()
-
-
-def test_launch_many_refuses_a_hostname_twice():
-    with pytest.raises(ProviderError, match="requested twice"):
-        launch_many(lambda: FakeDriver(Cloud()), [request("a"), request("a")], pacing=QUICK)
 
 
 def test_driver_credentials_never_appear_in_launch_errors():

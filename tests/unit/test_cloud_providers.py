@@ -4,13 +4,32 @@ OpenStack (Keystone v3), GCE and the passthrough; credentials from references or
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from libcloud.compute.drivers.ec2 import EC2NodeDriver, EucNodeDriver
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.cloud import PlainSecret, ProviderSettings, RateSettings, bucket_for, build_driver
-from drbootstrap.providers.ec2 import build_ec2_driver, ec2_driver_kwargs, eucalyptus_driver_kwargs, parse_endpoint
+from drbootstrap.providers.base import EnvironmentScope
+from drbootstrap.providers.ec2_driver import (
+    build_ec2_driver,
+    ec2_driver_kwargs,
+    eucalyptus_driver_kwargs,
+    parse_endpoint,
+)
+from drbootstrap.providers.registry import create_provider, provider_class
+from drbootstrap.providers.settings import PlainSecret, ProviderSettings, RateSettings
+
+SCOPE = EnvironmentScope("env1", Path("/nonexistent"), Path("/nonexistent/ssh-key.pem"))
+
+
+def build_driver(settings: ProviderSettings):
+    """The driver the registry's provider for these settings builds."""
+    return create_provider(settings, SCOPE).new_driver()
+
+
+def bucket_for(settings: ProviderSettings):
+    return create_provider(settings, SCOPE).pacing.bucket
 from drbootstrap.providers.gce import gce_driver_arguments
 from drbootstrap.providers.openstack import build_openstack_driver, openstack_driver_arguments
 
@@ -139,10 +158,21 @@ def test_other_libcloud_providers_pass_through_with_their_extra_settings():
         build_driver(ProviderSettings(name="no-such-cloud"))
 
 
-def test_buckets_come_from_the_spec_or_the_providers_documented_default():
-    assert (bucket_for(aws()).per_second, bucket_for(aws()).burst) == (2, 1000)
+def test_buckets_and_launches_in_flight_come_from_the_spec_or_the_provider_familys_default():
+    assert (bucket_for(aws()).per_second, bucket_for(aws()).burst) == (2, 1000)  # EC2's RunInstances bucket
+    assert create_provider(aws(), SCOPE).max_parallel == 20
     custom = bucket_for(aws(rate=RateSettings(per_second=10, burst=20)))
     assert (custom.per_second, custom.burst) == (10, 20)
+    assert create_provider(aws(max_parallel=3), SCOPE).max_parallel == 3
+    generic = create_provider(ProviderSettings(name="dummy"), SCOPE)
+    assert (generic.pacing.bucket.per_second, generic.pacing.bucket.burst, generic.max_parallel) == (5, 10, 8)
+
+
+def test_the_registry_serves_each_family_by_name_and_any_other_name_through_generic_libcloud():
+    assert [provider_class(name).__name__ for name in ("local", "ec2", "AWS", "eucalyptus", "openstack", "gce",
+                                                        "dummy")] == [
+        "LocalProvider", "EC2Provider", "EC2Provider", "EucalyptusProvider", "LibcloudProvider",
+        "LibcloudProvider", "LibcloudProvider"]
 
 
 def test_plain_secrets_do_not_print():
@@ -177,7 +207,7 @@ def test_settings_come_from_the_spec_provider_block_with_references_kept(monkeyp
 
 
 def test_extra_is_split_between_create_node_and_the_driver_constructor():
-    from drbootstrap.providers.cloud import split_extra
+    from drbootstrap.providers.settings import split_extra
 
     constructor, create = split_extra(EC2NodeDriver, {"ex_keyname": "k", "ex_security_groups": ["g"],
                                                       "api_version": "2016-11-15"})
@@ -195,11 +225,9 @@ def test_openstack_accepts_the_key_and_secret_credentials_and_driver_extra_of_th
     assert arguments.args == ("ops", "pw") and arguments.kwargs["ex_tenant_name"] == "lab"
 
 
-def test_a_driver_without_security_groups_is_refused_clearly():
-    from drbootstrap.providers.ec2 import ensure_elastic_address, ensure_security_group
-
-    driver = build_driver(ProviderSettings(name="dummy", credentials={"key": PlainSecret("0")}))
-    with pytest.raises(ProviderError, match="does not support security groups"):
-        ensure_security_group(driver, "env1", "192.0.2.1")
-    with pytest.raises(ProviderError, match="does not support elastic addresses"):
-        ensure_elastic_address(driver, driver.list_nodes()[0])
+def test_a_generic_libcloud_provider_makes_no_security_group_address_or_tagged_volume():
+    provider = create_provider(ProviderSettings(name="dummy", credentials={"key": PlainSecret("0")}), SCOPE)
+    node = provider.driver().list_nodes()[0]
+    assert provider.prepare_environment() == ""
+    assert provider.provision(node, "web01", is_master=True, volumes=[]) == []
+    assert provider.describe_resources() == []

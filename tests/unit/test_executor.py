@@ -21,6 +21,7 @@ from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
     FakeCloud,
     load_spec_text,
     make_context,
+    make_provider,
     world,
 )
 
@@ -204,7 +205,7 @@ def test_down_destroys_journal_and_tagged_orphans_keeps_generations_and_is_idemp
     orphan = cloud.create_node("web09", None, None, ex_metadata={"drbootstrap:environment": "demo",
                                                                   "drbootstrap:hostname": "web09"})
     stranger = cloud.create_node("other", None, None, ex_metadata={"drbootstrap:environment": "prod"})
-    monkeypatch.setattr(lifecycle, "driver_factory_for", lambda spec, state_dir: lambda: cloud)
+    monkeypatch.setattr(lifecycle, "provider_for", lambda spec, state_dir, *a, **k: make_provider(spec, state_dir, cloud))
     result = lifecycle.down(spec, state)
     assert result.destroyed == sorted([*ALL, "web09"])
     assert [n.id for n in cloud.list_nodes()] == [stranger.id] and orphan.id not in cloud.nodes
@@ -233,7 +234,7 @@ def test_master_registers_its_controller_name_by_rfc2136_where_the_spec_asks(mon
 
 
 def test_node_whose_launch_was_killed_before_it_booted_is_replaced_not_waited_for(world):
-    from drbootstrap.providers.cloud import LaunchRequest
+    from drbootstrap.providers.nodes import LaunchRequest
 
     spec, state, cloud, broker, access = world
     token = LaunchRequest("demo", "mail01", "mail", "worker", "small", generation=1).client_token

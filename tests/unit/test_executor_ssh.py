@@ -10,15 +10,15 @@ import pytest
 
 from drbootstrap.executor import steps
 from drbootstrap.executor.context import NodeRuntime
-from drbootstrap.executor.secrets import load_or_create_operator_key
 from drbootstrap.executor.ssh_access import SshNodeAccess
-from drbootstrap.providers.cloud import Pacing
+from drbootstrap.providers.operator_key import load_or_create_operator_key
 from drbootstrap.ssh import HostKeyMismatchError, SshSession
 from tests.unit.executor_fakes import (
     FakeBroker,
     FakeCloud,
     load_spec_text,
     make_context,
+    make_provider,
 )
 
 PINNED_BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
@@ -70,8 +70,8 @@ def test_a_master_offering_another_host_key_fails_the_services_step_and_gets_not
     driver, pushed = forged_master
     key = tmp_path / "state" / "ssh-key.pem"
     load_or_create_operator_key(key)
-    access = SshNodeAccess(lambda: driver, key, Pacing())
     spec = load_spec_text(monkeypatch)
+    access = SshNodeAccess(make_provider(spec, tmp_path / "state", driver))
     ctx = make_context(spec, tmp_path / "state", FakeCloud(), FakeBroker(FakeCloud()), access)
     ctx.recipes_dir = tmp_path / "recipes"
     (ctx.recipes_dir / "manifests").mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_the_push_detail_names_ssh_and_the_pinned_fingerprint(forged_master, mon
     monkeypatch.setattr(paramiko.SSHClient, "connect", lambda client, hostname, **kwargs: None)
     key = tmp_path / "ssh-key.pem"
     load_or_create_operator_key(key)
-    access = SshNodeAccess(lambda: driver, key, Pacing(),
+    access = SshNodeAccess(make_provider(load_spec_text(monkeypatch), tmp_path, driver),
                            dirs_for=lambda host: {"node_dir": f"/state/{host}/var", "config_dir": f"/state/{host}/etc"})
     recipes = tmp_path / "recipes"
     (recipes / "manifests").mkdir(parents=True)

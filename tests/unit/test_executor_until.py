@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from drbootstrap.errors import ProviderError
 from drbootstrap.executor import UpOptions, run_up
 from drbootstrap.executor.events import RETRY, Event
 from drbootstrap.journal import Journal, Step
-from drbootstrap.providers.cloud import (
+from drbootstrap.providers.base import EnvironmentScope
+from drbootstrap.providers.registry import create_provider
+from drbootstrap.providers.settings import (
     PlainSecret,
     ProviderSettings,
-    build_driver,
     retry_policy_for,
     split_extra,
 )
@@ -22,6 +25,7 @@ from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
     FakeCloud,
     load_spec_text,
     make_context,
+    make_provider,
     world,
 )
 
@@ -60,6 +64,11 @@ def ec2_settings(**extra) -> ProviderSettings:
     return ProviderSettings(name="ec2", region="us-east-1", endpoint="http://127.0.0.1:1",
                             credentials={"access_key_id": PlainSecret("AKIDEXAMPLE"),
                                          "secret_access_key": PlainSecret("secretexample")}, extra=extra)
+
+
+def build_driver(settings: ProviderSettings):
+    scope = EnvironmentScope("demo", Path("/nonexistent"), Path("/nonexistent/ssh-key.pem"))
+    return create_provider(settings, scope).new_driver()
 
 
 def test_extra_driver_class_substitutes_a_subclass_of_the_providers_driver():
@@ -131,20 +140,20 @@ class ConsoleDriver:
         return {"output": self.console}
 
 
-def test_ssh_access_pins_the_host_key_from_the_console_and_refuses_a_driver_without_console(tmp_path):
+def test_ssh_access_pins_the_host_key_from_the_console_and_refuses_a_driver_without_console(tmp_path, monkeypatch):
     import base64
 
     from drbootstrap.executor.ssh_access import SshNodeAccess
-    from drbootstrap.providers.cloud import Pacing
 
     blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
     console = f"boot\n-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 {blob} root@controller\n" \
               "-----END SSH HOST KEY KEYS-----\n"
-    access = SshNodeAccess(lambda: ConsoleDriver(console), tmp_path / "key.pem", Pacing())
+    spec = load_spec_text(monkeypatch)
+    access = SshNodeAccess(make_provider(spec, tmp_path, ConsoleDriver(console), name="ec2"))
     target = access.target("i-1")
     assert target.host == "198.51.100.7" and [k.blob for k in target.pinned_keys] == [blob]
     assert access.node_path("db01", "/srv/db") == "/srv/db" and access.node_dirs("db01") == {}
     with pytest.raises(ProviderError, match="no console output"):
-        SshNodeAccess(lambda: ConsoleDriver(None), tmp_path / "key.pem", Pacing()).target("i-1")
+        SshNodeAccess(make_provider(spec, tmp_path, ConsoleDriver(None), name="ec2")).target("i-1")
     with pytest.raises(ProviderError, match="not known"):
         access.target("i-2")

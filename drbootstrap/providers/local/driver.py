@@ -24,6 +24,8 @@ from drbootstrap.providers.local.storage import StorageMixin
 
 SIZES = {"small": (512, 1), "medium": (2048, 2), "large": (8192, 4)}  # name -> (ram MB, vcpus)
 LAUNCH_GRACE_SECONDS = 15.0
+# A node's extra["boot"]: its boot script and user-data still run, have finished, or failed.
+BOOTING, BOOT_FINISHED, BOOT_FAILED = "booting", "finished", "failed"
 
 
 class LocalNodeDriver(StorageMixin, NodeDriver):
@@ -138,7 +140,19 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
     def wait_until_running(self, nodes: list[Node], wait_period: float = 0.1, timeout: int = 600,
                            ssh_interface: str = "public_ips", force_ipv4: bool = True,
                            ex_list_nodes_kwargs: dict | None = None) -> list[tuple[Node, list[str]]]:
-        """Like libcloud's, but polls fast (state is local) and fails at once on a node in ERROR."""
+        """Like libcloud's (until every node runs, which is before its user-data has finished: see
+        ex_wait_until_booted), but polls fast (state is local) and fails at once on a node in ERROR."""
+        return self._wait(nodes, lambda n: n.state == NodeState.RUNNING, "running", wait_period, timeout,
+                          ssh_interface)
+
+    def ex_wait_until_booted(self, nodes: list[Node], wait_period: float = 0.1, timeout: int = 600,
+                             ssh_interface: str = "public_ips") -> list[tuple[Node, list[str]]]:
+        """Until every node's boot, its user-data included, has finished (extra["boot"])."""
+        return self._wait(nodes, lambda n: n.extra.get("boot") == BOOT_FINISHED, "booted", wait_period,
+                          timeout, ssh_interface)
+
+    def _wait(self, nodes: list[Node], done: Any, word: str, wait_period: float, timeout: float,
+              ssh_interface: str) -> list[tuple[Node, list[str]]]:
         wanted = {n.id for n in nodes}
         deadline = time.monotonic() + timeout
         while True:
@@ -151,11 +165,11 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
                 raise ProviderError("; ".join(
                     f"node {n.name} ({n.id}) failed to boot: {n.extra.get('error')}" for n in failed),
                     hint=f"see {failed[0].extra['console_log']}")
-            if all(n.state == NodeState.RUNNING for n in current):
+            if all(done(n) for n in current):
                 return [(n, getattr(n, ssh_interface)) for n in current]
             if time.monotonic() > deadline:
-                pending = sorted(n.name for n in current if n.state != NodeState.RUNNING)
-                raise WaitTimeoutError(f"local cloud: nodes {pending} not running after {timeout} s")
+                pending = sorted(n.name for n in current if not done(n))
+                raise WaitTimeoutError(f"local cloud: nodes {pending} not {word} after {timeout} s")
             time.sleep(wait_period)
 
     def ex_create_tags(self, resource: Node | str, tags: dict[str, str]) -> bool:
@@ -331,36 +345,39 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
             path.unlink(missing_ok=True)
         shutil.rmtree(paths.dir, ignore_errors=True)
 
-    def _node_state(self, record: NodeRecord) -> tuple[str, str | None]:
+    def _node_state(self, record: NodeRecord) -> tuple[str, str, str | None]:
+        """(libcloud state, boot progress, error). As on a real cloud, a node is RUNNING while its
+        boot (image boot script, then user-data) still runs; the end of the boot is a separate
+        signal (extra["boot"]: booting, finished). A boot that exits non-zero or dies is ERROR."""
         phase_states = {"creating": NodeState.PENDING, "rebooting": NodeState.REBOOTING,
                         "destroying": NodeState.STOPPING}
         if record.phase in phase_states:
-            return phase_states[record.phase], None
+            return phase_states[record.phase], BOOTING, None
         paths = self._paths(record.id)
         netns_inode = self._netns_inode(record)
         if netns_inode is None:
-            return NodeState.ERROR, (f"namespace {self.plumbing.netns_name(record.index)} is gone "
-                                     "(this machine rebooted?); destroy the node and launch again")
+            return NodeState.ERROR, BOOT_FAILED, (f"namespace {self.plumbing.netns_name(record.index)} is gone "
+                                                  "(this machine rebooted?); destroy the node and launch again")
         outcome, status = runtime.boot_outcome(paths, netns_inode)
         if outcome == "done":
             if status == 0:
-                return NodeState.RUNNING, None
-            return NodeState.ERROR, f"boot exited with status {status}: {runtime.console_tail(paths)}"
+                return NodeState.RUNNING, BOOT_FINISHED, None
+            return NodeState.ERROR, BOOT_FAILED, f"boot exited with status {status}: {runtime.console_tail(paths)}"
         if outcome == "booting" and (paths.boot_pid.exists()
                                      or time.time() - record.launched_at < LAUNCH_GRACE_SECONDS):
-            return NodeState.PENDING, None
-        return NodeState.ERROR, f"boot stopped before finishing: {runtime.console_tail(paths)}"
+            return NodeState.RUNNING, BOOTING, None
+        return NodeState.ERROR, BOOT_FAILED, f"boot stopped before finishing: {runtime.console_tail(paths)}"
 
     def _to_node(self, record: NodeRecord, state: CloudState | None = None) -> Node:
         state = state or self.store.read()
-        node_state, error = self._node_state(record)
+        node_state, boot, error = self._node_state(record)
         elastic = [a.address for a in state.addresses.values() if a.node_id == record.id]
         paths = self._paths(record.id)
         extra = {
             "instance_id": record.id, "tags": dict(record.tags), "namespace":
             self.plumbing.netns_name(record.index), "console_log": str(paths.console_log),
             "hostname": record.hostname, "image_id": record.image, "instance_type": record.size,
-            "boot_count": record.boot_count, "elastic_ips": elastic, "error": error,
+            "boot_count": record.boot_count, "boot": boot, "elastic_ips": elastic, "error": error,
             "metadata_path": str(paths.cloud / "meta-data.json"), "host_veth":
             self.plumbing.host_veth(record.index), "client_token": record.client_token,
         }

@@ -1,0 +1,264 @@
+"""The provider interface: everything the executor asks of a cloud, one implementation per family
+(local, the EC2 family, generic libcloud), so the executor never asks which cloud it is on.
+
+A Provider is one site: its settings, its environment, its pacing and its drivers. A second site
+is a second instance; nothing here is module-level state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from libcloud.compute.base import Node, NodeDriver, NodeLocation
+
+from drbootstrap.providers.nodes import (
+    ENVIRONMENT_TAG,
+    HOSTNAME_TAG,
+    LaunchRequest,
+    find_environment_nodes,
+    find_node,
+    launch_node,
+    list_tagged_nodes,
+    node_tags,
+    resolve_location,
+)
+from drbootstrap.providers.pacing import Pacing
+from drbootstrap.providers.settings import ProviderSettings, RateSettings, accepted_parameters, retry_policy_for
+from drbootstrap.providers.throttle import RetryEvent, TokenBucket
+
+
+@dataclass(frozen=True)
+class EnvironmentScope:
+    """Which environment a provider works for, and where its operator key lives (0600)."""
+
+    environment: str
+    state_dir: Path
+    operator_key_path: Path
+
+
+@dataclass(frozen=True)
+class BootProgress:
+    """Has the node's boot (its user-data) finished? `failed`: it ended badly; `detail` says how."""
+
+    finished: bool
+    failed: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NodeAddresses:
+    """`private`: where the other nodes reach it; `public`: where this controller reaches it, if elsewhere."""
+
+    private: str | None
+    public: str | None = None
+
+    @property
+    def reachable(self) -> str | None:
+        return self.public or self.private
+
+
+@dataclass(frozen=True)
+class VolumeWanted:
+    """One of the spec's volumes for a node."""
+
+    name: str
+    mount: str
+    size_gb: int
+    snapshot: str | None = None
+
+
+@dataclass
+class Teardown:
+    """What destroy_environment removed: hostnames, volumes and the other resource lines."""
+
+    destroyed: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
+
+
+class Provider(ABC):
+    """One cloud site as the executor sees it. Subclasses build the driver and override what differs."""
+
+    default_rate: ClassVar[RateSettings] = RateSettings(per_second=5, burst=10)
+    default_max_parallel: ClassVar[int] = 8
+    # True when a node's files are this host's (the embedded cloud): the executor reaches into
+    # it directly; otherwise only over SSH.
+    nodes_share_this_host: ClassVar[bool] = False
+
+    def __init__(self, settings: ProviderSettings, scope: EnvironmentScope, *,
+                 on_retry: Callable[[RetryEvent], None] | None = None,
+                 driver_factory: Callable[[], NodeDriver] | None = None) -> None:
+        self.settings, self.scope = settings, scope
+        rate = settings.rate or self.default_rate
+        self.pacing = Pacing(bucket=TokenBucket(per_second=rate.per_second, burst=rate.burst),
+                             policy=retry_policy_for(settings), on_retry=on_retry)
+        self._driver_factory = driver_factory or self.new_driver
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._locations: dict[str, NodeLocation] = {}
+
+    # ---- drivers and limits -----------------------------------------------------------------
+
+    @abstractmethod
+    def new_driver(self) -> NodeDriver:
+        """A fresh libcloud driver for this site (drivers are not thread-safe)."""
+
+    def driver(self) -> NodeDriver:
+        """This thread's driver."""
+        if not hasattr(self._local, "driver"):
+            self._local.driver = self._driver_factory()
+        return self._local.driver
+
+    @property
+    def environment(self) -> str:
+        return self.scope.environment
+
+    @property
+    def max_parallel(self) -> int:
+        """Launches in flight at once: the spec's, else the family's default."""
+        return self.settings.max_parallel or self.default_max_parallel
+
+    def call(self, operation: str, fn: Callable[[], Any], **kwargs: Any) -> Any:
+        """One paced request on this thread's driver."""
+        return self.pacing.call(self.driver(), operation, fn, **kwargs)
+
+    # ---- the environment's shared resources -------------------------------------------------
+
+    def operator_public_key(self) -> str:
+        """The operator's SSH public key (OpenSSH line), its private key made 0600 here when missing."""
+        from drbootstrap.providers.operator_key import load_or_create_operator_key
+
+        return load_or_create_operator_key(self.scope.operator_key_path)
+
+    def prepare_environment(self) -> str:
+        """Before the master launches: what every node of the environment shares. A one-line detail."""
+        return ""
+
+    # ---- nodes ------------------------------------------------------------------------------
+
+    def list_options(self, tags: Mapping[str, str]) -> dict[str, Any]:
+        """list_nodes arguments that let the cloud filter by `tags` (none by default)."""
+        return {}
+
+    def launch_settings(self) -> dict[str, Any]:
+        """LaunchRequest fields this provider adds (key pair, groups, create_node options)."""
+        return {}
+
+    def launch(self, request: LaunchRequest) -> Node:
+        """The node, exactly once: found by tags, else created with its client token."""
+        request = dataclasses.replace(request, **self.launch_settings())
+        location = self._location(request.zone) if request.zone else None
+        return launch_node(self.driver(), request, pacing=self.pacing, location=location,
+                           list_options=self.list_options)
+
+    def find(self, hostname: str) -> Node | None:
+        return find_node(self.driver(), self.environment, hostname, pacing=self.pacing,
+                         list_options=self.list_options)
+
+    def get_node(self, node_id: str) -> Node | None:
+        """A node by its id (asking the cloud for that id alone where the driver can)."""
+        driver = self.driver()
+        accepted = accepted_parameters(driver.list_nodes)
+        if accepted is None or "ex_node_ids" in accepted:
+            nodes = self.call(f"find node {node_id}", lambda: driver.list_nodes(ex_node_ids=[node_id]))
+        else:
+            nodes = self.call(f"find node {node_id}", driver.list_nodes)
+        return next((n for n in nodes if n.id == node_id), None)
+
+    def nodes(self) -> dict[str, Node]:
+        """hostname -> live node, for everything tagged as this environment's (orphans too)."""
+        return find_environment_nodes(self.driver(), self.environment, pacing=self.pacing,
+                                      list_options=self.list_options)
+
+    def destroy_node(self, node: Node) -> None:
+        driver = self.driver()
+        self.pacing.call(driver, f"destroy {node.name}", lambda: driver.destroy_node(node))
+
+    def needs_replacing(self, node: Node) -> bool:
+        """A node that exists but will never boot (its launch was cut short): replace, do not wait."""
+        return False
+
+    def addresses(self, node: Node) -> NodeAddresses:
+        private = list(node.private_ips or []) + list(node.public_ips or [])
+        return NodeAddresses(private=private[0] if private else None)
+
+    def boot_finished(self, node: Node) -> BootProgress:
+        """Has the node's user-data finished? By default: the cloud-init end marker in its console."""
+        from libcloud.compute.types import NodeState
+
+        if node.state == NodeState.ERROR:
+            return BootProgress(True, failed=True, detail=str(node.extra.get("error") or "the cloud reports ERROR"))
+        if node.state != NodeState.RUNNING:
+            return BootProgress(False, detail=f"{node.state}")
+        console = self.console_text(node)
+        return BootProgress(boot_finished_in_console(console), detail="running")
+
+    def console_text(self, node: Node) -> str:
+        """The node's console output, where its boot prints its SSH host keys and its end."""
+        driver = self.driver()
+        if callable(getattr(driver, "ex_get_console_output", None)):
+            console = self.pacing.call(driver, f"console output of {node.name}",
+                                       lambda: driver.ex_get_console_output(node))
+            return console.get("output", "") if isinstance(console, dict) else str(console or "")
+        from drbootstrap.errors import ProviderError
+
+        raise ProviderError(f"the {driver.name} driver gives no console output for {node.name}",
+                            hint="use a provider whose driver has ex_get_console_output")
+
+    # ---- what belongs to a node beyond the instance ------------------------------------------
+
+    def provision(self, node: Node, hostname: str, *, is_master: bool, volumes: Sequence[VolumeWanted]) -> list[str]:
+        """Right after launch: what the node needs from the cloud at once. Detail fragments."""
+        return []
+
+    def attach_volumes(self, node: Node, hostname: str, volumes: Sequence[VolumeWanted],
+                       node_path: Callable[[str], str]) -> list[str]:
+        """The volumes step: each volume made (from its snapshot) once, attached. Detail fragments."""
+        from drbootstrap.providers.volumes import attach_named_volumes
+
+        return attach_named_volumes(self, node, hostname, volumes, node_path)
+
+    # ---- status and teardown ----------------------------------------------------------------
+
+    def describe_resources(self) -> list[str]:
+        """One line per shared resource the cloud holds for the environment (beyond its nodes)."""
+        return []
+
+    def destroy_environment(self, owned_ids: frozenset[str] = frozenset()) -> Teardown:
+        """Remove everything the environment owns (tagged, or named in `owned_ids`); idempotent."""
+        from drbootstrap.providers.volumes import destroy_named_volumes
+
+        driver = self.driver()
+        result = Teardown()
+        for node in self.pacing.call(driver, "list nodes", driver.list_nodes):
+            tags = node_tags(node)
+            if tags.get(ENVIRONMENT_TAG) == self.environment or node.id in owned_ids:
+                self.pacing.call(driver, f"destroy {node.name}", lambda node=node: driver.destroy_node(node))
+                result.destroyed.append(tags.get(HOSTNAME_TAG, node.name))
+        result.volumes = destroy_named_volumes(self)
+        result.destroyed.sort()
+        return result
+
+    def _location(self, zone: str) -> NodeLocation:
+        """The zone's NodeLocation, looked up once per provider rather than once per launch."""
+        with self._lock:
+            if zone not in self._locations:
+                self._locations[zone] = resolve_location(self.driver(), zone, pacing=self.pacing)
+            return self._locations[zone]
+
+    def _tagged(self, tags: dict[str, str]) -> list[Node]:
+        return list_tagged_nodes(self.driver(), tags, pacing=self.pacing, list_options=self.list_options)
+
+
+# cloud-init prints this on the console when every boot stage, user-data included, has run.
+CLOUD_INIT_FINISHED = "finished at"
+
+
+def boot_finished_in_console(console: str) -> bool:
+    return any(line.startswith("Cloud-init v.") and CLOUD_INIT_FINISHED in line for line in console.splitlines())
