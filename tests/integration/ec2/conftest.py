@@ -6,8 +6,12 @@ import functools
 
 import pytest
 
-from drbootstrap.providers.cloud import PlainSecret, ProviderSettings
-from drbootstrap.providers.ec2 import build_ec2_driver
+from pathlib import Path
+
+from drbootstrap.providers.base import EnvironmentScope
+from drbootstrap.providers.ec2 import EC2Provider
+from drbootstrap.providers.ec2_driver import build_ec2_driver
+from drbootstrap.providers.settings import PlainSecret, ProviderSettings
 from tests.support.moto_ec2 import MotoEC2NodeDriver
 from tests.support.moto_server import moto_server_command, running_moto_server
 from tests.support.prereq import require
@@ -25,8 +29,16 @@ def ec2_settings(endpoint: str, **overrides) -> ProviderSettings:
 
 
 def driver_factory(endpoint: str):
-    """A fresh driver per call: what launch_many hands to each worker thread."""
+    """A fresh driver per call."""
     return functools.partial(build_ec2_driver, ec2_settings(endpoint), driver_class=MotoEC2NodeDriver, environ={})
+
+
+def ec2_provider(endpoint: str, state_dir: Path, environment: str, **extra) -> EC2Provider:
+    """The EC2 provider for `environment` at `endpoint`, with moto's driver (extra driver_class), as `up` builds it."""
+    settings = ec2_settings(endpoint, extra={"driver_class": "tests.support.moto_ec2:MotoEC2NodeDriver",
+                                             "operator_cidr": "192.0.2.10", "retry_base_delay": 0.05,
+                                             "retry_max_delay": 0.5, **extra})
+    return EC2Provider(settings, EnvironmentScope(environment, state_dir, state_dir / f"{environment}.pem"))
 
 
 @pytest.fixture(scope="module")

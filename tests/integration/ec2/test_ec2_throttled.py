@@ -7,10 +7,12 @@ import math
 
 import pytest
 
-from drbootstrap.providers.cloud import LaunchRequest, Pacing, launch_many
-from drbootstrap.providers.ec2 import destroy_ec2_environment
+from concurrent.futures import ThreadPoolExecutor
+
+from drbootstrap.providers.nodes import LaunchRequest
+from drbootstrap.providers.pacing import Pacing
 from drbootstrap.providers.throttle import ErrorKind, RetryPolicy, TokenBucket
-from tests.integration.ec2.conftest import IMAGE, SIZE, driver_factory
+from tests.integration.ec2.conftest import IMAGE, SIZE, ec2_provider
 from tests.integration.ec2.test_ec2_environment import live_instances
 from tests.support.faulty_proxy import (
     LOST_ANSWER,
@@ -32,23 +34,37 @@ def workers(environment: str, count: int) -> list[LaunchRequest]:
     return [LaunchRequest(environment, f"node{i:03d}", "worker", IMAGE, SIZE) for i in range(count)]
 
 
-def test_fifty_nodes_launch_through_throttling_exactly_once_each_within_the_rate(fresh_moto, ec2_view):
+def launch_all(provider, requests: list[LaunchRequest], in_flight: int) -> dict:
+    """What `up --until launch` does with its workers: `in_flight` threads, each with its own driver."""
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        return dict(zip((r.hostname for r in requests), pool.map(provider.launch, requests)))
+
+
+def bare_provider(endpoint: str, tmp_path, environment: str, pacing: Pacing):
+    """The EC2 provider without the environment's key pair and group (these tests launch bare instances)."""
+    provider = ec2_provider(endpoint, tmp_path, environment)
+    provider.pacing = pacing
+    provider.launch_settings = lambda: {}
+    return provider
+
+
+def test_fifty_nodes_launch_through_throttling_exactly_once_each_within_the_rate(fresh_moto, ec2_view, tmp_path):
     bucket = TokenBucket(per_second=25, burst=5)
     events = []
     pacing = Pacing(bucket=bucket, policy=FAST_POLICY, on_retry=events.append)
     plan = FaultPlan(rate=1 / 3, seed=20261122, kinds=(THROTTLE, UNAVAILABLE))
     with running_faulty_proxy(fresh_moto.url, plan) as proxy:
-        outcome = launch_many(driver_factory(proxy.url), workers("throttled", 50), max_parallel=10, pacing=pacing)
+        provider = bare_provider(proxy.url, tmp_path, "throttled", pacing)
+        launched = launch_all(provider, workers("throttled", 50), in_flight=10)
         arrivals, granted, launch_events = proxy.times(), bucket.granted, list(events)
         faults = proxy.count(fault=THROTTLE) + proxy.count(fault=UNAVAILABLE)
         run_instances = proxy.count("RunInstances")
         instances = live_instances(ec2_view, "throttled")
-        destroyed = destroy_ec2_environment(driver_factory(proxy.url)(), "throttled", pacing=pacing)
+        destroyed = provider.destroy_environment().destroyed
         terminations = [a for a in proxy.arrivals if a.action == "TerminateInstances"]
 
-    assert not outcome.failures and len(outcome.nodes) == 50
-    assert len(instances) == 50
-    assert sorted(i["InstanceId"] for i in instances) == sorted(n.id for n in outcome.nodes.values())
+    assert len(launched) == 50 and len(instances) == 50
+    assert sorted(i["InstanceId"] for i in instances) == sorted(n.id for n in launched.values())
 
     assert faults > 10 and run_instances > 50  # the faults really happened and were retried
     assert len(launch_events) == faults  # every fault was reported to the progress hook
@@ -61,16 +77,16 @@ def test_fifty_nodes_launch_through_throttling_exactly_once_each_within_the_rate
         assert max_in_any_window(arrivals, window) <= allowed, f"more than {allowed} requests in {window}s"
 
 
-def test_a_launch_whose_answer_was_lost_is_found_by_its_tags_not_launched_again(fresh_moto, ec2_view):
+def test_a_launch_whose_answer_was_lost_is_found_by_its_tags_not_launched_again(fresh_moto, ec2_view, tmp_path):
     events = []
     pacing = Pacing(bucket=TokenBucket(per_second=50, burst=10), policy=FAST_POLICY, on_retry=events.append)
     plan = FaultPlan(rate=0.5, seed=7, kinds=(LOST_ANSWER,), actions=frozenset({"RunInstances"}))
     with running_faulty_proxy(fresh_moto.url, plan) as proxy:
-        outcome = launch_many(driver_factory(proxy.url), workers("lossy", 12), max_parallel=4, pacing=pacing)
+        launched = launch_all(bare_provider(proxy.url, tmp_path, "lossy", pacing), workers("lossy", 12), in_flight=4)
         lost = proxy.count("RunInstances", fault=LOST_ANSWER)
         run_instances = proxy.count("RunInstances")
 
-    assert not outcome.failures and len(outcome.nodes) == 12
+    assert len(launched) == 12
     assert lost > 0 and run_instances == 12  # each lost create was looked up, never sent twice
     assert {e.kind for e in events} == {ErrorKind.TRANSIENT} and len(events) == lost
     assert len(live_instances(ec2_view, "lossy")) == 12

@@ -49,7 +49,7 @@ class Environment:
                                images_dir=self.project / "images")
 
     def live_hostnames(self) -> list[str]:
-        from drbootstrap.providers.cloud import ENVIRONMENT_TAG, HOSTNAME_TAG, node_tags
+        from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_tags
 
         return sorted(node_tags(n).get(HOSTNAME_TAG, "?") for n in self.driver().list_nodes()
                       if node_tags(n).get(ENVIRONMENT_TAG) == self.name)
