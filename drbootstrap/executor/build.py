@@ -11,18 +11,16 @@ from drbootstrap.executor.backends import (
     RpcFleet,
     master_probe,
 )
-from drbootstrap.executor.cloud_path import private_key_path
 from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
 from drbootstrap.executor.secrets import (
-    environment_dir,
     load_or_create_operator_key,
     load_or_create_psk,
 )
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.journal import Journal
-from drbootstrap.paths import project_root, write_private_file
-from drbootstrap.plan import build_plan
+from drbootstrap.paths import EnvironmentPaths, project_root, write_private_file
+from drbootstrap.plan import Plan
 from drbootstrap.providers.cloud import (
     Pacing,
     ProviderSettings,
@@ -56,26 +54,26 @@ def pacing_for(spec: EnvironmentSpec, emit: Callable[[Event], None]) -> Pacing:
 
 def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
     """The PSK as a 0600 key file for the RPC client (the spec's value may come from the environment)."""
-    path = environment_dir(state_dir, spec.environment) / "client.key"
+    path = EnvironmentPaths(state_dir, spec.environment).client_key
     if not path.exists() or path.read_text().strip() != psk:
         write_private_file(path, psk + "\n")
     return path
 
 
-def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
+def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *, options: UpOptions | None = None,
                   emit: Callable[[Event], None] = lambda e: None) -> RunContext:
-    """Everything `up` needs for this spec, with the real cloud, broker and node access."""
+    """Everything `up` needs for this spec and its plan, with the real cloud, broker and node access."""
+    state_dir = paths.state_dir
     psk = load_or_create_psk(spec, state_dir)
     key_file = client_key_file(spec, state_dir, psk)
-    journal = Journal.open(state_dir, spec.environment, str(spec.source_path or ""))
-    plan = build_plan(spec)
+    journal = Journal.at(paths, str(spec.source_path or ""))
     factory = driver_factory_for(spec, state_dir)
     recipes = project_root() / "recipes"
-    nodes_dir = environment_dir(state_dir, spec.environment) / "nodes"
+    nodes_dir = paths.nodes
     pacing = pacing_for(spec, emit)
     if spec.provider.is_local:
         # The master is reached over SSH as on a real cloud, with the operator key the state dir holds.
-        key_path = private_key_path(state_dir, spec.environment)
+        key_path = paths.ssh_private_key
         access: NodeAccess = LocalNodeAccess(factory, nodes_dir, project_root() / "images", recipes,
                                              private_key_path=key_path,
                                              operator_public_key=load_or_create_operator_key(key_path),
@@ -84,7 +82,7 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
     else:
         # A real cloud: nodes over SSH with the environment's key, the master's services probed
         # from here (their logs are on the master, not readable from this host).
-        access = SshNodeAccess(factory, private_key_path(state_dir, spec.environment), pacing)
+        access = SshNodeAccess(factory, paths.ssh_private_key, pacing)
         probe = master_probe(None)
     broker_port = spec.master.broker.port
 
@@ -93,4 +91,4 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
 
     return RunContext(spec=spec, plan=plan, journal=journal, driver_factory=factory, fleet_factory=fleet_factory,
                       access=access, probe_services=probe, psk=psk, pacing=pacing, max_parallel=spec.provider.max_parallel,
-                      options=options or UpOptions(), emit=emit, state_dir=state_dir, recipes_dir=recipes)
+                      options=options or UpOptions(), emit=emit, paths=paths, recipes_dir=recipes)

@@ -9,7 +9,7 @@ from typing import Any
 
 from drbootstrap.errors import ProviderError
 from drbootstrap.executor.context import NodeRuntime, RunContext
-from drbootstrap.executor.secrets import environment_dir
+from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.providers.cloud import Pacing, split_extra
 from drbootstrap.spec.models import EnvironmentSpec
 
@@ -24,7 +24,7 @@ def is_ec2_family(spec: EnvironmentSpec) -> bool:
 
 def private_key_path(state_dir: Path, environment: str) -> Path:
     """The environment key pair's private key (0600), when drbootstrap made the pair."""
-    return environment_dir(state_dir, environment) / "ssh-key.pem"
+    return EnvironmentPaths(state_dir, environment).ssh_private_key
 
 
 def resource_name(environment: str) -> str:
