@@ -14,5 +14,6 @@ class ExitStatus(IntEnum):
     PARTIAL = 7  # the run finished but some nodes failed
     TIMEOUT = 8  # waited as long as allowed
     NOT_FOUND = 9  # a node, volume or environment that is not there
+    BUSY = 10  # another command holds the environment's lock (up, down)
     INTERRUPTED = 130  # Ctrl-C
     BUG = 70  # an unexpected exception: a defect in drbootstrap (EX_SOFTWARE)

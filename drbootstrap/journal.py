@@ -2,7 +2,7 @@
 
 `up` after a crash reads it to resume; `down` reads it to know what the environment owns. One
 JSON file per environment (0600) in the state directory. Holds no secrets: only names, provider
-ids, addresses, step states and timings.
+ids, addresses, step states, timings and the small typed facts steps leave for later steps.
 """
 
 from __future__ import annotations
@@ -18,26 +18,12 @@ from typing import Any
 
 from drbootstrap.errors import DrbError
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.paths import write_private_file
+from drbootstrap.paths import EnvironmentPaths, write_private_file
+from drbootstrap.plan import Step
+
+__all__ = ["Fact", "Journal", "JournalData", "JournalError", "NodeRecord", "Step", "StepRecord", "StepState"]
 
 JOURNAL_VERSION = 1
-
-
-class Step(StrEnum):
-    """Every step of a node's recovery, in the order `up` performs them."""
-
-    LAUNCH = "launch"
-    BOOT = "boot"
-    SERVICES = "services"  # master only: DNS, STOMP and Puppet CA answer
-    REGISTER_NAME = "register_name"  # forward + reverse entry in the master's DNS
-    TAKE_NAME = "take_name"  # the agent confirms the node renamed (or rebooted into) its name
-    DISCOVER = "discover"
-    PUPPET_SIGN = "puppet_sign"
-    PUPPET_RUN = "puppet_run"
-    PUPPET_ENABLE = "puppet_enable"
-    VOLUMES = "volumes"
-    RESTORE = "restore"
-    CHECKS = "checks"
 
 
 class StepState(StrEnum):
@@ -46,12 +32,16 @@ class StepState(StrEnum):
     FAILED = "failed"
 
 
+Fact = bool | int | str  # a typed fact a step leaves for later steps (e.g. autosign_armed)
+
+
 @dataclass
 class StepRecord:
     state: StepState
     started_at: float
     finished_at: float | None = None
-    detail: str = ""
+    detail: str = ""  # one line for people
+    facts: dict[str, Fact] = field(default_factory=dict)  # for later steps: never parse `detail`
 
     @property
     def seconds(self) -> float | None:
@@ -91,17 +81,22 @@ class JournalError(DrbError):
 class Journal:
     """Thread-safe access to one environment's journal; every change is flushed atomically."""
 
-    def __init__(self, path: Path, data: JournalData) -> None:
-        self.path = path
+    def __init__(self, paths: EnvironmentPaths, data: JournalData) -> None:
+        self.paths = paths  # the environment's other files (the report goes beside the journal)
+        self.path = paths.journal
         self.data = data
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, state_dir: Path, environment: str, spec_path: str = "") -> Journal:
-        path = journal_path(state_dir, environment)
-        if path.exists():
-            return cls(path, _load(path))
-        return cls(path, JournalData(environment=environment, spec_path=spec_path))
+        return cls.at(EnvironmentPaths(state_dir, environment), spec_path)
+
+    @classmethod
+    def at(cls, paths: EnvironmentPaths, spec_path: str = "") -> Journal:
+        """The environment's journal as its file says (an empty one if there is no file yet)."""
+        if paths.journal.exists():
+            return cls(paths, _load(paths.journal))
+        return cls(paths, JournalData(environment=paths.environment, spec_path=spec_path))
 
     def node(self, hostname: str, role: str = "") -> NodeRecord:
         """The record for a node, created (not yet written) if the journal has none."""
@@ -125,13 +120,15 @@ class Journal:
             self.data.nodes[hostname].steps[step] = StepRecord(StepState.RUNNING, time.time())
             self._flush()
 
-    def finish_step(self, hostname: str, step: Step, *, ok: bool = True, detail: str = "") -> None:
+    def finish_step(self, hostname: str, step: Step, *, ok: bool = True, detail: str = "",
+                    facts: dict[str, Fact] | None = None) -> None:
         with self._lock:
             steps = self.data.nodes[hostname].steps
             record = steps.get(step) or StepRecord(StepState.RUNNING, time.time())
             record.state = StepState.DONE if ok else StepState.FAILED
             record.finished_at = time.time()
             record.detail = detail
+            record.facts = dict(facts or {})
             steps[step] = record
             self._flush()
 
@@ -160,10 +157,6 @@ class Journal:
         write_private_file(self.path, json.dumps(_to_json(self.data), indent=1, sort_keys=True))
 
 
-def journal_path(state_dir: Path, environment: str) -> Path:
-    return state_dir / "environments" / environment / "journal.json"
-
-
 def _to_json(data: JournalData) -> dict[str, Any]:
     return asdict(data)
 
@@ -186,6 +179,7 @@ def _load(path: Path) -> JournalData:
                             started_at=rec["started_at"],
                             finished_at=rec.get("finished_at"),
                             detail=rec.get("detail", ""),
+                            facts=dict(rec.get("facts") or {}),
                         )
                         for step, rec in node.get("steps", {}).items()
                     },

@@ -1,8 +1,15 @@
-"""Where drbootstrap keeps state on this machine: one place, overridable by DRB_STATE_DIR."""
+"""Where drbootstrap keeps state on this machine: one place, overridable by DRB_STATE_DIR.
+
+The layout of the state directory is decided here and nowhere else:
+
+    <state_dir>/environments/<environment>/   EnvironmentPaths: journal, lock, keys, nodes/, reports
+    <state_dir>/local-cloud/                  the embedded local cloud's own state (local_cloud_dir)
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -14,6 +21,66 @@ def default_state_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/drbootstrap")
     return Path.home() / ".local" / "state" / "drbootstrap"
+
+
+def local_cloud_dir(state_dir: Path) -> Path:
+    """The embedded local cloud's state (nodes, volumes, snapshots), shared by every environment."""
+    return state_dir / "local-cloud"
+
+
+@dataclass(frozen=True)
+class EnvironmentPaths:
+    """Every file and directory drbootstrap keeps for one environment, under one directory."""
+
+    state_dir: Path
+    environment: str
+
+    @property
+    def root(self) -> Path:
+        return self.state_dir / "environments" / self.environment
+
+    @property
+    def journal(self) -> Path:
+        """What has been done (journal.py): read by `up`, `status`, `down`."""
+        return self.root / "journal.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one command changing the environment; names its holder."""
+        return self.root / "lock"
+
+    @property
+    def psk(self) -> Path:
+        """The generated broker signing key (0600), when the spec gives none."""
+        return self.root / "psk"
+
+    @property
+    def client_key(self) -> Path:
+        """The signing key as the RPC client reads it (0600; the spec's value may come from the env)."""
+        return self.root / "client.key"
+
+    @property
+    def ssh_private_key(self) -> Path:
+        """The operator's SSH private key (0600): made here for the local cloud, or the private half of
+        the key pair drbootstrap made on an EC2-family cloud."""
+        return self.root / "ssh-key.pem"
+
+    @property
+    def nodes(self) -> Path:
+        """Per-node files of the local cloud's nodes (their config, var and recipe roots)."""
+        return self.root / "nodes"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def local_cloud(self) -> Path:
+        return local_cloud_dir(self.state_dir)
 
 
 def project_root() -> Path:

@@ -1,17 +1,55 @@
-"""The recovery plan: which nodes to build, in what order (the master, then waves honouring `after:`).
+"""The recovery plan: which nodes to build, in what order (the master, then waves honouring `after:`),
+the steps each node takes, and when a node is complete.
 
 Pure: `build_plan(spec, done)` reads the spec (and what a journal says is done) and contacts nothing.
+Cheap to import (no pydantic at import time): the CLI takes the step names from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from itertools import takewhile
+from typing import TYPE_CHECKING, Any, Protocol
 
-from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
+if TYPE_CHECKING:
+    from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
 
 MASTER_ROLE = "master"
 MASTER_WAVE = -1  # the master comes before wave 0
+
+
+class Step(StrEnum):
+    """Every step a node can take. The enum's order is the worker's, with the master's `services`
+    after `boot`; each node's own order is its `PlannedNode.steps` (the master boots before it
+    registers its name, a worker's name is registered before it boots)."""
+
+    LAUNCH = "launch"
+    REGISTER_NAME = "register_name"  # forward + reverse entry in the master's DNS
+    BOOT = "boot"
+    SERVICES = "services"  # master only: DNS, STOMP and Puppet CA answer
+    TAKE_NAME = "take_name"  # the agent confirms the node renamed (or rebooted into) its name
+    DISCOVER = "discover"
+    VOLUMES = "volumes"
+    PUPPET_SIGN = "puppet_sign"
+    PUPPET_RUN = "puppet_run"
+    PUPPET_ENABLE = "puppet_enable"
+    RESTORE = "restore"
+    CHECKS = "checks"
+
+
+MASTER_STEPS = (Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME, Step.DISCOVER)
+# Names are registered before the boot finishes, so the worker's boot script finds its PTR record
+# and takes its name on the first boot (no reboot needed in the common case). Volumes before
+# Puppet: Puppet then configures the service on top of the restored data.
+WORKER_STEPS = (Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME, Step.DISCOVER, Step.VOLUMES,
+                Step.PUPPET_SIGN, Step.PUPPET_RUN, Step.PUPPET_ENABLE, Step.RESTORE, Step.CHECKS)
+
+
+class StepsRecord(Protocol):
+    """What completion needs from a node's journal record (journal.NodeRecord)."""
+
+    def is_done(self, step: Step) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -26,10 +64,21 @@ class PlannedNode:
     wave: int
     group: NodeGroup | None = field(default=None, compare=False, repr=False)
     done: bool = False
+    steps: tuple[Step, ...] = WORKER_STEPS  # in the order `up` performs them
 
     @property
     def is_master(self) -> bool:
         return self.group is None
+
+    def steps_through(self, until: Step | None) -> tuple[Step, ...]:
+        """The steps `up --until STEP` takes on this node: its own steps up to STEP; for a node
+        without STEP (the master at `--until volumes`), those that come before STEP in Step's order."""
+        if until is None:
+            return self.steps
+        if until in self.steps:
+            return self.steps[: self.steps.index(until) + 1]
+        order = list(Step)
+        return tuple(takewhile(lambda step: order.index(step) < order.index(until), self.steps))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,7 +89,13 @@ class PlannedNode:
             "size": self.size,
             "wave": self.wave,
             "done": self.done,
+            "steps": [str(step) for step in self.steps],
         }
+
+
+def is_complete(record: StepsRecord | None, planned: PlannedNode) -> bool:
+    """The one definition of a complete node: its journal record has every planned step done."""
+    return record is not None and all(record.is_done(step) for step in planned.steps)
 
 
 @dataclass(frozen=True)
@@ -108,6 +163,7 @@ def build_plan(spec: EnvironmentSpec, done: set[str] | None = None) -> Plan:
         size=master_spec.size,
         wave=MASTER_WAVE,
         done=master_spec.hostname in done,
+        steps=MASTER_STEPS,
     )
     wave_by_role = role_waves(spec.nodes)
     waves: list[list[PlannedNode]] = [[] for _ in range(max(wave_by_role.values(), default=-1) + 1)]

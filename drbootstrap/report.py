@@ -9,12 +9,27 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from drbootstrap.journal import Journal, Step, StepState
+from drbootstrap.journal import Journal, StepState
 from drbootstrap.paths import write_private_file
+from drbootstrap.plan import Plan, Step, is_complete
+
+
+class Outcome(Protocol):
+    """How the run left one node (executor.run.NodeOutcome)."""
+
+    role: str
+    state: str
+    step: str
+    reason: str
+    log_tail: str
+
+    @property
+    def ok(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -23,16 +38,18 @@ class ReportPaths:
     markdown: Path
 
 
-def build_report(journal: Journal, outcomes: dict[str, Any], *, run_started: float, run_finished: float,
-                 order: list[str] | None = None) -> dict[str, Any]:
-    """The report as data. `outcomes`: hostname -> NodeOutcome-like (state, step, reason, log_tail)."""
+def build_report(journal: Journal, outcomes: Mapping[str, Outcome], *, run_started: float, run_finished: float,
+                 plan: Plan) -> dict[str, Any]:
+    """The report as data, every node of the plan in build order. A node is complete by the plan's
+    one definition (plan.is_complete); the environment is recovered when every node is."""
     nodes_data = journal.data.nodes
-    order = order or sorted(nodes_data)
+    planned_nodes = plan.nodes()
     nodes = []
     starts, ends = [], []
     per_step: dict[str, list[float]] = {}
     spans: dict[str, list[float]] = {}
-    for hostname in order:
+    for planned in planned_nodes:
+        hostname = planned.hostname
         record = nodes_data.get(hostname)
         outcome = outcomes.get(hostname)
         steps = []
@@ -50,20 +67,21 @@ def build_report(journal: Journal, outcomes: dict[str, Any], *, run_started: flo
             "hostname": hostname, "role": record.role if record else getattr(outcome, "role", ""),
             "address": record.address if record else None, "provider_id": record.provider_id if record else None,
             "outcome": getattr(outcome, "state", "unknown"), "failed_step": getattr(outcome, "step", ""),
-            "reason": getattr(outcome, "reason", ""), "steps": steps,
+            "reason": getattr(outcome, "reason", ""), "complete": is_complete(record, planned), "steps": steps,
         })
-    failed = [{"hostname": h, "role": getattr(o, "role", ""), "state": o.state, "step": getattr(o, "step", ""),
-               "reason": o.reason, "log_tail": getattr(o, "log_tail", "")}
-              for h, o in outcomes.items() if o.state not in ("done", "skipped")]
+    failed = [{"hostname": h, "role": o.role, "state": o.state, "step": o.step, "reason": o.reason,
+               "log_tail": o.log_tail} for h, o in outcomes.items() if not o.ok]
+    recovered = all(node["complete"] for node in nodes)
     step_order = [str(s) for s in Step]
     return {
         "environment": journal.data.environment,
         "generated_at": time.time(),
         "run": {"started_at": run_started, "finished_at": run_finished,
                 "seconds": _round(run_finished - run_started)},
-        "time_to_recovery_seconds": _round(max(ends) - min(starts)) if starts and ends and not failed else None,
+        "time_to_recovery_seconds": _round(max(ends) - min(starts)) if starts and ends and recovered else None,
         "recovery_span_seconds": _round(max(ends) - min(starts)) if starts and ends else None,
-        "ok": not failed,
+        "ok": not failed,  # the run did what was asked (with --until it may stop short of recovered)
+        "recovered": recovered,  # every node complete
         "steps": {name: {"nodes": len(per_step[name]), "min": _round(min(per_step[name])),
                          "median": _round(statistics.median(per_step[name])), "max": _round(max(per_step[name])),
                          "span": _round(spans[name][1] - spans[name][0])}
@@ -83,7 +101,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     ttr = report["time_to_recovery_seconds"]
     lines = [f"# Recovery report: {env}", ""]
     failed_count = len(report["failed"])
-    lines.append(f"- Outcome: {'recovered' if report['ok'] else f'PARTIAL: {failed_count} node(s) not recovered'}")
+    if not report["ok"]:
+        outcome = f"PARTIAL: {failed_count} node(s) not recovered"
+    else:
+        outcome = "recovered" if report["recovered"] else "not recovered yet: stopped early (--until)"
+    lines.append(f"- Outcome: {outcome}")
     lines.append(f"- Time to recovery: {_fmt(ttr) if ttr is not None else 'not recovered yet'}"
                  f" (first step to last, across runs: {_fmt(report['recovery_span_seconds'])})")
     lines.append(f"- This run: {_fmt(report['run']['seconds'])}, started {_when(report['run']['started_at'])}")
@@ -127,8 +149,7 @@ def _when(unix: float) -> str:
 
 
 def report_paths(journal: Journal) -> ReportPaths:
-    directory = journal.path.parent
-    return ReportPaths(directory / "report.json", directory / "report.md")
+    return ReportPaths(journal.paths.report_json, journal.paths.report_markdown)
 
 
 def write_report(report: dict[str, Any], journal: Journal) -> ReportPaths:

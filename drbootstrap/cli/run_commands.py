@@ -16,12 +16,12 @@ from typing import Any, Self
 import click
 
 from drbootstrap.exit_status import ExitStatus
+from drbootstrap.plan import Step  # light: the plan module imports no pydantic until it plans
 
 _SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Where journals and reports live (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
-_STEPS = ["launch", "boot", "services", "register_name", "take_name", "discover", "puppet_sign", "puppet_run",
-          "puppet_enable", "volumes", "restore", "checks"]
+_STEPS = [str(step) for step in Step]
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -44,23 +44,24 @@ def _state_dir(given: Path | None) -> Path:
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
        as_json: bool, plain: bool) -> int:
-    """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C."""
+    """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
+
+    A plain `up` retries whatever failed before; `--only` narrows it to some nodes."""
     from drbootstrap.executor import UpOptions, resolve_only
     from drbootstrap.executor import up as run_up
-    from drbootstrap.journal import Step
+    from drbootstrap.plan import build_plan
     from drbootstrap.spec import load_spec
 
     spec = load_spec(spec_file)
     state = _state_dir(state_dir)
-    options = UpOptions(redo=frozenset(Step(s) for s in redo), only=resolve_only(spec, state, only) if only else frozenset(),
+    plan = build_plan(spec)
+    names, failed = resolve_only(plan, only)
+    options = UpOptions(redo=frozenset(Step(s) for s in redo), only=names, only_failed=failed,
                         until=Step(until) if until else None)
-    if only and not options.only:
-        click.echo("drbootstrap: nothing to do: every node is complete (see `drbootstrap status`)")
-        return int(ExitStatus.OK)
     renderer = _renderer(as_json, plain)
     try:
         with renderer:
-            result, paths = run_up(spec, state, options=options, emit=renderer.event)
+            result, paths = run_up(spec, state, options=options, emit=renderer.event, plan=plan)
     except KeyboardInterrupt:
         click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
                    err=True)

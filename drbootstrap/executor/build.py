@@ -13,11 +13,11 @@ from drbootstrap.executor.backends import (
 )
 from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
-from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
+from drbootstrap.executor.secrets import load_or_create_psk
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.journal import Journal
-from drbootstrap.paths import project_root, write_private_file
-from drbootstrap.plan import build_plan
+from drbootstrap.paths import EnvironmentPaths, project_root, write_private_file
+from drbootstrap.plan import Plan
 from drbootstrap.providers.base import EnvironmentScope, Provider
 from drbootstrap.providers.registry import create_provider
 from drbootstrap.providers.settings import ProviderSettings
@@ -25,12 +25,7 @@ from drbootstrap.providers.throttle import RetryEvent
 from drbootstrap.spec.models import EnvironmentSpec
 
 
-def operator_key_path(state_dir: Path, environment: str) -> Path:
-    """The operator's SSH private key for the environment (0600), made by drbootstrap."""
-    return environment_dir(state_dir, environment) / "ssh-key.pem"
-
-
-def provider_for(spec: EnvironmentSpec, state_dir: Path, emit: Callable[[Event], None] = lambda e: None,
+def provider_for(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callable[[Event], None] = lambda e: None,
                  *, started: float | None = None) -> Provider:
     """The spec's provider for its environment; its retries are emitted as events timed from `started`."""
     started = time.monotonic() if started is None else started
@@ -41,28 +36,28 @@ def provider_for(spec: EnvironmentSpec, state_dir: Path, emit: Callable[[Event],
                    detail=f"{event.operation}: {event.kind.value}, attempt {event.attempt}/{event.max_attempts}, "
                    f"retrying in {event.delay:.1f} s"))
 
-    scope = EnvironmentScope(spec.environment, state_dir, operator_key_path(state_dir, spec.environment))
+    scope = EnvironmentScope(spec.environment, paths.state_dir, paths.ssh_private_key)
     return create_provider(ProviderSettings.from_block(spec.provider), scope, on_retry=on_retry)
 
 
 def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
     """The PSK as a 0600 key file for the RPC client (the spec's value may come from the environment)."""
-    path = environment_dir(state_dir, spec.environment) / "client.key"
+    path = EnvironmentPaths(state_dir, spec.environment).client_key
     if not path.exists() or path.read_text().strip() != psk:
         write_private_file(path, psk + "\n")
     return path
 
 
-def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
+def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *, options: UpOptions | None = None,
                   emit: Callable[[Event], None] = lambda e: None) -> RunContext:
-    """Everything `up` needs for this spec, with the real cloud, broker and node access."""
+    """Everything `up` needs for this spec and its plan, with the real cloud, broker and node access."""
+    state_dir = paths.state_dir
     psk = load_or_create_psk(spec, state_dir)
     key_file = client_key_file(spec, state_dir, psk)
-    journal = Journal.open(state_dir, spec.environment, str(spec.source_path or ""))
-    plan = build_plan(spec)
+    journal = Journal.at(paths, str(spec.source_path or ""))
     recipes = project_root() / "recipes"
-    nodes_dir = environment_dir(state_dir, spec.environment) / "nodes"
-    provider = provider_for(spec, state_dir, emit)
+    nodes_dir = paths.nodes
+    provider = provider_for(spec, paths, emit)
     if provider.nodes_share_this_host:
         # A node shares this host's filesystem: its dirs live in the state dir, its commands go in
         # through nsenter; the master is reached over SSH as on a real cloud, with the operator key.
@@ -81,4 +76,4 @@ def build_context(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions 
 
     return RunContext(spec=spec, plan=plan, journal=journal, provider=provider, fleet_factory=fleet_factory,
                       access=access, probe_services=probe, psk=psk, max_parallel=provider.max_parallel,
-                      options=options or UpOptions(), emit=emit, state_dir=state_dir, recipes_dir=recipes)
+                      options=options or UpOptions(), emit=emit, paths=paths, recipes_dir=recipes)

@@ -6,37 +6,18 @@ Every step is a function of a `RunContext`; tests build one with fakes (cloud dr
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drbootstrap.clock import Clock, SystemClock
 from drbootstrap.executor.events import Event
-from drbootstrap.journal import Journal, Step
-from drbootstrap.plan import Plan, PlannedNode
+from drbootstrap.journal import Journal
+from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.plan import Plan, PlannedNode, Step
 from drbootstrap.providers.base import Provider
 from drbootstrap.spec.models import EnvironmentSpec
-
-
-class Clock(Protocol):
-    def time(self) -> float: ...
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
 
 
 class Fleet(Protocol):
@@ -88,7 +69,8 @@ class ServiceProbe(Protocol):
 @dataclass
 class UpOptions:
     redo: frozenset[Step] = frozenset()
-    only: frozenset[str] = frozenset()  # hostnames, or the word FAILED resolved by the caller
+    only: frozenset[str] = frozenset()  # work on these hostnames only (empty: every node)
+    only_failed: bool = False  # `--only FAILED`: also every node the journal says is not complete
     boot_timeout: float = 600.0
     services_timeout: float = 600.0
     name_timeout: float = 180.0
@@ -101,12 +83,18 @@ class UpOptions:
 
 @dataclass
 class NodeRuntime:
-    """What the run learns about one node while it works on it (not persisted: the journal is)."""
+    """What the run learns about one node while it works on it. The runner copies the node's identity
+    (provider id, client token, address) into the journal after each step."""
 
     planned: PlannedNode
     provider_node: Any = None  # libcloud Node
     address: str | None = None  # where the other nodes reach it (the private address in a cloud)
     public_address: str | None = None  # where this controller reaches it, when not `address`
+    client_token: str | None = None  # the idempotency token of the launch that made it
+
+    def forget(self) -> None:
+        """The node is gone (destroyed or lost): nothing of it is known any more."""
+        self.provider_node = self.address = self.public_address = self.client_token = None
 
     @property
     def reachable_address(self) -> str | None:
@@ -136,7 +124,7 @@ class RunContext:
     clock: Clock = field(default_factory=SystemClock)
     options: UpOptions = field(default_factory=UpOptions)
     emit: Callable[[Event], None] = lambda event: None
-    state_dir: Path = Path(".")
+    paths: EnvironmentPaths = field(default_factory=lambda: EnvironmentPaths(Path("."), ""))
     recipes_dir: Path | None = None
     master: NodeRuntime | None = None
     launch_slots: threading.Semaphore = field(init=False)
@@ -146,6 +134,10 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.launch_slots = threading.BoundedSemaphore(max(1, self.max_parallel))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.state_dir
 
     def fleet(self) -> Fleet:
         """This thread's broker client, connected to the master's broker."""

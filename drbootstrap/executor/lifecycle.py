@@ -1,4 +1,7 @@
-"""`up`, `status` and `down` as library calls: what the CLI commands run."""
+"""`up`, `status` and `down` as library calls: what the CLI commands run.
+
+`up` and `down` hold the environment's lock (environment_lock.py) for their whole run; `status` does not.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
     build_context,
@@ -16,63 +20,53 @@ from drbootstrap.executor.build import (
     provider_for,
 )
 from drbootstrap.executor.context import UpOptions
-from drbootstrap.executor.events import Event
-from drbootstrap.executor.run import RunResult, run_up
-from drbootstrap.executor.secrets import environment_dir, load_or_create_psk
-from drbootstrap.executor.steps import steps_for
-from drbootstrap.journal import Journal, StepState
-from drbootstrap.plan import build_plan
+from drbootstrap.executor.events import DONE, Event
+from drbootstrap.executor.run import RunResult, incomplete_hostnames, run_up  # noqa: F401 - re-exported
+from drbootstrap.executor.secrets import load_or_create_psk
+from drbootstrap.journal import Journal
+from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.plan import Plan, build_plan, is_complete
 from drbootstrap.report import ReportPaths, build_report, write_report
 from drbootstrap.spec.models import EnvironmentSpec
 
 FAILED_WORD = "FAILED"
 
 
-def incomplete_hostnames(spec: EnvironmentSpec, journal: Journal) -> set[str]:
-    """Nodes with a failed step or steps still to do: what `up --only FAILED` retries."""
-    from drbootstrap.executor.context import NodeRuntime
+def resolve_only(plan: Plan, only: tuple[str, ...]) -> tuple[frozenset[str], bool]:
+    """--only values (comma-separated hostnames, or FAILED): (the hostnames, whether FAILED was asked).
 
-    plan = build_plan(spec)
-    result = set()
-    for planned in plan.nodes():
-        record = journal.data.nodes.get(planned.hostname)
-        if record is None:
-            result.add(planned.hostname)
-            continue
-        expected = steps_for(None, NodeRuntime(planned))  # type: ignore[arg-type]
-        if any(not record.is_done(step) for step in expected) or any(
-                rec.state is StepState.FAILED for rec in record.steps.values()):
-            result.add(planned.hostname)
-    return result
-
-
-def resolve_only(spec: EnvironmentSpec, state_dir: Path, only: tuple[str, ...]) -> frozenset[str]:
-    """--only values: hostnames, or FAILED for every incomplete node in the journal."""
+    FAILED is resolved by the run itself, under the environment's lock, from the journal it reads.
+    """
     names: set[str] = set()
-    journal = Journal.open(state_dir, spec.environment)
-    known = {n.hostname for n in build_plan(spec).nodes()}
+    failed = False
+    known = {n.hostname for n in plan.nodes()}
     for value in only:
         for item in value.split(","):
             item = item.strip()
             if item.upper() == FAILED_WORD:
-                names |= incomplete_hostnames(spec, journal)
+                failed = True
             elif item:
                 if item not in known:
                     raise DrbError(f"--only {item}: no node of that name in the spec",
                                    hint=f"pick from: {', '.join(sorted(known))}, or FAILED")
                 names.add(item)
-    return frozenset(names)
+    return frozenset(names), failed
 
 
 def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
-       emit: Callable[[Event], None] = lambda e: None) -> tuple[RunResult, ReportPaths]:
-    """Run `up` and write the report beside the journal."""
-    ctx = build_context(spec, state_dir, options=options, emit=emit)
-    result = run_up(ctx)
-    order = [n.hostname for n in ctx.plan.nodes()]
-    report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
-                          run_finished=result.finished_at, order=order)
-    return result, write_report(report, ctx.journal)
+       emit: Callable[[Event], None] = lambda e: None, plan: Plan | None = None) -> tuple[RunResult, ReportPaths]:
+    """Run `up` under the environment's lock and write the report beside the journal."""
+    plan = plan or build_plan(spec)
+    paths = EnvironmentPaths(state_dir, spec.environment)
+    with hold_environment(paths, "up") as held:
+        if held.taken_over is not None:
+            emit(Event(node="", step="lock", state=DONE,
+                       detail=f"took over the lock of {held.taken_over.describe()}, which is no longer running"))
+        ctx = build_context(spec, plan, paths, options=options, emit=emit)
+        result = run_up(ctx)
+        report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
+                              run_finished=result.finished_at, plan=plan)
+        return result, write_report(report, ctx.journal)
 
 
 # ---- status -----------------------------------------------------------------------------------
@@ -87,6 +81,7 @@ class NodeStatus:
     cloud_state: str = "absent"
     steps_done: int = 0
     steps_total: int = 0
+    complete: bool = False  # plan.is_complete: every planned step done
     last_step: str = ""
     agent: str = "unknown"  # answers | silent | unknown (broker unreachable)
     puppet: str = ""  # for a person: "idle, enabled, last run 3 min ago"
@@ -135,23 +130,24 @@ class EnvironmentStatus:
 
 
 def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> EnvironmentStatus:
-    """The journal's view, the cloud's view and (with ping) the agents' answers, per node."""
-    from drbootstrap.executor.context import NodeRuntime
+    """The journal's view, the cloud's view and (with ping) the agents' answers, per node.
 
-    journal = Journal.open(state_dir, spec.environment)
+    Reads without the environment's lock: it works while an `up` runs.
+    """
+    journal = Journal.at(EnvironmentPaths(state_dir, spec.environment))
     plan = build_plan(spec)
-    provider = provider_for(spec, state_dir)
+    provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
     live = provider.nodes()
     result = EnvironmentStatus(spec.environment)
     result.resources = provider.describe_resources()
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
         node = live.get(planned.hostname)
-        expected = steps_for(None, NodeRuntime(planned))  # type: ignore[arg-type]
-        entry = NodeStatus(planned.hostname, planned.role, steps_total=len(expected))
+        entry = NodeStatus(planned.hostname, planned.role, steps_total=len(planned.steps),
+                           complete=is_complete(record, planned))
         if record is not None:
             entry.provider_id, entry.address = record.provider_id, record.address
-            entry.steps_done = sum(1 for s in expected if record.is_done(s))
+            entry.steps_done = sum(1 for s in planned.steps if record.is_done(s))
             if record.steps:
                 step, rec = max(record.steps.items(), key=lambda item: item[1].started_at)
                 entry.last_step = f"{step} {rec.state}"
@@ -210,11 +206,18 @@ class DownResult:
 def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
     """Destroy every node the journal or the cloud's tags say this environment owns; idempotent.
 
-    The journal keeps each node's generation, so a later `up` launches with fresh client tokens.
+    Holds the environment's lock. The journal keeps each node's generation, so a later `up`
+    launches with fresh client tokens.
     """
-    journal = Journal.open(state_dir, spec.environment)
+    paths = EnvironmentPaths(state_dir, spec.environment)
+    with hold_environment(paths, "down"):
+        return _down(spec, paths)
+
+
+def _down(spec: EnvironmentSpec, paths: EnvironmentPaths) -> DownResult:
+    journal = Journal.at(paths)
     owned_ids = frozenset(r.provider_id for r in journal.data.nodes.values() if r.provider_id)
-    teardown = provider_for(spec, state_dir).destroy_environment(owned_ids)
+    teardown = provider_for(spec, paths).destroy_environment(owned_ids)
     result = DownResult(destroyed=teardown.destroyed, volumes=teardown.volumes, resources=teardown.resources)
     if spec.master.dynamic_dns is not None:
         from drbootstrap.dns import rfc2136
@@ -228,6 +231,6 @@ def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
             result.forgotten.append(hostname)
     journal.flush()
     # The names the master's DNS held, its hosts file and every node's own files go with the nodes.
-    shutil.rmtree(environment_dir(state_dir, spec.environment) / "nodes", ignore_errors=True)
+    shutil.rmtree(paths.nodes, ignore_errors=True)
     result.destroyed.sort()
     return result

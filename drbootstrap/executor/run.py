@@ -1,7 +1,9 @@
 """The run: the master's pipeline, then every worker as soon as the nodes it waits for are done.
 
-A node that fails stops only itself; the nodes that wait on it are blocked with a clear reason.
-Every step is journalled (start and end) so a run killed at any point resumes where it stopped.
+The runner is the one writer of node state: it starts and finishes every step in the journal,
+records what the steps return, and decides when a node is launched anew (a step raises
+StartOver; the runner forgets the node and starts it over, a bounded number of times). A node
+that fails stops only itself; the nodes that wait on it are blocked with a clear reason.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.steps import (
     STEP_FUNCTIONS,
+    StartOver,
     StepFailed,
     destroy_node,
     reacquire,
-    steps_for,
 )
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.journal import Step, StepState
-from drbootstrap.plan import PlannedNode
+from drbootstrap.journal import Journal, StepState
+from drbootstrap.plan import Plan, PlannedNode, Step, is_complete
+
+# A node the cloud loses again and again within one run fails instead of being launched forever.
+MAX_RELAUNCHES = 2
 
 
 @dataclass
@@ -36,10 +41,12 @@ class NodeOutcome:
     step: str = ""
     reason: str = ""
     log_tail: str = ""
+    complete: bool = False  # plan.is_complete for the node's journal record when the run left it
 
     @property
     def ok(self) -> bool:
-        return self.state in (events.DONE, events.SKIPPED)
+        """Did the run do what was asked of this node (complete, or stopped where --until said)?"""
+        return self.state not in (events.FAILED, events.BLOCKED)
 
 
 @dataclass
@@ -76,68 +83,96 @@ class _Emitter:
             self.ctx.emit(event)
 
 
+def incomplete_hostnames(plan: Plan, journal: Journal) -> set[str]:
+    """Nodes with a failed step or steps still to do: what `up --only FAILED` retries."""
+    return {planned.hostname for planned in plan.nodes()
+            if not is_complete(journal.data.nodes.get(planned.hostname), planned)}
+
+
 def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
-    """Every step of one node in order; done steps are skipped, the first failure ends the node."""
-    journal = ctx.journal
-    record = journal.node(node.hostname, node.planned.role)
+    """Every step of one node in order; done steps are skipped, the first failure ends the node.
+
+    A step that raises StartOver (the cloud lost the node, a half-made launch) makes the runner
+    forget the node and run its steps again from launch, at most MAX_RELAUNCHES times.
+    """
+    _replace_if_asked(ctx, node, emit)
+    _forget_redone_steps(ctx, node)
+    reason = ""
+    for _ in range(MAX_RELAUNCHES + 1):
+        try:
+            return _run_steps(ctx, node, emit)
+        except StartOver as start_over:
+            reason = start_over.reason
+            emit(node, Step.LAUNCH, events.RUNNING, reason)
+            ctx.journal.forget_node(node.hostname)
+            node.forget()
+    why = f"{node.hostname}: launched anew {MAX_RELAUNCHES} times in this run and lost again ({reason})"
+    return _fail(ctx, node, Step.LAUNCH, why, "", emit)
+
+
+def _replace_if_asked(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> None:
+    """A node that failed to boot (or one `--redo launch` asks to relaunch) is replaced, never reused:
+    its image or user-data may have been fixed since."""
+    record = ctx.journal.node(node.hostname, node.planned.role)
     boot = record.steps.get(Step.BOOT)
-    if record.provider_id and (Step.LAUNCH in ctx.options.redo or (boot and boot.state is StepState.FAILED)):
-        # A node that failed to boot (or one asked to be relaunched) is replaced, never reused:
-        # its image or user-data may have been fixed since.
-        emit(node, Step.LAUNCH, events.RUNNING, "replacing the node that failed to boot")
+    failed_boot = boot is not None and boot.state is StepState.FAILED
+    if record.provider_id and (Step.LAUNCH in ctx.options.redo or failed_boot):
+        emit(node, Step.LAUNCH, events.RUNNING,
+             "replacing the node that failed to boot" if failed_boot else "replacing the node (--redo launch)")
         destroy_node(ctx, node)
-    for step in steps_for(ctx, node):
-        if step in ctx.options.redo and journal.node(node.hostname).is_done(step) and step is not Step.LAUNCH:
-            journal.forget_step(node.hostname, step)
-    for step in steps_for(ctx, node):
-        if _past_until(ctx, node, step):
-            return _stopped(ctx, node, emit)
-        if journal.node(node.hostname).is_done(step):
-            if node.provider_node is None and not _reacquire(ctx, node, emit):
-                return run_node(ctx, node, emit)  # the cloud lost it: start again from launch
+        ctx.journal.forget_node(node.hostname)
+
+
+def _forget_redone_steps(ctx: RunContext, node: NodeRuntime) -> None:
+    for step in node.planned.steps:
+        if step in ctx.options.redo and step is not Step.LAUNCH and ctx.journal.node(node.hostname).is_done(step):
+            ctx.journal.forget_step(node.hostname, step)
+
+
+def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
+    journal = ctx.journal
+    for step in node.planned.steps_through(ctx.options.until):
+        done = journal.node(node.hostname).is_done(step)
+        if node.provider_node is None and (done or step is not Step.LAUNCH):
+            if not reacquire(ctx, node):
+                raise StartOver("the cloud has no such node any more: launching it anew")
+            _record_identity(ctx, node)
+        if done:
             emit(node, step, events.SKIPPED, journal.node(node.hostname).steps[step].detail)
             continue
-        if node.provider_node is None and step is not Step.LAUNCH and not _reacquire(ctx, node, emit):
-            return run_node(ctx, node, emit)
         journal.start_step(node.hostname, step)
         emit(node, step, events.RUNNING)
         try:
-            detail = STEP_FUNCTIONS[step](ctx, node)
+            result = STEP_FUNCTIONS[step](ctx, node)
+        except StartOver:
+            raise
         except DrbError as error:
+            _record_identity(ctx, node)
             return _fail(ctx, node, step, str(error), getattr(error, "log_tail", ""), emit)
         except Exception as error:  # noqa: BLE001 - a bug must fail one node, not the whole run
+            _record_identity(ctx, node)
             return _fail(ctx, node, step, f"internal error: {type(error).__name__}: {error}", "", emit)
-        journal.finish_step(node.hostname, step, ok=True, detail=detail)
-        emit(node, step, events.DONE, detail)
+        _record_identity(ctx, node)
+        journal.finish_step(node.hostname, step, ok=True, detail=result.detail, facts=result.facts)
+        emit(node, step, events.DONE, result.detail)
+    if not is_complete(journal.node(node.hostname), node.planned):
+        reason = f"stopped after {ctx.options.until} (--until); a later `up` resumes from here"
+        emit(node, "", events.DONE, reason)
+        return NodeOutcome(node.hostname, node.planned.role, events.DONE, str(ctx.options.until), reason)
     emit(node, "", events.DONE, "all steps done")
-    return NodeOutcome(node.hostname, node.planned.role, events.DONE)
+    return NodeOutcome(node.hostname, node.planned.role, events.DONE, complete=True)
 
 
-def _past_until(ctx: RunContext, node: NodeRuntime, step: Step) -> bool:
-    """With --until STEP: is `step` beyond it? A node without STEP stops before its first step that
-    comes after STEP in the canonical order (e.g. the master at `--until volumes`)."""
-    until = ctx.options.until
-    if until is None:
-        return False
-    own = steps_for(ctx, node)
-    if until in own:
-        return own.index(step) > own.index(until)
-    order = list(Step)
-    return order.index(step) > order.index(until)
-
-
-def _stopped(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
-    reason = f"stopped after {ctx.options.until} (--until); a later `up` resumes from here"
-    emit(node, "", events.DONE, reason)
-    return NodeOutcome(node.hostname, node.planned.role, events.DONE, str(ctx.options.until), reason)
-
-
-def _reacquire(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> bool:
-    if reacquire(ctx, node):
-        return True
-    emit(node, Step.LAUNCH, events.RUNNING, "the cloud has no such node any more: launching it anew")
-    ctx.journal.forget_node(node.hostname)
-    return False
+def _record_identity(ctx: RunContext, node: NodeRuntime) -> None:
+    """Copy what the steps learnt about the node (provider id, client token, address) to the journal."""
+    if node.provider_node is None:
+        return
+    record = ctx.journal.node(node.hostname)
+    wanted = {"provider_id": node.provider_node.id, "address": node.address,
+              "client_token": node.client_token or record.client_token}
+    changed = {name: value for name, value in wanted.items() if getattr(record, name) != value}
+    if changed:
+        ctx.journal.update_node(node.hostname, **changed)
 
 
 def _fail(ctx: RunContext, node: NodeRuntime, step: Step, reason: str, tail: str, emit: _Emitter) -> NodeOutcome:
@@ -169,6 +204,14 @@ def run_up(ctx: RunContext) -> RunResult:
     return result
 
 
+def selected_hostnames(ctx: RunContext) -> set[str]:
+    """The nodes this run works on: every one, or those --only names (FAILED: the incomplete ones)."""
+    options = ctx.options
+    if not options.only and not options.only_failed:
+        return {n.hostname for n in ctx.plan.nodes()}
+    return set(options.only) | (incomplete_hostnames(ctx.plan, ctx.journal) if options.only_failed else set())
+
+
 def _blocked(planned: PlannedNode, failed: list[str], emit: _Emitter) -> NodeOutcome:
     reason = f"not started: it waits for {', '.join(sorted(failed))}, which did not complete"
     emit(planned, "", events.BLOCKED, reason)
@@ -186,14 +229,14 @@ def dependencies(workers: list[PlannedNode]) -> dict[str, set[str]]:
 
 def _run_workers(ctx: RunContext, workers: list[PlannedNode], result: RunResult, emit: _Emitter) -> None:
     needs = dependencies(workers)
-    selected = {n.hostname for n in workers if not ctx.options.only or n.hostname in ctx.options.only}
+    selected = selected_hostnames(ctx)
     pending = {n.hostname: n for n in workers}
     for hostname in sorted(set(pending) - selected):  # outside --only: the journal says how it stands
         planned = pending.pop(hostname)
-        complete = all(ctx.journal.node(hostname, planned.role).is_done(s)
-                       for s in steps_for(ctx, NodeRuntime(planned)))
+        complete = is_complete(ctx.journal.data.nodes.get(hostname), planned)
         result.outcomes[hostname] = NodeOutcome(hostname, planned.role, events.SKIPPED if complete else events.BLOCKED,
-                                                reason="" if complete else "not selected by --only and not complete")
+                                                reason="" if complete else "not selected by --only and not complete",
+                                                complete=complete)
     threads = max(1, min(len(workers) or 1, ctx.options.pipeline_threads))
     running: dict[Future, str] = {}
     waiting_announced: set[str] = set()
@@ -226,4 +269,4 @@ def _run_workers(ctx: RunContext, workers: list[PlannedNode], result: RunResult,
             raise
 
 
-__all__ = ["NodeOutcome", "RunResult", "StepFailed", "dependencies", "run_node", "run_up"]
+__all__ = ["NodeOutcome", "RunResult", "StepFailed", "dependencies", "incomplete_hostnames", "run_node", "run_up"]

@@ -9,24 +9,15 @@ import hmac
 import secrets
 from pathlib import Path
 
-from drbootstrap.paths import write_private_file
+from drbootstrap.paths import EnvironmentPaths, write_private_file
 from drbootstrap.spec.models import EnvironmentSpec
-
-
-def environment_dir(state_dir: Path, environment: str) -> Path:
-    """Where the journal, the report and the generated PSK of an environment live."""
-    return state_dir / "environments" / environment
-
-
-def psk_path(state_dir: Path, environment: str) -> Path:
-    return environment_dir(state_dir, environment) / "psk"
 
 
 def load_or_create_psk(spec: EnvironmentSpec, state_dir: Path) -> str:
     """spec.security.psk when given, else the environment's generated key (made once, 0600)."""
     if spec.security.psk is not None:
         return spec.security.psk.reveal() if hasattr(spec.security.psk, "reveal") else str(spec.security.psk)
-    path = psk_path(state_dir, spec.environment)
+    path = EnvironmentPaths(state_dir, spec.environment).psk
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_hex(32)

@@ -1,22 +1,39 @@
 """The steps of one node's recovery: small named functions over a RunContext and the node.
 
-Each returns a one-line detail for the journal and the report, or raises StepFailed (or any
-DrbError) saying what failed, with the log tail that explains it.
+Each returns a StepResult (a one-line detail for people and typed facts for later steps), or
+raises StepFailed (or any DrbError) saying what failed, with the log tail that explains it, or
+StartOver (NodeLost, Relaunch) when the node must be launched anew. Steps read the journal but
+never write it: the runner (run.py) records every result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
-from drbootstrap.journal import Step
+from drbootstrap.journal import Fact
+from drbootstrap.plan import Step
 from drbootstrap.providers.base import VolumeWanted
 from drbootstrap.providers.nodes import LaunchRequest
 
-StepFunction = Callable[[RunContext, NodeRuntime], str]
+# A launch step's fact: True when the node carries a one-time autosign token (puppet_sign then has
+# nothing to do), False when it must be signed explicitly at puppet_sign.
+AUTOSIGN_ARMED = "autosign_armed"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step leaves: `detail` for people (journal, events, report), `facts` for later steps."""
+
+    detail: str
+    facts: dict[str, Fact] = field(default_factory=dict)
+
+
+StepFunction = Callable[[RunContext, NodeRuntime], StepResult]
 
 
 class StepFailed(DrbError):
@@ -27,73 +44,72 @@ class StepFailed(DrbError):
         self.log_tail = log_tail
 
 
-def steps_for(ctx: RunContext, node: NodeRuntime) -> list[Step]:
-    """The steps this node goes through, in order."""
-    if node.planned.is_master:
-        return [Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME, Step.DISCOVER]
-    # Names are registered before the boot finishes, so the worker's boot script finds its PTR
-    # record and takes its name on the first boot (no reboot needed in the common case).
-    steps = [Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME, Step.DISCOVER]
-    # Volumes before Puppet: Puppet then configures the service on top of the restored data.
-    steps += [Step.VOLUMES, Step.PUPPET_SIGN, Step.PUPPET_RUN, Step.PUPPET_ENABLE, Step.RESTORE, Step.CHECKS]
-    return steps
+class StartOver(Exception):  # noqa: N818 - a signal to the runner, not an error
+    """The node must be launched anew: the runner forgets it (new generation, new client token) and
+    runs its steps again from launch. `reason` is one line for people."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NodeLost(StartOver):
+    """The cloud no longer has the node the journal says was launched (destroyed by hand, reclaimed)."""
+
+
+class Relaunch(StartOver):
+    """The node this launch made cannot be used (its launch was cut short) and has been destroyed."""
 
 
 # ---- launch and boot --------------------------------------------------------------------------
 
 
-def launch(ctx: RunContext, node: NodeRuntime) -> str:
+def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """Make the node exist exactly once: found by tags and client token, else created."""
     record = ctx.journal.node(node.hostname, node.planned.role)
     generation = record.generation + 1
     if record.provider_id:
         found = ctx.provider.find(node.hostname)
-        if found is not None:
-            _adopt(ctx, node, found, record.client_token)
-            return f"found {found.id} (launched by an earlier run)" + _provision(ctx, node)
-        # The cloud lost it (destroyed by hand): a new generation gets a new client token.
-        ctx.journal.forget_node(node.hostname)
-        ctx.journal.start_step(node.hostname, Step.LAUNCH)
-        record = ctx.journal.node(node.hostname)
-        generation = record.generation + 1
+        if found is None:
+            raise NodeLost("the cloud has no such node any more: launching it anew")
+        _adopt(ctx, node, found, record.client_token)
+        return StepResult(f"found {found.id} (launched by an earlier run)" + _provision(ctx, node))
     cloud_detail = ""
     if node.planned.is_master:
         prepared = ctx.provider.prepare_environment()
         cloud_detail = f"; {prepared}" if prepared else ""
     token = None
     unarmed = ""
+    facts: dict[str, Fact] = {}
     if not node.planned.is_master and _uses_autosign_tokens(ctx) and not _master_reachable(ctx):
         # `up --until launch` on a real cloud: the master is not confirmed up, so no token can be
         # armed on it over SSH. The node goes without one and puppet_sign signs it explicitly.
-        unarmed = f"; {UNARMED}"
+        unarmed = "; no autosign token (the master was not up): signed explicitly at puppet_sign"
+        facts[AUTOSIGN_ARMED] = False
     elif not node.planned.is_master and _uses_autosign_tokens(ctx):
         token = autosign_token(ctx.psk, ctx.spec.environment, node.hostname, generation)
         from drbootstrap.images.autosign import token_digest
 
         assert ctx.master is not None and ctx.master.provider_node is not None
         ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
+        facts[AUTOSIGN_ARMED] = True
     request = LaunchRequest(
         environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
         image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
         user_data=user_data_for(ctx, node, autosign=token, unarmed=bool(unarmed)), generation=generation,
         zone=ctx.spec.provider.zone,
     )
-    ctx.journal.update_node(node.hostname, client_token=request.client_token)
+    node.client_token = request.client_token
     with ctx.launch_slots:
         created = ctx.provider.launch(request)
     if ctx.provider.needs_replacing(created):
         # Its launch was killed before the cloud started booting it: replace it rather than wait
         # for a boot that will not come.
         ctx.provider.destroy_node(created)
-        ctx.journal.forget_node(node.hostname)
-        ctx.journal.start_step(node.hostname, Step.LAUNCH)
-        return launch(ctx, node)
+        raise Relaunch(f"{created.id} was left half-made by an interrupted launch: destroyed, launching anew")
     _adopt(ctx, node, created, request.client_token)
-    return f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + unarmed + _provision(ctx, node)
-
-
-# In a launch step's detail: the node was launched without an autosign token (see launch).
-UNARMED = "no autosign token (the master was not up): signed explicitly at puppet_sign"
+    detail = f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + unarmed + _provision(ctx, node)
+    return StepResult(detail, facts)
 
 
 def _master_reachable(ctx: RunContext) -> bool:
@@ -122,7 +138,7 @@ def _adopt(ctx: RunContext, node: NodeRuntime, provider_node: object, token: str
     node.provider_node = provider_node
     addresses = ctx.provider.addresses(provider_node)
     node.address, node.public_address = addresses.private, addresses.public
-    ctx.journal.update_node(node.hostname, provider_id=provider_node.id, client_token=token, address=node.address)
+    node.client_token = token or node.client_token
 
 
 def reacquire(ctx: RunContext, node: NodeRuntime) -> bool:
@@ -135,15 +151,14 @@ def reacquire(ctx: RunContext, node: NodeRuntime) -> bool:
 
 
 def destroy_node(ctx: RunContext, node: NodeRuntime) -> None:
-    """Destroy the node (if the cloud still has it) and forget it: the next launch is a new generation."""
+    """Destroy the node if the cloud still has it. The runner forgets it in the journal."""
     found = ctx.provider.find(node.hostname)
     if found is not None:
         ctx.provider.destroy_node(found)
-    ctx.journal.forget_node(node.hostname)
-    node.provider_node, node.address = None, None
+    node.forget()
 
 
-def boot(ctx: RunContext, node: NodeRuntime) -> str:
+def boot(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """Wait until the node's boot (its boot script and user-data) has finished, as its provider
     tells it; fail at once when the boot failed."""
     deadline = ctx.clock.monotonic() + ctx.options.boot_timeout
@@ -151,16 +166,15 @@ def boot(ctx: RunContext, node: NodeRuntime) -> str:
     while True:
         current = ctx.provider.find(node.hostname)
         if current is None:
-            raise StepFailed(f"{node.hostname}: the node disappeared while booting",
-                             hint="run `drbootstrap up` again to launch it anew")
+            raise NodeLost("the node disappeared while booting: launching it anew")
         node.provider_node = current
         progress = ctx.provider.boot_finished(current)
         if progress.failed:
             raise StepFailed(f"{node.hostname}: failed to boot", hint=_console_hint(current), log_tail=progress.detail)
         if progress.finished:
             if not node.address:
-                _adopt(ctx, node, current, ctx.journal.node(node.hostname).client_token)
-            return f"booted at {node.address}"
+                _adopt(ctx, node, current, node.client_token)
+            return StepResult(f"booted at {node.address}")
         if ctx.clock.monotonic() > deadline:
             raise WaitTimeoutError(f"{node.hostname}: boot not finished after {ctx.options.boot_timeout:.0f} s "
                                    f"({progress.detail})", hint=_console_hint(current))
@@ -176,30 +190,30 @@ def _console_hint(provider_node: object) -> str:
 # ---- the master -------------------------------------------------------------------------------
 
 
-def services(ctx: RunContext, node: NodeRuntime) -> str:
+def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """The master's DNS, STOMP and Puppet CA answer; the recipes are where its Puppet reads them."""
     assert node.reachable_address is not None
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
     detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
     if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
         detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
-    return detail
+    return StepResult(detail)
 
 
 # ---- names ------------------------------------------------------------------------------------
 
 
-def register_name(ctx: RunContext, node: NodeRuntime) -> str:
+def register_name(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """Forward and reverse entries in the master's DNS, through its dns agent; for the master,
     its controller name on the site's DNS server (RFC 2136 + TSIG) where the spec asks."""
     if node.planned.is_master:
-        return register_controller_name(ctx, node)
+        return StepResult(register_controller_name(ctx, node))
     if node.address is None:
         raise StepFailed(f"{node.hostname}: the cloud gave the node no address yet")
     master = _master(ctx)
     ctx.fleet().call(master.fqdn, "dns", "add", {"name": node.fqdn, "address": node.address, "replace": True},
                      ctx.options.rpc_timeout)
-    return f"{node.fqdn} <-> {node.address}"
+    return StepResult(f"{node.fqdn} <-> {node.address}")
 
 
 def register_controller_name(ctx: RunContext, node: NodeRuntime) -> str:
@@ -214,34 +228,34 @@ def register_controller_name(ctx: RunContext, node: NodeRuntime) -> str:
     return f"{target.name}.{target.zone} -> {node.address} on {target.server}"
 
 
-def take_name(ctx: RunContext, node: NodeRuntime) -> str:
+def take_name(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """The worker answers under its spec name: at boot (reverse DNS), else after a reboot asked of its agent."""
     fleet = ctx.fleet()
     # The name is in the master's DNS before the node boots, so it usually names itself at boot.
     if node.fqdn in _wait_for(ctx, fleet, [node.fqdn], min(15.0, ctx.options.name_timeout)):
-        return f"answers as {node.fqdn} (named at boot)"
+        return StepResult(f"answers as {node.fqdn} (named at boot)")
     assert node.address is not None
     old = fleet.identity_at(node.address, timeout=ctx.options.name_timeout / 3)
     if old is None:
         raise StepFailed(f"{node.hostname}: no agent answers at {node.address}",
                          hint="check the node's agent log (DRB_NODE_DIR/agent.log) and its broker settings")
     if old == node.fqdn:
-        return f"answers as {node.fqdn} (named at boot)"
+        return StepResult(f"answers as {node.fqdn} (named at boot)")
     fleet.call(old, "reboot", "reboot", {"delay": 0.5}, ctx.options.rpc_timeout)
     if node.fqdn not in _wait_for(ctx, fleet, [node.fqdn], ctx.options.name_timeout):
         raise WaitTimeoutError(f"{node.hostname}: rebooted as {old} but did not come back as {node.fqdn} "
                                f"within {ctx.options.name_timeout:.0f} s",
                                hint="check the master's PTR record for the node and its boot.log")
-    return f"renamed from {old} by reboot"
+    return StepResult(f"renamed from {old} by reboot")
 
 
-def discover(ctx: RunContext, node: NodeRuntime) -> str:
+def discover(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """The node's agent answers discovery under its name."""
     started = ctx.clock.monotonic()
     if node.fqdn not in _wait_for(ctx, ctx.fleet(), [node.fqdn], ctx.options.discover_timeout):
         raise WaitTimeoutError(f"{node.hostname}: no agent answered as {node.fqdn} within "
                                f"{ctx.options.discover_timeout:.0f} s", hint="check the node's agent log")
-    return f"answered as {node.fqdn} after {ctx.clock.monotonic() - started:.1f} s"
+    return StepResult(f"answered as {node.fqdn} after {ctx.clock.monotonic() - started:.1f} s")
 
 
 def _wait_for(ctx: RunContext, fleet: object, identities: list[str], timeout: float) -> set[str]:
@@ -263,24 +277,26 @@ def _master(ctx: RunContext) -> NodeRuntime:
 # ---- Puppet -----------------------------------------------------------------------------------
 
 
-def puppet_sign(ctx: RunContext, node: NodeRuntime) -> str:
+def puppet_sign(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """Server mode: the certificate is signed by policy (token armed at launch) or here, explicitly."""
     puppet = ctx.spec.master.puppet
     if puppet.mode == "apply":
-        return "not needed: apply mode"
+        return StepResult("not needed: apply mode")
     launched = ctx.journal.node(node.hostname).steps.get(Step.LAUNCH)
-    if puppet.autosign == "token" and not (launched and UNARMED in launched.detail):
-        return "policy autosign: one-time token armed at launch"
+    # A launch recorded before launches left facts counts as armed, as token policy then always was.
+    armed = launched is not None and launched.facts.get(AUTOSIGN_ARMED, True) is True
+    if puppet.autosign == "token" and armed:
+        return StepResult("policy autosign: one-time token armed at launch")
     # manual: the agent's first contact submits its CSR (and fails waiting); then sign it.
     try:
         ctx.fleet().call(node.fqdn, "puppet", "runonce", {"force": True}, ctx.options.puppet_timeout)
     except DrbError:
         pass  # expected: the certificate is not signed yet
     ctx.access.sign_certificate(_master(ctx).provider_node.id, node.fqdn)
-    return f"signed {node.fqdn} on the master"
+    return StepResult(f"signed {node.fqdn} on the master")
 
 
-def puppet_run(ctx: RunContext, node: NodeRuntime) -> str:
+def puppet_run(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """One Puppet run, forced, reported."""
     try:
         data = ctx.fleet().call(node.fqdn, "puppet", "runonce", {"force": True}, ctx.options.puppet_timeout)
@@ -291,25 +307,27 @@ def puppet_run(ctx: RunContext, node: NodeRuntime) -> str:
         raise StepFailed(f"{node.hostname}: Puppet run failed: {error.message}",
                          hint="see the Puppet output in the report's log tail",
                          log_tail=str(tail.get("output", "")) if isinstance(tail, dict) else "") from None
-    return f"exit {data.get('exitcode')}, {'changed' if data.get('changed') else 'no changes'} in {data.get('duration')} s"
+    changed = "changed" if data.get("changed") else "no changes"
+    adopted = "; adopted the run already in flight" if data.get("adopted") else ""
+    return StepResult(f"exit {data.get('exitcode')}, {changed} in {data.get('duration')} s{adopted}")
 
 
-def puppet_enable(ctx: RunContext, node: NodeRuntime) -> str:
+def puppet_enable(ctx: RunContext, node: NodeRuntime) -> StepResult:
     ctx.fleet().call(node.fqdn, "puppet", "enable", {}, ctx.options.rpc_timeout)
-    return "enabled"
+    return StepResult("enabled")
 
 
 # ---- data and checks --------------------------------------------------------------------------
 
 
-def volumes(ctx: RunContext, node: NodeRuntime) -> str:
+def volumes(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """Each of the spec's volumes made (from its snapshot) and attached, as the provider does it."""
     done = ctx.provider.attach_volumes(node.provider_node, node.hostname, _volumes_wanted(node),
                                        lambda path: ctx.access.node_path(node.hostname, path))
-    return ", ".join(done) or "no volumes"
+    return StepResult(", ".join(done) or "no volumes")
 
 
-def restore(ctx: RunContext, node: NodeRuntime) -> str:
+def restore(ctx: RunContext, node: NodeRuntime) -> StepResult:
     group = node.planned.group
     hooks = group.restore if group is not None else []
     for index, hook in enumerate(hooks, 1):
@@ -317,17 +335,17 @@ def restore(ctx: RunContext, node: NodeRuntime) -> str:
         status, output = ctx.access.run(node.provider_node.id, command, hook.timeout_seconds)
         if status != 0:
             raise StepFailed(f"{node.hostname}: restore hook {index} exited {status}", log_tail=output)
-    return f"{len(hooks)} hook(s)" if hooks else "nothing to restore"
+    return StepResult(f"{len(hooks)} hook(s)" if hooks else "nothing to restore")
 
 
 def _recipes_in_node(ctx: RunContext) -> str:
     return str(ctx.recipes_dir) if ctx.recipes_dir else "/usr/share/drbootstrap/recipes"
 
 
-def checks(ctx: RunContext, node: NodeRuntime) -> str:
+def checks(ctx: RunContext, node: NodeRuntime) -> StepResult:
     from drbootstrap.executor.checks import run_checks
 
-    return run_checks(ctx, node)
+    return StepResult(run_checks(ctx, node))
 
 
 STEP_FUNCTIONS: dict[Step, StepFunction] = {

@@ -10,34 +10,17 @@ import random
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
+from drbootstrap.clock import SYSTEM_CLOCK, Clock
 from drbootstrap.errors import DrbError, ProviderError
 
 T = TypeVar("T")
 
 
-class Clock(Protocol):
-    """What the bucket and the retry loop need from time; tests inject a fake one."""
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-
-SYSTEM_CLOCK = SystemClock()
+# The bucket and the retry loop read monotonic time and sleep; tests inject a fake Clock.
 
 
 class TokenBucket:

@@ -15,6 +15,7 @@ from libcloud.compute.types import NodeState
 from drbootstrap.errors import MessagingError
 from drbootstrap.executor.context import RunContext, UpOptions
 from drbootstrap.journal import Journal
+from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import build_plan
 from drbootstrap.providers.base import EnvironmentScope, Provider
 from drbootstrap.providers.nodes import HOSTNAME_TAG
@@ -52,6 +53,7 @@ class FakeCloud:
         self.creates: Counter[str] = Counter()
         self.destroyed: list[str] = []
         self.fail_boot: set[str] = set()
+        self.lose: Counter[str] = Counter()  # hostname -> how many of its next launches the cloud loses at once
         self.volumes: list[Any] = []
         self.attached: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
@@ -70,7 +72,10 @@ class FakeCloud:
                                             "boot": "failed" if name in self.fail_boot else "finished",
                                             "user_data": ex_userdata, "error": "boot.sh: exit 1\nno such image",
                                             "console_log": f"/tmp/console-{number}"})
-            self.nodes[node.id] = node
+            if self.lose[name] > 0:
+                self.lose[name] -= 1  # created, then reclaimed before it booted
+            else:
+                self.nodes[node.id] = node
             return node
 
     def list_nodes(self) -> list[Node]:
@@ -242,7 +247,8 @@ def make_context(spec: Any, state_dir: Path, cloud: FakeCloud, broker: FakeBroke
         provider=make_provider(spec, state_dir, cloud), fleet_factory=lambda address: FakeFleet(broker), access=access,
         probe_services=lambda address, spec, deadline: "DNS, STOMP, Puppet CA answer", psk=PSK,
         max_parallel=spec.provider.max_parallel, clock=FakeClock(),
-        options=options or UpOptions(), emit=sink.append, state_dir=state_dir, recipes_dir=Path("/recipes"),
+        options=options or UpOptions(), emit=sink.append, paths=EnvironmentPaths(state_dir, spec.environment),
+        recipes_dir=Path("/recipes"),
     )
 
 

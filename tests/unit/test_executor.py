@@ -10,7 +10,8 @@ from drbootstrap.executor import UpOptions, run_up
 from drbootstrap.executor.lifecycle import incomplete_hostnames
 from drbootstrap.executor.run import dependencies
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.journal import Journal, Step, StepState, journal_path
+from drbootstrap.journal import Journal, Step, StepState
+from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import build_plan
 from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
     ALL,
@@ -106,7 +107,7 @@ def test_only_failed_after_fixing_the_image_replaces_the_node_and_completes(worl
     cloud.fail_boot.add("db01")
     run_up(make_context(spec, state, cloud, broker, access))
     cloud.fail_boot.clear()
-    only = incomplete_hostnames(spec, Journal.open(state, "demo"))
+    only = incomplete_hostnames(build_plan(spec), Journal.open(state, "demo"))
     assert only == {"db01", "web01", "web02"}
     result = run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(only=frozenset(only))))
     assert result.exit_status is ExitStatus.OK
@@ -170,7 +171,7 @@ def test_the_psk_never_reaches_the_journal_or_the_events(world):
     spec, state, cloud, broker, access = world
     events = []
     run_up(make_context(spec, state, cloud, broker, access, events=events))
-    assert PSK not in journal_path(state, "demo").read_text()
+    assert PSK not in EnvironmentPaths(state, "demo").journal.read_text()
     assert PSK not in json.dumps([e.to_dict() for e in events])
     # it does reach the nodes: their user-data carries it as the agent key
     assert all(PSK in n.extra["user_data"] for n in cloud.list_nodes())
@@ -188,13 +189,13 @@ def test_worker_that_booted_under_its_cloud_name_is_rebooted_through_its_agent_t
 
 
 def test_generated_psk_is_made_once_and_private(monkeypatch, tmp_path):
-    from drbootstrap.executor.secrets import load_or_create_psk, psk_path
+    from drbootstrap.executor.secrets import load_or_create_psk
     from tests.unit.executor_fakes import SPEC
 
     spec = load_spec_text(monkeypatch, SPEC.replace('security: {psk: "${env:DRB_TEST_PSK}"}\n', ""))
     first = load_or_create_psk(spec, tmp_path)
     assert load_or_create_psk(spec, tmp_path) == first and len(first) >= 32
-    assert oct(psk_path(tmp_path, "demo").stat().st_mode & 0o777) == "0o600"
+    assert oct(EnvironmentPaths(tmp_path, "demo").psk.stat().st_mode & 0o777) == "0o600"
 
 
 def test_down_destroys_journal_and_tagged_orphans_keeps_generations_and_is_idempotent(world, monkeypatch):
@@ -205,7 +206,7 @@ def test_down_destroys_journal_and_tagged_orphans_keeps_generations_and_is_idemp
     orphan = cloud.create_node("web09", None, None, ex_metadata={"drbootstrap:environment": "demo",
                                                                   "drbootstrap:hostname": "web09"})
     stranger = cloud.create_node("other", None, None, ex_metadata={"drbootstrap:environment": "prod"})
-    monkeypatch.setattr(lifecycle, "provider_for", lambda spec, state_dir, *a, **k: make_provider(spec, state_dir, cloud))
+    monkeypatch.setattr(lifecycle, "provider_for", lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud))
     result = lifecycle.down(spec, state)
     assert result.destroyed == sorted([*ALL, "web09"])
     assert [n.id for n in cloud.list_nodes()] == [stranger.id] and orphan.id not in cloud.nodes
@@ -245,3 +246,79 @@ def test_node_whose_launch_was_killed_before_it_booted_is_replaced_not_waited_fo
     assert result.exit_status is ExitStatus.OK
     assert cloud.destroyed == ["mail01"] and cloud.live_hostnames() == sorted(ALL)
     assert Journal.open(state, "demo").data.nodes["mail01"].generation == 1
+
+
+def test_node_the_cloud_loses_while_booting_is_relaunched_in_the_same_run_with_a_new_generation(world):
+    spec, state, cloud, broker, access = world
+    cloud.lose["mail01"] = 1
+    events = []
+    result = run_up(make_context(spec, state, cloud, broker, access, events=events))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.creates["mail01"] == 2 and cloud.live_hostnames() == sorted(ALL)
+    record = Journal.open(state, "demo").data.nodes["mail01"]
+    assert record.generation == 1 and record.is_done(Step.CHECKS)
+    assert any(e.node == "mail01" and "disappeared while booting" in e.detail for e in events)
+
+
+def test_node_the_cloud_keeps_losing_fails_after_a_bounded_number_of_relaunches(world):
+    from drbootstrap.executor.run import MAX_RELAUNCHES
+
+    spec, state, cloud, broker, access = world
+    cloud.lose["mail01"] = 100
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.PARTIAL
+    assert cloud.creates["mail01"] == MAX_RELAUNCHES + 1
+    failure = result.outcomes["mail01"]
+    assert failure.state == "failed" and failure.step == "launch" and "lost again" in failure.reason
+    assert [o.hostname for o in result.failed] == ["mail01"]
+
+
+def test_steps_never_write_the_journal_only_the_runner_does(world, monkeypatch):
+    import inspect
+
+    from drbootstrap.executor import run as runner
+
+    spec, state, cloud, broker, access = world
+    writers = set()
+    for name in ("start_step", "finish_step", "forget_node", "forget_step", "update_node"):
+        original = getattr(Journal, name)
+
+        def spy(self, *args, _original=original, **kwargs):
+            writers.add(inspect.stack()[1].frame.f_globals["__name__"])
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Journal, name, spy)
+    cloud.lose["mail01"] = 1
+    cloud.fail_boot.add("web02")
+    run_up(make_context(spec, state, cloud, broker, access))
+    assert writers == {runner.__name__}
+
+
+def test_puppet_sign_reads_the_launch_steps_typed_fact_not_its_words(world):
+    from drbootstrap.executor.steps import AUTOSIGN_ARMED
+
+    spec, state, cloud, broker, access = world
+    signed = []
+    access.sign_certificate = lambda master_id, certname: signed.append(certname)
+    # Past the master's services (so tokens can be armed on it), before any worker's puppet_sign.
+    run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(until=Step.TAKE_NAME)))
+    journal = Journal.open(state, "demo")
+    assert all(journal.data.nodes[h].steps[Step.LAUNCH].facts == {AUTOSIGN_ARMED: True} for h in ALL[1:])
+    journal.data.nodes["db01"].steps[Step.LAUNCH].facts[AUTOSIGN_ARMED] = False
+    journal.data.nodes["web01"].steps[Step.LAUNCH].detail = "no autosign token (the master was not up)"
+    journal.flush()
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert signed == ["db01.demo.internal"]  # web01's words say unarmed, its fact says armed
+
+
+def test_a_plain_up_after_a_failed_step_retries_it_and_converges(world):
+    spec, state, cloud, broker, access = world
+    broker.fail_puppet.add("mail01.demo.internal")
+    assert run_up(make_context(spec, state, cloud, broker, access)).exit_status is ExitStatus.PARTIAL
+    assert Journal.open(state, "demo").data.nodes["mail01"].steps[Step.PUPPET_RUN].state is StepState.FAILED
+    broker.fail_puppet.clear()
+    result = run_up(make_context(spec, state, cloud, broker, access))  # no --only: up itself retries
+    assert result.exit_status is ExitStatus.OK
+    assert result.outcomes["mail01"].complete and all(o.complete for o in result.outcomes.values())
+    assert set(cloud.creates.values()) == {1}

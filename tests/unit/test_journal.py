@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from drbootstrap.journal import Journal, JournalError, Step, StepState, journal_path
+from drbootstrap.journal import Journal, JournalError, Step, StepState
+from drbootstrap.paths import EnvironmentPaths
 
 
 def test_completed_steps_survive_reopening(tmp_path):
@@ -28,7 +29,7 @@ def test_journal_file_is_private(tmp_path):
     journal = Journal.open(tmp_path, "prod")
     journal.node("db01", role="db")
     journal.flush()
-    mode = stat.S_IMODE(journal_path(tmp_path, "prod").stat().st_mode)
+    mode = stat.S_IMODE(EnvironmentPaths(tmp_path, "prod").journal.stat().st_mode)
     assert mode == 0o600
 
 
@@ -53,7 +54,7 @@ def test_forgetting_a_node_bumps_its_generation_for_a_fresh_client_token(tmp_pat
 
 
 def test_corrupt_journal_is_a_clear_error_not_a_traceback(tmp_path):
-    path = journal_path(tmp_path, "prod")
+    path = EnvironmentPaths(tmp_path, "prod").journal
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     with pytest.raises(JournalError, match="journal cannot be read"):
@@ -61,7 +62,7 @@ def test_corrupt_journal_is_a_clear_error_not_a_traceback(tmp_path):
 
 
 def test_journal_from_another_version_is_refused(tmp_path):
-    path = journal_path(tmp_path, "prod")
+    path = EnvironmentPaths(tmp_path, "prod").journal
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"version": 99, "environment": "prod", "nodes": {}}))
     with pytest.raises(JournalError, match="version 99"):

@@ -4,7 +4,7 @@ import json
 import textwrap
 
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.plan import MASTER_WAVE, build_plan, role_waves
+from drbootstrap.plan import MASTER_WAVE, Step, build_plan, is_complete, role_waves
 from drbootstrap.spec import load_spec, parse_spec
 from tests.support.prereq import REPO_ROOT
 
@@ -102,3 +102,41 @@ def test_invalid_spec_plan_exits_with_invalid_spec(cli, tmp_path):
     result = cli("plan", str(bad))
     assert result.exit_code == ExitStatus.INVALID_SPEC
     assert result.stderr.startswith(f"{bad}:1:1: missing required key 'domain'")
+
+
+def test_each_node_carries_its_steps_in_order_master_and_worker_differ():
+    plan = build_plan(load_spec(LOCAL))
+    assert [str(s) for s in plan.master.steps] == ["launch", "boot", "services", "register_name", "discover"]
+    worker = plan.waves[0][0]
+    assert [str(s) for s in worker.steps] == ["launch", "register_name", "boot", "take_name", "discover", "volumes",
+                                              "puppet_sign", "puppet_run", "puppet_enable", "restore", "checks"]
+    assert plan.to_dict()["master"]["steps"][0] == "launch"
+
+
+def test_steps_through_until_stops_each_node_at_the_step_or_before_the_first_beyond_it():
+    plan = build_plan(load_spec(LOCAL))
+    worker = plan.waves[0][0]
+    assert worker.steps_through(None) == worker.steps
+    assert worker.steps_through(Step.LAUNCH) == (Step.LAUNCH,)
+    assert worker.steps_through(Step.TAKE_NAME)[-1] is Step.TAKE_NAME
+    # the master has no take_name: it stops before discover, the first of its steps beyond it
+    assert plan.master.steps_through(Step.TAKE_NAME) == (Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME)
+    assert plan.master.steps_through(Step.CHECKS) == plan.master.steps
+
+
+class Record:
+    def __init__(self, done: set[Step]) -> None:
+        self.done = done
+
+    def is_done(self, step: Step) -> bool:
+        return step in self.done
+
+
+def test_a_node_is_complete_only_when_every_one_of_its_planned_steps_is_done():
+    plan = build_plan(load_spec(LOCAL))
+    master, worker = plan.master, plan.waves[0][0]
+    assert not is_complete(None, master)
+    assert is_complete(Record(set(master.steps)), master)
+    assert not is_complete(Record(set(master.steps)), worker)  # the master's steps are not a worker's
+    assert not is_complete(Record(set(worker.steps) - {Step.CHECKS}), worker)
+    assert is_complete(Record(set(worker.steps)), worker)

@@ -24,9 +24,8 @@ def _run(monkeypatch, tmp_path, *, fail_boot=()):
     ctx = make_context(spec, tmp_path, cloud, FakeBroker(cloud), FakeAccess())
     result = run_up(ctx)
     journal = Journal.open(tmp_path, "demo")
-    order = [n.hostname for n in ctx.plan.nodes()]
     return result, journal, build_report(journal, result.outcomes, run_started=result.started_at,
-                                         run_finished=result.finished_at, order=order)
+                                         run_finished=result.finished_at, plan=ctx.plan)
 
 
 def test_report_has_a_timeline_entry_for_every_node_and_step(monkeypatch, tmp_path):

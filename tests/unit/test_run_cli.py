@@ -28,7 +28,7 @@ def fake_up(monkeypatch, tmp_path):
     broker = FakeBroker(cloud)
     load_spec_text(monkeypatch)
 
-    def fake(spec, state_dir, *, options=None, emit=lambda e: None):
+    def fake(spec, state_dir, *, options=None, emit=lambda e: None, plan=None):
         ctx = make_context(spec, state_dir, cloud, broker, FakeAccess(), options=options)
         ctx.emit = emit
         result = run_up(ctx)
