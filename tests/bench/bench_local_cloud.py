@@ -61,7 +61,7 @@ def test_fifty_nodes_run_within_15_s_and_are_destroyed_within_10_s(tmp_path):
         with ThreadPoolExecutor(THREADS) as pool:
             nodes = list(pool.map(create, range(NODES)))
         launched = time.perf_counter() - started
-        driver.wait_until_running(nodes, wait_period=0.05)
+        driver.ex_wait_until_booted(nodes, wait_period=0.05)
         running = time.perf_counter() - started
 
         node_pids = [pid for node in nodes for pid in runtime.pids_in_netns(

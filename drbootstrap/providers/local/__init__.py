@@ -18,8 +18,9 @@ Inside a node (fixed paths; the boot environment names them too):
   /run/drb-image/                the image directory; its boot.sh runs first on every boot
   $DRB_CLOUD_INSTANCE_ID, $DRB_CLOUD_FIRST_BOOT (1 on the first boot), $DRB_IMAGE_DIR
 Boot: images/<image>/boot.sh every boot, then user-data: a `#!` script on the first boot only,
-`#cloud-config` as in cloudinit.py. The node is RUNNING once both have exited 0 (so start
-daemons in the background), ERROR on a non-zero status (console tail in node.extra["error"]).
+`#cloud-config` as in cloudinit.py. As on a real cloud the node is RUNNING while they run; the end
+of its boot is node.extra["boot"] ("booting", then "finished" once both exited 0: start daemons in
+the background). A non-zero status makes it ERROR (console tail in node.extra["error"]).
 Output of everything goes to node.extra["console_log"]. Reboot stops every process in the node's
 network namespace (daemons that left the group too: SIGTERM, SIGKILL after 2 s) and boots again
 with fresh /run and /tmp; address, volumes and /etc files stay.

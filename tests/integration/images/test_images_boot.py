@@ -115,7 +115,7 @@ def _boot_master(scenario: Scenario) -> None:
     started = time.monotonic()
     scenario.master = scenario.driver.create_node("controller", "medium", "master",
                                                   ex_userdata=scenario.user_data["controller"])
-    scenario.driver.wait_until_running([scenario.master], timeout=120)
+    scenario.driver.ex_wait_until_booted([scenario.master], timeout=120)
     scenario.times["master boot script done"] = time.monotonic() - started
     scenario.master_address = scenario.master.private_ips[0]
     scenario.report = probe_master(
@@ -150,7 +150,7 @@ def _boot_workers(scenario: Scenario) -> None:
         )
         scenario.user_data[host] = render_user_data(config, allow_gzip=False).decode()
         scenario.workers[host] = scenario.driver.create_node(host, "small", "worker", ex_userdata=scenario.user_data[host])
-    scenario.driver.wait_until_running(list(scenario.workers.values()), timeout=120)
+    scenario.driver.ex_wait_until_booted(list(scenario.workers.values()), timeout=120)
     scenario.times["workers running"] = time.monotonic() - started
     # Name them: forward + reverse in the master's dnsmasq, then a reboot asked of each agent.
     with scenario.client() as client:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from libcloud.compute.types import NodeState
 
-from drbootstrap.errors import PrerequisiteError, ProviderError
+from drbootstrap.errors import PrerequisiteError, ProviderError, WaitTimeoutError
 from drbootstrap.providers.local import LocalNodeDriver, runtime
 from tests.integration.local_cloud.support import (
     IMAGES, alive, ask_hostname, free_network, in_node, leftovers, processes_of,
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trio(cloud):
     nodes = [cloud.create_node(f"n{i}", "small", "basic", ex_metadata={"role": f"r{i}"}) for i in range(3)]
-    cloud.wait_until_running(nodes)
+    cloud.ex_wait_until_booted(nodes)
     return nodes
 
 
@@ -81,7 +81,7 @@ def test_reboot_restarts_processes_and_keeps_address_and_volumes(cloud, trio):
     old_daemon = int(in_node(cloud, node, "cat /run/testd.pid"))
 
     cloud.reboot_node(node)
-    [(rebooted, _)] = cloud.wait_until_running([node])
+    [(rebooted, _)] = cloud.ex_wait_until_booted([node])
 
     assert rebooted.private_ips == node.private_ips and rebooted.extra["boot_count"] == 2
     assert not alive(old_daemon)
@@ -98,14 +98,14 @@ def test_the_in_node_reboot_command_reboots_its_own_node(cloud, trio):
     old_daemon = int(in_node(cloud, node, "cat /run/testd.pid"))
     in_node(cloud, node, "/run/drb-cloud/reboot")
     _wait_for(lambda: cloud.ex_get_node(node.id).extra["boot_count"] == 2, "the in-node reboot")
-    cloud.wait_until_running([node])
+    cloud.ex_wait_until_booted([node])
     assert not alive(old_daemon)
     assert "reboot requested from inside the node" in Path(node.extra["console_log"]).read_text()
 
 
 def test_destroy_leaves_no_namespace_link_mount_or_process(cloud):
     node = cloud.create_node("doomed", "small", "basic")
-    cloud.wait_until_running([node])
+    cloud.ex_wait_until_booted([node])
     volume = cloud.create_volume(1, "doomed-data")
     cloud.attach_volume(node, volume, "/srv/drb-doomed-" + node.id)
     netns_inode = os.stat(f"/run/netns/{node.extra['namespace']}").st_ino
@@ -135,7 +135,7 @@ def test_a_volume_snapshot_is_readable_in_a_node_created_from_it(cloud, trio):
     in_node(cloud, writer, "echo later > /srv/drb-test-db/table")
 
     reader = cloud.create_node("restored", "small", "basic")
-    cloud.wait_until_running([reader])
+    cloud.ex_wait_until_booted([reader])
     restored = cloud.create_volume(1, "db-restored", snapshot=snapshot)
     cloud.attach_volume(reader, restored, "/srv/drb-test-db")
     assert in_node(cloud, reader, "cat /srv/drb-test-db/table").strip() == "rows"
@@ -175,7 +175,7 @@ def test_cloud_config_user_data_runs_and_a_client_token_launches_once(cloud):
     again = cloud.create_node("cc", "small", "basic", ex_userdata=user_data, ex_clienttoken="tok-1")
     assert again.id == node.id
     assert [n.id for n in cloud.list_nodes() if n.name == "cc"] == [node.id]
-    cloud.wait_until_running([node])
+    cloud.ex_wait_until_booted([node])
     assert in_node(cloud, node, "cat /run/app.copy") == "ok"
     assert in_node(cloud, node, "cat /run/drb-cloud/user-data") == user_data
     cloud.ex_create_tags(node, {"Name": "cc", "env": "drill"})
@@ -184,10 +184,41 @@ def test_cloud_config_user_data_runs_and_a_client_token_launches_once(cloud):
     cloud.destroy_node(node)
 
 
+def test_a_node_runs_while_its_user_data_still_runs_and_its_boot_ends_as_a_separate_signal(cloud, tmp_path):
+    from drbootstrap.providers.base import EnvironmentScope
+    from drbootstrap.providers.local.provider import LocalProvider
+    from drbootstrap.providers.settings import ProviderSettings
+
+    node = cloud.create_node("slow", "small", "basic", ex_userdata="#!/bin/sh\nsleep 300\n")
+    provider = LocalProvider(ProviderSettings("local", network=cloud.network),
+                             EnvironmentScope("slow", tmp_path, tmp_path / "key"), driver_factory=lambda: cloud)
+    started = time.monotonic()
+    [(running, _)] = cloud.wait_until_running([node], timeout=20)
+    assert time.monotonic() - started < 20 and running.state == NodeState.RUNNING
+    assert running.extra["boot"] == "booting" and not provider.boot_finished(running).finished
+    with pytest.raises(WaitTimeoutError, match="not booted"):
+        cloud.ex_wait_until_booted([node], timeout=2)
+    cloud.destroy_node(node)
+
+
+def test_a_node_whose_user_data_finished_has_finished_booting(cloud, tmp_path):
+    from drbootstrap.providers.base import EnvironmentScope
+    from drbootstrap.providers.local.provider import LocalProvider
+    from drbootstrap.providers.settings import ProviderSettings
+
+    node = cloud.create_node("quick", "small", "basic", ex_userdata="#!/bin/sh\necho done > /run/quick\n")
+    [(booted, _)] = cloud.ex_wait_until_booted([node], timeout=60)
+    provider = LocalProvider(ProviderSettings("local", network=cloud.network),
+                             EnvironmentScope("quick", tmp_path, tmp_path / "key"), driver_factory=lambda: cloud)
+    assert booted.extra["boot"] == "finished" and provider.boot_finished(booted).finished
+    assert in_node(cloud, booted, "cat /run/quick").strip() == "done"
+    cloud.destroy_node(node)
+
+
 def test_a_failing_boot_puts_the_node_in_error_with_the_console_tail(cloud):
     node = cloud.create_node("bad", "small", "broken")
     with pytest.raises(ProviderError, match="disk not found"):
-        cloud.wait_until_running([node])
+        cloud.ex_wait_until_booted([node])
     assert cloud.ex_get_node(node.id).state == NodeState.ERROR
     cloud.destroy_node(node)
 
@@ -207,7 +238,7 @@ def test_cli_status_shows_nodes_and_cleanup_removes_everything_twice(cli, tmp_pa
     driver = LocalNodeDriver(state_dir=tmp_path / "state", network=free_network(), images_dir=IMAGES)
     try:
         node = driver.create_node("shown", "small", "basic")
-        driver.wait_until_running([node])
+        driver.ex_wait_until_booted([node])
         status = cli("local", "status", "--state-dir", str(driver.state_dir))
         assert status.exit_code == 0 and node.id in status.stdout and "running" in status.stdout
         processes = processes_of(driver)
@@ -233,7 +264,7 @@ def test_two_processes_launching_at_once_get_distinct_nodes_and_addresses(cloud)
     assert all(w.returncode == 0 for w in workers) and len(set(ids)) == 4
     nodes = cloud.list_nodes(ex_node_ids=ids)
     assert len({n.private_ips[0] for n in nodes}) == 4
-    cloud.wait_until_running(nodes)
+    cloud.ex_wait_until_booted(nodes)
     for node in nodes:
         cloud.destroy_node(node)
 
@@ -243,10 +274,10 @@ def test_bootcmd_runs_every_boot_while_runcmd_and_scripts_run_once(cloud):
     script = "#!/bin/sh\necho script-ran\n"
     configured = cloud.create_node("freq-cc", "small", "basic", ex_userdata=config)
     scripted = cloud.create_node("freq-sh", "small", "basic", ex_userdata=script)
-    cloud.wait_until_running([configured, scripted])
+    cloud.ex_wait_until_booted([configured, scripted])
     for node in (configured, scripted):
         cloud.reboot_node(node)
-    cloud.wait_until_running([configured, scripted])
+    cloud.ex_wait_until_booted([configured, scripted])
     console = Path(configured.extra["console_log"]).read_text()
     assert console.count("bootcmd-ran") == 2 and console.count("runcmd-ran 1") == 1
     assert console.count("basic image booting") == 2
