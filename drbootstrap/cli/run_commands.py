@@ -17,7 +17,7 @@ import click
 
 from drbootstrap.exit_status import ExitStatus
 
-_SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_SPEC_FILE = click.Path(path_type=Path)  # load_spec refuses a missing file, a directory, a FIFO
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Where journals and reports live (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
 _STEPS = ["launch", "boot", "services", "register_name", "take_name", "discover", "puppet_sign", "puppet_run",

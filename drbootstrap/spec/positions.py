@@ -2,6 +2,8 @@
 
 A key path is a tuple such as ("nodes", 1, "count"); `SourceMap.key(path)` is where the key is
 written, `SourceMap.value(path)` where its value starts. Problems point at one or the other.
+Composition is bounded (drbootstrap.spec.limits): depth, values after alias expansion, scalar
+length; a recursive alias is refused.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent, ScalarEvent
+
+from drbootstrap.spec.limits import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES, position_of_char
 
 Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
-
-# Aliases can make a document huge (the "billion laughs"); no real spec nests this deep.
-_MAX_DEPTH = 64
 
 
 @dataclass
@@ -62,13 +64,20 @@ class LoadedDocument:
 
 def load_with_positions(text: str) -> LoadedDocument:
     """Parse `text`; on a syntax error `data` is None and `errors` holds the one located error."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as error:  # a control character YAML does not allow
+        return LoadedDocument(None, SourceMap(), [_reader_error(text, error)])
     try:
         root = loader.get_single_node()
+    except _LimitExceeded as error:
+        return LoadedDocument(None, SourceMap(), [error.located])
     except yaml.MarkedYAMLError as error:
         return LoadedDocument(None, SourceMap(), [_syntax_error(error)])
     except yaml.YAMLError as error:  # e.g. two documents in one file
-        return LoadedDocument(None, SourceMap(), [LocatedYamlError((1, 1), f"YAML error: {error}", "")])
+        return LoadedDocument(
+            None, SourceMap(), [LocatedYamlError((1, 1), f"YAML error: {_first_line(str(error))}", "")]
+        )
     finally:
         loader.dispose()
     source = SourceMap()
@@ -87,16 +96,106 @@ def _mark(mark: yaml.Mark) -> Position:
     return (mark.line + 1, mark.column + 1)
 
 
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "cannot parse"
+
+
+def _reader_error(text: str, error: yaml.reader.ReaderError) -> LocatedYamlError:
+    character = error.character if isinstance(error.character, str) else chr(error.character)
+    return LocatedYamlError(
+        position_of_char(text, error.position),
+        f"character U+{ord(character):04X} is not allowed in YAML",
+        "remove it; is this a binary file?",
+    )
+
+
 def _syntax_error(error: yaml.MarkedYAMLError) -> LocatedYamlError:
     mark = error.problem_mark or error.context_mark
     position = _mark(mark) if mark is not None else (1, 1)
-    problem = error.problem or "cannot parse"
-    context = f" {error.context}" if error.context else ""
-    return LocatedYamlError(
-        position,
-        f"YAML syntax error: {problem}{context}",
-        "check the indentation and quoting on this line and the one above",
-    )
+    problem = _first_line(error.problem or "cannot parse")
+    if "another document" in problem:
+        return LocatedYamlError(position, "a second YAML document", "a spec is one document: remove this '---' and what follows")
+    context = f" {_first_line(error.context)}" if error.context else ""
+    hint = "check the indentation and quoting on this line and the one above"
+    if "end of stream" in problem:
+        hint = "the file ends in the middle of a value: was it cut short?"
+    elif "undefined alias" in problem:
+        hint = "define the anchor first (&name) or write the value out"
+    return LocatedYamlError(position, f"YAML syntax error: {problem}{context}", hint)
+
+
+class _LimitExceeded(yaml.YAMLError):
+    """A bound of drbootstrap.spec.limits was crossed while composing the document."""
+
+    def __init__(self, mark: yaml.Mark, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.located = LocatedYamlError(_mark(mark), message, hint)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """pyyaml's safe loader, composing at most MAX_DEPTH deep and MAX_VALUES values after aliases.
+
+    pyyaml composes an alias as the very node it names, so nine levels of ten aliases compose
+    instantly and only explode when walked. Each node's expanded size is counted as it is
+    composed (an alias adds the size of the node it names), so the bomb is refused at the alias
+    that crosses the budget, before anything walks it.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._values = 0  # values composed so far, aliases counted at their expanded size
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded size, once composed
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            named = self.anchors.get(event.anchor)
+            if named is not None:
+                if id(named) not in self._sizes:
+                    raise _LimitExceeded(
+                        event.start_mark,
+                        f"alias *{event.anchor} is inside the collection it names (it would never end)",
+                        "write the values out instead of the alias",
+                    )
+                self._count(self._sizes[id(named)], event.start_mark, alias=True)
+            return super().compose_node(parent, index)
+        if isinstance(event, ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
+            raise _LimitExceeded(
+                event.start_mark,
+                f"a value of {len(event.value)} characters, over the limit of {MAX_SCALAR_CHARS}",
+                "shorten it; long text belongs in a file the spec references",
+            )
+        if self._depth >= MAX_DEPTH:
+            raise _LimitExceeded(
+                event.start_mark,
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                "flatten the document",
+            )
+        before = self._values
+        self._count(1, event.start_mark, alias=False)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if event.anchor is not None:
+            self._sizes[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark, *, alias: bool) -> None:
+        self._values += values
+        if self._values <= MAX_VALUES:
+            return
+        if alias:
+            raise _LimitExceeded(
+                mark,
+                f"with its aliases expanded the document has more than {MAX_VALUES} values",
+                "write the values out instead of repeating collections through aliases",
+            )
+        raise _LimitExceeded(
+            mark, f"the document has more than {MAX_VALUES} values", "a spec is a few hundred values"
+        )
 
 
 class _Builder:
@@ -109,7 +208,7 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
         self.source.values.setdefault(path, _mark(node.start_mark))
-        if depth > _MAX_DEPTH:
+        if depth > MAX_DEPTH:  # the loader refuses deeper documents; kept as a guard for the walk
             self.errors.append(
                 LocatedYamlError(_mark(node.start_mark), "YAML nested too deeply", "flatten the document")
             )
@@ -122,7 +221,22 @@ class _Builder:
                 self.source.keys.setdefault(path + (index,), _mark(item.start_mark))
                 result.append(self.build(item, path + (index,), depth + 1))
             return result
-        return self.loader.construct_object(node, deep=True)
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as error:  # 2001-02-30, an int of 5000 digits
+            self.loader.recursive_objects.pop(node, None)  # else an alias to it reads as recursive
+            reason = _first_line(str(error)).split(";")[0]
+            self.errors.append(
+                LocatedYamlError(
+                    _mark(node.start_mark),
+                    f"cannot read this value: {reason}",
+                    "quote it to make it text, or correct it",
+                )
+            )
+            return node.value  # its text, so that the other checks still run on the rest
 
     def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict:
         own_count = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
@@ -141,7 +255,7 @@ class _Builder:
                     )
                 )
                 continue
-            key = self.loader.construct_object(key_node)
+            key = self._scalar(key_node)
             key = key if isinstance(key, str) else str(key)
             if key in result:
                 if not merged:
