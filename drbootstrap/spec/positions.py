@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from yaml.events import AliasEvent, ScalarEvent
 
-from drbootstrap.spec.limits import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES, position_of_char
+from drbootstrap.input_files import position_of_char
+from drbootstrap.spec.limits import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES
 
 Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
