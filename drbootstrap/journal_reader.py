@@ -74,7 +74,7 @@ def read_journal_file(path: Path, form: JournalFormat) -> Any:
         return _convert(raw, form.root, (), form)
     except _Invalid as invalid:
         line, column = position_of_char(text, _locate(text, invalid.path, invalid.at_key))
-        raise form.error(f"{path}:{line}:{column}: {invalid.what}", hint=invalid.fix) from None
+        raise form.error(f"{path}:{line}:{column}: {_one_line(invalid.what)}", hint=invalid.fix) from None
 
 
 def _parse(path: Path, text: str, form: JournalFormat) -> Any:
@@ -166,7 +166,7 @@ def _mapping(value: Any, item_type: Any, path: JsonPath, form: JournalFormat) ->
         if allowed is not None and key not in allowed:
             raise _Invalid(
                 path + (key,),
-                f"{_where(path)}: unknown name '{key}'",
+                f"{_where(path)}: unknown name {json.dumps(key)}",
                 f"names here: {', '.join(allowed)}; remove it, {RESTORE_HINT}",
                 at_key=True,
             )
@@ -175,7 +175,12 @@ def _mapping(value: Any, item_type: Any, path: JsonPath, form: JournalFormat) ->
 
 
 def _where(path: JsonPath) -> str:
-    return ".".join(path)
+    """nodes.db01.steps; a part that is empty or holds a control character is written as JSON."""
+    return ".".join(part if part.isprintable() and part and "." not in part else json.dumps(part) for part in path)
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _show(value: Any) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drbootstrap.bounded_yaml import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES
 from drbootstrap.errors import SpecError
 from drbootstrap.input_files import Unreadable, read_bounded_text
 
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_PROBLEMS", "MAX_SCALAR_CHARS", "MAX_SPEC_BYTES", "MAX_VALUES", "read_spec_text"]
+
 MAX_SPEC_BYTES = 256 * 1024  # the file on disk; the largest example is about 3 KB
-MAX_DEPTH = 64  # mappings and lists inside each other; a real spec nests 6 deep
-MAX_VALUES = 25_000  # YAML nodes once every alias is expanded (stops the "billion laughs")
-MAX_SCALAR_CHARS = 16_384  # one key or value; a node's whole user-data must fit in 16 KB
 MAX_NODES = 10_000  # hosts in the environment, all groups together, after count: expansion
 MAX_PROBLEMS = 50  # lines reported for one file; a person fixes the first ones and runs again
 

@@ -2,7 +2,7 @@
 
 A key path is a tuple such as ("nodes", 1, "count"); `SourceMap.key(path)` is where the key is
 written, `SourceMap.value(path)` where its value starts. Problems point at one or the other.
-Composition is bounded (drbootstrap.spec.limits): depth, values after alias expansion, scalar
+Composition is bounded (drbootstrap.bounded_yaml): depth, values after alias expansion, scalar
 length; a recursive alias is refused.
 """
 
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent, ScalarEvent
 
+from drbootstrap.bounded_yaml import BoundedSafeLoader, YamlLimitExceeded
 from drbootstrap.input_files import position_of_char
-from drbootstrap.spec.limits import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES
+from drbootstrap.spec.limits import MAX_DEPTH
 
 Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
@@ -66,13 +66,14 @@ class LoadedDocument:
 def load_with_positions(text: str) -> LoadedDocument:
     """Parse `text`; on a syntax error `data` is None and `errors` holds the one located error."""
     try:
-        loader = _BoundedLoader(text)
+        loader = BoundedSafeLoader(text)  # the bounds of drbootstrap.spec.limits
     except yaml.reader.ReaderError as error:  # a control character YAML does not allow
         return LoadedDocument(None, SourceMap(), [_reader_error(text, error)])
     try:
         root = loader.get_single_node()
-    except _LimitExceeded as error:
-        return LoadedDocument(None, SourceMap(), [error.located])
+    except YamlLimitExceeded as error:
+        located = LocatedYamlError(_mark(error.mark), error.message, error.hint)
+        return LoadedDocument(None, SourceMap(), [located])
     except yaml.MarkedYAMLError as error:
         return LoadedDocument(None, SourceMap(), [_syntax_error(error)])
     except yaml.YAMLError as error:  # e.g. two documents in one file
@@ -123,80 +124,6 @@ def _syntax_error(error: yaml.MarkedYAMLError) -> LocatedYamlError:
     elif "undefined alias" in problem:
         hint = "define the anchor first (&name) or write the value out"
     return LocatedYamlError(position, f"YAML syntax error: {problem}{context}", hint)
-
-
-class _LimitExceeded(yaml.YAMLError):
-    """A bound of drbootstrap.spec.limits was crossed while composing the document."""
-
-    def __init__(self, mark: yaml.Mark, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.located = LocatedYamlError(_mark(mark), message, hint)
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """pyyaml's safe loader, composing at most MAX_DEPTH deep and MAX_VALUES values after aliases.
-
-    pyyaml composes an alias as the very node it names, so nine levels of ten aliases compose
-    instantly and only explode when walked. Each node's expanded size is counted as it is
-    composed (an alias adds the size of the node it names), so the bomb is refused at the alias
-    that crosses the budget, before anything walks it.
-    """
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self._depth = 0
-        self._values = 0  # values composed so far, aliases counted at their expanded size
-        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded size, once composed
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        event = self.peek_event()
-        if isinstance(event, AliasEvent):
-            named = self.anchors.get(event.anchor)
-            if named is not None:
-                if id(named) not in self._sizes:
-                    raise _LimitExceeded(
-                        event.start_mark,
-                        f"alias *{event.anchor} is inside the collection it names (it would never end)",
-                        "write the values out instead of the alias",
-                    )
-                self._count(self._sizes[id(named)], event.start_mark, alias=True)
-            return super().compose_node(parent, index)
-        if isinstance(event, ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
-            raise _LimitExceeded(
-                event.start_mark,
-                f"a value of {len(event.value)} characters, over the limit of {MAX_SCALAR_CHARS}",
-                "shorten it; long text belongs in a file the spec references",
-            )
-        if self._depth >= MAX_DEPTH:
-            raise _LimitExceeded(
-                event.start_mark,
-                f"YAML nested more than {MAX_DEPTH} levels deep",
-                "flatten the document",
-            )
-        before = self._values
-        self._count(1, event.start_mark, alias=False)
-        self._depth += 1
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if event.anchor is not None:
-            self._sizes[id(node)] = self._values - before
-        return node
-
-    def _count(self, values: int, mark: yaml.Mark, *, alias: bool) -> None:
-        self._values += values
-        if self._values <= MAX_VALUES:
-            return
-        if alias:
-            raise _LimitExceeded(
-                mark,
-                f"with its aliases expanded the document has more than {MAX_VALUES} values",
-                "write the values out instead of repeating collections through aliases",
-            )
-        raise _LimitExceeded(
-            mark, f"the document has more than {MAX_VALUES} values", "a spec is a few hundred values"
-        )
 
 
 class _Builder:

@@ -75,7 +75,7 @@ def test_a_wrong_type_is_located_at_its_value(tmp_path):
 def test_an_unknown_step_name_is_located_at_its_key(tmp_path):
     text = written_journal(tmp_path).replace('"boot":', '"reboot_twice":')
     assert refusal(tmp_path, text).startswith(
-        f"{line_and_column_of(text, chr(34) + 'reboot_twice')}: nodes.db01.steps: unknown name 'reboot_twice' "
+        f"{line_and_column_of(text, chr(34) + 'reboot_twice')}: nodes.db01.steps: unknown name \"reboot_twice\" "
         "(names here: launch, boot,"
     )
 
@@ -173,3 +173,10 @@ def test_the_cli_reports_a_bad_journal_as_one_line_with_exit_3(tmp_path, cli, mo
     result = cli("status", str(spec), "--state-dir", str(tmp_path / "state"), "--no-ping")
     assert result.exit_code == ExitStatus.INVALID_SPEC, result.stderr
     assert result.stderr == f"{path}:{line_and_column_of(text, '7}')}: nodes.db01: must be an object {{...}}, got 7 (or restore the journal from a backup)\n"
+
+
+def test_a_key_with_a_control_character_is_shown_escaped_on_one_line(tmp_path):
+    raw = json.loads(written_journal(tmp_path))
+    raw["\r"] = raw.pop("created_at")
+    message = refusal(tmp_path, json.dumps(raw))
+    assert '"\\r": unknown field (fields here: environment,' in message
