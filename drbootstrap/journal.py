@@ -162,41 +162,9 @@ def _to_json(data: JournalData) -> dict[str, Any]:
 
 
 def _load(path: Path) -> JournalData:
-    try:
-        raw = json.loads(path.read_text())
-        if raw.get("version") != JOURNAL_VERSION:
-            raise JournalError(
-                f"{path}: journal version {raw.get('version')} is not {JOURNAL_VERSION}",
-                hint="run `drbootstrap down` with the version that wrote it, or move the file away",
-            )
-        nodes = {
-            name: NodeRecord(
-                **{
-                    **node,
-                    "steps": {
-                        step: StepRecord(
-                            state=StepState(rec["state"]),
-                            started_at=rec["started_at"],
-                            finished_at=rec.get("finished_at"),
-                            detail=rec.get("detail", ""),
-                            facts=dict(rec.get("facts") or {}),
-                        )
-                        for step, rec in node.get("steps", {}).items()
-                    },
-                }
-            )
-            for name, node in raw.get("nodes", {}).items()
-        }
-        return JournalData(
-            environment=raw["environment"],
-            spec_path=raw.get("spec_path", ""),
-            created_at=raw.get("created_at", 0.0),
-            nodes=nodes,
-        )
-    except JournalError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise JournalError(
-            f"{path}: the journal cannot be read ({type(error).__name__})",
-            hint="restore it from a backup, or move it away to start from the cloud's tags",
-        ) from None
+    """The journal at PATH, every field checked; JournalError names the line and column to fix."""
+    from drbootstrap.journal_reader import JournalFormat, read_journal_file
+
+    form = JournalFormat(root=JournalData, version=JOURNAL_VERSION, key_kinds={"steps": Step}, error=JournalError)
+    data: JournalData = read_journal_file(path, form)
+    return data

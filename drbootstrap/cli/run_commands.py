@@ -18,7 +18,7 @@ import click
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.plan import Step  # light: the plan module imports no pydantic until it plans
 
-_SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_SPEC_FILE = click.Path(path_type=Path)  # load_spec refuses a missing file, a directory, a FIFO
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Where journals and reports live (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
 _STEPS = [str(step) for step in Step]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-_SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_SPEC_FILE = click.Path(path_type=Path)  # load_spec refuses a missing file, a directory, a FIFO
 _SKIP_SECRETS_HELP = "Do not read ${env:...}/${file:...} credential references (check everything else)."
 
 

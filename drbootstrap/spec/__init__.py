@@ -19,6 +19,7 @@ from drbootstrap.spec.models import (
     ProviderSpec,
     SiteSpec,
 )
+from drbootstrap.spec.limits import MAX_PROBLEMS, read_spec_text
 from drbootstrap.spec.positions import SourceMap, load_with_positions
 from drbootstrap.spec.problems import Problem, from_validation_error
 from drbootstrap.spec.secrets import SecretRef, SecretResolutionError
@@ -47,13 +48,7 @@ def load_spec(path: Path, *, resolve_secrets: bool = True) -> EnvironmentSpec:
     inside their SecretRef. Contacts nothing.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise SpecError(
-            [f"{path}:1:1: cannot read the spec: {reason} (check the path and its permissions)"]
-        ) from None
+    text = read_spec_text(path)  # bounded: a regular file, MAX_SPEC_BYTES, UTF-8
     spec = parse_spec(
         text, filename=str(path), base_dir=path.resolve().parent, resolve_secrets=resolve_secrets
     )
@@ -90,6 +85,24 @@ def parse_spec(
 
 
 def render_problems(problems: list[Problem], filename: str, source: SourceMap) -> list[str]:
-    """Located one-line messages, sorted by position, duplicates dropped."""
-    located = sorted({(p.locate(source), p.render(filename, source)) for p in problems})
-    return [line for _, line in located]
+    """Located one-line messages, sorted by position, duplicates dropped.
+
+    Where YAML itself could not read a value, that one line stands for it: what the models then
+    say about the same value (it is not a number, ...) would only repeat it.
+    """
+    unreadable = {p.position for p in problems if p.position is not None}
+    located = sorted(
+        {
+            (p.locate(source), p.render(filename, source))
+            for p in problems
+            if p.position is not None or p.locate(source) not in unreadable
+        }
+    )
+    lines = [line for _, line in located[:MAX_PROBLEMS]]
+    if len(located) > MAX_PROBLEMS:
+        (line, column), _ = located[MAX_PROBLEMS]
+        lines.append(
+            f"{filename}:{line}:{column}: {len(located) - MAX_PROBLEMS} more problems from here on "
+            "(fix the ones above and run again)"
+        )
+    return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from drbootstrap.spec.limits import MAX_NODES
 from drbootstrap.spec.positions import Path_
 from drbootstrap.spec.problems import Problem, dotted
 from drbootstrap.spec.raw import get_in, groups_of, is_valid, roles_of
@@ -109,8 +110,32 @@ def expand_group_hostnames(group: dict) -> list[tuple[Path_, str]] | None:
     return [(("hostname_pattern",), pattern.format(n=n)) for n in range(1, count + 1)]
 
 
+def group_size(group: dict) -> int:
+    """How many nodes a raw group names, without producing their names (0 when it cannot tell)."""
+    names = group.get("hostnames")
+    if "hostnames" in group:
+        return len(names) if isinstance(names, list) else 0
+    count = group.get("count")
+    return count if type(count) is int and 1 <= count <= 10_000 else 0
+
+
+def count_nodes(data: dict) -> int:
+    """The workers of a raw spec, all groups together."""
+    return sum(group_size(group) for _, group in groups_of(data))
+
+
 def check_hostnames(data: dict) -> list[Problem]:
     """Every hostname, given or produced by a pattern, is a valid label and unique (master included)."""
+    total = count_nodes(data)
+    if total > MAX_NODES:  # checked before any name is produced: 1000 groups of count 10000
+        return [
+            Problem(
+                ("nodes",),
+                f"nodes: the groups name {total} nodes in all, over the limit of {MAX_NODES}",
+                "split the environment into several specs",
+                at_key=True,
+            )
+        ]
     problems: list[Problem] = []
     owners: dict[str, str] = {}
     master_name = get_in(data, "master", "hostname")

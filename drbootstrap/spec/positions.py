@@ -2,6 +2,8 @@
 
 A key path is a tuple such as ("nodes", 1, "count"); `SourceMap.key(path)` is where the key is
 written, `SourceMap.value(path)` where its value starts. Problems point at one or the other.
+Composition is bounded (drbootstrap.bounded_yaml): depth, values after alias expansion, scalar
+length; a recursive alias is refused.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from typing import Any
 
 import yaml
 
+from drbootstrap.bounded_yaml import BoundedSafeLoader, YamlLimitExceeded
+from drbootstrap.input_files import position_of_char
+from drbootstrap.spec.limits import MAX_DEPTH
+
 Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
-
-# Aliases can make a document huge (the "billion laughs"); no real spec nests this deep.
-_MAX_DEPTH = 64
 
 
 @dataclass
@@ -62,13 +65,21 @@ class LoadedDocument:
 
 def load_with_positions(text: str) -> LoadedDocument:
     """Parse `text`; on a syntax error `data` is None and `errors` holds the one located error."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = BoundedSafeLoader(text)  # the bounds of drbootstrap.spec.limits
+    except yaml.reader.ReaderError as error:  # a control character YAML does not allow
+        return LoadedDocument(None, SourceMap(), [_reader_error(text, error)])
     try:
         root = loader.get_single_node()
+    except YamlLimitExceeded as error:
+        located = LocatedYamlError(_mark(error.mark), error.message, error.hint)
+        return LoadedDocument(None, SourceMap(), [located])
     except yaml.MarkedYAMLError as error:
         return LoadedDocument(None, SourceMap(), [_syntax_error(error)])
     except yaml.YAMLError as error:  # e.g. two documents in one file
-        return LoadedDocument(None, SourceMap(), [LocatedYamlError((1, 1), f"YAML error: {error}", "")])
+        return LoadedDocument(
+            None, SourceMap(), [LocatedYamlError((1, 1), f"YAML error: {_first_line(str(error))}", "")]
+        )
     finally:
         loader.dispose()
     source = SourceMap()
@@ -87,16 +98,32 @@ def _mark(mark: yaml.Mark) -> Position:
     return (mark.line + 1, mark.column + 1)
 
 
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "cannot parse"
+
+
+def _reader_error(text: str, error: yaml.reader.ReaderError) -> LocatedYamlError:
+    character = error.character if isinstance(error.character, str) else chr(error.character)
+    return LocatedYamlError(
+        position_of_char(text, error.position),
+        f"character U+{ord(character):04X} is not allowed in YAML",
+        "remove it; is this a binary file?",
+    )
+
+
 def _syntax_error(error: yaml.MarkedYAMLError) -> LocatedYamlError:
     mark = error.problem_mark or error.context_mark
     position = _mark(mark) if mark is not None else (1, 1)
-    problem = error.problem or "cannot parse"
-    context = f" {error.context}" if error.context else ""
-    return LocatedYamlError(
-        position,
-        f"YAML syntax error: {problem}{context}",
-        "check the indentation and quoting on this line and the one above",
-    )
+    problem = _first_line(error.problem or "cannot parse")
+    if "another document" in problem:
+        return LocatedYamlError(position, "a second YAML document", "a spec is one document: remove this '---' and what follows")
+    context = f" {_first_line(error.context)}" if error.context else ""
+    hint = "check the indentation and quoting on this line and the one above"
+    if "end of stream" in problem:
+        hint = "the file ends in the middle of a value: was it cut short?"
+    elif "undefined alias" in problem:
+        hint = "define the anchor first (&name) or write the value out"
+    return LocatedYamlError(position, f"YAML syntax error: {problem}{context}", hint)
 
 
 class _Builder:
@@ -109,7 +136,7 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
         self.source.values.setdefault(path, _mark(node.start_mark))
-        if depth > _MAX_DEPTH:
+        if depth > MAX_DEPTH:  # the loader refuses deeper documents; kept as a guard for the walk
             self.errors.append(
                 LocatedYamlError(_mark(node.start_mark), "YAML nested too deeply", "flatten the document")
             )
@@ -122,7 +149,22 @@ class _Builder:
                 self.source.keys.setdefault(path + (index,), _mark(item.start_mark))
                 result.append(self.build(item, path + (index,), depth + 1))
             return result
-        return self.loader.construct_object(node, deep=True)
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as error:  # 2001-02-30, an int of 5000 digits
+            self.loader.recursive_objects.pop(node, None)  # else an alias to it reads as recursive
+            reason = _first_line(str(error)).split(";")[0]
+            self.errors.append(
+                LocatedYamlError(
+                    _mark(node.start_mark),
+                    f"cannot read this value: {reason}",
+                    "quote it to make it text, or correct it",
+                )
+            )
+            return node.value  # its text, so that the other checks still run on the rest
 
     def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict:
         own_count = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
@@ -141,7 +183,7 @@ class _Builder:
                     )
                 )
                 continue
-            key = self.loader.construct_object(key_node)
+            key = self._scalar(key_node)
             key = key if isinstance(key, str) else str(key)
             if key in result:
                 if not merged:

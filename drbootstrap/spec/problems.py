@@ -6,6 +6,7 @@ Also turns pydantic's validation errors into such problems, with did-you-mean fo
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from drbootstrap.spec.positions import Path_, Position, SourceMap
 
 # Credentials and keys: their values are never echoed in a message.
 SECRET_KEYS = frozenset({"credentials", "psk", "tsig_secret"})
+_QUOTED_MAX = 80  # characters of a user's value echoed in a message
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,15 @@ class Problem:
     def render(self, filename: str, source: SourceMap) -> str:
         line, column = self.locate(source)
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{filename}:{line}:{column}: {one_line(self.message)}{one_line(hint)}"
+        return f"{filename}:{line}:{column}: {one_line(shorten_quoted(self.message))}{one_line(hint)}"
+
+
+_LONG_QUOTED = re.compile(r"'([^']{%d,})'" % (_QUOTED_MAX + 1))
+
+
+def shorten_quoted(message: str) -> str:
+    """A 'quoted value' the user wrote, cut to its start when long, so the line stays readable."""
+    return _LONG_QUOTED.sub(lambda m: f"'{m.group(1)[:_QUOTED_MAX - 3]}...' ({len(m.group(1))} characters)", message)
 
 
 def one_line(text: str) -> str:

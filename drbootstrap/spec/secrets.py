@@ -10,9 +10,11 @@ import re
 from pathlib import Path
 
 from drbootstrap.errors import DrbError
+from drbootstrap.input_files import Unreadable, read_bounded_text
 
 REFERENCE_PATTERN = re.compile(r"^\$\{(?P<kind>env|file):(?P<target>[^}]+)\}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a PEM key is a few kilobytes
 
 
 class SecretResolutionError(DrbError):
@@ -66,8 +68,8 @@ class SecretRef:
 
     def _read_env(self) -> str:
         if not ENV_NAME_PATTERN.match(self.target):
-            raise SecretResolutionError(
-                f"'{self.target}' is not a valid environment variable name",
+            raise SecretResolutionError(  # not echoed: a secret pasted in place of the name is a known slip
+                "the ${env:...} reference does not name a valid environment variable",
                 hint="use letters, digits and _, e.g. ${env:AWS_SECRET_ACCESS_KEY}",
             )
         value = os.environ.get(self.target)
@@ -93,12 +95,12 @@ class SecretRef:
                 hint="create it with mode 0600, or fix the path",
             )
         try:
-            value = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            value = read_bounded_text(path, limit=MAX_SECRET_FILE_BYTES, what="it", too_big_fix="").strip()
+        except Unreadable as refusal:
+            reason = refusal.what.split(" (byte")[0]  # never the bytes of a secret
             raise SecretResolutionError(
                 f"secret file '{self.target}' cannot be read: {reason}",
-                hint="check its permissions and contents",
+                hint="check its permissions and contents; a secret file holds one key",
             ) from None
         if not value:
             raise SecretResolutionError(f"secret file '{self.target}' is empty", hint="put the secret in it")

@@ -18,7 +18,7 @@ from drbootstrap.spec.groups import (
     check_after,
     check_groups,
     check_hostnames,
-    expand_group_hostnames,
+    count_nodes,
 )
 from drbootstrap.spec.models import LOCAL_PROVIDER
 from drbootstrap.spec.positions import Path_
@@ -238,7 +238,7 @@ def _check_network_capacity(data: dict) -> list[Problem]:
         addresses = ipaddress.IPv4Network(network).num_addresses - 3  # network, bridge, broadcast
     except ValueError:
         return []
-    needed = 1 + sum(len(expand_group_hostnames(group) or []) for _, group in groups_of(data))
+    needed = 1 + count_nodes(data)
     if needed <= addresses:
         return []
     return [

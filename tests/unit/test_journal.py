@@ -57,7 +57,7 @@ def test_corrupt_journal_is_a_clear_error_not_a_traceback(tmp_path):
     path = EnvironmentPaths(tmp_path, "prod").journal
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    with pytest.raises(JournalError, match="journal cannot be read"):
+    with pytest.raises(JournalError, match="journal is not valid JSON"):
         Journal.open(tmp_path, "prod")
 
 

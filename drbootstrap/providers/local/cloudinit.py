@@ -13,15 +13,18 @@ host, so a node needs no Python.
 from __future__ import annotations
 
 import base64
+import binascii
 import shlex
 from dataclasses import dataclass, field
 
 import yaml
 
+from drbootstrap.bounded_yaml import load_bounded
 from drbootstrap.errors import ProviderError
 
 CLOUD_CONFIG_HEADER = "#cloud-config"
 SUPPORTED_KEYS = ("write_files", "bootcmd", "runcmd")
+MAX_USER_DATA_BYTES = 16384  # as EC2 (drbootstrap.images.userdata.EC2_USER_DATA_LIMIT)
 
 
 @dataclass
@@ -75,19 +78,33 @@ def user_data_kind(user_data: str | None) -> str:
 
 
 def parse_cloud_config(text: str) -> CloudConfig:
+    """The write_files, bootcmd and runcmd of a #cloud-config text; ProviderError, one line, if unfit."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_USER_DATA_BYTES:
+        raise ProviderError(
+            f"user-data is {size} bytes, over the limit of {MAX_USER_DATA_BYTES}",
+            hint="keep large files on the image and reference them from the user-data",
+        )
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ProviderError(f"user-data: #cloud-config is not valid YAML: {error}") from None
+        data = load_bounded(text) or {}
+    except (yaml.YAMLError, ValueError) as error:
+        reason = " ".join(str(error).split())  # pyyaml's messages span lines
+        raise ProviderError(f"user-data: #cloud-config is not valid YAML: {reason}") from None
     if not isinstance(data, dict):
         raise ProviderError("user-data: #cloud-config must be a mapping of keys")
+    if not _encodable(data):
+        raise ProviderError("user-data: a value is not valid Unicode (a lone surrogate escape such as \\ud800)")
+    files_data = data.get("write_files") or []
+    if not isinstance(files_data, list):
+        raise ProviderError("user-data: write_files must be a list of {path, content, ...}")
     try:
-        files = [WriteFile(**_write_file_fields(entry)) for entry in data.get("write_files") or []]
+        files = [WriteFile(**_write_file_fields(entry)) for entry in files_data]
     except TypeError as error:
         raise ProviderError(f"user-data: write_files entry: {error}") from None
     for key in ("bootcmd", "runcmd"):
-        if not isinstance(data.get(key) or [], list):
-            raise ProviderError(f"user-data: {key} must be a list of commands")
+        commands = data.get(key) or []
+        if not isinstance(commands, list) or not all(_is_command(c) for c in commands):
+            raise ProviderError(f"user-data: {key} must be a list of commands (text, or a list of words)")
     return CloudConfig(
         write_files=files,
         bootcmd=list(data.get("bootcmd") or []),
@@ -96,13 +113,45 @@ def parse_cloud_config(text: str) -> CloudConfig:
     )
 
 
+def _encodable(data: object) -> bool:
+    """Every text in DATA can be written out as UTF-8 (YAML's "\\ud800" escape makes one that cannot)."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(data, dict):
+        return all(_encodable(key) and _encodable(value) for key, value in data.items())
+    if isinstance(data, list):
+        return all(_encodable(item) for item in data)
+    return True
+
+
+def _is_command(command: object) -> bool:
+    if isinstance(command, list):
+        return all(isinstance(part, (str, int, float)) and not isinstance(part, bool) for part in command)
+    return isinstance(command, str)
+
+
 def _write_file_fields(entry: dict) -> dict:
-    if not isinstance(entry, dict) or "path" not in entry:
-        raise TypeError("needs at least a `path`")
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise TypeError("needs at least a `path` (text)")
     known = {"path", "content", "permissions", "encoding", "append"}
     fields = {k: v for k, v in entry.items() if k in known}
     if "permissions" in fields:
         fields["permissions"] = str(fields["permissions"])
+    if fields.get("encoding", "text") not in ("text", "b64", "base64"):
+        raise TypeError(f"encoding {str(fields['encoding'])[:20]!r} is not text, b64 or base64")
+    content = fields.get("content", "")
+    if not isinstance(content, str):
+        raise TypeError("`content` must be text")
+    if fields.get("encoding") in ("b64", "base64"):
+        try:
+            base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise TypeError("`content` is not base64") from None
+    fields["append"] = fields.get("append") is True
     return fields
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.integration.up.conftest import E2E_GATE, make_environment, tear_down
 from tests.support.prereq import REPO_ROOT
+from tests.support.secrets_scan import environment_secrets, scan_for_secrets
 
 pytestmark = [pytest.mark.integration, E2E_GATE]
 WORKERS = ["db01", "web01", "web02", "mail01"]
@@ -20,6 +21,7 @@ def environment():
     env = make_environment(text, "upe2e")
     try:
         env.first_run = env.cli("up", str(env.spec_file), "--json")
+        env.secrets = environment_secrets(env.home / "state", env.name)  # kept for the scan after down
         yield env
     finally:
         tear_down(env)
@@ -41,6 +43,12 @@ def test_recipes_reach_the_master_over_ssh_with_its_console_host_key_pinned(envi
     assert "pushed over SSH" in detail and "SHA256:" in detail and "pinned from its console" in detail
     key = environment.home / "state" / "environments" / "upe2e" / "ssh-key.pem"
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_no_secret_in_logs_reports_journal_or_processes_after_up(environment):
+    names = {secret.name for secret in environment.secrets}
+    assert "the PSK" in names and any(name.startswith("the autosign token of web01") for name in names)
+    assert scan_for_secrets(environment.secrets, environment.home / "state") == []
 
 
 def test_each_worker_took_its_spec_name(environment):
@@ -109,3 +117,7 @@ def test_down_leaves_nothing_behind_and_is_idempotent(environment):
     assert leftovers(environment.driver(), before) == []
     again = environment.cli("down", str(environment.spec_file), "--yes", timeout=300)
     assert again.returncode == 0 and "destroyed 0 node(s)" in again.stdout
+
+
+def test_no_secret_in_what_down_leaves_or_in_processes(environment):
+    assert scan_for_secrets(environment.secrets, environment.home / "state") == []

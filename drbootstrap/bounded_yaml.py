@@ -1,0 +1,102 @@
+"""YAML read with bounds: depth, values after alias expansion, length of one value.
+
+pyyaml's safe loader will compose a 600-byte alias bomb instantly and then expand it for as long
+as memory lasts, and recurses once per nesting level. Every YAML we read from outside (the spec,
+a node's user-data) goes through BoundedSafeLoader instead.
+"""
+
+from __future__ import annotations
+
+import yaml
+from yaml.events import AliasEvent, ScalarEvent
+
+MAX_DEPTH = 64  # mappings and lists inside each other; a real spec nests 6 deep
+MAX_VALUES = 25_000  # YAML nodes once every alias is expanded (stops the "billion laughs")
+MAX_SCALAR_CHARS = 16_384  # one key or value; a node's whole user-data must fit in 16 KB
+
+
+class YamlLimitExceeded(yaml.YAMLError):
+    """A bound was crossed while composing: where (mark), what, and how to fix it."""
+
+    def __init__(self, mark: yaml.Mark, message: str, hint: str) -> None:
+        super().__init__(f"{message} ({hint})")
+        self.mark, self.message, self.hint = mark, message, hint
+
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """pyyaml's safe loader, composing at most max_depth deep and max_values values after aliases.
+
+    pyyaml composes an alias as the very node it names, so nine levels of ten aliases compose
+    instantly and only explode when walked. Each node's expanded size is counted as it is
+    composed (an alias adds the size of the node it names), so the bomb is refused at the alias
+    that crosses the budget, before anything walks it.
+    """
+
+    max_depth = MAX_DEPTH
+    max_values = MAX_VALUES
+    max_scalar_chars = MAX_SCALAR_CHARS
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._values = 0  # values composed so far, aliases counted at their expanded size
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded size, once composed
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            named = self.anchors.get(event.anchor)
+            if named is not None:
+                if id(named) not in self._sizes:
+                    raise YamlLimitExceeded(
+                        event.start_mark,
+                        f"alias *{event.anchor} is inside the collection it names (it would never end)",
+                        "write the values out instead of the alias",
+                    )
+                self._count(self._sizes[id(named)], event.start_mark, alias=True)
+            return super().compose_node(parent, index)
+        if isinstance(event, ScalarEvent) and len(event.value) > self.max_scalar_chars:
+            raise YamlLimitExceeded(
+                event.start_mark,
+                f"a value of {len(event.value)} characters, over the limit of {self.max_scalar_chars}",
+                "shorten it; long text belongs in a file the spec references",
+            )
+        if self._depth >= self.max_depth:
+            raise YamlLimitExceeded(
+                event.start_mark,
+                f"YAML nested more than {self.max_depth} levels deep",
+                "flatten the document",
+            )
+        before = self._values
+        self._count(1, event.start_mark, alias=False)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if event.anchor is not None:
+            self._sizes[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark, *, alias: bool) -> None:
+        self._values += values
+        if self._values <= self.max_values:
+            return
+        if alias:
+            raise YamlLimitExceeded(
+                mark,
+                f"with its aliases expanded the document has more than {self.max_values} values",
+                "write the values out instead of repeating collections through aliases",
+            )
+        raise YamlLimitExceeded(
+            mark, f"the document has more than {self.max_values} values", "a spec is a few hundred values"
+        )
+
+
+def load_bounded(text: str) -> object:
+    """Like yaml.safe_load, within the bounds above; YamlLimitExceeded (a YAMLError) past them."""
+    loader = BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
