@@ -61,7 +61,11 @@ class AgentConfig:
     agents: list[str] | None = None  # None: every built-in and installed agent
     policy: list[dict[str, Any]] = field(default_factory=list)
     clock_skew: float = 30.0
-    max_message_bytes: int = 256 * 1024
+    max_message_bytes: int = 256 * 1024  # also the largest STOMP frame read off the socket
+    max_ttl: float = 900.0  # requests asking to live longer are refused
+    state_dir: str | None = None  # holds the replay store (accepted request ids survive restarts)
+    action_workers: int = 4  # threads running actions
+    pending_actions: int = 32  # requests waiting for a worker before new ones are refused as busy
     protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
     heartbeat_ms: int = 30_000
     pid_file: str | None = None
@@ -74,6 +78,8 @@ class AgentConfig:
         if not self.identity:
             self.identity = socket.getfqdn() or socket.gethostname()
 
+
+REPLAY_STORE = "replay-ids"  # file in state_dir
 
 _NESTED = {"reboot": RebootConfig, "puppet": PuppetConfig, "dns": DnsConfig}
 

@@ -1,21 +1,24 @@
 """The node agent: one identity = one STOMP connection answering requests through its agents.
 
 `run_agents(configs)` runs many identities in one process (one connection each), which is how
-the 200-agent benchmark and the tests run them. Refused requests are logged and never executed;
-an unauthorised caller gets a signed reply with status 1 (Aborted) so it learns why.
+the 200-agent benchmark and the tests run them. A request is admitted in order of cost: size,
+structure, signature, TTL, authorisation, replay, and only then filters; a refusal is one log
+line and a count in the stats, never an execution. An unauthorised caller addressing this node
+directly gets a signed reply with status 1 (Aborted) so it learns why; actions run on workers.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from drbootstrap.agent.config import AgentConfig
+from drbootstrap.agent.config import REPLAY_STORE, AgentConfig
 from drbootstrap.agent.facts import NodeFacts
+from drbootstrap.agent.workers import ActionRunner
 from drbootstrap.agent.registry import (
     ActionFailed,
     ActionResult,
@@ -28,30 +31,33 @@ from drbootstrap.agent.registry import (
 from drbootstrap.errors import MessagingError, SecurityError
 from drbootstrap.messaging.envelope import Reply, Request, StatusCode, WireProtocol
 from drbootstrap.messaging.filters import matches
-from drbootstrap.messaging.security import AuthorizationPolicy
+from drbootstrap.messaging.frame_guard import OVERSIZED_HEADER
+from drbootstrap.messaging.replay import ReplayCache
+from drbootstrap.messaging.security import AuthorizationPolicy, replay_expiry
 from drbootstrap.messaging.transport import BrokerAddress, StompTransport, TransportConfig
 
 log = logging.getLogger("drbootstrap.agent")
 
 
 def make_agent_protocol(config: AgentConfig) -> WireProtocol:
-    from drbootstrap.messaging.native import NativeProtocol
-    from drbootstrap.messaging.security import load_signer
+    """The wire protocol the agent's config names (messaging.protocols decides, for both ends)."""
+    from drbootstrap.messaging.protocols import ProtocolSettings, make_wire_protocol
 
-    if config.protocol != "native":  # MCollective 2.12 compat; imported only when asked for
-        from drbootstrap.messaging.mcollective import compat_protocol
-
-        return compat_protocol(config.protocol, config.key_file, clock_skew=config.clock_skew,
-                               max_message_bytes=config.max_message_bytes)
-
-    if not config.key_file:
+    if config.protocol == "native" and not config.key_file:
         raise SecurityError("the agent has no key_file: it cannot verify requests", hint="set key_file in the config")
-    signer = load_signer(
-        Path(config.key_file),
-        key_id=config.key_id,
-        trusted_dir=Path(config.trusted_keys_dir) if config.trusted_keys_dir else None,
-    )
-    return NativeProtocol(signer, clock_skew=config.clock_skew, max_message_bytes=config.max_message_bytes)
+    return make_wire_protocol(ProtocolSettings(
+        config.protocol, Path(config.key_file) if config.key_file else None, config.key_id,
+        Path(config.trusted_keys_dir) if config.trusted_keys_dir else None,
+        config.clock_skew, config.max_message_bytes, config.max_ttl,
+    ))
+
+
+class Refused(Exception):
+    """A request the agent will not run; `reason` is the stats bucket, the text one log line."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AgentServer:
@@ -74,8 +80,12 @@ class AgentServer:
         self.agents: dict[str, RpcAgent] = load_agents(context, config.agents)
         self.executed = 0  # actions run (tests prove refused requests never count)
         self.refused = 0
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
+        # Request ids survive a restart in the state dir; without one, requests dated before this
+        # start are refused instead (see replay.py and the agent docs for why both exist).
+        store = Path(config.state_dir) / REPLAY_STORE if config.state_dir else None
+        self.replay = ReplayCache(store=store)
+        self.not_before = None if store else math.floor(time.time()) - 1
+        self.runner = ActionRunner(config.identity, workers=config.action_workers, pending=config.pending_actions)
         self.transport = StompTransport(
             TransportConfig(
                 brokers=[BrokerAddress.parse(b) for b in config.brokers],
@@ -83,6 +93,7 @@ class AgentServer:
                 password=config.password,
                 tls_ca=Path(config.tls_ca) if config.tls_ca else None,
                 heartbeat_ms=config.heartbeat_ms,
+                max_frame_bytes=config.max_message_bytes,
             ),
             self._on_message,
             name=config.identity,
@@ -101,40 +112,67 @@ class AgentServer:
             self.transport.start_reconnecting()
 
     def stop(self) -> None:
+        self.runner.stop()
         self.transport.close()
         for agent in self.agents.values():
             agent.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- request handling ---------------------------------------------------------------------
 
     def _on_message(self, body: bytes, headers: dict[str, str]) -> None:
+        """Cheap checks first: size, structure, signature, TTL, authorisation, replay; then filters."""
         self.stats.total += 1
         try:
-            request = self.protocol.decode_request(body, headers)
-        except SecurityError as error:
+            request = self._admit(body, headers)
+        except Refused as refusal:
             self.refused += 1
-            self.stats.unvalidated += 1
-            log.warning("%s: refused a request: %s", self.identity, error)
+            self.stats.refuse(refusal.reason)
+            log.warning("%s: refused a request (%s): %s", self.identity, refusal.reason, refusal)
             return
-        self.stats.validated += 1
-        if request.targets:
-            if self.identity not in request.targets:
-                self.stats.filtered += 1
-                return
-        elif not self._selected_by(request):
+        if request is None:
             self.stats.filtered += 1
             return
         self.stats.passed += 1
-        spec = None
-        agent = self.agents.get(request.agent)
-        if agent is not None:
-            spec = agent.actions().get(request.action)
-        if spec is not None and spec.slow:
-            self._worker_pool().submit(self._answer, request)
-        else:
+        if request.agent == "discovery":  # a timestamp: answered here, even with every worker busy
             self._answer(request)
+        elif not self.runner.submit(lambda: self._answer(request)):
+            self.refused += 1
+            self.stats.refuse("busy")
+            log.warning("%s: refused a request (busy): every worker is taken: %s", self.identity, describe_request(request))
+            self._send(_status(self._reply_to(request), StatusCode.ABORTED, "agent busy; try again"), request)
+
+    def _admit(self, body: bytes, headers: dict[str, str]) -> Request | None:
+        """The verified request meant for this node, None if it is for others; Refused otherwise."""
+        oversized = headers.get(OVERSIZED_HEADER)
+        if oversized:
+            raise Refused("size", f"a frame of {oversized} bytes exceeds the {self.config.max_message_bytes}-byte limit")
+        try:
+            request = self.protocol.decode_request(body, headers)
+        except SecurityError as error:
+            raise Refused("invalid", str(error)) from None
+        except Exception as error:  # noqa: BLE001 - a decoder bug is still one refusal, not a traceback
+            log.debug("decoder failure", exc_info=True)
+            raise Refused("invalid", f"undecodable request ({type(error).__name__})") from None
+        self.stats.validated += 1
+        if self.not_before is not None and request.created_at < self.not_before:
+            raise Refused("stale", f"request dated before this agent started: {describe_request(request)}")
+        if not self.policy.allows(request.caller_id, request.agent, request.action):
+            if self.identity in request.targets and request.reply_wanted:  # addressed to us: say why
+                message = f"{request.caller_id} may not call {request.agent}.{request.action}"
+                self._send(_status(self._reply_to(request), StatusCode.ABORTED, message), request)
+            raise Refused("unauthorised", describe_request(request))
+        try:
+            self.replay.check_and_remember(
+                f"req:{request.request_id}", replay_expiry(request.created_at, request.ttl, self.config.clock_skew)
+            )
+        except SecurityError as error:
+            raise Refused("replay", str(error)) from None
+        if request.targets:
+            return request if self.identity in request.targets else None
+        try:
+            return request if self._selected_by(request) else None
+        except Exception as error:  # noqa: BLE001 - a filter that cannot be evaluated selects nobody
+            raise Refused("invalid", f"filter not evaluable ({type(error).__name__})") from None
 
     def _selected_by(self, request: Request) -> bool:
         if request.filter.is_empty():
@@ -152,13 +190,19 @@ class AgentServer:
         if not request.reply_wanted:  # mco --no-results / fire and forget: run, stay silent
             log.debug("%s: no reply wanted for %s", self.identity, describe_request(request))
         else:
-            try:
-                self.transport.send(self.protocol.reply_frame(reply, request))
-                self.stats.replies += 1
-            except MessagingError as error:
-                log.warning("%s: could not send the reply to %s: %s", self.identity, describe_request(request), error)
+            self._send(reply, request)
         if after_reply is not None:
             after_reply()
+
+    def _send(self, reply: Reply, request: Request) -> None:
+        try:
+            self.transport.send(self.protocol.reply_frame(reply, request))
+            self.stats.replies += 1
+        except (MessagingError, SecurityError) as error:
+            log.warning("%s: could not send the reply to %s: %s", self.identity, describe_request(request), error)
+
+    def _reply_to(self, request: Request) -> Reply:
+        return Reply(request.request_id, self.identity, request.agent, request.action, created_at=0.0)
 
     def handle(self, request: Request) -> Reply:
         """Authorise, validate and run one verified request; the reply only.
@@ -170,10 +214,8 @@ class AgentServer:
 
     def run(self, request: Request) -> tuple[Reply, Callable[[], None] | None]:
         """The reply to one verified request and the work to start once that reply has been sent."""
-        reply = Reply(request.request_id, self.identity, request.agent, request.action, created_at=0.0)
+        reply = self._reply_to(request)
         if not self.policy.allows(request.caller_id, request.agent, request.action):
-            self.refused += 1
-            log.warning("%s: not authorised: %s", self.identity, describe_request(request))
             message = f"{request.caller_id} may not call {request.agent}.{request.action}"
             return _status(reply, StatusCode.ABORTED, message), None
         agent = self.agents.get(request.agent)
@@ -197,12 +239,6 @@ class AgentServer:
             return reply, result.after_reply
         reply.data = dict(result or {})
         return reply, None
-
-    def _worker_pool(self) -> ThreadPoolExecutor:
-        with self._executor_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"act-{self.identity}")
-            return self._executor
 
 
 def _status(reply: Reply, code: StatusCode, message: str) -> Reply:

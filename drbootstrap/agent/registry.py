@@ -97,11 +97,18 @@ class ServerStats:
     starttime: float = field(default_factory=time.time)
     total: int = 0  # messages received
     validated: int = 0  # passed the security checks
-    unvalidated: int = 0  # refused by them (signature, TTL, replay, size)
+    unvalidated: int = 0  # refused by them (size, structure, signature, TTL)
     passed: int = 0  # validated and meant for this node
     filtered: int = 0  # validated but for other nodes
     ttlexpired: int = 0  # mcollective counts these apart; our checks refuse them as unvalidated
     replies: int = 0  # replies published
+    refusals: dict[str, int] = field(default_factory=dict)  # reason -> count (size, invalid, replay, ...)
+
+    def refuse(self, reason: str) -> None:
+        """Count one refused request; those refused before authorisation are mcollective's unvalidated."""
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+        if reason in ("size", "invalid"):
+            self.unvalidated += 1
 
     def counters(self) -> dict[str, int]:
         return {

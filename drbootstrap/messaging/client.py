@@ -77,20 +77,14 @@ class RpcResult:
 
 
 def make_protocol(config: ClientConfig) -> WireProtocol:
-    """The native protocol signed with the client's key (or MCollective 2.12's, if configured)."""
-    if config.protocol != "native":  # MCollective 2.12 compat; imported only when asked for
-        from drbootstrap.messaging.mcollective import compat_protocol
+    """The wire protocol the client's config names (messaging.protocols decides, for both ends)."""
+    from drbootstrap.messaging.protocols import ProtocolSettings, make_wire_protocol
 
-        return compat_protocol(config.protocol, config.key_file, clock_skew=config.clock_skew,
-                               max_message_bytes=config.max_message_bytes)
-
-    from drbootstrap.messaging.native import NativeProtocol
-    from drbootstrap.messaging.security import load_signer
-
-    if config.key_file is None:
-        raise SecurityError("no key file: every request must be signed", hint="pass --key-file or set key_file")
-    signer = load_signer(Path(config.key_file), key_id=config.key_id, trusted_dir=config.trusted_keys_dir)
-    return NativeProtocol(signer, clock_skew=config.clock_skew, max_message_bytes=config.max_message_bytes)
+    return make_wire_protocol(ProtocolSettings(
+        config.protocol, Path(config.key_file) if config.key_file else None, config.key_id,
+        Path(config.trusted_keys_dir) if config.trusted_keys_dir else None,
+        config.clock_skew, config.max_message_bytes,
+    ))
 
 
 class RpcClient:
@@ -111,6 +105,7 @@ class RpcClient:
                 password=config.password,
                 tls_ca=config.tls_ca,
                 connect_timeout=config.connect_timeout,
+                max_frame_bytes=config.max_message_bytes,
             ),
             self._on_message,
             name=self.client_id,

@@ -2,12 +2,18 @@
 
 Semantics (as mco): identity filters are OR'd; fact, class and agent filters are AND'd;
 `/regex/` means a regex search; fact comparisons are numeric when both sides are numbers.
+Regexes run on RE2 (google-re2), which cannot backtrack: matching takes time linear in the text
+whatever the pattern, so a hostile `/^((.*.*)*)*!/` costs microseconds. RE2 has no
+backreferences or lookaround; a pattern using them is refused by the client and matches nothing
+on an agent (mco's Ruby regexes in filters are plain: anchors, classes, alternation, repeats).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from drbootstrap.errors import MessagingError
 from drbootstrap.messaging.envelope import FactFilter, Filter
@@ -73,10 +79,7 @@ def _fact_matches(rule: FactFilter, facts: Mapping[str, object]) -> bool:
     actual_text = str(actual).lower() if isinstance(actual, bool) else str(actual)
     operator, wanted = rule.operator, rule.value
     if operator == "=~":
-        try:
-            return re.search(wanted, actual_text) is not None
-        except re.error:
-            return False
+        return _search(wanted, actual_text)
     left, right = _numbers(actual_text, wanted)
     if operator == "==":
         return left == right if left is not None else actual_text == wanted
@@ -96,19 +99,39 @@ def _numbers(left: str, right: str) -> tuple[float | None, float | None]:
 
 def _matches_value(pattern: str, value: str) -> bool:
     if _is_regex(pattern):
-        try:
-            return re.search(pattern[1:-1], value) is not None
-        except re.error:
-            return False
+        return _search(pattern[1:-1], value)
     return pattern == value
+
+
+def _search(pattern: str, text: str) -> bool:
+    compiled = _re2(pattern)
+    return compiled is not None and compiled.search(text) is not None
+
+
+RE2_MAX_MEMORY = 1 << 20  # a pattern needing more (a{1000}{1000}) is refused, not run
+
+
+@functools.lru_cache(maxsize=256)
+def _re2(pattern: str) -> Any:
+    """The compiled RE2 pattern, or None when RE2 refuses it (it then matches nothing)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print to stderr; a refusal is ours to report
+    options.max_mem = RE2_MAX_MEMORY
+    try:
+        return re2.compile(pattern, options)
+    except Exception:  # noqa: BLE001 - re2 raises its own error type for every bad pattern
+        return None
 
 
 def _is_regex(value: str) -> bool:
     return len(value) > 1 and value.startswith("/") and value.endswith("/")
 
 
-def _compile(pattern: str, where: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise MessagingError(f"bad regular expression in {where}: {error}", hint="fix the /regex/") from error
+def _compile(pattern: str, where: str) -> None:
+    if _re2(pattern) is None:
+        raise MessagingError(
+            f"bad regular expression in {where}",
+            hint="fix the /regex/ (RE2 syntax: no backreferences or lookaround)",
+        )

@@ -1,8 +1,8 @@
 """MCollective 2.12 compatibility: its ActiveMQ destinations, psk security and Ruby Marshal bodies.
 
 The reference is Debian's Ruby source (mcollective/security/psk.rb, security/base.rb,
-connector/activemq.rb, message.rb, rpc/*.rb). Checks follow the native protocol's: size, psk
-digest, TTL both ways, replay, caller id; a refused message never reaches an agent.
+connector/activemq.rb, message.rb, rpc/*.rb). Checks follow the native protocol's: size, bounded
+Marshal, psk digest, TTL both ways, caller id; the agent then authorises, checks replay, filters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import MessagingError, SecurityError
+from drbootstrap.errors import SecurityError
 from drbootstrap.messaging import ruby_marshal as rm
 from drbootstrap.messaging.envelope import (
     FactFilter,
@@ -31,9 +31,11 @@ from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
 from drbootstrap.messaging.security import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_TTL,
     ReplayCache,
     check_size,
     check_ttl,
+    replay_expiry,
 )
 
 DISCOVERY_AGENT = "discovery"
@@ -76,24 +78,12 @@ def make_mcollective_protocol(
     clock_skew: float = DEFAULT_CLOCK_SKEW,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> McollectiveProtocol:
-    """The protocol for `protocol: mcollective` (agent config) or `--protocol mcollective`."""
-    if not key_file:
-        raise SecurityError("mcollective mode has no psk file", hint="set key_file to a file holding plugin.psk")
-    return McollectiveProtocol(load_psk(key_file), clock_skew=clock_skew, max_message_bytes=max_message_bytes)
+    """The protocol for `protocol: mcollective` (kept for callers; protocols.make_wire_protocol builds it too)."""
+    from drbootstrap.messaging.protocols import ProtocolSettings, make_wire_protocol
 
-
-PROTOCOL_NAMES = ("native", "mcollective")
-
-
-def compat_protocol(
-    name: str, key_file: str | Path | None, *, clock_skew: float, max_message_bytes: int
-) -> McollectiveProtocol:
-    """What the client and agent factories call for a protocol other than native."""
-    if name not in PROTOCOL_NAMES:
-        raise MessagingError(f"unknown protocol {name!r}", hint="set protocol to native or mcollective")
-    if name != "mcollective":
-        raise MessagingError("the native protocol is built by drbootstrap.messaging.native")
-    return make_mcollective_protocol(key_file, clock_skew=clock_skew, max_message_bytes=max_message_bytes)
+    settings = ProtocolSettings("mcollective", Path(key_file) if key_file else None, clock_skew=clock_skew,
+                                max_message_bytes=max_message_bytes)
+    return make_wire_protocol(settings)  # type: ignore[return-value]
 
 
 def _name(value: str, what: str) -> str:
@@ -119,13 +109,15 @@ class McollectiveProtocol(WireProtocol):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         replay_cache: ReplayCache | None = None,
         clock: Any = time.time,
+        max_ttl: float = DEFAULT_MAX_TTL,
     ) -> None:
         if not psk:
             raise SecurityError("mcollective mode needs a psk", hint="set psk_file (plugin.psk of the mco peers)")
         self._psk = psk
         self.clock_skew = clock_skew
         self.max_message_bytes = max_message_bytes
-        self.replay_cache = replay_cache or ReplayCache()
+        self.replay_cache = replay_cache or ReplayCache()  # for replies this end receives
+        self.max_ttl = max_ttl
         self._clock = clock
 
     def __repr__(self) -> str:  # never show the psk
@@ -187,17 +179,17 @@ class McollectiveProtocol(WireProtocol):
         ]
 
     def decode_request(self, body: bytes, headers: dict[str, str]) -> Request:
+        """Size, bounded Marshal, psk digest, structure, TTL. The psk covers the body only: the
+        envelope's callerid, requestid, ttl, msgtime, filter and the reply-to header are not
+        signed (a protocol limit; see the agent docs). Replay is the receiver's to check."""
         envelope, inner = self._open(body, "request")
         try:
             request = _request_from(envelope, inner, headers)
-        except (KeyError, TypeError, ValueError) as error:
-            raise SecurityError(f"malformed mcollective request ({error})") from error
-        check_ttl(request.created_at, request.ttl, skew=self.clock_skew, now=self._clock())
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise SecurityError(f"malformed mcollective request ({type(error).__name__}: {str(error)[:120]})") from error
+        check_ttl(request.created_at, request.ttl, skew=self.clock_skew, now=self._clock(), max_ttl=self.max_ttl)
         if not _DESTINATION.match(request.reply_to):
-            raise SecurityError(f"reply-to {request.reply_to!r} is not a STOMP queue or topic")
-        self.replay_cache.check_and_remember(
-            f"req:{request.request_id}", request.created_at + request.ttl + 2 * self.clock_skew, now=self._clock()
-        )
+            raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a STOMP queue or topic")
         return request
 
     # -- replies ------------------------------------------------------------------------------
@@ -219,11 +211,12 @@ class McollectiveProtocol(WireProtocol):
         envelope, inner = self._open(body, "reply")
         try:
             reply = _reply_from(envelope, inner)
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise SecurityError(f"malformed mcollective reply ({error})") from error
         check_ttl(reply.created_at, REPLY_TTL, skew=self.clock_skew, now=self._clock())
         self.replay_cache.check_and_remember(
-            f"rep:{reply.request_id}/{reply.sender_id}", reply.created_at + REPLY_TTL + 2 * self.clock_skew, now=self._clock()
+            f"rep:{reply.request_id[:48]}/{reply.sender_id[:64]}",
+            replay_expiry(reply.created_at, REPLY_TTL, self.clock_skew), now=self._clock(),
         )
         return reply
 
@@ -279,18 +272,38 @@ def filter_from_wire(wire: Any) -> Filter:
         # cannot prove is meant for us would be worse than staying silent.
         raise SecurityError("compound (-S) filters are not supported by drbootstrap agents")
     facts = []
-    for entry in wire.get("fact") or []:
+    for entry in _terms(wire.get("fact"), "fact"):
+        if not isinstance(entry, dict):
+            raise TypeError("fact filter entry is not a hash")
         operator = str(entry.get("operator", "=="))
         if operator not in _FACT_OPERATORS:
             raise ValueError(f"unknown fact operator {operator!r}")
-        facts.append(FactFilter(str(entry["fact"]), operator, str(entry["value"])))
+        facts.append(FactFilter(_term(entry["fact"]), operator, _term(entry["value"])))
     return Filter(
-        identity=tuple(str(item) for item in wire.get("identity") or []),
+        identity=tuple(_term(item) for item in _terms(wire.get("identity"), "identity")),
         fact=tuple(facts),
-        cf_class=tuple(str(item) for item in wire.get("cf_class") or []),
+        cf_class=tuple(_term(item) for item in _terms(wire.get("cf_class"), "class")),
         # Security::Base#validate_filter? passes the agent name "mcollective" on every node.
-        agent=tuple(str(item) for item in wire.get("agent") or [] if item != "mcollective"),
+        agent=tuple(_term(item) for item in _terms(wire.get("agent"), "agent") if item != "mcollective"),
     )
+
+
+MAX_FILTER_TERMS = 64
+MAX_FILTER_TERM_LENGTH = 256
+
+
+def _terms(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_FILTER_TERMS:
+        raise ValueError(f"{what} filter is not a list of at most {MAX_FILTER_TERMS} terms")
+    return value
+
+
+def _term(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or len(str(value)) > MAX_FILTER_TERM_LENGTH:
+        raise ValueError(f"a filter term that is not a string of at most {MAX_FILTER_TERM_LENGTH} characters")
+    return str(value)
 
 
 def _request_body(request: Request, caller_id: str) -> Any:
@@ -324,8 +337,15 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
         reply_wanted = "process_results" not in data or data["process_results"] not in (False, None)
         data = {key: value for key, value in data.items() if key != "process_results"}
     targeted = headers.get(IDENTITY_HEADER)
+    request_id = envelope["requestid"]
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
+        raise ValueError("requestid is not a string of at most 64 characters")
+    for key in ("ttl", "msgtime"):
+        if isinstance(envelope[key], bool) or not isinstance(envelope[key], (int, float)):
+            raise TypeError(f"{key} is not a number")
+    ttl = envelope["ttl"]
     return Request(
-        request_id=str(envelope["requestid"]),
+        request_id=request_id,
         sender_id=str(envelope["senderid"]),
         caller_id=caller_id,
         agent=agent,
@@ -333,7 +353,7 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
         data=data,
         filter=filter_from_wire(envelope.get("filter")),
         collective=_name(str(envelope["collective"]), "collective"),
-        ttl=int(envelope["ttl"]),
+        ttl=int(ttl) if isinstance(ttl, int) or (ttl == ttl and abs(ttl) < 2**53) else ttl,
         created_at=float(envelope["msgtime"]),
         reply_to=headers.get("reply-to", ""),
         targets=(targeted,) if targeted else (),

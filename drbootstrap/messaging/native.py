@@ -14,14 +14,17 @@ from dataclasses import asdict
 from typing import Any
 
 from drbootstrap.errors import SecurityError
+from drbootstrap.messaging.replay import MAX_ID_LENGTH
 from drbootstrap.messaging.envelope import FactFilter, Filter, Frame, Reply, Request, StatusCode, WireProtocol
 from drbootstrap.messaging.security import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_TTL,
     ReplayCache,
     Signer,
     check_size,
     check_ttl,
+    replay_expiry,
 )
 
 log = logging.getLogger("drbootstrap.messaging")
@@ -42,7 +45,8 @@ def safe_name(value: str, what: str) -> str:
 
 
 class NativeProtocol(WireProtocol):
-    """Signs what it encodes; verifies signature, size, TTL (both ways) and replay on decode."""
+    """Signs what it encodes; verifies size, signature, structure and TTL (both ways) on decode;
+    replies are also checked against this end's replay cache."""
 
     name = "native"
 
@@ -53,11 +57,13 @@ class NativeProtocol(WireProtocol):
         clock_skew: float = DEFAULT_CLOCK_SKEW,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         replay_cache: ReplayCache | None = None,
+        max_ttl: float = DEFAULT_MAX_TTL,
     ) -> None:
         self.signer = signer
         self.clock_skew = clock_skew
         self.max_message_bytes = max_message_bytes
-        self.replay_cache = replay_cache or ReplayCache()
+        self.max_ttl = max_ttl
+        self.replay_cache = replay_cache or ReplayCache()  # for replies this end receives
 
     # -- destinations -------------------------------------------------------------------------
 
@@ -89,17 +95,16 @@ class NativeProtocol(WireProtocol):
         ]
 
     def decode_request(self, body: bytes, headers: dict[str, str]) -> Request:
+        """Size, envelope, signature, body structure, TTL; the receiver then authorises, checks
+        replay (only then, so an unauthorised caller cannot fill its cache) and evaluates filters."""
         payload, key_id = self._open(body, "request")
         try:
             request = _request_from(payload)
         except (KeyError, TypeError, ValueError) as error:
-            raise SecurityError(f"malformed request body ({type(error).__name__})") from error
-        check_ttl(request.created_at, request.ttl, skew=self.clock_skew)
+            raise SecurityError(f"malformed request body ({type(error).__name__}: {error})") from error
+        check_ttl(request.created_at, request.ttl, skew=self.clock_skew, max_ttl=self.max_ttl)
         if not request.reply_to.startswith(f"/queue/{PREFIX}.{request.collective}.reply."):
-            raise SecurityError(f"reply-to {request.reply_to!r} is not a drbootstrap reply queue")
-        self.replay_cache.check_and_remember(
-            f"req:{request.request_id}", request.created_at + request.ttl + 2 * self.clock_skew
-        )
+            raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a drbootstrap reply queue")
         request.caller_id = f"key={key_id}"  # who signed it, not who it claims to be
         return request
 
@@ -124,11 +129,11 @@ class NativeProtocol(WireProtocol):
                 data=dict(payload.get("data") or {}),
                 created_at=float(payload["created_at"]),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise SecurityError(f"malformed reply body ({type(error).__name__})") from error
         check_ttl(reply.created_at, REPLY_TTL, skew=self.clock_skew)
         self.replay_cache.check_and_remember(
-            f"rep:{reply.request_id}/{reply.sender_id}", reply.created_at + REPLY_TTL + 2 * self.clock_skew
+            f"rep:{reply.request_id[:48]}/{reply.sender_id[:64]}", replay_expiry(reply.created_at, REPLY_TTL, self.clock_skew)
         )
         return reply
 
@@ -152,18 +157,23 @@ class NativeProtocol(WireProtocol):
     def _open(self, raw: bytes, kind: str) -> tuple[dict[str, Any], str]:
         check_size(raw, self.max_message_bytes)
         try:
-            envelope = json.loads(raw)
+            envelope = _bounded_json(raw)
             if not isinstance(envelope, dict) or envelope.get("v") != 1 or envelope.get("kind") != kind:
                 raise ValueError("not a v1 envelope of this kind")
             text, signature, key_id = envelope["body"], envelope["sig"], envelope["key_id"]
             if not (isinstance(text, str) and isinstance(signature, str) and isinstance(key_id, str)):
                 raise ValueError("envelope fields of the wrong type")
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, TypeError) as error:
             raise SecurityError(f"unsigned or malformed {kind} envelope") from error
         if envelope.get("scheme") != self.signer.scheme:
             raise SecurityError(f"{kind} signed with scheme {envelope.get('scheme')!r}, expected {self.signer.scheme}")
+        if len(key_id) > MAX_NAME_LENGTH or len(signature) > 256:
+            raise SecurityError(f"{kind} envelope with an oversized key id or signature")
         self.signer.verify(key_id, text.encode(), signature)
-        payload = json.loads(text)
+        try:
+            payload = _bounded_json(text.encode())
+        except ValueError as error:
+            raise SecurityError(f"signed {kind} body is not bounded JSON ({error})") from error
         if not isinstance(payload, dict) or payload.get("kind") != kind:
             raise SecurityError(f"signed body is not a {kind}")
         return payload, key_id
@@ -194,42 +204,110 @@ def _request_body(request: Request) -> dict[str, Any]:
 
 MAX_FILTER_TERMS = 64
 MAX_FILTER_TERM_LENGTH = 256
+MAX_NAME_LENGTH = 253
+MAX_JSON_DEPTH = 32
+_FILTER_KEYS = ("identity", "fact", "cf_class", "agent")
 
 
-def _bounded_filter(raw_filter: dict[str, Any]) -> dict[str, Any]:
-    """Filters hold regexes the node evaluates: bound how many and how long (cheap DoS otherwise)."""
-    for key in ("identity", "fact", "cf_class", "agent"):
-        terms = raw_filter.get(key, ())
-        if len(terms) > MAX_FILTER_TERMS:
-            raise ValueError(f"too many {key} filter terms")
-        for term in terms:
-            if len(str(term)) > MAX_FILTER_TERM_LENGTH:
-                raise ValueError(f"{key} filter term too long")
-    return raw_filter
+def _bounded_json(raw: bytes) -> Any:
+    """json.loads, refusing (ValueError) nesting deeper than MAX_JSON_DEPTH before parsing it.
+
+    The depth scan is linear and ignores brackets inside strings; json.loads itself would raise
+    RecursionError (with a traceback in a log) on a 100k-deep array.
+    """
+    depth = 0
+    in_string = escaped = False
+    for byte in raw.translate(None, _NOT_STRUCTURAL):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    try:
+        return json.loads(raw)
+    except RecursionError as error:  # unreachable after the scan; kept as a last line
+        raise ValueError("nested too deeply") from error
+
+
+# Only quotes, backslashes and brackets matter to the depth scan; dropping the rest keeps it fast.
+# A backslash's escaped character must survive (\" vs \\), so letters stay when escaped: we keep
+# every byte that can follow a backslash in JSON.
+_NOT_STRUCTURAL = bytes(b for b in range(256) if chr(b) not in '"\\[]{}/bfnrtu')
+
+
+def _strings(value: Any, what: str, *, limit: int = MAX_FILTER_TERMS, length: int = MAX_FILTER_TERM_LENGTH) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise ValueError(f"{what} must be a list of at most {limit} strings")
+    if not all(isinstance(item, str) and len(item) <= length for item in value):
+        raise ValueError(f"{what} must hold strings of at most {length} characters")
+    return tuple(value)
+
+
+def _filter_from(raw_filter: Any) -> Filter:
+    """Filters hold patterns the node evaluates: exact types, bounded count and length."""
+    if raw_filter is None:
+        return Filter()
+    if not isinstance(raw_filter, dict) or set(raw_filter) - set(_FILTER_KEYS):
+        raise ValueError("filter must be a mapping of identity, fact, cf_class and agent")
+    facts = []
+    raw_facts = raw_filter.get("fact", [])
+    if not isinstance(raw_facts, list) or len(raw_facts) > MAX_FILTER_TERMS:
+        raise ValueError("fact filter must be a list of at most {MAX_FILTER_TERMS} [fact, operator, value]")
+    for entry in raw_facts:
+        fact, operator, value = _strings(entry, "a fact filter", limit=3)
+        facts.append(FactFilter(fact, operator, value))
+    return Filter(
+        identity=_strings(raw_filter.get("identity", []), "identity filter"),
+        fact=tuple(facts),
+        cf_class=_strings(raw_filter.get("cf_class", []), "class filter"),
+        agent=_strings(raw_filter.get("agent", []), "agent filter"),
+    )
+
+
+def _text(payload: dict[str, Any], key: str, *, default: str | None = None, length: int = MAX_NAME_LENGTH) -> str:
+    value = payload.get(key, default)
+    if not isinstance(value, str) or len(value) > length:
+        raise ValueError(f"{key} must be a string of at most {length} characters")
+    return value
+
+
+def _number(payload: dict[str, Any], key: str) -> float:
+    value = payload[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number")
+    return value
 
 
 def _request_from(payload: dict[str, Any]) -> Request:
-    raw_filter = _bounded_filter(payload.get("filter") or {})
     data = payload.get("data") or {}
     if not isinstance(data, dict):
-        raise TypeError("data")
+        raise TypeError("data must be a mapping")
+    reply_wanted = payload.get("reply_wanted", True)
+    if not isinstance(reply_wanted, bool):
+        raise TypeError("reply_wanted must be true or false")
+    ttl = _number(payload, "ttl")
     return Request(
-        request_id=str(payload["request_id"]),
-        sender_id=str(payload["sender_id"]),
-        caller_id=str(payload.get("caller_id", "")),
-        agent=str(payload["agent"]),
-        action=str(payload["action"]),
+        request_id=_text(payload, "request_id", length=MAX_ID_LENGTH),
+        sender_id=_text(payload, "sender_id"),
+        caller_id=_text(payload, "caller_id", default=""),
+        agent=_text(payload, "agent"),
+        action=_text(payload, "action"),
         data=data,
-        filter=Filter(
-            identity=tuple(str(v) for v in raw_filter.get("identity", ())),
-            fact=tuple(FactFilter(str(f), str(o), str(v)) for f, o, v in raw_filter.get("fact", ())),
-            cf_class=tuple(str(v) for v in raw_filter.get("cf_class", ())),
-            agent=tuple(str(v) for v in raw_filter.get("agent", ())),
-        ),
-        collective=str(payload.get("collective", "mcollective")),
-        ttl=int(payload["ttl"]),
-        created_at=float(payload["created_at"]),
-        reply_to=str(payload["reply_to"]),
-        targets=tuple(str(t) for t in payload.get("targets", ())),
-        reply_wanted=payload.get("reply_wanted", True) is not False,
+        filter=_filter_from(payload.get("filter")),
+        collective=_text(payload, "collective", default="mcollective"),
+        ttl=int(ttl) if ttl == ttl and abs(ttl) < 2**53 else ttl,  # type: ignore[arg-type] - NaN: check_ttl refuses
+        created_at=_number(payload, "created_at"),
+        reply_to=_text(payload, "reply_to", length=512),
+        targets=_strings(payload.get("targets", []), "targets", limit=10_000, length=MAX_NAME_LENGTH),
+        reply_wanted=reply_wanted,
     )

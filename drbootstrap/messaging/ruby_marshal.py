@@ -1,6 +1,6 @@
 """Ruby Marshal 4.8 as MCollective 2.12 writes it, over the `rubymarshal` package.
 
-Python values in, Ruby-identical bytes out: `Sym("x")` is the symbol :x, str a UTF-8 String,
+Python values in, Ruby-identical bytes out (reading goes through the bounded marshal_reader): `Sym("x")` is the symbol :x, str a UTF-8 String,
 `AsciiStr` a US-ASCII String (what Ruby's hexdigest and uuid give), integers outside 31 bits Bignums.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from rubymarshal.classes import RubyObject, RubyString, Symbol
-from rubymarshal.reader import loads as _loads
 from rubymarshal.writer import Writer
 from rubymarshal.writer import writes as _writes
 
@@ -66,13 +65,17 @@ def dumps(value: Any) -> bytes:
 
 
 def loads_raw(data: bytes) -> Any:
-    """Marshal.load(data) into rubymarshal's objects (Symbol, RubyString, bytes, RubyObject)."""
+    """Marshal.load(data) into rubymarshal's objects (Symbol, RubyString, bytes), within bounds.
+
+    The reader is drbootstrap's own (marshal_reader): rubymarshal's follows object links and
+    element counts without limit, so a few hostile bytes could occupy it for ever.
+    """
+    from drbootstrap.messaging.marshal_reader import MarshalLimitError, load_bounded
+
     try:
-        return _loads(data)
-    except RecursionError as error:
-        raise MarshalError("nested too deeply") from error
-    except Exception as error:  # rubymarshal raises anything at all on bad input
-        raise MarshalError(f"not Ruby Marshal 4.8 data ({type(error).__name__})") from error
+        return load_bounded(data)
+    except MarshalLimitError as error:
+        raise MarshalError(str(error)) from error
 
 
 def to_python(value: Any) -> Any:

@@ -9,20 +9,21 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-import heapq
 import logging
-import threading
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from drbootstrap.errors import SecurityError
+from drbootstrap.messaging.replay import ReplayCache  # noqa: F401 - it lived here; still importable
 
 log = logging.getLogger("drbootstrap.security")
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 DEFAULT_CLOCK_SKEW = 30.0
+DEFAULT_MAX_TTL = 900.0  # mco and drbootstrap send 60; a longer-lived request is refused
 
 
 class Signer(Protocol):
@@ -130,36 +131,18 @@ def generate_ed25519_key(private_path: Path, public_path: Path | None = None) ->
     return public_path
 
 
-class ReplayCache:
-    """Request ids seen and not yet expired; bounded, so a flood cannot exhaust memory."""
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity = capacity
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-
-    def check_and_remember(self, message_id: str, expires_at: float, now: float | None = None) -> None:
-        """Refuse an id seen before; remember it until it expires (then TTL checks refuse it)."""
-        now = time.time() if now is None else now
-        with self._lock:
-            while self._heap and self._heap[0][0] < now:
-                _, old = heapq.heappop(self._heap)
-                self._expiry.pop(old, None)
-            if message_id in self._expiry:
-                raise SecurityError(f"replayed message id {message_id}")
-            if len(self._expiry) >= self.capacity:
-                raise SecurityError("replay cache full; refusing until ids expire")
-            self._expiry[message_id] = expires_at
-            heapq.heappush(self._heap, (expires_at, message_id))
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-
-def check_ttl(created_at: float, ttl: float, *, skew: float, now: float | None = None) -> None:
-    """Refuse a message older than its TTL (plus skew) or dated in the future (beyond skew)."""
+def check_ttl(
+    created_at: float, ttl: float, *, skew: float, now: float | None = None, max_ttl: float = DEFAULT_MAX_TTL
+) -> None:
+    """Refuse a message older than its TTL (plus skew), dated in the future (beyond skew), or
+    whose time or TTL is not a finite number in bounds (NaN compares false with everything, so
+    it would pass the two comparisons below and poison the replay cache's ordering)."""
     now = time.time() if now is None else now
+    if isinstance(created_at, bool) or isinstance(ttl, bool) or not isinstance(created_at, (int, float)) \
+            or not isinstance(ttl, (int, float)) or not math.isfinite(created_at) or not math.isfinite(ttl):
+        raise SecurityError("message time or ttl is not a finite number")
+    if not 0 < ttl <= max_ttl:
+        raise SecurityError(f"message ttl {ttl:.0f}s out of bounds (1 to {max_ttl:.0f}s)")
     if created_at - now > skew:
         raise SecurityError(f"message dated {created_at - now:.0f}s in the future (allowed skew {skew:.0f}s)")
     if now - created_at > ttl + skew:
@@ -204,6 +187,11 @@ class AuthorizationPolicy:
                 )
             rules.append(PolicyRule(**entry))
         return cls(rules)
+
+
+def replay_expiry(created_at: float, ttl: float, skew: float) -> float:
+    """Until when a receiver must remember a request id: past the last moment its TTL accepts it."""
+    return created_at + ttl + 2 * skew
 
 
 def check_size(body: bytes, limit: int) -> None:

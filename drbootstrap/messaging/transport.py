@@ -1,7 +1,9 @@
 """One STOMP connection over stomp.py's core: broker failover list, optional TLS, reconnect with backoff.
 
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
-reconnect, so a broker restart only costs the time until it listens again.
+reconnect, so a broker restart only costs the time until it listens again. With max_frame_bytes,
+an oversized frame is skipped in the receive path and arrives as an empty frame marked
+frame_guard.OVERSIZED_HEADER.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import urlparse
 
 from drbootstrap.errors import MessagingError
 from drbootstrap.messaging.envelope import Frame
+from drbootstrap.messaging.frame_guard import FrameGuard
 from drbootstrap.messaging.stomp_core import (
     ConnectFailedException,
     ConnectionListener,
@@ -62,6 +65,7 @@ class TransportConfig:
     connect_timeout: float = 5.0
     backoff_initial: float = 0.2
     backoff_max: float = 2.0  # keeps a broker restart to a couple of seconds of silence
+    max_frame_bytes: int | None = None  # larger frames are read past, never buffered (frame_guard)
 
 
 class StompTransport:
@@ -145,6 +149,8 @@ class StompTransport:
             prefer_localhost=False,
             try_loopback_connect=False,
         )
+        if self.config.max_frame_bytes:
+            connection.transport.receive = FrameGuard(connection.transport.receive, self.config.max_frame_bytes).receive
         for broker in self.config.brokers:
             if broker.tls:
                 connection.set_ssl(
@@ -213,8 +219,9 @@ class _Listener(ConnectionListener):
         body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
         try:
             self.transport.on_message(body, frame.headers)
-        except Exception:  # noqa: BLE001 - one bad message must not kill the receiver thread
-            log.exception("%s: message handler failed", self.transport.name)
+        except Exception as error:  # noqa: BLE001 - one bad message must not kill the receiver thread
+            log.warning("%s: message handler failed: %s: %s", self.transport.name, type(error).__name__, error)
+            log.debug("message handler failure", exc_info=True)
 
     def on_error(self, frame) -> None:  # noqa: ANN001
         message = frame.headers.get("message", "")

@@ -56,6 +56,7 @@ def deliver(server: AgentServer, outgoing: Request) -> list[Reply]:
     before = len(server.transport.sent)
     [frame] = client_protocol().request_frames(outgoing)
     server._on_message(frame.body, dict(frame.headers))
+    assert server.runner.wait_idle(5)  # actions run on the agent's worker threads
     reader = client_protocol()
     return [reader.decode_reply(sent.body, sent.headers) for sent in server.transport.sent[before:]]
 

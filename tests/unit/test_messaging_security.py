@@ -81,12 +81,35 @@ def test_expired_and_future_dated_requests_are_refused(offset):
         server.decode_request(frame.body, {})
 
 
-def test_replayed_request_is_refused_the_second_time():
+@pytest.mark.parametrize("created_at,ttl", [(float("nan"), 60), (float("inf"), 60), (time.time(), float("nan")),
+                                             (time.time(), 10**9), (time.time(), 0), (time.time(), True)])
+def test_non_finite_or_unbounded_times_are_refused(created_at, ttl):
+    client, server = protocols()
+    frame = client.request_frames(make_request(created_at=created_at, ttl=ttl))[0]
+    with pytest.raises(SecurityError, match="ttl|finite|malformed"):
+        server.decode_request(frame.body, {})
+
+
+@pytest.mark.parametrize("filter_", ["web01", {"identity": "web01"}, {"identity": [1]}, {"fact": [["a", "=="]]},
+                                     {"nonsense": []}])
+def test_filters_of_the_wrong_shape_are_a_clean_refusal(filter_):
     client, server = protocols()
     frame = client.request_frames(make_request())[0]
-    server.decode_request(frame.body, {})
-    with pytest.raises(SecurityError, match="replayed"):
-        server.decode_request(frame.body, {})
+    envelope = json.loads(frame.body)
+    body = json.loads(envelope["body"])
+    body["filter"] = filter_
+    envelope["body"] = json.dumps(body)
+    envelope["sig"] = HmacSigner(KEY).sign(envelope["body"].encode())
+    with pytest.raises(SecurityError, match="malformed request"):
+        server.decode_request(json.dumps(envelope).encode(), {})
+
+
+def test_deeply_nested_json_is_refused_before_parsing_signed_or_not():
+    _, server = protocols()
+    with pytest.raises(SecurityError, match="malformed"):
+        server.decode_request(b"[" * 100_000 + b"]" * 100_000, {})
+    with pytest.raises(SecurityError, match="malformed"):
+        server.decode_request(b'{"v":1,"kind":"request","x":' + b"[" * 200_000, {})
 
 
 def test_oversized_request_is_refused_before_parsing():
@@ -150,14 +173,37 @@ def test_short_pre_shared_key_is_rejected(tmp_path):
         load_signer(tmp_path / "psk")
 
 
-def test_replay_cache_forgets_expired_ids_and_is_bounded():
+def test_replay_cache_forgets_expired_ids_and_when_full_drops_the_soonest_to_expire():
     cache = ReplayCache(capacity=2)
     cache.check_and_remember("a", expires_at=10, now=0)
     cache.check_and_remember("b", expires_at=100, now=0)
-    with pytest.raises(SecurityError, match="full"):
-        cache.check_and_remember("c", expires_at=100, now=5)
-    cache.check_and_remember("c", expires_at=100, now=11)  # "a" expired and was dropped
-    assert len(cache) == 2
+    with pytest.raises(SecurityError, match="replayed"):
+        cache.check_and_remember("b", expires_at=100, now=1)
+    cache.check_and_remember("c", expires_at=100, now=5)  # full: "a" (expiring first) makes room
+    assert (len(cache), cache.evicted) == (2, 1)
+    cache.check_and_remember("d", expires_at=200, now=101)  # "b" and "c" expired
+    assert len(cache) == 1
+
+
+def test_replay_cache_refuses_a_non_finite_expiry_and_keeps_evicting_after_one():
+    cache = ReplayCache(capacity=10)
+    with pytest.raises(SecurityError):
+        cache.check_and_remember("nan", expires_at=float("nan"), now=0)
+    for index in range(50):
+        cache.check_and_remember(f"id{index}", expires_at=index + 1, now=index)
+    assert len(cache) <= 2
+
+
+def test_replay_store_survives_a_restart_and_drops_expired_ids(tmp_path):
+    store = tmp_path / "state" / "replay-ids"
+    cache = ReplayCache(store=store)
+    cache.check_and_remember("old", expires_at=time.time() - 1, now=time.time() - 10)
+    cache.check_and_remember("live", expires_at=time.time() + 100)
+    assert store.stat().st_mode & 0o777 == 0o600
+    restarted = ReplayCache(store=store)
+    with pytest.raises(SecurityError, match="replayed"):
+        restarted.check_and_remember("live", expires_at=time.time() + 100)
+    restarted.check_and_remember("old", expires_at=time.time() + 100)
 
 
 def test_ttl_allows_clock_skew_both_ways():

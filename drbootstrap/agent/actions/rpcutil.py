@@ -56,6 +56,7 @@ class RpcutilAgent(RpcAgent):
             "configfile": "",  # an agent may run from several files or none (run_agents)
             "version": _version(),
             **self.context.stats.counters(),
+            "refusals": dict(self.context.stats.refusals),  # drbootstrap's own: reason -> count
         }
 
     @action("Every agent on the node with its metadata")
