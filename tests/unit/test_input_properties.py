@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from drbootstrap.errors import DrbError, ProviderError, SpecError
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.journal import Journal, JournalError, Step, journal_path
+from drbootstrap.journal import Journal, JournalError, Step
+from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.providers.local import cloudinit
 from drbootstrap.spec import parse_spec
 from tests.support.prereq import REPO_ROOT
@@ -105,19 +106,19 @@ def test_the_example_with_one_value_replaced_is_loaded_or_refused_with_located_l
 
 
 def _written_journal(tmp_path) -> dict:
-    journal_path(tmp_path, "prod").unlink(missing_ok=True)  # left by the example before
+    EnvironmentPaths(tmp_path, "prod").journal.unlink(missing_ok=True)  # left by the example before
     journal = Journal.open(tmp_path, "prod")
     journal.node("db01", role="db")
     journal.update_node("db01", provider_id="i-1", client_token="tok", address="10.0.0.5")
     journal.start_step("db01", Step.LAUNCH)
     journal.finish_step("db01", Step.LAUNCH, detail="ok")
-    data = json.loads(journal_path(tmp_path, "prod").read_text())
-    journal_path(tmp_path, "prod").unlink()
+    data = json.loads(EnvironmentPaths(tmp_path, "prod").journal.read_text())
+    EnvironmentPaths(tmp_path, "prod").journal.unlink()
     return data
 
 
 def assert_journal_loads_or_is_refused_cleanly(tmp_path, text: str | bytes) -> None:
-    path = journal_path(tmp_path, "prod")
+    path = EnvironmentPaths(tmp_path, "prod").journal
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", errors="surrogatepass"))
     try:

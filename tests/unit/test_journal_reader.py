@@ -11,7 +11,8 @@ import pytest
 
 from drbootstrap import journal_reader
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.journal import Journal, JournalError, Step, journal_path
+from drbootstrap.journal import Journal, JournalError, Step
+from drbootstrap.paths import EnvironmentPaths
 
 
 def written_journal(tmp_path) -> str:
@@ -22,11 +23,11 @@ def written_journal(tmp_path) -> str:
     journal.start_step("db01", Step.LAUNCH)
     journal.finish_step("db01", Step.LAUNCH, detail="launched")
     journal.start_step("db01", Step.BOOT)
-    return journal_path(tmp_path, "prod").read_text()
+    return EnvironmentPaths(tmp_path, "prod").journal.read_text()
 
 
 def refusal(tmp_path, text: str) -> str:
-    path = journal_path(tmp_path, "prod")
+    path = EnvironmentPaths(tmp_path, "prod").journal
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     with pytest.raises(JournalError) as caught:
@@ -76,7 +77,7 @@ def test_an_unknown_step_name_is_located_at_its_key(tmp_path):
     text = written_journal(tmp_path).replace('"boot":', '"reboot_twice":')
     assert refusal(tmp_path, text).startswith(
         f"{line_and_column_of(text, chr(34) + 'reboot_twice')}: nodes.db01.steps: unknown name \"reboot_twice\" "
-        "(names here: launch, boot,"
+        "(names here: launch, register_name, boot,"
     )
 
 
@@ -122,7 +123,7 @@ def test_nodes_of_the_wrong_shape_are_refused(tmp_path):
 def test_a_node_the_spec_does_not_name_is_kept(tmp_path):
     raw = json.loads(written_journal(tmp_path))
     raw["nodes"]["old01"] = {**raw["nodes"]["db01"], "hostname": "old01"}
-    path = journal_path(tmp_path, "prod")
+    path = EnvironmentPaths(tmp_path, "prod").journal
     path.write_text(json.dumps(raw))
     assert set(Journal.open(tmp_path, "prod").data.nodes) == {"db01", "old01"}
 
@@ -149,7 +150,7 @@ def test_a_journal_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
 
 
 def test_non_utf8_bytes_are_located(tmp_path):
-    path = journal_path(tmp_path, "prod")
+    path = EnvironmentPaths(tmp_path, "prod").journal
     path.parent.mkdir(parents=True)
     path.write_bytes(b'{"version": 1,\n "environment": "pr\xffod"}')
     with pytest.raises(JournalError, match=r":2:20: not UTF-8 text \(byte 0xff\)"):
@@ -166,7 +167,7 @@ def test_the_cli_reports_a_bad_journal_as_one_line_with_exit_3(tmp_path, cli, mo
     spec = tmp_path / "env.yaml"
     spec.write_text("environment: prod\ndomain: demo.internal\nprovider: {name: local}\nnodes:\n"
                     "  - role: db\n    hostnames: [db01]\n")
-    path = journal_path(tmp_path / "state", "prod")
+    path = EnvironmentPaths(tmp_path / "state", "prod").journal
     path.parent.mkdir(parents=True)
     text = '{"version": 1, "environment": "prod", "nodes": {"db01": 7}}'
     path.write_text(text)
