@@ -1,4 +1,5 @@
-"""The provider registry: every cloud, the embedded local one included, is a libcloud NodeDriver."""
+"""The clouds. The executor asks a Provider (base.py; by name from registry.py), never which cloud
+it is on. Here: libcloud's own driver registry learns the embedded cloud's driver as "local"."""
 
 from __future__ import annotations
 

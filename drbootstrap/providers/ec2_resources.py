@@ -158,7 +158,8 @@ def ensure_security_group(driver: NodeDriver, environment: str, operator_cidr: s
                   else {"cidr_ips": [rule.source]})
 
         def opened(rule: IngressRule = rule) -> bool | None:
-            return True if rule in security_group_rules(driver, group_id) else None
+            now = pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
+            return True if rule in now else None
 
         pacing.call(driver, f"open {rule.protocol}/{rule.port} in {name}",
                     lambda rule=rule, source=source: driver.ex_authorize_security_group_ingress(

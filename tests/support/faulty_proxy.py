@@ -1,5 +1,6 @@
 """Test-only: a threaded HTTP proxy on loopback in front of moto that injects EC2's throttling and
-transient faults (deterministic from a seed) and records when every request arrived.
+transient faults (deterministic from a seed), records when every request arrived, and can hold back
+the answer to one action (after moto acted on it) while a test kills the client.
 """
 
 from __future__ import annotations
@@ -47,8 +48,25 @@ class FaultyProxy:
     arrivals: list[Arrival] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    hold_action: str | None = None  # the next answer to this action is held until `release` is set
+    holding: threading.Event = field(default_factory=threading.Event)  # set while an answer is held
+    release: threading.Event = field(default_factory=threading.Event)
+
     def __post_init__(self) -> None:
         self._rng = random.Random(self.plan.seed)
+
+    def hold_next(self, action: str) -> None:
+        """Hold back the answer to the next `action` that reaches moto, until release is set."""
+        with self.lock:
+            self.holding, self.release = threading.Event(), threading.Event()
+            self.hold_action = action
+
+    def _take_hold(self, action: str) -> tuple[threading.Event, threading.Event] | None:
+        with self.lock:
+            if action != self.hold_action:
+                return None
+            self.hold_action = None
+            return self.holding, self.release
 
     def decide(self, action: str) -> str | None:
         """Record the arrival and pick its fault: the seeded sequence is consumed in arrival order."""
@@ -115,6 +133,16 @@ def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
             if proxy.plan.latency:
                 time.sleep(proxy.plan.latency)
             status, headers, payload = self._forward(body)
+            hold = proxy._take_hold(action) if fault is None else None
+            if hold is not None:
+                holding, release = hold
+                holding.set()
+                release.wait(120)
+                try:
+                    self._reply(status, headers, payload)
+                except OSError:
+                    self.close_connection = True  # the client was killed meanwhile
+                return
             if fault == LOST_ANSWER:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

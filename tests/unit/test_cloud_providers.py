@@ -231,3 +231,41 @@ def test_a_generic_libcloud_provider_makes_no_security_group_address_or_tagged_v
     assert provider.prepare_environment() == ""
     assert provider.provision(node, "web01", is_master=True, volumes=[]) == []
     assert provider.describe_resources() == []
+
+
+def test_boot_is_finished_when_cloud_init_says_so_on_the_console_and_failed_on_error():
+    from libcloud.compute.base import Node
+    from libcloud.compute.types import NodeState
+
+    class ConsoleDriver:
+        name, console = "fake", ""
+
+        def ex_get_console_output(self, node):
+            return {"output": self.console}
+
+    driver = ConsoleDriver()
+    provider = create_provider(ProviderSettings(name="openstack"), SCOPE, driver_factory=lambda: driver)
+
+    def node(state):
+        return Node("i-1", "web01", state, [], [], driver, extra={"error": "no bootable device"})
+
+    assert not provider.boot_finished(node(NodeState.PENDING)).finished
+    driver.console = "Cloud-init v. 22.4 running 'modules:final' at Wed, 25 Nov 2026 12:00:00 +0000."
+    assert not provider.boot_finished(node(NodeState.RUNNING)).finished  # running, user-data not done
+    driver.console += "\nCloud-init v. 22.4 finished at Wed, 25 Nov 2026 12:00:09 +0000. Up 9.1 seconds"
+    assert provider.boot_finished(node(NodeState.RUNNING)).finished
+    failed = provider.boot_finished(node(NodeState.ERROR))
+    assert failed.failed and "no bootable device" in failed.detail
+
+
+def test_the_local_provider_reads_the_end_of_boot_from_the_node_not_its_state():
+    from libcloud.compute.base import Node
+    from libcloud.compute.types import NodeState
+
+    provider = create_provider(ProviderSettings(name="local", network="10.213.0.0/24"), SCOPE,
+                               driver_factory=lambda: None)
+    running = Node("n-1", "web01", NodeState.RUNNING, [], ["10.213.0.5"], None, extra={"boot": "booting"})
+    assert not provider.boot_finished(running).finished
+    running.extra["boot"] = "finished"
+    assert provider.boot_finished(running).finished
+    assert provider.addresses(running).reachable == "10.213.0.5" and provider.nodes_share_this_host

@@ -106,3 +106,28 @@ def test_operator_key_is_made_once_0600_and_its_public_line_is_stable(tmp_path):
     assert first.startswith("ssh-ed25519 AAAA") and key.stat().st_mode & 0o777 == 0o600
     assert load_or_create_operator_key(key) == first
     assert paramiko.PKey.from_path(key).get_name() == "ssh-ed25519"
+
+
+def test_signing_uses_the_masters_own_puppet_conf_and_quotes_the_certname(forged_master, monkeypatch, tmp_path):
+    driver, _ = forged_master
+    access = SshNodeAccess(make_provider(load_spec_text(monkeypatch), tmp_path, driver),
+                           dirs_for=lambda host: {"node_dir": f"/state/{host} dir/var"})
+    ran = []
+    monkeypatch.setattr(access, "target", lambda node_id: SimpleNamespace(name="controller"))
+    monkeypatch.setattr(access, "run", lambda node_id, command, timeout: ran.append(command) or (0, ""))
+    access.sign_certificate("n-1", "db01.demo.internal; touch /tmp/pwned")
+    assert ran == ["puppetserver ca sign --config '/state/controller dir/var/puppet/puppet.conf' "
+                   "--certname 'db01.demo.internal; touch /tmp/pwned'"]
+
+
+def test_the_local_clouds_access_signs_through_the_one_ssh_path(monkeypatch, tmp_path):
+    from drbootstrap.executor.backends import LocalNodeAccess
+
+    signed = []
+    monkeypatch.setattr(SshNodeAccess, "sign_certificate", lambda self, master_id, certname: signed.append(
+        (master_id, certname, self.node_dirs("controller")["node_dir"])))
+    provider = make_provider(load_spec_text(monkeypatch), tmp_path, FakeCloud())
+    access = LocalNodeAccess(provider, tmp_path / "nodes", tmp_path / "images", tmp_path / "recipes",
+                             master_hostname="controller")
+    access.sign_certificate("n-1", "db01.demo.internal")
+    assert signed == [("n-1", "db01.demo.internal", str(tmp_path / "nodes" / "controller" / "var"))]
