@@ -15,8 +15,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-TRACE_SUFFIXES = (".log", ".out", ".err", ".md", ".html", ".txt", ".json")
-TRACE_NAMES = frozenset({"console", "stdout", "stderr"})
+TRACE_SUFFIXES = (".log", ".out", ".err", ".md", ".html", ".txt")
+# Other JSON files may hold secrets by design (the node's metadata holds its user-data), at 0600.
+TRACE_NAMES = frozenset({"console", "stdout", "stderr", "journal.json", "report.json", "state.json"})
 TRACE_DIRECTORIES = frozenset({"log", "logs"})
 MAX_BYTES_READ = 64 * 1024 * 1024  # per file
 

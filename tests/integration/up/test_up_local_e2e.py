@@ -48,7 +48,8 @@ def test_recipes_reach_the_master_over_ssh_with_its_console_host_key_pinned(envi
 def test_no_secret_in_logs_reports_journal_or_processes_after_up(environment):
     names = {secret.name for secret in environment.secrets}
     assert "the PSK" in names and any(name.startswith("the autosign token of web01") for name in names)
-    assert scan_for_secrets(environment.secrets, environment.home / "state") == []
+    findings = scan_for_secrets(environment.secrets, environment.home / "state")
+    assert findings == [], "\n".join(findings)
 
 
 def test_each_worker_took_its_spec_name(environment):
@@ -120,4 +121,5 @@ def test_down_leaves_nothing_behind_and_is_idempotent(environment):
 
 
 def test_no_secret_in_what_down_leaves_or_in_processes(environment):
-    assert scan_for_secrets(environment.secrets, environment.home / "state") == []
+    findings = scan_for_secrets(environment.secrets, environment.home / "state")
+    assert findings == [], "\n".join(findings)
