@@ -1,4 +1,5 @@
-"""`drbootstrap agent`: run the node agent (one or more identities) until SIGTERM/SIGINT."""
+"""`drbootstrap agent`: run the node agent (one or more identities) until SIGTERM/SIGINT, then exit
+within 2 s whatever its actions are doing."""
 
 from __future__ import annotations
 
@@ -47,12 +48,31 @@ def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[s
     try:
         stop.wait()
     finally:
-        for server in servers:
-            server.stop()
-        for config in configs:
-            if config.pid_file:
-                Path(config.pid_file).unlink(missing_ok=True)
+        try:
+            _stop_within(servers, SHUTDOWN_SECONDS)
+        finally:
+            for config in configs:
+                if config.pid_file:
+                    Path(config.pid_file).unlink(missing_ok=True)
     return 0
+
+
+SHUTDOWN_SECONDS = 1.5  # SIGTERM to exit within 2 s, whatever an action or the broker is doing
+
+
+def _stop_within(servers: list, seconds: float) -> None:  # noqa: ANN001 - AgentServer, imported lazily
+    """Stop every server; if that is not done in `seconds` (a wedged action, a broker that does not
+    answer DISCONNECT), exit now: actions run on daemon threads and hold nothing to flush."""
+    stopper = threading.Thread(target=lambda: [server.stop() for server in servers], name="agent-stop", daemon=True)
+    stopper.start()
+    stopper.join(seconds)
+    if stopper.is_alive():
+        logging.getLogger("drbootstrap.agent").warning("agent: stopping took over %.1f s; exiting anyway", seconds)
+        for server in servers:
+            if server.config.pid_file:
+                Path(server.config.pid_file).unlink(missing_ok=True)
+        logging.shutdown()
+        os._exit(0)
 
 
 def _setup_logging(log_file: str | None, verbose: bool) -> None:
