@@ -1,4 +1,4 @@
-"""Signing, TTL, replay and authorisation checks shared by the native protocol's both ends.
+"""Signing, TTL, size and authorisation checks shared by both ends (the replay cache is replay.py).
 
 Keys: a pre-shared HMAC-SHA256 key (every holder is equal), or ed25519 (each party signs with its
 own private key; receivers trust a set of public keys by key id). Secrets never reach a log line.
