@@ -82,3 +82,21 @@ def _setup_logging(log_file: str | None, verbose: bool) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("stomp.py").setLevel(logging.CRITICAL)  # per-attempt noise; we log reconnects
+
+
+@click.command("keygen")
+@click.argument("private_key", type=click.Path(path_type=Path))
+def keygen(private_key: Path) -> int:
+    """Write an ed25519 key pair: PRIVATE_KEY (PEM, 0600) and its .pub beside it.
+
+    The file stem is the key id: copy the .pub into the other side's trusted keys directory, and
+    name the caller in agent policies as key=<stem>.
+    """
+    from drbootstrap.messaging.security import generate_ed25519_key
+
+    if private_key.exists():
+        raise click.UsageError(f"{private_key} exists; choose another path or remove it first")
+    private_key.parent.mkdir(parents=True, exist_ok=True)
+    public = generate_ed25519_key(private_key)
+    click.echo(f"wrote {private_key} (0600) and {public}; key id {private_key.stem}")
+    return 0

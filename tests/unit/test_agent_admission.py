@@ -159,19 +159,27 @@ def test_a_wedged_action_leaves_discovery_answering_and_excess_work_refused_as_b
     import threading
 
     release = threading.Event()
-    native.agents["rpcutil"].__class__.actions()["ping"]  # warm the action table
+    wedged = threading.Semaphore(0)
     original = native.run
 
     def wedged_run(request: Request):
         if request.agent == "rpcutil":
+            wedged.release()
             release.wait(10)
         return original(request)
 
+    def send_ping() -> None:
+        request = native_request("/queue/drb.mcollective.reply.operator", targets=("web01",))
+        native._on_message(client().request_frames(request)[0].body, {})
+
     native.run = wedged_run  # type: ignore[method-assign]
     try:
-        for _ in range(native.config.action_workers + native.config.pending_actions + 3):
-            request = native_request("/queue/drb.mcollective.reply.operator", targets=("web01",))
-            native._on_message(client().request_frames(request)[0].body, {})
+        for _ in range(native.config.action_workers):
+            send_ping()
+        for _ in range(native.config.action_workers):
+            assert wedged.acquire(timeout=5)  # every worker is now stuck in an action
+        for _ in range(native.config.pending_actions + 3):
+            send_ping()
         assert native.stats.refusals.get("busy") == 3
         busy = [f for f in native.transport.sent if b"busy" in f.body]
         assert len(busy) == 3
