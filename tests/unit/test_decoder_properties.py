@@ -37,7 +37,7 @@ def decodes_or_refuses_cleanly(decode, body: bytes, headers: dict) -> None:
     try:
         result = decode(body, headers)
     except SecurityError as error:
-        assert "\n" not in str(error) and str(error)
+        assert "\n" not in str(error) and 0 < len(str(error)) < 400  # one readable log line
         return
     assert isinstance(result, Request)
     assert math.isfinite(result.created_at) and math.isfinite(result.ttl)

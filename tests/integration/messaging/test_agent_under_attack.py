@@ -75,7 +75,7 @@ def native_target(work: Path, broker_url: str, identity: str) -> tuple[Target, P
     config.write_text(yaml.safe_dump({
         "identity": identity, "brokers": [broker_url], "key_file": str(work / "node.pem"), "key_id": "node",
         "trusted_keys_dir": str(agent_trust), "state_dir": str(work / "state"), "agents": ["discovery", "rpcutil"],
-        "policy": [{"caller": "key=ops"}], "heartbeat_ms": 5000,
+        "policy": [{"caller": "key=ops"}], "heartbeat_ms": 5000, "log_file": str(work / "agent.log"),
     }))
     ops = NativeProtocol(load_signer(work / "ops.pem"))
     intruder = NativeProtocol(load_signer(work / "intruder.pem"))
@@ -119,6 +119,7 @@ def mcollective_target(work: Path, broker_url: str, identity: str) -> tuple[Targ
     config.write_text(yaml.safe_dump({
         "identity": identity, "brokers": [broker_url], "key_file": str(work / "psk"), "protocol": "mcollective",
         "state_dir": str(work / "state"), "agents": ["discovery", "rpcutil"], "heartbeat_ms": 5000,
+        "log_file": str(work / "agent.log"),
     }))
     protocol = McollectiveProtocol(psk)
     reply_to = f"/queue/mcollective.reply.attacker-{identity}_1.1"
@@ -197,7 +198,7 @@ def attacked_agent(request, activemq, tmp_path):
             process.wait(timeout=10)
 
 
-def test_agent_refuses_every_hostile_variant_answers_throughout_and_exits_on_sigterm(attacked_agent):
+def test_agent_refuses_every_hostile_variant_answers_throughout_and_exits_on_sigterm(attacked_agent, tmp_path):
     mode, target, process = attacked_agent
     stop = threading.Event()
     thread, sent, attacker_replies = attack_while_pinging(target, stop)
@@ -225,3 +226,7 @@ def test_agent_refuses_every_hostile_variant_answers_throughout_and_exits_on_sig
     assert not attacker_replies, "a hostile request was answered"
     assert sum(refusals.values()) >= refusable_sent * 0.9  # the last sends may still be in flight
     assert exit_seconds < 2.0
+    log_lines = (tmp_path / "agent.log").read_text().splitlines()
+    refusal_lines = [line for line in log_lines if "refused a request" in line]
+    assert not [line for line in log_lines if not line[:4].isdigit()], "a multi-line entry (traceback) in the log"
+    assert len(refusal_lines) >= sum(refusals.values())  # one line per refusal, all logged
