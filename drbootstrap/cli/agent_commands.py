@@ -1,4 +1,5 @@
-"""`drbootstrap agent`: run the node agent (one or more identities) until SIGTERM/SIGINT."""
+"""`drbootstrap agent`: run the node agent (one or more identities) until SIGTERM/SIGINT, then exit
+within 2 s whatever its actions are doing."""
 
 from __future__ import annotations
 
@@ -47,12 +48,31 @@ def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[s
     try:
         stop.wait()
     finally:
-        for server in servers:
-            server.stop()
-        for config in configs:
-            if config.pid_file:
-                Path(config.pid_file).unlink(missing_ok=True)
+        try:
+            _stop_within(servers, SHUTDOWN_SECONDS)
+        finally:
+            for config in configs:
+                if config.pid_file:
+                    Path(config.pid_file).unlink(missing_ok=True)
     return 0
+
+
+SHUTDOWN_SECONDS = 1.5  # SIGTERM to exit within 2 s, whatever an action or the broker is doing
+
+
+def _stop_within(servers: list, seconds: float) -> None:  # noqa: ANN001 - AgentServer, imported lazily
+    """Stop every server; if that is not done in `seconds` (a wedged action, a broker that does not
+    answer DISCONNECT), exit now: actions run on daemon threads and hold nothing to flush."""
+    stopper = threading.Thread(target=lambda: [server.stop() for server in servers], name="agent-stop", daemon=True)
+    stopper.start()
+    stopper.join(seconds)
+    if stopper.is_alive():
+        logging.getLogger("drbootstrap.agent").warning("agent: stopping took over %.1f s; exiting anyway", seconds)
+        for server in servers:
+            if server.config.pid_file:
+                Path(server.config.pid_file).unlink(missing_ok=True)
+        logging.shutdown()
+        os._exit(0)
 
 
 def _setup_logging(log_file: str | None, verbose: bool) -> None:
@@ -62,3 +82,21 @@ def _setup_logging(log_file: str | None, verbose: bool) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("stomp.py").setLevel(logging.CRITICAL)  # per-attempt noise; we log reconnects
+
+
+@click.command("keygen")
+@click.argument("private_key", type=click.Path(path_type=Path))
+def keygen(private_key: Path) -> int:
+    """Write an ed25519 key pair: PRIVATE_KEY (PEM, 0600) and its .pub beside it.
+
+    The file stem is the key id: copy the .pub into the other side's trusted keys directory, and
+    name the caller in agent policies as key=<stem>.
+    """
+    from drbootstrap.messaging.security import generate_ed25519_key
+
+    if private_key.exists():
+        raise click.UsageError(f"{private_key} exists; choose another path or remove it first")
+    private_key.parent.mkdir(parents=True, exist_ok=True)
+    public = generate_ed25519_key(private_key)
+    click.echo(f"wrote {private_key} (0600) and {public}; key id {private_key.stem}")
+    return 0

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "down": ("run_commands", "down", "Destroy everything the environment's journal owns."),
     "local": ("local_commands", "local", "Inspect or clean up the embedded local cloud."),
     "agent": ("agent_commands", "agent", "Run the node agent (answers RPC requests over STOMP)."),
+    "keygen": ("agent_commands", "keygen", "Write an ed25519 key pair for a client or an agent."),
     "ping": ("rpc_commands", "ping", "Discover agents over the broker."),
     "rpc": ("rpc_commands", "rpc", "Call AGENT ACTION key=value... on matching nodes."),
     "reboot": ("rpc_commands", "reboot", "Reboot matching nodes through their agent."),

@@ -90,8 +90,9 @@ class Frame:
 class WireProtocol(ABC):
     """One way of putting requests and replies on the broker (native JSON, MCollective 2.12).
 
-    decode_* verify (signature, TTL both ways, replay, size) and raise SecurityError on refusal;
-    a refused message is never handed to an agent.
+    decode_* verify (size, bounded structure, signature, TTL both ways) and raise SecurityError
+    on refusal; decode_reply also refuses a replayed reply. A request's replay check is the
+    receiving agent's, after authorisation (agent/daemon.py), so nobody unauthorised fills it.
     """
 
     name: str

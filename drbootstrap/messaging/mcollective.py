@@ -88,7 +88,7 @@ def make_mcollective_protocol(
 
 def _name(value: str, what: str) -> str:
     if not _NAME.match(value or ""):
-        raise SecurityError(f"{what} {value!r} may only hold letters, digits, '.', '_' and '-'")
+        raise SecurityError(f"{what} {str(value)[:80]!r} may only hold letters, digits, '.', '_' and '-'")
     return value
 
 
@@ -277,7 +277,7 @@ def filter_from_wire(wire: Any) -> Filter:
             raise TypeError("fact filter entry is not a hash")
         operator = str(entry.get("operator", "=="))
         if operator not in _FACT_OPERATORS:
-            raise ValueError(f"unknown fact operator {operator!r}")
+            raise ValueError(f"unknown fact operator {operator[:20]!r}")
         facts.append(FactFilter(_term(entry["fact"]), operator, _term(entry["value"])))
     return Filter(
         identity=tuple(_term(item) for item in _terms(wire.get("identity"), "identity")),
@@ -319,7 +319,7 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
     agent = _name(str(envelope["agent"]), "agent")
     caller_id = str(envelope["callerid"])
     if not _CALLER_ID.match(caller_id):  # Message#decode!: refuse a forged-looking caller id
-        raise SecurityError(f"caller id {caller_id!r} in request is not valid")
+        raise SecurityError(f"caller id {caller_id[:80]!r} in request is not valid")
     reply_wanted = True
     if agent == DISCOVERY_AGENT:
         if not isinstance(inner, str):

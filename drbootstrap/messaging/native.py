@@ -40,7 +40,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,252}$")
 def safe_name(value: str, what: str) -> str:
     """Identities, agents and collectives go into destinations and selectors: keep them plain."""
     if not _SAFE_NAME.match(value or ""):
-        raise SecurityError(f"{what} {value!r} may only hold letters, digits, '.', '_' and '-'")
+        raise SecurityError(f"{what} {str(value)[:80]!r} may only hold letters, digits, '.', '_' and '-'")
     return value
 
 
@@ -166,7 +166,7 @@ class NativeProtocol(WireProtocol):
         except (ValueError, KeyError, TypeError) as error:
             raise SecurityError(f"unsigned or malformed {kind} envelope") from error
         if envelope.get("scheme") != self.signer.scheme:
-            raise SecurityError(f"{kind} signed with scheme {envelope.get('scheme')!r}, expected {self.signer.scheme}")
+            raise SecurityError(f"{kind} signed with scheme {str(envelope.get('scheme'))[:40]!r}, expected {self.signer.scheme}")
         if len(key_id) > MAX_NAME_LENGTH or len(signature) > 256:
             raise SecurityError(f"{kind} envelope with an oversized key id or signature")
         self.signer.verify(key_id, text.encode(), signature)

@@ -1,4 +1,4 @@
-"""Signing, TTL, replay and authorisation checks shared by the native protocol's both ends.
+"""Signing, TTL, size and authorisation checks shared by both ends (the replay cache is replay.py).
 
 Keys: a pre-shared HMAC-SHA256 key (every holder is equal), or ed25519 (each party signs with its
 own private key; receivers trust a set of public keys by key id). Secrets never reach a log line.
@@ -49,7 +49,7 @@ class HmacSigner:
 
     def verify(self, key_id: str, data: bytes, signature: str) -> None:
         if key_id != self.key_id:
-            raise SecurityError(f"message signed with unknown key id {key_id!r}")
+            raise SecurityError(f"message signed with unknown key id {key_id[:80]!r}")
         if not hmac.compare_digest(self.sign(data), str(signature)):
             raise SecurityError("bad signature")
 
@@ -71,7 +71,7 @@ class Ed25519Signer:
 
         public = self.trusted.get(key_id)
         if public is None:
-            raise SecurityError(f"message signed with untrusted key id {key_id!r}")
+            raise SecurityError(f"message signed with untrusted key id {key_id[:80]!r}")
         try:
             public.verify(bytes.fromhex(signature), data)  # type: ignore[attr-defined]
         except (InvalidSignature, ValueError) as error:

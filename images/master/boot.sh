@@ -192,6 +192,7 @@ key_file: ${DRB_AGENT_KEY_FILE:-null}
 role: master
 ip: $ADDRESS
 pid_file: $NODE_DIR/agent.pid
+state_dir: $NODE_DIR/agent-state
 log_file: $NODE_DIR/agent.log
 dns:
   hosts_file: $HOSTS

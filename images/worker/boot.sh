@@ -115,6 +115,7 @@ key_file: ${DRB_AGENT_KEY_FILE:-null}
 role: $DRB_ROLE
 ip: ${ADDRESS:-null}
 pid_file: $NODE_DIR/agent.pid
+state_dir: $NODE_DIR/agent-state
 log_file: $NODE_DIR/agent.log
 puppet:
   mode: $DRB_PUPPET_MODE

@@ -1,0 +1,33 @@
+"""FrameGuard: frames within the limit reach stomp.py byte for byte; larger ones are read past
+(never buffered) and replaced by an empty frame carrying the oversized header."""
+
+from __future__ import annotations
+
+import pytest
+
+from drbootstrap.messaging.frame_guard import OVERSIZED_HEADER, FrameGuard
+
+SMALL_WITH_NUL = b"MESSAGE\ndestination:/q/a\ncontent-length:5\n\nab\x00de\x00\n"
+SMALL = b"MESSAGE\ndestination:/q/b\n\nhello\x00"
+BIG = b"MESSAGE\ndestination:/q/c\n\n" + b"x" * 100 + b"\x00"
+BIG_WITH_LENGTH = b"MESSAGE\ndestination:/q/d\ncontent-length:100\n\n" + b"y" * 100 + b"\x00"
+BIG_HEAD = b"MESSAGE\nx:" + b"h" * 300 + b"\n\nbody\x00"
+
+
+def pieces(stream: bytes, chunk: int) -> list[bytes]:
+    chunks = iter([stream[i : i + chunk] for i in range(0, len(stream), chunk)] + [b""])
+    guard = FrameGuard(lambda: next(chunks), 50, head_limit=200)
+    out = []
+    while piece := guard.receive():
+        out.append(piece)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 4096])
+def test_small_frames_pass_unchanged_and_large_ones_become_marked_empty_frames(chunk):
+    stream = b"\n" + SMALL_WITH_NUL + b"\n" + BIG + SMALL + BIG_WITH_LENGTH + SMALL + BIG_HEAD + SMALL
+    out = pieces(stream, chunk)
+    marked = [piece for piece in out if OVERSIZED_HEADER.encode() in piece]
+    assert b"".join(piece for piece in out if piece not in marked) == b"\n" + SMALL_WITH_NUL + b"\n" + SMALL * 3
+    assert len(marked) == 3 and all(piece.endswith(b"\n\n\x00") and len(piece) < 200 for piece in marked)
+    assert b"destination:/q/d" in marked[1] and b"content-length" not in marked[1]
