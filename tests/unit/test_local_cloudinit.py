@@ -73,3 +73,16 @@ def test_to_text_round_trips_through_the_parser():
 def test_malformed_cloud_config_is_refused_with_the_reason(text, message):
     with pytest.raises(ProviderError, match=message):
         cloudinit.parse_cloud_config(text)
+
+
+def test_ignored_keys_of_any_type_are_echoed_as_one_quoted_word():
+    """Found by the cloud-config property test: a non-text key (1: x) broke the join, and a key
+    with a quote would have broken the echo line's shell."""
+    import subprocess
+
+    from drbootstrap.providers.local.cloudinit import parse_cloud_config, render_per_boot
+
+    config = parse_cloud_config("#cloud-config\n1: x\n\"it's\": y\n")
+    script = render_per_boot(config)
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout == "drb-cloud: cloud-config keys ignored here: 1, it's\n"

@@ -109,7 +109,7 @@ def parse_cloud_config(text: str) -> CloudConfig:
         write_files=files,
         bootcmd=list(data.get("bootcmd") or []),
         runcmd=list(data.get("runcmd") or []),
-        ignored_keys=sorted(k for k in data if k not in SUPPORTED_KEYS),
+        ignored_keys=sorted(str(k) for k in data if k not in SUPPORTED_KEYS),
     )
 
 
@@ -159,7 +159,8 @@ def render_per_boot(config: CloudConfig) -> str:
     """Shell for every boot: bootcmd."""
     lines = ["set -e"]
     if config.ignored_keys:
-        lines.append(f"echo 'drb-cloud: cloud-config keys ignored here: {', '.join(config.ignored_keys)}'")
+        ignored = shlex.quote(f"drb-cloud: cloud-config keys ignored here: {', '.join(config.ignored_keys)}")
+        lines.append(f"echo {ignored}")
     lines += [_command(c) for c in config.bootcmd]
     return "\n".join(lines) + "\n"
 
