@@ -125,6 +125,20 @@ def security_group_rules(driver: NodeDriver, group_id: str) -> set[IngressRule]:
     return rules
 
 
+def ingress_permissions(group_id: str, rules: list[IngressRule]) -> dict[str, str]:
+    """IpPermissions.N parameters, one per rule: from the group itself or from a CIDR."""
+    params: dict[str, str] = {}
+    for index, rule in enumerate(rules, start=1):
+        prefix = f"IpPermissions.{index}"
+        params.update({f"{prefix}.IpProtocol": rule.protocol, f"{prefix}.FromPort": str(rule.port),
+                       f"{prefix}.ToPort": str(rule.port)})
+        if rule.source == "group":
+            params[f"{prefix}.Groups.1.GroupId"] = group_id
+        else:
+            params[f"{prefix}.IpRanges.1.CidrIp"] = rule.source
+    return params
+
+
 def find_security_groups(driver: NodeDriver, environment: str, pacing: Pacing) -> list[Any]:
     name = environment_resource_name(environment)
     return pacing.call(driver, f"find security group {name}",
@@ -150,21 +164,16 @@ def ensure_security_group(driver: NodeDriver, environment: str, operator_cidr: s
         created = pacing.call(driver, f"create security group {name}", lambda: ec2_request(driver, params),
                               before_retry=_unless_refused(existing_id))
         group_id = created if isinstance(created, str) else created.findtext(".//{*}groupId")
-    present = pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
-    for rule in recipe_ingress_rules(operator_cidr):
-        if rule in present:
-            continue
-        source = ({"group_pairs": [{"group_id": group_id}]} if rule.source == "group"
-                  else {"cidr_ips": [rule.source]})
+    def read_rules() -> set[IngressRule]:
+        return pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
 
-        def opened(rule: IngressRule = rule) -> bool | None:
-            now = pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
-            return True if rule in now else None
-
-        pacing.call(driver, f"open {rule.protocol}/{rule.port} in {name}",
-                    lambda rule=rule, source=source: driver.ex_authorize_security_group_ingress(
-                        group_id, rule.port, rule.port, protocol=rule.protocol, **source),
-                    before_retry=_unless_refused(opened))
+    missing = [rule for rule in recipe_ingress_rules(operator_cidr) if rule not in read_rules()]
+    if missing:
+        # All of them in one request; an answer lost on the way is checked by reading the rules again.
+        params = {"Action": "AuthorizeSecurityGroupIngress", "GroupId": group_id,
+                  **ingress_permissions(group_id, missing)}
+        pacing.call(driver, f"open {len(missing)} ports in {name}", lambda: ec2_request(driver, params),
+                    before_retry=_unless_refused(lambda: True if set(missing) <= read_rules() else None))
     return group_id
 
 
