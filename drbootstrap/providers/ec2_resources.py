@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from libcloud.compute.base import Node, NodeDriver, StorageVolume
@@ -167,7 +168,8 @@ def ensure_security_group(driver: NodeDriver, environment: str, operator_cidr: s
     def read_rules() -> set[IngressRule]:
         return pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
 
-    missing = [rule for rule in recipe_ingress_rules(operator_cidr) if rule not in read_rules()]
+    present = read_rules()
+    missing = [rule for rule in recipe_ingress_rules(operator_cidr) if rule not in present]
     if missing:
         # All of them in one request; an answer lost on the way is checked by reading the rules again.
         params = {"Action": "AuthorizeSecurityGroupIngress", "GroupId": group_id,
@@ -207,12 +209,11 @@ def ensure_elastic_address(driver: NodeDriver, node: Node, environment: str, hos
     address = mine()
     if address is None:
         params = {"Action": "AllocateAddress", "Domain": "vpc", **tag_specification("elastic-ip", tags)}
-        pacing.call(driver, f"allocate address for {hostname}", lambda: ec2_request(driver, params),
-                    before_retry=_unless_refused(mine))
-        address = mine()
-        if address is None:
-            raise ProviderError(f"allocate address for {hostname}: the cloud holds no address tagged for it",
-                                hint="the cloud may not support tags on AllocateAddress; run `up` again")
+        allocated = pacing.call(driver, f"allocate address for {hostname}", lambda: ec2_request(driver, params),
+                                before_retry=_unless_refused(mine))
+        address = allocated if not hasattr(allocated, "findtext") else SimpleNamespace(
+            ip=allocated.findtext("{*}publicIp"), instance_id=None, domain="vpc",
+            extra={"allocation_id": allocated.findtext("{*}allocationId")})
     if address.instance_id != node.id:
         pacing.call(driver, f"associate address with {hostname}",
                     lambda: driver.ex_associate_address_with_node(node, address, domain="vpc"), transient_codes=NOT_YET)
