@@ -102,6 +102,9 @@ class Provider(ABC):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._locations: dict[str, NodeLocation] = {}
+        # hostname -> node this environment had when the first launch of this provider looked (one
+        # listing, not one per node): what an earlier, interrupted run made is found there.
+        self._found_at_start: dict[str, Node] | None = None
 
     # ---- drivers and limits -----------------------------------------------------------------
 
@@ -151,11 +154,22 @@ class Provider(ABC):
         return {}
 
     def launch(self, request: LaunchRequest) -> Node:
-        """The node, exactly once: found by tags, else created with its client token."""
+        """The node, exactly once: found by tags (in one listing of the environment per provider,
+        taken at its first launch), else created with its client token; a create that may have
+        reached the cloud is looked up by its own tags before it is repeated."""
+        existing = self._existing_at_start().get(request.hostname)
+        if existing is not None:
+            return existing
         request = dataclasses.replace(request, **self.launch_settings())
         location = self._location(request.zone) if request.zone else None
-        return launch_node(self.driver(), request, pacing=self.pacing, location=location,
+        return launch_node(self.driver(), request, pacing=self.pacing, location=location, look_first=False,
                            list_options=self.list_options)
+
+    def _existing_at_start(self) -> dict[str, Node]:
+        with self._lock:
+            if self._found_at_start is None:
+                self._found_at_start = self.nodes()
+            return self._found_at_start
 
     def find(self, hostname: str) -> Node | None:
         return find_node(self.driver(), self.environment, hostname, pacing=self.pacing,
@@ -179,6 +193,9 @@ class Provider(ABC):
     def destroy_node(self, node: Node) -> None:
         driver = self.driver()
         self.pacing.call(driver, f"destroy {node.name}", lambda: driver.destroy_node(node))
+        with self._lock:
+            if self._found_at_start is not None:
+                self._found_at_start = {h: n for h, n in self._found_at_start.items() if n.id != node.id}
 
     def needs_replacing(self, node: Node) -> bool:
         """A node that exists but will never boot (its launch was cut short): replace, do not wait."""

@@ -23,7 +23,7 @@ DEVICES = tuple(f"/dev/sd{letter}" for letter in "fghijklmnop")
 class EC2Provider(Provider):
     # EC2's documented RunInstances bucket: 1000 tokens, refilled at 2 per second.
     default_rate = RateSettings(per_second=2, burst=1000)
-    default_max_parallel = 20
+    default_max_parallel = 50  # in flight; the bucket, not this, keeps the request rate
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from libcloud.compute.base import Node, NodeDriver, StorageVolume
@@ -125,6 +126,20 @@ def security_group_rules(driver: NodeDriver, group_id: str) -> set[IngressRule]:
     return rules
 
 
+def ingress_permissions(group_id: str, rules: list[IngressRule]) -> dict[str, str]:
+    """IpPermissions.N parameters, one per rule: from the group itself or from a CIDR."""
+    params: dict[str, str] = {}
+    for index, rule in enumerate(rules, start=1):
+        prefix = f"IpPermissions.{index}"
+        params.update({f"{prefix}.IpProtocol": rule.protocol, f"{prefix}.FromPort": str(rule.port),
+                       f"{prefix}.ToPort": str(rule.port)})
+        if rule.source == "group":
+            params[f"{prefix}.Groups.1.GroupId"] = group_id
+        else:
+            params[f"{prefix}.IpRanges.1.CidrIp"] = rule.source
+    return params
+
+
 def find_security_groups(driver: NodeDriver, environment: str, pacing: Pacing) -> list[Any]:
     name = environment_resource_name(environment)
     return pacing.call(driver, f"find security group {name}",
@@ -150,21 +165,17 @@ def ensure_security_group(driver: NodeDriver, environment: str, operator_cidr: s
         created = pacing.call(driver, f"create security group {name}", lambda: ec2_request(driver, params),
                               before_retry=_unless_refused(existing_id))
         group_id = created if isinstance(created, str) else created.findtext(".//{*}groupId")
-    present = pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
-    for rule in recipe_ingress_rules(operator_cidr):
-        if rule in present:
-            continue
-        source = ({"group_pairs": [{"group_id": group_id}]} if rule.source == "group"
-                  else {"cidr_ips": [rule.source]})
+    def read_rules() -> set[IngressRule]:
+        return pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
 
-        def opened(rule: IngressRule = rule) -> bool | None:
-            now = pacing.call(driver, f"read rules of {name}", lambda: security_group_rules(driver, group_id))
-            return True if rule in now else None
-
-        pacing.call(driver, f"open {rule.protocol}/{rule.port} in {name}",
-                    lambda rule=rule, source=source: driver.ex_authorize_security_group_ingress(
-                        group_id, rule.port, rule.port, protocol=rule.protocol, **source),
-                    before_retry=_unless_refused(opened))
+    present = read_rules()
+    missing = [rule for rule in recipe_ingress_rules(operator_cidr) if rule not in present]
+    if missing:
+        # All of them in one request; an answer lost on the way is checked by reading the rules again.
+        params = {"Action": "AuthorizeSecurityGroupIngress", "GroupId": group_id,
+                  **ingress_permissions(group_id, missing)}
+        pacing.call(driver, f"open {len(missing)} ports in {name}", lambda: ec2_request(driver, params),
+                    before_retry=_unless_refused(lambda: True if set(missing) <= read_rules() else None))
     return group_id
 
 
@@ -198,12 +209,11 @@ def ensure_elastic_address(driver: NodeDriver, node: Node, environment: str, hos
     address = mine()
     if address is None:
         params = {"Action": "AllocateAddress", "Domain": "vpc", **tag_specification("elastic-ip", tags)}
-        pacing.call(driver, f"allocate address for {hostname}", lambda: ec2_request(driver, params),
-                    before_retry=_unless_refused(mine))
-        address = mine()
-        if address is None:
-            raise ProviderError(f"allocate address for {hostname}: the cloud holds no address tagged for it",
-                                hint="the cloud may not support tags on AllocateAddress; run `up` again")
+        allocated = pacing.call(driver, f"allocate address for {hostname}", lambda: ec2_request(driver, params),
+                                before_retry=_unless_refused(mine))
+        address = allocated if not hasattr(allocated, "findtext") else SimpleNamespace(
+            ip=allocated.findtext("{*}publicIp"), instance_id=None, domain="vpc",
+            extra={"allocation_id": allocated.findtext("{*}allocationId")})
     if address.instance_id != node.id:
         pacing.call(driver, f"associate address with {hostname}",
                     lambda: driver.ex_associate_address_with_node(node, address, domain="vpc"), transient_codes=NOT_YET)

@@ -160,7 +160,7 @@ def test_other_libcloud_providers_pass_through_with_their_extra_settings():
 
 def test_buckets_and_launches_in_flight_come_from_the_spec_or_the_provider_familys_default():
     assert (bucket_for(aws()).per_second, bucket_for(aws()).burst) == (2, 1000)  # EC2's RunInstances bucket
-    assert create_provider(aws(), SCOPE).max_parallel == 20
+    assert create_provider(aws(), SCOPE).max_parallel == 50
     custom = bucket_for(aws(rate=RateSettings(per_second=10, burst=20)))
     assert (custom.per_second, custom.burst) == (10, 20)
     assert create_provider(aws(max_parallel=3), SCOPE).max_parallel == 3

@@ -76,3 +76,42 @@ def test_redo_forgets_a_completed_step(tmp_path):
     journal.finish_step("db01", Step.CHECKS)
     journal.forget_step("db01", Step.CHECKS)
     assert not Journal.open(tmp_path, "prod").data.nodes["db01"].is_done(Step.CHECKS)
+
+
+def test_changes_made_while_a_write_is_under_way_share_the_next_write_and_each_is_on_disk_on_return(
+        tmp_path, monkeypatch):
+    import json as json_module
+    import threading
+    import time as time_module
+
+    from drbootstrap import journal as journal_module
+    from drbootstrap.journal import Journal, Step
+
+    writes = []
+
+    def slow_write(path, text):
+        time_module.sleep(0.02)  # a disk under load
+        writes.append(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".tmp").write_text(text)
+        path.with_suffix(".tmp").replace(path)  # atomic, as the real writer
+
+    monkeypatch.setattr(journal_module, "write_private_file", slow_write)
+    journal = Journal.open(tmp_path, "demo")
+    hosts = [f"web{i:02d}" for i in range(40)]
+    for host in hosts:
+        journal.node(host, "web")
+    seen_on_return = {}
+
+    def finish(host):
+        journal.finish_step(host, Step.LAUNCH, detail=f"{host} launched")
+        seen_on_return[host] = json_module.loads(journal.path.read_text())["nodes"][host]["steps"]
+
+    threads = [threading.Thread(target=finish, args=(h,)) for h in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(seen_on_return[h]["launch"]["detail"] == f"{h} launched" for h in hosts)  # durable on return
+    assert len(writes) < len(hosts)  # shared writes, not one per change
+    assert Journal.open(tmp_path, "demo").node("web07").is_done(Step.LAUNCH)
