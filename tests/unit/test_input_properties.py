@@ -230,6 +230,7 @@ cloud_config_like = st.fixed_dictionaries(
 @FAST
 @given(st.text(max_size=300).map(lambda body: "#cloud-config\n" + body) | cloud_config_like.map(
     lambda data: "#cloud-config\n" + yaml.safe_dump(data, allow_unicode=True)))
+@example("#cloud-config\n?")  # a null key: was a TypeError listing the ignored keys
 @example("#cloud-config\nwrite_files:\n  - path: /x\n    content: \"\\ud800\"\n")  # a lone surrogate
 @example("#cloud-config\nwrite_files:\n  - path: /x\n    content: '!!'\n    encoding: b64\n")
 @example("#cloud-config\na: &a [*a, *a]\nruncmd: *a\n")
