@@ -68,6 +68,25 @@ def test_any_text_is_loaded_or_refused_with_located_lines(text):
     assert_clean_spec_refusal(text)
 
 
+YAML_TAGS = ["int", "float", "bool", "null", "str", "timestamp", "binary", "map", "seq", "set", "omap", "pairs",
+             "merge", "value", "python/name:os.system", "python/object/apply:os.system"]
+
+
+@FAST
+@given(st.sampled_from(YAML_TAGS), st.text(max_size=15), st.booleans())
+@example("timestamp", "x", False)  # was an AttributeError inside pyyaml's constructor
+@example("bool", "maybe", False)  # was a KeyError
+@example("int", "", True)  # was a ValueError (empty after sign and underscores)
+def test_any_tagged_value_is_loaded_or_refused_with_located_lines(tag, value, quoted):
+    written = json.dumps(value) if quoted else value
+    assert_clean_spec_refusal(f"environment: demo\nmaster:\n  hostname: !!{tag} {written}\nx: [!!{tag} {written}]\n")
+    with_header = f"#cloud-config\nruncmd:\n  - !!{tag} {written}\n"
+    try:
+        cloudinit.parse_cloud_config(with_header)
+    except ProviderError as error:
+        assert "\n" not in str(error)
+
+
 @FAST
 @given(structures)
 def test_any_yaml_structure_is_loaded_or_refused_with_located_lines(data):

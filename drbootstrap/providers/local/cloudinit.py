@@ -87,7 +87,8 @@ def parse_cloud_config(text: str) -> CloudConfig:
         )
     try:
         data = load_bounded(text) or {}
-    except (yaml.YAMLError, ValueError) as error:
+    # pyyaml's constructors raise what Python raises on odd scalars (!!bool maybe: KeyError)
+    except (yaml.YAMLError, ValueError, OverflowError, KeyError, AttributeError, TypeError, IndexError) as error:
         reason = " ".join(str(error).split())  # pyyaml's messages span lines
         raise ProviderError(f"user-data: #cloud-config is not valid YAML: {reason}") from None
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
