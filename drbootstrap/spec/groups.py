@@ -41,12 +41,17 @@ def check_groups(data: dict) -> list[Problem]:
                     )
                 )
             seen_roles.setdefault(role, index)
-        has_list, has_count, has_pattern = (
-            "hostnames" in group,
-            "count" in group,
-            "hostname_pattern" in group,
-        )
         where = ("nodes", index)
+        for key in ("hostnames", "count", "hostname_pattern"):
+            if key in group and group[key] is None:  # `hostnames:` with nothing after it
+                problems.append(
+                    Problem(where + (key,), f"nodes[{index}].{key}: is empty", "give it a value or remove the key")
+                )
+        has_list, has_count, has_pattern = (
+            group.get("hostnames") is not None,
+            group.get("count") is not None,
+            group.get("hostname_pattern") is not None,
+        )
         if has_list and (has_count or has_pattern):
             key = "count" if has_count else "hostname_pattern"
             problems.append(

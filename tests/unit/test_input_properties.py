@@ -19,6 +19,7 @@ from drbootstrap.errors import DrbError, ProviderError, SpecError
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, JournalError, Step, journal_path
 from drbootstrap.providers.local import cloudinit
+from drbootstrap.plan import build_plan
 from drbootstrap.spec import parse_spec
 from tests.support.prereq import REPO_ROOT
 
@@ -46,8 +47,9 @@ structures = st.recursive(
 
 
 def assert_clean_spec_refusal(text: str) -> None:
+    """parse_spec (and the plan, as `validate` builds it) succeed, or refuse with located lines."""
     try:
-        parse_spec(text, resolve_secrets=False)
+        build_plan(parse_spec(text, resolve_secrets=False))
     except SpecError as error:
         assert error.exit_status == ExitStatus.INVALID_SPEC
         assert error.problems, "a refusal names at least one problem"
@@ -108,6 +110,7 @@ EXAMPLE_PATHS = [path for path in _paths(EXAMPLE_SPEC) if path]
 
 @FAST
 @given(st.sampled_from(EXAMPLE_PATHS), structures)
+@example(("nodes", 0, "hostnames"), None)  # `hostnames:` empty passed validation, then the plan asserted
 @example(("nodes", 1, "count"), 10**9)
 @example(("nodes", 1, "hostname_pattern"), "{n:>99999}")
 @example(("nodes",), [{"role": f"r{i}", "count": 10_000, "hostname_pattern": f"r{i}-{{n}}"} for i in range(3)])
@@ -117,6 +120,34 @@ def test_the_example_with_one_value_replaced_is_loaded_or_refused_with_located_l
     for part in path[:-1]:
         target = target[part]
     target[path[-1]] = value
+    assert_clean_spec_refusal(yaml.safe_dump(data, allow_unicode=True))
+
+
+roles = st.sampled_from(["db", "web", "mail", "cache", "Bad_Role", "", "master"])
+labels = st.sampled_from(["db01", "web01", "web02", "controller", "a" * 64, "x", "-bad", "web01"])
+node_groups = st.lists(
+    st.fixed_dictionaries(
+        {"role": roles},
+        optional={
+            "hostnames": st.lists(labels, max_size=4) | structures,
+            "count": st.integers(min_value=-2, max_value=10_001) | scalars,
+            "hostname_pattern": st.sampled_from(["web{n:02}", "db{n}", "{n}", "x{n:>70}", "{m}", "{n.real}", "{"]),
+            "after": st.lists(roles, max_size=3) | scalars,
+            "image": st.sampled_from(["worker", "master", "nope"]),
+            "volumes": st.lists(st.fixed_dictionaries({"name": labels, "mount": st.sampled_from(["/srv", "srv", "/srv"]),
+                                                       "size_gb": st.integers(-1, 70_000)}), max_size=2),
+        },
+    ),
+    max_size=8,
+)
+
+
+@FAST
+@given(node_groups, st.sampled_from(["10.213.0.0/24", "10.213.0.0/30", "10.0.0.0/8", "bad"]))
+@example([{"role": "web", "after": ["db"]}, {"role": "db", "after": ["web"]}], "10.213.0.0/24")
+def test_any_node_groups_are_loaded_or_refused_with_located_lines(groups, network):
+    data = {"environment": "demo", "domain": "demo.internal", "provider": {"name": "local", "network": network},
+            "nodes": groups}
     assert_clean_spec_refusal(yaml.safe_dump(data, allow_unicode=True))
 
 
