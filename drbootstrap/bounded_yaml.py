@@ -13,6 +13,7 @@ from yaml.events import AliasEvent, ScalarEvent
 MAX_DEPTH = 64  # mappings and lists inside each other; a real spec nests 6 deep
 MAX_VALUES = 25_000  # YAML nodes once every alias is expanded (stops the "billion laughs")
 MAX_SCALAR_CHARS = 16_384  # one key or value; a node's whole user-data must fit in 16 KB
+MAX_CHARS = 1_048_576  # all keys and values once aliases are expanded (aliases of one long value)
 
 
 class YamlLimitExceeded(yaml.YAMLError):
@@ -24,7 +25,8 @@ class YamlLimitExceeded(yaml.YAMLError):
 
 
 class BoundedSafeLoader(yaml.SafeLoader):
-    """pyyaml's safe loader, composing at most max_depth deep and max_values values after aliases.
+    """pyyaml's safe loader: at most max_depth deep, max_values values and max_chars characters
+    once aliases are expanded, no value over max_scalar_chars.
 
     pyyaml composes an alias as the very node it names, so nine levels of ten aliases compose
     instantly and only explode when walked. Each node's expanded size is counted as it is
@@ -35,12 +37,15 @@ class BoundedSafeLoader(yaml.SafeLoader):
     max_depth = MAX_DEPTH
     max_values = MAX_VALUES
     max_scalar_chars = MAX_SCALAR_CHARS
+    max_chars = MAX_CHARS
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self._depth = 0
-        self._values = 0  # values composed so far, aliases counted at their expanded size
-        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded size, once composed
+        # values and characters composed so far, aliases counted at their expanded size
+        self._values = 0
+        self._chars = 0
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (values, chars) once composed
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
         event = self.peek_event()
@@ -53,12 +58,13 @@ class BoundedSafeLoader(yaml.SafeLoader):
                         f"alias *{event.anchor} is inside the collection it names (it would never end)",
                         "write the values out instead of the alias",
                     )
-                self._count(self._sizes[id(named)], event.start_mark, alias=True)
+                self._count(*self._sizes[id(named)], event.start_mark, alias=True)
             return super().compose_node(parent, index)
-        if isinstance(event, ScalarEvent) and len(event.value) > self.max_scalar_chars:
+        chars = len(event.value) if isinstance(event, ScalarEvent) else 0
+        if chars > self.max_scalar_chars:
             raise YamlLimitExceeded(
                 event.start_mark,
-                f"a value of {len(event.value)} characters, over the limit of {self.max_scalar_chars}",
+                f"a value of {chars} characters, over the limit of {self.max_scalar_chars}",
                 "shorten it; long text belongs in a file the spec references",
             )
         if self._depth >= self.max_depth:
@@ -67,30 +73,34 @@ class BoundedSafeLoader(yaml.SafeLoader):
                 f"YAML nested more than {self.max_depth} levels deep",
                 "flatten the document",
             )
-        before = self._values
-        self._count(1, event.start_mark, alias=False)
+        before = (self._values, self._chars)
+        self._count(1, chars, event.start_mark, alias=False)
         self._depth += 1
         try:
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
         if event.anchor is not None:
-            self._sizes[id(node)] = self._values - before
+            self._sizes[id(node)] = (self._values - before[0], self._chars - before[1])
         return node
 
-    def _count(self, values: int, mark: yaml.Mark, *, alias: bool) -> None:
+    def _count(self, values: int, chars: int, mark: yaml.Mark, *, alias: bool) -> None:
         self._values += values
-        if self._values <= self.max_values:
+        self._chars += chars
+        if self._values <= self.max_values and self._chars <= self.max_chars:
             return
+        amount = (
+            f"more than {self.max_values} values"
+            if self._values > self.max_values
+            else f"more than {self.max_chars} characters of values"
+        )
         if alias:
             raise YamlLimitExceeded(
                 mark,
-                f"with its aliases expanded the document has more than {self.max_values} values",
-                "write the values out instead of repeating collections through aliases",
+                f"with its aliases expanded the document has {amount}",
+                "write the values out instead of repeating them through aliases",
             )
-        raise YamlLimitExceeded(
-            mark, f"the document has more than {self.max_values} values", "a spec is a few hundred values"
-        )
+        raise YamlLimitExceeded(mark, f"the document has {amount}", "a spec is a few hundred values")
 
 
 def load_bounded(text: str) -> object:

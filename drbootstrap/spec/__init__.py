@@ -42,8 +42,9 @@ __all__ = [
 def load_spec(path: Path, *, resolve_secrets: bool = True) -> EnvironmentSpec:
     """Read and check the spec at `path`.
 
-    Raises SpecError whose `problems` are every problem found, sorted by position, each one line
-    `FILE:LINE:COL: what (how to fix)` where FILE is `path` as given. With resolve_secrets, every
+    Raises SpecError whose `problems` are every problem found (the first MAX_PROBLEMS, then a line
+    counting the rest), sorted by position, each one line `FILE:LINE:COL: what (how to fix)`
+    where FILE is `path` as given. A file past a bound (drbootstrap.spec.limits) is one line. With resolve_secrets, every
     `${env:...}`/`${file:...}` reference is read now (a missing one is a problem); the values stay
     inside their SecretRef. Contacts nothing.
     """

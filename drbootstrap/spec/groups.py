@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from drbootstrap.spec.limits import MAX_NODES
+from drbootstrap.spec.limits import MAX_GROUPS, MAX_NODES
 from drbootstrap.spec.positions import Path_
 from drbootstrap.spec.problems import Problem, dotted
 from drbootstrap.spec.raw import get_in, groups_of, is_valid, roles_of
@@ -18,6 +18,16 @@ MAX_FQDN_LENGTH = 253
 def check_groups(data: dict) -> list[Problem]:
     """Unique roles, exactly one way of naming each group's nodes, unique volume names and mounts."""
     problems = []
+    groups = data.get("nodes")
+    if isinstance(groups, list) and len(groups) > MAX_GROUPS:
+        problems.append(
+            Problem(
+                ("nodes",),
+                f"nodes: {len(groups)} groups, over the limit of {MAX_GROUPS}",
+                "put nodes of one role in one group (hostnames: [...] or count:)",
+                at_key=True,
+            )
+        )
     seen_roles: dict[str, int] = {}
     for index, group in groups_of(data):
         role = group.get("role")
@@ -31,12 +41,17 @@ def check_groups(data: dict) -> list[Problem]:
                     )
                 )
             seen_roles.setdefault(role, index)
-        has_list, has_count, has_pattern = (
-            "hostnames" in group,
-            "count" in group,
-            "hostname_pattern" in group,
-        )
         where = ("nodes", index)
+        for key in ("hostnames", "count", "hostname_pattern"):
+            if key in group and group[key] is None:  # `hostnames:` with nothing after it
+                problems.append(
+                    Problem(where + (key,), f"nodes[{index}].{key}: is empty", "give it a value or remove the key")
+                )
+        has_list, has_count, has_pattern = (
+            group.get("hostnames") is not None,
+            group.get("count") is not None,
+            group.get("hostname_pattern") is not None,
+        )
         if has_list and (has_count or has_pattern):
             key = "count" if has_count else "hostname_pattern"
             problems.append(
@@ -230,27 +245,32 @@ def check_after(data: dict) -> list[Problem]:
 
 
 def find_cycles(edges: dict[str, list[str]]) -> list[list[str]]:
-    """Each distinct cycle of a dependency graph once, as the list of its members in order."""
+    """Each distinct cycle of a dependency graph once, as the list of its members in order.
+
+    Depth-first without recursion: a chain of thousands of `after:` must not exhaust the stack.
+    """
     cycles: list[list[str]] = []
     seen_members: set[frozenset[str]] = set()
     state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt) :]
+    path: list[str] = []
+    for start in edges:
+        if start in state:
+            continue
+        state[start] = 1
+        path.append(start)
+        pending = [iter(edges.get(start, []))]
+        while pending:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                pending.pop()
+                state[path.pop()] = 2
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt) :]
                 if frozenset(cycle) not in seen_members:
                     seen_members.add(frozenset(cycle))
                     cycles.append(list(cycle))
             elif nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for node in edges:
-        if node not in state:
-            visit(node)
+                state[nxt] = 1
+                path.append(nxt)
+                pending.append(iter(edges.get(nxt, [])))
     return cycles

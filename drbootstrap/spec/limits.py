@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drbootstrap.bounded_yaml import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES
+from drbootstrap.bounded_yaml import MAX_CHARS, MAX_DEPTH, MAX_SCALAR_CHARS, MAX_VALUES
 from drbootstrap.errors import SpecError
 from drbootstrap.input_files import Unreadable, read_bounded_text
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_PROBLEMS", "MAX_SCALAR_CHARS", "MAX_SPEC_BYTES", "MAX_VALUES", "read_spec_text"]
+__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_GROUPS", "MAX_NODES", "MAX_PROBLEMS", "MAX_SCALAR_CHARS", "MAX_SPEC_BYTES", "MAX_VALUES", "read_spec_text"]
 
 MAX_SPEC_BYTES = 256 * 1024  # the file on disk; the largest example is about 3 KB
 MAX_NODES = 10_000  # hosts in the environment, all groups together, after count: expansion
+MAX_GROUPS = 256  # node groups (roles); bounds the longest `after:` chain the plan walks
 MAX_PROBLEMS = 50  # lines reported for one file; a person fixes the first ones and runs again
 
 

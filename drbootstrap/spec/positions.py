@@ -154,9 +154,17 @@ class _Builder:
     def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError) as error:  # 2001-02-30, an int of 5000 digits
+        except yaml.YAMLError:
+            raise
+        # pyyaml's scalar constructors fail on odd input with whatever Python raises:
+        # 2001-02-30 (ValueError), 5000 digits (ValueError), !!bool maybe (KeyError),
+        # !!timestamp x (AttributeError).
+        except (ValueError, OverflowError, KeyError, AttributeError, TypeError, IndexError) as error:
             self.loader.recursive_objects.pop(node, None)  # else an alias to it reads as recursive
-            reason = _first_line(str(error)).split(";")[0]
+            if isinstance(error, (ValueError, OverflowError)):
+                reason = _first_line(str(error)).split(";")[0]
+            else:
+                reason = f"not a valid !!{node.tag.rsplit(':', 1)[-1]}"
             self.errors.append(
                 LocatedYamlError(
                     _mark(node.start_mark),

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.spec.limits import MAX_DEPTH, MAX_SCALAR_CHARS, MAX_SPEC_BYTES, MAX_VALUES
+from drbootstrap.spec.groups import find_cycles
+from drbootstrap.spec.limits import MAX_CHARS, MAX_DEPTH, MAX_GROUPS, MAX_SCALAR_CHARS, MAX_SPEC_BYTES, MAX_VALUES
 
 SPEC_HEAD = "environment: demo\ndomain: demo.internal\nprovider: {name: local}\n"
 
@@ -70,6 +71,18 @@ def test_a_document_with_too_many_values_is_refused_at_the_first_value_over(cli,
     assert line.endswith(f": the document has more than {MAX_VALUES} values (a spec is a few hundred values)")
 
 
+def test_aliases_of_one_long_value_are_refused_by_their_characters(cli, tmp_path):
+    # 9,000 aliases of a 16,000-character value: few values, 144 MB of text once expanded;
+    # it took 37 s and 480 MB to list 9,000 problems before the character budget
+    spec = tmp_path / "long-aliases.yaml"
+    spec.write_text(SPEC_HEAD + "long: &a " + "x" * 16_000 + "\nnodes:\n  - role: web\n    hostnames: ["
+                    + ",".join(["*a"] * 9_000) + "]\n")
+    line = refuse(cli, spec)
+    assert line.startswith(f"{spec}:7:")
+    assert line.endswith(f": with its aliases expanded the document has more than {MAX_CHARS} characters of values "
+                         "(write the values out instead of repeating them through aliases)")
+
+
 def test_a_directory_given_as_the_spec_is_refused(cli, tmp_path):
     assert refuse(cli, tmp_path) == f"{tmp_path}:1:1: the spec is a directory, not a file (give the path of a regular file)"
 
@@ -105,3 +118,32 @@ def test_plan_refuses_the_same_inputs(cli, tmp_path):
     result = cli("plan", str(spec))
     assert result.exit_code == ExitStatus.INVALID_SPEC
     assert "nested more than" in result.stderr
+
+
+def chain_of_groups(count: int) -> str:
+    groups = "".join(f"  - {{role: r{i}, hostnames: [h{i}], after: [r{i + 1}]}}\n" for i in range(count - 1))
+    return (SPEC_HEAD.replace("{name: local}", "{name: local, network: 10.0.0.0/16}") + "nodes:\n" + groups
+            + f"  - {{role: r{count - 1}, hostnames: [h{count - 1}]}}\n")
+
+
+def test_thousands_of_groups_chained_by_after_are_refused_not_a_recursion_error(cli, tmp_path):
+    spec = tmp_path / "chain.yaml"
+    spec.write_text(chain_of_groups(2_500))  # was: internal error: RecursionError (exit 70)
+    assert refuse(cli, spec) == (
+        f"{spec}:4:1: nodes: 2500 groups, over the limit of {MAX_GROUPS} "
+        "(put nodes of one role in one group (hostnames: [...] or count:))"
+    )
+
+
+def test_the_longest_allowed_after_chain_validates_and_plans(cli, tmp_path):
+    spec = tmp_path / "chain.yaml"
+    spec.write_text(chain_of_groups(MAX_GROUPS))
+    result = cli("validate", str(spec))
+    assert result.exit_code == 0, result.stderr
+    assert f"valid ({MAX_GROUPS + 1} nodes in {MAX_GROUPS} waves)" in result.stdout
+
+
+def test_cycle_search_walks_a_long_chain_without_recursion():
+    chain = {f"r{i}": [f"r{i + 1}"] for i in range(20_000)}
+    chain["r20000"] = ["r19990"]
+    assert find_cycles(chain) == [[f"r{i}" for i in range(19_990, 20_001)]]

@@ -87,11 +87,12 @@ def parse_cloud_config(text: str) -> CloudConfig:
         )
     try:
         data = load_bounded(text) or {}
-    except (yaml.YAMLError, ValueError) as error:
+    # pyyaml's constructors raise what Python raises on odd scalars (!!bool maybe: KeyError)
+    except (yaml.YAMLError, ValueError, OverflowError, KeyError, AttributeError, TypeError, IndexError) as error:
         reason = " ".join(str(error).split())  # pyyaml's messages span lines
         raise ProviderError(f"user-data: #cloud-config is not valid YAML: {reason}") from None
-    if not isinstance(data, dict):
-        raise ProviderError("user-data: #cloud-config must be a mapping of keys")
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise ProviderError("user-data: #cloud-config must be a mapping of keys (text)")
     if not _encodable(data):
         raise ProviderError("user-data: a value is not valid Unicode (a lone surrogate escape such as \\ud800)")
     files_data = data.get("write_files") or []
