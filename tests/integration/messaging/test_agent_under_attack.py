@@ -24,7 +24,7 @@ from drbootstrap.messaging.mcollective import McollectiveProtocol
 from drbootstrap.messaging.native import NativeProtocol
 from drbootstrap.messaging.security import generate_ed25519_key, load_signer
 from drbootstrap.messaging.transport import BrokerAddress, StompTransport, TransportConfig
-from tests.unit.hostile_messages import (
+from tests.support.hostile_messages import (
     CATASTROPHIC_REGEX,
     deep_json_array,
     link_bomb,
