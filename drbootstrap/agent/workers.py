@@ -26,26 +26,24 @@ class ActionRunner:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max(1, pending))
         self._workers = max(1, workers)
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
         self._stopped = False
         self._idle = threading.Condition()
         self._unfinished = 0  # submitted and not yet done
 
     def submit(self, job: Callable[[], None]) -> bool:
-        with self._lock:
+        with self._idle:
             if self._stopped:
                 return False
-            if not self._threads:
-                for index in range(self._workers):
-                    thread = threading.Thread(target=self._work, name=f"act-{self.name}-{index}", daemon=True)
-                    thread.start()
-                    self._threads.append(thread)
-        with self._idle:
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
                 return False
             self._unfinished += 1
+            # Threads start as work needs them (200 agents in one process must not mean 800 threads).
+            if self._unfinished > len(self._threads) and len(self._threads) < self._workers:
+                thread = threading.Thread(target=self._work, name=f"act-{self.name}-{len(self._threads)}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         return True
 
     def wait_idle(self, timeout: float) -> bool:
@@ -55,7 +53,7 @@ class ActionRunner:
 
     def stop(self) -> None:
         """Drop waiting jobs and let idle workers end; a busy one ends with the process."""
-        with self._lock:
+        with self._idle:
             self._stopped = True
         while True:
             try:

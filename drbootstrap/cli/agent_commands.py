@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -46,7 +47,7 @@ def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[s
     servers = run_agents(configs)
     logging.getLogger("drbootstrap.agent").info("agent running for %s", ", ".join(c.identity for c in configs))
     try:
-        stop.wait()
+        _wait_for(stop)
     finally:
         try:
             _stop_within(servers, SHUTDOWN_SECONDS)
@@ -55,6 +56,23 @@ def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[s
                 if config.pid_file:
                     Path(config.pid_file).unlink(missing_ok=True)
     return 0
+
+
+def _wait_for(stop: threading.Event) -> None:
+    """Block until a signal handler sets `stop`. Not stop.wait(): a signal the kernel hands to one
+    of the other threads does not wake the main thread from a lock wait, so SIGTERM could sit
+    unhandled; the wakeup fd is written whichever thread receives it, and select() sees it."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end)
+    try:
+        while not stop.is_set():
+            select.select([read_end], [], [])
+            os.read(read_end, 512)
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_end)
+        os.close(write_end)
 
 
 SHUTDOWN_SECONDS = 1.5  # SIGTERM to exit within 2 s, whatever an action or the broker is doing

@@ -19,14 +19,13 @@ from typing import Any
 from drbootstrap.errors import SecurityError
 from drbootstrap.messaging import ruby_marshal as rm
 from drbootstrap.messaging.envelope import (
-    FactFilter,
-    Filter,
     Frame,
     Reply,
     Request,
     StatusCode,
     WireProtocol,
 )
+from drbootstrap.messaging.mcollective_filters import empty_filter, filter_from_wire, filter_to_wire
 from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
 from drbootstrap.messaging.security import (
     DEFAULT_CLOCK_SKEW,
@@ -44,13 +43,7 @@ IDENTITY_HEADER = "mc_identity"
 _CALLER_ID = re.compile(r"^[\w]+=[\w.\-]+$")  # Security::Base#valid_callerid?
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,252}$")
 _DESTINATION = re.compile(r"^/(queue|topic)/[A-Za-z0-9_.\-]{1,240}$")
-_FACT_OPERATORS = ("==", "!=", "=~", "<", ">", "<=", ">=")
 _reply_sequence = itertools.count(1)
-
-
-def empty_filter() -> dict[str, list[Any]]:
-    """Util.empty_filter: string keys, in Ruby's order."""
-    return {"fact": [], "cf_class": [], "agent": [], "identity": [], "compound": []}
 
 
 def psk_digest(serialized_body: bytes, psk: str) -> str:
@@ -249,61 +242,6 @@ class McollectiveProtocol(WireProtocol):
         except MarshalError as error:
             raise SecurityError(f"malformed mcollective {kind} body ({error})") from error
         return plain, inner
-
-
-def filter_to_wire(request_filter: Filter) -> dict[str, list[Any]]:
-    """Our Filter as mcollective's filter hash (fact entries keyed by symbols, as Ruby writes)."""
-    wire = empty_filter()
-    wire["fact"] = [{Sym("fact"): f.fact, Sym("value"): f.value, Sym("operator"): f.operator} for f in request_filter.fact]
-    wire["cf_class"] = list(request_filter.cf_class)
-    wire["agent"] = list(request_filter.agent)
-    wire["identity"] = list(request_filter.identity)
-    return wire
-
-
-def filter_from_wire(wire: Any) -> Filter:
-    """mcollective's filter hash (already plain Python) as our Filter; compound ones are refused."""
-    if wire is None:
-        return Filter()
-    if not isinstance(wire, dict):
-        raise TypeError("filter is not a hash")
-    if wire.get("compound"):
-        # A compound filter needs mcollective's data plugins to evaluate; running a request we
-        # cannot prove is meant for us would be worse than staying silent.
-        raise SecurityError("compound (-S) filters are not supported by drbootstrap agents")
-    facts = []
-    for entry in _terms(wire.get("fact"), "fact"):
-        if not isinstance(entry, dict):
-            raise TypeError("fact filter entry is not a hash")
-        operator = str(entry.get("operator", "=="))
-        if operator not in _FACT_OPERATORS:
-            raise ValueError(f"unknown fact operator {operator[:20]!r}")
-        facts.append(FactFilter(_term(entry["fact"]), operator, _term(entry["value"])))
-    return Filter(
-        identity=tuple(_term(item) for item in _terms(wire.get("identity"), "identity")),
-        fact=tuple(facts),
-        cf_class=tuple(_term(item) for item in _terms(wire.get("cf_class"), "class")),
-        # Security::Base#validate_filter? passes the agent name "mcollective" on every node.
-        agent=tuple(_term(item) for item in _terms(wire.get("agent"), "agent") if item != "mcollective"),
-    )
-
-
-MAX_FILTER_TERMS = 64
-MAX_FILTER_TERM_LENGTH = 256
-
-
-def _terms(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_FILTER_TERMS:
-        raise ValueError(f"{what} filter is not a list of at most {MAX_FILTER_TERMS} terms")
-    return value
-
-
-def _term(value: Any) -> str:
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or len(str(value)) > MAX_FILTER_TERM_LENGTH:
-        raise ValueError(f"a filter term that is not a string of at most {MAX_FILTER_TERM_LENGTH} characters")
-    return str(value)
 
 
 def _request_body(request: Request, caller_id: str) -> Any:

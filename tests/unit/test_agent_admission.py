@@ -16,7 +16,7 @@ from drbootstrap.messaging.frame_guard import OVERSIZED_HEADER
 from drbootstrap.messaging.mcollective import McollectiveProtocol
 from drbootstrap.messaging.native import NativeProtocol
 from drbootstrap.messaging.security import HmacSigner
-from tests.unit.hostile_messages import (
+from tests.support.hostile_messages import (
     CATASTROPHIC_REGEX,
     deep_json_array,
     link_bomb,

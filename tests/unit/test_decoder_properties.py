@@ -18,7 +18,7 @@ from drbootstrap.messaging.mcollective import McollectiveProtocol, psk_digest
 from drbootstrap.messaging.native import NativeProtocol
 from drbootstrap.messaging.ruby_marshal import MarshalError, Sym
 from drbootstrap.messaging.security import HmacSigner
-from tests.unit.hostile_messages import deep_json_array, link_bomb, mcollective_with_envelope_bomb, wide_link_bomb
+from tests.support.hostile_messages import deep_json_array, link_bomb, mcollective_with_envelope_bomb, wide_link_bomb
 
 KEY = b"0123456789abcdef0123456789abcdef"
 PSK = "property-psk"

@@ -293,7 +293,7 @@ def test_psk_file_is_read_stripped_and_a_missing_one_says_what_to_set(tmp_path):
 
 
 def test_agent_filter_mcollective_matches_every_node_as_in_ruby():
-    from drbootstrap.messaging.mcollective import filter_from_wire
+    from drbootstrap.messaging.mcollective_filters import filter_from_wire
 
     wire = {"fact": [], "cf_class": [], "agent": ["mcollective", "rpcutil"], "identity": [], "compound": []}
     assert filter_from_wire(wire) == Filter(agent=("rpcutil",))

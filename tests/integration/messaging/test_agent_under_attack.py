@@ -24,7 +24,7 @@ from drbootstrap.messaging.mcollective import McollectiveProtocol
 from drbootstrap.messaging.native import NativeProtocol
 from drbootstrap.messaging.security import generate_ed25519_key, load_signer
 from drbootstrap.messaging.transport import BrokerAddress, StompTransport, TransportConfig
-from tests.unit.hostile_messages import (
+from tests.support.hostile_messages import (
     CATASTROPHIC_REGEX,
     deep_json_array,
     link_bomb,
@@ -47,6 +47,7 @@ class Target:
     client_config: ClientConfig
     variants: dict[str, Callable[[], Frame]]
     refusable: set[str] = field(default_factory=set)  # variants counted as refusals in the stats
+    expected_reasons: tuple[str, ...] = ()  # refusal kinds the stats must show
 
 
 def start_agent(config_file: Path) -> subprocess.Popen:
@@ -108,7 +109,8 @@ def native_target(work: Path, broker_url: str, identity: str) -> tuple[Target, P
     client = ClientConfig(brokers=[broker_url], key_file=work / "ops.pem", trusted_keys_dir=client_trust,
                           discovery_timeout=2.0, timeout=10.0)
     refusable = set(variants) - {"catastrophic regex, allowed caller", "fill the replay cache (for nobody)"}
-    return Target(identity, broker_url, client, variants, refusable), config
+    reasons = ("invalid", "replay", "size", "unauthorised")
+    return Target(identity, broker_url, client, variants, refusable, reasons), config
 
 
 def mcollective_target(work: Path, broker_url: str, identity: str) -> tuple[Target, Path]:
@@ -149,7 +151,7 @@ def mcollective_target(work: Path, broker_url: str, identity: str) -> tuple[Targ
                           discovery_timeout=2.0, timeout=10.0)
     refusable = set(variants) - {"catastrophic identity regex on a sniffed ping",
                                  "fill the replay cache (sniffed ping, new ids, for nobody)"}
-    return Target(identity, broker_url, client, variants, refusable), config
+    return Target(identity, broker_url, client, variants, refusable, ("invalid", "size")), config
 
 
 @dataclass
@@ -209,6 +211,7 @@ def test_agent_refuses_every_hostile_variant_answers_throughout_and_exits_on_sig
             pings += 1
             answered += bool(client.ping(expect=[target.identity]).responded)
             time.sleep(PING_INTERVAL)
+        sent_before_stats = dict(sent)  # the attack goes on; count what was sent before the agent counted
         stats = client.call("rpcutil", "daemon_stats", targets=[target.identity]).replies[0].data
     refusals = stats.get("refusals", {})
     # Under attack still: SIGTERM, timed until the process is gone.
@@ -218,13 +221,14 @@ def test_agent_refuses_every_hostile_variant_answers_throughout_and_exits_on_sig
     exit_seconds = time.monotonic() - signalled
     stop.set()
     thread.join(10)
-    refusable_sent = sum(count for name, count in sent.items() if name in target.refusable)
-    print(f"\n[{mode}] variants={len(sent)} sent={sum(sent.values())} refusable={refusable_sent} "
+    refusable_sent = sum(count for name, count in sent_before_stats.items() if name in target.refusable)
+    print(f"\n[{mode}] variants={len(sent)} sent={sum(sent_before_stats.values())} refusable={refusable_sent} "
           f"refused={sum(refusals.values())} {refusals} filtered={stats.get('filtered')} "
           f"pings answered {answered}/{pings} during the attack; SIGTERM exit {exit_seconds:.2f}s")
     assert answered == pings, f"{pings - answered} of {pings} pings went unanswered during the attack"
     assert not attacker_replies, "a hostile request was answered"
     assert sum(refusals.values()) >= refusable_sent * 0.9  # the last sends may still be in flight
+    assert all(refusals.get(reason) for reason in target.expected_reasons), refusals
     assert exit_seconds < 2.0
     log_lines = (tmp_path / "agent.log").read_text().splitlines()
     refusal_lines = [line for line in log_lines if "refused a request" in line]
