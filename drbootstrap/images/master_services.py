@@ -1,8 +1,10 @@
-"""What images/master/boot.sh asks Python to do: write the dnsmasq config, start ActiveMQ.
+"""What images/master/boot.sh asks Python to do: write the dnsmasq config, start ActiveMQ, find
+(or, when the image is made, build) puppetserver's ahead-of-time compiled jar.
 
     python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
         --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME] [--log-file F]
     python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613
+    python3 -m drbootstrap.images.master_services puppetserver-aot [--build] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ def _broker(args: argparse.Namespace) -> None:
     print(broker.pid)
 
 
+def _puppetserver_aot(args: argparse.Namespace) -> None:
+    from drbootstrap.images import puppetserver_aot
+
+    cache_dir = Path(args.cache_dir)
+    jar = puppetserver_aot.build(cache_dir) if args.build else puppetserver_aot.lookup(cache_dir)
+    if jar is None:
+        raise SystemExit(1)  # no jar for this puppetserver: boot.sh starts it without one
+    print(jar)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="drbootstrap.images.master_services")
     commands = top.add_subparsers(dest="command", required=True)
@@ -57,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
     broker.add_argument("--host", required=True)
     broker.add_argument("--port", type=int, default=61613)
     broker.set_defaults(run=_broker)
+    aot = commands.add_parser("puppetserver-aot", help="print the compiled-jar path for this puppetserver (exit 1: none)")
+    aot.add_argument("--build", action="store_true", help="compile it first if missing (when the image is made)")
+    aot.add_argument("--cache-dir", default="/var/cache/drbootstrap/puppetserver")
+    aot.set_defaults(run=_puppetserver_aot)
     return top
 
 

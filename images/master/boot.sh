@@ -11,10 +11,13 @@
 #            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
+#          /var/cache/drbootstrap/puppetserver/aot-*.jar  puppetserver's Clojure compiled when the
+#                                            image was made (drbootstrap.images.puppetserver_aot), if any
 #   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid,dnsmasq.log}   (the dns agent edits hosts)
 #          DRB_NODE_DIR/activemq/ (activemq.log)                         (broker conf and data)
-#          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/,ca/,ssl/,log/puppetserver.log}
-#          DRB_NODE_DIR/puppetserver/conf.d/                             (copy of Debian's, our dirs)
+#          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/,ca/,ssl/,log/puppetserver{,-access}.log}
+#          DRB_NODE_DIR/puppetserver/{conf.d/,services.d/,logback.xml,request-logging.xml}
+#                                          (copies of Debian's, with our dirs and fewer services)
 #          DRB_NODE_DIR/ssh/{ssh_host_ed25519_key,sshd_config,sshd.pid,sshd.log}
 #          CONFIG_DIR/autosign-tokens.json (0600, created empty; the controller arms tokens)
 #          DRB_NODE_DIR/agent.yaml, agent.pid, agent.log, *.pid
@@ -65,6 +68,12 @@ FQDN=$DRB_HOSTNAME.$DRB_DOMAIN
 hostname "$DRB_HOSTNAME"
 echo "$DRB_HOSTNAME" >/etc/hostname
 log "controller $FQDN at $ADDRESS"
+# Facter reads /proc/1/environ (is this a container?). Where PID 1 is not ours to read (a node in
+# its host's PID namespace, as on the local cloud here), every Puppet run printed "Error: Facter:
+# Permission denied"; an empty file bound over it, in this node's own mount namespace, says "no".
+if [ -e /proc/1/environ ] && ! cat /proc/1/environ >/dev/null 2>&1; then
+    mount --bind /dev/null /proc/1/environ 2>/dev/null || log "Facter will report it cannot read /proc/1/environ"
+fi
 
 # 0. SSH, first: the controller pushes recipes over it before the broker is up. The host key is
 #    made once per node and printed on the console, where the controller pins it from.
@@ -132,9 +141,13 @@ cat >"$PUPPET_DIR/autosign" <<EOF
 DRB_AUTOSIGN_TOKENS='$TOKENS' exec '$PYTHON' -m drbootstrap.images.autosign "\$@"
 EOF
 chmod 0755 "$PUPPET_DIR/autosign"
+# keylength 2048: Puppet 7's 4096-bit keys took 20-70 s of the CA's first start here (the CA's key
+# and this server's, made in Java under the C1-only JIT below); 2048-bit RSA, Puppet's default
+# until 6, is fine for the life of an environment's certificates (the agents use it too).
 cat >"$PUPPET_DIR/puppet.conf" <<EOF
 [main]
 certname = $FQDN
+keylength = 2048
 server = $FQDN
 serverport = $PUPPET_PORT
 dns_alt_names = $DRB_HOSTNAME,$FQDN,$DRB_PUPPET_SERVER
@@ -150,17 +163,25 @@ EOF
 if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; then
     # Debian's launcher reads /etc/default/puppetserver (the host's config path, a 1 GB heap):
     # run the jar ourselves with a copy of conf.d pointing at this node's directories.
-    CONF_D=$NODE_DIR/puppetserver/conf.d
-    mkdir -p "$CONF_D"
+    PS_DIR=$NODE_DIR/puppetserver
+    CONF_D=$PS_DIR/conf.d
+    mkdir -p "$CONF_D" "$PS_DIR/services.d"
     cp /etc/puppet/puppetserver/conf.d/*.conf "$CONF_D/"
+    # One JRuby, interpreted (compile-mode off): its JIT costs more at start than it saves on
+    # the few catalogs of a recovery.
     sed -i -e "s|server-conf-dir: .*|server-conf-dir: $PUPPET_DIR|" \
         -e "s|server-code-dir: .*|server-code-dir: $PUPPET_DIR/code|" \
         -e "s|server-var-dir: .*|server-var-dir: $PUPPET_DIR/var|" \
         -e "s|server-run-dir: .*|server-run-dir: $PUPPET_DIR/run|" \
         -e "s|server-log-dir: .*|server-log-dir: $PUPPET_DIR/log|" \
-        -e "s|^jruby-puppet: {|jruby-puppet: {\n    max-active-instances: 1|" "$CONF_D/puppetserver.conf"
-    sed -i -e "s|ssl-host: .*|ssl-host: $ADDRESS|" -e "s|ssl-port: .*|ssl-port: $PUPPET_PORT|" "$CONF_D/webserver.conf"
-    cat >"$NODE_DIR/puppetserver/logback.xml" <<EOF
+        -e "s|^jruby-puppet: {|jruby-puppet: {\n    max-active-instances: 1\n    compile-mode: off|" "$CONF_D/puppetserver.conf"
+    # TLS 1.2: under TLS 1.3 the JDK sends a session ticket after a response, and Ruby's Net::HTTP
+    # (the agent, `puppetserver ca`) then blocks on reusing that connection until Jetty's 30 s idle
+    # timeout (Ruby bug #19017): every first Puppet run waited 30 s for its certificate.
+    sed -i -e "s|ssl-host: .*|ssl-host: $ADDRESS|" -e "s|ssl-port: .*|ssl-port: $PUPPET_PORT|" \
+        -e "s|access-log-config: .*|access-log-config: $PS_DIR/request-logging.xml|" \
+        -e "s|^webserver: {|webserver: {\n    ssl-protocols: [TLSv1.2]|" "$CONF_D/webserver.conf"
+    cat >"$PS_DIR/logback.xml" <<EOF
 <configuration>
   <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
     <encoder><pattern>%d{yyyy-MM-dd'T'HH:mm:ss.SSSXXX} %-5p [%c{2}] %m%n</pattern></encoder>
@@ -169,11 +190,34 @@ if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; th
   <root level="INFO"><appender-ref ref="STDOUT"/></root>
 </configuration>
 EOF
-    sed -i -e "s|logging-config: .*|logging-config: $NODE_DIR/puppetserver/logback.xml|" "$CONF_D/global.conf"
-    # Small and single-instance: a 2-core machine runs several of these in tests.
-    (cd "$PUPPET_DIR" && nohup java -Xms512m -Xmx768m -XX:TieredStopAtLevel=1 -Djruby.lib=/usr/share/jruby/lib \
-        -jar /usr/share/puppetserver/puppetserver.jar --config "$CONF_D" \
-        --bootstrap-config /etc/puppet/puppetserver/services.d \
+    cat >"$PS_DIR/request-logging.xml" <<EOF
+<configuration>
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>$PUPPET_DIR/log/puppetserver-access.log</file>
+    <encoder><pattern>%h %l %u [%t] "%r" %s %b "%i{User-Agent}" %D</pattern></encoder>
+  </appender>
+  <appender-ref ref="FILE" />
+</configuration>
+EOF
+    sed -i -e "s|logging-config: .*|logging-config: $PS_DIR/logback.xml|" "$CONF_D/global.conf"
+    # Services a recovery does not use: update checks, the admin API, the JMX-over-HTTP endpoint.
+    grep -h -v -e analytics-service -e puppet-admin-service -e metrics-webservice \
+        /etc/puppet/puppetserver/services.d/*.cfg >"$PS_DIR/services.d/bootstrap.cfg"
+    # Clojure compiled when the image was made (drbootstrap.images.puppetserver_aot), else from source.
+    PS_JAR=/usr/share/puppetserver/puppetserver.jar
+    if AOT_JAR=$("$PYTHON" -m drbootstrap.images.master_services puppetserver-aot 2>/dev/null); then
+        PS_START="-cp $AOT_JAR:$PS_JAR puppetlabs.trapperkeeper.main"
+    else
+        PS_START="-jar $PS_JAR"
+        log "puppetserver compiles its Clojure at start: the image has no compiled jar for this version"
+    fi
+    # Small and single-instance: a 2-core machine runs several of these in tests. C1 only and the
+    # serial collector: the least CPU to start, which is what a recovery waits for.
+    # --add-opens: JRuby's native subprocess control (the autosign hook, Facter's commands).
+    # shellcheck disable=SC2086 # PS_START is several words
+    (cd "$PUPPET_DIR" && nohup java -Xms256m -Xmx768m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+        --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
+        -Djruby.lib=/usr/share/jruby/lib $PS_START --config "$CONF_D" --bootstrap-config "$PS_DIR/services.d" \
         </dev/null >"$PUPPET_DIR/log/puppetserver.log" 2>&1 &
         echo $! >"$NODE_DIR/puppetserver.pid")
 fi

@@ -12,7 +12,8 @@
 #            DRB_RECIPE_ROOT (the recipes' drb_root fact, exported to Puppet as FACTER_drb_root)
 #          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
-#   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node),
+#   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
+#          over /proc/1/environ when root cannot read it (see below),
 #          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
 #          DRB_NODE_DIR/agent.pid, DRB_NODE_DIR/agent.log
 #   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd);
@@ -53,6 +54,12 @@ own_address() {
 }
 ADDRESS=$(own_address)
 log "address ${ADDRESS:-unknown}"
+# Facter reads /proc/1/environ (is this a container?). Where PID 1 is not ours to read (a node in
+# its host's PID namespace, as on the local cloud here), every Puppet run printed "Error: Facter:
+# Permission denied"; an empty file bound over it, in this node's own mount namespace, says "no".
+if [ -e /proc/1/environ ] && ! cat /proc/1/environ >/dev/null 2>&1; then
+    mount --bind /dev/null /proc/1/environ 2>/dev/null || log "Facter will report it cannot read /proc/1/environ"
+fi
 
 # 3. Our name, from reverse DNS of our address (a few tries: the master may be starting).
 reverse_name() {
@@ -87,9 +94,11 @@ case "$NAME" in *.*) FQDN=$NAME ;; *) FQDN=$NAME.$DRB_DOMAIN ;; esac
 # 4. Puppet agent: its own confdir/vardir/ssldir under the node dir; the token goes in the CSR.
 PUPPET_DIR=$NODE_DIR/puppet
 mkdir -p "$PUPPET_DIR/var" "$PUPPET_DIR/ssl" "$PUPPET_DIR/run" "$PUPPET_DIR/log"
+# keylength 2048, as the master's CA: a 4096-bit key took 1-3 s of the first run here.
 cat >"$PUPPET_DIR/puppet.conf" <<EOF
 [main]
 certname = $FQDN
+keylength = 2048
 server = $DRB_PUPPET_SERVER
 serverport = ${DRB_PUPPET_PORT:-8140}
 vardir = $PUPPET_DIR/var
