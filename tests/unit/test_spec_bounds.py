@@ -71,7 +71,10 @@ def test_a_document_with_too_many_values_is_refused_at_the_first_value_over(cli,
 
 
 def test_a_directory_given_as_the_spec_is_refused(cli, tmp_path):
-    assert refuse(cli, tmp_path) == f"{tmp_path}:1:1: the spec is a directory, not a file (give the path of a regular file)"
+    assert (
+        refuse(cli, tmp_path)
+        == f"{tmp_path}:1:1: the spec is a directory, not a file (give the path of a regular file)"
+    )
 
 
 @pytest.mark.timeout(10)  # opening a FIFO for reading blocks until a writer comes: it must not
