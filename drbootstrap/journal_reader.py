@@ -13,9 +13,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from drbootstrap.errors import DrbError
 from drbootstrap.input_files import Unreadable, position_of_char, read_bounded_text
@@ -186,7 +187,11 @@ def _one_line(text: str) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, _HugeInteger):
         return f"an integer over {MAX_INTEGER_DIGITS} digits"
-    text = json.dumps(value) if not isinstance(value, (dict, list)) else ("an object" if isinstance(value, dict) else "a list")
+    text = (
+        json.dumps(value)
+        if not isinstance(value, (dict, list))
+        else ("an object" if isinstance(value, dict) else "a list")
+    )
     return text if len(text) <= 40 else text[:37] + "..."
 
 

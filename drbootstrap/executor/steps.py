@@ -44,7 +44,7 @@ class StepFailed(DrbError):
         self.log_tail = log_tail
 
 
-class StartOver(Exception):  # noqa: N818 - a signal to the runner, not an error
+class StartOver(Exception):  # a signal to the runner, not an error
     """The node must be launched anew: the runner forgets it (new generation, new client token) and
     runs its steps again from launch. `reason` is one line for people."""
 

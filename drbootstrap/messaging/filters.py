@@ -27,7 +27,8 @@ def parse_fact_filter(text: str) -> FactFilter:
     match = _FACT.match(text.strip())
     if not match or not match.group(3):
         raise MessagingError(
-            f"bad fact filter {text!r}", hint="use FACT=VALUE, FACT=/REGEX/ or FACT OP VALUE with one of == != =~ < > <= >="
+            f"bad fact filter {text!r}",
+            hint="use FACT=VALUE, FACT=/REGEX/ or FACT OP VALUE with one of == != =~ < > <= >=",
         )
     fact, operator, value = match.groups()
     if operator == "=":

@@ -68,7 +68,9 @@ def load_psk(path: str | Path) -> str:
             hint="key_file (or --key-file) must name a file holding plugin.psk of the mco peers",
         ) from error
     if not psk:
-        raise SecurityError(f"the mcollective psk file {path} is empty", hint="write plugin.psk of the mco peers into it")
+        raise SecurityError(
+            f"the mcollective psk file {path} is empty", hint="write plugin.psk of the mco peers into it"
+        )
     return psk
 
 
@@ -138,7 +140,9 @@ class McollectiveProtocol(WireProtocol):
             f"{_name(client_identity, 'client id')}_{os.getpid()}.{next(_reply_sequence)}"
         )
 
-    def server_subscriptions(self, identity: str, agents: list[str], collective: str) -> list[tuple[str, dict[str, str]]]:
+    def server_subscriptions(
+        self, identity: str, agents: list[str], collective: str
+    ) -> list[tuple[str, dict[str, str]]]:
         subscriptions = [(self.broadcast_destination(agent, collective), {}) for agent in agents]
         selector = f"{IDENTITY_HEADER} = '{_name(identity, 'identity')}'"
         subscriptions.append((self.direct_destination(collective), {"selector": selector}))
@@ -186,7 +190,9 @@ class McollectiveProtocol(WireProtocol):
         try:
             request = _request_from(envelope, inner, headers)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise SecurityError(f"malformed mcollective request ({type(error).__name__}: {str(error)[:120]})") from error
+            raise SecurityError(
+                f"malformed mcollective request ({type(error).__name__}: {str(error)[:120]})"
+            ) from error
         check_ttl(request.created_at, request.ttl, skew=self.clock_skew, now=self._clock(), max_ttl=self.max_ttl)
         if not _DESTINATION.match(request.reply_to):
             raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a STOMP queue or topic")
@@ -254,7 +260,9 @@ class McollectiveProtocol(WireProtocol):
 def filter_to_wire(request_filter: Filter) -> dict[str, list[Any]]:
     """Our Filter as mcollective's filter hash (fact entries keyed by symbols, as Ruby writes)."""
     wire = empty_filter()
-    wire["fact"] = [{Sym("fact"): f.fact, Sym("value"): f.value, Sym("operator"): f.operator} for f in request_filter.fact]
+    wire["fact"] = [
+        {Sym("fact"): f.fact, Sym("value"): f.value, Sym("operator"): f.operator} for f in request_filter.fact
+    ]
     wire["cf_class"] = list(request_filter.cf_class)
     wire["agent"] = list(request_filter.agent)
     wire["identity"] = list(request_filter.identity)

@@ -96,7 +96,9 @@ def load_signer(key_file: Path, *, key_id: str | None = None, trusted_dir: Path 
 
         private = serialization.load_pem_private_key(raw, password=None)
         if not isinstance(private, Ed25519PrivateKey):
-            raise SecurityError(f"{key_file} is not an ed25519 private key", hint="generate one with drbootstrap's keygen")
+            raise SecurityError(
+                f"{key_file} is not an ed25519 private key", hint="generate one with drbootstrap's keygen"
+            )
         own_id = key_id or key_file.stem
         trusted: dict[str, object] = {own_id: private.public_key()}
         if trusted_dir is not None and trusted_dir.is_dir():

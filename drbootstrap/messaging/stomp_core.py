@@ -41,13 +41,13 @@ def _lean_stomp_package() -> None:
 _lean_stomp_package()
 # Imported below the call on purpose: the lean package must be registered first.
 
-from stomp.connect import StompConnection12
-from stomp.exception import (
+from stomp.connect import StompConnection12  # noqa: E402
+from stomp.exception import (  # noqa: E402
     ConnectFailedException,
     NotConnectedException,
     StompException,
 )
-from stomp.listener import ConnectionListener
+from stomp.listener import ConnectionListener  # noqa: E402
 
 __all__ = [
     "ConnectFailedException",

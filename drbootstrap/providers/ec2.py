@@ -82,17 +82,19 @@ class EC2Provider(Provider):
             raise ProviderError(f"{hostname}: {len(volumes)} volumes, more than the {len(DEVICES)} device names",
                                 hint="give the node fewer volumes")
         zone = self.settings.zone or node.extra.get("availability")
-        for volume, device in zip(volumes, DEVICES):
+        for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
                                                          snapshot_id=volume.snapshot, device=device,
                                                          size_gb=volume.size_gb, zone=zone, pacing=self.pacing)
-            done.append(f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else ""))
+            done.append(
+                f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
+            )
         return done
 
     def attach_volumes(self, node: Node, hostname: str, volumes: Sequence[VolumeWanted],
                        node_path: Callable[[str], str]) -> list[str]:
         """The volumes were made and attached with the instance (provision, at launch)."""
-        return [f"{v.name} attached at {d} at launch (mount {v.mount})" for v, d in zip(volumes, DEVICES)]
+        return [f"{v.name} attached at {d} at launch (mount {v.mount})" for v, d in zip(volumes, DEVICES, strict=False)]
 
     def describe_resources(self) -> list[str]:
         """One line per per-environment resource the cloud holds: key pair, group, addresses, volumes."""

@@ -277,8 +277,12 @@ def delete_volumes(driver: NodeDriver, environment: str, *, pacing: Pacing) -> l
     deleted = []
     for volume in environment_volumes(driver, environment, pacing=pacing):
         if volume.extra.get("instance_id"):
-            pacing.call(driver, f"detach {volume.id}", lambda volume=volume: driver.detach_volume(volume, ex_force=True),
-                        transient_codes=NOT_YET)
+            pacing.call(
+                driver,
+                f"detach {volume.id}",
+                lambda volume=volume: driver.detach_volume(volume, ex_force=True),
+                transient_codes=NOT_YET,
+            )
         pacing.call(driver, f"delete {volume.id}", lambda volume=volume: driver.destroy_volume(volume),
                     transient_codes=NOT_YET)
         deleted.append(volume.id)

@@ -89,7 +89,8 @@ def _check_volumes(index: int, group: dict) -> list[Problem]:
                 problems.append(
                     Problem(
                         ("nodes", index, "volumes", v_index, key),
-                        f"nodes[{index}].volumes[{v_index}].{key}: '{value}' is already used by volumes[{seen[(key, value)]}]",
+                        f"nodes[{index}].volumes[{v_index}].{key}: '{value}' "
+                        f"is already used by volumes[{seen[(key, value)]}]",
                         f"give each volume its own {key}",
                     )
                 )

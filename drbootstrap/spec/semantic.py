@@ -10,8 +10,8 @@ import difflib
 import functools
 import ipaddress
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from drbootstrap.paths import project_root
 from drbootstrap.spec.groups import (
@@ -143,7 +143,7 @@ def _check_local_catalog(data: dict) -> list[Problem]:
         return []  # an installed tree without images/: the local driver says so at launch
     catalog = {"images": {d.name for d in images_dir.iterdir() if d.is_dir()}, "sizes": set(LOCAL_SIZES)}
     problems = []
-    for block_path, block in _provider_blocks(data):
+    for _block_path, block in _provider_blocks(data):
         if block.get("name") != LOCAL_PROVIDER:
             continue
         for kind, logical, where in _used_images_and_sizes(data):

@@ -29,7 +29,11 @@ class DnsAgent(RpcAgent):
         config = self._config()
         try:
             entry = add_entry(
-                Path(config.hosts_file), data["name"], data["address"], domain=config.domain, replace=bool(data.get("replace"))
+                Path(config.hosts_file),
+                data["name"],
+                data["address"],
+                domain=config.domain,
+                replace=bool(data.get("replace")),
             )
         except HostsFileError as error:
             raise ActionFailed(StatusCode.INVALID_DATA, str(error)) from error
@@ -47,7 +51,9 @@ class DnsAgent(RpcAgent):
                 Path(config.hosts_file), name=data.get("name"), address=data.get("address"), domain=config.domain
             )
         except HostsFileError as error:
-            raise ActionFailed(StatusCode.MISSING_DATA if "needs" in error.message else StatusCode.INVALID_DATA, str(error)) from error
+            raise ActionFailed(
+                StatusCode.MISSING_DATA if "needs" in error.message else StatusCode.INVALID_DATA, str(error)
+            ) from error
         return {"removed": [entry.line() for entry in removed], "reloaded": self._reload() if removed else False}
 
     @action("Every entry in the hosts file")

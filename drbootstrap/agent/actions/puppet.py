@@ -103,7 +103,9 @@ class PuppetAgent(RpcAgent):
         except FileNotFoundError as error:
             raise ActionFailed(StatusCode.ABORTED, f"puppet binary not found: {command[0]}") from error
         except subprocess.TimeoutExpired as error:
-            raise ActionFailed(StatusCode.UNKNOWN_ERROR, f"puppet did not finish within {self._config().timeout:.0f}s") from error
+            raise ActionFailed(
+                StatusCode.UNKNOWN_ERROR, f"puppet did not finish within {self._config().timeout:.0f}s"
+            ) from error
         summary = self._read_summary()
         data_out = {
             "exitcode": result.returncode,

@@ -33,7 +33,9 @@ class RebootAgent(RpcAgent):
             self._timer.daemon = True
             self._timer.start()
 
-        log.warning("%s: reboot requested by %s; running in %.1fs", self.context.config.identity, request.caller_id, delay)
+        log.warning(
+            "%s: reboot requested by %s; running in %.1fs", self.context.config.identity, request.caller_id, delay
+        )
         return ActionResult({"rebooting_in": delay, "command": config.command}, after_reply=schedule)
 
     def _run_command(self) -> None:

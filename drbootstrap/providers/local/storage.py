@@ -21,7 +21,11 @@ from libcloud.compute.types import StorageVolumeState, VolumeSnapshotState
 from drbootstrap.errors import NotFoundError, ProviderError
 from drbootstrap.providers.local import mountns
 from drbootstrap.providers.local.state import (
-    AddressRecord, CloudState, NodeRecord, SnapshotRecord, VolumeRecord,
+    AddressRecord,
+    CloudState,
+    NodeRecord,
+    SnapshotRecord,
+    VolumeRecord,
 )
 
 NODE_PRIVATE_TREES = ("/run", "/tmp")  # mount points under these live in the node's tmpfs
