@@ -143,7 +143,9 @@ class McollectiveProtocol(WireProtocol):
     def server_subscriptions(
         self, identity: str, agents: list[str], collective: str
     ) -> list[tuple[str, dict[str, str]]]:
-        subscriptions = [(self.broadcast_destination(agent, collective), {}) for agent in agents]
+        subscriptions: list[tuple[str, dict[str, str]]] = [
+            (self.broadcast_destination(agent, collective), {}) for agent in agents
+        ]
         selector = f"{IDENTITY_HEADER} = '{_name(identity, 'identity')}'"
         subscriptions.append((self.direct_destination(collective), {"selector": selector}))
         return subscriptions
@@ -329,6 +331,7 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
     if not _CALLER_ID.match(caller_id):  # Message#decode!: refuse a forged-looking caller id
         raise SecurityError(f"caller id {caller_id[:80]!r} in request is not valid")
     reply_wanted = True
+    data: dict[str, Any]
     if agent == DISCOVERY_AGENT:
         if not isinstance(inner, str):
             raise TypeError("discovery body is not a string")
@@ -398,7 +401,7 @@ def _symbolize_hashes(value: Any) -> Any:
 
 def _reply_from(envelope: dict[str, Any], inner: Any) -> Reply:
     agent = str(envelope["senderagent"])
-    common = {
+    common: dict[str, Any] = {  # the fields every Reply takes
         "request_id": str(envelope["requestid"]),
         "sender_id": str(envelope["senderid"]),
         "agent": agent,

@@ -79,7 +79,9 @@ class NativeProtocol(WireProtocol):
     def server_subscriptions(
         self, identity: str, agents: list[str], collective: str
     ) -> list[tuple[str, dict[str, str]]]:
-        subscriptions = [(self.broadcast_destination(agent, collective), {}) for agent in agents]
+        subscriptions: list[tuple[str, dict[str, str]]] = [
+            (self.broadcast_destination(agent, collective), {}) for agent in agents
+        ]
         selector = f"{IDENTITY_HEADER} = '{safe_name(identity, 'identity')}'"
         subscriptions.append((self.direct_destination(collective), {"selector": selector}))
         return subscriptions
@@ -312,7 +314,7 @@ def _request_from(payload: dict[str, Any]) -> Request:
         data=data,
         filter=_filter_from(payload.get("filter")),
         collective=_text(payload, "collective", default="mcollective"),
-        ttl=int(ttl) if ttl == ttl and abs(ttl) < 2**53 else ttl,  # type: ignore[arg-type] - NaN: check_ttl refuses
+        ttl=int(ttl) if ttl == ttl and abs(ttl) < 2**53 else ttl,  # type: ignore[arg-type]  # NaN: check_ttl refuses
         created_at=_number(payload, "created_at"),
         reply_to=_text(payload, "reply_to", length=512),
         targets=_strings(payload.get("targets", []), "targets", limit=10_000, length=MAX_NAME_LENGTH),

@@ -34,7 +34,7 @@ def _lean_stomp_package() -> None:
         spec.loader.exec_module(package)  # type: ignore[union-attr]
         return getattr(package, name)
 
-    package.__getattr__ = finish_import  # type: ignore[attr-defined]
+    package.__getattr__ = finish_import  # type: ignore[method-assign]  # the module's PEP 562 __getattr__
     sys.modules["stomp"] = package
 
 
