@@ -21,7 +21,7 @@ def check_groups(data: dict) -> list[Problem]:
     seen_roles: dict[str, int] = {}
     for index, group in groups_of(data):
         role = group.get("role")
-        if is_valid(check_role, role):
+        if isinstance(role, str) and is_valid(check_role, role):
             if role in seen_roles:
                 problems.append(
                     Problem(
@@ -106,7 +106,8 @@ def expand_group_hostnames(group: dict) -> list[tuple[Path_, str]] | None:
             return None
         return [(("hostnames", i), name) for i, name in enumerate(names) if is_valid(check_label, name)]
     count, pattern = group.get("count"), group.get("hostname_pattern")
-    if type(count) is not int or not 1 <= count <= 10_000 or not is_valid(check_hostname_pattern, pattern):
+    if (type(count) is not int or not 1 <= count <= 10_000 or not isinstance(pattern, str)
+            or not is_valid(check_hostname_pattern, pattern)):
         return None
     return [(("hostname_pattern",), pattern.format(n=n)) for n in range(1, count + 1)]
 
@@ -180,7 +181,7 @@ def check_hostnames(data: dict) -> list[Problem]:
 def _check_fqdn_length(data: dict, owners: dict[str, str]) -> list[Problem]:
     """hostname.domain must fit in 253 characters; reported once, at the domain."""
     domain = data.get("domain")
-    if not is_valid(check_dns_name, domain) or not owners:
+    if not isinstance(domain, str) or not is_valid(check_dns_name, domain) or not owners:
         return []
     longest = max(owners, key=len)
     fqdn = f"{longest}.{domain.rstrip('.')}"

@@ -42,6 +42,6 @@ def roles_of(data: dict) -> dict[str, int]:
     roles: dict[str, int] = {}
     for index, group in groups_of(data):
         role = group.get("role")
-        if is_valid(check_role, role):
+        if isinstance(role, str) and is_valid(check_role, role):
             roles.setdefault(role, index)
     return roles
