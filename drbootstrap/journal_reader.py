@@ -107,7 +107,7 @@ def _convert(value: Any, annotation: Any, path: JsonPath, form: JournalFormat) -
         if len(members) == 1:
             return _convert(value, members[0], path, form)
         return value  # no such field today; accepted as written
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):  # a record class
         return _record(value, annotation, path, form)
     if origin is dict:
         return _mapping(value, args[1] if len(args) == 2 else Any, path, form)
