@@ -169,7 +169,8 @@ def _mismatch(target: SshTarget, offered: str) -> HostKeyMismatchError:
 def _disabled_host_key_algorithms(pinned: tuple[PinnedHostKey, ...]) -> list[str]:
     """Every algorithm paramiko knows except those of the pinned keys, so the server must show one of them."""
     allowed = {alg for key in pinned for alg in _ALGORITHMS_FOR_TYPE.get(key.key_type, (key.key_type,))}
-    return [alg for alg in paramiko.Transport._preferred_keys if alg not in allowed]
+    # types-paramiko leaves out this (private) class attribute the whole list comes from.
+    return [alg for alg in paramiko.Transport._preferred_keys if alg not in allowed]  # type: ignore[attr-defined]
 
 
 class SshSession:
