@@ -69,7 +69,11 @@ SHUTDOWN_SECONDS = 1.5  # SIGTERM to exit within 2 s, whatever an action or the 
 def _stop_within(servers: list[AgentServer], seconds: float) -> None:
     """Stop every server; if that is not done in `seconds` (a wedged action, a broker that does not
     answer DISCONNECT), exit now: actions run on daemon threads and hold nothing to flush."""
-    stopper = threading.Thread(target=lambda: [server.stop() for server in servers], name="agent-stop", daemon=True)
+    def stop_all() -> None:
+        for server in servers:
+            server.stop()
+
+    stopper = threading.Thread(target=stop_all, name="agent-stop", daemon=True)
     stopper.start()
     stopper.join(seconds)
     if stopper.is_alive():
