@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.agent.registry import ActionFailed, Input, RpcAgent, action
 from drbootstrap.dns.hosts_file import HostsFileError, add_entry, read_entries, remove_entry
 from drbootstrap.messaging.envelope import Request, StatusCode
+
+if TYPE_CHECKING:
+    from drbootstrap.agent.config import DnsConfig
 
 _NAME = r"[A-Za-z0-9.\-]{1,253}"
 _ADDRESS = r"[0-9A-Fa-f.:]{2,45}"
@@ -60,7 +63,7 @@ class DnsAgent(RpcAgent):
     def list(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         return {"entries": [entry.line() for entry in read_entries(Path(self._config().hosts_file))]}
 
-    def _config(self):  # noqa: ANN202 - DnsConfig
+    def _config(self) -> DnsConfig:
         config = self.context.config.dns
         if config is None:
             raise ActionFailed(StatusCode.ABORTED, "this node has no dns section in its agent config")
