@@ -85,7 +85,7 @@ def make_mcollective_protocol(
 
     settings = ProtocolSettings("mcollective", Path(key_file) if key_file else None, clock_skew=clock_skew,
                                 max_message_bytes=max_message_bytes)
-    return make_wire_protocol(settings)  # type: ignore[return-value]
+    return make_wire_protocol(settings)  # type: ignore[return-value]  # mcollective settings make this class
 
 
 def _name(value: str, what: str) -> str:

@@ -31,7 +31,7 @@ def _lean_stomp_package() -> None:
             return importlib.import_module(f"stomp.{name}")
         if package.__dict__.pop("__getattr__", None) is None:
             raise AttributeError(name)
-        spec.loader.exec_module(package)  # type: ignore[union-attr]
+        spec.loader.exec_module(package)  # type: ignore[union-attr]  # checked before this closure
         return getattr(package, name)
 
     package.__getattr__ = finish_import  # type: ignore[method-assign]  # the module's PEP 562 __getattr__
