@@ -8,7 +8,6 @@ ids, addresses, step states, timings and the small typed facts steps leave for l
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field

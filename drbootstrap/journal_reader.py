@@ -13,9 +13,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from drbootstrap.errors import DrbError
 from drbootstrap.input_files import Unreadable, position_of_char, read_bounded_text
@@ -106,7 +107,7 @@ def _convert(value: Any, annotation: Any, path: JsonPath, form: JournalFormat) -
         if len(members) == 1:
             return _convert(value, members[0], path, form)
         return value  # no such field today; accepted as written
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):  # a record class
         return _record(value, annotation, path, form)
     if origin is dict:
         return _mapping(value, args[1] if len(args) == 2 else Any, path, form)
@@ -186,7 +187,11 @@ def _one_line(text: str) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, _HugeInteger):
         return f"an integer over {MAX_INTEGER_DIGITS} digits"
-    text = json.dumps(value) if not isinstance(value, (dict, list)) else ("an object" if isinstance(value, dict) else "a list")
+    text = (
+        json.dumps(value)
+        if not isinstance(value, (dict, list))
+        else ("an object" if isinstance(value, dict) else "a list")
+    )
     return text if len(text) <= 40 else text[:37] + "..."
 
 

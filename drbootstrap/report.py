@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from drbootstrap.journal import Journal, StepState
 from drbootstrap.paths import write_private_file
@@ -60,9 +60,10 @@ def build_report(journal: Journal, outcomes: Mapping[str, Outcome], *, run_start
             if rec.finished_at is not None:
                 ends.append(rec.finished_at)
             if rec.state is StepState.DONE and rec.seconds is not None:
+                finished_at = cast(float, rec.finished_at)  # seconds is None until finished_at is set
                 per_step.setdefault(str(step), []).append(rec.seconds)
-                span = spans.setdefault(str(step), [rec.started_at, rec.finished_at])
-                span[0], span[1] = min(span[0], rec.started_at), max(span[1], rec.finished_at)
+                span = spans.setdefault(str(step), [rec.started_at, finished_at])
+                span[0], span[1] = min(span[0], rec.started_at), max(span[1], finished_at)
         nodes.append({
             "hostname": hostname, "role": record.role if record else getattr(outcome, "role", ""),
             "address": record.address if record else None, "provider_id": record.provider_id if record else None,

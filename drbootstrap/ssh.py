@@ -12,7 +12,6 @@ import hashlib
 import posixpath
 import re
 import secrets
-import socket
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +132,9 @@ def parse_host_keys(text: str) -> tuple[PinnedHostKey, ...]:
         return parse_console_host_keys(text)
     keys = tuple(parse_host_key_line(line) for line in text.splitlines() if _KEY_TOKEN.search(line))
     if not keys:
-        raise SshError("no SSH host public key found in the text given", hint="give the node's console output or its .pub lines")
+        raise SshError(
+            "no SSH host public key found in the text given", hint="give the node's console output or its .pub lines"
+        )
     return keys
 
 
@@ -168,7 +169,8 @@ def _mismatch(target: SshTarget, offered: str) -> HostKeyMismatchError:
 def _disabled_host_key_algorithms(pinned: tuple[PinnedHostKey, ...]) -> list[str]:
     """Every algorithm paramiko knows except those of the pinned keys, so the server must show one of them."""
     allowed = {alg for key in pinned for alg in _ALGORITHMS_FOR_TYPE.get(key.key_type, (key.key_type,))}
-    return [alg for alg in paramiko.Transport._preferred_keys if alg not in allowed]
+    # types-paramiko leaves out this (private) class attribute the whole list comes from.
+    return [alg for alg in paramiko.Transport._preferred_keys if alg not in allowed]  # type: ignore[attr-defined]
 
 
 class SshSession:
@@ -176,7 +178,9 @@ class SshSession:
 
     def __init__(self, target: SshTarget) -> None:
         if not target.pinned_keys:
-            raise SshError(f"no pinned host key for {target.label}", hint="pass the node's host keys from its console output")
+            raise SshError(
+                f"no pinned host key for {target.label}", hint="pass the node's host keys from its console output"
+            )
         self.target = target
         self._client = paramiko.SSHClient()
         self._client.set_missing_host_key_policy(PinnedHostKeyPolicy(target))
@@ -218,7 +222,7 @@ class SshSession:
             if "host key" in str(error).lower():  # no common host key algorithm: none pinned is offered
                 raise _mismatch(target, "no key of a pinned type") from None
             raise SshError(f"SSH negotiation with {target.label} failed: {error}") from None
-        except (OSError, socket.timeout) as error:
+        except (TimeoutError, OSError) as error:
             self.close()
             raise SshUnreachable(
                 f"cannot connect to SSH at {target.label}: {getattr(error, 'strerror', None) or error}",

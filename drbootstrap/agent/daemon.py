@@ -18,7 +18,6 @@ from pathlib import Path
 
 from drbootstrap.agent.config import REPLAY_STORE, AgentConfig
 from drbootstrap.agent.facts import NodeFacts
-from drbootstrap.agent.workers import ActionRunner
 from drbootstrap.agent.registry import (
     ActionFailed,
     ActionResult,
@@ -28,6 +27,7 @@ from drbootstrap.agent.registry import (
     load_agents,
     validate_inputs,
 )
+from drbootstrap.agent.workers import ActionRunner
 from drbootstrap.errors import MessagingError, SecurityError
 from drbootstrap.messaging.envelope import Reply, Request, StatusCode, WireProtocol
 from drbootstrap.messaging.filters import matches
@@ -138,19 +138,23 @@ class AgentServer:
         elif not self.runner.submit(lambda: self._answer(request)):
             self.refused += 1
             self.stats.refuse("busy")
-            log.warning("%s: refused a request (busy): every worker is taken: %s", self.identity, describe_request(request))
+            log.warning(
+                "%s: refused a request (busy): every worker is taken: %s", self.identity, describe_request(request)
+            )
             self._send(_status(self._reply_to(request), StatusCode.ABORTED, "agent busy; try again"), request)
 
     def _admit(self, body: bytes, headers: dict[str, str]) -> Request | None:
         """The verified request meant for this node, None if it is for others; Refused otherwise."""
         oversized = headers.get(OVERSIZED_HEADER)
         if oversized:
-            raise Refused("size", f"a frame of {oversized} bytes exceeds the {self.config.max_message_bytes}-byte limit")
+            raise Refused(
+                "size", f"a frame of {oversized} bytes exceeds the {self.config.max_message_bytes}-byte limit"
+            )
         try:
             request = self.protocol.decode_request(body, headers)
         except SecurityError as error:
             raise Refused("invalid", str(error)) from None
-        except Exception as error:  # noqa: BLE001 - a decoder bug is still one refusal, not a traceback
+        except Exception as error:  # a decoder bug is still one refusal, not a traceback
             log.debug("decoder failure", exc_info=True)
             raise Refused("invalid", f"undecodable request ({type(error).__name__})") from None
         self.stats.validated += 1
@@ -231,7 +235,7 @@ class AgentServer:
         except ActionFailed as failure:
             reply.data = failure.data
             return _status(reply, failure.status, failure.message), None
-        except Exception as error:  # noqa: BLE001 - an agent's bug becomes status 5, not a dead daemon
+        except Exception as error:  # an agent's bug becomes status 5, not a dead daemon
             log.exception("%s: %s failed", self.identity, describe_request(request))
             return _status(reply, StatusCode.UNKNOWN_ERROR, f"{type(error).__name__}: {error}"), None
         if isinstance(result, ActionResult):

@@ -147,7 +147,7 @@ class RpcAgent:
         for attribute in dir(cls):
             method = getattr(cls, attribute, None)
             marked = getattr(method, "_drb_action", None)
-            if marked:
+            if method is not None and marked:
                 description, inputs, slow = marked
                 found[attribute] = ActionSpec(attribute, description, dict(inputs), slow, method)
         cls._drb_actions = found  # type: ignore[attr-defined]

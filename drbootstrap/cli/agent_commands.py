@@ -10,8 +10,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # the agent is imported only when the command runs
+    from drbootstrap.agent.daemon import AgentServer
 
 
 @click.command("agent")
@@ -20,7 +24,9 @@ import click
     help="Agent config YAML; repeat to run several identities in this one process.",
 )
 @click.option("--identity", help="Override the identity (only with a single --config).")
-@click.option("--broker", "brokers", multiple=True, help="Override the broker list: stomp[+ssl]://HOST:PORT (repeatable).")
+@click.option(
+    "--broker", "brokers", multiple=True, help="Override the broker list: stomp[+ssl]://HOST:PORT (repeatable)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log requests at INFO level.")
 def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[str, ...], verbose: bool) -> int:
     """Run the node agent: answer RPC requests from the broker until stopped."""
@@ -78,10 +84,14 @@ def _wait_for(stop: threading.Event) -> None:
 SHUTDOWN_SECONDS = 1.5  # SIGTERM to exit within 2 s, whatever an action or the broker is doing
 
 
-def _stop_within(servers: list, seconds: float) -> None:  # noqa: ANN001 - AgentServer, imported lazily
+def _stop_within(servers: list[AgentServer], seconds: float) -> None:
     """Stop every server; if that is not done in `seconds` (a wedged action, a broker that does not
     answer DISCONNECT), exit now: actions run on daemon threads and hold nothing to flush."""
-    stopper = threading.Thread(target=lambda: [server.stop() for server in servers], name="agent-stop", daemon=True)
+    def stop_all() -> None:
+        for server in servers:
+            server.stop()
+
+    stopper = threading.Thread(target=stop_all, name="agent-stop", daemon=True)
     stopper.start()
     stopper.join(seconds)
     if stopper.is_alive():

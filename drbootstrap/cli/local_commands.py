@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import click
 
@@ -34,7 +35,8 @@ def status(state_dir: Path | None) -> None:
         if node.extra.get("error"):
             click.echo(f"      error: {node.extra['error']}")
     for volume in driver.list_volumes():
-        where = f"on {volume.extra['node_id']} at {volume.extra['mount_path']}" if volume.extra["node_id"] else "available"
+        extra = cast("dict[str, Any]", volume.extra)  # the local driver fills every volume's extra
+        where = f"on {extra['node_id']} at {extra['mount_path']}" if extra["node_id"] else "available"
         click.echo(f"  volume {volume.id} {volume.name} {where}")
     for address in driver.ex_describe_all_addresses():
         click.echo(f"  address {address.ip} -> {address.instance_id or 'unassociated'}")

@@ -6,11 +6,15 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drbootstrap.exit_status import ExitStatus
+
+if TYPE_CHECKING:  # the messaging stack is imported only when a command runs
+    from drbootstrap.messaging.client import ClientConfig, RpcClient, RpcResult
+    from drbootstrap.messaging.envelope import Filter
 
 CLIENT_CONFIG_ENV = "DRB_CLIENT_CONFIG"
 PUPPET_RUN_TIMEOUT = 1800.0
@@ -19,18 +23,33 @@ PUPPET_RUN_TIMEOUT = 1800.0
 def client_options(command: Callable) -> Callable:
     """The options every client command shares: connection, key, filters, expectation, output."""
     options = [
-        click.option("--config", "config_file", type=click.Path(path_type=Path), envvar=CLIENT_CONFIG_ENV,
-                     help=f"Client config YAML (or ${CLIENT_CONFIG_ENV})."),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path),
+            envvar=CLIENT_CONFIG_ENV,
+            help=f"Client config YAML (or ${CLIENT_CONFIG_ENV}).",
+        ),
         click.option("--broker", "brokers", multiple=True, help="stomp[+ssl]://HOST:PORT; repeat for failover."),
-        click.option("--key-file", type=click.Path(path_type=Path), help="Pre-shared key or ed25519 private key (PEM)."),
+        click.option(
+            "--key-file", type=click.Path(path_type=Path), help="Pre-shared key or ed25519 private key (PEM)."
+        ),
         click.option("--key-id", help="Name of the key (default: psk, or the PEM file's stem)."),
-        click.option("--trusted-keys", "trusted_keys_dir", type=click.Path(path_type=Path),
-                     help="ed25519: directory of <key id>.pub files whose replies are trusted."),
+        click.option(
+            "--trusted-keys",
+            "trusted_keys_dir",
+            type=click.Path(path_type=Path),
+            help="ed25519: directory of <key id>.pub files whose replies are trusted.",
+        ),
         click.option("--tls-ca", type=click.Path(path_type=Path), help="CA certificate for stomp+ssl brokers."),
         click.option("--identity", help="This client's identity (reply queue name)."),
         click.option("--collective", help="Collective (default mcollective)."),
-        click.option("--protocol", type=click.Choice(["native", "mcollective"]),
-                     help="Wire protocol: native (default) or mcollective (MCollective 2.12 peers; --key-file holds plugin.psk)."),
+        click.option(
+            "--protocol",
+            type=click.Choice(["native", "mcollective"]),
+            help="Wire protocol: native (default) or mcollective "
+            "(MCollective 2.12 peers; --key-file holds plugin.psk).",
+        ),
         click.option("-I", "--with-identity", "identity_filter", multiple=True, help="Identity or /regex/."),
         click.option("-F", "--with-fact", "fact_filter", multiple=True, help="FACT=VALUE, FACT=/RE/, FACT<op>VALUE."),
         click.option("-C", "--with-class", "class_filter", multiple=True, help="Puppet class or /regex/."),
@@ -47,7 +66,7 @@ def client_options(command: Callable) -> Callable:
     return command
 
 
-def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, expect, direct)
+def _settings(params: dict[str, Any]) -> tuple[ClientConfig, Filter, list[str], bool]:
     from drbootstrap.messaging.client import ClientConfig
     from drbootstrap.messaging.filters import build_filter
 
@@ -55,10 +74,18 @@ def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, 
     config_file = params.get("config_file")
     if config_file:
         values.update(_read_client_file(config_file))
-    for option, key in (("key_file", "key_file"), ("key_id", "key_id"), ("tls_ca", "tls_ca"), ("identity", "identity"),
-                        ("collective", "collective"), ("discovery_timeout", "discovery_timeout"), ("timeout", "timeout"),
-                        ("protocol", "protocol"), ("connect_timeout", "connect_timeout"),
-                        ("trusted_keys_dir", "trusted_keys_dir")):
+    for option, key in (
+        ("key_file", "key_file"),
+        ("key_id", "key_id"),
+        ("tls_ca", "tls_ca"),
+        ("identity", "identity"),
+        ("collective", "collective"),
+        ("discovery_timeout", "discovery_timeout"),
+        ("timeout", "timeout"),
+        ("protocol", "protocol"),
+        ("connect_timeout", "connect_timeout"),
+        ("trusted_keys_dir", "trusted_keys_dir"),
+    ):
         if params.get(option) is not None:
             values[key] = params[option]
     if params.get("brokers"):
@@ -70,7 +97,9 @@ def _settings(params: dict[str, Any]):  # noqa: ANN202 - (ClientConfig, Filter, 
         if values.get(key):
             values[key] = Path(values[key])
     config = ClientConfig(**values)
-    filter_ = build_filter(params["identity_filter"], params["fact_filter"], params["class_filter"], params["agent_filter"])
+    filter_ = build_filter(
+        params["identity_filter"], params["fact_filter"], params["class_filter"], params["agent_filter"]
+    )
     expect = _expected(expect_text)
     if params.get("direct") and not expect:
         raise click.UsageError("--direct needs --expect with the identities to address")
@@ -134,18 +163,20 @@ def _with_client(function: Callable) -> Callable:
 @click.command("ping")
 @client_options
 @_with_client
-def ping(client, filter_, expect, direct, as_json: bool, **_: Any) -> int:  # noqa: ANN001
+def ping(client: RpcClient, filter_: Filter, expect: list[str], direct: bool, as_json: bool, **_: Any) -> int:
     """Discover agents over the broker (ends as soon as every --expect identity answered)."""
     result = client.ping(filter_, expect)
     if as_json:
         click.echo(json.dumps(_result_json(result), indent=2, sort_keys=True))
     else:
-        for name in sorted(result.latency_ms, key=result.latency_ms.get):
+        for name in sorted(result.latency_ms, key=result.latency_ms.__getitem__):
             click.echo(f"{name:<40} time={result.latency_ms[name]:.2f} ms")
         times = list(result.latency_ms.values())
         click.echo("\n---- ping statistics ----")
         if times:
-            click.echo(f"{len(times)} replies max: {max(times):.2f} min: {min(times):.2f} avg: {sum(times) / len(times):.2f}")
+            click.echo(
+                f"{len(times)} replies max: {max(times):.2f} min: {min(times):.2f} avg: {sum(times) / len(times):.2f}"
+            )
         _echo_summary(result)
     return _exit_status(result)
 
@@ -158,7 +189,16 @@ def ping(client, filter_, expect, direct, as_json: bool, **_: Any) -> int:  # no
 @click.argument("action")
 @click.argument("arguments", nargs=-1, metavar="KEY=VALUE...")
 @_with_client
-def rpc(client, filter_, expect, direct, agent_name: str, action: str, arguments: tuple[str, ...], **params: Any) -> int:  # noqa: ANN001
+def rpc(
+    client: RpcClient,
+    filter_: Filter,
+    expect: list[str],
+    direct: bool,
+    agent_name: str,
+    action: str,
+    arguments: tuple[str, ...],
+    **params: Any,
+) -> int:
     """Call AGENT ACTION key=value... on the matching nodes."""
     return _call(client, filter_, expect, direct, agent_name, action, _parse_arguments(arguments), params)
 
@@ -169,7 +209,9 @@ def rpc(client, filter_, expect, direct, agent_name: str, action: str, arguments
 @click.option("--batch-sleep", type=float, default=0.0, help="Seconds between batches.")
 @click.option("--delay", type=float, help="Seconds the node waits after replying (default from its config).")
 @_with_client
-def reboot(client, filter_, expect, direct, delay: float | None, **params: Any) -> int:  # noqa: ANN001
+def reboot(
+    client: RpcClient, filter_: Filter, expect: list[str], direct: bool, delay: float | None, **params: Any
+) -> int:
     """Reboot matching nodes through their agent (each replies first)."""
     data = {"delay": delay} if delay is not None else {}
     return _call(client, filter_, expect, direct, "reboot", "reboot", data, params)
@@ -188,7 +230,7 @@ def reboot(client, filter_, expect, direct, delay: float | None, **params: Any) 
 @click.option("--message", help="disable: why Puppet is disabled.")
 @click.argument("command", type=click.Choice(["runonce", "enable", "disable", "status", "last_run_summary"]))
 @_with_client
-def puppet(client, filter_, expect, direct, command: str, **params: Any) -> int:  # noqa: ANN001
+def puppet(client: RpcClient, filter_: Filter, expect: list[str], direct: bool, command: str, **params: Any) -> int:
     """Run, enable, disable or query Puppet on matching nodes."""
     data: dict[str, Any] = {}
     if command == "runonce":
@@ -208,7 +250,16 @@ def puppet(client, filter_, expect, direct, command: str, **params: Any) -> int:
 # -- rendering ----------------------------------------------------------------------------------
 
 
-def _call(client, filter_, expect, direct, agent_name, action, data, params) -> int:  # noqa: ANN001
+def _call(
+    client: RpcClient,
+    filter_: Filter,
+    expect: list[str],
+    direct: bool,
+    agent_name: str,
+    action: str,
+    data: dict[str, Any],
+    params: dict[str, Any],
+) -> int:
     result = client.call(
         agent_name, action, data, filter_=filter_, targets=expect if direct else (), expect=expect,
         batch_size=params.get("batch_size") or 0, batch_sleep=params.get("batch_sleep") or 0.0,
@@ -217,7 +268,11 @@ def _call(client, filter_, expect, direct, agent_name, action, data, params) -> 
         click.echo(json.dumps(_result_json(result), indent=2, sort_keys=True, default=str))
     else:
         for reply in sorted(result.replies, key=lambda r: r.sender_id):
-            status = "OK" if reply.status_code == 0 else f"{reply.status_code.name} ({int(reply.status_code)}): {reply.status_message}"
+            status = (
+                "OK"
+                if reply.status_code == 0
+                else f"{reply.status_code.name} ({int(reply.status_code)}): {reply.status_message}"
+            )
             click.echo(f"{reply.sender_id:<40} {status}")
             for key, value in sorted(reply.data.items()):
                 text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
@@ -226,14 +281,14 @@ def _call(client, filter_, expect, direct, agent_name, action, data, params) -> 
     return _exit_status(result)
 
 
-def _echo_summary(result) -> None:  # noqa: ANN001
+def _echo_summary(result: RpcResult) -> None:
     click.echo("")
     click.echo(result.summary())
     if result.no_response:
         click.echo(f"No response from: {', '.join(result.no_response)}")
 
 
-def _result_json(result) -> dict[str, Any]:  # noqa: ANN001
+def _result_json(result: RpcResult) -> dict[str, Any]:
     return {
         "agent": result.agent,
         "action": result.action,
@@ -253,7 +308,7 @@ def _result_json(result) -> dict[str, Any]:  # noqa: ANN001
     }
 
 
-def _exit_status(result) -> int:  # noqa: ANN001
+def _exit_status(result: RpcResult) -> int:
     if not result.replies:
         return int(ExitStatus.MESSAGING)
     if result.no_response or any(reply.status_code != 0 for reply in result.replies):

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Self
 
 import click
@@ -113,7 +114,8 @@ class PlainLines:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         pass
 
     def event(self, event: Any) -> None:
@@ -143,9 +145,10 @@ class LiveTable(PlainLines):
         self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.live.update(self._table())
-        self.live.__exit__(*exc)
+        self.live.__exit__(exc_type, exc, traceback)
 
     def event(self, event: Any) -> None:
         with self._lock:

@@ -6,8 +6,12 @@ Heavy imports (pydantic, rich) happen inside the commands so that `--help` stays
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # the CLI imports the plan only when a command runs
+    from drbootstrap.plan import Plan
 
 _SPEC_FILE = click.Path(path_type=Path)  # load_spec refuses a missing file, a directory, a FIFO
 _SKIP_SECRETS_HELP = "Do not read ${env:...}/${file:...} credential references (check everything else)."
@@ -44,7 +48,7 @@ def plan(spec_file: Path, as_json: bool, skip_secrets: bool) -> None:
     _print_table(recovery_plan)
 
 
-def _print_table(recovery_plan) -> None:  # noqa: ANN001 - a Plan; kept untyped to avoid an import
+def _print_table(recovery_plan: Plan) -> None:
     import sys
 
     from rich.console import Console

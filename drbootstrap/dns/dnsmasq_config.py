@@ -54,7 +54,9 @@ def _require_ip(value: str, what: str) -> None:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise DnsmasqConfigError(f"dnsmasq {what} {value!r} is not an IP address", hint="give an IPv4 or IPv6 address") from None
+        raise DnsmasqConfigError(
+            f"dnsmasq {what} {value!r} is not an IP address", hint="give an IPv4 or IPv6 address"
+        ) from None
 
 
 def render_dnsmasq_config(settings: DnsmasqSettings) -> str:

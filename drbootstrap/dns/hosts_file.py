@@ -10,10 +10,10 @@ import fcntl
 import ipaddress
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 from drbootstrap.errors import DrbError
 
@@ -37,7 +37,8 @@ def validate_name(name: str) -> str:
     name = name.rstrip(".").lower()
     if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
         raise HostsFileError(
-            f"{name!r} is not a valid host name", hint="use labels of letters, digits and hyphens, e.g. web01.demo.internal"
+            f"{name!r} is not a valid host name",
+            hint="use labels of letters, digits and hyphens, e.g. web01.demo.internal",
         )
     return name
 
@@ -101,7 +102,9 @@ def add_entry(path: Path, name: str, address: str, *, domain: str | None = None,
     return entry
 
 
-def remove_entry(path: Path, *, name: str | None = None, address: str | None = None, domain: str | None = None) -> list[HostEntry]:
+def remove_entry(
+    path: Path, *, name: str | None = None, address: str | None = None, domain: str | None = None
+) -> list[HostEntry]:
     """Remove every entry holding `name` or `address`; returns what was removed (maybe nothing)."""
     if not name and not address:
         raise HostsFileError("remove needs a name or an address", hint="pass name=... or address=...")

@@ -110,7 +110,9 @@ def target_from_spec(spec: DynamicDnsSpec, master_hostname: str) -> DynamicDnsTa
         secret=spec.tsig_secret.reveal().strip(),
         algorithm=spec.tsig_algorithm,
     )
-    return DynamicDnsTarget(DnsServer(str(spec.server), int(spec.port)), str(spec.zone), spec.name or master_hostname, key)
+    return DynamicDnsTarget(
+        DnsServer(str(spec.server), int(spec.port)), str(spec.zone), spec.name or master_hostname, key
+    )
 
 
 def absolute_name(name: str, zone: str) -> dns.name.Name:
@@ -128,10 +130,14 @@ def _address_type(address: str) -> str:
     try:
         return "AAAA" if ipaddress.ip_address(address).version == 6 else "A"
     except ValueError:
-        raise DynamicDnsError(f"{address!r} is not an IP address", hint="give the master's IPv4 or IPv6 address") from None
+        raise DynamicDnsError(
+            f"{address!r} is not an IP address", hint="give the master's IPv4 or IPv6 address"
+        ) from None
 
 
-def build_register_update(zone: str, name: str, address: str, key: TsigKey, ttl: int = DEFAULT_TTL) -> dns.update.UpdateMessage:
+def build_register_update(
+    zone: str, name: str, address: str, key: TsigKey, ttl: int = DEFAULT_TTL
+) -> dns.update.UpdateMessage:
     """An update that makes NAME resolve to exactly ADDRESS (any older address of that type goes)."""
     rdtype = _address_type(address)
     update = dns.update.UpdateMessage(zone, keyring=key.keyring(), keyalgorithm=TSIG_ALGORITHMS[key.algorithm.lower()])
@@ -217,7 +223,9 @@ def _key_refused(server: DnsServer, key: TsigKey, what: str, reason: str) -> Dns
     )
 
 
-def register_address(server: DnsServer, zone: str, name: str, address: str, key: TsigKey, ttl: int = DEFAULT_TTL) -> None:
+def register_address(
+    server: DnsServer, zone: str, name: str, address: str, key: TsigKey, ttl: int = DEFAULT_TTL
+) -> None:
     """Make NAME in ZONE resolve to ADDRESS on SERVER (replacing any older address)."""
     fqdn = absolute_name(name, zone)
     update = build_register_update(zone, name, address, key, ttl)
@@ -256,7 +264,9 @@ def resolve_addresses(server: DnsServer, name: str, zone: str | None = None) -> 
         if response.rcode() == dns.rcode.NXDOMAIN:
             return []
         if response.rcode() != dns.rcode.NOERROR:
-            raise DynamicDnsError(f"querying {fqdn}: DNS server {server} answered {dns.rcode.to_text(response.rcode())}")
+            raise DynamicDnsError(
+                f"querying {fqdn}: DNS server {server} answered {dns.rcode.to_text(response.rcode())}"
+            )
         for rrset in response.answer:
             if rrset.name == fqdn and rrset.rdtype == dns.rdatatype.from_text(rdtype):
                 addresses.extend(rdata.address for rdata in rrset)

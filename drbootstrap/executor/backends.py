@@ -6,13 +6,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from drbootstrap.errors import MessagingError
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.messaging.envelope import FactFilter, Filter
 from drbootstrap.providers.base import Provider
 from drbootstrap.spec.models import EnvironmentSpec
+
+if TYPE_CHECKING:
+    from drbootstrap.providers.local.driver import LocalNodeDriver
 
 
 class RpcCallFailed(MessagingError):
@@ -100,7 +103,7 @@ class LocalNodeAccess:
 
     def run(self, node_id: str, command: str, timeout: float) -> tuple[int, str]:
         """The command runs in the node with DRB_ROOT set to its recipe root (where /srv etc. are)."""
-        driver = self.provider.driver()
+        driver = cast("LocalNodeDriver", self.provider.driver())  # made for the local cloud's provider
         root = self.recipe_root(driver.ex_get_node(node_id).name)
         argv = driver.ex_enter_command(node_id, ["env", f"DRB_ROOT={root}", "sh", "-c", command])
         try:

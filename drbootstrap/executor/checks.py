@@ -25,9 +25,12 @@ def run_checks(ctx: RunContext, node: NodeRuntime) -> str:
             if ok:
                 break
             if ctx.clock.monotonic() >= deadline:
-                raise StepFailed(f"{node.hostname}: check {index} ({describe(check)}) failed: {why.splitlines()[0] if why else 'no detail'}",
-                                 hint="fix the service or the check in the spec, then `up --redo checks`",
-                                 log_tail=why)
+                raise StepFailed(
+                    f"{node.hostname}: check {index} ({describe(check)}) failed: "
+                    f"{why.splitlines()[0] if why else 'no detail'}",
+                    hint="fix the service or the check in the spec, then `up --redo checks`",
+                    log_tail=why,
+                )
             ctx.clock.sleep(1.0)
     return f"{len(specs)} passed" if specs else "no checks"
 

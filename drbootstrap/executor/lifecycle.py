@@ -102,7 +102,7 @@ def describe_puppet_status(data: dict[str, Any], now: float) -> str:
     parts = [state, "enabled"]
     lastrun = data.get("lastrun")
     try:
-        lastrun_at = float(lastrun)
+        lastrun_at = float(lastrun)  # type: ignore[arg-type]  # None or junk: refused below
     except (TypeError, ValueError):
         lastrun_at = 0.0
     parts.append(f"last run {_age(now - lastrun_at)}" if lastrun_at > 0 else "never run")

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
-from drbootstrap.executor.context import NodeRuntime, RunContext
+from drbootstrap.executor.context import Fleet, NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
 from drbootstrap.providers.base import VolumeWanted
 from drbootstrap.providers.nodes import LaunchRequest
+
+if TYPE_CHECKING:
+    from libcloud.compute.base import Node
 
 # A launch step's fact: True when the node carries a one-time autosign token (puppet_sign then has
 # nothing to do), False when it must be signed explicitly at puppet_sign.
@@ -44,7 +48,7 @@ class StepFailed(DrbError):
         self.log_tail = log_tail
 
 
-class StartOver(Exception):  # noqa: N818 - a signal to the runner, not an error
+class StartOver(Exception):  # a signal to the runner, not an error
     """The node must be launched anew: the runner forgets it (new generation, new client token) and
     runs its steps again from launch. `reason` is one line for people."""
 
@@ -134,7 +138,7 @@ def _uses_autosign_tokens(ctx: RunContext) -> bool:
     return ctx.spec.master.puppet.mode == "server" and ctx.spec.master.puppet.autosign == "token"
 
 
-def _adopt(ctx: RunContext, node: NodeRuntime, provider_node: object, token: str | None) -> None:
+def _adopt(ctx: RunContext, node: NodeRuntime, provider_node: Node, token: str | None) -> None:
     node.provider_node = provider_node
     addresses = ctx.provider.addresses(provider_node)
     node.address, node.public_address = addresses.private, addresses.public
@@ -258,7 +262,7 @@ def discover(ctx: RunContext, node: NodeRuntime) -> StepResult:
     return StepResult(f"answered as {node.fqdn} after {ctx.clock.monotonic() - started:.1f} s")
 
 
-def _wait_for(ctx: RunContext, fleet: object, identities: list[str], timeout: float) -> set[str]:
+def _wait_for(ctx: RunContext, fleet: Fleet, identities: list[str], timeout: float) -> set[str]:
     deadline = ctx.clock.monotonic() + timeout
     found: set[str] = set()
     while True:

@@ -43,7 +43,9 @@ def push_recipes(target: SshTarget, recipes_dir: Path, node_dir: str) -> int:
         return session.push_tree(Path(recipes_dir), recipes_path_on_master(node_dir), replace=True)
 
 
-def arm_autosign_tokens(target: SshTarget, config_dir: str, digests: dict[str, str], *, python: str = "python3") -> None:
+def arm_autosign_tokens(
+    target: SshTarget, config_dir: str, digests: dict[str, str], *, python: str = "python3"
+) -> None:
     """Record each certname's token digest in the master's tokens file (the tokens never travel)."""
     for certname, digest in digests.items():
         if not _DIGEST.match(digest):

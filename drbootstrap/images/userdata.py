@@ -159,7 +159,11 @@ def cloud_config(config: NodeBootConfig) -> dict:
         files.append({"path": f"{config.config_dir}/agent.key", "permissions": "0600", "content": config.agent_key})
     if config.autosign_token is not None:
         files.append(
-            {"path": f"{config.config_dir}/autosign.token", "permissions": "0600", "content": config.autosign_token + "\n"}
+            {
+                "path": f"{config.config_dir}/autosign.token",
+                "permissions": "0600",
+                "content": config.autosign_token + "\n",
+            }
         )
     if config.ssh_authorized_keys:
         keys = "".join(key.strip() + "\n" for key in config.ssh_authorized_keys)

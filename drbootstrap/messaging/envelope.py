@@ -111,7 +111,9 @@ class WireProtocol(ABC):
     def decode_reply(self, body: bytes, headers: dict[str, str]) -> Reply: ...
 
     @abstractmethod
-    def server_subscriptions(self, identity: str, agents: list[str], collective: str) -> list[tuple[str, dict[str, str]]]:
+    def server_subscriptions(
+        self, identity: str, agents: list[str], collective: str
+    ) -> list[tuple[str, dict[str, str]]]:
         """(destination, extra subscribe headers such as a selector) a node agent listens on."""
 
     @abstractmethod

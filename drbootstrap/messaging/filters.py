@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from drbootstrap.errors import MessagingError
 from drbootstrap.messaging.envelope import FactFilter, Filter
 
 FACT_OPERATORS = ("==", "!=", "=~", "<=", ">=", "<", ">")
+_Comparable = TypeVar("_Comparable", str, float)  # fact and wanted value: both numbers, else both texts
 _FACT = re.compile(r"^([^=!<>~]+?)\s*(==|!=|=~|<=|>=|<|>|=)\s*(.*)$")
 
 
@@ -27,7 +28,8 @@ def parse_fact_filter(text: str) -> FactFilter:
     match = _FACT.match(text.strip())
     if not match or not match.group(3):
         raise MessagingError(
-            f"bad fact filter {text!r}", hint="use FACT=VALUE, FACT=/REGEX/ or FACT OP VALUE with one of == != =~ < > <= >="
+            f"bad fact filter {text!r}",
+            hint="use FACT=VALUE, FACT=/REGEX/ or FACT OP VALUE with one of == != =~ < > <= >=",
         )
     fact, operator, value = match.groups()
     if operator == "=":
@@ -85,8 +87,12 @@ def _fact_matches(rule: FactFilter, facts: Mapping[str, object]) -> bool:
         return left == right if left is not None else actual_text == wanted
     if operator == "!=":
         return left != right if left is not None else actual_text != wanted
-    if left is None:
-        left, right = actual_text, wanted  # type: ignore[assignment]
+    if left is None or right is None:  # _numbers gives both or neither
+        return _ordered(operator, actual_text, wanted)
+    return _ordered(operator, left, right)
+
+
+def _ordered(operator: str, left: _Comparable, right: _Comparable) -> bool:
     return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}.get(operator, False)
 
 

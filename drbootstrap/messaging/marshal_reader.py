@@ -109,7 +109,7 @@ class BoundedMarshalReader:
             index = self._long()
             if not 0 <= index < len(self.objects) or self.objects[index] is None:
                 raise MarshalLimitError("an object link to nothing (or to an object still being read)")
-            value, size = self.objects[index]  # type: ignore[misc]
+            value, size = self.objects[index]  # type: ignore[misc]  # not None: checked above
             self._charge(size - 1)
             return value, size
         if token in ('"', "f", "l", "[", "{", "I"):

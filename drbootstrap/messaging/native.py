@@ -14,8 +14,8 @@ from dataclasses import asdict
 from typing import Any
 
 from drbootstrap.errors import SecurityError
-from drbootstrap.messaging.replay import MAX_ID_LENGTH
 from drbootstrap.messaging.envelope import FactFilter, Filter, Frame, Reply, Request, StatusCode, WireProtocol
+from drbootstrap.messaging.replay import MAX_ID_LENGTH
 from drbootstrap.messaging.security import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -76,8 +76,12 @@ class NativeProtocol(WireProtocol):
     def reply_destination(self, client_identity: str, collective: str) -> str:
         return f"/queue/{PREFIX}.{safe_name(collective, 'collective')}.reply.{safe_name(client_identity, 'client id')}"
 
-    def server_subscriptions(self, identity: str, agents: list[str], collective: str) -> list[tuple[str, dict[str, str]]]:
-        subscriptions = [(self.broadcast_destination(agent, collective), {}) for agent in agents]
+    def server_subscriptions(
+        self, identity: str, agents: list[str], collective: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        subscriptions: list[tuple[str, dict[str, str]]] = [
+            (self.broadcast_destination(agent, collective), {}) for agent in agents
+        ]
         selector = f"{IDENTITY_HEADER} = '{safe_name(identity, 'identity')}'"
         subscriptions.append((self.direct_destination(collective), {"selector": selector}))
         return subscriptions
@@ -133,7 +137,8 @@ class NativeProtocol(WireProtocol):
             raise SecurityError(f"malformed reply body ({type(error).__name__})") from error
         check_ttl(reply.created_at, REPLY_TTL, skew=self.clock_skew)
         self.replay_cache.check_and_remember(
-            f"rep:{reply.request_id[:48]}/{reply.sender_id[:64]}", replay_expiry(reply.created_at, REPLY_TTL, self.clock_skew)
+            f"rep:{reply.request_id[:48]}/{reply.sender_id[:64]}",
+            replay_expiry(reply.created_at, REPLY_TTL, self.clock_skew),
         )
         return reply
 
@@ -166,7 +171,9 @@ class NativeProtocol(WireProtocol):
         except (ValueError, KeyError, TypeError) as error:
             raise SecurityError(f"unsigned or malformed {kind} envelope") from error
         if envelope.get("scheme") != self.signer.scheme:
-            raise SecurityError(f"{kind} signed with scheme {str(envelope.get('scheme'))[:40]!r}, expected {self.signer.scheme}")
+            raise SecurityError(
+                f"{kind} signed with scheme {str(envelope.get('scheme'))[:40]!r}, expected {self.signer.scheme}"
+            )
         if len(key_id) > MAX_NAME_LENGTH or len(signature) > 256:
             raise SecurityError(f"{kind} envelope with an oversized key id or signature")
         self.signer.verify(key_id, text.encode(), signature)
@@ -245,7 +252,9 @@ def _bounded_json(raw: bytes) -> Any:
 _NOT_STRUCTURAL = bytes(b for b in range(256) if chr(b) not in '"\\[]{}/bfnrtu')
 
 
-def _strings(value: Any, what: str, *, limit: int = MAX_FILTER_TERMS, length: int = MAX_FILTER_TERM_LENGTH) -> tuple[str, ...]:
+def _strings(
+    value: Any, what: str, *, limit: int = MAX_FILTER_TERMS, length: int = MAX_FILTER_TERM_LENGTH
+) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > limit:
         raise ValueError(f"{what} must be a list of at most {limit} strings")
     if not all(isinstance(item, str) and len(item) <= length for item in value):
@@ -305,7 +314,7 @@ def _request_from(payload: dict[str, Any]) -> Request:
         data=data,
         filter=_filter_from(payload.get("filter")),
         collective=_text(payload, "collective", default="mcollective"),
-        ttl=int(ttl) if ttl == ttl and abs(ttl) < 2**53 else ttl,  # type: ignore[arg-type] - NaN: check_ttl refuses
+        ttl=int(ttl) if ttl == ttl and abs(ttl) < 2**53 else ttl,  # type: ignore[arg-type]  # NaN: check_ttl refuses
         created_at=_number(payload, "created_at"),
         reply_to=_text(payload, "reply_to", length=512),
         targets=_strings(payload.get("targets", []), "targets", limit=10_000, length=MAX_NAME_LENGTH),

@@ -1,7 +1,8 @@
 """Ruby Marshal 4.8 as MCollective 2.12 writes it, over the `rubymarshal` package.
 
-Python values in, Ruby-identical bytes out (reading goes through the bounded marshal_reader): `Sym("x")` is the symbol :x, str a UTF-8 String,
-`AsciiStr` a US-ASCII String (what Ruby's hexdigest and uuid give), integers outside 31 bits Bignums.
+Python values in, Ruby-identical bytes out (reading goes through the bounded marshal_reader):
+`Sym("x")` is the symbol :x, str a UTF-8 String, `AsciiStr` a US-ASCII String (what Ruby's
+hexdigest and uuid give), integers outside 31 bits Bignums.
 """
 
 from __future__ import annotations

@@ -14,10 +14,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from drbootstrap.errors import SecurityError
 from drbootstrap.messaging.replay import ReplayCache  # noqa: F401 - it lived here; still importable
+
+if TYPE_CHECKING:  # cryptography is imported when a key is loaded
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger("drbootstrap.security")
 
@@ -58,13 +61,13 @@ class HmacSigner:
 class Ed25519Signer:
     """Signs with our private key; verifies against trusted public keys by key id."""
 
-    private_key: object = field(repr=False)  # cryptography Ed25519PrivateKey
+    private_key: Ed25519PrivateKey = field(repr=False)
     key_id: str
     trusted: dict[str, object] = field(default_factory=dict, repr=False)  # key id -> public key
     scheme: str = "ed25519"
 
     def sign(self, data: bytes) -> str:
-        return self.private_key.sign(data).hex()  # type: ignore[attr-defined]
+        return self.private_key.sign(data).hex()
 
     def verify(self, key_id: str, data: bytes, signature: str) -> None:
         from cryptography.exceptions import InvalidSignature
@@ -73,6 +76,7 @@ class Ed25519Signer:
         if public is None:
             raise SecurityError(f"message signed with untrusted key id {key_id[:80]!r}")
         try:
+            # Any PEM public key may sit in the trusted directory; ed25519's verify takes (signature, data).
             public.verify(bytes.fromhex(signature), data)  # type: ignore[attr-defined]
         except (InvalidSignature, ValueError) as error:
             raise SecurityError("bad signature") from error
@@ -96,7 +100,9 @@ def load_signer(key_file: Path, *, key_id: str | None = None, trusted_dir: Path 
 
         private = serialization.load_pem_private_key(raw, password=None)
         if not isinstance(private, Ed25519PrivateKey):
-            raise SecurityError(f"{key_file} is not an ed25519 private key", hint="generate one with drbootstrap's keygen")
+            raise SecurityError(
+                f"{key_file} is not an ed25519 private key", hint="generate one with drbootstrap's keygen"
+            )
         own_id = key_id or key_file.stem
         trusted: dict[str, object] = {own_id: private.public_key()}
         if trusted_dir is not None and trusted_dir.is_dir():

@@ -31,23 +31,23 @@ def _lean_stomp_package() -> None:
             return importlib.import_module(f"stomp.{name}")
         if package.__dict__.pop("__getattr__", None) is None:
             raise AttributeError(name)
-        spec.loader.exec_module(package)  # type: ignore[union-attr]
+        spec.loader.exec_module(package)  # type: ignore[union-attr]  # checked before this closure
         return getattr(package, name)
 
-    package.__getattr__ = finish_import  # type: ignore[attr-defined]
+    package.__getattr__ = finish_import  # type: ignore[method-assign]  # the module's PEP 562 __getattr__
     sys.modules["stomp"] = package
 
 
 _lean_stomp_package()
 # Imported below the call on purpose: the lean package must be registered first.
 
-from stomp.connect import StompConnection12
-from stomp.exception import (
+from stomp.connect import StompConnection12  # noqa: E402
+from stomp.exception import (  # noqa: E402
     ConnectFailedException,
     NotConnectedException,
     StompException,
 )
-from stomp.listener import ConnectionListener
+from stomp.listener import ConnectionListener  # noqa: E402
 
 __all__ = [
     "ConnectFailedException",

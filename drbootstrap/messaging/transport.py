@@ -73,7 +73,9 @@ class StompTransport:
 
     def __init__(self, config: TransportConfig, on_message: MessageHandler, *, name: str = "drbootstrap") -> None:
         if not config.brokers:
-            raise MessagingError("no broker configured", hint="pass --broker stomp://HOST:PORT or set brokers in the config")
+            raise MessagingError(
+                "no broker configured", hint="pass --broker stomp://HOST:PORT or set brokers in the config"
+            )
         self.config = config
         self.on_message = on_message
         self.name = name
@@ -105,7 +107,9 @@ class StompTransport:
         with self._lock:
             if self._closing or (self._reconnect_thread is not None and self._reconnect_thread.is_alive()):
                 return
-            self._reconnect_thread = threading.Thread(target=self._reconnect_forever, name=f"reconnect-{self.name}", daemon=True)
+            self._reconnect_thread = threading.Thread(
+                target=self._reconnect_forever, name=f"reconnect-{self.name}", daemon=True
+            )
             self._reconnect_thread.start()
 
     def close(self) -> None:
@@ -191,7 +195,9 @@ class StompTransport:
             if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
                 return
             log.warning("%s: lost the broker connection; reconnecting", self.name)
-            self._reconnect_thread = threading.Thread(target=self._reconnect_forever, name=f"reconnect-{self.name}", daemon=True)
+            self._reconnect_thread = threading.Thread(
+                target=self._reconnect_forever, name=f"reconnect-{self.name}", daemon=True
+            )
             self._reconnect_thread.start()
 
     def _reconnect_forever(self) -> None:
@@ -219,7 +225,7 @@ class _Listener(ConnectionListener):
         body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
         try:
             self.transport.on_message(body, frame.headers)
-        except Exception as error:  # noqa: BLE001 - one bad message must not kill the receiver thread
+        except Exception as error:  # one bad message must not kill the receiver thread
             log.warning("%s: message handler failed: %s: %s", self.transport.name, type(error).__name__, error)
             log.debug("message handler failure", exc_info=True)
 

@@ -20,7 +20,8 @@ def register_local_provider() -> None:
         from libcloud.compute.providers import DRIVERS, set_driver
 
         if LOCAL_PROVIDER not in DRIVERS:
-            set_driver(LOCAL_PROVIDER, "drbootstrap.providers.local.driver", "LocalNodeDriver")
+            # libcloud's type comment says a module and a class; it takes (and documents) their names.
+            set_driver(LOCAL_PROVIDER, "drbootstrap.providers.local.driver", "LocalNodeDriver")  # type: ignore[arg-type]
         _registered = True
 
 

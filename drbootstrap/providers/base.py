@@ -8,6 +8,7 @@ is a second instance; nothing here is module-level state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -219,9 +220,9 @@ class Provider(ABC):
     def console_text(self, node: Node) -> str:
         """The node's console output, where its boot prints its SSH host keys and its end."""
         driver = self.driver()
-        if callable(getattr(driver, "ex_get_console_output", None)):
-            console = self.pacing.call(driver, f"console output of {node.name}",
-                                       lambda: driver.ex_get_console_output(node))
+        get_console_output = getattr(driver, "ex_get_console_output", None)
+        if callable(get_console_output):
+            console = self.pacing.call(driver, f"console output of {node.name}", lambda: get_console_output(node))
             return console.get("output", "") if isinstance(console, dict) else str(console or "")
         from drbootstrap.errors import ProviderError
 
@@ -256,7 +257,7 @@ class Provider(ABC):
         for node in self.pacing.call(driver, "list nodes", driver.list_nodes):
             tags = node_tags(node)
             if tags.get(ENVIRONMENT_TAG) == self.environment or node.id in owned_ids:
-                self.pacing.call(driver, f"destroy {node.name}", lambda node=node: driver.destroy_node(node))
+                self.pacing.call(driver, f"destroy {node.name}", functools.partial(driver.destroy_node, node))
                 result.destroyed.append(tags.get(HOSTNAME_TAG, node.name))
         result.volumes = destroy_named_volumes(self)
         result.destroyed.sort()

@@ -5,7 +5,7 @@ address and every node's volumes from snapshots at launch, and a teardown of all
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from libcloud.compute.base import Node, NodeDriver
 
@@ -15,6 +15,9 @@ from drbootstrap.providers.base import NodeAddresses, Provider, Teardown, Volume
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG
 from drbootstrap.providers.operator_key import RSA, load_or_create_operator_key
 from drbootstrap.providers.settings import RateSettings, driver_class_override, split_extra
+
+if TYPE_CHECKING:
+    from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver
 
 # Attachment points for a node's volumes, in the spec's order (sda.. are the root's; sdf..sdp per AWS).
 DEVICES = tuple(f"/dev/sd{letter}" for letter in "fghijklmnop")
@@ -32,6 +35,10 @@ class EC2Provider(Provider):
 
         family = driver_class_override(self.settings, EC2NodeDriver) or EC2NodeDriver
         return build_ec2_driver(self.settings, driver_class=family)
+
+    def driver(self) -> BaseEC2NodeDriver:
+        """This thread's driver: every EC2 dialect's (EC2, Eucalyptus, a driver_class subclass) is one."""
+        return cast("BaseEC2NodeDriver", super().driver())
 
     @property
     def resource_name(self) -> str:
@@ -81,18 +88,21 @@ class EC2Provider(Provider):
         if len(volumes) > len(DEVICES):
             raise ProviderError(f"{hostname}: {len(volumes)} volumes, more than the {len(DEVICES)} device names",
                                 hint="give the node fewer volumes")
-        zone = self.settings.zone or node.extra.get("availability")
-        for volume, device in zip(volumes, DEVICES):
+        # libcloud's EC2 driver gives every instance its extra["availability"] zone.
+        zone = self.settings.zone or cast(str, node.extra.get("availability"))
+        for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
                                                          snapshot_id=volume.snapshot, device=device,
                                                          size_gb=volume.size_gb, zone=zone, pacing=self.pacing)
-            done.append(f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else ""))
+            done.append(
+                f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
+            )
         return done
 
     def attach_volumes(self, node: Node, hostname: str, volumes: Sequence[VolumeWanted],
                        node_path: Callable[[str], str]) -> list[str]:
         """The volumes were made and attached with the instance (provision, at launch)."""
-        return [f"{v.name} attached at {d} at launch (mount {v.mount})" for v, d in zip(volumes, DEVICES)]
+        return [f"{v.name} attached at {d} at launch (mount {v.mount})" for v, d in zip(volumes, DEVICES, strict=False)]
 
     def describe_resources(self) -> list[str]:
         """One line per per-environment resource the cloud holds: key pair, group, addresses, volumes."""
@@ -103,7 +113,7 @@ class EC2Provider(Provider):
         for address in resources.environment_addresses(driver, self.environment, pacing=self.pacing):
             lines.append(f"address {address.ip} -> {address.instance_id or 'not associated'}")
         for volume in resources.environment_volumes(driver, self.environment, pacing=self.pacing):
-            tags = volume.extra.get("tags") or {}
+            tags = resources.volume_extra(volume).get("tags") or {}
             lines.append(f"volume {volume.id} {tags.get(HOSTNAME_TAG, '?')}:{tags.get(resources.DEVICE_TAG, '?')}")
         return lines
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from libcloud.compute.base import NodeDriver
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.openstack import DriverArguments
+from drbootstrap.providers.settings import ProviderSettings
 
 
 def gce_driver_arguments(settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> DriverArguments:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeLocation, NodeSize
 from libcloud.compute.types import NodeState
@@ -21,6 +21,11 @@ ENVIRONMENT_TAG = "drbootstrap:environment"
 HOSTNAME_TAG = "drbootstrap:hostname"
 ROLE_TAG = "drbootstrap:role"
 GENERATION_TAG = "drbootstrap:generation"
+
+
+def node_id(node: Node) -> str:
+    """The node's id: libcloud's Node allows none, but every node a cloud lists or launches has one."""
+    return cast(str, node.id)
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def find_environment_nodes(driver: NodeDriver, environment: str, *, pacing: Paci
     """hostname -> live node, for every node tagged as belonging to `environment`."""
     found: dict[str, Node] = {}
     nodes = list_tagged_nodes(driver, {ENVIRONMENT_TAG: environment}, pacing=pacing, list_options=list_options)
-    for node in sorted(nodes, key=lambda n: n.id):
+    for node in sorted(nodes, key=node_id):
         hostname = node_tags(node).get(HOSTNAME_TAG)
         if hostname:
             found.setdefault(hostname, node)  # duplicates cannot come from us; keep the lowest id
@@ -93,7 +98,7 @@ def find_node(driver: NodeDriver, environment: str, hostname: str, *, pacing: Pa
               list_options: ListOptions | None = None) -> Node | None:
     nodes = list_tagged_nodes(driver, {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}, pacing=pacing,
                               list_options=list_options)
-    return min(nodes, key=lambda n: n.id) if nodes else None
+    return min(nodes, key=node_id) if nodes else None
 
 
 def resolve_location(driver: NodeDriver, zone: str, *, pacing: Pacing | None = None) -> NodeLocation:

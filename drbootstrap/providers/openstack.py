@@ -12,7 +12,6 @@ from libcloud.compute.base import NodeDriver
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.settings import ProviderSettings, split_extra
 
-
 # Settings read by name (clouds.yaml's auth: block, or flat in the spec's extra), not driver kwargs.
 CLOUDS_YAML_KEYS = frozenset({"auth", "auth_url", "username", "project_name", "user_domain_name",
                               "project_domain_id", "region_name"})

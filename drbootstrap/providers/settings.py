@@ -7,10 +7,15 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.throttle import RetryPolicy
+
+if TYPE_CHECKING:
+    from libcloud.compute.base import NodeDriver
+
+_Family = TypeVar("_Family")
 
 
 class SecretReference(Protocol):
@@ -90,7 +95,7 @@ DRBOOTSTRAP_EXTRA_KEYS = frozenset({DRIVER_CLASS_KEY, "operator_cidr", "public_k
                                     "retry_base_delay", "retry_max_delay"})
 
 
-def driver_class_override(settings: ProviderSettings, family: type) -> type | None:
+def driver_class_override(settings: ProviderSettings, family: type[_Family]) -> type[_Family] | None:
     """The `extra: driver_class` substitute, checked to be a subclass of the provider's driver `family`."""
     reference = settings.extra.get(DRIVER_CLASS_KEY)
     if not reference:
@@ -117,7 +122,7 @@ def retry_policy_for(settings: ProviderSettings) -> RetryPolicy:
                        max_elapsed=defaults.max_elapsed)
 
 
-def split_extra(driver_class: type, extra: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_extra(driver_class: type[NodeDriver], extra: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The spec's `extra` serves two masters: keys that the driver's create_node names (ex_keyname,
     ex_security_groups, ...) go to every launch; the rest go to the driver's constructor."""
     create_parameters = accepted_parameters(driver_class.create_node) or set()

@@ -134,7 +134,7 @@ def _is_requests_network_error(error: BaseException) -> bool:
 
 def _as_int(value: object) -> int | None:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # type: ignore[call-overload]  # any value: what int() refuses is None
     except (TypeError, ValueError):
         return None
 

@@ -3,15 +3,22 @@ the environment's by its name, made once per node and volume (found again by nam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from libcloud.compute.base import Node
+from libcloud.compute.base import Node, VolumeSnapshot
 
 from drbootstrap.errors import NotFoundError
 
 if TYPE_CHECKING:
     from drbootstrap.providers.base import Provider, VolumeWanted
+
+
+class _ListsSnapshots(Protocol):
+    """A driver with the list_snapshots most libcloud drivers add (NodeDriver itself has none)."""
+
+    def list_snapshots(self) -> list[VolumeSnapshot]: ...
 
 
 def volume_name(environment: str, hostname: str, volume: str) -> str:
@@ -37,12 +44,12 @@ def attach_named_volumes(provider: Provider, node: Node, hostname: str, wanted: 
         volume = existing.get(name)
         if volume is None:
             snapshot = _find_snapshot(provider, spec.snapshot) if spec.snapshot else None
-            volume = provider.call(f"create volume {name}", lambda s=spec, n=name, snap=snapshot:
-                                   driver.create_volume(s.size_gb, n, snapshot=snap))
+            volume = provider.call(f"create volume {name}",
+                                   functools.partial(driver.create_volume, spec.size_gb, name, snapshot=snapshot))
         attached_to = (volume.extra or {}).get("node_id") or (volume.extra or {}).get("instance_id")
         if attached_to != node.id:
             device = node_path(spec.mount)
-            provider.call(f"attach volume {name}", lambda v=volume, d=device: driver.attach_volume(node, v, device=d))
+            provider.call(f"attach volume {name}", functools.partial(driver.attach_volume, node, volume, device=device))
         done.append(f"{spec.name} at {spec.mount}" + (f" from {spec.snapshot}" if spec.snapshot else ""))
     return done
 
@@ -56,14 +63,14 @@ def destroy_named_volumes(provider: Provider) -> list[str]:
     destroyed = []
     for volume in provider.call("list volumes", driver.list_volumes):
         if (volume.name or "").startswith(prefix):
-            provider.call(f"destroy volume {volume.name}", lambda v=volume: driver.destroy_volume(v))
+            provider.call(f"destroy volume {volume.name}", functools.partial(driver.destroy_volume, volume))
             destroyed.append(volume.name)
     return destroyed
 
 
 def _find_snapshot(provider: Provider, wanted: str) -> Any:
     driver = provider.driver()
-    snapshots = provider.call("list snapshots", driver.list_snapshots)
+    snapshots = provider.call("list snapshots", cast(_ListsSnapshots, driver).list_snapshots)
     for snapshot in snapshots:
         if wanted in (snapshot.id, snapshot.name):
             return snapshot

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from drbootstrap.errors import SpecError
+from drbootstrap.spec.limits import MAX_PROBLEMS, read_spec_text
 from drbootstrap.spec.models import (
     CheckSpec,
     EnvironmentSpec,
@@ -19,7 +20,6 @@ from drbootstrap.spec.models import (
     ProviderSpec,
     SiteSpec,
 )
-from drbootstrap.spec.limits import MAX_PROBLEMS, read_spec_text
 from drbootstrap.spec.positions import SourceMap, load_with_positions
 from drbootstrap.spec.problems import Problem, from_validation_error
 from drbootstrap.spec.secrets import SecretRef, SecretResolutionError

@@ -31,7 +31,7 @@ def check_groups(data: dict) -> list[Problem]:
     seen_roles: dict[str, int] = {}
     for index, group in groups_of(data):
         role = group.get("role")
-        if is_valid(check_role, role):
+        if isinstance(role, str) and is_valid(check_role, role):
             if role in seen_roles:
                 problems.append(
                     Problem(
@@ -104,7 +104,8 @@ def _check_volumes(index: int, group: dict) -> list[Problem]:
                 problems.append(
                     Problem(
                         ("nodes", index, "volumes", v_index, key),
-                        f"nodes[{index}].volumes[{v_index}].{key}: '{value}' is already used by volumes[{seen[(key, value)]}]",
+                        f"nodes[{index}].volumes[{v_index}].{key}: '{value}' "
+                        f"is already used by volumes[{seen[(key, value)]}]",
                         f"give each volume its own {key}",
                     )
                 )
@@ -120,7 +121,8 @@ def expand_group_hostnames(group: dict) -> list[tuple[Path_, str]] | None:
             return None
         return [(("hostnames", i), name) for i, name in enumerate(names) if is_valid(check_label, name)]
     count, pattern = group.get("count"), group.get("hostname_pattern")
-    if type(count) is not int or not 1 <= count <= 10_000 or not is_valid(check_hostname_pattern, pattern):
+    if (type(count) is not int or not 1 <= count <= 10_000 or not isinstance(pattern, str)
+            or not is_valid(check_hostname_pattern, pattern)):
         return None
     return [(("hostname_pattern",), pattern.format(n=n)) for n in range(1, count + 1)]
 
@@ -194,7 +196,7 @@ def check_hostnames(data: dict) -> list[Problem]:
 def _check_fqdn_length(data: dict, owners: dict[str, str]) -> list[Problem]:
     """hostname.domain must fit in 253 characters; reported once, at the domain."""
     domain = data.get("domain")
-    if not is_valid(check_dns_name, domain) or not owners:
+    if not isinstance(domain, str) or not is_valid(check_dns_name, domain) or not owners:
         return []
     longest = max(owners, key=len)
     fqdn = f"{longest}.{domain.rstrip('.')}"

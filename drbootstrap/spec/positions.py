@@ -116,7 +116,9 @@ def _syntax_error(error: yaml.MarkedYAMLError) -> LocatedYamlError:
     position = _mark(mark) if mark is not None else (1, 1)
     problem = _first_line(error.problem or "cannot parse")
     if "another document" in problem:
-        return LocatedYamlError(position, "a second YAML document", "a spec is one document: remove this '---' and what follows")
+        return LocatedYamlError(
+            position, "a second YAML document", "a spec is one document: remove this '---' and what follows"
+        )
     context = f" {_first_line(error.context)}" if error.context else ""
     hint = "check the indentation and quoting on this line and the one above"
     if "end of stream" in problem:
@@ -129,7 +131,7 @@ def _syntax_error(error: yaml.MarkedYAMLError) -> LocatedYamlError:
 class _Builder:
     """Turns composed YAML nodes into dicts/lists/scalars, recording every position."""
 
-    def __init__(self, loader: yaml.SafeLoader, source: SourceMap, errors: list[LocatedYamlError]):
+    def __init__(self, loader: yaml.SafeLoader, source: SourceMap, errors: list[LocatedYamlError]) -> None:
         self.loader = loader
         self.source = source
         self.errors = errors

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from drbootstrap.spec.positions import Path_, Position, SourceMap
 
@@ -99,7 +100,7 @@ def from_validation_error(error: ValidationError, root: type[BaseModel], data: A
     return problems
 
 
-def _translate(item: dict, root: type[BaseModel], data: Any) -> Problem | None:
+def _translate(item: ErrorDetails, root: type[BaseModel], data: Any) -> Problem | None:
     kind = item["type"]
     loc = tuple(item["loc"])
     ctx = item.get("ctx") or {}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pydantic_core import PydanticCustomError
 
@@ -41,6 +42,6 @@ def roles_of(data: dict) -> dict[str, int]:
     roles: dict[str, int] = {}
     for index, group in groups_of(data):
         role = group.get("role")
-        if is_valid(check_role, role):
+        if isinstance(role, str) and is_valid(check_role, role):
             roles.setdefault(role, index)
     return roles

@@ -10,8 +10,8 @@ import difflib
 import functools
 import ipaddress
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from drbootstrap.paths import project_root
 from drbootstrap.spec.groups import (
@@ -58,7 +58,7 @@ def _check_providers(data: dict) -> list[Problem]:
     problems = []
     for path, block in _provider_blocks(data):
         name = block.get("name")
-        if is_valid(check_token, name) and name != LOCAL_PROVIDER:
+        if isinstance(name, str) and is_valid(check_token, name) and name != LOCAL_PROVIDER:
             known = known_compute_providers()
             if name not in known:
                 problems.append(
@@ -127,7 +127,9 @@ def known_dns_providers() -> frozenset[str]:
 def _used_images_and_sizes(data: dict) -> list[tuple[str, str, Path_]]:
     """(kind "images"/"sizes", logical name, where it is used) for the master and every group."""
     used: list[tuple[str, str, Path_]] = []
-    master = data.get("master") if isinstance(data.get("master"), dict) else {}
+    master = data.get("master")
+    if not isinstance(master, dict):
+        master = {}
     used.append(("images", master.get("image", DEFAULT_IMAGES["master"]), ("master", "image")))
     used.append(("sizes", master.get("size", DEFAULT_SIZE), ("master", "size")))
     for index, group in groups_of(data):
@@ -143,11 +145,13 @@ def _check_local_catalog(data: dict) -> list[Problem]:
         return []  # an installed tree without images/: the local driver says so at launch
     catalog = {"images": {d.name for d in images_dir.iterdir() if d.is_dir()}, "sizes": set(LOCAL_SIZES)}
     problems = []
-    for block_path, block in _provider_blocks(data):
+    for _block_path, block in _provider_blocks(data):
         if block.get("name") != LOCAL_PROVIDER:
             continue
         for kind, logical, where in _used_images_and_sizes(data):
-            mapping = block.get(kind) if isinstance(block.get(kind), dict) else {}
+            mapping = block.get(kind)
+            if not isinstance(mapping, dict):
+                mapping = {}
             provider_id = mapping.get(logical, logical)
             if provider_id in catalog[kind]:
                 continue

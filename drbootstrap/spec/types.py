@@ -8,8 +8,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, ValidationInfo
 from pydantic_core import PydanticCustomError

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.integration.images.test_images_boot import scenario  # noqa: F401 - the shared fixture
 
 
-def test_bench_master_services_and_worker_naming(scenario):  # noqa: F811 - the fixture above
+def test_bench_master_services_and_worker_naming(scenario):
     started = time.monotonic()
     with scenario.client() as client:
         client.call("puppet", "runonce", {"force": True}, targets=["db01.img.internal"], timeout=600)

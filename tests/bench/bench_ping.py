@@ -253,13 +253,20 @@ def _start_single_agent(work: Path, broker_url: str, psk_file: Path, use_cli: bo
 
 
 def _report(rows, rss, cpu, farm_rss, farm_start_s, use_cli) -> None:
-    print(f"\n## ping ({AGENTS} agents, {ROUNDS} rounds; drbootstrap timed as {'the CLI' if use_cli else 'a client script'})")
+    print(
+        f"\n## ping ({AGENTS} agents, {ROUNDS} rounds; "
+        f"drbootstrap timed as {'the CLI' if use_cli else 'a client script'})"
+    )
     print(f"{'command':<18} {'replies':>8} {'wall s':>8}")
     for name, replies, wall, how in rows:
         print(f"{name:<18} {replies:>8} {wall:>8.3f}   ({how})")
     best = min(wall for name, _, wall, _ in rows if name == "drbootstrap ping")
-    print(f"drbootstrap ping best {best:.3f}s vs target {TARGET_PING_S}s: {'met' if best < TARGET_PING_S else 'MISSED'}")
+    print(
+        f"drbootstrap ping best {best:.3f}s vs target {TARGET_PING_S}s: {'met' if best < TARGET_PING_S else 'MISSED'}"
+    )
     for name in rss:
         print(f"{name:<18} idle RSS {rss[name] / 1024:6.1f} MB, CPU over {CPU_WINDOW:.0f}s: {cpu[name]:.2f}s")
-    print(f"RSS target (agent <= mcollectived): {'met' if rss['drbootstrap agent'] <= rss['mcollectived'] else 'MISSED'}")
+    print(
+        f"RSS target (agent <= mcollectived): {'met' if rss['drbootstrap agent'] <= rss['mcollectived'] else 'MISSED'}"
+    )
     print(f"farm of {AGENTS} identities: started in {farm_start_s:.1f}s, RSS {farm_rss / 1024:.1f} MB")

@@ -59,11 +59,16 @@ def test_up_wall_time_against_the_critical_path(workers):
         report = env.report()
         path = critical_path(report)
         critical = path["master"] + path["slowest_boot"] + path["one_puppet_run"]
-        print(f"\nup, {workers} workers, puppet {MODE}: wall {wall:.1f} s (process), run {report['run']['seconds']:.1f} s;"
-              f" critical path {critical:.1f} s = master {path['master']:.1f} + slowest boot "
-              f"{path['slowest_boot']:.1f} + puppet run {path['one_puppet_run']:.1f} (median of the concurrent runs;"
-              f" min {path['min_puppet_run']:.1f}, max {path['max_puppet_run']:.1f}); ratio {report['run']['seconds'] / critical:.2f};"
-              f" against the fastest run: {report['run']['seconds'] / (critical - path['one_puppet_run'] + path['min_puppet_run']):.2f}")
+        print(
+            f"\nup, {workers} workers, puppet {MODE}: wall {wall:.1f} s (process), "
+            f"run {report['run']['seconds']:.1f} s;"
+            f" critical path {critical:.1f} s = master {path['master']:.1f} + slowest boot "
+            f"{path['slowest_boot']:.1f} + puppet run {path['one_puppet_run']:.1f} (median of the concurrent runs;"
+            f" min {path['min_puppet_run']:.1f}, max {path['max_puppet_run']:.1f});"
+            f" ratio {report['run']['seconds'] / critical:.2f};"
+            f" against the fastest run: "
+            f"{report['run']['seconds'] / (critical - path['one_puppet_run'] + path['min_puppet_run']):.2f}"
+        )
         print(json.dumps(report["steps"], indent=None))
     finally:
         tear_down(env)

@@ -113,7 +113,8 @@ class BindServer:
             f'  file "{zone_files[self.zone]}";\n'
             f'  allow-update {{ key "{self.key.name}"; }};\n'
             "};\n"
-            f'zone "{self.locked_zone}" {{ type primary; file "{zone_files[self.locked_zone]}"; allow-update {{ none; }}; }};\n'
+            f'zone "{self.locked_zone}" {{ type primary; file "{zone_files[self.locked_zone]}"; '
+            "allow-update { none; }; };\n"
         )
         os.chmod(conf, 0o600)
         return conf

@@ -61,9 +61,9 @@ def running_moto_server(timeout: float = 30.0) -> Iterator[MotoServer]:
             try:
                 urllib.request.urlopen(f"{server.url}/moto-api/", timeout=2).read()
                 break
-            except OSError:
+            except OSError as error:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not answer on port {port} in {timeout}s")
+                    raise RuntimeError(f"moto_server did not answer on port {port} in {timeout}s") from error
                 time.sleep(0.1)
         yield server
     finally:

@@ -35,7 +35,7 @@ def wait_until(ready: Callable[[], bool], process: subprocess.Popen, what: str, 
         try:
             if ready():
                 return
-        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+        except Exception:  # noqa: BLE001, S110 - not ready yet, whatever the reason
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{what} not ready after {limit:g} s:\n{_tail(log)}")

@@ -133,7 +133,9 @@ class FakeBroker:
         live = {a for n in self.cloud.list_nodes() if n.state == NodeState.RUNNING for a in n.private_ips}
         named = {name for name, addr in self.names.items() if addr in live
                  and (self.named_at_boot or addr in self.rebooted)}
-        unnamed = {self.cloud_name(addr) for addr in live - {self.names[n] for n in named} - set(self.master_addresses())}
+        unnamed = {
+            self.cloud_name(addr) for addr in live - {self.names[n] for n in named} - set(self.master_addresses())
+        }
         return {f"controller.{self.domain}"} | named | unnamed
 
     def cloud_name(self, address: str) -> str:

@@ -138,7 +138,9 @@ def test_third_party_agents_load_from_the_entry_point_group_and_validate_inputs(
     monkeypatch.setattr(importlib.metadata, "entry_points",
                         lambda group=None: [entry] if group == registry.ENTRY_POINT_GROUP else [])
     (tmp_path / "psk").write_text("0123456789abcdef0123456789abcdef")
-    server = AgentServer(agent_config_from_dict({"identity": "n", "brokers": ["x:1"], "key_file": str(tmp_path / "psk")}))
+    server = AgentServer(
+        agent_config_from_dict({"identity": "n", "brokers": ["x:1"], "key_file": str(tmp_path / "psk")})
+    )
     assert "echo" in server.agents
     assert server.handle(request("echo", "say", {"text": "hi"})).data == {"text": "hi"}
     assert server.handle(request("echo", "say")).status_code == StatusCode.MISSING_DATA

@@ -32,7 +32,9 @@ def test_remove_by_name_or_address_keeps_the_rest(tmp_path):
     assert [e.names[1] for e in read_entries(hosts)] == ["b"]
 
 
-@pytest.mark.parametrize("name, address", [("bad_name", "10.0.0.1"), ("-x", "10.0.0.1"), ("ok", "10.0.0.300"), ("ok", "x")])
+@pytest.mark.parametrize(
+    "name, address", [("bad_name", "10.0.0.1"), ("-x", "10.0.0.1"), ("ok", "10.0.0.300"), ("ok", "x")]
+)
 def test_invalid_names_and_addresses_are_refused(tmp_path, name, address):
     with pytest.raises(HostsFileError):
         add_entry(tmp_path / "hosts", name, address)

@@ -24,7 +24,9 @@ REQUEST = Request("r", "c", "key=psk", "puppet", "x", created_at=time.time())
 
 
 def test_apply_mode_command_has_per_node_dirs_manifest_and_options(tmp_path):
-    command = agent(tmp_path, mode="apply", manifest="/m/site.pp", modulepath="/m/modules").command(noop=True, tags="a,b")
+    command = agent(tmp_path, mode="apply", manifest="/m/site.pp", modulepath="/m/modules").command(
+        noop=True, tags="a,b"
+    )
     assert command[:2] == ["puppet", "apply"] and command[-1] == "/m/site.pp"
     for flag in ("--confdir=", "--vardir=", "--ssldir=", "--rundir=", "--logdir=", "--lastrunfile="):
         assert any(part.startswith(flag) for part in command)

@@ -87,7 +87,9 @@ def test_agent_inventory_lists_every_agent_with_mcollective_metadata_keys(server
 
 def test_inventory_has_the_keys_mco_inventory_reads(server):
     [reply] = deliver(server, request("inventory"))
-    assert {"agents", "facts", "classes", "collectives", "main_collective", "data_plugins", "version"} <= set(reply.data)
+    assert {"agents", "facts", "classes", "collectives", "main_collective", "data_plugins", "version"} <= set(
+        reply.data
+    )
     assert reply.data["facts"]["role"] == "web"
 
 

@@ -17,6 +17,8 @@ from drbootstrap.providers.ec2_driver import (
     eucalyptus_driver_kwargs,
     parse_endpoint,
 )
+from drbootstrap.providers.gce import gce_driver_arguments
+from drbootstrap.providers.openstack import build_openstack_driver, openstack_driver_arguments
 from drbootstrap.providers.registry import create_provider, provider_class
 from drbootstrap.providers.settings import PlainSecret, ProviderSettings, RateSettings
 
@@ -30,8 +32,7 @@ def build_driver(settings: ProviderSettings):
 
 def bucket_for(settings: ProviderSettings):
     return create_provider(settings, SCOPE).pacing.bucket
-from drbootstrap.providers.gce import gce_driver_arguments
-from drbootstrap.providers.openstack import build_openstack_driver, openstack_driver_arguments
+
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAENVENVENVENVENV1", "AWS_SECRET_ACCESS_KEY": "envsecret"}
 
@@ -67,7 +68,9 @@ def test_ec2_uses_the_spec_credentials_region_and_signature_version_4():
 
 def test_ec2_falls_back_to_the_aws_environment_variables_and_session_token():
     settings = ProviderSettings(name="ec2")
-    kwargs = ec2_driver_kwargs(settings, environ={**AWS_ENV, "AWS_SESSION_TOKEN": "tok", "AWS_DEFAULT_REGION": "us-west-2"})
+    kwargs = ec2_driver_kwargs(
+        settings, environ={**AWS_ENV, "AWS_SESSION_TOKEN": "tok", "AWS_DEFAULT_REGION": "us-west-2"}
+    )
     assert (kwargs["key"], kwargs["secret"], kwargs["token"], kwargs["region"]) == (
         "AKIAENVENVENVENVENV1", "envsecret", "tok", "us-west-2")
 

@@ -107,8 +107,13 @@ def test_mcollective_decoder_survives_any_psk_valid_envelope(fields, inner):
 
 def test_mcollective_decoder_refuses_a_link_bomb_in_an_envelope_key_the_psk_does_not_cover():
     # Kept apart from the property above: hypothesis would print a 2**40-path example on failure.
-    ping = McollectiveProtocol(PSK).request_frames(Request("r1", "s", "uid=0", "discovery", "ping", created_at=time.time(),
-                                                           reply_to="/queue/x.reply"))[0].body
+    ping = (
+        McollectiveProtocol(PSK)
+        .request_frames(
+            Request("r1", "s", "uid=0", "discovery", "ping", created_at=time.time(), reply_to="/queue/x.reply")
+        )[0]
+        .body
+    )
     started = time.monotonic()
     decodes_or_refuses_cleanly(McollectiveProtocol(PSK).decode_request, mcollective_with_envelope_bomb(ping), {})
     assert time.monotonic() - started < 1.0

@@ -82,5 +82,7 @@ def world_paths(monkeypatch, tmp_path):
 
     spec = load_spec_text(monkeypatch)
     cloud = FakeCloud()
-    monkeypatch.setattr(lifecycle, "provider_for", lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud))
+    monkeypatch.setattr(
+        lifecycle, "provider_for", lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud)
+    )
     return spec, EnvironmentPaths(tmp_path, spec.environment)

@@ -27,7 +27,6 @@ from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
 )
 
 
-
 def test_up_builds_master_then_every_worker_each_launched_once(world):
     spec, state, cloud, broker, access = world
     result = run_up(make_context(spec, state, cloud, broker, access))
@@ -206,7 +205,9 @@ def test_down_destroys_journal_and_tagged_orphans_keeps_generations_and_is_idemp
     orphan = cloud.create_node("web09", None, None, ex_metadata={"drbootstrap:environment": "demo",
                                                                   "drbootstrap:hostname": "web09"})
     stranger = cloud.create_node("other", None, None, ex_metadata={"drbootstrap:environment": "prod"})
-    monkeypatch.setattr(lifecycle, "provider_for", lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud))
+    monkeypatch.setattr(
+        lifecycle, "provider_for", lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud)
+    )
     result = lifecycle.down(spec, state)
     assert result.destroyed == sorted([*ALL, "web09"])
     assert [n.id for n in cloud.list_nodes()] == [stranger.id] and orphan.id not in cloud.nodes

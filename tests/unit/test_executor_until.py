@@ -30,7 +30,6 @@ from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
 )
 
 
-
 def test_until_launch_launches_every_node_then_stops_and_a_plain_up_resumes_from_there(world):
     spec, state, cloud, broker, access = world
     events = []

@@ -173,7 +173,11 @@ def test_the_cli_reports_a_bad_journal_as_one_line_with_exit_3(tmp_path, cli, mo
     path.write_text(text)
     result = cli("status", str(spec), "--state-dir", str(tmp_path / "state"), "--no-ping")
     assert result.exit_code == ExitStatus.INVALID_SPEC, result.stderr
-    assert result.stderr == f"{path}:{line_and_column_of(text, '7}')}: nodes.db01: must be an object {{...}}, got 7 (or restore the journal from a backup)\n"
+    assert (
+        result.stderr
+        == f"{path}:{line_and_column_of(text, '7}')}: nodes.db01: must be an object {{...}}, got 7 "
+        "(or restore the journal from a backup)\n"
+    )
 
 
 def test_a_key_with_a_control_character_is_shown_escaped_on_one_line(tmp_path):

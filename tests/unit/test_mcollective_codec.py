@@ -45,7 +45,12 @@ def test_decodes_real_mco_ping_request():
     request = protocol_at(DISCOVERY_TIME + 1).decode_request(
         fixture("discovery_request.bin"), {"reply-to": "/queue/mcollective.reply.real-client_11786.1"}
     )
-    assert (request.agent, request.action, request.sender_id, request.caller_id) == ("discovery", "ping", "real-client", "uid=0")
+    assert (request.agent, request.action, request.sender_id, request.caller_id) == (
+        "discovery",
+        "ping",
+        "real-client",
+        "uid=0",
+    )
     assert request.request_id == "b16982830c02576886f8c07e54f4d380"
     assert (request.ttl, request.created_at, request.collective) == (60, DISCOVERY_TIME, "mcollective")
     assert request.filter.is_empty() and request.targets == ()
@@ -84,23 +89,36 @@ def test_decodes_real_direct_addressed_rpc_request():
 
 
 def test_decodes_real_rpc_request_data_with_symbol_keys():
-    request = protocol_at(1795308644).decode_request(fixture("rpcutil_get_fact_request.bin"), {"reply-to": "/queue/captured"})
+    request = protocol_at(1795308644).decode_request(
+        fixture("rpcutil_get_fact_request.bin"), {"reply-to": "/queue/captured"}
+    )
     assert (request.action, request.data) == ("get_fact", {"fact": "role"})
 
 
 def test_decodes_real_mcollectived_replies():
     pong = protocol_at(DISCOVERY_TIME).decode_reply(fixture("discovery_reply.bin"), {})
-    assert (pong.sender_id, pong.agent, pong.status_code, pong.status_message) == ("real-server", "discovery", StatusCode.OK, "pong")
+    assert (pong.sender_id, pong.agent, pong.status_code, pong.status_message) == (
+        "real-server",
+        "discovery",
+        StatusCode.OK,
+        "pong",
+    )
     assert pong.data == {"pong": DISCOVERY_TIME}
     rpc = protocol_at(RPC_REPLY_TIME).decode_reply(fixture("rpcutil_ping_reply.bin"), {})
-    assert (rpc.request_id, rpc.status_code, rpc.data) == ("130eabdbea5a5a25beff01f216d09706", StatusCode.OK, {"pong": RPC_REPLY_TIME})
+    assert (rpc.request_id, rpc.status_code, rpc.data) == (
+        "130eabdbea5a5a25beff01f216d09706",
+        StatusCode.OK,
+        {"pong": RPC_REPLY_TIME},
+    )
     fact = protocol_at(1795308644).decode_reply(fixture("rpcutil_get_fact_reply.bin"), {})
     assert fact.data == {"fact": "role", "value": None}
 
 
 def test_request_with_wrong_psk_is_refused():
     with pytest.raises(SecurityError, match="invalid psk signature"):
-        protocol_at(DISCOVERY_TIME, psk="not-the-key").decode_request(fixture("discovery_request.bin"), {"reply-to": "/queue/x"})
+        protocol_at(DISCOVERY_TIME, psk="not-the-key").decode_request(
+            fixture("discovery_request.bin"), {"reply-to": "/queue/x"}
+        )
 
 
 def test_reply_with_wrong_psk_is_refused():
@@ -191,7 +209,9 @@ def test_forged_caller_id_is_refused_both_ways():
 def test_rpc_request_round_trips_with_ruby_shaped_body():
     protocol = protocol_at(1000)
     request = _request(
-        created_at=1000, data={"fact": "role"}, filter=Filter(fact=(FactFilter("role", "==", "web"),), identity=("/web/",))
+        created_at=1000,
+        data={"fact": "role"},
+        filter=Filter(fact=(FactFilter("role", "==", "web"),), identity=("/web/",)),
     )
     [frame] = protocol.request_frames(request)
     assert frame.destination == "/topic/mcollective.rpcutil.agent"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from drbootstrap.errors import MessagingError
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.messaging.client import ClientConfig, RpcClient, RpcResult
 from drbootstrap.messaging.envelope import Reply
 from drbootstrap.messaging.native import NativeProtocol
 from drbootstrap.messaging.security import HmacSigner
 from drbootstrap.messaging.transport import BrokerAddress
-from drbootstrap.errors import MessagingError
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -38,7 +38,9 @@ class LoopbackTransport:
 
 
 def client_with(nodes, **config) -> tuple[RpcClient, LoopbackTransport]:
-    client = RpcClient(ClientConfig(brokers=["stomp://127.0.0.1:1"], **config), protocol=NativeProtocol(HmacSigner(KEY)))
+    client = RpcClient(
+        ClientConfig(brokers=["stomp://127.0.0.1:1"], **config), protocol=NativeProtocol(HmacSigner(KEY))
+    )
     transport = LoopbackTransport(client, nodes)
     client.transport = transport  # type: ignore[assignment]
     return client, transport

@@ -66,7 +66,9 @@ def test_remove_update_deletes_the_address_and_alias_records_of_the_name_only():
 def test_cname_replacement_clears_addresses_in_the_same_update():
     update = build_replace_update("example.org", "www", "CNAME", ["web.site-b.example.org"], KEY)
 
-    absolute = [(r.deleting, r.rdtype, [d.to_text(origin=update.origin, relativize=False) for d in r]) for r in update.update]
+    absolute = [
+        (r.deleting, r.rdtype, [d.to_text(origin=update.origin, relativize=False) for d in r]) for r in update.update
+    ]
     assert absolute == [
         (dns.rdataclass.ANY, dns.rdatatype.A, []),
         (dns.rdataclass.ANY, dns.rdatatype.AAAA, []),

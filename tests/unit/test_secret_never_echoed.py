@@ -32,7 +32,9 @@ CASES = {
         "provider: {name: local}\npublic_dns:\n  provider: route53\n  zone: demo.example\n"
         f"  credentials:\n    secret: {SECRET}\n"
     ),
-    "env reference resolved, other errors": "provider:\n  name: ec2\n  credentials:\n    secret: ${env:DRB_TEST_SECRET}\n",
+    "env reference resolved, other errors": (
+        "provider:\n  name: ec2\n  credentials:\n    secret: ${env:DRB_TEST_SECRET}\n"
+    ),
     "file reference resolved, other errors": "provider:\n  name: ec2\n  credentials:\n    secret: ${file:secret.txt}\n",
     "file reference to a directory": "provider:\n  name: ec2\n  credentials:\n    secret: ${file:secretdir}\n",
     "file reference to a huge file": "provider:\n  name: ec2\n  credentials:\n    secret: ${file:huge.txt}\n",

@@ -84,7 +84,10 @@ def test_aliases_of_one_long_value_are_refused_by_their_characters(cli, tmp_path
 
 
 def test_a_directory_given_as_the_spec_is_refused(cli, tmp_path):
-    assert refuse(cli, tmp_path) == f"{tmp_path}:1:1: the spec is a directory, not a file (give the path of a regular file)"
+    assert (
+        refuse(cli, tmp_path)
+        == f"{tmp_path}:1:1: the spec is a directory, not a file (give the path of a regular file)"
+    )
 
 
 @pytest.mark.timeout(10)  # opening a FIFO for reading blocks until a writer comes: it must not

@@ -68,7 +68,7 @@ def test_hostname_pattern_expands_one_based_in_order():
 
 def test_the_spec_is_immutable():
     spec = parse_spec(MINIMAL)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - any refusal to assign proves it; pydantic picks the type
         spec.environment = "other"
 
 

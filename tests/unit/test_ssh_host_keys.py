@@ -16,8 +16,8 @@ from drbootstrap.ssh import (
     SshTarget,
     _disabled_host_key_algorithms,
     parse_console_host_keys,
-    parse_host_keys,
     parse_host_key_line,
+    parse_host_keys,
 )
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPmfbZj7tv5utK5pM9lkbdA4KUPGzJA0eUcYdfDMpyl5 root@db01"
@@ -81,7 +81,9 @@ def test_garbage_is_not_a_key_line():
 
 
 def target(*lines: str) -> SshTarget:
-    return SshTarget("10.213.0.2", tuple(parse_host_key_line(line) for line in lines), Path("/nonexistent"), name="db01")
+    return SshTarget(
+        "10.213.0.2", tuple(parse_host_key_line(line) for line in lines), Path("/nonexistent"), name="db01"
+    )
 
 
 def test_policy_accepts_the_pinned_key_and_refuses_another_naming_both_fingerprints():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import socket
 import threading
 
 import pytest
@@ -102,7 +101,7 @@ def test_bucket_rejects_nonsense_settings():
         (BaseHTTPError(500, "InternalError: oops"), ErrorKind.TRANSIENT),
         (BaseHTTPError(502, "bad gateway"), ErrorKind.TRANSIENT),
         (ConnectionResetError(104, "Connection reset by peer"), ErrorKind.TRANSIENT),
-        (socket.timeout("timed out"), ErrorKind.TRANSIENT),
+        (TimeoutError("timed out"), ErrorKind.TRANSIENT),
         (MalformedResponseError("Failed to parse XML", body="<html>"), ErrorKind.TRANSIENT),
         (InvalidCredsError("AuthFailure: bad key"), ErrorKind.PERMANENT),
         (BaseHTTPError(400, "InvalidAMIID.NotFound: no such image"), ErrorKind.PERMANENT),
@@ -142,7 +141,7 @@ def test_throttled_calls_are_repeated_with_growing_jittered_delays_and_reported(
     assert [e.attempt for e in events] == [1, 2, 3]
     assert all(e.kind is ErrorKind.THROTTLED and "RequestLimitExceeded" in e.reason for e in events)
     caps = [1.0, 2.0, 4.0]
-    assert all(0 <= e.delay <= cap for e, cap in zip(events, caps))
+    assert all(0 <= e.delay <= cap for e, cap in zip(events, caps, strict=False))
     assert clock.sleeps == [e.delay for e in events]
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.agent.registry import ActionFailed, Input, RpcAgent, action
 from drbootstrap.dns.hosts_file import HostsFileError, add_entry, read_entries, remove_entry
 from drbootstrap.messaging.envelope import Request, StatusCode
+
+if TYPE_CHECKING:
+    from drbootstrap.agent.config import DnsConfig
 
 _NAME = r"[A-Za-z0-9.\-]{1,253}"
 _ADDRESS = r"[0-9A-Fa-f.:]{2,45}"
@@ -29,7 +32,11 @@ class DnsAgent(RpcAgent):
         config = self._config()
         try:
             entry = add_entry(
-                Path(config.hosts_file), data["name"], data["address"], domain=config.domain, replace=bool(data.get("replace"))
+                Path(config.hosts_file),
+                data["name"],
+                data["address"],
+                domain=config.domain,
+                replace=bool(data.get("replace")),
             )
         except HostsFileError as error:
             raise ActionFailed(StatusCode.INVALID_DATA, str(error)) from error
@@ -47,14 +54,16 @@ class DnsAgent(RpcAgent):
                 Path(config.hosts_file), name=data.get("name"), address=data.get("address"), domain=config.domain
             )
         except HostsFileError as error:
-            raise ActionFailed(StatusCode.MISSING_DATA if "needs" in error.message else StatusCode.INVALID_DATA, str(error)) from error
+            raise ActionFailed(
+                StatusCode.MISSING_DATA if "needs" in error.message else StatusCode.INVALID_DATA, str(error)
+            ) from error
         return {"removed": [entry.line() for entry in removed], "reloaded": self._reload() if removed else False}
 
     @action("Every entry in the hosts file")
     def list(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         return {"entries": [entry.line() for entry in read_entries(Path(self._config().hosts_file))]}
 
-    def _config(self):  # noqa: ANN202 - DnsConfig
+    def _config(self) -> DnsConfig:
         config = self.context.config.dns
         if config is None:
             raise ActionFailed(StatusCode.ABORTED, "this node has no dns section in its agent config")

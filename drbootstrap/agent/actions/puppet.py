@@ -18,10 +18,13 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.agent.registry import ActionFailed, Input, RpcAgent, action
 from drbootstrap.messaging.envelope import Request, StatusCode
+
+if TYPE_CHECKING:
+    from drbootstrap.agent.config import PuppetConfig
 
 _TAG = r"[A-Za-z0-9_:\-,]{1,512}"
 _ENVIRONMENT = r"[a-z0-9_]{1,64}"
@@ -103,7 +106,9 @@ class PuppetAgent(RpcAgent):
         except FileNotFoundError as error:
             raise ActionFailed(StatusCode.ABORTED, f"puppet binary not found: {command[0]}") from error
         except subprocess.TimeoutExpired as error:
-            raise ActionFailed(StatusCode.UNKNOWN_ERROR, f"puppet did not finish within {self._config().timeout:.0f}s") from error
+            raise ActionFailed(
+                StatusCode.UNKNOWN_ERROR, f"puppet did not finish within {self._config().timeout:.0f}s"
+            ) from error
         summary = self._read_summary()
         data_out = {
             "exitcode": result.returncode,
@@ -208,7 +213,7 @@ class PuppetAgent(RpcAgent):
 
     # -- Puppet's files -----------------------------------------------------------------------
 
-    def _config(self):  # noqa: ANN202 - PuppetConfig
+    def _config(self) -> PuppetConfig:
         return self.context.config.puppet
 
     def _dirs(self) -> dict[str, str]:

@@ -8,7 +8,7 @@ import subprocess
 import threading
 from typing import Any
 
-from drbootstrap.agent.registry import ActionResult, Input, RpcAgent, action
+from drbootstrap.agent.registry import ActionResult, AgentContext, Input, RpcAgent, action
 from drbootstrap.messaging.envelope import Request
 
 log = logging.getLogger("drbootstrap.agent")
@@ -18,7 +18,7 @@ class RebootAgent(RpcAgent):
     name = "reboot"
     description = "Reboot the node (configurable command; default `shutdown -r now`)."
 
-    def __init__(self, context) -> None:  # noqa: ANN001 - AgentContext
+    def __init__(self, context: AgentContext) -> None:
         super().__init__(context)
         self._timer: threading.Timer | None = None
 
@@ -33,7 +33,9 @@ class RebootAgent(RpcAgent):
             self._timer.daemon = True
             self._timer.start()
 
-        log.warning("%s: reboot requested by %s; running in %.1fs", self.context.config.identity, request.caller_id, delay)
+        log.warning(
+            "%s: reboot requested by %s; running in %.1fs", self.context.config.identity, request.caller_id, delay
+        )
         return ActionResult({"rebooting_in": delay, "command": config.command}, after_reply=schedule)
 
     def _run_command(self) -> None:

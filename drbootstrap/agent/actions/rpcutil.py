@@ -80,7 +80,9 @@ class RpcutilAgent(RpcAgent):
     def get_fact(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         facts = self.context.facts.facts()
         if data["fact"] not in facts:
-            raise ActionFailed(StatusCode.ABORTED, f"no fact {data['fact']!r} on this node", {"fact": data["fact"], "value": None})
+            raise ActionFailed(
+                StatusCode.ABORTED, f"no fact {data['fact']!r} on this node", {"fact": data["fact"], "value": None}
+            )
         return {"fact": data["fact"], "value": facts[data["fact"]]}
 
     @action("Several facts' values (nil for unknown ones)", facts=Input("string", required=True, max_length=4096))

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeSize
 from libcloud.compute.types import NodeState
@@ -21,6 +21,7 @@ from drbootstrap.paths import write_private_file
 from drbootstrap.providers.local import cloudinit, netns, runtime
 from drbootstrap.providers.local.state import CloudState, NodeRecord, StateStore, name_prefix
 from drbootstrap.providers.local.storage import StorageMixin
+from drbootstrap.providers.nodes import node_id
 
 SIZES = {"small": (512, 1), "medium": (2048, 2), "large": (8192, 4)}  # name -> (ram MB, vcpus)
 LAUNCH_GRACE_SECONDS = 15.0
@@ -63,7 +64,8 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         return []
 
     # nodes -------------------------------------------------------------------------------
-    def create_node(self, name: str, size: NodeSize | str, image: NodeImage | str,
+    # Its own ex_ options where NodeDriver has location and auth, as libcloud's drivers do; passed by keyword.
+    def create_node(self, name: str, size: NodeSize | str, image: NodeImage | str,  # type: ignore[override]
                     ex_userdata: str | None = None, ex_metadata: dict[str, str] | None = None,
                     ex_clienttoken: str | None = None, **ignored: Any) -> Node:
         """Launch a node: address, metadata, namespaces, then boot (returns while it boots)."""
@@ -77,7 +79,8 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         if size_id not in SIZES:
             raise NotFoundError(f"local cloud: no size {size_id!r}", hint=f"use one of {', '.join(SIZES)}")
         kind = cloudinit.user_data_kind(ex_userdata)
-        config = cloudinit.parse_cloud_config(ex_userdata) if kind == "cloud-config" else None
+        # cast: user-data of the cloud-config kind is a non-empty text
+        config = cloudinit.parse_cloud_config(cast(str, ex_userdata)) if kind == "cloud-config" else None
 
         with self.store.transaction() as state:
             if ex_clienttoken:
@@ -153,7 +156,7 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
 
     def _wait(self, nodes: list[Node], done: Any, word: str, wait_period: float, timeout: float,
               ssh_interface: str) -> list[tuple[Node, list[str]]]:
-        wanted = {n.id for n in nodes}
+        wanted = {node_id(n) for n in nodes}
         deadline = time.monotonic() + timeout
         while True:
             current = [n for n in self.list_nodes() if n.id in wanted]
@@ -345,7 +348,7 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
             path.unlink(missing_ok=True)
         shutil.rmtree(paths.dir, ignore_errors=True)
 
-    def _node_state(self, record: NodeRecord) -> tuple[str, str, str | None]:
+    def _node_state(self, record: NodeRecord) -> tuple[NodeState, str, str | None]:
         """(libcloud state, boot progress, error). As on a real cloud, a node is RUNNING while its
         boot (image boot script, then user-data) still runs; the end of the boot is a separate
         signal (extra["boot"]: booting, finished). A boot that exits non-zero or dies is ERROR."""
@@ -388,7 +391,7 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
 
 
 def _node_id(node: Node | str) -> str:
-    return node if isinstance(node, str) else node.id
+    return node if isinstance(node, str) else node_id(node)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -156,7 +156,7 @@ def gateway_address(network: str) -> str:
     return str(next(ipaddress.ip_network(network).hosts()))
 
 
-def first_node_address(network: str) -> ipaddress.IPv4Address:
+def first_node_address(network: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """Nodes start at .11 in a /24 (cloud-style names like ip-10-213-0-11); right after .1 if small."""
     net = ipaddress.ip_network(network)
     offset = 11 if net.num_addresses >= 64 else 2

@@ -3,11 +3,16 @@ have one address (the bridge's); their boot progress is in extra["boot"]; volume
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from libcloud.compute.base import Node, NodeDriver
 from libcloud.compute.types import NodeState
 
 from drbootstrap.providers.base import BootProgress, Provider, Teardown
 from drbootstrap.providers.settings import RateSettings
+
+if TYPE_CHECKING:
+    from drbootstrap.providers.local.driver import LocalNodeDriver
 
 
 class LocalProvider(Provider):
@@ -18,6 +23,10 @@ class LocalProvider(Provider):
         from drbootstrap.providers import get_node_driver
 
         return get_node_driver("local", state_dir=self.scope.state_dir, network=str(self.settings.network))
+
+    def driver(self) -> LocalNodeDriver:
+        """This thread's driver: a LocalNodeDriver (new_driver builds one through libcloud's registry)."""
+        return cast("LocalNodeDriver", super().driver())
 
     def needs_replacing(self, node: Node) -> bool:
         # Its launch was killed before the cloud started booting it: the local cloud never finishes such a node.

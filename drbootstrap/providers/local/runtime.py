@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def paths_hidden_by_private_trees(paths: list[Path]) -> list[Path]:
 
 
 def boot_script(paths: NodePaths, image_dir: Path, mounts: list[Mount], user_data: list[str],
-                first_boot: bool, keep_visible: list[Path] = ()) -> str:
+                first_boot: bool, keep_visible: Sequence[Path] = ()) -> str:
     """The shell program that becomes the node's first process (see the module docstring).
 
     keep_visible: host paths under /run or /tmp (see paths_hidden_by_private_trees) that stay

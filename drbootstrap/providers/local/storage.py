@@ -12,17 +12,26 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from libcloud.compute.base import Node, StorageVolume, VolumeSnapshot
+from libcloud.compute.base import Node, NodeDriver, StorageVolume, VolumeSnapshot
 from libcloud.compute.drivers.ec2 import ElasticIP
 from libcloud.compute.types import StorageVolumeState, VolumeSnapshotState
 
 from drbootstrap.errors import NotFoundError, ProviderError
 from drbootstrap.providers.local import mountns
 from drbootstrap.providers.local.state import (
-    AddressRecord, CloudState, NodeRecord, SnapshotRecord, VolumeRecord,
+    AddressRecord,
+    CloudState,
+    NodeRecord,
+    SnapshotRecord,
+    VolumeRecord,
 )
+
+if TYPE_CHECKING:
+    from drbootstrap.providers.local.netns import Plumbing
+    from drbootstrap.providers.local.runtime import NodePaths
+    from drbootstrap.providers.local.state import StateStore
 
 NODE_PRIVATE_TREES = ("/run", "/tmp")  # mount points under these live in the node's tmpfs
 
@@ -30,12 +39,25 @@ NODE_PRIVATE_TREES = ("/run", "/tmp")  # mount points under these live in the no
 class StorageMixin:
     """Expects the LocalNodeDriver attributes store, plumbing, network and the node helpers."""
 
+    # What LocalNodeDriver provides, declared for the type checker.
+    store: StateStore
+    plumbing: Plumbing
+    network: str
+
+    if TYPE_CHECKING:
+        def _require_prerequisites(self) -> None: ...
+        def _paths(self, node_id: str) -> NodePaths: ...
+        def _record_in(self, state: CloudState, node_id: str) -> NodeRecord: ...
+        def _record(self, node_id: str) -> NodeRecord: ...
+        def _allocate_address(self, state: CloudState, network: str) -> str: ...
+        def _write_metadata(self, record: NodeRecord, user_data: str | None = None) -> None: ...
+
     # volumes -----------------------------------------------------------------------------
     def create_volume(self, size: int, name: str, location: Any = None,
                       snapshot: VolumeSnapshot | str | None = None, **ignored: Any) -> StorageVolume:
         volume_id = "vol-" + secrets.token_hex(9)[:17]
         directory = self._volume_dir(volume_id)
-        snapshot_id = getattr(snapshot, "id", snapshot)
+        snapshot_id = cast("str | None", getattr(snapshot, "id", snapshot))
         if snapshot_id:
             source = self._snapshot_dir(self._snapshot_record(snapshot_id).id)
             _copy_tree(source, directory)
@@ -54,7 +76,7 @@ class StorageMixin:
                       device: str | None = None) -> bool:
         """Mount the volume into the node at `device` (a path; see the module docstring)."""
         self._require_prerequisites()
-        node_id, volume_id = getattr(node, "id", node), getattr(volume, "id", volume)
+        node_id, volume_id = _id_of(node), _id_of(volume)
         target = device if device and not device.startswith("/dev/") else f"/mnt/{volume_id}"
         with self.store.transaction() as state:
             record = self._node_in(state, node_id)
@@ -72,14 +94,14 @@ class StorageMixin:
     def detach_volume(self, volume: StorageVolume | str) -> bool:
         self._require_prerequisites()
         with self.store.transaction() as state:
-            record = self._volume_in(state, getattr(volume, "id", volume))
+            record = self._volume_in(state, _id_of(volume))
             if record.node_id and record.node_id in state.nodes and record.mount_path:
                 mountns.detach_from_namespace(self._paths(record.node_id).mnt_file, record.mount_path)
             forget_attachment(record)
         return True
 
     def destroy_volume(self, volume: StorageVolume | str) -> bool:
-        volume_id = getattr(volume, "id", volume)
+        volume_id = _id_of(volume)
         with self.store.transaction() as state:
             record = self._volume_in(state, volume_id)
             if record.node_id:
@@ -92,7 +114,7 @@ class StorageMixin:
     def create_volume_snapshot(self, volume: StorageVolume | str, name: str | None = None,
                                **ignored: Any) -> VolumeSnapshot:
         """A snapshot is a full copy of the volume's directory, taken now."""
-        volume_record = self._volume_in(self.store.read(), getattr(volume, "id", volume))
+        volume_record = self._volume_in(self.store.read(), _id_of(volume))
         snapshot_id = "snap-" + secrets.token_hex(9)[:17]
         _copy_tree(self._volume_dir(volume_record.id), self._snapshot_dir(snapshot_id))
         record = SnapshotRecord(id=snapshot_id, name=name or snapshot_id, volume_id=volume_record.id,
@@ -102,14 +124,14 @@ class StorageMixin:
         return self._to_snapshot(record)
 
     def list_volume_snapshots(self, volume: StorageVolume | str) -> list[VolumeSnapshot]:
-        volume_id = getattr(volume, "id", volume)
+        volume_id = _id_of(volume)
         return [s for s in self.list_snapshots() if s.extra["volume_id"] == volume_id]
 
     def list_snapshots(self) -> list[VolumeSnapshot]:
         return [self._to_snapshot(s) for s in self.store.read().snapshots.values()]
 
     def destroy_volume_snapshot(self, snapshot: VolumeSnapshot | str) -> bool:
-        snapshot_id = getattr(snapshot, "id", snapshot)
+        snapshot_id = _id_of(snapshot)
         with self.store.transaction() as state:
             if state.snapshots.pop(snapshot_id, None) is None:
                 raise NotFoundError(f"local cloud: no snapshot {snapshot_id}")
@@ -133,10 +155,10 @@ class StorageMixin:
                                        domain: str | None = None) -> bool:
         """Move the address to this node's eth0 (from whichever node held it)."""
         self._require_prerequisites()
-        address = getattr(elastic_ip, "ip", elastic_ip)
+        address = _id_of(elastic_ip, "ip")
         with self.store.transaction() as state:
             record = self._address_in(state, address)
-            node_record = self._node_in(state, getattr(node, "id", node))
+            node_record = self._node_in(state, _id_of(node))
             previous = state.nodes.get(record.node_id) if record.node_id else None
             if previous is not None:
                 self.plumbing.remove_address(previous.index, record.network, address)
@@ -145,12 +167,12 @@ class StorageMixin:
             self.plumbing.forget_neighbour(record.network, address,
                                            [n.index for n in state.nodes.values()])
         for changed in {node_record.id, previous.id if previous else None} - {None}:
-            self._write_metadata(self._record(changed))
+            self._write_metadata(self._record(cast(str, changed)))  # None was taken out above
         return True
 
     def ex_disassociate_address(self, elastic_ip: ElasticIP | str, domain: str | None = None) -> bool:
         self._require_prerequisites()
-        address = getattr(elastic_ip, "ip", elastic_ip)
+        address = _id_of(elastic_ip, "ip")
         with self.store.transaction() as state:
             record = self._address_in(state, address)
             holder = state.nodes.get(record.node_id) if record.node_id else None
@@ -162,7 +184,7 @@ class StorageMixin:
         return True
 
     def ex_release_address(self, elastic_ip: ElasticIP | str, domain: str | None = None) -> bool:
-        address = getattr(elastic_ip, "ip", elastic_ip)
+        address = _id_of(elastic_ip, "ip")
         if self._address_in(self.store.read(), address).node_id:
             self.ex_disassociate_address(address)
         with self.store.transaction() as state:
@@ -209,17 +231,23 @@ class StorageMixin:
 
     def _to_volume(self, record: VolumeRecord) -> StorageVolume:
         state = StorageVolumeState.INUSE if record.node_id else StorageVolumeState.AVAILABLE
-        return StorageVolume(id=record.id, name=record.name, size=record.size_gb, driver=self,
+        return StorageVolume(id=record.id, name=record.name, size=record.size_gb, driver=cast(NodeDriver, self),
                              state=state, extra={"path": str(self._volume_dir(record.id)),
                                                  "node_id": record.node_id, "instance_id": record.node_id,
                                                  "mount_path": record.mount_path,
                                                  "snapshot_id": record.from_snapshot})
 
     def _to_snapshot(self, record: SnapshotRecord) -> VolumeSnapshot:
-        return VolumeSnapshot(id=record.id, driver=self, size=record.size_gb, name=record.name,
-                              state=VolumeSnapshotState.AVAILABLE,
+        return VolumeSnapshot(id=record.id, driver=cast(NodeDriver, self), size=record.size_gb, name=record.name,
+                              # libcloud annotates VolumeSnapshot's state as a StorageVolumeState
+                              state=VolumeSnapshotState.AVAILABLE,  # type: ignore[arg-type]
                               extra={"volume_id": record.volume_id,
                                      "path": str(self._snapshot_dir(record.id))})
+
+
+def _id_of(resource: object, attribute: str = "id") -> str:
+    """A libcloud object's id (or address), or the id itself when the caller passed a string."""
+    return cast(str, getattr(resource, attribute, resource))
 
 
 def forget_attachment(volume: VolumeRecord) -> None:

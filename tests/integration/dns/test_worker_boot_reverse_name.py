@@ -49,10 +49,20 @@ def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(
     name, worker_address, master_address = netns
     token = secrets.token_urlsafe(16)
     config = NodeBootConfig(
-        environment="boot", domain=DOMAIN, hostname="web01", role="web", image="worker",
-        master_address=master_address, controller_name=f"controller.{DOMAIN}", broker_host=master_address,
-        agent_key="key material", autosign_token=token, puppet_mode=puppet_mode, recipes_dir=str(project_root() / "recipes"),
-        config_dir=str(tmp_path / "etc"), node_dir=str(tmp_path / "node"),
+        environment="boot",
+        domain=DOMAIN,
+        hostname="web01",
+        role="web",
+        image="worker",
+        master_address=master_address,
+        controller_name=f"controller.{DOMAIN}",
+        broker_host=master_address,
+        agent_key="key material",
+        autosign_token=token,
+        puppet_mode=puppet_mode,
+        recipes_dir=str(project_root() / "recipes"),
+        config_dir=str(tmp_path / "etc"),
+        node_dir=str(tmp_path / "node"),
     )
     etc = tmp_path / "etc"
     etc.mkdir()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.ec2 import EC2Provider

@@ -4,10 +4,9 @@ retries, never a missing or a second node, and the proxy never sees more than th
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from concurrent.futures import ThreadPoolExecutor
 
 from drbootstrap.providers.nodes import LaunchRequest
 from drbootstrap.providers.pacing import Pacing
@@ -37,7 +36,7 @@ def workers(environment: str, count: int) -> list[LaunchRequest]:
 def launch_all(provider, requests: list[LaunchRequest], in_flight: int) -> dict:
     """What `up --until launch` does with its workers: `in_flight` threads, each with its own driver."""
     with ThreadPoolExecutor(max_workers=in_flight) as pool:
-        return dict(zip((r.hostname for r in requests), pool.map(provider.launch, requests)))
+        return dict(zip((r.hostname for r in requests), pool.map(provider.launch, requests), strict=False))
 
 
 def bare_provider(endpoint: str, tmp_path, environment: str, pacing: Pacing):

@@ -154,7 +154,9 @@ def _boot_workers(scenario: Scenario) -> None:
             python=sys.executable, recipe_root=str(scenario.state / "nodes" / host / "root"), **scenario.dirs(host),
         )
         scenario.user_data[host] = render_user_data(config, allow_gzip=False).decode()
-        scenario.workers[host] = scenario.driver.create_node(host, "small", "worker", ex_userdata=scenario.user_data[host])
+        scenario.workers[host] = scenario.driver.create_node(
+            host, "small", "worker", ex_userdata=scenario.user_data[host]
+        )
     scenario.driver.ex_wait_until_booted(list(scenario.workers.values()), timeout=120)
     scenario.times["workers running"] = time.monotonic() - started
     # Name them: forward + reverse in the master's dnsmasq, then a reboot asked of each agent.
@@ -275,7 +277,10 @@ def test_puppet_on_a_worker_is_signed_by_its_token_and_applies_the_pushed_manife
     with scenario.client() as client:
         replies = client.call("puppet", "runonce", {"force": True}, targets=[f"db01.{DOMAIN}"], timeout=600).replies
     scenario.times["db01 first Puppet run"] = time.monotonic() - started
-    print(f"\ndb01 first Puppet run (CSR, policy autosign, first catalog): {scenario.times['db01 first Puppet run']:.1f} s")
+    print(
+        "\ndb01 first Puppet run (CSR, policy autosign, first catalog): "
+        f"{scenario.times['db01 first Puppet run']:.1f} s"
+    )
     assert replies and replies[0].status_code == 0, replies and replies[0].data.get("output")
     assert replies[0].data["exitcode"] == 2  # changes applied
     assert "Error:" not in replies[0].data["output"], replies[0].data["output"]
@@ -350,8 +355,9 @@ def test_each_nodes_user_data_fits_and_holds_only_its_own_secrets(scenario):
 
 def test_the_refused_worker_runs_puppet_once_the_operator_signs_it_explicitly(scenario):
     puppet_conf = Path(scenario.dirs("controller")["node_dir"], "puppet", "puppet.conf")
-    signed = scenario.in_node(scenario.master, f"puppetserver ca sign --config {puppet_conf} --certname mail01.{DOMAIN}",
-                              timeout=180)
+    signed = scenario.in_node(
+        scenario.master, f"puppetserver ca sign --config {puppet_conf} --certname mail01.{DOMAIN}", timeout=180
+    )
     assert signed.returncode == 0, signed.stdout + signed.stderr
     with scenario.client() as client:
         replies = client.call("puppet", "runonce", {"force": True}, targets=[f"mail01.{DOMAIN}"], timeout=300).replies

@@ -72,8 +72,8 @@ def start_hostname_server(driver: LocalNodeDriver, node) -> None:
     script = f"{sys.executable} -c \"$SERVER\" </dev/null >/dev/null 2>&1 &"
     subprocess.run(driver.ex_enter_command(node, ["env", f"SERVER={HOSTNAME_SERVER}", "setsid",
                                                   "sh", "-c", script]), check=True, timeout=30)
-    in_node(driver, node, f"for i in $(seq 100); do grep -q ':1B5F ' /proc/net/tcp && exit 0; "
-                          f"sleep 0.05; done; exit 1")
+    in_node(driver, node, "for i in $(seq 100); do grep -q ':1B5F ' /proc/net/tcp && exit 0; "
+                          "sleep 0.05; done; exit 1")
 
 
 def ask_hostname(address: str, driver: LocalNodeDriver | None = None, from_node=None) -> str:

@@ -15,7 +15,13 @@ from libcloud.compute.types import NodeState
 from drbootstrap.errors import PrerequisiteError, ProviderError, WaitTimeoutError
 from drbootstrap.providers.local import LocalNodeDriver, runtime
 from tests.integration.local_cloud.support import (
-    IMAGES, alive, ask_hostname, free_network, in_node, leftovers, processes_of,
+    IMAGES,
+    alive,
+    ask_hostname,
+    free_network,
+    in_node,
+    leftovers,
+    processes_of,
     start_hostname_server,
 )
 

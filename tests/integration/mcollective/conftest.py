@@ -30,7 +30,7 @@ class McoPeers:
 
 
 @pytest.fixture(scope="module")
-def mco(activemq) -> Iterator[McoPeers]:  # noqa: F811 - pytest fixture injection
+def mco(activemq) -> Iterator[McoPeers]:
     require_root()
     require_binary("mco", "mcollectived")
     work = Path(tempfile.mkdtemp(prefix="drb-mco-"))

@@ -32,8 +32,14 @@ def test_ruby_loads_our_reply_with_nested_data_and_verifies_its_digest():
     require_binary("ruby")
     protocol = McollectiveProtocol("interop-psk")
     request = Request("f" * 32, "mco-client", "uid=0", "rpcutil", "inventory", reply_to="/queue/x", created_at=2**31)
-    data = {"facts": {"role": "web", "cpus": 2, "load": 0.5, "tags": ["a", "b"], "none": None}, "name": "héllo", "big": 2**40}
-    frame = protocol.reply_frame(Reply(request.request_id, "web01", "rpcutil", "inventory", StatusCode.OK, "OK", data, 2**31), request)
+    data = {
+        "facts": {"role": "web", "cpus": 2, "load": 0.5, "tags": ["a", "b"], "none": None},
+        "name": "héllo",
+        "big": 2**40,
+    }
+    frame = protocol.reply_frame(
+        Reply(request.request_id, "web01", "rpcutil", "inventory", StatusCode.OK, "OK", data, 2**31), request
+    )
     assert ruby_view(frame.body, "interop-psk") == (
         '["web01", "US-ASCII", Integer, {:statuscode=>0, :statusmsg=>"OK", :data=>{:facts=>{"role"=>"web", "cpus"=>2, '
         '"load"=>0.5, "tags"=>["a", "b"], "none"=>nil}, :name=>"héllo", :big=>1099511627776}}]'

@@ -61,7 +61,7 @@ def node_config(work: Path, broker_url: str, key: Path, identity: str, **extra) 
 
 
 @pytest.fixture(scope="module")
-def fleet(activemq) -> Iterator[Fleet]:  # noqa: F811 - fixture injection
+def fleet(activemq) -> Iterator[Fleet]:
     """Five agents on the session broker: web01-03 (class nginx), db01-02 (class mysql)."""
     work = Path(tempfile.mkdtemp(prefix="drb-fleet-"))
     suffix = secrets.token_hex(3)

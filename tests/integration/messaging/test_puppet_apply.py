@@ -25,7 +25,9 @@ def puppet_node(fleet):
     (node_dir / "modules" / "motd" / "manifests" / "init.pp").write_text(
         "class motd($text) {\n  file { '%s': ensure => file, content => $text, tag => ['motd'] }\n}\n" % target
     )
-    (node_dir / "site.pp").write_text("class { 'motd': text => \"hello from ${facts['networking']['hostname']}\\n\" }\n")
+    (node_dir / "site.pp").write_text(
+        "class { 'motd': text => \"hello from ${facts['networking']['hostname']}\\n\" }\n"
+    )
     config = node_config(fleet.work, fleet.broker_url, fleet.key_file, identity, puppet={
         "mode": "apply", "manifest": str(node_dir / "site.pp"), "modulepath": str(node_dir / "modules"),
         "confdir": str(node_dir / "puppet"), "vardir": str(node_dir / "puppet-var"), "timeout": 300,

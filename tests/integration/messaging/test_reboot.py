@@ -57,7 +57,7 @@ def test_reboot_replies_then_restarts_the_agent_process(activemq, tmp_path):
         "reboot": {"command": relaunch, "delay": 0.5},
     }))
     first = subprocess.Popen([sys.executable, "-m", "drbootstrap", "agent", "--config", str(config_path)],
-                             cwd=REPO_ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+                             cwd=REPO_ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115 - the child owns it
     try:
         with RpcClient(ClientConfig(brokers=[url], key_file=key, discovery_timeout=1)) as client:
             assert _wait_until_answering(client, identity), log.read_text()

@@ -33,7 +33,13 @@ def guarded(fleet):
     sender.subscribe(reply_to)
     sender.connect(retry_until=time.monotonic() + 10)
     try:
-        yield servers[0], sender, reply_to, replies, fleet.work / identity / "puppet-var" / "state" / "agent_disabled.lock"
+        yield (
+            servers[0],
+            sender,
+            reply_to,
+            replies,
+            fleet.work / identity / "puppet-var" / "state" / "agent_disabled.lock",
+        )
     finally:
         sender.close()
         servers[0].stop()
@@ -72,11 +78,15 @@ def unsigned(fleet, reply_to, target):
 
 
 def expired(fleet, reply_to, target):
-    return direct(NativeProtocol(load_signer(fleet.key_file)), disable_request(reply_to, created_at=time.time() - 600), target)
+    return direct(
+        NativeProtocol(load_signer(fleet.key_file)), disable_request(reply_to, created_at=time.time() - 600), target
+    )
 
 
 def future_dated(fleet, reply_to, target):
-    return direct(NativeProtocol(load_signer(fleet.key_file)), disable_request(reply_to, created_at=time.time() + 600), target)
+    return direct(
+        NativeProtocol(load_signer(fleet.key_file)), disable_request(reply_to, created_at=time.time() + 600), target
+    )
 
 
 def oversized(fleet, reply_to, target):

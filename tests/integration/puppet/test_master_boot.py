@@ -52,12 +52,18 @@ def csr_for(certname: str, token: str) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, certname)])
     ).add_attribute(AttributeOID.CHALLENGE_PASSWORD, token.encode())
-    return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM
+    )
 
 
 def stop_started_services(node: Path) -> None:
     """Stop what boot.sh started, by the pids it recorded (ActiveMQ leads its own process group)."""
-    for pid_file, group in ((node / "agent.pid", False), (node / "dns/dnsmasq.pid", False), (node / "activemq.pid", True)):
+    for pid_file, group in (
+        (node / "agent.pid", False),
+        (node / "dns/dnsmasq.pid", False),
+        (node / "activemq.pid", True),
+    ):
         try:
             pid = int(pid_file.read_text().strip())
             if group:
@@ -107,7 +113,10 @@ def test_master_boot_serves_names_broker_and_one_time_autosign(netns, tmp_path):
             "printf 'CONNECT\\naccept-version:1.2\\nhost:/\\n\\n\\0' >&3 && head -c 9 <&3"
         )
         connected = subprocess.run(
-            ["ip", "netns", "exec", name, "bash", "-c", stomp.format(a=address)], capture_output=True, text=True, timeout=20
+            ["ip", "netns", "exec", name, "bash", "-c", stomp.format(a=address)],
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
         assert connected.stdout == "CONNECTED"
         assert (tmp_path / "resolv.conf").read_text().startswith(f"nameserver {address}\n")

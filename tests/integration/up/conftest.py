@@ -55,7 +55,7 @@ class Environment:
                       if node_tags(n).get(ENVIRONMENT_TAG) == self.name)
 
     @property
-    def paths(self):  # noqa: ANN201 - EnvironmentPaths: the environment's files in the state dir
+    def paths(self):  # EnvironmentPaths: the environment's files in the state dir
         from drbootstrap.paths import EnvironmentPaths
 
         return EnvironmentPaths(self.home / "state", self.name)
