@@ -213,7 +213,7 @@ EOF
     fi
     # Small and single-instance: a 2-core machine runs several of these in tests. C1 only and the
     # serial collector: the least CPU to start, which is what a recovery waits for.
-    # --add-opens: JRuby's native subprocess control (the autosign hook, Facter's commands).
+    # --add-opens: lets JRuby spawn processes natively (Facter's commands on the server), no warning.
     # shellcheck disable=SC2086 # PS_START is several words
     (cd "$PUPPET_DIR" && nohup java -Xms256m -Xmx768m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
         --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
