@@ -177,7 +177,7 @@ if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; th
         -e "s|^jruby-puppet: {|jruby-puppet: {\n    max-active-instances: 1\n    compile-mode: off|" "$CONF_D/puppetserver.conf"
     # TLS 1.2: under TLS 1.3 the JDK sends a session ticket after a response, and Ruby's Net::HTTP
     # (the agent, `puppetserver ca`) then blocks on reusing that connection until Jetty's 30 s idle
-    # timeout (Ruby bug #19017): every first Puppet run waited 30 s for its certificate.
+    # timeout (Ruby bug #19017): a first Puppet run waited 30 s for its certificate, in most runs.
     sed -i -e "s|ssl-host: .*|ssl-host: $ADDRESS|" -e "s|ssl-port: .*|ssl-port: $PUPPET_PORT|" \
         -e "s|access-log-config: .*|access-log-config: $PS_DIR/request-logging.xml|" \
         -e "s|^webserver: {|webserver: {\n    ssl-protocols: [TLSv1.2]|" "$CONF_D/webserver.conf"
