@@ -177,7 +177,7 @@ if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; th
         -e "s|^jruby-puppet: {|jruby-puppet: {\n    max-active-instances: 1\n    compile-mode: off|" "$CONF_D/puppetserver.conf"
     # TLS 1.2: under TLS 1.3 the JDK sends a session ticket after a response, and Ruby's Net::HTTP
     # (the agent, `puppetserver ca`) then blocks on reusing that connection until Jetty's 30 s idle
-    # timeout (Ruby bug #19017): every first Puppet run waited 30 s for its certificate.
+    # timeout (Ruby bug #19017): a first Puppet run waited 30 s for its certificate, in most runs.
     sed -i -e "s|ssl-host: .*|ssl-host: $ADDRESS|" -e "s|ssl-port: .*|ssl-port: $PUPPET_PORT|" \
         -e "s|access-log-config: .*|access-log-config: $PS_DIR/request-logging.xml|" \
         -e "s|^webserver: {|webserver: {\n    ssl-protocols: [TLSv1.2]|" "$CONF_D/webserver.conf"
@@ -213,7 +213,7 @@ EOF
     fi
     # Small and single-instance: a 2-core machine runs several of these in tests. C1 only and the
     # serial collector: the least CPU to start, which is what a recovery waits for.
-    # --add-opens: JRuby's native subprocess control (the autosign hook, Facter's commands).
+    # --add-opens: lets JRuby spawn processes natively (Facter's commands on the server), no warning.
     # shellcheck disable=SC2086 # PS_START is several words
     (cd "$PUPPET_DIR" && nohup java -Xms256m -Xmx768m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
         --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
