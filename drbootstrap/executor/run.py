@@ -18,6 +18,7 @@ from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.steps import (
     STEP_FUNCTIONS,
+    NodeLost,
     StartOver,
     StepFailed,
     destroy_node,
@@ -135,7 +136,7 @@ def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcom
         done = journal.node(node.hostname).is_done(step)
         if node.provider_node is None and (done or step is not Step.LAUNCH):
             if not reacquire(ctx, node):
-                raise StartOver("the cloud has no such node any more: launching it anew")
+                raise NodeLost("the cloud has no such node any more: launching it anew")
             _record_identity(ctx, node)
         if done:
             emit(node, step, events.SKIPPED, journal.node(node.hostname).steps[step].detail)

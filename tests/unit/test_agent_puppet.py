@@ -61,3 +61,68 @@ def test_status_reads_last_run_summary(tmp_path):
     status = puppet.status(REQUEST, {})
     assert status["status"] == "idling" and 0 <= status["since_lastrun"] < 60
     assert puppet.last_run_summary(REQUEST, {})["summary"]["events"] == {"failure": 0}
+
+
+def test_server_mode_command_waits_for_a_run_that_holds_puppets_lock(tmp_path):
+    command = agent(tmp_path, mode="server", server="master.demo").command()
+    assert "--waitforlock=1" in command and any(part.startswith("--maxwaitforlock=") for part in command)
+
+
+SUMMARY = "time:\n  last_run: {now}\nresources:\n  changed: 3\n  failed: 0\nevents:\n  failure: 0\n"
+
+
+def test_runonce_while_a_run_of_this_agent_is_in_flight_waits_and_adopts_its_result(tmp_path):
+    import threading
+
+    from drbootstrap.agent.actions.puppet import _run_lock
+
+    puppet = agent(tmp_path, mode="apply", manifest="/nonexistent.pp")
+    state = tmp_path / "var" / "state"
+    state.mkdir(parents=True)
+    in_flight = _run_lock(str(tmp_path / "var"))
+    in_flight.acquire()  # stands for the run an earlier caller (a killed `up`) asked for
+
+    def finish() -> None:
+        time.sleep(0.6)
+        (state / "last_run_summary.yaml").write_text(SUMMARY.format(now=int(time.time())))
+        in_flight.release()
+
+    threading.Thread(target=finish).start()
+    result = puppet.runonce(REQUEST, {"force": True})
+    assert result["adopted"] is True and result["exitcode"] == 2 and result["changed"] and not result["failed"]
+
+
+def test_runonce_while_another_process_holds_puppets_run_lock_waits_and_adopts(tmp_path):
+    import subprocess
+    import sys
+
+    puppet = agent(tmp_path, mode="server", server="master.demo", binary="/nonexistent/puppet")
+    state = tmp_path / "var" / "state"
+    state.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (state / "agent_catalog_run.lock").write_text(str(other.pid))
+        import threading
+
+        def finish() -> None:
+            time.sleep(0.6)
+            failing = SUMMARY.replace("failure: 0", "failure: 1").format(now=int(time.time()))
+            (state / "last_run_summary.yaml").write_text(failing)
+            other.kill()
+            other.wait()  # reaped, as Puppet's parent reaps it
+
+        threading.Thread(target=finish).start()
+        with pytest.raises(ActionFailed) as failed:
+            puppet.runonce(REQUEST, {"force": True})
+        assert "in flight failed" in failed.value.message and failed.value.data["exitcode"] == 6
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_result_from_summary_gives_puppets_detailed_exit_codes():
+    from drbootstrap.agent.actions.puppet import result_from_summary
+
+    assert result_from_summary({"resources": {"changed": 0}}, 1.0)["exitcode"] == 0
+    assert result_from_summary({"resources": {"changed": 1}}, 1.0)["exitcode"] == 2
+    assert result_from_summary({"resources": {"failed": 1}}, 1.0)["exitcode"] == 4

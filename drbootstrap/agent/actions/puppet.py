@@ -2,6 +2,11 @@
 
 Mode `apply` runs `puppet apply MANIFEST`; mode `server` runs `puppet agent --onetime
 --no-daemonize --server X --certname Y`. Both get the node's own confdir/vardir/ssldir/rundir/logdir.
+
+A runonce that finds a run already in flight on the node (asked by an earlier caller that went
+away, e.g. an `up` that was killed) waits for it and adopts its result from last_run_summary.yaml
+instead of failing on Puppet's lock; Puppet's own waitforlock covers the moment between the
+check and the start of the run.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 import os
 import random
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,16 @@ from drbootstrap.messaging.envelope import Request, StatusCode
 
 _TAG = r"[A-Za-z0-9_:\-,]{1,512}"
 _ENVIRONMENT = r"[a-z0-9_]{1,64}"
+_WAIT_POLL = 0.5  # seconds between looks at a run in flight
+
+# One Puppet run at a time per vardir within this process: a second runonce waits for the first.
+_RUNS: dict[str, threading.Lock] = {}
+_RUNS_GUARD = threading.Lock()
+
+
+def _run_lock(vardir: str) -> threading.Lock:
+    with _RUNS_GUARD:
+        return _RUNS.setdefault(vardir, threading.Lock())
 
 
 class PuppetAgent(RpcAgent):
@@ -41,11 +57,43 @@ class PuppetAgent(RpcAgent):
         disabled = self._disabled_message()
         if disabled is not None:
             raise ActionFailed(StatusCode.ABORTED, f"Puppet is disabled: {disabled or 'no reason given'}")
-        if self._applying_pid() is not None:
-            raise ActionFailed(StatusCode.ABORTED, "a Puppet run is already in progress")
+        adopted = self._adopt_run_in_flight()
+        if adopted is not None:
+            return adopted
         if data.get("splay") and not data.get("force"):
             limit = int(data.get("splaylimit") or self._config().splaylimit)
             time.sleep(random.uniform(0, max(0, min(limit, 3600))))
+        with _run_lock(self._config().vardir):
+            return self._run(data)
+
+    def _adopt_run_in_flight(self) -> dict[str, Any] | None:
+        """When a run is in flight here (ours or another process's), wait for it and return its result
+        from the summary it wrote; None when no run was in flight (or it ended without a summary)."""
+        lock = _run_lock(self._config().vardir)
+        if lock.acquire(blocking=False):
+            lock.release()
+            if self._applying_pid() is None:
+                return None
+        waited_from = time.time()
+        deadline = time.monotonic() + self._config().timeout
+        while lock.locked() or self._applying_pid() is not None:
+            if time.monotonic() > deadline:
+                raise ActionFailed(StatusCode.UNKNOWN_ERROR,
+                                   f"a Puppet run in flight did not finish within {self._config().timeout:.0f}s")
+            time.sleep(_WAIT_POLL)
+        try:
+            written = self._summary_file().stat().st_mtime
+        except OSError:
+            return None
+        if written < waited_from - 1.0:
+            return None  # it ended without a summary of its own: run afresh
+        data_out = result_from_summary(self._read_summary(), round(time.time() - waited_from, 2))
+        if data_out["failed"]:
+            raise ActionFailed(StatusCode.UNKNOWN_ERROR, "the Puppet run in flight failed (adopted its result)",
+                               data_out)
+        return data_out
+
+    def _run(self, data: dict[str, Any]) -> dict[str, Any]:
         command = self.command(noop=bool(data.get("noop")), tags=data.get("tags"), environment=data.get("environment"))
         started = time.time()
         try:
@@ -146,8 +194,10 @@ class PuppetAgent(RpcAgent):
             raise ActionFailed(StatusCode.ABORTED, f"unknown puppet mode {config.mode!r} (use apply or server)")
         if not config.server:
             raise ActionFailed(StatusCode.ABORTED, "puppet mode server needs `server` in the agent config")
+        # waitforlock: a run that starts between our look and Puppet's own waits for the other to end.
         command = [config.binary, "agent", "--onetime", "--no-daemonize", "--no-splay", "--verbose", *common,
-                   f"--server={config.server}", f"--certname={config.certname or self.context.config.identity}"]
+                   f"--server={config.server}", f"--certname={config.certname or self.context.config.identity}",
+                   "--waitforlock=1", f"--maxwaitforlock={int(config.timeout)}"]
         if config.server_port:
             command.append(f"--serverport={config.server_port}")
         if config.waitforcert is not None:
@@ -193,9 +243,14 @@ class PuppetAgent(RpcAgent):
         try:
             pid = int(lock.read_text().strip())
             os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        try:  # a zombie holds nothing: it has ended, its parent just has not reaped it yet
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return None
+        except (OSError, IndexError):
+            pass
+        return pid
 
     def _read_summary(self) -> dict[str, Any]:
         import yaml
@@ -205,6 +260,19 @@ class PuppetAgent(RpcAgent):
         except (OSError, yaml.YAMLError):
             return {}
         return data if isinstance(data, dict) else {}
+
+
+def result_from_summary(summary: dict[str, Any], duration: float) -> dict[str, Any]:
+    """runonce's reply for a run this call did not start, from its last_run_summary.yaml, with the
+    exit code Puppet's --detailed-exitcodes would have given (2 changed, 4 failures, 6 both)."""
+    resources = summary.get("resources") or {}
+    events = summary.get("events") or {}
+    failed = any(int(value or 0) > 0 for value in (resources.get("failed"), resources.get("failed_to_restart"),
+                                                     events.get("failure")))
+    changed = int(resources.get("changed") or 0) > 0
+    exitcode = (4 if failed else 0) | (2 if changed else 0)
+    return {"exitcode": exitcode, "changed": changed, "failed": failed, "duration": duration, "summary": summary,
+            "output": "", "adopted": True}
 
 
 def _puppet_env() -> dict[str, str]:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from drbootstrap.executor import UpOptions, down, status, up
 from drbootstrap.journal import Journal, Step
+from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.providers.throttle import TokenBucket
 from drbootstrap.spec import load_spec
 from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
@@ -87,7 +88,7 @@ def test_up_until_launch_leaves_exactly_the_specs_instances_group_key_address_an
     assert opened == ({(p, port, "group") for p, port in SERVICES} | {(p, port, OPERATOR) for p, port in SERVICES}
                       | {("tcp", 22, OPERATOR)})
     assert [k["KeyName"] for k in ec2_view.describe_key_pairs()["KeyPairs"]] == [GROUP]
-    key_file = state / "environments" / ENV / "ssh-key.pem"
+    key_file = EnvironmentPaths(state, ENV).ssh_private_key
     assert key_file.stat().st_mode & 0o777 == 0o600 and "PRIVATE KEY" in key_file.read_text()
     addresses = ec2_view.describe_addresses()["Addresses"]
     assert [a["InstanceId"] for a in addresses] == [instances["controller"]["InstanceId"]]

@@ -54,8 +54,14 @@ class Environment:
         return sorted(node_tags(n).get(HOSTNAME_TAG, "?") for n in self.driver().list_nodes()
                       if node_tags(n).get(ENVIRONMENT_TAG) == self.name)
 
+    @property
+    def paths(self):  # noqa: ANN201 - EnvironmentPaths: the environment's files in the state dir
+        from drbootstrap.paths import EnvironmentPaths
+
+        return EnvironmentPaths(self.home / "state", self.name)
+
     def report(self) -> dict:
-        return json.loads((self.home / "state" / "environments" / self.name / "report.json").read_text())
+        return json.loads(self.paths.report_json.read_text())
 
     def in_node(self, hostname: str, command: str) -> str:
         node = next(n for n in self.driver().list_nodes() if n.name == hostname)

@@ -39,7 +39,7 @@ def test_recipes_reach_the_master_over_ssh_with_its_console_host_key_pinned(envi
     assert done, environment.first_run.stdout[-2000:]
     detail = done[-1]["detail"]
     assert "pushed over SSH" in detail and "SHA256:" in detail and "pinned from its console" in detail
-    key = environment.home / "state" / "environments" / "upe2e" / "ssh-key.pem"
+    key = environment.paths.ssh_private_key
     assert key.stat().st_mode & 0o777 == 0o600
 
 
@@ -50,7 +50,7 @@ def test_each_worker_took_its_spec_name(environment):
 
 def test_the_puppet_run_left_its_effect_on_every_worker(environment):
     roles = {"db01": "db", "web01": "web", "web02": "web", "mail01": "mail"}
-    nodes = environment.home / "state" / "environments" / "upe2e" / "nodes"
+    nodes = environment.paths.nodes
     for hostname, role in roles.items():
         root = nodes / hostname / "root"  # the worker's recipe_root: its recipes write under it
         assert environment.in_node(hostname, f"cat {root}/etc/drbootstrap/role") == role
@@ -60,7 +60,7 @@ def test_forward_and_reverse_dns_through_the_master_agree(environment):
     import dns.resolver
     import dns.reversename
 
-    journal = json.loads((environment.home / "state" / "environments" / "upe2e" / "journal.json").read_text())
+    journal = json.loads(environment.paths.journal.read_text())
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [journal["nodes"]["controller"]["address"]]
     for hostname in WORKERS:
