@@ -7,6 +7,8 @@ a node's user-data) goes through BoundedSafeLoader instead.
 
 from __future__ import annotations
 
+from typing import cast
+
 import yaml
 from yaml.events import AliasEvent, ScalarEvent
 
@@ -47,37 +49,39 @@ class BoundedSafeLoader(yaml.SafeLoader):
         self._chars = 0
         self._sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (values, chars) once composed
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         event = self.peek_event()
+        mark = cast(yaml.Mark, event.start_mark)  # the parser marks every event it makes
         if isinstance(event, AliasEvent):
             named = self.anchors.get(event.anchor)
             if named is not None:
                 if id(named) not in self._sizes:
                     raise YamlLimitExceeded(
-                        event.start_mark,
+                        mark,
                         f"alias *{event.anchor} is inside the collection it names (it would never end)",
                         "write the values out instead of the alias",
                     )
-                self._count(*self._sizes[id(named)], event.start_mark, alias=True)
-            return super().compose_node(parent, index)
+                self._count(*self._sizes[id(named)], mark, alias=True)
+            # The stubs say index is an int; PyYAML passes a mapping value's key node there.
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
         chars = len(event.value) if isinstance(event, ScalarEvent) else 0
         if chars > self.max_scalar_chars:
             raise YamlLimitExceeded(
-                event.start_mark,
+                mark,
                 f"a value of {chars} characters, over the limit of {self.max_scalar_chars}",
                 "shorten it; long text belongs in a file the spec references",
             )
         if self._depth >= self.max_depth:
             raise YamlLimitExceeded(
-                event.start_mark,
+                mark,
                 f"YAML nested more than {self.max_depth} levels deep",
                 "flatten the document",
             )
         before = (self._values, self._chars)
-        self._count(1, chars, event.start_mark, alias=False)
+        self._count(1, chars, mark, alias=False)
         self._depth += 1
         try:
-            node = super().compose_node(parent, index)
+            node = super().compose_node(parent, index)  # type: ignore[arg-type]  # index: as above
         finally:
             self._depth -= 1
         if event.anchor is not None:

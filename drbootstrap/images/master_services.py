@@ -69,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     broker.add_argument("--host", required=True)
     broker.add_argument("--port", type=int, default=61613)
     broker.set_defaults(run=_broker)
-    aot = commands.add_parser("puppetserver-aot", help="print the compiled-jar path for this puppetserver (exit 1: none)")
+    aot = commands.add_parser("puppetserver-aot",
+                              help="print the compiled-jar path for this puppetserver (exit 1: none)")
     aot.add_argument("--build", action="store_true", help="compile it first if missing (when the image is made)")
     aot.add_argument("--cache-dir", default="/var/cache/drbootstrap/puppetserver")
     aot.set_defaults(run=_puppetserver_aot)

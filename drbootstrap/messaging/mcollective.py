@@ -61,7 +61,8 @@ def load_psk(path: str | Path) -> str:
             hint="key_file (or --key-file) must name a file holding plugin.psk of the mco peers",
         ) from error
     if not psk:
-        raise SecurityError(f"the mcollective psk file {path} is empty", hint="write plugin.psk of the mco peers into it")
+        raise SecurityError(f"the mcollective psk file {path} is empty",
+                            hint="write plugin.psk of the mco peers into it")
     return psk
 
 
@@ -131,8 +132,12 @@ class McollectiveProtocol(WireProtocol):
             f"{_name(client_identity, 'client id')}_{os.getpid()}.{next(_reply_sequence)}"
         )
 
-    def server_subscriptions(self, identity: str, agents: list[str], collective: str) -> list[tuple[str, dict[str, str]]]:
-        subscriptions = [(self.broadcast_destination(agent, collective), {}) for agent in agents]
+    def server_subscriptions(
+        self, identity: str, agents: list[str], collective: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        subscriptions: list[tuple[str, dict[str, str]]] = [
+            (self.broadcast_destination(agent, collective), {}) for agent in agents
+        ]
         selector = f"{IDENTITY_HEADER} = '{_name(identity, 'identity')}'"
         subscriptions.append((self.direct_destination(collective), {"selector": selector}))
         return subscriptions
@@ -179,7 +184,8 @@ class McollectiveProtocol(WireProtocol):
         try:
             request = _request_from(envelope, inner, headers)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise SecurityError(f"malformed mcollective request ({type(error).__name__}: {str(error)[:120]})") from error
+            reason = f"{type(error).__name__}: {str(error)[:120]}"
+            raise SecurityError(f"malformed mcollective request ({reason})") from error
         check_ttl(request.created_at, request.ttl, skew=self.clock_skew, now=self._clock(), max_ttl=self.max_ttl)
         if not _DESTINATION.match(request.reply_to):
             raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a STOMP queue or topic")
@@ -259,6 +265,7 @@ def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str])
     if not _CALLER_ID.match(caller_id):  # Message#decode!: refuse a forged-looking caller id
         raise SecurityError(f"caller id {caller_id[:80]!r} in request is not valid")
     reply_wanted = True
+    data: dict[Any, Any]
     if agent == DISCOVERY_AGENT:
         if not isinstance(inner, str):
             raise TypeError("discovery body is not a string")
@@ -328,7 +335,7 @@ def _symbolize_hashes(value: Any) -> Any:
 
 def _reply_from(envelope: dict[str, Any], inner: Any) -> Reply:
     agent = str(envelope["senderagent"])
-    common = {
+    common: dict[str, Any] = {  # the fields every Reply takes
         "request_id": str(envelope["requestid"]),
         "sender_id": str(envelope["senderid"]),
         "agent": agent,

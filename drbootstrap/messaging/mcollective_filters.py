@@ -23,7 +23,9 @@ def empty_filter() -> dict[str, list[Any]]:
 def filter_to_wire(request_filter: Filter) -> dict[str, list[Any]]:
     """Our Filter as mcollective's filter hash (fact entries keyed by symbols, as Ruby writes)."""
     wire = empty_filter()
-    wire["fact"] = [{Sym("fact"): f.fact, Sym("value"): f.value, Sym("operator"): f.operator} for f in request_filter.fact]
+    wire["fact"] = [
+        {Sym("fact"): f.fact, Sym("value"): f.value, Sym("operator"): f.operator} for f in request_filter.fact
+    ]
     wire["cf_class"] = list(request_filter.cf_class)
     wire["agent"] = list(request_filter.agent)
     wire["identity"] = list(request_filter.identity)

@@ -7,18 +7,22 @@ retried or interrupted run finds what it made, never makes a second one, and tea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from libcloud.compute.base import Node, NodeDriver, StorageVolume
+from libcloud.compute.base import Node, StorageVolume
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG
+from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_id
 from drbootstrap.providers.pacing import Pacing
 from drbootstrap.providers.throttle import ErrorKind
+
+if TYPE_CHECKING:  # every EC2 dialect's driver (EC2, Eucalyptus, a driver_class override) is one
+    from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver
 
 DEVICE_TAG = "drbootstrap:device"
 
@@ -28,11 +32,16 @@ NOT_YET = ("InvalidInstanceID.NotFound", "IncorrectState", "IncorrectInstanceSta
            "DependencyViolation", "InvalidVolume.NotFound", "InvalidAllocationID.NotFound")
 
 
+def volume_extra(volume: StorageVolume) -> dict[str, Any]:
+    """The volume's extra: StorageVolume declares it optional, libcloud's EC2 driver always fills it."""
+    return cast("dict[str, Any]", volume.extra)
+
+
 def environment_resource_name(environment: str) -> str:
     return f"drb-{environment}"
 
 
-def ec2_request(driver: NodeDriver, params: Mapping[str, str]) -> Any:
+def ec2_request(driver: BaseEC2NodeDriver, params: Mapping[str, str]) -> Any:
     """One raw EC2 Query API request (for what libcloud's driver does in two requests or not at all)."""
     return driver.connection.request(driver.path, params=dict(params)).object
 
@@ -56,7 +65,7 @@ def _unless_refused(lookup: Any) -> Any:
 # ---- key pair ----------------------------------------------------------------------------------
 
 
-def ensure_key_pair(driver: NodeDriver, environment: str, public_key: str, *, pacing: Pacing,
+def ensure_key_pair(driver: BaseEC2NodeDriver, environment: str, public_key: str, *, pacing: Pacing,
                     replaceable: Callable[[], bool]) -> str:
     """The environment's key pair holding `public_key` (whose private half is already on disk).
 
@@ -110,7 +119,7 @@ def recipe_ingress_rules(operator_cidr: str) -> list[IngressRule]:
     return rules
 
 
-def security_group_rules(driver: NodeDriver, group_id: str) -> set[IngressRule]:
+def security_group_rules(driver: BaseEC2NodeDriver, group_id: str) -> set[IngressRule]:
     """The group's ingress rules, read from DescribeSecurityGroups ourselves: libcloud 3.9's parser
     loses the CIDRs of a permission that also names groups (its loop variable shadows the rule)."""
     body = ec2_request(driver, {"Action": "DescribeSecurityGroups", "GroupId.1": group_id})
@@ -140,13 +149,13 @@ def ingress_permissions(group_id: str, rules: list[IngressRule]) -> dict[str, st
     return params
 
 
-def find_security_groups(driver: NodeDriver, environment: str, pacing: Pacing) -> list[Any]:
+def find_security_groups(driver: BaseEC2NodeDriver, environment: str, pacing: Pacing) -> list[Any]:
     name = environment_resource_name(environment)
     return pacing.call(driver, f"find security group {name}",
                        lambda: driver.ex_get_security_groups(filters={"group-name": name}))
 
 
-def ensure_security_group(driver: NodeDriver, environment: str, operator_cidr: str, *,
+def ensure_security_group(driver: BaseEC2NodeDriver, environment: str, operator_cidr: str, *,
                           vpc_id: str | None = None, pacing: Pacing) -> str:
     """The environment's security group (tagged at creation) with exactly the recipe's rules added; its id."""
     name = environment_resource_name(environment)
@@ -182,7 +191,7 @@ def ensure_security_group(driver: NodeDriver, environment: str, operator_cidr: s
 # ---- elastic addresses -------------------------------------------------------------------------
 
 
-def describe_addresses(driver: NodeDriver, filters: Mapping[str, str]) -> list[Any]:
+def describe_addresses(driver: BaseEC2NodeDriver, filters: Mapping[str, str]) -> list[Any]:
     """DescribeAddresses with filters (libcloud only offers the unfiltered call)."""
     params = {"Action": "DescribeAddresses"}
     for index, (name, value) in enumerate(filters.items(), start=1):
@@ -191,12 +200,12 @@ def describe_addresses(driver: NodeDriver, filters: Mapping[str, str]) -> list[A
     return driver._to_addresses(ec2_request(driver, params), only_associated=False)
 
 
-def environment_addresses(driver: NodeDriver, environment: str, *, pacing: Pacing) -> list[Any]:
+def environment_addresses(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing) -> list[Any]:
     return pacing.call(driver, "list addresses",
                        lambda: describe_addresses(driver, {f"tag:{ENVIRONMENT_TAG}": environment}))
 
 
-def ensure_elastic_address(driver: NodeDriver, node: Node, environment: str, hostname: str, *,
+def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
                            pacing: Pacing) -> str:
     """An elastic address tagged (at allocation) for the node's environment and hostname, associated with it."""
     tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}
@@ -223,13 +232,13 @@ def ensure_elastic_address(driver: NodeDriver, node: Node, environment: str, hos
 # ---- volumes -----------------------------------------------------------------------------------
 
 
-def environment_volumes(driver: NodeDriver, environment: str, *, pacing: Pacing) -> list[StorageVolume]:
+def environment_volumes(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing) -> list[StorageVolume]:
     volumes = pacing.call(driver, "list volumes",
                           lambda: driver.list_volumes(ex_filters={f"tag:{ENVIRONMENT_TAG}": environment}))
     return [v for v in volumes if (v.extra.get("tags") or {}).get(ENVIRONMENT_TAG) == environment]
 
 
-def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, environment: str, hostname: str, *,
+def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
                                 snapshot_id: str | None, device: str, size_gb: int, zone: str,
                                 pacing: Pacing) -> StorageVolume:
     """A volume made from `snapshot_id` (None: an empty one) in `zone`, tagged at creation for the
@@ -239,8 +248,8 @@ def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, environment: str
 
     def mine() -> StorageVolume | None:
         return next((v for v in environment_volumes(driver, environment, pacing=pacing)
-                     if (v.extra.get("tags") or {}).get(HOSTNAME_TAG) == hostname
-                     and (v.extra.get("tags") or {}).get(DEVICE_TAG) == device), None)
+                     if (volume_extra(v).get("tags") or {}).get(HOSTNAME_TAG) == hostname
+                     and (volume_extra(v).get("tags") or {}).get(DEVICE_TAG) == device), None)
 
     volume = mine()
     if volume is None:
@@ -251,8 +260,8 @@ def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, environment: str
         created = pacing.call(driver, f"create volume {device} for {hostname}",
                               lambda: ec2_request(driver, params), before_retry=_unless_refused(mine))
         volume = created if isinstance(created, StorageVolume) else driver._to_volume(created, name=tags["Name"])
-        volume.extra["tags"] = dict(tags)
-    if volume.extra.get("instance_id") != node.id:
+        volume_extra(volume)["tags"] = dict(tags)
+    if volume_extra(volume).get("instance_id") != node.id:
         pacing.call(driver, f"attach volume {volume.id} to {hostname}",
                     lambda: driver.attach_volume(node, volume, device), transient_codes=NOT_YET)
     return volume
@@ -264,43 +273,43 @@ def ensure_volume_from_snapshot(driver: NodeDriver, node: Node, environment: str
 TERMINATE_BATCH = 100
 
 
-def terminate_instances(driver: NodeDriver, nodes: list[Node], *, pacing: Pacing) -> None:
+def terminate_instances(driver: BaseEC2NodeDriver, nodes: list[Node], *, pacing: Pacing) -> None:
     """Terminate `nodes`, up to TERMINATE_BATCH per API call: a 500-node teardown costs 5 requests
     of the bucket, not 500. Terminating twice is harmless, so a transient failure is simply repeated."""
-    ordered = sorted(nodes, key=lambda n: n.id)
+    ordered = sorted(nodes, key=node_id)
     for start in range(0, len(ordered), TERMINATE_BATCH):
-        batch = [node.id for node in ordered[start:start + TERMINATE_BATCH]]
+        batch = [node_id(node) for node in ordered[start:start + TERMINATE_BATCH]]
         params = {"Action": "TerminateInstances", **driver._pathlist("InstanceId", batch)}
-        pacing.call(driver, f"terminate {len(batch)} instances", lambda params=params: ec2_request(driver, params))
+        pacing.call(driver, f"terminate {len(batch)} instances", functools.partial(ec2_request, driver, params))
 
 
-def release_addresses(driver: NodeDriver, environment: str, *, pacing: Pacing) -> None:
+def release_addresses(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing) -> None:
     for address in environment_addresses(driver, environment, pacing=pacing):
         if address.instance_id:
             pacing.call(driver, f"disassociate {address.ip}",
-                        lambda address=address: driver.ex_disassociate_address(address, domain="vpc"))
+                        functools.partial(driver.ex_disassociate_address, address, domain="vpc"))
         pacing.call(driver, f"release {address.ip}",
-                    lambda address=address: driver.ex_release_address(address, domain="vpc"))
+                    functools.partial(driver.ex_release_address, address, domain="vpc"))
 
 
-def delete_volumes(driver: NodeDriver, environment: str, *, pacing: Pacing) -> list[str]:
+def delete_volumes(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing) -> list[str]:
     deleted = []
     for volume in environment_volumes(driver, environment, pacing=pacing):
-        if volume.extra.get("instance_id"):
-            pacing.call(driver, f"detach {volume.id}", lambda volume=volume: driver.detach_volume(volume, ex_force=True),
+        if volume_extra(volume).get("instance_id"):
+            pacing.call(driver, f"detach {volume.id}", functools.partial(driver.detach_volume, volume, ex_force=True),
                         transient_codes=NOT_YET)
-        pacing.call(driver, f"delete {volume.id}", lambda volume=volume: driver.destroy_volume(volume),
+        pacing.call(driver, f"delete {volume.id}", functools.partial(driver.destroy_volume, volume),
                     transient_codes=NOT_YET)
         deleted.append(volume.id)
     return deleted
 
 
-def delete_group_and_key_pair(driver: NodeDriver, environment: str, *, pacing: Pacing, key_file: Path) -> None:
+def delete_group_and_key_pair(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing, key_file: Path) -> None:
     name = environment_resource_name(environment)
     for group in find_security_groups(driver, environment, pacing):
         pacing.call(driver, f"delete security group {name}",
-                    lambda group=group: driver.ex_delete_security_group_by_id(group.id), transient_codes=NOT_YET)
+                    functools.partial(driver.ex_delete_security_group_by_id, group.id), transient_codes=NOT_YET)
     key_pairs = pacing.call(driver, "list key pairs", driver.list_key_pairs)
     for key_pair in (k for k in key_pairs if k.name == name):
-        pacing.call(driver, f"delete key pair {name}", lambda key_pair=key_pair: driver.delete_key_pair(key_pair))
+        pacing.call(driver, f"delete key pair {name}", functools.partial(driver.delete_key_pair, key_pair))
     key_file.unlink(missing_ok=True)

@@ -44,9 +44,9 @@ def load_spec(path: Path, *, resolve_secrets: bool = True) -> EnvironmentSpec:
 
     Raises SpecError whose `problems` are every problem found (the first MAX_PROBLEMS, then a line
     counting the rest), sorted by position, each one line `FILE:LINE:COL: what (how to fix)`
-    where FILE is `path` as given. A file past a bound (drbootstrap.spec.limits) is one line. With resolve_secrets, every
-    `${env:...}`/`${file:...}` reference is read now (a missing one is a problem); the values stay
-    inside their SecretRef. Contacts nothing.
+    where FILE is `path` as given. A file past a bound (drbootstrap.spec.limits) is one line. With
+    resolve_secrets, every `${env:...}`/`${file:...}` reference is read now (a missing one is a
+    problem); the values stay inside their SecretRef. Contacts nothing.
     """
     path = Path(path)
     text = read_spec_text(path)  # bounded: a regular file, MAX_SPEC_BYTES, UTF-8

@@ -13,7 +13,17 @@ from drbootstrap.bounded_yaml import MAX_CHARS, MAX_DEPTH, MAX_SCALAR_CHARS, MAX
 from drbootstrap.errors import SpecError
 from drbootstrap.input_files import Unreadable, read_bounded_text
 
-__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_GROUPS", "MAX_NODES", "MAX_PROBLEMS", "MAX_SCALAR_CHARS", "MAX_SPEC_BYTES", "MAX_VALUES", "read_spec_text"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "MAX_GROUPS",
+    "MAX_NODES",
+    "MAX_PROBLEMS",
+    "MAX_SCALAR_CHARS",
+    "MAX_SPEC_BYTES",
+    "MAX_VALUES",
+    "read_spec_text",
+]
 
 MAX_SPEC_BYTES = 256 * 1024  # the file on disk; the largest example is about 3 KB
 MAX_NODES = 10_000  # hosts in the environment, all groups together, after count: expansion

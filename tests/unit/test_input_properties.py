@@ -19,8 +19,8 @@ from drbootstrap.errors import DrbError, ProviderError, SpecError
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, JournalError, Step
 from drbootstrap.paths import EnvironmentPaths
-from drbootstrap.providers.local import cloudinit
 from drbootstrap.plan import build_plan
+from drbootstrap.providers.local import cloudinit
 from drbootstrap.spec import parse_spec
 from tests.support.prereq import REPO_ROOT
 
@@ -135,7 +135,8 @@ node_groups = st.lists(
             "hostname_pattern": st.sampled_from(["web{n:02}", "db{n}", "{n}", "x{n:>70}", "{m}", "{n.real}", "{"]),
             "after": st.lists(roles, max_size=3) | scalars,
             "image": st.sampled_from(["worker", "master", "nope"]),
-            "volumes": st.lists(st.fixed_dictionaries({"name": labels, "mount": st.sampled_from(["/srv", "srv", "/srv"]),
+            "volumes": st.lists(st.fixed_dictionaries({"name": labels,
+                                                       "mount": st.sampled_from(["/srv", "srv", "/srv"]),
                                                        "size_gb": st.integers(-1, 70_000)}), max_size=2),
         },
     ),
