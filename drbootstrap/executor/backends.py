@@ -27,10 +27,12 @@ class RpcCallFailed(MessagingError):
 class RpcFleet:
     """The Fleet seam over drbootstrap.messaging.client.RpcClient (one connection per thread)."""
 
-    def __init__(self, broker: str, key_file: Path, *, connect_timeout: float = 30.0) -> None:
+    def __init__(self, broker: str, key_file: Path, *, trusted_keys_dir: Path | None = None,
+                 connect_timeout: float = 30.0) -> None:
         from drbootstrap.messaging.client import ClientConfig, RpcClient
 
-        config = ClientConfig(brokers=[broker], key_file=key_file, identity="drbootstrap-up",
+        config = ClientConfig(brokers=[broker], key_file=key_file, trusted_keys_dir=trusted_keys_dir,
+                              identity="drbootstrap-up",
                               connect_timeout=connect_timeout, discovery_timeout=2.0)
         self.client = RpcClient(config).__enter__()
 

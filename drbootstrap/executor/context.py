@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from drbootstrap.clock import Clock, SystemClock
 from drbootstrap.executor.events import Event
 from drbootstrap.journal import Journal
+from drbootstrap.messaging.keys import EnvironmentKeys
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, PlannedNode, Step
 from drbootstrap.providers.base import Provider
@@ -120,6 +121,7 @@ class RunContext:
     access: NodeAccess
     probe_services: ServiceProbe
     psk: str = field(repr=False, default="")
+    keys: EnvironmentKeys | None = None  # per-client ed25519 keys; None: every party signs with the PSK
     max_parallel: int = 8
     clock: Clock = field(default_factory=SystemClock)
     options: UpOptions = field(default_factory=UpOptions)

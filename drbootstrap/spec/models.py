@@ -88,10 +88,11 @@ class TlsSpec(SpecModel):
 
 
 class SecuritySpec(SpecModel):
-    """How broker messages are protected; the PSK is generated in the state dir when omitted."""
+    """How broker messages are protected. `signing` unset: per-node ed25519 keys for a new
+    environment, the shared HMAC key for one that already signs with it (or names a `psk`)."""
 
     psk: Secret | None = None
-    signing: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    signing: Literal["hmac-sha256", "ed25519"] | None = None
     ttl_seconds: int = Field(60, ge=1, le=86_400)
     tls: TlsSpec = Field(default_factory=TlsSpec)
 

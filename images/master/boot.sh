@@ -10,6 +10,7 @@
 #            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_PUPPET_PORT DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS
 #            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
+#          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
 #          /var/cache/drbootstrap/puppetserver/aot-*.jar  puppetserver's Clojure compiled when the
 #                                            image was made (drbootstrap.images.puppetserver_aot), if any
@@ -248,6 +249,10 @@ puppet:
   confdir: $PUPPET_DIR
   vardir: $PUPPET_DIR/var
 EOF
+# Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
+if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then
+    cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
+fi
 if running "$NODE_DIR/agent.pid"; then kill "$(cat "$NODE_DIR/agent.pid")" || true; fi
 # shellcheck disable=SC2086 # DRB may be "python -m drbootstrap"
 nohup $DRB agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
