@@ -267,8 +267,12 @@ def start_broker(
 
 
 def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
-                       tls_ca: Path | None = None) -> tuple[bool, str]:
-    """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why)."""
+                       tls_ca: Path | None = None, tls: bool = False) -> tuple[bool, str]:
+    """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why).
+
+    Over TLS when TLS_CA is given (the broker's certificate must verify against it) or TLS is set
+    without one: readiness only, trusting nothing (the CONNECT carries no credential), for a broker
+    whose certificate is fetched from the node once it answers."""
     reply = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
@@ -276,6 +280,11 @@ def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
             if tls_ca is not None:
                 context = ssl.create_default_context(cafile=str(tls_ca))
                 context.check_hostname = False
+                sock = context.wrap_socket(raw)
+            elif tls:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
                 sock = context.wrap_socket(raw)
             sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0")
             while b"\0" not in reply and len(reply) < 4096:

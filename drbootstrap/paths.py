@@ -66,6 +66,11 @@ class EnvironmentPaths:
         return self.root / "keys"
 
     @property
+    def broker_certificate(self) -> Path:
+        """The master's broker certificate (stomp+ssl), pinned over SSH: what the client and workers trust."""
+        return self.root / "broker-cert.pem"
+
+    @property
     def ssh_private_key(self) -> Path:
         """The operator's SSH private key (0600): made here for the local cloud, or the private half of
         the key pair drbootstrap made on an EC2-family cloud."""

@@ -72,6 +72,20 @@ def client_signing(scheme: str, spec: EnvironmentSpec, paths: EnvironmentPaths, 
     return ClientSigning(client_key_file(spec, paths.state_dir, psk), None, None)
 
 
+def connect_fleet(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, signing: ClientSigning, *,
+                  connect_timeout: float = 30.0) -> RpcFleet:
+    """The controller's RPC client on the master's broker: stomp+ssl trusting the certificate pinned
+    over SSH when the spec asks for TLS, else plain STOMP."""
+    from drbootstrap.images.from_spec import broker_uses_tls
+
+    port = spec.master.broker.port
+    if broker_uses_tls(spec):
+        return RpcFleet(f"stomp+ssl://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
+                        tls_ca=paths.broker_certificate, connect_timeout=connect_timeout)
+    return RpcFleet(f"stomp://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
+                    connect_timeout=connect_timeout)
+
+
 def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *, options: UpOptions | None = None,
                   emit: Callable[[Event], None] = lambda e: None) -> RunContext:
     """Everything `up` needs for this spec and its plan, with the real cloud, broker and node access."""
@@ -94,11 +108,8 @@ def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *,
         # from here (their logs are on the master, not readable from this host).
         access = SshNodeAccess(provider)
         probe = master_probe(None)
-    broker_port = spec.master.broker.port
-
     def fleet_factory(address: str) -> RpcFleet:
-        return RpcFleet(f"stomp://{address}:{broker_port}", signing.key_file,
-                        trusted_keys_dir=signing.trusted_keys_dir)
+        return connect_fleet(spec, paths, address, signing)
 
     return RunContext(spec=spec, plan=plan, journal=journal, provider=provider, fleet_factory=fleet_factory,
                       access=access, probe_services=probe, psk=psk, keys=signing.keys, max_parallel=provider.max_parallel,

@@ -17,6 +17,7 @@ from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
     build_context,
     client_signing,
+    connect_fleet,
     provider_for,
 )
 from drbootstrap.executor.context import UpOptions
@@ -167,14 +168,11 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
 
 def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: EnvironmentStatus,
                  fqdns: dict[str, str]) -> None:
-    from drbootstrap.executor.backends import RpcFleet
-
     paths = EnvironmentPaths(state_dir, spec.environment)
     scheme = signing_scheme(spec, paths)  # before the PSK is read or made: an existing PSK means HMAC
     signing = client_signing(scheme, spec, paths, load_or_create_psk(spec, state_dir))
     try:
-        fleet = RpcFleet(f"stomp://{address}:{spec.master.broker.port}", signing.key_file,
-                         trusted_keys_dir=signing.trusted_keys_dir, connect_timeout=5.0)
+        fleet = connect_fleet(spec, paths, address, signing, connect_timeout=5.0)
     except DrbError as error:
         result.broker = f"unreachable: {error}"
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drbootstrap.executor.context import NodeRuntime, RunContext
-from drbootstrap.images.from_spec import master_boot_config, worker_boot_config
+from drbootstrap.images.from_spec import broker_uses_tls, master_boot_config, worker_boot_config
 from drbootstrap.images.userdata import render_user_data
 
 
@@ -28,6 +28,8 @@ def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = 
         config = master_boot_config(spec, **keys, **dirs)
     else:
         assert ctx.master is not None and ctx.master.address is not None
+        pinned = ctx.paths.broker_certificate
+        broker_ca = pinned.read_text() if broker_uses_tls(spec) and pinned.is_file() else None
         config = worker_boot_config(spec, node.hostname, master_address=ctx.master.address,
-                                    autosign_token=autosign, **keys, **dirs)
+                                    autosign_token=autosign, broker_ca=broker_ca, **keys, **dirs)
     return render_user_data(config, allow_gzip=False).decode()

@@ -18,8 +18,17 @@ def controller_fqdn(spec: EnvironmentSpec) -> str:
     return spec.fqdn(spec.master.hostname)
 
 
+def broker_uses_tls(spec: EnvironmentSpec) -> bool:
+    """`master.broker.tls` when given, else `security.tls.enabled` (off by default: a worker launched
+    before the master's services answer, as `up --until launch` does on a real cloud, could not be
+    given the broker's certificate, which the controller pins from the master once it runs)."""
+    if spec.master.broker.tls is not None:
+        return spec.master.broker.tls
+    return spec.security.tls.enabled
+
+
 def _broker_protocol(spec: EnvironmentSpec) -> str:
-    return "stomp+ssl" if spec.security.tls.enabled else "stomp"
+    return "stomp+ssl" if broker_uses_tls(spec) else "stomp"
 
 
 def master_boot_config(
@@ -92,9 +101,11 @@ def worker_boot_config(
     node_key: NodeKey | None = None,
     operator_public_key: str | None = None,
     autosign_token: str | None = None,
+    broker_ca: str | None = None,
     **paths: Any,
 ) -> NodeBootConfig:
-    """HOSTNAME's boot settings: its role from its group, the master as resolver and broker."""
+    """HOSTNAME's boot settings: its role from its group, the master as resolver and broker (over
+    stomp+ssl: BROKER_CA, the master's broker certificate the controller pinned, is what it trusts)."""
     group = group_of(spec, hostname)
     if needs_autosign_token(spec) and not autosign_token:
         raise UserDataError(
@@ -107,6 +118,7 @@ def worker_boot_config(
         image="master" if group.image == "master" else "worker",
         broker_host=master_address,
         autosign_token=autosign_token if needs_autosign_token(spec) else None,
+        broker_ca=broker_ca if broker_uses_tls(spec) else None,
         **_shared_settings(spec, master_address, agent_key, agent_key_reference) | _own_key_settings(
             node_key, operator_public_key),
         **paths,

@@ -51,6 +51,7 @@ class NodeBootConfig:
     broker_host: str  # what agents connect to: the master's address or controller name
     broker_port: int = 61613
     broker_protocol: Literal["stomp", "stomp+ssl"] = "stomp"
+    broker_ca: str | None = None  # stomp+ssl on a worker: the broker's certificate (PEM, public) it pins
     master_address: str | None = None  # the resolver workers use; None on the master itself
     controller_name: str | None = None  # the master's stable name (controller.demo.internal)
     puppet_server: str | None = None  # default: the controller name
@@ -90,6 +91,11 @@ class NodeBootConfig:
         if self.agent_key_id is not None and (self.agent_key is None or self.operator_public_key is None
                                               or "BEGIN PRIVATE KEY" not in self.agent_key):
             problems.append("an ed25519 agent key id needs the node's private key and the operator's public key")
+        if self.image == "worker" and self.broker_protocol == "stomp+ssl" and not self.broker_ca:
+            problems.append("a worker reaching the broker over stomp+ssl needs the broker's certificate (the "
+                            "controller pins it from the master once its services answer: run up without --until)")
+        if self.broker_ca is not None and "BEGIN CERTIFICATE" not in self.broker_ca:
+            problems.append("broker_ca takes a PEM certificate")
         if self.operator_public_key is not None and "PRIVATE" in self.operator_public_key:
             problems.append("operator_public_key takes the operator's public key, never a private one")
         if self.puppet_mode not in ("server", "apply") or self.broker_protocol not in ("stomp", "stomp+ssl"):
@@ -155,6 +161,7 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_BROKER_HOST": config.broker_host,
         "DRB_BROKER_PORT": str(config.broker_port),
         "DRB_BROKER_PROTOCOL": config.broker_protocol,
+        "DRB_BROKER_CA_FILE": f"{config.config_dir}/broker-ca.pem" if config.broker_ca else "",
         "DRB_PUPPET_SERVER": config.puppet_server or controller,
         "DRB_PUPPET_MODE": config.puppet_mode,
         "DRB_RECIPES_DIR": config.recipes_dir,
@@ -191,6 +198,8 @@ def cloud_config(config: NodeBootConfig) -> dict:
                       "content": config.operator_public_key})
         files.append({"path": str(config.agent_keys_settings_path), "permissions": "0644",
                       "content": agent_keys_settings(config)})
+    if config.broker_ca is not None:
+        files.append({"path": f"{config.config_dir}/broker-ca.pem", "permissions": "0644", "content": config.broker_ca})
     if config.autosign_token is not None:
         files.append(
             {"path": f"{config.config_dir}/autosign.token", "permissions": "0600", "content": config.autosign_token + "\n"}

@@ -100,6 +100,7 @@ class SecuritySpec(SpecModel):
 class BrokerSpec(SpecModel):
     kind: Literal["activemq", "rabbitmq"] = "activemq"
     port: Port = Field(61613, ge=1, le=65535)
+    tls: bool | None = None  # stomp+ssl with the master's own certificate; unset: security.tls.enabled
 
 
 class MasterPuppetSpec(SpecModel):

@@ -145,3 +145,73 @@ def test_boot_scripts_append_the_key_settings_to_the_agent_config():
         script = (project_root() / "images" / image / "boot.sh").read_text()
         assert 'cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"' in script
         assert script.index("DRB_AGENT_KEYS_SETTINGS_FILE\" >>") < script.index("nohup $DRB agent")
+
+
+# ---- the broker link: stomp+ssl with the master's own certificate --------------------------------
+
+CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def with_broker_tls(spec, tls):
+    broker = spec.master.broker.model_copy(update={"tls": tls})
+    return spec.model_copy(update={"master": spec.master.model_copy(update={"broker": broker})})
+
+
+def test_broker_tls_is_off_unless_the_spec_asks(spec):
+    from drbootstrap.images.from_spec import broker_uses_tls
+
+    assert not broker_uses_tls(spec) and broker_uses_tls(with_broker_tls(spec, True))
+    assert worker_boot_config(spec, "web01", master_address=MASTER_ADDRESS, autosign_token="t" * 40,
+                              broker_ca=CERT).broker_ca is None  # plain STOMP: nothing to trust
+
+
+def test_a_tls_worker_trusts_the_pinned_certificate_and_cannot_go_without_it(spec, tmp_path):
+    from drbootstrap.images.userdata import UserDataError, node_env
+
+    tls_spec = with_broker_tls(spec, True)
+    config = worker_boot_config(tls_spec, "web01", master_address=MASTER_ADDRESS, autosign_token="t" * 40,
+                                broker_ca=CERT, config_dir="/etc/drb")
+    assert config.broker_protocol == "stomp+ssl"
+    assert "DRB_BROKER_CA_FILE=/etc/drb/broker-ca.pem" in node_env(config)
+    files = {f["path"]: f for f in cloud_config(config)["write_files"]}
+    assert files["/etc/drb/broker-ca.pem"]["content"] == CERT
+    with pytest.raises(UserDataError, match="needs the broker's certificate"):
+        worker_boot_config(tls_spec, "web01", master_address=MASTER_ADDRESS, autosign_token="t" * 40)
+    assert master_boot_config(tls_spec).broker_protocol == "stomp+ssl"  # the master makes its own
+
+
+def test_the_boot_scripts_start_the_broker_with_tls_and_point_the_agents_at_its_certificate():
+    master = (project_root() / "images" / "master" / "boot.sh").read_text()
+    worker = (project_root() / "images" / "worker" / "boot.sh").read_text()
+    assert 'BROKER_TLS_ARGS="--tls --tls-name $FQDN"' in master
+    assert "tls_ca: $NODE_DIR/activemq/tls/broker-cert.pem" in master
+    assert 'tls_ca: $DRB_BROKER_CA_FILE' in worker
+
+
+def test_the_services_step_pins_the_certificate_fetched_over_ssh_only_if_the_broker_presents_it(
+        spec, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import drbootstrap.broker
+    from drbootstrap.executor.steps import StepFailed, pin_broker_certificate
+
+    fetched = []
+    access = SimpleNamespace(fetch_broker_certificate=lambda master_id: fetched.append(master_id) or CERT)
+    paths = EnvironmentPaths(tmp_path, spec.environment)
+    ctx = SimpleNamespace(access=access, paths=paths, spec=with_broker_tls(spec, True))
+    node = SimpleNamespace(provider_node=SimpleNamespace(id="i-master"), reachable_address=MASTER_ADDRESS)
+    probes = []
+
+    def probe(host, port, *, timeout, tls_ca):
+        probes.append((host, port, tls_ca.read_text()))
+        return verdict
+
+    monkeypatch.setattr(drbootstrap.broker, "stomp_connect_probe", probe)
+    verdict = (False, "certificate verify failed")
+    with pytest.raises(StepFailed, match="does not present the certificate fetched over SSH"):
+        pin_broker_certificate(ctx, node)
+    assert not paths.broker_certificate.exists()  # nothing pinned that the broker does not present
+    verdict = (True, "")
+    assert "pinned over SSH, stomp+ssl verified" in pin_broker_certificate(ctx, node)
+    assert fetched == ["i-master", "i-master"] and probes[-1] == (MASTER_ADDRESS, 61613, CERT)
+    assert paths.broker_certificate.read_text() == CERT
