@@ -57,3 +57,15 @@ def test_status_reaches_every_agent_over_stomp_ssl(environment):
     run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
     status = json.loads(run.stdout)
     assert {n["hostname"]: n["agent"] for n in status["nodes"]} == dict.fromkeys(NODES, "answers")
+
+
+def test_no_secret_in_traces_or_processes_including_the_broker_keystore_password(environment):
+    from tests.support.secrets_scan import KnownSecret, environment_secrets, scan_for_secrets
+
+    tls_dir = environment.paths.nodes / "controller" / "var" / "activemq" / "tls"
+    password = (tls_dir / "keystore.password").read_text().strip()
+    assert (tls_dir / "keystore.password").stat().st_mode & 0o777 == 0o600
+    known = [*environment_secrets(environment.home / "state", environment.name),
+             KnownSecret("the broker keystore password", password)]
+    findings = scan_for_secrets(known, environment.home / "state")
+    assert findings == [], "\n".join(findings)
