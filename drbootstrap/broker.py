@@ -49,6 +49,7 @@ class BrokerConfig:
     port: int = 0  # 0: pick a free port
     tls_port: int | None = None  # with tls: 0 picks a free port
     tls: BrokerTls | None = None
+    plain_host: str | None = None  # where plain STOMP listens (default: host); loopback keeps it local
     heap_mb: int = 256
     broker_name: str = "drbootstrap"
     extra_java_opts: list[str] = field(default_factory=list)
@@ -63,7 +64,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def render_activemq_xml(config: BrokerConfig) -> str:
     """The broker's activemq.xml: STOMP connector(s), no persistence, no JMX, small memory."""
-    connectors = [f'<transportConnector name="stomp" uri={quoteattr(_uri("stomp", config.host, config.port))}/>']
+    plain = config.plain_host or config.host
+    connectors = [f'<transportConnector name="stomp" uri={quoteattr(_uri("stomp", plain, config.port))}/>']
     ssl_context = ""
     if config.tls is not None and config.tls_port:
         connectors.append(
@@ -216,11 +218,12 @@ class Broker:
                     f"ActiveMQ exited during startup (see {self.log_path})",
                     hint="check the log for a port clash or a bad activemq.xml",
                 )
-            if stomp_connect_succeeds(self.host, self.port, timeout=1.0):
+            if stomp_connect_succeeds(self.config.plain_host or self.host, self.port, timeout=1.0):
                 return
             if time.monotonic() > deadline:
                 raise WaitTimeoutError(
-                    f"ActiveMQ did not accept STOMP CONNECT on {self.host}:{self.port} within {timeout:.0f}s",
+                    f"ActiveMQ did not accept STOMP CONNECT on {self.config.plain_host or self.host}:{self.port} "
+                    f"within {timeout:.0f}s",
                     hint=f"see {self.log_path}",
                 )
             time.sleep(0.1)
@@ -233,10 +236,12 @@ def start_broker(
     port: int = 0,
     tls: BrokerTls | None = None,
     tls_port: int | None = None,
+    plain_host: str | None = None,
     heap_mb: int = 256,
     timeout: float = STARTUP_TIMEOUT,
 ) -> Broker:
-    """Write conf into base_dir, start ActiveMQ, return once STOMP CONNECT succeeds."""
+    """Write conf into base_dir, start ActiveMQ, return once STOMP CONNECT succeeds (on plain_host,
+    when given: loopback, so that only stomp+ssl is offered to the network)."""
     if os.geteuid() != 0:
         raise PrerequisiteError("starting a private ActiveMQ needs root", hint="run as root")
     base_dir = Path(base_dir).resolve()
@@ -246,6 +251,7 @@ def start_broker(
         port=port or free_port(host),
         tls=tls,
         tls_port=(tls_port or free_port(host)) if tls else None,
+        plain_host=plain_host,
         heap_mb=heap_mb,
     )
     conf = base_dir / "conf"
@@ -261,8 +267,12 @@ def start_broker(
 
 
 def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
-                       tls_ca: Path | None = None) -> tuple[bool, str]:
-    """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why)."""
+                       tls_ca: Path | None = None, tls: bool = False) -> tuple[bool, str]:
+    """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why).
+
+    Over TLS when TLS_CA is given (the broker's certificate must verify against it) or TLS is set
+    without one: readiness only, trusting nothing (the CONNECT carries no credential), for a broker
+    whose certificate is fetched from the node once it answers."""
     reply = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
@@ -270,6 +280,11 @@ def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
             if tls_ca is not None:
                 context = ssl.create_default_context(cafile=str(tls_ca))
                 context.check_hostname = False
+                sock = context.wrap_socket(raw)
+            elif tls:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
                 sock = context.wrap_socket(raw)
             sock.sendall(b"CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0")
             while b"\0" not in reply and len(reply) < 4096:
@@ -292,8 +307,9 @@ def stomp_connect_succeeds(host: str, port: int, *, timeout: float = 2.0, tls_ca
     return stomp_connect_probe(host, port, timeout=timeout, tls_ca=tls_ca)[0]
 
 
-def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1") -> BrokerTls:
-    """A self-signed broker certificate for stomp+ssl (keytool), and its PEM for clients."""
+def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1", also: tuple[str, ...] = ()) -> BrokerTls:
+    """A self-signed broker certificate for stomp+ssl (keytool) naming `host` and `also` (addresses
+    or DNS names), and its PEM for clients."""
     import secrets
 
     keytool = shutil.which("keytool")
@@ -307,7 +323,8 @@ def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1") -> Broke
     env = {**os.environ, "DRB_KS_PASS": password}  # not on a command line other users can read
     subprocess.run(
         [keytool, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
-         "-validity", "3650", "-dname", f"CN={host}", "-ext", f"SAN=IP:{host}" if _is_ip(host) else f"SAN=DNS:{host}",
+         "-validity", "3650", "-dname", f"CN={host}", "-ext",
+         "SAN=" + ",".join(f"IP:{name}" if _is_ip(name) else f"DNS:{name}" for name in (host, *also)),
          "-storetype", "PKCS12", "-keystore", str(keystore), "-storepass:env", "DRB_KS_PASS",
          "-keypass:env", "DRB_KS_PASS"],
         check=True, capture_output=True, env=env,
@@ -319,6 +336,20 @@ def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1") -> Broke
     )
     os.chmod(keystore, 0o600)
     return BrokerTls(keystore=keystore, keystore_password=password, cert_pem=cert)
+
+
+def master_broker_tls(directory: Path, host: str, also: tuple[str, ...] = ()) -> BrokerTls:
+    """The master's broker certificate, made on its first boot and kept on later ones (clients pin
+    it): the keystore, its password (0600, never on a command line) and the certificate's PEM."""
+    password_file = directory / "keystore.password"
+    material = BrokerTls(directory / "broker.p12", "", directory / "broker-cert.pem")
+    if material.keystore.is_file() and material.cert_pem.is_file() and password_file.is_file():
+        return BrokerTls(material.keystore, password_file.read_text().strip(), material.cert_pem)
+    made = make_self_signed_keystore(directory, host, also)
+    from drbootstrap.paths import write_private_file
+
+    write_private_file(password_file, made.keystore_password + "\n")
+    return made
 
 
 def _is_ip(host: str) -> bool:

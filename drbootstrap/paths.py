@@ -60,6 +60,17 @@ class EnvironmentPaths:
         return self.root / "client.key"
 
     @property
+    def keys(self) -> Path:
+        """The per-client ed25519 keys (drbootstrap.messaging.keys): the operator's, one per node, and
+        the nodes' public keys the client trusts. Its presence marks an environment that signs with them."""
+        return self.root / "keys"
+
+    @property
+    def broker_certificate(self) -> Path:
+        """The master's broker certificate (stomp+ssl), pinned over SSH: what the client and workers trust."""
+        return self.root / "broker-cert.pem"
+
+    @property
     def ssh_private_key(self) -> Path:
         """The operator's SSH private key (0600): made here for the local cloud, or the private half of
         the key pair drbootstrap made on an EC2-family cloud."""

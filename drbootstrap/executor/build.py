@@ -1,9 +1,10 @@
-"""Assemble a run from a spec: the provider, broker client, node access, journal and PSK."""
+"""Assemble a run from a spec: the provider, broker client, node access, journal and the keys."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from drbootstrap.executor.backends import (
@@ -13,9 +14,10 @@ from drbootstrap.executor.backends import (
 )
 from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
-from drbootstrap.executor.secrets import load_or_create_psk
+from drbootstrap.executor.secrets import ED25519, load_or_create_psk, signing_scheme
 from drbootstrap.executor.ssh_access import SshNodeAccess
 from drbootstrap.journal import Journal
+from drbootstrap.messaging.keys import EnvironmentKeys, provision_environment_keys
 from drbootstrap.paths import EnvironmentPaths, project_root, write_private_file
 from drbootstrap.plan import Plan
 from drbootstrap.providers.base import EnvironmentScope, Provider
@@ -48,12 +50,49 @@ def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class ClientSigning:
+    """How the controller's RPC client signs and whom it trusts: the operator's ed25519 key and the
+    nodes' public keys (`keys` set), or the shared PSK's key file (`trusted_keys_dir` None)."""
+
+    key_file: Path
+    trusted_keys_dir: Path | None
+    keys: EnvironmentKeys | None
+
+
+def client_signing(scheme: str, spec: EnvironmentSpec, paths: EnvironmentPaths, psk: str,
+                   plan: Plan | None = None) -> ClientSigning:
+    """The client's keys under `scheme` (signing_scheme's answer, asked before the PSK is first made:
+    an environment without keys signs with HMAC when it already has a PSK), made once for new nodes."""
+    if scheme == ED25519:
+        hostnames = [n.hostname for n in plan.nodes()] if plan is not None else \
+            [spec.master.hostname, *spec.worker_hostnames()]
+        keys = provision_environment_keys(paths.keys, hostnames)
+        return ClientSigning(keys.operator_key, keys.client_trusted_dir, keys)
+    return ClientSigning(client_key_file(spec, paths.state_dir, psk), None, None)
+
+
+def connect_fleet(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, signing: ClientSigning, *,
+                  connect_timeout: float = 30.0) -> RpcFleet:
+    """The controller's RPC client on the master's broker: stomp+ssl trusting the certificate pinned
+    over SSH when the spec asks for TLS, else plain STOMP."""
+    from drbootstrap.images.from_spec import broker_uses_tls
+
+    port = spec.master.broker.port
+    if broker_uses_tls(spec):
+        return RpcFleet(f"stomp+ssl://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
+                        tls_ca=paths.broker_certificate, connect_timeout=connect_timeout)
+    return RpcFleet(f"stomp://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
+                    connect_timeout=connect_timeout)
+
+
 def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *, options: UpOptions | None = None,
                   emit: Callable[[Event], None] = lambda e: None) -> RunContext:
     """Everything `up` needs for this spec and its plan, with the real cloud, broker and node access."""
     state_dir = paths.state_dir
+    scheme = signing_scheme(spec, paths)  # before the PSK is made: an existing PSK means HMAC
     psk = load_or_create_psk(spec, state_dir)
-    key_file = client_key_file(spec, state_dir, psk)
+    signing = client_signing(scheme, spec, paths, psk, plan)
     journal = Journal.at(paths, str(spec.source_path or ""))
     recipes = project_root() / "recipes"
     nodes_dir = paths.nodes
@@ -69,11 +108,9 @@ def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *,
         # from here (their logs are on the master, not readable from this host).
         access = SshNodeAccess(provider)
         probe = master_probe(None)
-    broker_port = spec.master.broker.port
-
     def fleet_factory(address: str) -> RpcFleet:
-        return RpcFleet(f"stomp://{address}:{broker_port}", key_file)
+        return connect_fleet(spec, paths, address, signing)
 
     return RunContext(spec=spec, plan=plan, journal=journal, provider=provider, fleet_factory=fleet_factory,
-                      access=access, probe_services=probe, psk=psk, max_parallel=provider.max_parallel,
+                      access=access, probe_services=probe, psk=psk, keys=signing.keys, max_parallel=provider.max_parallel,
                       options=options or UpOptions(), emit=emit, paths=paths, recipes_dir=recipes)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from drbootstrap.clock import Clock, SystemClock
 from drbootstrap.executor.events import Event
 from drbootstrap.journal import Journal
+from drbootstrap.messaging.keys import EnvironmentKeys
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, PlannedNode, Step
 from drbootstrap.providers.base import Provider
@@ -47,6 +48,9 @@ class NodeAccess(Protocol):
 
     def push_recipes(self, master_id: str, source: Path) -> str:
         """Put recipes/ where the master's Puppet server reads its code; a one-line detail."""
+
+    def fetch_broker_certificate(self, master_id: str) -> str:
+        """The master broker's certificate (PEM), read over the pinned SSH channel (stomp+ssl)."""
 
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
         """Record a one-time autosign token digest for certname on the master."""
@@ -120,6 +124,7 @@ class RunContext:
     access: NodeAccess
     probe_services: ServiceProbe
     psk: str = field(repr=False, default="")
+    keys: EnvironmentKeys | None = None  # per-client ed25519 keys; None: every party signs with the PSK
     max_parallel: int = 8
     clock: Clock = field(default_factory=SystemClock)
     options: UpOptions = field(default_factory=UpOptions)

@@ -16,13 +16,14 @@ from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
     build_context,
-    client_key_file,
+    client_signing,
+    connect_fleet,
     provider_for,
 )
 from drbootstrap.executor.context import UpOptions
 from drbootstrap.executor.events import DONE, Event
 from drbootstrap.executor.run import RunResult, incomplete_hostnames, run_up  # noqa: F401 - re-exported
-from drbootstrap.executor.secrets import load_or_create_psk
+from drbootstrap.executor.secrets import load_or_create_psk, signing_scheme
 from drbootstrap.journal import Journal
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, build_plan, is_complete
@@ -167,11 +168,11 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
 
 def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: EnvironmentStatus,
                  fqdns: dict[str, str]) -> None:
-    from drbootstrap.executor.backends import RpcFleet
-
+    paths = EnvironmentPaths(state_dir, spec.environment)
+    scheme = signing_scheme(spec, paths)  # before the PSK is read or made: an existing PSK means HMAC
+    signing = client_signing(scheme, spec, paths, load_or_create_psk(spec, state_dir))
     try:
-        fleet = RpcFleet(f"stomp://{address}:{spec.master.broker.port}",
-                         client_key_file(spec, state_dir, load_or_create_psk(spec, state_dir)), connect_timeout=5.0)
+        fleet = connect_fleet(spec, paths, address, signing, connect_timeout=5.0)
     except DrbError as error:
         result.broker = f"unreachable: {error}"
         return

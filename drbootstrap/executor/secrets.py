@@ -1,5 +1,6 @@
-"""The environment's secrets: the broker PSK (from the spec or generated 0600 in the state dir)
-and one-time autosign tokens derived from it, so a resumed launch re-arms the very same token.
+"""The environment's secrets: which signing scheme it uses, the broker PSK (from the spec or
+generated 0600 in the state dir) and one-time autosign tokens derived from it, so a resumed launch
+re-arms the very same token. The PSK exists under either scheme: the autosign tokens need it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,23 @@ from pathlib import Path
 
 from drbootstrap.paths import EnvironmentPaths, write_private_file
 from drbootstrap.spec.models import EnvironmentSpec
+
+
+ED25519 = "ed25519"
+HMAC_SHA256 = "hmac-sha256"
+
+
+def signing_scheme(spec: EnvironmentSpec, paths: EnvironmentPaths) -> str:
+    """The spec's `security.signing` when given; else ed25519, unless this environment already
+    signs with the shared key (its state holds a PSK and no per-client keys) or the spec names a
+    PSK: those keep HMAC, so an existing environment's nodes keep understanding the controller."""
+    if spec.security.signing is not None:
+        return spec.security.signing
+    if paths.keys.is_dir():
+        return ED25519
+    if spec.security.psk is not None or paths.psk.exists():
+        return HMAC_SHA256
+    return ED25519
 
 
 def load_or_create_psk(spec: EnvironmentSpec, state_dir: Path) -> str:

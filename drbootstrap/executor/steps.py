@@ -16,6 +16,7 @@ from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
 from drbootstrap.executor.context import Fleet, NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
+from drbootstrap.images.from_spec import broker_uses_tls
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
 from drbootstrap.providers.base import VolumeWanted
@@ -199,9 +200,33 @@ def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
     assert node.reachable_address is not None
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
     detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
+    if broker_uses_tls(ctx.spec):
+        detail += "; " + pin_broker_certificate(ctx, node)
     if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
         detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
     return StepResult(detail)
+
+
+def pin_broker_certificate(ctx: RunContext, node: NodeRuntime) -> str:
+    """Fetch the broker's certificate over the master's pinned SSH channel, keep it as what the
+    client and the workers trust, and check the broker presents it; a one-line detail."""
+    import hashlib
+
+    from drbootstrap.broker import stomp_connect_probe
+
+    assert node.provider_node is not None and node.reachable_address is not None
+    pem = ctx.access.fetch_broker_certificate(node.provider_node.id)
+    path = ctx.paths.broker_certificate
+    candidate = path.with_name(path.name + ".new")
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    candidate.write_text(pem)
+    ok, why = stomp_connect_probe(node.reachable_address, ctx.spec.master.broker.port, timeout=5.0, tls_ca=candidate)
+    if not ok:
+        candidate.unlink()
+        raise StepFailed(f"the broker does not present the certificate fetched over SSH: {why}")
+    candidate.replace(path)
+    fingerprint = hashlib.sha256(pem.encode()).hexdigest()[:16]
+    return f"broker certificate {fingerprint} pinned over SSH, stomp+ssl verified"
 
 
 # ---- names ------------------------------------------------------------------------------------

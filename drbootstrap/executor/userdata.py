@@ -1,24 +1,35 @@
-"""The user-data a node is launched with, from the spec, the PSK and the node's own directories."""
+"""The user-data a node is launched with, from the spec, its key (its own ed25519 key, or the shared
+PSK) and the node's own directories."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from drbootstrap.executor.context import NodeRuntime, RunContext
-from drbootstrap.images.from_spec import master_boot_config, worker_boot_config
+from drbootstrap.images.from_spec import broker_uses_tls, master_boot_config, worker_boot_config
 from drbootstrap.images.userdata import render_user_data
 
 
 def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = None, unarmed: bool = False) -> str:
-    """The node's cloud-config text: its settings, the PSK as its agent key, its autosign token
-    (unarmed: launched without one, its certificate to be signed explicitly, as with autosign manual)."""
+    """The node's cloud-config text: its settings, its agent key (its own ed25519 key and the
+    operator's public key, or the PSK), its autosign token (unarmed: launched without one, its
+    certificate to be signed explicitly, as with autosign manual)."""
     dirs = ctx.access.node_dirs(node.hostname)
+    keys: dict[str, Any]
+    if ctx.keys is not None:
+        keys = {"node_key": ctx.keys.nodes[node.hostname], "operator_public_key": ctx.keys.operator_public_pem}
+    else:
+        keys = {"agent_key": ctx.psk or None}
     spec = ctx.spec
     if unarmed:
         puppet = spec.master.puppet.model_copy(update={"autosign": "manual"})
         spec = spec.model_copy(update={"master": spec.master.model_copy(update={"puppet": puppet})})
     if node.planned.is_master:
-        config = master_boot_config(spec, agent_key=ctx.psk or None, **dirs)
+        config = master_boot_config(spec, **keys, **dirs)
     else:
         assert ctx.master is not None and ctx.master.address is not None
+        pinned = ctx.paths.broker_certificate
+        broker_ca = pinned.read_text() if broker_uses_tls(spec) and pinned.is_file() else None
         config = worker_boot_config(spec, node.hostname, master_address=ctx.master.address,
-                                    agent_key=ctx.psk or None, autosign_token=autosign, **dirs)
+                                    autosign_token=autosign, broker_ca=broker_ca, **keys, **dirs)
     return render_user_data(config, allow_gzip=False).decode()

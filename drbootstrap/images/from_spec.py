@@ -1,7 +1,8 @@
 """Boot settings for the master and each worker, taken from the environment spec.
 
-The executor calls these, then `render_user_data`; the secrets (agent key, autosign token) are
-passed in by the caller, which owns where they are generated and kept.
+The executor calls these, then `render_user_data`; the secrets (agent key: the shared PSK or the
+node's own ed25519 key, autosign token) are passed in by the caller, which owns where they are
+generated and kept.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drbootstrap.images.userdata import NodeBootConfig, UserDataError
+from drbootstrap.messaging.keys import NodeKey
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
 
 
@@ -16,8 +18,17 @@ def controller_fqdn(spec: EnvironmentSpec) -> str:
     return spec.fqdn(spec.master.hostname)
 
 
+def broker_uses_tls(spec: EnvironmentSpec) -> bool:
+    """`master.broker.tls` when given, else `security.tls.enabled` (off by default: a worker launched
+    before the master's services answer, as `up --until launch` does on a real cloud, could not be
+    given the broker's certificate, which the controller pins from the master once it runs)."""
+    if spec.master.broker.tls is not None:
+        return spec.master.broker.tls
+    return spec.security.tls.enabled
+
+
 def _broker_protocol(spec: EnvironmentSpec) -> str:
-    return "stomp+ssl" if spec.security.tls.enabled else "stomp"
+    return "stomp+ssl" if broker_uses_tls(spec) else "stomp"
 
 
 def master_boot_config(
@@ -25,6 +36,8 @@ def master_boot_config(
     *,
     agent_key: str | None = None,
     agent_key_reference: str | None = None,
+    node_key: NodeKey | None = None,
+    operator_public_key: str | None = None,
     master_address: str | None = None,
     **paths: Any,
 ) -> NodeBootConfig:
@@ -35,14 +48,23 @@ def master_boot_config(
         image="master",
         broker_host=master_address or controller_fqdn(spec),
         upstream_dns=tuple(str(a) for a in spec.master.upstream_dns),
-        **_shared_settings(spec, master_address, agent_key, agent_key_reference),
+        **_shared_settings(spec, master_address, agent_key, agent_key_reference) | _own_key_settings(
+            node_key, operator_public_key),
         **paths,
     )
 
 
+def _own_key_settings(node_key: NodeKey | None, operator_public_key: str | None) -> dict[str, Any]:
+    """ed25519: the node's own private key (never another node's) and the operator's public key."""
+    if node_key is None:
+        return {}
+    return {"agent_key": node_key.private_pem, "agent_key_id": node_key.key_id,
+            "operator_public_key": operator_public_key}
+
+
 def _shared_settings(spec: EnvironmentSpec, master_address: str | None, agent_key: str | None,
                      agent_key_reference: str | None) -> dict[str, Any]:
-    """What every node of the environment is told alike: domain, broker, controller, Puppet, key."""
+    """What every node of the environment is told alike: domain, broker, controller, Puppet, PSK."""
     return {
         "environment": spec.environment,
         "domain": str(spec.domain),
@@ -76,10 +98,14 @@ def worker_boot_config(
     master_address: str,
     agent_key: str | None = None,
     agent_key_reference: str | None = None,
+    node_key: NodeKey | None = None,
+    operator_public_key: str | None = None,
     autosign_token: str | None = None,
+    broker_ca: str | None = None,
     **paths: Any,
 ) -> NodeBootConfig:
-    """HOSTNAME's boot settings: its role from its group, the master as resolver and broker."""
+    """HOSTNAME's boot settings: its role from its group, the master as resolver and broker (over
+    stomp+ssl: BROKER_CA, the master's broker certificate the controller pinned, is what it trusts)."""
     group = group_of(spec, hostname)
     if needs_autosign_token(spec) and not autosign_token:
         raise UserDataError(
@@ -92,6 +118,8 @@ def worker_boot_config(
         image="master" if group.image == "master" else "worker",
         broker_host=master_address,
         autosign_token=autosign_token if needs_autosign_token(spec) else None,
-        **_shared_settings(spec, master_address, agent_key, agent_key_reference),
+        broker_ca=broker_ca if broker_uses_tls(spec) else None,
+        **_shared_settings(spec, master_address, agent_key, agent_key_reference) | _own_key_settings(
+            node_key, operator_public_key),
         **paths,
     )

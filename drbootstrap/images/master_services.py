@@ -3,7 +3,8 @@
 
     python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
         --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME] [--log-file F]
-    python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613
+    python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613 \
+        [--tls --tls-name NAME ...]   (stomp+ssl on ADDR:PORT, its certificate in DIR/tls; plain on loopback)
     python3 -m drbootstrap.images.master_services puppetserver-aot [--build] [--cache-dir DIR]
 """
 
@@ -33,9 +34,15 @@ def _dnsmasq_config(args: argparse.Namespace) -> None:
 
 
 def _broker(args: argparse.Namespace) -> None:
-    from drbootstrap.broker import start_broker
+    from drbootstrap.broker import master_broker_tls, start_broker
 
-    broker = start_broker(Path(args.base_dir), host=args.host, port=args.port)
+    base = Path(args.base_dir)
+    if args.tls:
+        tls = master_broker_tls(base / "tls", args.host, tuple(args.tls_name or ()))
+        broker = start_broker(base, host=args.host, port=args.port, tls=tls, tls_port=args.port,
+                              plain_host="127.0.0.1")
+    else:
+        broker = start_broker(base, host=args.host, port=args.port)
     # The broker runs on in its own session; boot.sh records its pid for the agent and for stop.
     print(broker.pid)
 
@@ -68,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     broker.add_argument("--base-dir", required=True)
     broker.add_argument("--host", required=True)
     broker.add_argument("--port", type=int, default=61613)
+    broker.add_argument("--tls", action="store_true", help="stomp+ssl on HOST:PORT, plain STOMP on loopback only")
+    broker.add_argument("--tls-name", action="append", help="another name for the certificate (the controller's)")
     broker.set_defaults(run=_broker)
     aot = commands.add_parser("puppetserver-aot",
                               help="print the compiled-jar path for this puppetserver (exit 1: none)")

@@ -112,6 +112,7 @@ def probe_master(
     dns_port: int = 53,
     log_reader: LogReader | None = None,
     poll_interval: float = 0.5,
+    broker_tls: bool = False,
 ) -> ProbeReport:
     """Poll the master's services until all answer or TIMEOUT seconds pass; never raises for a
     service that is down (the report says which and why; call raise_if_not_ready for an error).
@@ -123,7 +124,7 @@ def probe_master(
     fqdn = controller_name if "." in controller_name else f"{controller_name}.{domain}"
     checks: dict[str, Callable[[], tuple[bool, str]]] = {
         DNS: lambda: dns_answers(address, fqdn, port=dns_port),
-        BROKER: lambda: stomp_connect_probe(address, broker_port, timeout=3.0),
+        BROKER: lambda: stomp_connect_probe(address, broker_port, timeout=3.0, tls=broker_tls),
     }
     if puppet:
         checks[PUPPET_CA] = lambda: puppet_ca_answers(address, puppet_port)
@@ -156,10 +157,14 @@ def probe_master(
 def probe_master_for_spec(
     address: str, spec: EnvironmentSpec, timeout: float, *, log_reader: LogReader | None = None
 ) -> ProbeReport:
-    """probe_master with the spec's domain, controller name and broker port; the CA only in server mode."""
+    """probe_master with the spec's domain, controller name and broker port (stomp+ssl when the spec
+    asks); the CA only in server mode."""
+    from drbootstrap.images.from_spec import broker_uses_tls
+
     return probe_master(
         address, str(spec.domain), spec.fqdn(spec.master.hostname), spec.master.broker.port,
         timeout=timeout, puppet=spec.master.puppet.mode == "server", log_reader=log_reader,
+        broker_tls=broker_uses_tls(spec),
     )
 
 

@@ -2,7 +2,8 @@
 
 The text uses only write_files (path, content, permissions), bootcmd and runcmd, so the same
 user-data runs under real cloud-init and under the local cloud's interpreter. It carries no
-secret but the node's own: its agent signing key and its one-time Puppet autosign token.
+secret but the node's own: its agent signing key (the shared PSK, or its own ed25519 key beside the
+operator's public key it trusts) and its one-time Puppet autosign token.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal
 import yaml
 
 from drbootstrap.errors import DrbError
+from drbootstrap.messaging.keys import OPERATOR_KEY_ID, NodeKey, agent_key_settings
 
 EC2_USER_DATA_LIMIT = 16384  # bytes of raw user-data EC2 accepts (before its base64)
 DEFAULT_CONFIG_DIR = "/etc/drbootstrap"
@@ -49,12 +51,15 @@ class NodeBootConfig:
     broker_host: str  # what agents connect to: the master's address or controller name
     broker_port: int = 61613
     broker_protocol: Literal["stomp", "stomp+ssl"] = "stomp"
+    broker_ca: str | None = None  # stomp+ssl on a worker: the broker's certificate (PEM, public) it pins
     master_address: str | None = None  # the resolver workers use; None on the master itself
     controller_name: str | None = None  # the master's stable name (controller.demo.internal)
     puppet_server: str | None = None  # default: the controller name
     puppet_mode: Literal["server", "apply"] = "server"
     agent_key: str | None = field(default=None, repr=False)  # key material written 0600 on the node
     agent_key_reference: str | None = None  # or: a path already on the node (from metadata)
+    agent_key_id: str | None = None  # ed25519: agent_key is this node's own key, signing as this id
+    operator_public_key: str | None = None  # ed25519: the operator's public PEM, the one caller trusted
     autosign_token: str | None = field(default=None, repr=False)  # workers in autosign-token mode
     upstream_dns: tuple[str, ...] = ()  # master: dnsmasq forwards other names here when set
     config_dir: str = DEFAULT_CONFIG_DIR  # where the node's own files are written
@@ -83,6 +88,16 @@ class NodeBootConfig:
             problems.append("a worker needs the master's address (its resolver)")
         if self.agent_key is not None and self.agent_key_reference is not None:
             problems.append("give the agent key material or a reference to it, not both")
+        if self.agent_key_id is not None and (self.agent_key is None or self.operator_public_key is None
+                                              or "BEGIN PRIVATE KEY" not in self.agent_key):
+            problems.append("an ed25519 agent key id needs the node's private key and the operator's public key")
+        if self.image == "worker" and self.broker_protocol == "stomp+ssl" and not self.broker_ca:
+            problems.append("a worker reaching the broker over stomp+ssl needs the broker's certificate (the "
+                            "controller pins it from the master once its services answer: run up without --until)")
+        if self.broker_ca is not None and "BEGIN CERTIFICATE" not in self.broker_ca:
+            problems.append("broker_ca takes a PEM certificate")
+        if self.operator_public_key is not None and "PRIVATE" in self.operator_public_key:
+            problems.append("operator_public_key takes the operator's public key, never a private one")
         if self.puppet_mode not in ("server", "apply") or self.broker_protocol not in ("stomp", "stomp+ssl"):
             problems.append("puppet mode must be server|apply and broker protocol stomp|stomp+ssl")
         for address in self.upstream_dns:
@@ -103,6 +118,25 @@ class NodeBootConfig:
         if self.agent_key is not None:
             return f"{self.config_dir}/agent.key"
         return self.agent_key_reference
+
+    @property
+    def trusted_keys_dir(self) -> str:
+        return f"{self.config_dir}/trusted"
+
+    @property
+    def agent_keys_settings_path(self) -> str | None:
+        """The agent config fragment (key id, trusted keys, policy) boot.sh appends; ed25519 only."""
+        return f"{self.config_dir}/agent-keys.yaml" if self.agent_key_id is not None else None
+
+
+def agent_keys_settings(config: NodeBootConfig) -> str:
+    """The agent.yaml lines for an ed25519 node: its key id, the trusted keys dir, the policy
+    (drbootstrap.messaging.keys.agent_key_settings; key_file is boot.sh's own line)."""
+    assert config.agent_key_id is not None and config.agent_key is not None and config.agent_key_path
+    node = NodeKey(config.agent_key_id, config.agent_key)
+    settings = agent_key_settings(node, config.agent_key_path, config.trusted_keys_dir)
+    del settings["key_file"]
+    return yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
 
 
 def _is_ip(value: str) -> bool:
@@ -127,10 +161,12 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_BROKER_HOST": config.broker_host,
         "DRB_BROKER_PORT": str(config.broker_port),
         "DRB_BROKER_PROTOCOL": config.broker_protocol,
+        "DRB_BROKER_CA_FILE": f"{config.config_dir}/broker-ca.pem" if config.broker_ca else "",
         "DRB_PUPPET_SERVER": config.puppet_server or controller,
         "DRB_PUPPET_MODE": config.puppet_mode,
         "DRB_RECIPES_DIR": config.recipes_dir,
         "DRB_AGENT_KEY_FILE": config.agent_key_path or "",
+        "DRB_AGENT_KEYS_SETTINGS_FILE": config.agent_keys_settings_path or "",
         "DRB_AUTOSIGN_TOKEN_FILE": f"{config.config_dir}/autosign.token" if config.autosign_token else "",
         "DRB_UPSTREAM_DNS": " ".join(config.upstream_dns),
         "DRB_CONFIG_DIR": config.config_dir,
@@ -157,6 +193,13 @@ def cloud_config(config: NodeBootConfig) -> dict:
     files = [{"path": f"{config.config_dir}/node.env", "permissions": "0644", "content": node_env(config)}]
     if config.agent_key is not None:
         files.append({"path": f"{config.config_dir}/agent.key", "permissions": "0600", "content": config.agent_key})
+    if config.agent_key_id is not None and config.operator_public_key is not None:
+        files.append({"path": f"{config.trusted_keys_dir}/{OPERATOR_KEY_ID}.pub", "permissions": "0644",
+                      "content": config.operator_public_key})
+        files.append({"path": str(config.agent_keys_settings_path), "permissions": "0644",
+                      "content": agent_keys_settings(config)})
+    if config.broker_ca is not None:
+        files.append({"path": f"{config.config_dir}/broker-ca.pem", "permissions": "0644", "content": config.broker_ca})
     if config.autosign_token is not None:
         files.append(
             {

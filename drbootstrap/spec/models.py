@@ -88,10 +88,11 @@ class TlsSpec(SpecModel):
 
 
 class SecuritySpec(SpecModel):
-    """How broker messages are protected; the PSK is generated in the state dir when omitted."""
+    """How broker messages are protected. `signing` unset: per-node ed25519 keys for a new
+    environment, the shared HMAC key for one that already signs with it (or names a `psk`)."""
 
     psk: Secret | None = None
-    signing: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    signing: Literal["hmac-sha256", "ed25519"] | None = None
     ttl_seconds: int = Field(60, ge=1, le=86_400)
     tls: TlsSpec = Field(default_factory=TlsSpec)
 
@@ -99,6 +100,7 @@ class SecuritySpec(SpecModel):
 class BrokerSpec(SpecModel):
     kind: Literal["activemq", "rabbitmq"] = "activemq"
     port: Port = Field(61613, ge=1, le=65535)
+    tls: bool | None = None  # stomp+ssl with the master's own certificate; unset: security.tls.enabled
 
 
 class MasterPuppetSpec(SpecModel):

@@ -10,11 +10,12 @@
 #            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_PUPPET_PORT DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS
 #            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
+#          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
 #          /var/cache/drbootstrap/puppetserver/aot-*.jar  puppetserver's Clojure compiled when the
 #                                            image was made (drbootstrap.images.puppetserver_aot), if any
 #   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid,dnsmasq.log}   (the dns agent edits hosts)
-#          DRB_NODE_DIR/activemq/ (activemq.log)                         (broker conf and data)
+#          DRB_NODE_DIR/activemq/ (activemq.log; tls/ with stomp+ssl)    (broker conf and data)
 #          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/,ca/,ssl/,log/puppetserver{,-access}.log}
 #          DRB_NODE_DIR/puppetserver/{conf.d/,services.d/,logback.xml,request-logging.xml}
 #                                          (copies of Debian's, with our dirs and fewer services)
@@ -223,9 +224,14 @@ EOF
 fi
 
 # 3. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
+#    stomp+ssl: its certificate is made on the first boot and kept (the controller pins it over SSH);
+#    plain STOMP then listens on loopback only.
+BROKER_TLS_ARGS=""
+if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then BROKER_TLS_ARGS="--tls --tls-name $FQDN"; fi
 if ! running "$NODE_DIR/activemq.pid"; then
+    # shellcheck disable=SC2086 # BROKER_TLS_ARGS is several words
     "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
-        --host "$ADDRESS" --port "$DRB_BROKER_PORT" >"$NODE_DIR/activemq.pid"
+        --host "$ADDRESS" --port "$DRB_BROKER_PORT" $BROKER_TLS_ARGS >"$NODE_DIR/activemq.pid"
 fi
 
 # 4. The drbootstrap agent, with the dns agent that edits the hosts file and reloads dnsmasq.
@@ -248,6 +254,13 @@ puppet:
   confdir: $PUPPET_DIR
   vardir: $PUPPET_DIR/var
 EOF
+if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then
+    echo "tls_ca: $NODE_DIR/activemq/tls/broker-cert.pem" >>"$NODE_DIR/agent.yaml"
+fi
+# Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
+if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then
+    cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
+fi
 if running "$NODE_DIR/agent.pid"; then kill "$(cat "$NODE_DIR/agent.pid")" || true; fi
 # shellcheck disable=SC2086 # DRB may be "python -m drbootstrap"
 nohup $DRB agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &

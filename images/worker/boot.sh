@@ -11,7 +11,9 @@
 #            manifests/site.pp and modules/ as in recipes/) DRB_PYTHON DRB_PUPPET_PORT
 #            DRB_RECIPE_ROOT (the recipes' drb_root fact, exported to Puppet as FACTER_drb_root)
 #          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
+#          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
+#          DRB_BROKER_CA_FILE                stomp+ssl: the broker's certificate the agent trusts, if set
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
 #          over /proc/1/environ when root cannot read it (see below),
 #          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
@@ -147,6 +149,14 @@ fi
 if [ -x /run/drb-cloud/reboot ]; then
     # The local cloud: reboot through its in-node command (`shutdown` would act on the host).
     printf 'reboot:\n  command: /run/drb-cloud/reboot\n  delay: 1\n' >>"$NODE_DIR/agent.yaml"
+fi
+
+if [ -n "${DRB_BROKER_CA_FILE:-}" ]; then
+    echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # stomp+ssl: the broker's pinned certificate
+fi
+# Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
+if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then
+    cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
 fi
 
 if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then

@@ -1,6 +1,7 @@
 """Look for known secret values where they must never be: a run's traces and process listings.
 
-Secrets (the PSK, autosign tokens, TSIG keys, cloud keys, the operator's SSH key) may live only in
+Secrets (the PSK, autosign tokens, the ed25519 signing keys of the operator and of each node, TSIG
+keys, cloud keys, the operator's SSH key) may live only in
 their own 0600 files. `scan_for_secrets` reports, without the values, every trace under a state
 directory that holds one (logs, reports, the journal, console and node logs), every file holding
 one that others can read, and every process whose arguments (any process) or environment (those
@@ -32,7 +33,8 @@ class KnownSecret:
 
 
 def environment_secrets(state_dir: Path, environment: str) -> list[KnownSecret]:
-    """The secrets an `up` of ENVIRONMENT made: its PSK, each node's autosign tokens, the SSH key."""
+    """The secrets an `up` of ENVIRONMENT made: its PSK, each node's autosign tokens, the operator's
+    and each node's ed25519 signing key, the SSH key."""
     from drbootstrap.executor.secrets import autosign_token  # the one derivation, not a copy
 
     env_dir = state_dir / "environments" / environment
@@ -46,6 +48,12 @@ def environment_secrets(state_dir: Path, environment: str) -> list[KnownSecret]:
             for generation in range(node.get("generation", 0) + 1):
                 token = autosign_token(psk, environment, hostname, generation)
                 found.append(KnownSecret(f"the autosign token of {hostname} (generation {generation})", token))
+    keys_dir = env_dir / "keys"
+    for private in sorted([keys_dir / "operator.pem", *(keys_dir / "nodes").glob("*.pem")]):
+        if private.is_file():
+            # PKCS#8 ed25519: one base64 line, whose last 32 bytes are the key (its first 16 are a header)
+            body = next(line for line in private.read_text().splitlines() if not line.startswith("-----"))
+            found.append(KnownSecret(f"the ed25519 signing key {private.relative_to(env_dir)}", body[22:]))
     key_file = env_dir / "ssh-key.pem"
     if key_file.is_file():
         body = [line for line in key_file.read_text().splitlines() if line and not line.startswith("-----")]

@@ -44,3 +44,17 @@ def test_a_secret_in_a_process_argument_or_a_non_root_environment_is_reported(tm
     assert any(f.startswith(f"process {in_argv.pid} ") and "arguments hold the PSK" in f for f in findings)
     if as_nobody is not None:
         assert any(f.startswith(f"process {as_nobody.pid} ") and "environment hold the PSK" in f for f in findings)
+
+
+def test_the_environment_s_ed25519_private_keys_are_known_secrets_and_found_in_a_trace(tmp_path):
+    from drbootstrap.messaging.keys import provision_environment_keys
+    from tests.support.secrets_scan import environment_secrets
+
+    keys = provision_environment_keys(tmp_path / "environments" / "demo" / "keys", ["web01", "db01"])
+    known = environment_secrets(tmp_path, "demo")
+    assert sorted(s.name for s in known) == [
+        "the ed25519 signing key keys/nodes/db01.pem", "the ed25519 signing key keys/nodes/web01.pem",
+        "the ed25519 signing key keys/operator.pem"]
+    (tmp_path / "agent.log").write_text(f"loaded {keys.nodes['web01'].private_pem}")
+    assert scan_for_secrets(known, tmp_path, processes=False) == [
+        f"{tmp_path / 'agent.log'}: a trace holds the ed25519 signing key keys/nodes/web01.pem"]

@@ -48,6 +48,7 @@ def test_recipes_reach_the_master_over_ssh_with_its_console_host_key_pinned(envi
 def test_no_secret_in_logs_reports_journal_or_processes_after_up(environment):
     names = {secret.name for secret in environment.secrets}
     assert "the PSK" in names and any(name.startswith("the autosign token of web01") for name in names)
+    assert {"the ed25519 signing key keys/operator.pem", "the ed25519 signing key keys/nodes/web01.pem"} <= names
     findings = scan_for_secrets(environment.secrets, environment.home / "state")
     assert findings == [], "\n".join(findings)
 
@@ -89,6 +90,27 @@ def test_status_pings_exactly_the_spec_names_and_sees_puppet_ran(environment):
         if node["role"] != "master":
             assert node["puppet_status"]["enabled"] is True and node["puppet_status"]["lastrun"] > 0
             assert "enabled, last run" in node["puppet"]
+
+
+def test_a_request_signed_with_web01s_key_is_refused_by_db01_and_the_operators_answered(environment):
+    from drbootstrap.messaging.client import ClientConfig, RpcClient
+
+    keys = environment.paths.keys
+    journal = json.loads(environment.paths.journal.read_text())
+    broker = f"stomp://{journal['nodes']['controller']['address']}:61613"
+    agent_log = next((environment.paths.nodes / "db01").rglob("agent.log"))
+    refusals_before = agent_log.read_text().count("refused a request")
+    as_web01 = ClientConfig([broker], key_file=keys / "nodes" / "web01.pem", key_id="web01",
+                            trusted_keys_dir=keys / "client-trusted", identity="e2e-web01")
+    with RpcClient(as_web01) as client:
+        stolen = client.call("rpcutil", "ping", {}, targets=["db01.demo.internal"], timeout=5)
+    as_operator = ClientConfig([broker], key_file=keys / "operator.pem", trusted_keys_dir=keys / "client-trusted",
+                               identity="e2e-operator")
+    with RpcClient(as_operator) as client:
+        answered = client.call("rpcutil", "ping", {}, targets=["db01.demo.internal"], timeout=10)
+    assert stolen.replies == [] and answered.responded == ["db01.demo.internal"]
+    refusals = agent_log.read_text().split("refused a request")[refusals_before + 1:]
+    assert any("untrusted key id 'web01'" in line.splitlines()[0] for line in refusals), agent_log.read_text()[-2000:]
 
 
 def test_report_has_a_timeline_entry_for_every_node_and_step(environment):

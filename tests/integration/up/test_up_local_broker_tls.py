@@ -1,0 +1,71 @@
+"""`up` with `master.broker.tls: true` on the local cloud: the master's ActiveMQ serves stomp+ssl with
+its own certificate, which the controller pins over the master's SSH channel and hands to each
+worker in its user-data; the controller, the master's agent and every worker's agent verify it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from drbootstrap.broker import stomp_connect_succeeds
+from tests.integration.up.conftest import E2E_GATE, make_environment, tear_down
+from tests.support.prereq import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, E2E_GATE]
+NODES = ["controller", "db01", "web01", "web02", "mail01"]
+
+
+@pytest.fixture(scope="module")
+def environment():
+    text = (REPO_ROOT / "examples" / "local.yaml").read_text()
+    assert "    port: 61613\n" in text
+    env = make_environment(text.replace("    port: 61613\n", "    port: 61613\n    tls: true\n", 1), "upetls")
+    try:
+        env.first_run = env.cli("up", str(env.spec_file), "--json")
+        yield env
+    finally:
+        tear_down(env)
+
+
+def test_up_completes_with_the_broker_certificate_pinned_over_ssh(environment):
+    run = environment.first_run
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    services = [e for e in events if e.get("event") == "step" and e["step"] == "services" and e["state"] == "done"]
+    assert "pinned over SSH, stomp+ssl verified" in services[-1]["detail"]
+
+
+def test_the_master_address_serves_only_stomp_ssl_with_the_pinned_certificate(environment):
+    journal = json.loads(environment.paths.journal.read_text())
+    address = journal["nodes"]["controller"]["address"]
+    pinned = environment.paths.broker_certificate
+    assert stomp_connect_succeeds(address, 61613, tls_ca=pinned)
+    assert not stomp_connect_succeeds(address, 61613, timeout=3.0)
+
+
+def test_every_agent_connects_over_stomp_ssl_trusting_the_pinned_certificate(environment):
+    pinned = environment.paths.broker_certificate.read_text()
+    for hostname in NODES:
+        config = yaml.safe_load((environment.paths.nodes / hostname / "var" / "agent.yaml").read_text())
+        assert config["brokers"][0].startswith("stomp+ssl://")
+        assert open(config["tls_ca"]).read() == pinned, hostname
+
+
+def test_status_reaches_every_agent_over_stomp_ssl(environment):
+    run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
+    status = json.loads(run.stdout)
+    assert {n["hostname"]: n["agent"] for n in status["nodes"]} == dict.fromkeys(NODES, "answers")
+
+
+def test_no_secret_in_traces_or_processes_including_the_broker_keystore_password(environment):
+    from tests.support.secrets_scan import KnownSecret, environment_secrets, scan_for_secrets
+
+    tls_dir = environment.paths.nodes / "controller" / "var" / "activemq" / "tls"
+    password = (tls_dir / "keystore.password").read_text().strip()
+    assert (tls_dir / "keystore.password").stat().st_mode & 0o777 == 0o600
+    known = [*environment_secrets(environment.home / "state", environment.name),
+             KnownSecret("the broker keystore password", password)]
+    findings = scan_for_secrets(known, environment.home / "state")
+    assert findings == [], "\n".join(findings)
