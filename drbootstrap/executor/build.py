@@ -112,5 +112,6 @@ def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *,
         return connect_fleet(spec, paths, address, signing)
 
     return RunContext(spec=spec, plan=plan, journal=journal, provider=provider, fleet_factory=fleet_factory,
-                      access=access, probe_services=probe, psk=psk, keys=signing.keys, max_parallel=provider.max_parallel,
+                      access=access, probe_services=probe, psk=psk, keys=signing.keys,
+                      max_parallel=provider.max_parallel,
                       options=options or UpOptions(), emit=emit, paths=paths, recipes_dir=recipes)

@@ -13,7 +13,6 @@ from pathlib import Path
 from drbootstrap.paths import EnvironmentPaths, write_private_file
 from drbootstrap.spec.models import EnvironmentSpec
 
-
 ED25519 = "ed25519"
 HMAC_SHA256 = "hmac-sha256"
 

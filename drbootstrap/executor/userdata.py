@@ -14,7 +14,7 @@ def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = 
     """The node's cloud-config text: its settings, its agent key (its own ed25519 key and the
     operator's public key, or the PSK), its autosign token (unarmed: launched without one, its
     certificate to be signed explicitly, as with autosign manual)."""
-    dirs = ctx.access.node_dirs(node.hostname)
+    dirs: dict[str, Any] = dict(ctx.access.node_dirs(node.hostname))
     keys: dict[str, Any]
     if ctx.keys is not None:
         keys = {"node_key": ctx.keys.nodes[node.hostname], "operator_public_key": ctx.keys.operator_public_pem}

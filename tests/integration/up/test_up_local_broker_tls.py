@@ -5,6 +5,7 @@ worker in its user-data; the controller, the master's agent and every worker's a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -50,7 +51,7 @@ def test_every_agent_connects_over_stomp_ssl_trusting_the_pinned_certificate(env
     for hostname in NODES:
         config = yaml.safe_load((environment.paths.nodes / hostname / "var" / "agent.yaml").read_text())
         assert config["brokers"][0].startswith("stomp+ssl://")
-        assert open(config["tls_ca"]).read() == pinned, hostname
+        assert Path(config["tls_ca"]).read_text() == pinned, hostname
 
 
 def test_status_reaches_every_agent_over_stomp_ssl(environment):
