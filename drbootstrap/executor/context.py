@@ -62,8 +62,8 @@ class NodeAccess(Protocol):
 
 
 class ServiceProbe(Protocol):
-    def __call__(self, address: str, spec: EnvironmentSpec, deadline: float) -> str:
-        """Wait until the master's DNS, STOMP and (server mode) Puppet CA answer; a detail line."""
+    def __call__(self, address: str, spec: EnvironmentSpec, deadline: float, *, puppet_ca: bool = False) -> str:
+        """Wait until the master's DNS and STOMP answer (`puppet_ca`: its Puppet CA); a detail line."""
 
 
 @dataclass

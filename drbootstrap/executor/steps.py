@@ -191,13 +191,23 @@ def _console_hint(provider_node: object) -> str:
 
 
 def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
-    """The master's DNS, STOMP and Puppet CA answer; the recipes are where its Puppet reads them."""
+    """The master's DNS and STOMP answer (what a worker needs until its Puppet step); the recipes
+    are where its Puppet server reads them. The Puppet CA is the later step puppet_ca."""
     assert node.reachable_address is not None
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
     detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
     if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
         detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
     return StepResult(detail)
+
+
+def puppet_ca(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    """The master's Puppet CA answers (server mode): what the workers' Puppet steps wait for."""
+    if ctx.spec.master.puppet.mode != "server":
+        return StepResult("not needed: apply mode")
+    assert node.reachable_address is not None
+    deadline = ctx.clock.monotonic() + ctx.options.services_timeout
+    return StepResult(ctx.probe_services(node.reachable_address, ctx.spec, deadline, puppet_ca=True))
 
 
 # ---- names ------------------------------------------------------------------------------------
@@ -307,9 +317,10 @@ def puppet_run(ctx: RunContext, node: NodeRuntime) -> StepResult:
         raise StepFailed(f"{node.hostname}: Puppet run failed: {error.message}",
                          hint="see the Puppet output in the report's log tail",
                          log_tail=str(tail.get("output", "")) if isinstance(tail, dict) else "") from None
-    changed = "changed" if data.get("changed") else "no changes"
+    # Puppet's detailed exit code 2 means "applied changes": success, not an error.
+    changed = "applied changes" if data.get("changed") or data.get("exitcode") == 2 else "no changes"
     adopted = "; adopted the run already in flight" if data.get("adopted") else ""
-    return StepResult(f"exit {data.get('exitcode')}, {changed} in {data.get('duration')} s{adopted}")
+    return StepResult(f"{changed} in {data.get('duration')} s{adopted}")
 
 
 def puppet_enable(ctx: RunContext, node: NodeRuntime) -> StepResult:
@@ -349,7 +360,7 @@ def checks(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 STEP_FUNCTIONS: dict[Step, StepFunction] = {
-    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.REGISTER_NAME: register_name,
+    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.PUPPET_CA: puppet_ca, Step.REGISTER_NAME: register_name,
     Step.TAKE_NAME: take_name, Step.DISCOVER: discover, Step.PUPPET_SIGN: puppet_sign,
     Step.PUPPET_RUN: puppet_run, Step.PUPPET_ENABLE: puppet_enable, Step.VOLUMES: volumes,
     Step.RESTORE: restore, Step.CHECKS: checks,
