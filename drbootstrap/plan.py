@@ -141,6 +141,15 @@ class Plan:
         }
 
 
+def dependencies(nodes: list[PlannedNode]) -> dict[str, set[str]]:
+    """hostname -> the hostnames it waits for (every node of each role in its group's `after`)."""
+    by_role: dict[str, set[str]] = {}
+    for node in nodes:
+        by_role.setdefault(node.role, set()).add(node.hostname)
+    return {node.hostname: {h for role in (node.group.after if node.group else []) for h in by_role.get(role, ())}
+            for node in nodes}
+
+
 def role_waves(groups: list[NodeGroup]) -> dict[str, int]:
     """Role -> wave: 0 without `after`, else one more than the latest role it waits for.
 

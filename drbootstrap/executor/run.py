@@ -32,7 +32,7 @@ from drbootstrap.executor.steps import (
 )
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, StepState
-from drbootstrap.plan import GATED_STEPS, WORKERS_START_AFTER, Plan, PlannedNode, Step, is_complete
+from drbootstrap.plan import GATED_STEPS, WORKERS_START_AFTER, Plan, PlannedNode, Step, dependencies, is_complete
 
 # A node the cloud loses again and again within one run fails instead of being launched forever.
 MAX_RELAUNCHES = 2
@@ -258,15 +258,6 @@ def _blocked_at(planned: PlannedNode, step: Step, failed: list[str], emit: _Emit
     reason = f"{where}: it waits for {', '.join(sorted(failed))}, which did not complete"
     emit(planned, str(step), events.BLOCKED, reason)
     return NodeOutcome(planned.hostname, planned.role, events.BLOCKED, str(step), reason)
-
-
-def dependencies(workers: list[PlannedNode]) -> dict[str, set[str]]:
-    """hostname -> the hostnames it waits for (every node of each role in its group's `after`)."""
-    by_role: dict[str, set[str]] = {}
-    for node in workers:
-        by_role.setdefault(node.role, set()).add(node.hostname)
-    return {node.hostname: {h for role in (node.group.after if node.group else []) for h in by_role.get(role, ())}
-            for node in workers}
 
 
 def _run_all(ctx: RunContext, master: NodeRuntime, workers: list[PlannedNode], result: RunResult,

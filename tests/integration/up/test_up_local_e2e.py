@@ -95,7 +95,7 @@ def test_report_has_a_timeline_entry_for_every_node_and_step(environment):
     report = environment.report()
     assert report["ok"] and report["time_to_recovery_seconds"] > 0
     steps = {n["hostname"]: {s["step"] for s in n["steps"] if s["state"] == "done"} for n in report["nodes"]}
-    assert steps["controller"] == {"launch", "boot", "services", "register_name", "discover"}
+    assert steps["controller"] == {"launch", "boot", "services", "register_name", "discover", "puppet_ca"}
     for hostname in WORKERS:
         assert {"launch", "register_name", "boot", "take_name", "discover", "puppet_run", "checks"} <= steps[hostname]
 
