@@ -113,7 +113,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 def _master_reachable(ctx: RunContext) -> bool:
-    """Can the master's Puppet CA be reached now? Once its services answered (the same on every cloud)."""
+    """Is the master up, so that a token can be armed on it over SSH? Once its services (DNS and
+    broker) answered, the same on every cloud; its Puppet server need not be up yet."""
     return ctx.master is not None and ctx.journal.node(ctx.master.hostname).is_done(Step.SERVICES)
 
 
@@ -360,7 +361,8 @@ def checks(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 STEP_FUNCTIONS: dict[Step, StepFunction] = {
-    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.PUPPET_CA: puppet_ca, Step.REGISTER_NAME: register_name,
+    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.PUPPET_CA: puppet_ca,
+    Step.REGISTER_NAME: register_name,
     Step.TAKE_NAME: take_name, Step.DISCOVER: discover, Step.PUPPET_SIGN: puppet_sign,
     Step.PUPPET_RUN: puppet_run, Step.PUPPET_ENABLE: puppet_enable, Step.VOLUMES: volumes,
     Step.RESTORE: restore, Step.CHECKS: checks,
