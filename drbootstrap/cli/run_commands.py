@@ -179,7 +179,7 @@ class LiveTable(PlainLines):
                 row = self.rows.setdefault(event.node, {"role": event.role, "address": "", "state": "",
                                                         "step": "", "started": time.monotonic()})
                 row.update(state=event.state, step=event.step or row["step"], address=event.address or row["address"])
-                if event.state in ("done", "failed", "blocked") and not event.step:
+                if event.state in ("failed", "blocked") or (event.state == "done" and not event.step):
                     row["finished"] = time.monotonic()
         self.live.update(self._table())
 

@@ -12,7 +12,7 @@ from drbootstrap.report.markdown import fmt, headline, timeline_origin
 
 # One colour per step, in Step's order; a step on the critical path gets a dark outline.
 _PALETTE = ("#4e79a7", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-            "#bab0ac", "#86bcb6", "#d37295", "#8cd17d", "#499894")
+            "#bab0ac", "#6a3d9a", "#d37295", "#8cd17d", "#17becf")
 _COLOURS = {str(step): _PALETTE[index % len(_PALETTE)] for index, step in enumerate(Step)}
 _LABEL_WIDTH, _CHART_WIDTH, _ROW, _TOP = 150, 820, 24, 30
 
