@@ -13,7 +13,7 @@ from drbootstrap.report.markdown import fmt, headline, timeline_origin
 # One colour per step, in Step's order; a step on the critical path gets a dark outline.
 _PALETTE = ("#4e79a7", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
             "#bab0ac", "#6a3d9a", "#d37295", "#8cd17d", "#17becf")
-_COLOURS = {str(step): _PALETTE[index % len(_PALETTE)] for index, step in enumerate(Step)}
+STEP_COLOURS = {str(step): _PALETTE[index % len(_PALETTE)] for index, step in enumerate(Step)}
 _LABEL_WIDTH, _CHART_WIDTH, _ROW, _TOP = 150, 820, 24, 30
 
 _STYLE = """
@@ -86,7 +86,7 @@ def gantt_svg(report: dict[str, Any]) -> str:
                 + (["critical"] if step["critical"] else [])
             out.append(f'<rect class="{" ".join(classes)}" x="{_LABEL_WIDTH + start * scale:.1f}" y="{y + 3}" '
                        f'width="{max(length * scale, 1.5):.1f}" height="{_ROW - 6}" '
-                       f'fill="{_COLOURS.get(step["step"], "#888")}"><title>{escape(node["hostname"])} '
+                       f'fill="{STEP_COLOURS.get(step["step"], "#888")}"><title>{escape(node["hostname"])} '
                        f'{escape(step["step"])}: {fmt(step["seconds"])} (+{start:.1f} s) '
                        f'{escape(step["detail"])}</title></rect>')
     out.append("</svg>")
@@ -103,7 +103,7 @@ def _tick(end: float) -> float:
 
 def _legend(report: dict[str, Any]) -> str:
     used = {s["step"] for n in report["nodes"] for s in n["steps"]}
-    items = "".join(f'<span><i style="background:{_COLOURS[str(step)]}"></i>{step}</span>'
+    items = "".join(f'<span><i style="background:{STEP_COLOURS[str(step)]}"></i>{step}</span>'
                     for step in Step if str(step) in used)
     return (f'<p class="legend">{items}<span><i style="background:#fff;border:2px solid #000"></i>'
             f"on the critical path</span><span><i style=\"background:#d62728\"></i>failed</span></p>")

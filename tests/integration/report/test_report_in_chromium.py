@@ -15,7 +15,7 @@ import pytest
 from drbootstrap.executor import run_up
 from drbootstrap.journal import Journal
 from drbootstrap.report import build_report, write_report
-from drbootstrap.report.html import _COLOURS
+from drbootstrap.report.html import STEP_COLOURS
 from tests.support.chromium import colours, png_size, render
 from tests.unit.executor_fakes import FakeAccess, FakeBroker, FakeCloud, load_spec_text, make_context
 
@@ -48,5 +48,5 @@ def test_html_report_renders_its_timeline_chart_in_chromium(monkeypatch, tmp_pat
     width, height = png_size(rendered.screenshot)
     assert (width, height) == (1280, 1000)
     seen = colours(rendered.screenshot)
-    drawn = {_COLOURS["launch"], _COLOURS["puppet_run"], _COLOURS["checks"], "#d62728"}
+    drawn = {STEP_COLOURS["launch"], STEP_COLOURS["puppet_run"], STEP_COLOURS["checks"], "#d62728"}
     assert drawn <= seen, f"bars not drawn in the screenshot: missing {sorted(drawn - seen)}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drbootstrap.report.html import _COLOURS
+from drbootstrap.report.html import STEP_COLOURS
 from tests.integration.up.conftest import E2E_GATE, make_environment, tear_down
 from tests.support.chromium import colours, png_size, render
 from tests.support.prereq import REPO_ROOT
@@ -128,7 +128,7 @@ def test_html_report_of_the_run_renders_in_chromium(environment, tmp_path):
     print(f"\nscreenshot of the rendered report: {kept}")
     assert rendered.dom.count('class="bar ') == sum(len(n["steps"]) for n in environment.report()["nodes"])
     assert png_size(rendered.screenshot) == (1280, 1000)
-    assert {_COLOURS["launch"], _COLOURS["puppet_run"]} <= colours(rendered.screenshot)
+    assert {STEP_COLOURS["launch"], STEP_COLOURS["puppet_run"]} <= colours(rendered.screenshot)
 
 
 def test_up_again_launches_and_repeats_nothing(environment):
