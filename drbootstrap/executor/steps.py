@@ -91,7 +91,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         from drbootstrap.images.autosign import token_digest
 
         assert ctx.master is not None and ctx.master.provider_node is not None
-        ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
+        with ctx.master_ssh_slots:
+            ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
         facts[AUTOSIGN_ARMED] = True
     request = LaunchRequest(
         environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
@@ -303,7 +304,8 @@ def puppet_sign(ctx: RunContext, node: NodeRuntime) -> StepResult:
         ctx.fleet().call(node.fqdn, "puppet", "runonce", {"force": True}, ctx.options.puppet_timeout)
     except DrbError:
         pass  # expected: the certificate is not signed yet
-    ctx.access.sign_certificate(_master(ctx).provider_node.id, node.fqdn)
+    with ctx.master_ssh_slots:
+        ctx.access.sign_certificate(_master(ctx).provider_node.id, node.fqdn)
     return StepResult(f"signed {node.fqdn} on the master")
 
 

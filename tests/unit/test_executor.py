@@ -379,3 +379,23 @@ def test_a_plain_up_after_a_failed_step_retries_it_and_converges(world):
     assert result.exit_status is ExitStatus.OK
     assert result.outcomes["mail01"].complete and all(o.complete for o in result.outcomes.values())
     assert set(cloud.creates.values()) == {1}
+
+
+def test_tokens_are_armed_over_ssh_a_few_at_a_time_while_workers_launch_together(world, monkeypatch):
+    spec, state, cloud, broker, _ = world
+    monkeypatch.setattr("drbootstrap.executor.context.MASTER_SSH_AT_ONCE", 2)
+    lock, now, most = threading.Lock(), [0], [0]
+
+    class CountingAccess(FakeAccess):
+        def arm_autosign(self, master_id, certname, digest):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.05)
+            with lock:
+                now[0] -= 1
+            super().arm_autosign(master_id, certname, digest)
+
+    access = CountingAccess()
+    assert run_up(make_context(spec, state, cloud, broker, access)).exit_status is ExitStatus.OK
+    assert len(access.armed) == 4 and most[0] == 2
