@@ -1,5 +1,6 @@
-"""The recovery plan: which nodes to build, in what order (the master, then waves honouring `after:`),
-the steps each node takes, and when a node is complete.
+"""The recovery plan: which nodes to build, in what order (the master, then waves honouring `after:`,
+which orders their Puppet steps), the steps each node takes, where workers wait, and when a node is
+complete.
 
 Pure: `build_plan(spec, done)` reads the spec (and what a journal says is done) and contacts nothing.
 Cheap to import (no pydantic at import time): the CLI takes the step names from here.
