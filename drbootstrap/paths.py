@@ -90,6 +90,10 @@ class EnvironmentPaths:
         return self.root / "report.md"
 
     @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
     def local_cloud(self) -> Path:
         return local_cloud_dir(self.state_dir)
 

@@ -1,5 +1,6 @@
-"""The recovery plan: which nodes to build, in what order (the master, then waves honouring `after:`),
-the steps each node takes, and when a node is complete.
+"""The recovery plan: which nodes to build, in what order (the master, then waves honouring `after:`,
+which orders their Puppet steps), the steps each node takes, where workers wait, and when a node is
+complete.
 
 Pure: `build_plan(spec, done)` reads the spec (and what a journal says is done) and contacts nothing.
 Cheap to import (no pydantic at import time): the CLI takes the step names from here.
@@ -21,16 +22,18 @@ MASTER_WAVE = -1  # the master comes before wave 0
 
 class Step(StrEnum):
     """Every step a node can take. The enum's order is the worker's, with the master's `services`
-    after `boot`; each node's own order is its `PlannedNode.steps` (the master boots before it
-    registers its name, a worker's name is registered before it boots)."""
+    after `boot` and its `puppet_ca` before the workers' Puppet steps; each node's own order is its
+    `PlannedNode.steps` (the master boots before it registers its name, a worker's name is
+    registered before it boots)."""
 
     LAUNCH = "launch"
     REGISTER_NAME = "register_name"  # forward + reverse entry in the master's DNS
     BOOT = "boot"
-    SERVICES = "services"  # master only: DNS, STOMP and Puppet CA answer
+    SERVICES = "services"  # master only: DNS and STOMP answer, the recipes are pushed
     TAKE_NAME = "take_name"  # the agent confirms the node renamed (or rebooted into) its name
     DISCOVER = "discover"
     VOLUMES = "volumes"
+    PUPPET_CA = "puppet_ca"  # master only: its Puppet CA answers (server mode)
     PUPPET_SIGN = "puppet_sign"
     PUPPET_RUN = "puppet_run"
     PUPPET_ENABLE = "puppet_enable"
@@ -38,12 +41,22 @@ class Step(StrEnum):
     CHECKS = "checks"
 
 
-MASTER_STEPS = (Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME, Step.DISCOVER)
+MASTER_STEPS = (Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME, Step.DISCOVER, Step.PUPPET_CA)
 # Names are registered before the boot finishes, so the worker's boot script finds its PTR record
 # and takes its name on the first boot (no reboot needed in the common case). Volumes before
 # Puppet: Puppet then configures the service on top of the restored data.
 WORKER_STEPS = (Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME, Step.DISCOVER, Step.VOLUMES,
                 Step.PUPPET_SIGN, Step.PUPPET_RUN, Step.PUPPET_ENABLE, Step.RESTORE, Step.CHECKS)
+
+# Pipelining: recovery runs at the speed of its critical path. Workers start (launch, name, boot,
+# discovery, volumes) as soon as the master has done WORKERS_START_AFTER (its DNS and broker answer,
+# its agent is discovered), while its Puppet server is still starting. Only a worker's steps from
+# READINESS_GATE on wait: for the master's PUPPET_CA and, through `after:`, for every node the
+# worker depends on to be complete. The runner (executor/run.py) enforces both waits.
+WORKERS_START_AFTER = Step.DISCOVER
+READINESS_GATE = Step.PUPPET_SIGN
+# The steps of a worker that wait for readiness: what the report's critical path chains along `after:`.
+GATED_STEPS = WORKER_STEPS[WORKER_STEPS.index(READINESS_GATE):]
 
 
 class StepsRecord(Protocol):
@@ -127,6 +140,15 @@ class Plan:
             "nodes": [node.to_dict() for node in self.nodes()],
             "node_count": len(self.nodes()),
         }
+
+
+def dependencies(nodes: list[PlannedNode]) -> dict[str, set[str]]:
+    """hostname -> the hostnames it waits for (every node of each role in its group's `after`)."""
+    by_role: dict[str, set[str]] = {}
+    for node in nodes:
+        by_role.setdefault(node.role, set()).add(node.hostname)
+    return {node.hostname: {h for role in (node.group.after if node.group else []) for h in by_role.get(role, ())}
+            for node in nodes}
 
 
 def role_waves(groups: list[NodeGroup]) -> dict[str, int]:

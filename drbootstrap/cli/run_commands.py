@@ -79,7 +79,9 @@ def _print_result(result: Any, paths: Any, as_json: bool) -> None:
         click.echo(json.dumps({"event": "result", "exit_status": int(result.exit_status),
                                "failed": [{"node": o.hostname, "state": o.state, "step": o.step, "reason": o.reason,
                                            "log_tail": o.log_tail} for o in result.failed],
-                               "report": str(paths.json), "report_markdown": str(paths.markdown)}))
+                               "report": str(paths.json), "report_markdown": str(paths.markdown),
+                               "report_html": str(paths.html) if paths.html else None,
+                               **_figures_json(paths)}))
         return
     total = len(result.outcomes)
     seconds = result.finished_at - result.started_at
@@ -88,7 +90,8 @@ def _print_result(result: Any, paths: Any, as_json: bool) -> None:
                    f"run `up` again to go on; report: {paths.markdown}")
         return
     if not result.failed:
-        click.echo(f"{result.environment}: all {total} nodes up in {seconds:.1f} s; report: {paths.markdown}")
+        click.echo(f"{result.environment}: all {total} nodes up in {seconds:.1f} s{_figures_line(paths)}; "
+                   f"report: {paths.markdown} ({paths.html})")
         return
     click.echo(f"{result.environment}: {len(result.failed)} of {total} nodes not up ({seconds:.1f} s):")
     for outcome in result.failed:
@@ -97,6 +100,27 @@ def _print_result(result: Any, paths: Any, as_json: bool) -> None:
         for line in outcome.log_tail.splitlines()[-5:]:
             click.echo(f"    | {line}")
     click.echo(f"report: {paths.markdown}; retry just these: drbootstrap up FILE --only FAILED")
+
+
+def _figures_json(paths: Any) -> dict[str, Any]:
+    figures = getattr(paths, "figures", None)
+    if figures is None:
+        return {}
+    return {"wall_seconds": figures.wall_seconds, "critical_path_seconds": figures.critical_path_seconds,
+            "wall_over_critical_path": figures.wall_over_critical_path,
+            "rto_target_seconds": figures.rto_target_seconds, "rto_met": figures.rto_met}
+
+
+def _figures_line(paths: Any) -> str:
+    figures = getattr(paths, "figures", None)
+    if figures is None or not figures.critical_path_seconds:
+        return ""
+    line = f" (critical path {figures.critical_path_seconds:.1f} s"
+    if figures.wall_over_critical_path is not None:
+        line += f", wall / critical path {figures.wall_over_critical_path:.2f}"
+    if figures.rto_met is not None:
+        line += f"; RTO target {'met' if figures.rto_met else 'MISSED'}"
+    return line + ")"
 
 
 # ---- renderers --------------------------------------------------------------------------------
@@ -158,7 +182,7 @@ class LiveTable(PlainLines):
                 row = self.rows.setdefault(event.node, {"role": event.role, "address": "", "state": "",
                                                         "step": "", "started": time.monotonic()})
                 row.update(state=event.state, step=event.step or row["step"], address=event.address or row["address"])
-                if event.state in ("done", "failed", "blocked") and not event.step:
+                if event.state in ("failed", "blocked") or (event.state == "done" and not event.step):
                     row["finished"] = time.monotonic()
         self.live.update(self._table())
 

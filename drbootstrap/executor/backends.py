@@ -135,15 +135,17 @@ def _tail(text: str, lines: int = 30) -> str:
 
 
 def master_probe(node_dir: Path | None) -> Any:
-    """The ServiceProbe seam over drbootstrap.images.probes: DNS, STOMP and (server mode) the
-    Puppet CA, failing with the service's name and the tail of its log (read from NODE_DIR when
+    """The ServiceProbe seam over drbootstrap.images.probes: DNS and STOMP, or (`puppet_ca`, server
+    mode) the Puppet CA, failing with the service's name and the tail of its log (read from NODE_DIR when
     this host can: the local cloud)."""
-    from drbootstrap.images.probes import node_dir_log_reader, probe_master_for_spec
+    from drbootstrap.images.probes import BROKER, DNS, PUPPET_CA, node_dir_log_reader, probe_master_for_spec
 
     reader = node_dir_log_reader(node_dir) if node_dir is not None else None
 
-    def probe(address: str, spec: EnvironmentSpec, deadline: float) -> str:
-        report = probe_master_for_spec(address, spec, max(1.0, deadline - time.monotonic()), log_reader=reader)
+    def probe(address: str, spec: EnvironmentSpec, deadline: float, *, puppet_ca: bool = False) -> str:
+        services = (PUPPET_CA,) if puppet_ca else (DNS, BROKER)
+        report = probe_master_for_spec(address, spec, max(1.0, deadline - time.monotonic()), log_reader=reader,
+                                       services=services)
         report.raise_if_not_ready()
         return report.summary()
 

@@ -66,8 +66,11 @@ class NodeAccess(Protocol):
 
 
 class ServiceProbe(Protocol):
-    def __call__(self, address: str, spec: EnvironmentSpec, deadline: float) -> str:
-        """Wait until the master's DNS, STOMP and (server mode) Puppet CA answer; a detail line."""
+    def __call__(self, address: str, spec: EnvironmentSpec, deadline: float, *, puppet_ca: bool = False) -> str:
+        """Wait until the master's DNS and STOMP answer (`puppet_ca`: its Puppet CA); a detail line."""
+
+
+MASTER_SSH_AT_ONCE = 4  # SSH sessions to the master at once (sshd resets handshakes past MaxStartups)
 
 
 @dataclass
@@ -133,12 +136,17 @@ class RunContext:
     recipes_dir: Path | None = None
     master: NodeRuntime | None = None
     launch_slots: threading.Semaphore = field(init=False)
+    master_ssh_slots: threading.Semaphore = field(init=False)
     _local: threading.local = field(init=False, default_factory=threading.local)
     _fleets: list[Fleet] = field(init=False, default_factory=list)
     _fleets_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.launch_slots = threading.BoundedSemaphore(max(1, self.max_parallel))
+        # Workers now launch while the master is still starting its Puppet server, each arming its
+        # autosign token over SSH: more concurrent handshakes than sshd's MaxStartups (10) lets
+        # through are reset. A few at a time keeps every one under it.
+        self.master_ssh_slots = threading.BoundedSemaphore(MASTER_SSH_AT_ONCE)
 
     @property
     def state_dir(self) -> Path:

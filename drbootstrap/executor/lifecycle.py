@@ -66,7 +66,7 @@ def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = No
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
         result = run_up(ctx)
         report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
-                              run_finished=result.finished_at, plan=plan)
+                              run_finished=result.finished_at, plan=plan, rto_seconds=spec.drill.rto_minutes * 60)
         return result, write_report(report, ctx.journal)
 
 

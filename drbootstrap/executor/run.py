@@ -1,4 +1,9 @@
-"""The run: the master's pipeline, then every worker as soon as the nodes it waits for are done.
+"""The run: the master's pipeline and every worker's, side by side, waiting only where they must.
+
+Pipelined (plan.WORKERS_START_AFTER, plan.READINESS_GATE): a worker starts once the master's DNS,
+broker and agent answer, and waits before its Puppet steps for the master's Puppet CA and for the
+nodes it depends on (`after:`) to be complete; launching, naming and booting overlap the Puppet
+server's start. The waits are executor.readiness's.
 
 The runner is the one writer of node state: it starts and finishes every step in the journal,
 records what the steps return, and decides when a node is launched anew (a step raises
@@ -16,6 +21,7 @@ from drbootstrap.errors import DrbError
 from drbootstrap.executor import events
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
+from drbootstrap.executor.readiness import Readiness
 from drbootstrap.executor.steps import (
     STEP_FUNCTIONS,
     NodeLost,
@@ -26,7 +32,7 @@ from drbootstrap.executor.steps import (
 )
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, StepState
-from drbootstrap.plan import Plan, PlannedNode, Step, is_complete
+from drbootstrap.plan import GATED_STEPS, WORKERS_START_AFTER, Plan, PlannedNode, Step, dependencies, is_complete
 
 # A node the cloud loses again and again within one run fails instead of being launched forever.
 MAX_RELAUNCHES = 2
@@ -84,14 +90,45 @@ class _Emitter:
             self.ctx.emit(event)
 
 
+@dataclass
+class NodeWaits:
+    """What one worker's pipeline waits for: the master before it starts, and the master's Puppet
+    CA and its `after:` dependencies (complete) before its first gated step. Each wait happens once."""
+
+    readiness: Readiness
+    master: str
+    depends_on: frozenset[str] = frozenset()
+    started: bool = False
+    gated: bool = False
+
+    def before(self, node: NodeRuntime, step: Step, emit: _Emitter) -> NodeOutcome | None:
+        """Wait as needed before STEP; a BLOCKED outcome when what it waits for failed."""
+        if not self.started:
+            self.started = True
+            if not self.readiness.wait_for_step(self.master, WORKERS_START_AFTER):
+                return _blocked_at(node.planned, step, [self.master], emit)
+        if step in GATED_STEPS and not self.gated:
+            self.gated = True
+            waits_for = ["the master's Puppet CA"] + sorted(self.depends_on)
+            emit(node, step, events.WAITING, f"waits for {', '.join(waits_for)}")
+            if not self.readiness.wait_for_step(self.master, Step.PUPPET_CA):
+                return _blocked_at(node.planned, step, [self.master], emit)
+            failed = self.readiness.wait_for_ends(self.depends_on)
+            if failed:
+                return _blocked_at(node.planned, step, failed, emit)
+        return None
+
+
 def incomplete_hostnames(plan: Plan, journal: Journal) -> set[str]:
     """Nodes with a failed step or steps still to do: what `up --only FAILED` retries."""
     return {planned.hostname for planned in plan.nodes()
             if not is_complete(journal.data.nodes.get(planned.hostname), planned)}
 
 
-def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
+def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter, *, readiness: Readiness | None = None,
+             waits: NodeWaits | None = None) -> NodeOutcome:
     """Every step of one node in order; done steps are skipped, the first failure ends the node.
+    READINESS hears of every step reached; WAITS (a worker's) holds steps back until they may run.
 
     A step that raises StartOver (the cloud lost the node, a half-made launch) makes the runner
     forget the node and run its steps again from launch, at most MAX_RELAUNCHES times.
@@ -101,7 +138,7 @@ def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
     reason = ""
     for _ in range(MAX_RELAUNCHES + 1):
         try:
-            return _run_steps(ctx, node, emit)
+            return _run_steps(ctx, node, emit, readiness, waits)
         except StartOver as start_over:
             reason = start_over.reason
             emit(node, Step.LAUNCH, events.RUNNING, reason)
@@ -130,16 +167,23 @@ def _forget_redone_steps(ctx: RunContext, node: NodeRuntime) -> None:
             ctx.journal.forget_step(node.hostname, step)
 
 
-def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcome:
+def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter, readiness: Readiness | None,
+               waits: NodeWaits | None) -> NodeOutcome:
     journal = ctx.journal
     for step in node.planned.steps_through(ctx.options.until):
         done = journal.node(node.hostname).is_done(step)
+        if not done and waits is not None:
+            blocked = waits.before(node, step, emit)
+            if blocked is not None:
+                return blocked
         if node.provider_node is None and (done or step is not Step.LAUNCH):
             if not reacquire(ctx, node):
                 raise NodeLost("the cloud has no such node any more: launching it anew")
             _record_identity(ctx, node)
         if done:
             emit(node, step, events.SKIPPED, journal.node(node.hostname).steps[step].detail)
+            if readiness is not None:
+                readiness.reached(node.hostname, step)
             continue
         journal.start_step(node.hostname, step)
         emit(node, step, events.RUNNING)
@@ -156,6 +200,8 @@ def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcom
         _record_identity(ctx, node)
         journal.finish_step(node.hostname, step, ok=True, detail=result.detail, facts=result.facts)
         emit(node, step, events.DONE, result.detail)
+        if readiness is not None:
+            readiness.reached(node.hostname, step)
     if not is_complete(journal.node(node.hostname), node.planned):
         reason = f"stopped after {ctx.options.until} (--until); a later `up` resumes from here"
         emit(node, "", events.DONE, reason)
@@ -183,7 +229,8 @@ def _fail(ctx: RunContext, node: NodeRuntime, step: Step, reason: str, tail: str
 
 
 def run_up(ctx: RunContext) -> RunResult:
-    """Bring the environment up: the master, then the workers in dependency order, in parallel."""
+    """Bring the environment up: the master and the workers side by side, each waiting only where
+    it must (see the module's docstring), workers in parallel within `pipeline_threads`."""
     started = ctx.clock.monotonic()
     result = RunResult(ctx.spec.environment, started_at=ctx.clock.time(),
                        until=str(ctx.options.until) if ctx.options.until else "")
@@ -191,14 +238,7 @@ def run_up(ctx: RunContext) -> RunResult:
     master = NodeRuntime(ctx.plan.master)
     ctx.master = master
     try:
-        outcome = run_node(ctx, master, emit)
-        result.outcomes[master.hostname] = outcome
-        workers = [n for wave in ctx.plan.waves for n in wave]
-        if not outcome.ok:
-            for planned in workers:
-                result.outcomes[planned.hostname] = _blocked(planned, [master.hostname], emit)
-        else:
-            _run_workers(ctx, workers, result, emit)
+        _run_all(ctx, master, [n for wave in ctx.plan.waves for n in wave], result, emit)
     finally:
         ctx.close()
     result.finished_at = ctx.clock.time()
@@ -213,59 +253,53 @@ def selected_hostnames(ctx: RunContext) -> set[str]:
     return set(options.only) | (incomplete_hostnames(ctx.plan, ctx.journal) if options.only_failed else set())
 
 
-def _blocked(planned: PlannedNode, failed: list[str], emit: _Emitter) -> NodeOutcome:
-    reason = f"not started: it waits for {', '.join(sorted(failed))}, which did not complete"
-    emit(planned, "", events.BLOCKED, reason)
-    return NodeOutcome(planned.hostname, planned.role, events.BLOCKED, "", reason)
+def _blocked_at(planned: PlannedNode, step: Step, failed: list[str], emit: _Emitter) -> NodeOutcome:
+    where = "not started" if step is planned.steps[0] else f"stopped before {step}"
+    reason = f"{where}: it waits for {', '.join(sorted(failed))}, which did not complete"
+    emit(planned, str(step), events.BLOCKED, reason)
+    return NodeOutcome(planned.hostname, planned.role, events.BLOCKED, str(step), reason)
 
 
-def dependencies(workers: list[PlannedNode]) -> dict[str, set[str]]:
-    """hostname -> the hostnames it waits for (every node of each role in its group's `after`)."""
-    by_role: dict[str, set[str]] = {}
-    for node in workers:
-        by_role.setdefault(node.role, set()).add(node.hostname)
-    return {node.hostname: {h for role in (node.group.after if node.group else []) for h in by_role.get(role, ())}
-            for node in workers}
-
-
-def _run_workers(ctx: RunContext, workers: list[PlannedNode], result: RunResult, emit: _Emitter) -> None:
+def _run_all(ctx: RunContext, master: NodeRuntime, workers: list[PlannedNode], result: RunResult,
+             emit: _Emitter) -> None:
+    """The master and every selected worker, each in its own thread. Workers are submitted in plan
+    order (waves ascending), so a node's dependencies always hold a thread before it does: a worker
+    waiting in NodeWaits never keeps one of its dependencies from running."""
+    readiness = Readiness()
     needs = dependencies(workers)
     selected = selected_hostnames(ctx)
-    pending = {n.hostname: n for n in workers}
-    for hostname in sorted(set(pending) - selected):  # outside --only: the journal says how it stands
-        planned = pending.pop(hostname)
-        complete = is_complete(ctx.journal.data.nodes.get(hostname), planned)
-        result.outcomes[hostname] = NodeOutcome(hostname, planned.role, events.SKIPPED if complete else events.BLOCKED,
-                                                reason="" if complete else "not selected by --only and not complete",
-                                                complete=complete)
-    threads = max(1, min(len(workers) or 1, ctx.options.pipeline_threads))
+    for planned in workers:
+        if planned.hostname not in selected:  # outside --only: the journal says how it stands
+            complete = is_complete(ctx.journal.data.nodes.get(planned.hostname), planned)
+            result.outcomes[planned.hostname] = NodeOutcome(
+                planned.hostname, planned.role, events.SKIPPED if complete else events.BLOCKED,
+                reason="" if complete else "not selected by --only and not complete", complete=complete)
+            readiness.ended(planned.hostname, complete)
+
+    def run_one(node: NodeRuntime, waits: NodeWaits | None) -> NodeOutcome:
+        ok = False
+        try:
+            outcome = run_node(ctx, node, emit, readiness=readiness, waits=waits)
+            ok = outcome.ok
+            return outcome
+        finally:
+            readiness.ended(node.hostname, ok)
+
+    threads = 1 + max(1, min(len(workers) or 1, ctx.options.pipeline_threads))
     running: dict[Future, str] = {}
-    waiting_announced: set[str] = set()
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drb-node") as pool:
         try:
-            while pending or running:
-                for hostname, planned in list(pending.items()):
-                    deps = needs[hostname]
-                    failed = [d for d in deps if d in result.outcomes and not result.outcomes[d].ok]
-                    if failed:
-                        result.outcomes[hostname] = _blocked(planned, failed, emit)
-                        del pending[hostname]
-                    elif all(d in result.outcomes for d in deps):
-                        del pending[hostname]
-                        running[pool.submit(run_node, ctx, NodeRuntime(planned), emit)] = hostname
-                    elif hostname not in waiting_announced:
-                        waiting_announced.add(hostname)
-                        emit(planned, "", events.WAITING, f"waits for {', '.join(sorted(deps))}")
-                if not running:
-                    for hostname, planned in sorted(pending.items()):  # cannot happen with a valid spec
-                        result.outcomes[hostname] = _blocked(planned, sorted(needs[hostname]), emit)
-                    pending.clear()
-                    continue
+            running[pool.submit(run_one, master, None)] = master.hostname
+            for planned in workers:
+                if planned.hostname in selected:
+                    waits = NodeWaits(readiness, master.hostname, frozenset(needs[planned.hostname]))
+                    running[pool.submit(run_one, NodeRuntime(planned), waits)] = planned.hostname
+            while running:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in done:
-                    hostname = running.pop(future)
-                    result.outcomes[hostname] = future.result()
+                    result.outcomes[running.pop(future)] = future.result()
         except BaseException:
+            readiness.abort()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
 

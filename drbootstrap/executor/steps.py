@@ -96,7 +96,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         from drbootstrap.images.autosign import token_digest
 
         assert ctx.master is not None and ctx.master.provider_node is not None
-        ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
+        with ctx.master_ssh_slots:
+            ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
         facts[AUTOSIGN_ARMED] = True
     request = LaunchRequest(
         environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
@@ -118,7 +119,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 def _master_reachable(ctx: RunContext) -> bool:
-    """Can the master's Puppet CA be reached now? Once its services answered (the same on every cloud)."""
+    """Is the master up, so that a token can be armed on it over SSH? Once its services (DNS and
+    broker) answered, the same on every cloud; its Puppet server need not be up yet."""
     return ctx.master is not None and ctx.journal.node(ctx.master.hostname).is_done(Step.SERVICES)
 
 
@@ -196,7 +198,8 @@ def _console_hint(provider_node: object) -> str:
 
 
 def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
-    """The master's DNS, STOMP and Puppet CA answer; the recipes are where its Puppet reads them."""
+    """The master's DNS and STOMP answer (what a worker needs until its Puppet step); the recipes
+    are where its Puppet server reads them. The Puppet CA is the later step puppet_ca."""
     assert node.reachable_address is not None
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
     detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
@@ -227,6 +230,15 @@ def pin_broker_certificate(ctx: RunContext, node: NodeRuntime) -> str:
     candidate.replace(path)
     fingerprint = hashlib.sha256(pem.encode()).hexdigest()[:16]
     return f"broker certificate {fingerprint} pinned over SSH, stomp+ssl verified"
+
+
+def puppet_ca(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    """The master's Puppet CA answers (server mode): what the workers' Puppet steps wait for."""
+    if ctx.spec.master.puppet.mode != "server":
+        return StepResult("not needed: apply mode")
+    assert node.reachable_address is not None
+    deadline = ctx.clock.monotonic() + ctx.options.services_timeout
+    return StepResult(ctx.probe_services(node.reachable_address, ctx.spec, deadline, puppet_ca=True))
 
 
 # ---- names ------------------------------------------------------------------------------------
@@ -321,7 +333,8 @@ def puppet_sign(ctx: RunContext, node: NodeRuntime) -> StepResult:
         ctx.fleet().call(node.fqdn, "puppet", "runonce", {"force": True}, ctx.options.puppet_timeout)
     except DrbError:
         pass  # expected: the certificate is not signed yet
-    ctx.access.sign_certificate(_master(ctx).provider_node.id, node.fqdn)
+    with ctx.master_ssh_slots:
+        ctx.access.sign_certificate(_master(ctx).provider_node.id, node.fqdn)
     return StepResult(f"signed {node.fqdn} on the master")
 
 
@@ -336,9 +349,10 @@ def puppet_run(ctx: RunContext, node: NodeRuntime) -> StepResult:
         raise StepFailed(f"{node.hostname}: Puppet run failed: {error.message}",
                          hint="see the Puppet output in the report's log tail",
                          log_tail=str(tail.get("output", "")) if isinstance(tail, dict) else "") from None
-    changed = "changed" if data.get("changed") else "no changes"
+    # Puppet's detailed exit code 2 means "applied changes": success, not an error.
+    changed = "applied changes" if data.get("changed") or data.get("exitcode") == 2 else "no changes"
     adopted = "; adopted the run already in flight" if data.get("adopted") else ""
-    return StepResult(f"exit {data.get('exitcode')}, {changed} in {data.get('duration')} s{adopted}")
+    return StepResult(f"{changed} in {data.get('duration')} s{adopted}")
 
 
 def puppet_enable(ctx: RunContext, node: NodeRuntime) -> StepResult:
@@ -378,7 +392,8 @@ def checks(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 STEP_FUNCTIONS: dict[Step, StepFunction] = {
-    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.REGISTER_NAME: register_name,
+    Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.PUPPET_CA: puppet_ca,
+    Step.REGISTER_NAME: register_name,
     Step.TAKE_NAME: take_name, Step.DISCOVER: discover, Step.PUPPET_SIGN: puppet_sign,
     Step.PUPPET_RUN: puppet_run, Step.PUPPET_ENABLE: puppet_enable, Step.VOLUMES: volumes,
     Step.RESTORE: restore, Step.CHECKS: checks,

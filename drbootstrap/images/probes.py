@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,13 +113,15 @@ def probe_master(
     log_reader: LogReader | None = None,
     poll_interval: float = 0.5,
     broker_tls: bool = False,
+    services: Collection[str] | None = None,
 ) -> ProbeReport:
     """Poll the master's services until all answer or TIMEOUT seconds pass; never raises for a
     service that is down (the report says which and why; call raise_if_not_ready for an error).
 
     DNS: A of the controller's name is ADDRESS and its PTR is the name. Broker: STOMP CONNECT is
     answered CONNECTED. Puppet CA (when PUPPET): GET /puppet-ca/v1/certificate/ca returns the CA's
-    certificate. CONTROLLER_NAME may be short (DOMAIN is appended) or fully qualified.
+    certificate. CONTROLLER_NAME may be short (DOMAIN is appended) or fully qualified. SERVICES,
+    when given, probes only those of DNS, BROKER, PUPPET_CA (`up` waits for the CA separately).
     """
     fqdn = controller_name if "." in controller_name else f"{controller_name}.{domain}"
     checks: dict[str, Callable[[], tuple[bool, str]]] = {
@@ -128,6 +130,8 @@ def probe_master(
     }
     if puppet:
         checks[PUPPET_CA] = lambda: puppet_ca_answers(address, puppet_port)
+    if services is not None:
+        checks = {service: check for service, check in checks.items() if service in services}
     started = time.monotonic()
     deadline = started + timeout
     ready: dict[str, float] = {}
@@ -155,7 +159,8 @@ def probe_master(
 
 
 def probe_master_for_spec(
-    address: str, spec: EnvironmentSpec, timeout: float, *, log_reader: LogReader | None = None
+    address: str, spec: EnvironmentSpec, timeout: float, *, log_reader: LogReader | None = None,
+    services: Collection[str] | None = None,
 ) -> ProbeReport:
     """probe_master with the spec's domain, controller name and broker port (stomp+ssl when the spec
     asks); the CA only in server mode."""
@@ -164,7 +169,7 @@ def probe_master_for_spec(
     return probe_master(
         address, str(spec.domain), spec.fqdn(spec.master.hostname), spec.master.broker.port,
         timeout=timeout, puppet=spec.master.puppet.mode == "server", log_reader=log_reader,
-        broker_tls=broker_uses_tls(spec),
+        broker_tls=broker_uses_tls(spec), services=services,
     )
 
 

@@ -241,13 +241,18 @@ def make_provider(spec: Any, state_dir: Path, driver: Any, *, name: str | None =
     return create_provider(settings, scope, driver_factory=lambda: driver)
 
 
+def fake_probe(address: str, spec: Any, deadline: float, *, puppet_ca: bool = False) -> str:
+    """The master's services answer at once."""
+    return "puppet-ca ready" if puppet_ca else "dns, broker ready"
+
+
 def make_context(spec: Any, state_dir: Path, cloud: FakeCloud, broker: FakeBroker, access: FakeAccess,
                  *, options: UpOptions | None = None, events: list | None = None) -> RunContext:
     sink = events if events is not None else []
     return RunContext(
         spec=spec, plan=build_plan(spec), journal=Journal.open(state_dir, spec.environment),
         provider=make_provider(spec, state_dir, cloud), fleet_factory=lambda address: FakeFleet(broker), access=access,
-        probe_services=lambda address, spec, deadline: "DNS, STOMP, Puppet CA answer", psk=PSK,
+        probe_services=fake_probe, psk=PSK,
         max_parallel=spec.provider.max_parallel, clock=FakeClock(),
         options=options or UpOptions(), emit=sink.append, paths=EnvironmentPaths(state_dir, spec.environment),
         recipes_dir=Path("/recipes"),

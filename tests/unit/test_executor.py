@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
+from drbootstrap.errors import WaitTimeoutError
 from drbootstrap.executor import UpOptions, run_up
 from drbootstrap.executor.lifecycle import incomplete_hostnames
 from drbootstrap.executor.run import dependencies
@@ -39,14 +42,68 @@ def test_up_builds_master_then_every_worker_each_launched_once(world):
     assert ("db01", "/srv/db") in cloud.attached
 
 
-def test_workers_wait_for_the_roles_they_depend_on(world):
+def test_a_dependant_puppet_run_waits_for_its_dependencies_but_not_its_launch(world):
     spec, state, cloud, broker, access = world
     events = []
     run_up(make_context(spec, state, cloud, broker, access, events=events))
     db_done = next(i for i, e in enumerate(events) if e.node == "db01" and e.step == "" and e.state == "done")
-    web_start = min(i for i, e in enumerate(events) if e.node.startswith("web") and e.state == "running")
-    assert web_start > db_done
+    web_puppet = min(i for i, e in enumerate(events)
+                     if e.node.startswith("web") and e.step == "puppet_sign" and e.state == "running")
+    web_launch = min(i for i, e in enumerate(events)
+                     if e.node.startswith("web") and e.step == "launch" and e.state == "running")
+    assert web_launch < db_done < web_puppet
     assert dependencies(build_plan(spec).waves[0] + build_plan(spec).waves[1])["web01"] == {"db01"}
+
+
+def test_workers_launch_and_take_names_while_the_puppet_ca_is_still_starting(world):
+    spec, state, cloud, broker, access = world
+    events = []
+    ctx = make_context(spec, state, cloud, broker, access, events=events)
+    ca_started = threading.Event()
+    launched_before_ca: list[str] = []
+
+    def slow_ca_probe(address, spec, deadline, *, puppet_ca=False):
+        if not puppet_ca:
+            return "dns, broker ready"
+        ca_started.set()
+        # Every worker must reach its Puppet gate while the CA is not ready yet.
+        for _ in range(500):
+            waiting = {e.node for e in list(events) if e.state == "waiting" and e.step == "puppet_sign"}
+            if waiting >= {"db01", "web01", "web02", "mail01"}:
+                break
+            time.sleep(0.01)
+        launched_before_ca.extend(sorted({e.node for e in list(events) if e.step == "discover" and e.state == "done"}))
+        return "puppet-ca ready"
+
+    ctx.probe_services = slow_ca_probe
+    result = run_up(ctx)
+    assert result.exit_status is ExitStatus.OK
+    assert ca_started.is_set()
+    assert set(launched_before_ca) >= {"db01", "web01", "web02", "mail01"}
+    ca_done = next(i for i, e in enumerate(events) if e.step == "puppet_ca" and e.state == "done")
+    first_sign = min(i for i, e in enumerate(events) if e.step == "puppet_sign" and e.state == "running")
+    assert ca_done < first_sign
+
+
+def test_a_puppet_ca_that_never_answers_blocks_workers_before_puppet_only(world):
+    spec, state, cloud, broker, access = world
+    ctx = make_context(spec, state, cloud, broker, access)
+
+    def dead_ca(address, spec, deadline, *, puppet_ca=False):
+        if puppet_ca:
+            raise WaitTimeoutError("master 10.0.0.1 not ready: puppet-ca: connection refused")
+        return "dns, broker ready"
+
+    ctx.probe_services = dead_ca
+    result = run_up(ctx)
+    assert result.exit_status is ExitStatus.PARTIAL
+    assert result.outcomes["controller"].step == "puppet_ca"
+    web = result.outcomes["web01"]
+    assert (web.state, web.step) == ("blocked", "puppet_sign")
+    assert "waits for controller" in web.reason
+    journal = Journal.open(state, "demo")
+    assert journal.data.nodes["web01"].is_done(Step.DISCOVER)
+    assert Step.PUPPET_SIGN not in journal.data.nodes["web01"].steps
 
 
 def test_names_are_registered_in_the_master_dns_before_puppet(world):
@@ -323,3 +380,23 @@ def test_a_plain_up_after_a_failed_step_retries_it_and_converges(world):
     assert result.exit_status is ExitStatus.OK
     assert result.outcomes["mail01"].complete and all(o.complete for o in result.outcomes.values())
     assert set(cloud.creates.values()) == {1}
+
+
+def test_tokens_are_armed_over_ssh_a_few_at_a_time_while_workers_launch_together(world, monkeypatch):
+    spec, state, cloud, broker, _ = world
+    monkeypatch.setattr("drbootstrap.executor.context.MASTER_SSH_AT_ONCE", 2)
+    lock, now, most = threading.Lock(), [0], [0]
+
+    class CountingAccess(FakeAccess):
+        def arm_autosign(self, master_id, certname, digest):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.05)
+            with lock:
+                now[0] -= 1
+            super().arm_autosign(master_id, certname, digest)
+
+    access = CountingAccess()
+    assert run_up(make_context(spec, state, cloud, broker, access)).exit_status is ExitStatus.OK
+    assert len(access.armed) == 4 and most[0] == 2

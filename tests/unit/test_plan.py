@@ -106,7 +106,8 @@ def test_invalid_spec_plan_exits_with_invalid_spec(cli, tmp_path):
 
 def test_each_node_carries_its_steps_in_order_master_and_worker_differ():
     plan = build_plan(load_spec(LOCAL))
-    assert [str(s) for s in plan.master.steps] == ["launch", "boot", "services", "register_name", "discover"]
+    assert [str(s) for s in plan.master.steps] == ["launch", "boot", "services", "register_name", "discover",
+                                              "puppet_ca"]
     worker = plan.waves[0][0]
     assert [str(s) for s in worker.steps] == ["launch", "register_name", "boot", "take_name", "discover", "volumes",
                                               "puppet_sign", "puppet_run", "puppet_enable", "restore", "checks"]

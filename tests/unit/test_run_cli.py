@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from drbootstrap.executor import lifecycle, run_up
-from drbootstrap.report import ReportPaths
+from drbootstrap.report import build_report, write_report
 from tests.unit.executor_fakes import (
     SPEC,
     FakeAccess,
@@ -32,7 +31,9 @@ def fake_up(monkeypatch, tmp_path):
         ctx = make_context(spec, state_dir, cloud, broker, FakeAccess(), options=options)
         ctx.emit = emit
         result = run_up(ctx)
-        return result, ReportPaths(Path(state_dir) / "report.json", Path(state_dir) / "report.md")
+        report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
+                              run_finished=result.finished_at, plan=ctx.plan, rto_seconds=1800)
+        return result, write_report(report, ctx.journal)
 
     monkeypatch.setattr(lifecycle, "up", fake)
     monkeypatch.setattr("drbootstrap.executor.up", fake)
@@ -46,6 +47,16 @@ def test_up_json_prints_one_event_per_line_then_the_result(cli, fake_up):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert {"event", "node", "step", "state", "elapsed"} <= set(lines[0])
     assert lines[-1]["event"] == "result" and lines[-1]["failed"] == []
+    assert lines[-1]["critical_path_seconds"] > 0 and lines[-1]["wall_over_critical_path"] >= 1.0
+    assert lines[-1]["rto_met"] is True and lines[-1]["report_html"].endswith("report.html")
+
+
+def test_up_says_the_critical_path_and_the_rto_verdict_when_done(cli, fake_up):
+    spec_file, _, state = fake_up
+    result = cli("up", str(spec_file), "--state-dir", str(state), "--plain")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    last = result.stdout.splitlines()[-1]
+    assert "critical path" in last and "wall / critical path" in last and "RTO target met" in last
 
 
 def test_up_with_a_failed_node_exits_partial_and_names_it(cli, fake_up):

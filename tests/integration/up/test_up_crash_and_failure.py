@@ -45,14 +45,14 @@ def _step(node: str, step: str, state: str = "running") -> Callable[[dict], bool
 # so each is still ahead when the run before it was killed.
 KILLS = [
     ("the master's launch", _step("controller", "launch"), 0.2),
-    ("the master's boot", _step("controller", "boot"), 1.0),
-    ("the master's services, Puppet server starting", _step("controller", "services"), 8.0),
-    ("the master's services, again", _step("controller", "services"), 25.0),
+    ("the master's boot", _step("controller", "boot"), 0.2),  # a step that ends before the kill is not ahead
+    ("the master's services", _step("controller", "services"), 0.0),
+    ("workers launching beside the master", _step("db01", "launch"), 0.1),
     ("a worker taking its name", _step("mail01", "take_name"), 0.3),
-    ("db01's first Puppet run", _step("db01", "puppet_run"), 5.0),
-    ("mail01's first Puppet run", _step("mail01", "puppet_run"), 12.0),
-    ("between waves: web01 launching after db01", _step("web01", "launch"), 0.3),
-    ("the web nodes' first Puppet runs", _step("web02", "puppet_run"), 10.0),
+    ("web01 waiting for db01 at its Puppet gate", _step("web01", "puppet_sign", "waiting"), 0.3),
+    ("db01's first Puppet run", _step("db01", "puppet_run"), 1.0),
+    ("mail01's first Puppet run", _step("mail01", "puppet_run"), 1.0),
+    ("the web nodes' first Puppet runs", _step("web02", "puppet_run"), 1.0),
     ("web01's checks", _step("web01", "checks"), 0.0),
 ]
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from drbootstrap.report.html import STEP_COLOURS
 from tests.integration.up.conftest import E2E_GATE, make_environment, tear_down
+from tests.support.chromium import colours, png_size, render
 from tests.support.prereq import REPO_ROOT
 from tests.support.secrets_scan import environment_secrets, scan_for_secrets
 
@@ -117,9 +122,35 @@ def test_report_has_a_timeline_entry_for_every_node_and_step(environment):
     report = environment.report()
     assert report["ok"] and report["time_to_recovery_seconds"] > 0
     steps = {n["hostname"]: {s["step"] for s in n["steps"] if s["state"] == "done"} for n in report["nodes"]}
-    assert steps["controller"] == {"launch", "boot", "services", "register_name", "discover"}
+    assert steps["controller"] == {"launch", "boot", "services", "register_name", "discover", "puppet_ca"}
     for hostname in WORKERS:
         assert {"launch", "register_name", "boot", "take_name", "discover", "puppet_run", "checks"} <= steps[hostname]
+
+
+def test_workers_were_named_while_the_puppet_server_was_still_starting(environment):
+    report = environment.report()
+    nodes = {n["hostname"]: {s["step"]: s for s in n["steps"]} for n in report["nodes"]}
+    ca_ready = nodes["controller"]["puppet_ca"]["finished_at"]
+    assert any(nodes[h]["take_name"]["finished_at"] < ca_ready for h in WORKERS)
+    assert all(nodes[h]["puppet_sign"]["started_at"] >= ca_ready for h in WORKERS)
+    web = [nodes[h]["puppet_run"]["started_at"] for h in ("web01", "web02")]  # web waits for db (after:)
+    assert min(web) >= nodes["db01"]["checks"]["finished_at"]
+    assert 0 < report["critical_path_seconds"] <= report["recovery_span_seconds"]
+    result = json.loads(environment.first_run.stdout.splitlines()[-1])
+    assert result["critical_path_seconds"] == report["critical_path_seconds"]
+    assert all(nodes[h]["puppet_run"]["detail"].startswith(("applied changes", "no changes")) for h in WORKERS)
+
+
+def test_html_report_of_the_run_renders_in_chromium(environment, tmp_path):
+    report_html = environment.paths.report_html
+    rendered = render(report_html, tmp_path)
+    kept = Path(tempfile.gettempdir()) / "drbootstrap-test-artefacts" / "report-up-local-e2e.png"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rendered.screenshot, kept)
+    print(f"\nscreenshot of the rendered report: {kept}")
+    assert rendered.dom.count('class="bar ') == sum(len(n["steps"]) for n in environment.report()["nodes"])
+    assert png_size(rendered.screenshot) == (1280, 1000)
+    assert {STEP_COLOURS["launch"], STEP_COLOURS["puppet_run"]} <= colours(rendered.screenshot)
 
 
 def test_up_again_launches_and_repeats_nothing(environment):
