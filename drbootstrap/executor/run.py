@@ -23,6 +23,7 @@ from drbootstrap.executor.steps import (
     StepFailed,
     destroy_node,
     reacquire,
+    recheck_done,
 )
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, StepState
@@ -139,7 +140,11 @@ def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> NodeOutcom
                 raise NodeLost("the cloud has no such node any more: launching it anew")
             _record_identity(ctx, node)
         if done:
-            emit(node, step, events.SKIPPED, journal.node(node.hostname).steps[step].detail)
+            try:  # a done step the run relies on (the master's services) is confirmed first
+                rechecked = recheck_done(ctx, node, step)
+            except DrbError as error:
+                return _fail(ctx, node, step, str(error), getattr(error, "log_tail", ""), emit)
+            emit(node, step, events.SKIPPED, rechecked or journal.node(node.hostname).steps[step].detail)
             continue
         journal.start_step(node.hostname, step)
         emit(node, step, events.RUNNING)

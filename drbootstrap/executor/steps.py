@@ -200,6 +200,34 @@ def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
     return StepResult(detail)
 
 
+# A run relies on the master's services only once they answer again, even when an earlier run found
+# them up (one may have died since, the master may have rebooted): a probe that returns at once when
+# they answer, and waits at most this long (the master's supervision restarts a dead service).
+SERVICES_RECHECK_SECONDS = 180.0
+
+
+def services_still_answer(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    """The services step is done in the journal: probe them again, within a bounded time."""
+    assert node.reachable_address is not None
+    deadline = ctx.clock.monotonic() + min(ctx.options.services_timeout, SERVICES_RECHECK_SECONDS)
+    try:
+        return StepResult("done earlier; still answering: " + ctx.probe_services(node.reachable_address, ctx.spec,
+                                                                                 deadline))
+    except DrbError as error:
+        raise StepFailed(f"{node.hostname}: answered in an earlier run, but now {error.message}",
+                         hint=error.hint, log_tail=getattr(error, "log_tail", "")) from None
+
+
+# Steps that a later run checks again when the journal says they are done (before relying on them).
+RECHECKS: dict[Step, StepFunction] = {Step.SERVICES: services_still_answer}
+
+
+def recheck_done(ctx: RunContext, node: NodeRuntime, step: Step) -> str | None:
+    """A done step's re-check: its detail, None when the step has none; raises when it fails."""
+    recheck = RECHECKS.get(step)
+    return recheck(ctx, node).detail if recheck is not None else None
+
+
 # ---- names ------------------------------------------------------------------------------------
 
 

@@ -322,3 +322,31 @@ def test_a_plain_up_after_a_failed_step_retries_it_and_converges(world):
     assert result.exit_status is ExitStatus.OK
     assert result.outcomes["mail01"].complete and all(o.complete for o in result.outcomes.values())
     assert set(cloud.creates.values()) == {1}
+
+
+def test_a_later_run_confirms_the_masters_services_still_answer_before_relying_on_them(world):
+    from drbootstrap.images.probes import MasterNotReady
+
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    probes = []
+    context = make_context(spec, state, cloud, broker, access)
+    context.probe_services = lambda address, spec, deadline: probes.append(address) or "dns: ready after 0.0 s"
+    run_up(context)
+    assert len(probes) == 1  # the done services step, probed again
+
+    def dead_dns(address, spec, deadline):
+        raise MasterNotReady(f"master {address} not ready: dns: no answer", hint="see dns/dnsmasq.log")
+
+    events = []
+    context = make_context(spec, state, cloud, broker, access, events=events)
+    context.probe_services = dead_dns
+    result = run_up(context)
+    assert result.outcomes["controller"].state == "failed"
+    assert "answered in an earlier run, but now master" in result.outcomes["controller"].reason
+    assert "dns: no answer" in result.outcomes["controller"].reason
+    assert all(result.outcomes[h].state == "blocked" for h in ALL[1:])
+    assert Journal.open(state, "demo").data.nodes["controller"].steps[Step.SERVICES].state is StepState.FAILED
+    run_up(make_context(spec, state, cloud, broker, access))  # services answer again: the step is redone
+    assert Journal.open(state, "demo").data.nodes["controller"].steps[Step.SERVICES].state is StepState.DONE
+    assert set(cloud.creates.values()) == {1}
