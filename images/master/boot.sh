@@ -304,7 +304,9 @@ supervise() {  # NAME PID_FILE START_FUNCTION
     done
 }
 supervised() {  # NAME PID_FILE START_FUNCTION, in the background, its pid kept for the next boot
-    supervise "$@" </dev/null >>"$NODE_DIR/supervisor.log" 2>&1 3>&- &
+    # exec: a redirection on the call itself would keep a copy of boot.sh's stdout open (dash
+    # saves it while a function runs), and whoever reads boot.sh's output would wait forever.
+    (exec </dev/null >>"$NODE_DIR/supervisor.log" 2>&1 3>&-; supervise "$@") &
     echo $! >>"$NODE_DIR/supervisor.pids"
 }
 supervised dnsmasq "$DNS_DIR/dnsmasq.pid" start_dnsmasq
