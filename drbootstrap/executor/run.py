@@ -21,6 +21,7 @@ from drbootstrap.executor.steps import (
     NodeLost,
     StartOver,
     StepFailed,
+    boot_failed_unrecorded,
     destroy_node,
     reacquire,
     recheck_done,
@@ -117,7 +118,7 @@ def _replace_if_asked(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> Non
     its image or user-data may have been fixed since."""
     record = ctx.journal.node(node.hostname, node.planned.role)
     boot = record.steps.get(Step.BOOT)
-    failed_boot = boot is not None and boot.state is StepState.FAILED
+    failed_boot = (boot is not None and boot.state is StepState.FAILED) or boot_failed_unrecorded(ctx, node)
     if record.provider_id and (Step.LAUNCH in ctx.options.redo or failed_boot):
         emit(node, Step.LAUNCH, events.RUNNING,
              "replacing the node that failed to boot" if failed_boot else "replacing the node (--redo launch)")

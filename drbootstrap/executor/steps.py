@@ -182,6 +182,16 @@ def boot(ctx: RunContext, node: NodeRuntime) -> StepResult:
         delay = min(delay * 1.5, 2.0)
 
 
+def boot_failed_unrecorded(ctx: RunContext, node: NodeRuntime) -> bool:
+    """At the start of a run: the node's boot failed while no run could record it (the run that
+    launched it stopped, its state disk full): the cloud says failed, the journal has no boot."""
+    record = ctx.journal.node(node.hostname)
+    if not record.provider_id or record.is_done(Step.BOOT) or Step.BOOT not in node.planned.steps:
+        return False
+    found = ctx.provider.find(node.hostname)
+    return found is not None and ctx.provider.boot_finished(found).failed
+
+
 def _console_hint(provider_node: object) -> str:
     console = getattr(provider_node, "extra", {}).get("console_log")
     return f"see its console log {console}" if console else "see the node's console output"

@@ -350,3 +350,17 @@ def test_a_later_run_confirms_the_masters_services_still_answer_before_relying_o
     run_up(make_context(spec, state, cloud, broker, access))  # services answer again: the step is redone
     assert Journal.open(state, "demo").data.nodes["controller"].steps[Step.SERVICES].state is StepState.DONE
     assert set(cloud.creates.values()) == {1}
+
+
+def test_a_boot_that_failed_while_no_run_could_record_it_is_replaced_by_the_next_run(world):
+    spec, state, cloud, broker, access = world
+    cloud.fail_boot.add("db01")
+    run_up(make_context(spec, state, cloud, broker, access))
+    cloud.fail_boot.clear()
+    journal = Journal.open(state, "demo")
+    journal.start_step("db01", Step.BOOT)  # the run stopped (state disk full) before it recorded the failure
+    journal.flush()
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.destroyed == ["db01"] and cloud.creates["db01"] == 2
+    assert cloud.live_hostnames() == sorted(ALL)
