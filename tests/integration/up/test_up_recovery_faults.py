@@ -80,8 +80,8 @@ def test_state_directory_disk_full_mid_up():
 
 
 def test_cloud_api_failing_with_500s_and_resets_for_a_while(monkeypatch):
-    env = make_environment(SPEC.replace("max_parallel: 8,", f'max_parallel: 8, extra: {{driver_class: "{FLAKY_DRIVER}"}},'),
-                           "upflaky")
+    flaky = f'max_parallel: 8, extra: {{driver_class: "{FLAKY_DRIVER}"}},'
+    env = make_environment(SPEC.replace("max_parallel: 8,", flaky), "upflaky")
     fault_log = env.home / "cloud-faults.log"
     try:
         monkeypatch.setenv("DRB_TEST_CLOUD_FAULTS", str(CLOUD_FAULTS))

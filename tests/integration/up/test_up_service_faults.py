@@ -104,7 +104,8 @@ def _wait_for_restart(env: Environment, service: str, timeout: float = 120) -> s
     log = _master_dirs(env)[1] / "supervisor.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = [line for line in log.read_text().splitlines() if f"{service} restarted" in line] if log.exists() else []
+        text = log.read_text() if log.exists() else ""
+        lines = [line for line in text.splitlines() if f"{service} restarted" in line]
         if lines:
             return lines[-1]
         time.sleep(0.5)
