@@ -64,6 +64,12 @@ class SecurityError(MessagingError):
     """A message failed signature, TTL, replay, size or authorisation checks."""
 
 
+class StateWriteError(DrbError):
+    """The state directory refused a write (disk full, read-only); what was written before stands."""
+
+    exit_status = ExitStatus.STATE
+
+
 class WaitTimeoutError(DrbError):
     """Waited as long as allowed for a node, a service or a reply."""
 

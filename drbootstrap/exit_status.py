@@ -15,5 +15,6 @@ class ExitStatus(IntEnum):
     TIMEOUT = 8  # waited as long as allowed
     NOT_FOUND = 9  # a node, volume or environment that is not there
     BUSY = 10  # another command holds the environment's lock (up, down)
+    STATE = 11  # the state directory cannot be written (disk full, read-only): nothing was lost
     INTERRUPTED = 130  # Ctrl-C
     BUG = 70  # an unexpected exception: a defect in drbootstrap (EX_SOFTWARE)

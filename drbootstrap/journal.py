@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.errors import DrbError
+from drbootstrap.errors import DrbError, StateWriteError
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.paths import EnvironmentPaths, write_private_file
 from drbootstrap.plan import Step
@@ -178,7 +178,13 @@ class Journal:
             with self._lock:
                 snapshot, upto = _to_json(self.data), self._changes
             # Compact: the C encoder (indent= falls back to the pure-Python one, 4x slower).
-            write_private_file(self.path, json.dumps(snapshot, sort_keys=True))
+            try:
+                write_private_file(self.path, json.dumps(snapshot, sort_keys=True))
+            except OSError as error:  # disk full, read-only: the file still holds the last write
+                raise StateWriteError(
+                    f"cannot write the journal {self.path}: {error.strerror or error}",
+                    hint="free space in the state directory (DRB_STATE_DIR), then run `drbootstrap up` "
+                         "again: it resumes from the last step the journal holds") from None
             self._written = upto
 
 

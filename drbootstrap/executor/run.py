@@ -27,8 +27,10 @@ from drbootstrap.executor.steps import (
     NodeLost,
     StartOver,
     StepFailed,
+    boot_failed_unrecorded,
     destroy_node,
     reacquire,
+    recheck_done,
 )
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, StepState
@@ -153,7 +155,7 @@ def _replace_if_asked(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> Non
     its image or user-data may have been fixed since."""
     record = ctx.journal.node(node.hostname, node.planned.role)
     boot = record.steps.get(Step.BOOT)
-    failed_boot = boot is not None and boot.state is StepState.FAILED
+    failed_boot = (boot is not None and boot.state is StepState.FAILED) or boot_failed_unrecorded(ctx, node)
     if record.provider_id and (Step.LAUNCH in ctx.options.redo or failed_boot):
         emit(node, Step.LAUNCH, events.RUNNING,
              "replacing the node that failed to boot" if failed_boot else "replacing the node (--redo launch)")
@@ -181,7 +183,11 @@ def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter, readiness: Re
                 raise NodeLost("the cloud has no such node any more: launching it anew")
             _record_identity(ctx, node)
         if done:
-            emit(node, step, events.SKIPPED, journal.node(node.hostname).steps[step].detail)
+            try:  # a done step the run relies on (the master's services) is confirmed first
+                rechecked = recheck_done(ctx, node, step)
+            except DrbError as error:
+                return _fail(ctx, node, step, str(error), getattr(error, "log_tail", ""), emit)
+            emit(node, step, events.SKIPPED, rechecked or journal.node(node.hostname).steps[step].detail)
             if readiness is not None:
                 readiness.reached(node.hostname, step)
             continue

@@ -189,6 +189,16 @@ def boot(ctx: RunContext, node: NodeRuntime) -> StepResult:
         delay = min(delay * 1.5, 2.0)
 
 
+def boot_failed_unrecorded(ctx: RunContext, node: NodeRuntime) -> bool:
+    """At the start of a run: the node's boot failed while no run could record it (the run that
+    launched it stopped, its state disk full): the cloud says failed, the journal has no boot."""
+    record = ctx.journal.node(node.hostname)
+    if not record.provider_id or record.is_done(Step.BOOT) or Step.BOOT not in node.planned.steps:
+        return False
+    found = ctx.provider.find(node.hostname)
+    return found is not None and ctx.provider.boot_finished(found).failed
+
+
 def _console_hint(provider_node: object) -> str:
     console = getattr(provider_node, "extra", {}).get("console_log")
     return f"see its console log {console}" if console else "see the node's console output"
@@ -239,6 +249,41 @@ def puppet_ca(ctx: RunContext, node: NodeRuntime) -> StepResult:
     assert node.reachable_address is not None
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
     return StepResult(ctx.probe_services(node.reachable_address, ctx.spec, deadline, puppet_ca=True))
+
+
+# A run relies on the master's services only once they answer again, even when an earlier run found
+# them up (one may have died since, the master may have rebooted): a probe that returns at once when
+# they answer, and waits at most this long (the master's supervision restarts a dead service).
+SERVICES_RECHECK_SECONDS = 180.0
+
+
+def services_still_answer(ctx: RunContext, node: NodeRuntime, *, puppet_ca: bool = False) -> StepResult:
+    """The services (or puppet_ca) step is done in the journal: probe again, within a bounded time."""
+    assert node.reachable_address is not None
+    deadline = ctx.clock.monotonic() + min(ctx.options.services_timeout, SERVICES_RECHECK_SECONDS)
+    try:
+        detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline, puppet_ca=puppet_ca)
+        return StepResult("done earlier; still answering: " + detail)
+    except DrbError as error:
+        raise StepFailed(f"{node.hostname}: answered in an earlier run, but now {error.message}",
+                         hint=error.hint, log_tail=getattr(error, "log_tail", "")) from None
+
+
+# Steps that a later run checks again when the journal says they are done (before relying on them).
+def puppet_ca_still_answers(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    """The puppet_ca step is done in the journal: the Puppet CA answers again (server mode)."""
+    if ctx.spec.master.puppet.mode != "server":
+        return StepResult("not needed: apply mode")
+    return services_still_answer(ctx, node, puppet_ca=True)
+
+
+RECHECKS: dict[Step, StepFunction] = {Step.SERVICES: services_still_answer, Step.PUPPET_CA: puppet_ca_still_answers}
+
+
+def recheck_done(ctx: RunContext, node: NodeRuntime, step: Step) -> str | None:
+    """A done step's re-check: its detail, None when the step has none; raises when it fails."""
+    recheck = RECHECKS.get(step)
+    return recheck(ctx, node).detail if recheck is not None else None
 
 
 # ---- names ------------------------------------------------------------------------------------

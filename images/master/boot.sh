@@ -22,12 +22,15 @@
 #          DRB_NODE_DIR/ssh/{ssh_host_ed25519_key,sshd_config,sshd.pid,sshd.log}
 #          CONFIG_DIR/autosign-tokens.json (0600, created empty; the controller arms tokens)
 #          DRB_NODE_DIR/agent.yaml, agent.pid, agent.log, *.pid
+#          DRB_NODE_DIR/supervisor.{pids,log}  (the supervision loops; one line per restart)
 #          /etc/resolv.conf, /etc/hostname
 #   prints the SSH host public keys on the console (fd 3 when the user-data passes it, else
 #          stdout) between cloud-init's -----BEGIN/END SSH HOST KEY KEYS----- lines
 #   starts sshd (when an authorized key is given), dnsmasq (as user dnsmasq when it can read the
 #          hosts file, else root), ActiveMQ (drbootstrap.broker),
-#          puppetserver (server mode) and `drbootstrap agent` with the dns agent, in the background.
+#          puppetserver (server mode) and `drbootstrap agent` with the dns agent, in the background,
+#          then supervises them as systemd's Restart=on-failure would: one that dies is started
+#          again after a backoff (1 s, doubling to 60 s; back to 1 s once it has run 5 min).
 #          Readiness is probed from outside: drbootstrap.images.probes.probe_master.
 #   Recipes (recipes/: manifests, modules) arrive over SSH, swapped in whole:
 #          drbootstrap.images.master_access.push_recipes -> DRB_NODE_DIR/puppet/code/environments/production
@@ -57,9 +60,24 @@ on_exit() {
 trap on_exit EXIT
 
 log() { echo "drbootstrap master boot: $*"; }
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file's process is alive (a zombie left by a supervision loop is not).
+running() {
+    pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+        ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
 # The console: fd 3 when the user-data hands it over (its stdout goes to boot.log), else stdout.
 console() { if console_fd; then cat >&3; else cat; fi; }
+
+# Booting again without a reboot: the last boot's supervision loops stop first (only processes of
+# this node: a pid from before a reboot may be another process's now).
+if [ -f "$NODE_DIR/supervisor.pids" ]; then
+    for pid in $(cat "$NODE_DIR/supervisor.pids"); do
+        if [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$(readlink /proc/self/ns/net)" ]; then
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -f "$NODE_DIR/supervisor.pids"
+fi
 
 ADDRESS=${DRB_MASTER_ADDRESS:-}
 if [ -z "$ADDRESS" ]; then
@@ -96,9 +114,8 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 EOF
-    if ! running "$SSH_DIR/sshd.pid"; then
-        /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$SSH_DIR/sshd.log" </dev/null
-    fi
+    start_sshd() { /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$SSH_DIR/sshd.log" </dev/null; }
+    running "$SSH_DIR/sshd.pid" || start_sshd
     { echo "-----BEGIN SSH HOST KEY KEYS-----"; cat "$SSH_DIR/ssh_host_ed25519_key.pub"
       echo "-----END SSH HOST KEY KEYS-----"; } | console
 fi
@@ -127,7 +144,8 @@ fi
     --hosts-file "$HOSTS" --pid-file "$DNS_DIR/dnsmasq.pid" --out "$DNS_DIR/dnsmasq.conf" \
     --log-file "$DNS_DIR/dnsmasq.log" --user "$DNSMASQ_USER" $UPSTREAM_ARGS
 if running "$DNS_DIR/dnsmasq.pid"; then kill "$(cat "$DNS_DIR/dnsmasq.pid")"; sleep 1; fi
-dnsmasq -C "$DNS_DIR/dnsmasq.conf"     # daemonises; writes its pid file
+start_dnsmasq() { dnsmasq -C "$DNS_DIR/dnsmasq.conf"; }  # daemonises; writes its pid file
+start_dnsmasq
 printf 'nameserver %s\nsearch %s\n' "$ADDRESS" "$DRB_DOMAIN" >/etc/resolv.conf
 
 # 2. Puppet server, with policy autosign: one-time tokens, checked and burnt per certname.
@@ -216,11 +234,15 @@ EOF
     # serial collector: the least CPU to start, which is what a recovery waits for.
     # --add-opens: lets JRuby spawn processes natively (Facter's commands on the server), no warning.
     # shellcheck disable=SC2086 # PS_START is several words
-    (cd "$PUPPET_DIR" && nohup java -Xms256m -Xmx768m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
-        --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
-        -Djruby.lib=/usr/share/jruby/lib $PS_START --config "$CONF_D" --bootstrap-config "$PS_DIR/services.d" \
-        </dev/null >"$PUPPET_DIR/log/puppetserver.log" 2>&1 &
-        echo $! >"$NODE_DIR/puppetserver.pid")
+    start_puppetserver() {
+        (cd "$PUPPET_DIR" && nohup java -Xms256m -Xmx768m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+            --add-opens java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/java.io=ALL-UNNAMED \
+            -Djruby.lib=/usr/share/jruby/lib $PS_START --config "$CONF_D" --bootstrap-config "$PS_DIR/services.d" \
+            </dev/null >>"$PUPPET_DIR/log/puppetserver.log" 2>&1 &
+            echo $! >"$NODE_DIR/puppetserver.pid")
+    }
+    : >"$PUPPET_DIR/log/puppetserver.log"
+    start_puppetserver
 fi
 
 # 3. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
@@ -228,11 +250,12 @@ fi
 #    plain STOMP then listens on loopback only.
 BROKER_TLS_ARGS=""
 if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then BROKER_TLS_ARGS="--tls --tls-name $FQDN"; fi
-if ! running "$NODE_DIR/activemq.pid"; then
+start_broker() {
     # shellcheck disable=SC2086 # BROKER_TLS_ARGS is several words
     "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
         --host "$ADDRESS" --port "$DRB_BROKER_PORT" $BROKER_TLS_ARGS >"$NODE_DIR/activemq.pid"
-fi
+}
+running "$NODE_DIR/activemq.pid" || start_broker
 
 # 4. The drbootstrap agent, with the dns agent that edits the hosts file and reloads dnsmasq.
 cat >"$NODE_DIR/agent.yaml" <<EOF
@@ -263,6 +286,45 @@ if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_
 fi
 if running "$NODE_DIR/agent.pid"; then kill "$(cat "$NODE_DIR/agent.pid")" || true; fi
 # shellcheck disable=SC2086 # DRB may be "python -m drbootstrap"
-nohup $DRB agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
-echo $! >"$NODE_DIR/agent.pid"
-log "services started: dnsmasq, activemq, ${DRB_PUPPET_MODE} puppet, agent (pid $!); images in $IMAGES_DIR"
+start_agent() {
+    (nohup $DRB agent --config "$NODE_DIR/agent.yaml" </dev/null >>"$NODE_DIR/agent.log" 2>&1 &
+     echo $! >"$NODE_DIR/agent.pid")
+}
+start_agent
+log "services started: dnsmasq, activemq, ${DRB_PUPPET_MODE} puppet, agent (pid $(cat "$NODE_DIR/agent.pid")); images in $IMAGES_DIR"
+
+# 5. Supervision: what systemd's Restart=on-failure (RestartSec with a growing backoff) does for
+#    a cloud image's units. One loop per service; a restart is one line in supervisor.log.
+supervise() {  # NAME PID_FILE START_FUNCTION
+    set +e
+    trap - EXIT
+    backoff=1 healthy=0
+    while sleep 2; do
+        if running "$2"; then
+            healthy=$((healthy + 2))
+            [ "$healthy" -lt 300 ] || backoff=1
+            continue
+        fi
+        echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1 is not running (pid file $2); restarting it in $backoff s"
+        sleep "$backoff"
+        if "$3" && sleep 1 && running "$2"; then
+            echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1 restarted (pid $(cat "$2"))"
+        else
+            echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1 failed to restart; see its log"
+        fi
+        healthy=0 backoff=$((backoff * 2))
+        [ "$backoff" -le 60 ] || backoff=60
+    done
+}
+supervised() {  # NAME PID_FILE START_FUNCTION, in the background, its pid kept for the next boot
+    # exec: a redirection on the call itself would keep a copy of boot.sh's stdout open (dash
+    # saves it while a function runs), and whoever reads boot.sh's output would wait forever.
+    (exec </dev/null >>"$NODE_DIR/supervisor.log" 2>&1 3>&-; supervise "$@") &
+    echo $! >>"$NODE_DIR/supervisor.pids"
+}
+supervised dnsmasq "$DNS_DIR/dnsmasq.pid" start_dnsmasq
+supervised activemq "$NODE_DIR/activemq.pid" start_broker
+! command -v start_puppetserver >/dev/null || supervised puppetserver "$NODE_DIR/puppetserver.pid" start_puppetserver
+supervised agent "$NODE_DIR/agent.pid" start_agent
+[ -z "${SSH_DIR:-}" ] || supervised sshd "$SSH_DIR/sshd.pid" start_sshd
+log "services supervised (restarts logged in $NODE_DIR/supervisor.log)"

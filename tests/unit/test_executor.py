@@ -400,3 +400,50 @@ def test_tokens_are_armed_over_ssh_a_few_at_a_time_while_workers_launch_together
     access = CountingAccess()
     assert run_up(make_context(spec, state, cloud, broker, access)).exit_status is ExitStatus.OK
     assert len(access.armed) == 4 and most[0] == 2
+
+
+def test_a_later_run_confirms_the_masters_services_still_answer_before_relying_on_them(world):
+    from drbootstrap.images.probes import MasterNotReady
+
+    spec, state, cloud, broker, access = world
+    run_up(make_context(spec, state, cloud, broker, access))
+    probes = []
+    context = make_context(spec, state, cloud, broker, access)
+    context.probe_services = lambda address, spec, deadline, puppet_ca=False: (
+        probes.append("puppet_ca" if puppet_ca else "services") or "dns: ready after 0.0 s")
+    run_up(context)
+    # the done services step, probed again (and the Puppet CA where the spec runs a Puppet server)
+    assert probes.count("services") == 1 and probes.count("puppet_ca") == (spec.master.puppet.mode == "server")
+
+    def dead_dns(address, spec, deadline, puppet_ca=False):
+        raise MasterNotReady(f"master {address} not ready: dns: no answer", hint="see dns/dnsmasq.log")
+
+    events = []
+    context = make_context(spec, state, cloud, broker, access, events=events)
+    context.probe_services = dead_dns
+    result = run_up(context)
+    assert result.outcomes["controller"].state == "failed"
+    assert "answered in an earlier run, but now master" in result.outcomes["controller"].reason
+    assert "dns: no answer" in result.outcomes["controller"].reason
+    # The workers were complete already: pipelined, they wait on the master only before their Puppet
+    # steps, which are done, so they stay complete (nothing relaunched) while the master's step fails.
+    assert all(result.outcomes[h].state == "done" for h in ALL[1:])
+    assert result.exit_status is ExitStatus.PARTIAL
+    assert Journal.open(state, "demo").data.nodes["controller"].steps[Step.SERVICES].state is StepState.FAILED
+    run_up(make_context(spec, state, cloud, broker, access))  # services answer again: the step is redone
+    assert Journal.open(state, "demo").data.nodes["controller"].steps[Step.SERVICES].state is StepState.DONE
+    assert set(cloud.creates.values()) == {1}
+
+
+def test_a_boot_that_failed_while_no_run_could_record_it_is_replaced_by_the_next_run(world):
+    spec, state, cloud, broker, access = world
+    cloud.fail_boot.add("db01")
+    run_up(make_context(spec, state, cloud, broker, access))
+    cloud.fail_boot.clear()
+    journal = Journal.open(state, "demo")
+    journal.start_step("db01", Step.BOOT)  # the run stopped (state disk full) before it recorded the failure
+    journal.flush()
+    result = run_up(make_context(spec, state, cloud, broker, access))
+    assert result.exit_status is ExitStatus.OK
+    assert cloud.destroyed == ["db01"] and cloud.creates["db01"] == 2
+    assert cloud.live_hostnames() == sorted(ALL)

@@ -156,3 +156,18 @@ def test_ssh_access_pins_the_host_key_from_the_console_and_refuses_a_driver_with
         SshNodeAccess(make_provider(spec, tmp_path, ConsoleDriver(None), name="ec2")).target("i-1")
     with pytest.raises(ProviderError, match="not known"):
         access.target("i-2")
+
+
+def test_the_local_cloud_takes_a_driver_class_too(tmp_path):
+    from drbootstrap.providers.local.driver import LocalNodeDriver
+    from tests.support.flaky_local_cloud import FlakyLocalNodeDriver
+
+    def local(**extra) -> ProviderSettings:
+        return ProviderSettings(name="local", network="10.213.0.0/24", extra=extra)
+
+    scope = EnvironmentScope("demo", tmp_path, tmp_path / "ssh-key.pem")
+    flaky = create_provider(local(driver_class="tests.support.flaky_local_cloud:FlakyLocalNodeDriver"), scope)
+    assert type(flaky.new_driver()) is FlakyLocalNodeDriver
+    assert type(create_provider(local(), scope).new_driver()) is LocalNodeDriver
+    with pytest.raises(ProviderError, match="is not a LocalNodeDriver"):
+        create_provider(local(driver_class="tests.support.moto_ec2:MotoEC2NodeDriver"), scope).new_driver()

@@ -115,3 +115,38 @@ def test_changes_made_while_a_write_is_under_way_share_the_next_write_and_each_i
     assert all(seen_on_return[h]["launch"]["detail"] == f"{h} launched" for h in hosts)  # durable on return
     assert len(writes) < len(hosts)  # shared writes, not one per change
     assert Journal.open(tmp_path, "demo").node("web07").is_done(Step.LAUNCH)
+
+
+def test_a_journal_write_the_disk_refuses_is_one_clear_error_and_leaves_the_last_write(tmp_path, monkeypatch):
+    import errno
+
+    from drbootstrap import paths as paths_module
+    from drbootstrap.errors import StateWriteError
+    from drbootstrap.exit_status import ExitStatus
+
+    journal = Journal.open(tmp_path, "demo")
+    journal.node("db01", "db")
+    journal.finish_step("db01", Step.LAUNCH, ok=True, detail="made")
+    before = journal.path.read_text()
+    real_fdopen = paths_module.os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.handle = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(paths_module.os, "fdopen", FullDisk)
+    with pytest.raises(StateWriteError) as raised:
+        journal.finish_step("db01", Step.BOOT, ok=True, detail="booted")
+    assert raised.value.exit_status is ExitStatus.STATE
+    assert "No space left on device" in str(raised.value) and "\n" not in str(raised.value)
+    assert journal.path.read_text() == before
+    assert [p.name for p in journal.path.parent.iterdir() if p.name.endswith(".tmp")] == []

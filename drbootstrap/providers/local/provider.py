@@ -20,9 +20,13 @@ class LocalProvider(Provider):
     default_rate = RateSettings(per_second=20, burst=40)  # its API is this machine's state directory
 
     def new_driver(self) -> NodeDriver:
-        from drbootstrap.providers import get_node_driver
+        from drbootstrap.providers import node_driver_class
+        from drbootstrap.providers.local.driver import LocalNodeDriver
+        from drbootstrap.providers.settings import driver_class_override
 
-        return get_node_driver("local", state_dir=self.scope.state_dir, network=str(self.settings.network))
+        # `extra: driver_class` substitutes a LocalNodeDriver subclass (a test double, a patched driver).
+        driver_class = driver_class_override(self.settings, LocalNodeDriver) or node_driver_class("local")
+        return driver_class(state_dir=self.scope.state_dir, network=str(self.settings.network))
 
     def driver(self) -> LocalNodeDriver:
         """This thread's driver: a LocalNodeDriver (new_driver builds one through libcloud's registry)."""

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from drbootstrap.errors import ProviderError
+
 STATE_VERSION = 1
 
 
@@ -137,11 +139,17 @@ class StateStore:
     def write(self, state: CloudState) -> None:
         self.ensure()
         tmp = self.path.with_name(f".state.{os.getpid()}.{id(state)}.tmp")
-        with open(tmp, "w") as handle:
-            json.dump(state.to_json(), handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w") as handle:
+                json.dump(state.to_json(), handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as error:  # disk full, read-only: the file still holds the last write
+            tmp.unlink(missing_ok=True)
+            raise ProviderError(f"local cloud: cannot write its state {self.path}: {error.strerror or error}",
+                                hint="free space in the state directory (DRB_STATE_DIR), then run the "
+                                     "command again") from None
 
     @contextmanager
     def transaction(self) -> Iterator[CloudState]:

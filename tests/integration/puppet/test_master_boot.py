@@ -58,7 +58,18 @@ def csr_for(certname: str, token: str) -> bytes:
 
 
 def stop_started_services(node: Path) -> None:
-    """Stop what boot.sh started, by the pids it recorded (ActiveMQ leads its own process group)."""
+    """Stop what boot.sh started, by the pids it recorded (ActiveMQ leads its own process group):
+    its supervision loops (and the sleep each waits in) first, so that nothing is restarted."""
+    supervisors = [int(pid) for pid in (node / "supervisor.pids").read_text().split()] \
+        if (node / "supervisor.pids").exists() else []
+    for pid in supervisors:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            os.kill(pid, signal.SIGTERM)
+            for child in children:
+                os.kill(int(child), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
     for pid_file, group in (
         (node / "agent.pid", False),
         (node / "dns/dnsmasq.pid", False),
