@@ -93,7 +93,8 @@ class SecuritySpec(SpecModel):
 
     psk: Secret | None = None
     signing: Literal["hmac-sha256", "ed25519"] | None = None
-    ttl_seconds: int = Field(60, ge=1, le=86_400)
+    # At most what an agent accepts (messaging.security.DEFAULT_MAX_TTL): a longer one would be refused.
+    ttl_seconds: int = Field(60, ge=1, le=900)
     tls: TlsSpec = Field(default_factory=TlsSpec)
 
 
