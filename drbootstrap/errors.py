@@ -70,6 +70,12 @@ class StateWriteError(DrbError):
     exit_status = ExitStatus.STATE
 
 
+class NotConfirmed(DrbError):
+    """A destructive command was not confirmed: nothing was changed."""
+
+    exit_status = ExitStatus.NOT_CONFIRMED
+
+
 class WaitTimeoutError(DrbError):
     """Waited as long as allowed for a node, a service or a reply."""
 

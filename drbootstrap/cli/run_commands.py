@@ -210,16 +210,21 @@ class LiveTable(PlainLines):
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
 def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool) -> int:
-    """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state."""
+    """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state.
+
+    Exits 0 when nothing is down or failed, 7 when a node is absent or not running in the cloud,
+    failed a step, or its agent is silent (each listed); `up --until` leaves nodes incomplete, not down.
+    """
     from dataclasses import asdict
 
     from drbootstrap.executor import status as read_status
     from drbootstrap.spec import load_spec
 
     result = read_status(load_spec(spec_file), _state_dir(state_dir), ping=not no_ping)
+    healthy = int(ExitStatus.PARTIAL if result.problems else ExitStatus.OK)
     if as_json:
-        click.echo(json.dumps(asdict(result), indent=1))
-        return int(ExitStatus.OK)
+        click.echo(json.dumps({**asdict(result), "problems": result.problems}, indent=1))
+        return healthy
     from rich.console import Console
     from rich.table import Table
 
@@ -234,7 +239,9 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
         click.echo(f"resource: {line}")
     if result.orphans:
         click.echo(f"orphans (tagged for {result.environment}, not in the spec): {', '.join(result.orphans)}")
-    return int(ExitStatus.OK)
+    for line in result.problems:
+        click.echo(f"down or failed: {line}")
+    return healthy
 
 
 @click.command()
@@ -242,14 +249,29 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
 @_STATE_DIR
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
-    """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent."""
+    """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent.
+
+    Without --yes it lists what will go and asks; with no terminal to ask at (cron, CI) it refuses
+    and destroys nothing (exit 12).
+    """
+    from drbootstrap.errors import NotConfirmed
     from drbootstrap.executor import down as tear_down
+    from drbootstrap.executor import status as read_status
     from drbootstrap.spec import load_spec
 
     spec = load_spec(spec_file)
-    if not yes and not click.confirm(f"Destroy every node of environment {spec.environment!r}?", default=False):
-        click.echo("drbootstrap: nothing destroyed")
-        return int(ExitStatus.ERROR)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise NotConfirmed(f"down {spec_file}: nothing destroyed: there is no terminal to confirm at",
+                               hint="run it again with --yes to destroy without asking")
+        owned = read_status(spec, _state_dir(state_dir), ping=False)
+        live = [n.hostname for n in owned.nodes if n.cloud_state != "absent"] + owned.orphans
+        click.echo(f"{spec.environment}: will destroy {len(live)} node(s)"
+                   + (f" ({', '.join(live)})" if live else "") + ", their volumes"
+                   + (f" and {len(owned.resources)} shared resource(s)" if owned.resources else ""))
+        if not click.confirm(f"Destroy environment {spec.environment!r}?", default=False):
+            click.echo("drbootstrap: nothing destroyed")
+            return int(ExitStatus.NOT_CONFIRMED)
     result = tear_down(spec, _state_dir(state_dir))
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")

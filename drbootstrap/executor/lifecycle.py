@@ -24,7 +24,7 @@ from drbootstrap.executor.context import UpOptions
 from drbootstrap.executor.events import DONE, Event
 from drbootstrap.executor.run import RunResult, incomplete_hostnames, run_up  # noqa: F401 - re-exported
 from drbootstrap.executor.secrets import load_or_create_psk, signing_scheme
-from drbootstrap.journal import Journal
+from drbootstrap.journal import Journal, StepState
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, build_plan, is_complete
 from drbootstrap.report import ReportPaths, build_report, write_report
@@ -128,6 +128,21 @@ class EnvironmentStatus:
     orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
     broker: str = ""
     resources: list[str] = field(default_factory=list)  # the provider's shared resources (key pair, group...)
+
+    @property
+    def problems(self) -> list[str]:
+        """What is down or failed, one line per node: absent or not running in the cloud, a failed
+        step, or (when the agents were asked) a silent agent. A node that is only incomplete (`up
+        --until`) is not a problem."""
+        found = []
+        for node in self.nodes:
+            if node.cloud_state != "running":
+                found.append(f"{node.hostname}: {node.cloud_state} in the cloud")
+            elif node.last_step.endswith(f" {StepState.FAILED}"):
+                found.append(f"{node.hostname}: {node.last_step}")
+            elif node.agent == "silent":
+                found.append(f"{node.hostname}: its agent is silent")
+        return found
 
 
 def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> EnvironmentStatus:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from drbootstrap.executor import lifecycle, run_up
+from drbootstrap.exit_status import ExitStatus
 from drbootstrap.report import build_report, write_report
 from tests.unit.executor_fakes import (
     SPEC,
@@ -85,13 +86,40 @@ def test_up_only_with_an_unknown_name_is_a_one_line_error(cli, fake_up):
     assert result.exit_code == 1 and "nosuch" in result.stderr and "FAILED" in result.stderr
 
 
-def test_down_without_yes_asks_and_destroys_nothing_when_refused(cli, fake_up, monkeypatch):
+def test_down_without_yes_lists_what_goes_asks_and_destroys_nothing_when_refused(cli, fake_up, monkeypatch):
     spec_file, _, state = fake_up
     called = []
     monkeypatch.setattr("drbootstrap.executor.down", lambda *a: called.append(a))
     monkeypatch.setattr("click.confirm", lambda *a, **k: False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     result = cli("down", str(spec_file), "--state-dir", str(state))
     assert called == [] and "nothing destroyed" in result.stdout
+    assert result.exit_code == ExitStatus.NOT_CONFIRMED
+    assert "will destroy" in result.stdout
+
+
+def test_down_without_yes_and_without_a_terminal_refuses_in_one_line(cli, fake_up, monkeypatch):
+    spec_file, _, state = fake_up
+    called = []
+    monkeypatch.setattr("drbootstrap.executor.down", lambda *a: called.append(a))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    result = cli("down", str(spec_file), "--state-dir", str(state))
+    assert called == [] and result.exit_code == ExitStatus.NOT_CONFIRMED
+    assert result.stderr.count("\n") == 1 and "nothing destroyed" in result.stderr and "--yes" in result.stderr
+
+
+def test_status_problems_name_nodes_down_failed_or_silent_and_not_the_merely_incomplete():
+    from drbootstrap.executor.lifecycle import EnvironmentStatus, NodeStatus
+
+    status = EnvironmentStatus("demo", nodes=[
+        NodeStatus("controller", "master", cloud_state="running", last_step="puppet_ca done", agent="answers"),
+        NodeStatus("db01", "db", cloud_state="running", last_step="launch done", agent="unknown"),
+        NodeStatus("web01", "web", cloud_state="running", last_step="puppet_run failed", agent="answers"),
+        NodeStatus("web02", "web", cloud_state="absent"),
+        NodeStatus("mail01", "mail", cloud_state="running", last_step="checks done", agent="silent"),
+    ])
+    assert status.problems == ["web01: puppet_run failed", "web02: absent in the cloud",
+                               "mail01: its agent is silent"]
 
 
 def test_live_table_shows_each_node_with_its_role_address_state_and_step():

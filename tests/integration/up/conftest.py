@@ -35,11 +35,12 @@ class Environment:
         return {**os.environ, "DRB_STATE_DIR": str(self.home / "state"), "DRB_HOME": str(self.project)}
 
     def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        # No standard input, as under cron or CI, whatever terminal the tests were started from.
         return subprocess.run([sys.executable, "-m", "drbootstrap", *args], env=self.env(), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+                              text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "drbootstrap", *args], env=self.env(),
+        return subprocess.Popen([sys.executable, "-m", "drbootstrap", *args], env=self.env(), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     def driver(self):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -158,6 +161,22 @@ def test_up_again_launches_and_repeats_nothing(environment):
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert run.returncode == 0
     assert {e["state"] for e in events if e.get("event") == "step" and e["step"]} == {"skipped"}
+
+
+def test_status_exits_partial_naming_a_silent_agent_and_down_without_a_terminal_destroys_nothing(environment):
+    agent_pid = int((environment.paths.nodes / "mail01" / "var" / "agent.pid").read_text())
+    os.kill(agent_pid, signal.SIGTERM)  # the agent this environment's mail01 started
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{agent_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
+    assert run.returncode == 7, run.stderr
+    assert json.loads(run.stdout)["problems"] == ["mail01: its agent is silent"]
+
+    refused = environment.cli("down", str(environment.spec_file))  # no --yes, and no terminal to ask at
+    assert refused.returncode == 12 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "nothing destroyed" in refused.stderr and "--yes" in refused.stderr
+    assert environment.live_hostnames() == sorted(["controller", *WORKERS])
 
 
 def test_down_leaves_nothing_behind_and_is_idempotent(environment):
