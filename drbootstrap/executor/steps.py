@@ -269,7 +269,6 @@ def services_still_answer(ctx: RunContext, node: NodeRuntime, *, puppet_ca: bool
                          hint=error.hint, log_tail=getattr(error, "log_tail", "")) from None
 
 
-# Steps that a later run checks again when the journal says they are done (before relying on them).
 def puppet_ca_still_answers(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """The puppet_ca step is done in the journal: the Puppet CA answers again (server mode)."""
     if ctx.spec.master.puppet.mode != "server":
@@ -277,6 +276,7 @@ def puppet_ca_still_answers(ctx: RunContext, node: NodeRuntime) -> StepResult:
     return services_still_answer(ctx, node, puppet_ca=True)
 
 
+# Steps that a later run checks again when the journal says they are done (before relying on them).
 RECHECKS: dict[Step, StepFunction] = {Step.SERVICES: services_still_answer, Step.PUPPET_CA: puppet_ca_still_answers}
 
 

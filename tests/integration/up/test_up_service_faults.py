@@ -113,29 +113,19 @@ def _wait_for_restart(env: Environment, service: str, timeout: float = 120) -> s
                          f"{log.read_text() if log.exists() else '(no supervisor.log)'}")
 
 
-def test_broker_killed_mid_up_is_restarted_by_the_masters_supervision():
-    env = make_environment(SPEC, "upbroker")
+@pytest.mark.parametrize(("service", "pid_file", "name"), [
+    ("activemq", "activemq.pid", "upbroker"),
+    ("dnsmasq", "dns/dnsmasq.pid", "updnsmasq"),
+], ids=["broker", "dnsmasq"])
+def test_a_master_service_killed_mid_up_is_restarted_by_the_masters_supervision(service, pid_file, name):
+    env = make_environment(SPEC, name)
     try:
         run = env.start("up", str(env.spec_file), "--plain")
         _wait_until_workers_launched(env, run)
         _, var = _master_dirs(env)
-        _kill_by_pid_file(var / "activemq.pid")
-        print("supervision:", _wait_for_restart(env, "activemq"))
+        _kill_by_pid_file(var / pid_file)
+        print("supervision:", _wait_for_restart(env, service))
         code, output = _finish(env, run)
-        print("broker killed mid-up:", _assert_completes_or_resumes(env, code, output))
-    finally:
-        tear_down(env)
-
-
-def test_dnsmasq_killed_mid_up_is_restarted_by_the_masters_supervision():
-    env = make_environment(SPEC, "updnsmasq")
-    try:
-        run = env.start("up", str(env.spec_file), "--plain")
-        _wait_until_workers_launched(env, run)
-        _, var = _master_dirs(env)
-        _kill_by_pid_file(var / "dns" / "dnsmasq.pid")
-        print("supervision:", _wait_for_restart(env, "dnsmasq"))
-        code, output = _finish(env, run)
-        print("dnsmasq killed mid-up:", _assert_completes_or_resumes(env, code, output))
+        print(f"{service} killed mid-up:", _assert_completes_or_resumes(env, code, output))
     finally:
         tear_down(env)
