@@ -118,6 +118,10 @@ class SnapshotCloud(FakeCloud):
     def list_snapshots(self) -> list[VolumeSnapshot]:
         return list(self.snapshots)
 
+    def destroy_volume_snapshot(self, snapshot: Any) -> bool:
+        self.snapshots.remove(snapshot)
+        return True
+
     def ex_create_tags(self, resource: Any, tags: dict) -> bool:
         resource.extra["tags"].update(tags)
         return True
@@ -242,3 +246,32 @@ def test_a_failing_pre_snapshot_records_no_good_backup_and_post_snapshot_still_r
     assert run.exit_status == ExitStatus.OK and fine.hooks_run == ["pre_snapshot", "post_snapshot"]
     catalog = ctx.provider.list_backups("demo")
     assert [r.good for r in catalog] == [False, True] and catalog[1].manifest_digest == "digest-of-empty"
+
+
+def test_backup_prune_deletes_through_the_provider_what_retention_allows(world: Any, monkeypatch: Any) -> None:
+    from drbootstrap.backups.take import back_up
+    from drbootstrap.executor.run import run_up
+
+    _, state_dir, _, _, access = world
+    cloud = SnapshotCloud()
+    spec = load_spec_text(monkeypatch, MARKED.replace("backup: {fallback: older}", "backup: {keep_last: 2}"))
+    broker = FakeBroker(cloud)
+    ctx = make_context(spec, state_dir, cloud, broker, access)
+    ctx.fleet_factory = lambda address: BackupFleet(broker, cloud)
+    run_up(ctx)
+    foreign = cloud.add_backup("someone else's", NOW - 9 * DAY, "x")
+    cloud.snapshots[-1].extra["tags"]["drbootstrap:environment"] = "production"
+    for offset in range(3):
+        back_up(spec, ctx.provider, BackupFleet(broker, cloud), clock=lambda offset=offset: NOW + offset)
+    run = back_up(spec, ctx.provider, BackupFleet(broker, cloud), prune=True, clock=lambda: NOW + 3)
+    assert len(run.pruned) == 2 and {r.created_at for r in run.pruned} == {NOW, NOW + 1}
+    assert [r.created_at for r in ctx.provider.list_backups("demo")] == [NOW + 2, NOW + 3]
+    assert foreign in {s.id for s in cloud.snapshots}  # another environment's: never touched
+
+
+def test_a_spec_without_marked_volumes_has_nothing_to_back_up(world: Any, monkeypatch: Any) -> None:
+    from drbootstrap.backups.take import back_up
+
+    spec = load_spec_text(monkeypatch)
+    with pytest.raises(BackupError, match="no volume is marked `backup:`"):
+        back_up(spec, None, None)  # type: ignore[arg-type]
