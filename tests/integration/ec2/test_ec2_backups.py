@@ -23,8 +23,9 @@ from drbootstrap.executor.build import provider_for
 from drbootstrap.journal import Step
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec import load_spec
-from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
+from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY, ec2_provider
 from tests.integration.ec2.test_up_ec2 import ENV, a_snapshot, tags_of, write_spec
+from tests.support.faulty_proxy import LOST_ANSWER, THROTTLE, FaultPlan, running_faulty_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +59,29 @@ def foreign_snapshots(view) -> dict[str, str]:
     return made
 
 
-def test_backups_are_tagged_listed_restored_by_up_until_launch_pruned_and_copied_never_touching_others(
-        fresh_moto, ec2_view, tmp_path, credentials):
+def region_view(endpoint: str, region: str):
     import boto3
 
+    return boto3.client("ec2", region_name=region, endpoint_url=endpoint,
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+
+
+def tagged_ids(view, environment: str) -> set[str]:
+    found = view.describe_snapshots(Filters=[{"Name": f"tag:{ENVIRONMENT_TAG}", "Values": [environment]}])
+    return {s["SnapshotId"] for s in found["Snapshots"]}
+
+
+def environment_volumes(view, environment: str, hostnames: list[str], names: list[str]) -> None:
+    """Volumes tagged as `up` tags them, without the instances (the snapshots do not need them)."""
+    for hostname in hostnames:
+        for name in names:
+            tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname, VOLUME_TAG: name}
+            view.create_volume(Size=1, AvailabilityZone="us-east-1a", TagSpecifications=[
+                {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])
+
+
+def test_backups_are_tagged_listed_restored_by_up_until_launch_pruned_and_copied_never_touching_others(
+        fresh_moto, ec2_view, tmp_path, credentials):
     spec = load_spec(write_spec(tmp_path, fresh_moto.url, a_snapshot(ec2_view), web_count=1))
     state = tmp_path / "state"
     result, _ = up(spec, state, options=UpOptions(until=Step.LAUNCH))
@@ -135,8 +155,7 @@ def test_backups_are_tagged_listed_restored_by_up_until_launch_pruned_and_copied
 
     # Copied to another region with every tag; copying again finds the copy.
     copy = provider.copy_backup(first, OTHER_REGION)
-    west = boto3.client("ec2", region_name=OTHER_REGION, endpoint_url=fresh_moto.url,
-                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    west = region_view(fresh_moto.url, OTHER_REGION)
     assert snapshot_tags(west, copy) == snapshot_tags(ec2_view, first)
     assert provider.copy_backup(first, OTHER_REGION) == copy
     assert [s["SnapshotId"] for s in west.describe_snapshots(
@@ -145,3 +164,46 @@ def test_backups_are_tagged_listed_restored_by_up_until_launch_pruned_and_copied
         provider.copy_backup(others["other"], OTHER_REGION)
     down(restored_spec, state)
     assert set(others.values()) | {first, second} <= snapshot_ids(ec2_view)
+
+
+def test_lost_answers_and_throttling_cost_retries_never_a_second_snapshot_copy_or_a_wrong_delete(
+        fresh_moto, ec2_view, tmp_path):
+    hostnames, names = ["db01", "db02", "db03", "db04"], ["data", "logs"]
+    environment_volumes(ec2_view, "faulty", hostnames, names)
+    plan = FaultPlan(rate=0.5, seed=11, kinds=(LOST_ANSWER, THROTTLE),
+                     actions=frozenset({"CreateSnapshot", "CopySnapshot", "DeleteSnapshot"}))
+    with running_faulty_proxy(fresh_moto.url, plan) as proxy:
+        provider = ec2_provider(proxy.url, tmp_path, "faulty", retry_max_attempts=12)
+        retries = []
+        provider.pacing.on_retry = retries.append
+        taken = {(h, n): provider.snapshot_volume(h, n, {CREATED_TAG: "1800000000", GOOD_TAG: "true"})
+                 for h in hostnames for n in names}
+        copies = {provider.copy_backup(snapshot_id, OTHER_REGION) for snapshot_id in taken.values()}
+        pruned = [taken[(h, "logs")] for h in hostnames]
+        for snapshot_id in pruned:
+            provider.delete_backup(snapshot_id)
+        lost = {action: proxy.count(action, fault=LOST_ANSWER)
+                for action in ("CreateSnapshot", "CopySnapshot", "DeleteSnapshot")}
+
+    assert all(count >= 1 for count in lost.values()), lost  # each kind of request lost its answer at least once
+    assert len(retries) == proxy.count(fault=LOST_ANSWER) + proxy.count(fault=THROTTLE)
+    assert tagged_ids(ec2_view, "faulty") == set(taken.values()) - set(pruned)
+    west = region_view(fresh_moto.url, OTHER_REGION)
+    assert tagged_ids(west, "faulty") == copies and len(copies) == len(taken)
+    assert {(tags["drbootstrap:hostname"], tags["drbootstrap:volume"]) for tags in
+            (snapshot_tags(west, c) for c in copies)} == set(taken)
+
+
+def test_a_dialect_without_tags_in_create_requests_tags_right_after(fresh_moto, ec2_view, tmp_path):
+    environment_volumes(ec2_view, "untagging", ["db01"], ["data"])
+    provider = ec2_provider(fresh_moto.url, tmp_path, "untagging")
+    provider.snapshot_tags_at_creation = False  # as Eucalyptus's provider
+
+    taken = provider.snapshot_volume("db01", "data", {CREATED_TAG: "1800000000", GOOD_TAG: "true"})
+    copy = provider.copy_backup(taken, OTHER_REGION)
+
+    assert snapshot_tags(ec2_view, taken) == {ENVIRONMENT_TAG: "untagging", HOSTNAME_TAG: "db01",
+                                              VOLUME_TAG: "data", CREATED_TAG: "1800000000", GOOD_TAG: "true",
+                                              "Name": "drb-untagging-db01-data"}
+    assert snapshot_tags(region_view(fresh_moto.url, OTHER_REGION), copy) == snapshot_tags(ec2_view, taken)
+    assert [r.id for r in provider.list_backups("untagging")] == [taken]
