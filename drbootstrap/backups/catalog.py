@@ -3,6 +3,7 @@ catalog survives the loss of this controller. The tag names are shared by every 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,3 +35,51 @@ class BackupRecord:
     location: str = ""             # "local", "ec2:<region>", "bucket:<container>/<prefix>"
     good: bool = True              # False: recorded but not usable (a hook failed, incomplete)
 
+
+def backup_tags(record: BackupRecord) -> dict[str, str]:
+    """The tags a snapshot carries for `record` (the verification tag only once it was restored)."""
+    tags = {
+        ENVIRONMENT_TAG: record.environment,
+        HOSTNAME_TAG: record.hostname,
+        VOLUME_TAG: record.name,
+        CREATED_TAG: str(int(record.created_at)),
+        GOOD_TAG: "true" if record.good else "false",
+    }
+    if record.manifest_digest:
+        tags[MANIFEST_TAG] = record.manifest_digest
+    if record.verified_ok is not None and record.verified_at is not None:
+        tags.update(verified_tags(record.verified_ok, record.verified_at))
+    return tags
+
+
+def verified_tags(ok: bool, at: float) -> dict[str, str]:
+    """The tag a restore leaves on the snapshot it restored from."""
+    return {VERIFIED_TAG: f"{'ok' if ok else 'failed'}:{int(at)}"}
+
+
+def record_from_tags(snapshot_id: str, tags: Mapping[str, str], *, size_bytes: int | None = None,
+                     location: str = "") -> BackupRecord | None:
+    """The record a snapshot's tags describe; None when they do not make it one of ours (a tag is
+    missing or unreadable: never guess what someone else's snapshot is)."""
+    try:
+        environment, hostname, volume = tags[ENVIRONMENT_TAG], tags[HOSTNAME_TAG], tags[VOLUME_TAG]
+        created_at = float(int(tags[CREATED_TAG]))
+    except (KeyError, ValueError):
+        return None
+    if not (environment and hostname and volume):
+        return None
+    verified_at, verified_ok = _parse_verified(tags.get(VERIFIED_TAG, ""))
+    return BackupRecord(id=snapshot_id, kind="snapshot", environment=environment, hostname=hostname, name=volume,
+                        created_at=created_at, size_bytes=size_bytes, manifest_digest=tags.get(MANIFEST_TAG) or None,
+                        verified_at=verified_at, verified_ok=verified_ok, location=location,
+                        good=tags.get(GOOD_TAG, "false") == "true")
+
+
+def _parse_verified(value: str) -> tuple[float | None, bool | None]:
+    outcome, _, at = value.partition(":")
+    if outcome not in ("ok", "failed"):
+        return None, None
+    try:
+        return float(int(at)), outcome == "ok"
+    except ValueError:
+        return None, None

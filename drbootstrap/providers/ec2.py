@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from libcloud.compute.base import Node, NodeDriver
 
-from drbootstrap.backups.catalog import BackupRecord
+from drbootstrap.backups.catalog import VOLUME_TAG, BackupRecord
 from drbootstrap.errors import NotFoundError, ProviderError
 from drbootstrap.providers import ec2_resources as resources
 from drbootstrap.providers import ec2_snapshots as snapshots
@@ -95,8 +95,7 @@ class EC2Provider(Provider):
         if len(volumes) > len(DEVICES):
             raise ProviderError(f"{hostname}: {len(volumes)} volumes, more than the {len(DEVICES)} device names",
                                 hint="give the node fewer volumes")
-        # libcloud's EC2 driver gives every instance its extra["availability"] zone.
-        zone = self.settings.zone or cast(str, node.extra.get("availability"))
+        zone = self._zone(node)
         for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
                                                          snapshot_id=volume.snapshot, device=device,
@@ -109,8 +108,43 @@ class EC2Provider(Provider):
 
     def attach_volumes(self, node: Node, hostname: str, volumes: Sequence[VolumeWanted],
                        node_path: Callable[[str], str]) -> list[str]:
-        """The volumes were made and attached with the instance (provision, at launch)."""
-        return [f"{v.name} attached at {d} at launch (mount {v.mount})" for v, d in zip(volumes, DEVICES, strict=False)]
+        """The volumes were made and attached with the instance (provision, at launch). One missing
+        since (discarded: a restore that failed verification made way for an older backup) is made
+        again from its snapshot, at the device it left free."""
+        driver = self.driver()
+        present = [resources.volume_extra(v).get("tags") or {}
+                   for v in resources.node_volumes(driver, self.environment, hostname, pacing=self.pacing)]
+        used = {tags.get(resources.DEVICE_TAG) for tags in present}
+        done = []
+        for index, volume in enumerate(volumes):
+            device = next((t.get(resources.DEVICE_TAG) for t in present if t.get(VOLUME_TAG) == volume.name), None)
+            if device is None and index < len(DEVICES):  # made before volumes carried their name: by position
+                device = next((t.get(resources.DEVICE_TAG) for t in present
+                               if VOLUME_TAG not in t and t.get(resources.DEVICE_TAG) == DEVICES[index]), None)
+            if device is not None:
+                done.append(f"{volume.name} attached at {device} at launch (mount {volume.mount})")
+                continue
+            device = next((d for d in DEVICES if d not in used), None)
+            if device is None:
+                raise ProviderError(f"{hostname}: no device name left for volume {volume.name}",
+                                    hint="give the node fewer volumes")
+            used.add(device)
+            made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
+                                                         snapshot_id=volume.snapshot, device=device,
+                                                         size_gb=volume.size_gb, zone=self._zone(node),
+                                                         pacing=self.pacing, volume_name=volume.name)
+            done.append(f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
+                        + f" (mount {volume.mount})")
+        return done
+
+    def discard_volume(self, node: Node, hostname: str, volume: str) -> bool:
+        """Detach and delete the node's volume `volume` (a restore that failed verification makes
+        way for an older backup: attach_volumes then makes it again); False when it has none."""
+        return resources.discard_volume(self.driver(), self.environment, hostname, volume, pacing=self.pacing)
+
+    def _zone(self, node: Node) -> str:
+        # libcloud's EC2 driver gives every instance its extra["availability"] zone.
+        return self.settings.zone or cast(str, node.extra.get("availability"))
 
     # ---- backups: snapshots tagged per backups/catalog.py ----------------------------------------
 

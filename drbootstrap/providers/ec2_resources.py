@@ -243,24 +243,53 @@ def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: s
 # ---- volumes -----------------------------------------------------------------------------------
 
 
+# A volume in these states is on its way out: it neither counts as made nor can be attached.
+GOING = ("deleting", "deleted")
+
+
 def environment_volumes(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing) -> list[StorageVolume]:
     volumes = pacing.call(driver, "list volumes",
                           lambda: driver.list_volumes(ex_filters={f"tag:{ENVIRONMENT_TAG}": environment}))
-    return [v for v in volumes if (v.extra.get("tags") or {}).get(ENVIRONMENT_TAG) == environment]
+    return [v for v in volumes if (v.extra.get("tags") or {}).get(ENVIRONMENT_TAG) == environment
+            and v.extra.get("state") not in GOING]
+
+
+def node_volumes(driver: BaseEC2NodeDriver, environment: str, hostname: str, *, pacing: Pacing) -> list[StorageVolume]:
+    """The live volumes `up` made for `hostname`, in id order."""
+    tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}
+    found = pacing.call(driver, f"list volumes of {hostname}", lambda: driver.list_volumes(
+        ex_filters={f"tag:{key}": value for key, value in tags.items()}))
+    return sorted((v for v in found if all((volume_extra(v).get("tags") or {}).get(k) == value
+                                           for k, value in tags.items()) and volume_extra(v).get("state") not in GOING),
+                  key=lambda v: str(v.id))
 
 
 def node_volume(driver: BaseEC2NodeDriver, environment: str, hostname: str, volume: str, *,
                 pacing: Pacing) -> StorageVolume | None:
     """The volume `up` made for `hostname` as the spec's `volume` (its drbootstrap:volume tag), or
     at device `volume` (/dev/sdf: a volume made before that tag existed)."""
-    tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}
-    found = pacing.call(driver, f"find volume {volume} of {hostname}", lambda: driver.list_volumes(
-        ex_filters={f"tag:{key}": value for key, value in tags.items()}))
-    for candidate in sorted(found, key=lambda v: str(v.id)):
-        have = volume_extra(candidate).get("tags") or {}
-        if all(have.get(k) == v for k, v in tags.items()) and volume in (have.get(VOLUME_TAG), have.get(DEVICE_TAG)):
-            return candidate
-    return None
+    return next((v for v in node_volumes(driver, environment, hostname, pacing=pacing)
+                 if volume in ((volume_extra(v).get("tags") or {}).get(VOLUME_TAG),
+                               (volume_extra(v).get("tags") or {}).get(DEVICE_TAG))), None)
+
+
+def discard_volume(driver: BaseEC2NodeDriver, environment: str, hostname: str, volume: str, *,
+                   pacing: Pacing) -> bool:
+    """Detach and delete `hostname`'s volume `volume` (a restore that failed verification makes way
+    for an older backup); False when it has none. The delete waits out the detach, so the device
+    is free when this returns."""
+    found = node_volume(driver, environment, hostname, volume, pacing=pacing)
+    if found is None:
+        return False
+    instance_id = volume_extra(found).get("instance_id")
+    if instance_id:
+        # The instance named, as the API allows (and moto requires); forced: the data is being discarded.
+        params = {"Action": "DetachVolume", "VolumeId": str(found.id), "InstanceId": str(instance_id), "Force": "true"}
+        pacing.call(driver, f"detach {found.id}", functools.partial(ec2_request, driver, params),
+                    transient_codes=NOT_YET)
+    pacing.call(driver, f"delete {found.id}", functools.partial(driver.destroy_volume, found),
+                transient_codes=NOT_YET)
+    return True
 
 
 def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,

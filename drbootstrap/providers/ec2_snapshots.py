@@ -10,6 +10,7 @@ Every request goes through the provider's Pacing (bucket, retries, secret-free e
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,12 +20,10 @@ from libcloud.compute.base import VolumeSnapshot
 from drbootstrap.backups.catalog import (
     CREATED_TAG,
     ENVIRONMENT_TAG,
-    GOOD_TAG,
     HOSTNAME_TAG,
-    MANIFEST_TAG,
-    VERIFIED_TAG,
     VOLUME_TAG,
     BackupRecord,
+    record_from_tags,
 )
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.ec2_resources import _unless_refused, create_tags, ec2_request, tag_specification
@@ -97,36 +96,13 @@ def backup_tags_for(environment: str, hostname: str, volume: str, tags: Mapping[
 
 
 def record_from_snapshot(snapshot: VolumeSnapshot, location: str) -> BackupRecord | None:
-    """The record a snapshot's tags describe; None when they do not make it a backup (a tag is
-    missing or unreadable: never guess what someone else's snapshot is). A snapshot the cloud
-    reports as failed is recorded, not good."""
-    tags = snapshot_tags(snapshot)
-    try:
-        environment, hostname, volume = tags[ENVIRONMENT_TAG], tags[HOSTNAME_TAG], tags[VOLUME_TAG]
-        created_at = float(int(tags[CREATED_TAG]))
-    except (KeyError, ValueError):
-        return None
-    if not (environment and hostname and volume):
-        return None
-    verified_at, verified_ok = parse_verified(tags.get(VERIFIED_TAG, ""))
-    failed = (snapshot.extra or {}).get("state") == "error"
-    return BackupRecord(id=str(snapshot.id), kind="snapshot", environment=environment, hostname=hostname,
-                        name=volume, created_at=created_at,
-                        size_bytes=int(snapshot.size) * GIB if snapshot.size is not None else None,
-                        manifest_digest=tags.get(MANIFEST_TAG) or None, verified_at=verified_at,
-                        verified_ok=verified_ok, location=location,
-                        good=tags.get(GOOD_TAG, "false") == "true" and not failed)
-
-
-def parse_verified(value: str) -> tuple[float | None, bool | None]:
-    """"ok:<epoch>" / "failed:<epoch>" -> (when, whether); anything else: never verified."""
-    outcome, _, at = value.partition(":")
-    if outcome not in ("ok", "failed"):
-        return None, None
-    try:
-        return float(int(at)), outcome == "ok"
-    except ValueError:
-        return None, None
+    """The record a snapshot's tags describe (catalog.record_from_tags: None when they do not make
+    it a backup); a snapshot the cloud reports as failed is recorded, not good."""
+    size = int(snapshot.size) * GIB if snapshot.size is not None else None
+    record = record_from_tags(str(snapshot.id), snapshot_tags(snapshot), size_bytes=size, location=location)
+    if record is not None and (snapshot.extra or {}).get("state") == "error":
+        return dataclasses.replace(record, good=False)
+    return record
 
 
 def _created_id(body: Any, operation: str) -> str:

@@ -21,7 +21,7 @@ from drbootstrap.backups.catalog import (
     VOLUME_TAG,
 )
 from drbootstrap.errors import NotFoundError, ProviderError
-from drbootstrap.providers.base import EnvironmentScope
+from drbootstrap.providers.base import EnvironmentScope, VolumeWanted
 from drbootstrap.providers.ec2 import EC2Provider, EucalyptusProvider
 from drbootstrap.providers.ec2_resources import DEVICE_TAG
 from drbootstrap.providers.ec2_snapshots import backup_tags_for, record_from_snapshot
@@ -202,3 +202,15 @@ def test_eucalyptus_has_no_region_to_copy_to():
 
     with pytest.raises(ProviderError, match="no other region"):
         provider(driver, EucalyptusProvider).copy_backup("snap-9", "us-west-2")
+
+
+def test_a_volume_made_before_volumes_carried_their_name_is_found_by_its_device_not_made_again():
+    driver = FakeEC2()
+    del driver.volume.extra["tags"][VOLUME_TAG]
+    node = SimpleNamespace(id="i-1", extra={"availability": "us-east-1a"})
+
+    done = provider(driver).attach_volumes(node, "db01", [VolumeWanted("data", "/srv/db", 8)], lambda p: p)
+
+    assert done == ["data attached at /dev/sdf at launch (mount /srv/db)"]
+    assert driver.requests == []  # listing volumes is list_volumes; nothing was created
+    assert provider(driver).snapshot_volume("db01", "/dev/sdf", {GOOD_TAG: "true"}) in driver.snapshots

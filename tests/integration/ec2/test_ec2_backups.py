@@ -22,6 +22,7 @@ from drbootstrap.executor import UpOptions, down, up
 from drbootstrap.executor.build import provider_for
 from drbootstrap.journal import Step
 from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.providers.base import VolumeWanted
 from drbootstrap.spec import load_spec
 from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY, ec2_provider
 from tests.integration.ec2.test_up_ec2 import ENV, a_snapshot, tags_of, write_spec
@@ -139,6 +140,24 @@ def test_backups_are_tagged_listed_restored_by_up_until_launch_pruned_and_copied
     assert restored["data"]["SnapshotId"] == first and restored["data"]["Size"] == 8
     assert restored["data"]["Attachments"][0]["Device"] == "/dev/sdf"
     assert not restored["scratch"].get("SnapshotId")
+
+    # A restore that fails verification makes way for an older backup: the volume discarded, then
+    # made again from the other backup at the device it left free; the other volume untouched.
+    db01 = provider.find("db01")
+    assert provider.discard_volume(db01, "db01", "data") and not provider.discard_volume(db01, "db01", "data")
+    [line] = provider.attach_volumes(db01, "db01", [VolumeWanted("data", "/srv/db", 8, second)], lambda p: p)
+    assert line.endswith(f"at /dev/sdf from {second} (mount /srv/db)")
+    remade = {tags_of(v)[VOLUME_TAG]: v for v in ec2_view.describe_volumes()["Volumes"]
+              if tags_of(v).get(ENVIRONMENT_TAG) == ENV}
+    assert remade["data"]["SnapshotId"] == second and remade["data"]["VolumeId"] != restored["data"]["VolumeId"]
+    assert remade["data"]["Attachments"][0]["Device"] == "/dev/sdf"
+    assert remade["data"]["Attachments"][0]["InstanceId"] == db01.id
+    assert remade["scratch"]["VolumeId"] == restored["scratch"]["VolumeId"]
+    assert provider.attach_volumes(db01, "db01", [VolumeWanted("data", "/srv/db", 8, first),
+                                                  VolumeWanted("scratch", "/srv/scratch", 2)], lambda p: p) == [
+        "data attached at /dev/sdf at launch (mount /srv/db)",
+        "scratch attached at /dev/sdg at launch (mount /srv/scratch)"]
+    assert len([v for v in ec2_view.describe_volumes()["Volumes"] if tags_of(v).get(ENVIRONMENT_TAG) == ENV]) == 2
 
     # Pruning deletes exactly what is asked, and refuses what is not the environment's.
     provider.delete_backup(scratch)
