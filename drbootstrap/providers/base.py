@@ -262,6 +262,11 @@ class Provider(ABC):
         """Delete one snapshot; refuses one not tagged with this provider's environment."""
         raise self._no_backups("delete backups")
 
+    def copy_backup(self, snapshot_id: str, to_region: str) -> str:
+        """Copy one of the environment's snapshots to `to_region` with its tags (for failover); the
+        copy's id there. Copying again finds the copy already made."""
+        raise self._no_backups("copy backups to another region")
+
     def _no_backups(self, what: str) -> Exception:
         from drbootstrap.errors import ProviderError
 

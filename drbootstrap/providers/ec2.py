@@ -1,16 +1,21 @@
 """The EC2 family (EC2 itself, and Eucalyptus, which speaks its API): nodes filtered by tag at the
 cloud, the environment's key pair and security group made before the master, the master's elastic
-address and every node's volumes from snapshots at launch, and a teardown of all of it."""
+address and every node's volumes from snapshots at launch, a teardown of all of it (never of the
+backups), and the backups: tagged snapshots of the volumes, listed, tagged, pruned, copied to
+another region (ec2_snapshots.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from libcloud.compute.base import Node, NodeDriver
 
-from drbootstrap.errors import ProviderError
+from drbootstrap.backups.catalog import VOLUME_TAG, BackupRecord
+from drbootstrap.errors import NotFoundError, ProviderError
 from drbootstrap.providers import ec2_resources as resources
+from drbootstrap.providers import ec2_snapshots as snapshots
 from drbootstrap.providers.base import NodeAddresses, Provider, Teardown, VolumeWanted
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG
 from drbootstrap.providers.operator_key import RSA, load_or_create_operator_key
@@ -27,6 +32,8 @@ class EC2Provider(Provider):
     # EC2's documented RunInstances bucket: 1000 tokens, refilled at 2 per second.
     default_rate = RateSettings(per_second=2, burst=1000)
     default_max_parallel = 50  # in flight; the bucket, not this, keeps the request rate
+    # CreateSnapshot and CopySnapshot take TagSpecification (else: CreateTags right after).
+    snapshot_tags_at_creation: ClassVar[bool] = True
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
@@ -88,12 +95,12 @@ class EC2Provider(Provider):
         if len(volumes) > len(DEVICES):
             raise ProviderError(f"{hostname}: {len(volumes)} volumes, more than the {len(DEVICES)} device names",
                                 hint="give the node fewer volumes")
-        # libcloud's EC2 driver gives every instance its extra["availability"] zone.
-        zone = self.settings.zone or cast(str, node.extra.get("availability"))
+        zone = self._zone(node)
         for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
                                                          snapshot_id=volume.snapshot, device=device,
-                                                         size_gb=volume.size_gb, zone=zone, pacing=self.pacing)
+                                                         size_gb=volume.size_gb, zone=zone, pacing=self.pacing,
+                                                         volume_name=volume.name)
             done.append(
                 f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
             )
@@ -101,8 +108,128 @@ class EC2Provider(Provider):
 
     def attach_volumes(self, node: Node, hostname: str, volumes: Sequence[VolumeWanted],
                        node_path: Callable[[str], str]) -> list[str]:
-        """The volumes were made and attached with the instance (provision, at launch)."""
-        return [f"{v.name} attached at {d} at launch (mount {v.mount})" for v, d in zip(volumes, DEVICES, strict=False)]
+        """The volumes were made and attached with the instance (provision, at launch). One missing
+        since (discarded: a restore that failed verification made way for an older backup) is made
+        again from its snapshot, at the device it left free."""
+        driver = self.driver()
+        present = [resources.volume_extra(v).get("tags") or {}
+                   for v in resources.node_volumes(driver, self.environment, hostname, pacing=self.pacing)]
+        used = {tags.get(resources.DEVICE_TAG) for tags in present}
+        done = []
+        for index, volume in enumerate(volumes):
+            device = next((t.get(resources.DEVICE_TAG) for t in present if t.get(VOLUME_TAG) == volume.name), None)
+            if device is None and index < len(DEVICES):  # made before volumes carried their name: by position
+                device = next((t.get(resources.DEVICE_TAG) for t in present
+                               if VOLUME_TAG not in t and t.get(resources.DEVICE_TAG) == DEVICES[index]), None)
+            if device is not None:
+                done.append(f"{volume.name} attached at {device} at launch (mount {volume.mount})")
+                continue
+            device = next((d for d in DEVICES if d not in used), None)
+            if device is None:
+                raise ProviderError(f"{hostname}: no device name left for volume {volume.name}",
+                                    hint="give the node fewer volumes")
+            used.add(device)
+            made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
+                                                         snapshot_id=volume.snapshot, device=device,
+                                                         size_gb=volume.size_gb, zone=self._zone(node),
+                                                         pacing=self.pacing, volume_name=volume.name)
+            done.append(f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
+                        + f" (mount {volume.mount})")
+        return done
+
+    def discard_volume(self, node: Node, hostname: str, volume: str) -> bool:
+        """Detach and delete the node's volume `volume` (a restore that failed verification makes
+        way for an older backup: attach_volumes then makes it again); False when it has none."""
+        return resources.discard_volume(self.driver(), self.environment, hostname, volume, pacing=self.pacing)
+
+    def _zone(self, node: Node) -> str:
+        # libcloud's EC2 driver gives every instance its extra["availability"] zone.
+        return self.settings.zone or cast(str, node.extra.get("availability"))
+
+    # ---- backups: snapshots tagged per backups/catalog.py ----------------------------------------
+
+    @property
+    def backup_location(self) -> str:
+        """Where this provider's snapshots live, as a BackupRecord's location."""
+        return f"ec2:{self.driver().region_name}"
+
+    def snapshot_volume(self, hostname: str, volume: str, tags: Mapping[str, str]) -> str:
+        """Snapshot the volume `up` made for `hostname` as `volume` (found by its tags), tagged by
+        the CreateSnapshot request itself; the snapshot id."""
+        driver = self.driver()
+        found = resources.node_volume(driver, self.environment, hostname, volume, pacing=self.pacing)
+        if found is None:
+            raise NotFoundError(f"{hostname} has no volume {volume!r} in environment {self.environment} "
+                                f"at {self.backup_location}",
+                                hint="run `drbootstrap up` for the environment first, or check the volume's name")
+        wanted = snapshots.backup_tags_for(self.environment, hostname, volume, tags)
+        return snapshots.create_snapshot(driver, str(found.id), wanted, pacing=self.pacing,
+                                         tags_at_creation=self.snapshot_tags_at_creation)
+
+    def list_backups(self, environment: str) -> list[BackupRecord]:
+        """Every snapshot of this account tagged as `environment`'s backup, oldest first."""
+        found = snapshots.tagged_snapshots(self.driver(), {snapshots.ENVIRONMENT_TAG: environment},
+                                           pacing=self.pacing, operation=f"list backups of {environment}")
+        location = self.backup_location
+        records = [r for r in (snapshots.record_from_snapshot(s, location) for s in found)
+                   if r is not None and r.environment == environment]
+        return sorted(records, key=lambda r: (r.created_at, r.id))
+
+    def tag_backup(self, snapshot_id: str, tags: Mapping[str, str]) -> None:
+        """Add or replace tags on a backup (a snapshot tagged with an environment: a drill records
+        its verification on the production backups it restored). What makes the snapshot the
+        backup it is (environment, node, volume, time) is never changed."""
+        snapshot = self._backup(snapshot_id, "tag", own_only=False)
+        have = snapshots.snapshot_tags(snapshot)
+        for key in snapshots.IDENTITY_TAGS:
+            if key in tags and tags[key] != have.get(key):
+                raise ProviderError(f"backup {snapshot_id}: refused to change its {key} tag",
+                                    hint="a backup's environment, node, volume and time stay as taken")
+        driver = self.driver()
+        self.call(f"tag backup {snapshot_id}", lambda: resources.create_tags(driver, snapshot_id, dict(tags)))
+
+    def delete_backup(self, snapshot_id: str) -> None:
+        """Delete one of this environment's backups; any other snapshot is refused."""
+        self._backup(snapshot_id, "delete", own_only=True)
+        snapshots.delete_snapshot(self.driver(), snapshot_id, pacing=self.pacing)
+
+    def copy_backup(self, snapshot_id: str, to_region: str) -> str:
+        """Copy one of this environment's backups to `to_region` with its tags; the copy's id there
+        (the copy an earlier call made, if there is one)."""
+        snapshot = self._backup(snapshot_id, "copy", own_only=True)
+        destination = self.driver_for_region(to_region)
+        return snapshots.copy_snapshot(destination, snapshot_id, self.driver().region_name,
+                                       snapshots.snapshot_tags(snapshot), pacing=self.pacing,
+                                       tags_at_creation=self.snapshot_tags_at_creation)
+
+    def driver_for_region(self, region: str) -> BaseEC2NodeDriver:
+        """A driver like this provider's for another region (at the same endpoint, if the spec names one)."""
+        from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
+        from drbootstrap.providers.ec2_driver import build_ec2_driver
+
+        settings = dataclasses.replace(self.settings, region=region)
+        family = driver_class_override(settings, EC2NodeDriver) or EC2NodeDriver
+        return cast("BaseEC2NodeDriver", build_ec2_driver(settings, driver_class=family))
+
+    def _backup(self, snapshot_id: str, action: str, *, own_only: bool) -> Any:
+        """The snapshot, after checking it is a backup this provider may `action`."""
+        snapshot = snapshots.find_snapshot(self.driver(), snapshot_id, pacing=self.pacing)
+        if snapshot is None:
+            raise NotFoundError(f"backup {snapshot_id} not found at {self.backup_location}",
+                                hint="`drbootstrap backups` lists the environment's backups")
+        owner = snapshots.snapshot_tags(snapshot).get(snapshots.ENVIRONMENT_TAG)
+        if not owner:
+            reason = f"no {snapshots.ENVIRONMENT_TAG} tag"
+        elif own_only and owner != self.environment:
+            reason = f"tagged as environment {owner}'s"
+        elif snapshots.record_from_snapshot(snapshot, self.backup_location) is None:
+            reason = "its backup tags are incomplete"
+        else:
+            return snapshot
+        raise ProviderError(f"refused to {action} snapshot {snapshot_id}: not a backup of environment "
+                            f"{self.environment} ({reason})",
+                            hint="drbootstrap only acts on the environment's own tagged backups")
 
     def describe_resources(self) -> list[str]:
         """One line per per-environment resource the cloud holds: key pair, group, addresses, volumes."""
@@ -134,6 +261,8 @@ class EC2Provider(Provider):
 class EucalyptusProvider(EC2Provider):
     default_rate = RateSettings(per_second=5, burst=50)
     default_max_parallel = 8
+    # Eucalyptus's EC2 API predates tags in create requests.
+    snapshot_tags_at_creation = False
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EucNodeDriver
@@ -142,3 +271,11 @@ class EucalyptusProvider(EC2Provider):
 
         family = driver_class_override(self.settings, EucNodeDriver) or EucNodeDriver
         return build_eucalyptus_driver(self.settings, driver_class=family)
+
+    @property
+    def backup_location(self) -> str:
+        return f"ec2:{self.settings.endpoint or 'eucalyptus'}"
+
+    def driver_for_region(self, region: str) -> BaseEC2NodeDriver:
+        raise ProviderError(f"provider {self.settings.name}: a Eucalyptus cloud has no other region to copy to",
+                            hint="copy backups between regions on EC2")

@@ -1,4 +1,5 @@
-"""The EC2 family's per-environment resources: key pair, security group, elastic addresses, volumes.
+"""The EC2 family's per-environment resources: key pair, security group, elastic addresses, volumes
+(their snapshots, the backups, are ec2_snapshots.py's).
 
 Every call that creates something is ONE request that tags what it creates (TagSpecification), and
 a create that may have reached the cloud is looked up by its tags or name before it is repeated: a
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from libcloud.compute.base import Node, StorageVolume
 
+from drbootstrap.backups.catalog import VOLUME_TAG
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_id
 from drbootstrap.providers.pacing import Pacing
@@ -53,6 +55,15 @@ def tag_specification(resource_type: str, tags: Mapping[str, str]) -> dict[str, 
         params[f"TagSpecification.1.Tag.{index}.Key"] = key
         params[f"TagSpecification.1.Tag.{index}.Value"] = value
     return params
+
+
+def create_tags(driver: BaseEC2NodeDriver, resource_id: str, tags: Mapping[str, str]) -> None:
+    """CreateTags on one resource, numbered from 1 as the EC2 API documents (libcloud's from 0)."""
+    params = {"Action": "CreateTags", "ResourceId.1": resource_id}
+    for index, (key, value) in enumerate(tags.items(), start=1):
+        params[f"Tag.{index}.Key"] = key
+        params[f"Tag.{index}.Value"] = value
+    ec2_request(driver, params)
 
 
 def _unless_refused(lookup: Any) -> Any:
@@ -232,19 +243,64 @@ def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: s
 # ---- volumes -----------------------------------------------------------------------------------
 
 
+# A volume in these states is on its way out: it neither counts as made nor can be attached.
+GOING = ("deleting", "deleted")
+
+
 def environment_volumes(driver: BaseEC2NodeDriver, environment: str, *, pacing: Pacing) -> list[StorageVolume]:
     volumes = pacing.call(driver, "list volumes",
                           lambda: driver.list_volumes(ex_filters={f"tag:{ENVIRONMENT_TAG}": environment}))
-    return [v for v in volumes if (v.extra.get("tags") or {}).get(ENVIRONMENT_TAG) == environment]
+    return [v for v in volumes if (v.extra.get("tags") or {}).get(ENVIRONMENT_TAG) == environment
+            and v.extra.get("state") not in GOING]
+
+
+def node_volumes(driver: BaseEC2NodeDriver, environment: str, hostname: str, *, pacing: Pacing) -> list[StorageVolume]:
+    """The live volumes `up` made for `hostname`, in id order."""
+    tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}
+    found = pacing.call(driver, f"list volumes of {hostname}", lambda: driver.list_volumes(
+        ex_filters={f"tag:{key}": value for key, value in tags.items()}))
+    return sorted((v for v in found if all((volume_extra(v).get("tags") or {}).get(k) == value
+                                           for k, value in tags.items()) and volume_extra(v).get("state") not in GOING),
+                  key=lambda v: str(v.id))
+
+
+def node_volume(driver: BaseEC2NodeDriver, environment: str, hostname: str, volume: str, *,
+                pacing: Pacing) -> StorageVolume | None:
+    """The volume `up` made for `hostname` as the spec's `volume` (its drbootstrap:volume tag), or
+    at device `volume` (/dev/sdf: a volume made before that tag existed)."""
+    return next((v for v in node_volumes(driver, environment, hostname, pacing=pacing)
+                 if volume in ((volume_extra(v).get("tags") or {}).get(VOLUME_TAG),
+                               (volume_extra(v).get("tags") or {}).get(DEVICE_TAG))), None)
+
+
+def discard_volume(driver: BaseEC2NodeDriver, environment: str, hostname: str, volume: str, *,
+                   pacing: Pacing) -> bool:
+    """Detach and delete `hostname`'s volume `volume` (a restore that failed verification makes way
+    for an older backup); False when it has none. The delete waits out the detach, so the device
+    is free when this returns."""
+    found = node_volume(driver, environment, hostname, volume, pacing=pacing)
+    if found is None:
+        return False
+    instance_id = volume_extra(found).get("instance_id")
+    if instance_id:
+        # The instance named, as the API allows (and moto requires); forced: the data is being discarded.
+        params = {"Action": "DetachVolume", "VolumeId": str(found.id), "InstanceId": str(instance_id), "Force": "true"}
+        pacing.call(driver, f"detach {found.id}", functools.partial(ec2_request, driver, params),
+                    transient_codes=NOT_YET)
+    pacing.call(driver, f"delete {found.id}", functools.partial(driver.destroy_volume, found),
+                transient_codes=NOT_YET)
+    return True
 
 
 def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
                                 snapshot_id: str | None, device: str, size_gb: int, zone: str,
-                                pacing: Pacing) -> StorageVolume:
+                                pacing: Pacing, volume_name: str | None = None) -> StorageVolume:
     """A volume made from `snapshot_id` (None: an empty one) in `zone`, tagged at creation for the
-    node's hostname and device, attached at `device`."""
+    node's hostname, device and spec volume name (what `backup` finds it by), attached at `device`."""
     tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname, DEVICE_TAG: device,
             "Name": f"{hostname}-{device.rsplit('/', 1)[-1]}"}
+    if volume_name:
+        tags[VOLUME_TAG] = volume_name
 
     def mine() -> StorageVolume | None:
         return next((v for v in environment_volumes(driver, environment, pacing=pacing)
@@ -261,10 +317,16 @@ def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environme
                               lambda: ec2_request(driver, params), before_retry=_unless_refused(mine))
         volume = created if isinstance(created, StorageVolume) else driver._to_volume(created, name=tags["Name"])
         volume_extra(volume)["tags"] = dict(tags)
+    elif volume_name and (volume_extra(volume).get("tags") or {}).get(VOLUME_TAG) != volume_name:
+        # Made before volumes carried their spec name: named now, so that `backup` finds it.
+        made = volume
+        pacing.call(driver, f"tag volume {made.id} as {volume_name}",
+                    lambda: create_tags(driver, str(made.id), {VOLUME_TAG: volume_name}))
     if volume_extra(volume).get("instance_id") != node.id:
         pacing.call(driver, f"attach volume {volume.id} to {hostname}",
                     lambda: driver.attach_volume(node, volume, device), transient_codes=NOT_YET)
     return volume
+
 
 
 # ---- teardown ----------------------------------------------------------------------------------

@@ -55,6 +55,13 @@ def fresh_moto(moto):
 
 
 @pytest.fixture
+def credentials(monkeypatch):
+    """The references moto_env.yaml's credentials name, set for the test."""
+    monkeypatch.setenv("DRB_TEST_EC2_KEY", ACCESS_KEY)
+    monkeypatch.setenv("DRB_TEST_EC2_SECRET", SECRET_KEY)
+
+
+@pytest.fixture
 def ec2_view(fresh_moto):
     """boto3 straight at moto: an independent look at what the cloud holds, not through our layer."""
     boto3 = pytest.importorskip("boto3")

@@ -97,7 +97,7 @@ def test_an_environment_leaves_exactly_its_instances_tags_group_key_address_and_
     restored = volumes[built["volume_id"]]
     assert {t["Key"]: t["Value"] for t in restored["Tags"]} == {
         "drbootstrap:environment": ENV, "drbootstrap:hostname": "db01", "drbootstrap:device": "/dev/sdf",
-        "Name": "db01-sdf"}  # tagged by the create itself
+        "drbootstrap:volume": "data", "Name": "db01-sdf"}  # tagged by the create itself
     assert restored["SnapshotId"] == built["snapshot"]
     assert restored["Attachments"][0]["InstanceId"] == by_host["db01"]["InstanceId"]
     assert restored["Attachments"][0]["Device"] == "/dev/sdf"

@@ -15,7 +15,6 @@ from drbootstrap.journal import Journal, Step
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.providers.throttle import TokenBucket
 from drbootstrap.spec import load_spec
-from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.ec2.test_ec2_environment import live_instances
 from tests.support.faulty_proxy import (
     THROTTLE,
@@ -33,12 +32,6 @@ GROUP = f"drb-{ENV}"
 OPERATOR = "192.0.2.10/32"
 SERVICES = {("tcp", 53), ("udp", 53), ("tcp", 61613), ("tcp", 61614), ("tcp", 8140)}
 TRANSIT_TOLERANCE = 0.05  # loopback transit between taking a token and the proxy reading the request
-
-
-@pytest.fixture
-def credentials(monkeypatch):
-    monkeypatch.setenv("DRB_TEST_EC2_KEY", ACCESS_KEY)
-    monkeypatch.setenv("DRB_TEST_EC2_SECRET", SECRET_KEY)
 
 
 def write_spec(tmp_path: Path, endpoint: str, snapshot: str, *, web_count: int = 3, rate: float = 50,
