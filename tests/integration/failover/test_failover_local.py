@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -67,6 +68,7 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
 
         with DnsWatch(bind) as watch:
             killed_events = _kill_after_switch(env, "failover", str(env.spec_file), "--to", "b")
+            time.sleep(1.0)  # the watch sees the answer the killed run left
         checks_done = [e["at"] for e in killed_events
                        if e.get("node") == "app01" and e.get("step") == "checks" and e.get("state") == "done"]
         assert checks_done, "\n".join(f"{e.get('node')} {e.get('step')} {e.get('state')}: {e.get('detail')}"
