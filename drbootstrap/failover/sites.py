@@ -37,12 +37,12 @@ def sites_of(spec: EnvironmentSpec) -> dict[str, Site]:
     return found
 
 
-def site_named(spec: EnvironmentSpec, name: str) -> Site:
+def site_named(spec: EnvironmentSpec, name: str, option: str = "--to") -> Site:
     """The site called `name`, or UnknownSite naming the ones there are."""
     sites = sites_of(spec)
     if name not in sites:
         where = f" in {spec.source_path}" if spec.source_path else ""
-        raise UnknownSite(f"--to {name}: no site of that name{where}",
+        raise UnknownSite(f"{option} {name}: no site of that name{where}",
                           hint=f"use one of: {', '.join(sites)} (add it under `sites:` first)")
     return sites[name]
 
@@ -64,3 +64,10 @@ def provider_at(spec: EnvironmentSpec, state_dir: Path, site: Site,
     from drbootstrap.executor.build import provider_for
 
     return provider_for(spec_at(spec, site), paths_at(spec, state_dir, site), emit)
+
+
+def at_site(spec: EnvironmentSpec, state_dir: Path, site_name: str | None) -> tuple[EnvironmentSpec, EnvironmentPaths]:
+    """`up`, `status` and `down --site SITE`: the spec with that site's provider and the site's files
+    (the primary's when `site_name` is None)."""
+    site = site_named(spec, site_name or PRIMARY_SITE, "--site")
+    return spec_at(spec, site), paths_at(spec, state_dir, site)

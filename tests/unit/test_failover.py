@@ -86,6 +86,13 @@ class FakeProvider:
     def stop_node(self, node: FakeNode) -> None:
         node.state = NodeState.STOPPED
 
+    def destroy_environment(self, owned_ids: frozenset[str] = frozenset()):
+        from drbootstrap.providers.base import Teardown
+
+        destroyed = sorted(self.nodes_by_name)
+        self.nodes_by_name.clear()
+        return Teardown(destroyed=destroyed)
+
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -240,3 +247,27 @@ def test_sites_name_the_primary_and_each_site_has_its_own_files_and_cloud_name(w
     assert (paths.cloud_environment, paths.at_site("b").cloud_environment) == ("shop", "shop.b")
     public = public_dns.public_dns_from_spec(spec)
     assert SECRET not in repr(public)
+
+
+def test_fence_destroy_destroys_the_old_site_and_a_failback_rebuilds_a_stopped_site(world):
+    result = run_switch(world.load(fence="destroy"), world.state, "b")
+    assert result.switch.fence.detail == "destroyed app01, controller"
+    assert world.sites["primary"].nodes_by_name == {}
+    back = run_switch(world.load(), world.state, "primary", command="failback")
+    assert world.ups == ["b", "primary"] and back.switch.command == "failback"
+    assert world.zone.values["www.shop.test."] == ("192.0.2.10",) and world.zone.updates == 2
+    assert {n.state for n in world.sites["b"].nodes_by_name.values()} == {NodeState.STOPPED}
+    again = run_switch(world.load(), world.state, "b")
+    assert world.ups == ["b", "primary", "b"] and again.switch.fence.state == "fenced"
+    assert world.zone.updates == 3  # b, whose stopped nodes were rebuilt, is active again
+
+
+def test_up_status_and_down_take_a_site(world):
+    from drbootstrap.failover.sites import at_site
+
+    spec = world.load()
+    at_b, paths = at_site(spec, world.state, "b")
+    assert paths.site == "b" and str(at_b.provider.network) == "10.214.0.0/24"
+    assert at_site(spec, world.state, None)[1].site == "primary"
+    with pytest.raises(UnknownSite, match="--site c: no site of that name"):
+        at_site(spec, world.state, "c")

@@ -108,6 +108,11 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         assert refused.stderr.count("\n") == 1 and "public DNS not switched" in refused.stderr
         assert www(bind) == [PRIMARY_TARGET] and serial(bind) == serial_before + 2
 
+        gone = env.cli("down", str(env.spec_file), "--site", "b", "--yes")
+        assert gone.returncode == 0 and "destroyed 2 node(s)" in gone.stdout, gone.stdout + gone.stderr
+        assert site_node_states(env, "fo.b", network_b) == {}
+        assert set(site_node_states(env, "fo", env.network).values()) == {"running"}
+
         secret = KnownSecret("the TSIG key", bind.key.secret)
         assert scan_for_secrets([secret], env.home / "state") == []
         for name in ("failover.json", "failover-report.json", "failover-report.md"):
