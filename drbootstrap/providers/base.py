@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from libcloud.compute.base import Node, NodeDriver, NodeLocation
 
+from drbootstrap.backups.catalog import BackupRecord
 from drbootstrap.providers.nodes import (
     ENVIRONMENT_TAG,
     HOSTNAME_TAG,
@@ -246,6 +247,38 @@ class Provider(ABC):
         from drbootstrap.providers.volumes import attach_named_volumes
 
         return attach_named_volumes(self, node, hostname, volumes, node_path)
+
+    # ---- backups: snapshots tagged per drbootstrap/backups/catalog.py ----------------------------
+
+    def snapshot_volume(self, hostname: str, volume: str, tags: Mapping[str, str]) -> str:
+        """Snapshot the environment's volume `volume` of `hostname` (as `up` made it), tagged with
+        `tags` at creation; the snapshot id."""
+        raise self._no_backups("snapshot volumes")
+
+    def list_backups(self, environment: str) -> list[BackupRecord]:
+        """Every snapshot tagged as `environment`'s, as records (from the tags only)."""
+        raise self._no_backups("list backups")
+
+    def tag_backup(self, snapshot_id: str, tags: Mapping[str, str]) -> None:
+        """Add or replace tags on one of the environment's snapshots (verification results)."""
+        raise self._no_backups("tag backups")
+
+    def delete_backup(self, snapshot_id: str) -> None:
+        """Delete one snapshot; refuses one not tagged with this provider's environment."""
+        raise self._no_backups("delete backups")
+
+    def _no_backups(self, what: str) -> Exception:
+        from drbootstrap.errors import ProviderError
+
+        return ProviderError(f"the {self.driver().name} driver cannot {what}",
+                             hint="backups need a provider whose driver has volume snapshots with tags")
+
+    def discard_volume(self, node: Node, hostname: str, volume: str) -> bool:
+        """Detach and destroy the node's volume `volume` (a restore that failed verification makes
+        way for an older backup); False when it has none."""
+        from drbootstrap.providers.volumes import discard_named_volume
+
+        return discard_named_volume(self, hostname, volume)
 
     # ---- status and teardown ----------------------------------------------------------------
 
