@@ -127,7 +127,9 @@ def _bring_up_and_verify(spec: EnvironmentSpec, state_dir: Path, target: Site, c
     _rebuild_if_fenced(spec, state_dir, target, emit)
     options = up_options or UpOptions()
     options.redo = frozenset(options.redo | {Step.CHECKS})
-    options = restore_newest_backups(spec, state_dir, target, options)
+    # Data: `up` restores each volume marked `backup:` from the newest good backup the target's
+    # provider lists for the environment (tagged with its own name, whichever site took it: on the
+    # local cloud one snapshot store both sites see; elsewhere copies made there by `backup`).
     run, _report = up(spec_at(spec, target), state_dir, options=options, emit=emit,
                       paths=paths_at(spec, state_dir, target))
     failed = run.failed
@@ -144,13 +146,6 @@ def _bring_up_and_verify(spec: EnvironmentSpec, state_dir: Path, target: Site, c
                                "again: it resumes")
     current.verification = f"{len(run.outcomes)} node(s) up, checks passed"
     phase_done("verified", f"site {target.name}: {current.verification}")
-
-
-def restore_newest_backups(spec: EnvironmentSpec, state_dir: Path, site: Site, options: UpOptions) -> UpOptions:
-    """Where the target's volumes come from: the newest backup available at `site`. The one place to
-    wire backups' restore into failover (the target's provider's list_backups, the newest good record
-    per volume handed to `up`); until then `up` makes volumes as the spec says."""
-    return options
 
 
 def _rebuild_if_fenced(spec: EnvironmentSpec, state_dir: Path, site: Site, emit: Emit) -> None:

@@ -31,6 +31,8 @@ nodes:
   - role: app
     image: worker
     hostnames: [app01]
+    volumes:
+      - {name: data, mount: /srv/app, size_gb: 1, backup: {pre_snapshot: sync}}
     checks:
       - {command: "true", timeout_seconds: 5}
 sites:
@@ -134,6 +136,34 @@ def site_node_states(env: Environment, cloud_environment: str, network: str) -> 
             if node_tags(n).get(ENVIRONMENT_TAG) == cloud_environment}
 
 
+def site_driver(env: Environment, network: str):
+    from drbootstrap.providers import get_node_driver
+
+    return get_node_driver("local", state_dir=env.home / "state", network=network, images_dir=env.project / "images")
+
+
+def in_site_node(env: Environment, cloud_environment: str, network: str, hostname: str, command: str) -> str:
+    """Run `command` inside `hostname` of one site (both sites have a node of that name)."""
+    from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_tags
+
+    driver = site_driver(env, network)
+    node = next(n for n in driver.list_nodes() if node_tags(n).get(ENVIRONMENT_TAG) == cloud_environment
+                and node_tags(n).get(HOSTNAME_TAG) == hostname)
+    argv = driver.ex_enter_command(node, ["sh", "-c", command])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+
+def app_data(env: Environment, site: str, network: str, text: str | None = None) -> str:
+    """app01's volume at `site`: write `text` into it (synced), or read what it holds."""
+    from drbootstrap.paths import EnvironmentPaths
+
+    cloud_environment = env.name if site == "primary" else f"{env.name}.{site}"
+    volume = EnvironmentPaths(env.home / "state", env.name, site).nodes / "app01" / "root" / "srv" / "app"
+    if text is not None:
+        return in_site_node(env, cloud_environment, network, "app01", f"echo {text} > {volume}/data.txt && sync")
+    return in_site_node(env, cloud_environment, network, "app01", f"cat {volume}/data.txt")
+
+
 def run_json(env: Environment, *args: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, list[dict]]:
     import json
 
@@ -149,5 +179,5 @@ def cleanup_sites(env: Environment) -> None:
     tear_down(env)  # down at the primary, ex_cleanup of the state dir's cloud (both networks), rm -rf
 
 
-__all__ = ["B_TARGET", "PRIMARY_TARGET", "DnsWatch", "Path", "cleanup_sites", "point_www_at", "run_json",
+__all__ = ["B_TARGET", "PRIMARY_TARGET", "DnsWatch", "Path", "app_data", "cleanup_sites", "point_www_at", "run_json",
            "serial", "site_node_states", "two_site_environment", "www"]

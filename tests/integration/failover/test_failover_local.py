@@ -1,7 +1,8 @@
 """Failover on the local cloud with two sites (two networks) and a real BIND 9 serving the public
-zone: the record moves to site b only after b's checks pass, the old site's nodes are stopped, a
-failover killed after the DNS switch completes without a second update, failback returns it, and
-a target whose checks fail leaves the records untouched (exit 15)."""
+zone: the record moves to site b only after b's checks pass, data written before the last backup
+is at b, the old site's nodes are stopped, a failover killed after the DNS switch completes without
+a second update, failback returns it with the data written at b, and a target whose checks fail
+leaves the records untouched (exit 15)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.integration.failover.conftest import (
     B_TARGET,
     PRIMARY_TARGET,
     DnsWatch,
+    app_data,
     cleanup_sites,
     point_www_at,
     serial,
@@ -60,6 +62,9 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
         point_www_at(bind, PRIMARY_TARGET)
         serial_before = serial(bind)
+        app_data(env, "primary", env.network, "written-at-a")
+        backed_up = env.cli("backup", str(env.spec_file))
+        assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
 
         dry = env.cli("failover", str(env.spec_file), "--to", "b", "--dry-run")
         assert dry.returncode == 0, dry.stderr
@@ -88,6 +93,10 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         assert report["records_after"][0]["values"] == [B_TARGET]
         assert report["clients_moved_by"] == pytest.approx(report["switch_time"] + 120)
         assert report["fence"]["state"] == "fenced"
+        assert app_data(env, "b", network_b) == "written-at-a"  # the newest backup, restored at b
+        app_data(env, "b", network_b, "written-at-b")
+        backed_up_at_b = env.cli("backup", str(env.spec_file), "--site", "b")
+        assert backed_up_at_b.returncode == 0, backed_up_at_b.stdout + backed_up_at_b.stderr
 
         again = env.cli("failover", str(env.spec_file), "--to", "b")
         assert again.returncode == 0 and "already active at b" in again.stdout
@@ -98,6 +107,7 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         assert www(bind) == [PRIMARY_TARGET] and serial(bind) == serial_before + 2
         assert set(site_node_states(env, "fo", env.network).values()) == {"running"}
         assert set(site_node_states(env, "fo.b", network_b).values()) == {"stopped"}
+        assert app_data(env, "primary", env.network) == "written-at-b"  # carried back by b's backup
 
         # A target whose checks fail: exit 15 in one line, the record untouched.
         spec = env.spec_file.read_text().replace('{command: "true", timeout_seconds: 5}',
