@@ -74,6 +74,14 @@ def _switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public: Public
     state = load_state(paths.failover_journal)
     result = SwitchResult(spec.environment, target.name)
     current = state.current
+    if current is not None and current.to_site != target.name and not current.done("dns_switched") \
+            and target.name == state.active_site:
+        # Its DNS never moved: staying where the records point is safe (a target site lost for good).
+        current.finished_at, current.verification = time.time(), f"abandoned ({current.verification or 'unverified'})"
+        state.history.append(current)
+        state.current = current = None
+        save_state(paths.failover_journal, state)
+        _say(emit, DONE, f"the unfinished {command} attempt was abandoned: its DNS had not moved")
     if current is not None and current.to_site != target.name:
         raise SwitchUnfinished(
             f"{spec.environment}: the {current.command} to {current.to_site} is unfinished "

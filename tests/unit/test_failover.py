@@ -189,13 +189,26 @@ def test_an_update_that_reached_the_server_before_the_crash_is_not_sent_again(wo
     assert world.zone.updates == 0 and result.switch.dns_updates == 0
 
 
-def test_an_unfinished_failover_is_never_switched_back_by_another_target(world):
-    world.failing["app01"] = "checks"
-    with pytest.raises(NotSwitched):
+def test_a_switched_but_unfinished_failover_is_never_switched_back(world, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(failover_run, "fence_site", crash)
+    with pytest.raises(KeyboardInterrupt):
         run_switch(world.load(), world.state, "b")
     with pytest.raises(SwitchUnfinished, match="failover to b is unfinished"):
         run_switch(world.load(), world.state, "primary", command="failback")
-    assert world.zone.updates == 0
+    assert world.zone.updates == 1 and world.zone.values["www.shop.test."] == ("198.51.100.10",)
+
+
+def test_a_failover_that_never_moved_dns_can_be_abandoned_by_staying_at_the_active_site(world):
+    world.failing["app01"] = "checks"
+    with pytest.raises(NotSwitched):
+        run_switch(world.load(), world.state, "b")
+    result = run_switch(world.load(), world.state, "primary", command="failback")
+    assert result.already_active and world.zone.updates == 0
+    journal = _journal(world)
+    assert journal["current"] is None and journal["history"][0]["verification"].startswith("abandoned (failed:")
 
 
 def test_switching_to_the_active_site_changes_nothing(world):
