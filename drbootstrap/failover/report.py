@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from drbootstrap.failover.switch_journal import Switch
+from drbootstrap.failover.switch_journal import PHASES, Switch
 from drbootstrap.paths import EnvironmentPaths, write_private_file
 
 
@@ -38,7 +38,7 @@ def switch_markdown(environment: str, switch: Switch) -> str:
         lines.append(f"| {before.name} {before.type} | {', '.join(before.values) or '-'} (TTL {before.ttl}) | "
                      f"{', '.join(now.values) if now else '-'} (TTL {now.ttl if now else '-'}) |")
     lines += ["", "| phase | finished |", "| --- | --- |"]
-    lines += [f"| {phase} | {_when(at)} |" for phase, at in switch.phases.items()]
+    lines += [f"| {phase} | {_when(switch.phases[phase])} |" for phase in PHASES if phase in switch.phases]
     return "\n".join(lines) + "\n"
 
 

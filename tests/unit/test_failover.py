@@ -150,6 +150,9 @@ def test_failover_switches_after_verification_and_fences_the_old_site(world):
     assert _journal(world)["active_site"] == "b" and _journal(world)["current"] is None
     report = (EnvironmentPaths(world.state, "shop").failover_report_markdown).read_text()
     assert "192.0.2.10" in report and "198.51.100.10" in report and SECRET not in report
+    phases = [line.split(" | ")[0].lstrip("| ") for line in report.splitlines() if line.startswith("| ")
+              and line.split(" | ")[0].lstrip("| ") in ("target_up", "verified", "dns_switched", "fenced")]
+    assert phases == ["target_up", "verified", "dns_switched", "fenced"]
 
 
 def test_failed_checks_at_the_target_exit_15_with_records_untouched_and_a_rerun_resumes(world):

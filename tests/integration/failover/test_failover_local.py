@@ -39,6 +39,12 @@ def _network_b(env) -> str:
                 if "name: b" in line)
 
 
+def _figures(what: str, report: dict) -> None:
+    """Seconds from the start to each phase (shown with -s; the machine is shared, figures are noisy)."""
+    phases = ", ".join(f"{name} +{at - report['started_at']:.1f} s" for name, at in sorted(report["phases"].items(), key=lambda item: item[1]))
+    print(f"\n{what}: {phases}")
+
+
 def _kill_after_switch(env, *args: str) -> list[dict]:
     """Start the command, SIGKILL it once its events say the public records are switched; its events."""
     process = env.start(*args, "--json")
@@ -93,6 +99,7 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         assert report["records_after"][0]["values"] == [B_TARGET]
         assert report["clients_moved_by"] == pytest.approx(report["switch_time"] + 120)
         assert report["fence"]["state"] == "fenced"
+        _figures("failover to b (killed after the switch, resumed)", report)
         assert app_data(env, "b", network_b) == "written-at-a"  # the newest backup, restored at b
         app_data(env, "b", network_b, "written-at-b")
         backed_up_at_b = env.cli("backup", str(env.spec_file), "--site", "b")
@@ -108,6 +115,8 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         assert set(site_node_states(env, "fo", env.network).values()) == {"running"}
         assert set(site_node_states(env, "fo.b", network_b).values()) == {"stopped"}
         assert app_data(env, "primary", env.network) == "written-at-b"  # carried back by b's backup
+        _figures("failback to primary (its stopped nodes rebuilt)",
+                 json.loads((env.paths.root / "failover-report.json").read_text()))
 
         # A target whose checks fail: exit 15 in one line, the record untouched.
         spec = env.spec_file.read_text().replace('{command: "true", timeout_seconds: 5}',
