@@ -41,7 +41,8 @@ def _network_b(env) -> str:
 
 def _figures(what: str, report: dict) -> None:
     """Seconds from the start to each phase (shown with -s; the machine is shared, figures are noisy)."""
-    phases = ", ".join(f"{name} +{at - report['started_at']:.1f} s" for name, at in sorted(report["phases"].items(), key=lambda item: item[1]))
+    ordered = sorted(report["phases"].items(), key=lambda item: item[1])
+    phases = ", ".join(f"{name} +{at - report['started_at']:.1f} s" for name, at in ordered)
     print(f"\n{what}: {phases}")
 
 
