@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from drbootstrap.errors import DrbError
 from drbootstrap.exit_status import ExitStatus
@@ -51,10 +52,12 @@ class EnvironmentBusy(DrbError):
 
 
 @contextmanager
-def hold_environment(paths: EnvironmentPaths, command: str) -> Iterator[HeldLock]:
-    """Hold the environment's lock for `command` (e.g. "up"), or raise EnvironmentBusy at once."""
-    paths.lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+def hold_environment(paths: EnvironmentPaths, command: str, *, lock: Path | None = None) -> Iterator[HeldLock]:
+    """Hold the environment's lock for `command` (e.g. "up"), or raise EnvironmentBusy at once.
+    `lock`: another lock file of the environment than its site's (failover's own)."""
+    lock = lock or paths.lock
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -92,3 +92,9 @@ class PartialFailure(DrbError):
     """A run completed for some nodes and failed for others."""
 
     exit_status = ExitStatus.PARTIAL
+
+
+class NotSwitched(DrbError):
+    """A failover did not switch the public DNS records (the target site failed verification)."""
+
+    exit_status = ExitStatus.NOT_SWITCHED

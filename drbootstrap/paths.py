@@ -3,6 +3,8 @@
 The layout of the state directory is decided here and nowhere else:
 
     <state_dir>/environments/<environment>/   EnvironmentPaths: journal, lock, keys, nodes/, reports
+        failover.json                         which site is active, and the failover in progress
+        sites/<site>/                         the same files for the environment at another site
     <state_dir>/local-cloud/                  the embedded local cloud's own state (local_cloud_dir)
 """
 
@@ -28,16 +30,60 @@ def local_cloud_dir(state_dir: Path) -> Path:
     return state_dir / "local-cloud"
 
 
+PRIMARY_SITE = "primary"  # the site of the spec's main `provider:` block
+
+
 @dataclass(frozen=True)
 class EnvironmentPaths:
-    """Every file and directory drbootstrap keeps for one environment, under one directory."""
+    """Every file and directory drbootstrap keeps for one environment at one site, under one directory.
+
+    The primary site's files are the environment's own directory; another site's (`failover`)
+    have the same layout under its `sites/<site>/`, so each site has its own journal, lock, keys
+    and nodes while the environment's failover journal stays in one place."""
 
     state_dir: Path
     environment: str
+    site: str = PRIMARY_SITE
+
+    @property
+    def environment_root(self) -> Path:
+        """The environment's directory (the primary site's files, the failover journal)."""
+        return self.state_dir / "environments" / self.environment
 
     @property
     def root(self) -> Path:
-        return self.state_dir / "environments" / self.environment
+        if self.site == PRIMARY_SITE:
+            return self.environment_root
+        return self.environment_root / "sites" / self.site
+
+    @property
+    def cloud_environment(self) -> str:
+        """The environment's name as this site's cloud sees it (tags, volume names): the
+        environment's own at the primary site, `<environment>.<site>` at another, so two sites on
+        one cloud (the local cloud's two networks) never take each other's nodes or volumes."""
+        return self.environment if self.site == PRIMARY_SITE else f"{self.environment}.{self.site}"
+
+    def at_site(self, site: str) -> EnvironmentPaths:
+        """The same environment's files at another site."""
+        return EnvironmentPaths(self.state_dir, self.environment, site)
+
+    @property
+    def failover_journal(self) -> Path:
+        """Which site is active and the failover in progress, phase by phase (one per environment)."""
+        return self.environment_root / "failover.json"
+
+    @property
+    def failover_lock(self) -> Path:
+        """Held by the one `failover` or `failback` of the environment (each `up` holds its site's lock)."""
+        return self.environment_root / "failover.lock"
+
+    @property
+    def failover_report_json(self) -> Path:
+        return self.environment_root / "failover-report.json"
+
+    @property
+    def failover_report_markdown(self) -> Path:
+        return self.environment_root / "failover-report.md"
 
     @property
     def journal(self) -> Path:

@@ -144,12 +144,15 @@ def prune_backups(spec: EnvironmentSpec, provider: Provider, now: float) -> list
 
 
 def take_backups(spec: EnvironmentSpec, state_dir: Path, *, prune: bool = False,
-                 on_volume: Callable[[VolumeBackup], None] = lambda v: None) -> BackupRun:
-    """`drbootstrap backup`: the provider and the agents of the running environment, then back_up."""
+                 on_volume: Callable[[VolumeBackup], None] = lambda v: None,
+                 paths: EnvironmentPaths | None = None) -> BackupRun:
+    """`drbootstrap backup`: the provider and the agents of the running environment, then back_up.
+    `paths`: the environment at another site (`backup --site`; `spec` then has that site's provider);
+    its snapshots are tagged with the environment's own name, so every site's `up` can restore them."""
     from drbootstrap.executor.build import client_signing, connect_fleet, provider_for
     from drbootstrap.executor.secrets import load_or_create_psk, signing_scheme
 
-    paths = EnvironmentPaths(state_dir, spec.environment)
+    paths = paths or EnvironmentPaths(state_dir, spec.environment)
     provider = provider_for(spec, paths)
     master = provider.nodes().get(spec.master.hostname)
     address = provider.addresses(master).reachable if master is not None else None

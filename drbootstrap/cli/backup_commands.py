@@ -21,15 +21,18 @@ CATALOG_SCHEMA_VERSION = 1
 @_STATE_DIR
 @click.option("--prune", is_flag=True, help="Then delete the backups each volume's retention allows "
                                             "(never the newest verified one).")
-def backup(spec_file: Path, state_dir: Path | None, prune: bool) -> int:
+@click.option("--site", default=None, metavar="SITE",
+              help="Back up the environment running at this site (a name from `sites:`; default: the primary).")
+def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | None) -> int:
     """Snapshot every volume FILE marks `backup:`: pre_snapshot, manifest on the node, snapshot, post_snapshot.
 
     Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume."""
     from drbootstrap.backups.choose import format_time
     from drbootstrap.backups.take import VolumeBackup, take_backups
+    from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
 
     def show(one: VolumeBackup) -> None:
         if one.good and not one.problems:
@@ -39,7 +42,7 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool) -> int:
                 f"snapshot {one.snapshot_id}" if one.snapshot_id else "no snapshot"
             click.echo(f"{one.where}: {'; '.join(one.problems)} ({kept})")
 
-    run = take_backups(spec, _state_dir(state_dir), prune=prune, on_volume=show)
+    run = take_backups(spec, _state_dir(state_dir), prune=prune, on_volume=show, paths=site_paths)
     for record in run.pruned:
         click.echo(f"pruned {record.id} ({record.hostname}/{record.name}, taken {format_time(record.created_at)})")
     for one in run.failed:

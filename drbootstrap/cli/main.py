@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "down": ("run_commands", "down", "Destroy everything the environment's journal owns."),
     "backup": ("backup_commands", "backup", "Snapshot the volumes the spec marks for backup, hooks and manifest."),
     "backups": ("backup_commands", "backups", "List the backup catalog: time, age, size, verified."),
+    "failover": ("failover_commands", "failover", "Move the environment to another site: up, verify, switch DNS."),
+    "failback": ("failover_commands", "failback", "Move the environment back to a site after a failover."),
     "local": ("local_commands", "local", "Inspect or clean up the embedded local cloud."),
     "agent": ("agent_commands", "agent", "Run the node agent (answers RPC requests over STOMP)."),
     "keygen": ("agent_commands", "keygen", "Write an ed25519 key pair for a client or an agent."),

@@ -23,6 +23,8 @@ _SPEC_FILE = click.Path(path_type=Path)  # load_spec refuses a missing file, a d
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Where journals and reports live (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
 _STEPS = [str(step) for step in Step]
+_SITE = click.option("--site", default=None, metavar="SITE",
+                     help="Work on the environment at this site (a name from `sites:`; default: the primary).")
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -50,8 +52,10 @@ def _state_dir(given: Path | None) -> Path:
               help="Restore the backups another environment took (a drill restores production's).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+@_SITE
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
-       as_of: str | None, backup_ids: tuple[str, ...], backups_from: str | None, as_json: bool, plain: bool) -> int:
+       as_of: str | None, backup_ids: tuple[str, ...], backups_from: str | None, as_json: bool, plain: bool,
+       site: str | None) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
     A plain `up` retries whatever failed before; `--only` narrows it to some nodes. Volumes marked
@@ -59,11 +63,12 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     --as-of/--backup, or none verified)."""
     from drbootstrap.executor import UpOptions, resolve_only
     from drbootstrap.executor import up as run_up
+    from drbootstrap.failover.sites import at_site
     from drbootstrap.plan import build_plan
     from drbootstrap.spec import load_spec
 
-    spec = load_spec(spec_file)
     state = _state_dir(state_dir)
+    spec, site_paths = at_site(load_spec(spec_file), state, site)
     plan = build_plan(spec)
     names, failed = resolve_only(plan, only)
     from drbootstrap.backups.choose import parse_time
@@ -74,7 +79,7 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     renderer = _renderer(as_json, plain)
     try:
         with renderer:
-            result, paths = run_up(spec, state, options=options, emit=renderer.event, plan=plan)
+            result, paths = run_up(spec, state, options=options, emit=renderer.event, plan=plan, paths=site_paths)
     except KeyboardInterrupt:
         click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
                    err=True)
@@ -221,7 +226,8 @@ class LiveTable(PlainLines):
 @_STATE_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
-def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool) -> int:
+@_SITE
+def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, site: str | None) -> int:
     """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state.
 
     Exits 0 when nothing is down or failed, 7 when a node is absent or not running in the cloud,
@@ -230,9 +236,11 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
     from dataclasses import asdict
 
     from drbootstrap.executor import status as read_status
+    from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
-    result = read_status(load_spec(spec_file), _state_dir(state_dir), ping=not no_ping)
+    spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
+    result = read_status(spec, _state_dir(state_dir), ping=not no_ping, paths=site_paths)
     healthy = int(ExitStatus.PARTIAL if result.problems else ExitStatus.OK)
     if as_json:
         click.echo(json.dumps({**asdict(result), "problems": result.problems}, indent=1))
@@ -260,7 +268,8 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @_STATE_DIR
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
+@_SITE
+def down(spec_file: Path, state_dir: Path | None, yes: bool, site: str | None) -> int:
     """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent.
 
     Without --yes it lists what will go and asks; with no terminal to ask at (cron, CI) it refuses
@@ -269,14 +278,15 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
     from drbootstrap.errors import NotConfirmed
     from drbootstrap.executor import down as tear_down
     from drbootstrap.executor import status as read_status
+    from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
     if not yes:
         if not sys.stdin.isatty():
             raise NotConfirmed(f"down {spec_file}: nothing destroyed: there is no terminal to confirm at",
                                hint="run it again with --yes to destroy without asking")
-        owned = read_status(spec, _state_dir(state_dir), ping=False)
+        owned = read_status(spec, _state_dir(state_dir), ping=False, paths=site_paths)
         live = [n.hostname for n in owned.nodes if n.cloud_state != "absent"] + owned.orphans
         click.echo(f"{spec.environment}: will destroy {len(live)} node(s)"
                    + (f" ({', '.join(live)})" if live else "") + ", their volumes"
@@ -284,7 +294,7 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
         if not click.confirm(f"Destroy environment {spec.environment!r}?", default=False):
             click.echo("drbootstrap: nothing destroyed")
             return int(ExitStatus.NOT_CONFIRMED)
-    result = tear_down(spec, _state_dir(state_dir))
+    result = tear_down(spec, _state_dir(state_dir), paths=site_paths)
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))

@@ -56,10 +56,12 @@ def resolve_only(plan: Plan, only: tuple[str, ...]) -> tuple[frozenset[str], boo
 
 
 def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
-       emit: Callable[[Event], None] = lambda e: None, plan: Plan | None = None) -> tuple[RunResult, ReportPaths]:
-    """Run `up` under the environment's lock and write the report beside the journal."""
+       emit: Callable[[Event], None] = lambda e: None, plan: Plan | None = None,
+       paths: EnvironmentPaths | None = None) -> tuple[RunResult, ReportPaths]:
+    """Run `up` under the environment's lock and write the report beside the journal. `paths`: the
+    environment's files at another site (failover gives them with that site's provider in `spec`)."""
     plan = plan or build_plan(spec)
-    paths = EnvironmentPaths(state_dir, spec.environment)
+    paths = paths or EnvironmentPaths(state_dir, spec.environment)
     with hold_environment(paths, "up") as held:
         if held.taken_over is not None:
             emit(Event(node="", step="lock", state=DONE,
@@ -147,14 +149,16 @@ class EnvironmentStatus:
         return found
 
 
-def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> EnvironmentStatus:
+def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True,
+           paths: EnvironmentPaths | None = None) -> EnvironmentStatus:
     """The journal's view, the cloud's view and (with ping) the agents' answers, per node.
 
     Reads without the environment's lock: it works while an `up` runs.
     """
-    journal = Journal.at(EnvironmentPaths(state_dir, spec.environment))
+    paths = paths or EnvironmentPaths(state_dir, spec.environment)
+    journal = Journal.at(paths)
     plan = build_plan(spec)
-    provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
+    provider = provider_for(spec, paths)
     live = provider.nodes()
     result = EnvironmentStatus(spec.environment)
     result.resources = provider.describe_resources()
@@ -179,13 +183,13 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True) -> Envi
     master_node = live.get(master.hostname)
     reachable = (provider.addresses(master_node).reachable if master_node is not None else None) or master.address
     if ping and reachable and master.cloud_state == "running":
-        _ping_agents(spec, state_dir, reachable, result, {n.hostname: n.fqdn for n in plan.nodes()})
+        _ping_agents(spec, paths, reachable, result, {n.hostname: n.fqdn for n in plan.nodes()})
     return result
 
 
-def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: EnvironmentStatus,
+def _ping_agents(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, result: EnvironmentStatus,
                  fqdns: dict[str, str]) -> None:
-    paths = EnvironmentPaths(state_dir, spec.environment)
+    state_dir = paths.state_dir
     scheme = signing_scheme(spec, paths)  # before the PSK is read or made: an existing PSK means HMAC
     signing = client_signing(scheme, spec, paths, load_or_create_psk(spec, state_dir))
     try:
@@ -221,13 +225,13 @@ class DownResult:
     forgotten: list[str] = field(default_factory=list)
 
 
-def down(spec: EnvironmentSpec, state_dir: Path) -> DownResult:
+def down(spec: EnvironmentSpec, state_dir: Path, *, paths: EnvironmentPaths | None = None) -> DownResult:
     """Destroy every node the journal or the cloud's tags say this environment owns; idempotent.
 
     Holds the environment's lock. The journal keeps each node's generation, so a later `up`
-    launches with fresh client tokens.
+    launches with fresh client tokens. `paths`: the environment at another site (failover).
     """
-    paths = EnvironmentPaths(state_dir, spec.environment)
+    paths = paths or EnvironmentPaths(state_dir, spec.environment)
     with hold_environment(paths, "down"):
         return _down(spec, paths)
 

@@ -100,8 +100,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         with ctx.master_ssh_slots:
             ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
         facts[AUTOSIGN_ARMED] = True
-    request = LaunchRequest(
-        environment=ctx.spec.environment, hostname=node.hostname, role=node.planned.role,
+    request = LaunchRequest(  # tagged as the environment its site's cloud knows (provider.environment)
+        environment=ctx.provider.environment, hostname=node.hostname, role=node.planned.role,
         image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
         user_data=user_data_for(ctx, node, autosign=token, unarmed=bool(unarmed)), generation=generation,
         zone=ctx.spec.provider.zone,

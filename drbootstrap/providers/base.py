@@ -199,6 +199,11 @@ class Provider(ABC):
             if self._found_at_start is not None:
                 self._found_at_start = {h: n for h, n in self._found_at_start.items() if n.id != node.id}
 
+    def stop_node(self, node: Node) -> None:
+        """Stop a node without destroying it (fencing a site): libcloud's stop_node."""
+        driver = self.driver()
+        self.pacing.call(driver, f"stop {node.name}", lambda: driver.stop_node(node))
+
     def needs_replacing(self, node: Node) -> bool:
         """A node that exists but will never boot (its launch was cut short): replace, do not wait."""
         return False

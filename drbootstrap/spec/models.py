@@ -249,13 +249,35 @@ class DnsRecordSpec(SpecModel):
 
 
 class PublicDnsSpec(SpecModel):
-    """Public records switched on failover: `rfc2136` (uses master.dynamic_dns style) or a libcloud DNS provider."""
+    """Public records switched on failover: `rfc2136` (server, port, TSIG key name and algorithm here,
+    the secret as `credentials.tsig_secret`) or a libcloud DNS provider."""
 
     provider: Token
     zone: DnsName
     credentials: dict[Token, Secret] = Field(default_factory=dict)
     ttl: int = Field(60, ge=1, le=86_400)
     records: list[DnsRecordSpec] = Field(min_length=1)
+    server: Host | None = None  # rfc2136: the zone's primary server
+    port: Port = Field(53, ge=1, le=65535)
+    tsig_key_name: DnsName | None = None
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha1", "hmac-md5"] = "hmac-sha256"
+
+    @model_validator(mode="after")
+    def _rfc2136_needs_server_and_key(self) -> PublicDnsSpec:
+        if self.provider == "rfc2136":
+            missing = [name for name, value in (("server", self.server), ("tsig_key_name", self.tsig_key_name),
+                                                ("credentials.tsig_secret", self.credentials.get("tsig_secret")))
+                       if value is None]
+            if missing:
+                raise invalid(f"provider rfc2136 needs {', '.join(missing)}",
+                              "name the zone's primary server and the TSIG key allowed to update it")
+        return self
+
+
+class FailoverSpec(SpecModel):
+    """How `failover` treats the site it leaves: its nodes stopped, destroyed, or left running."""
+
+    fence: Literal["stop", "destroy", "none"] = "stop"
 
 
 class EnvironmentSpec(SpecModel):
@@ -270,6 +292,7 @@ class EnvironmentSpec(SpecModel):
     drill: DrillSpec = Field(default_factory=DrillSpec)
     sites: list[SiteSpec] = Field(default_factory=list)
     public_dns: PublicDnsSpec | None = None
+    failover: FailoverSpec = Field(default_factory=FailoverSpec)
 
     _source_path: Path | None = PrivateAttr(default=None)
 

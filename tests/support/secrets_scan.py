@@ -18,7 +18,8 @@ from pathlib import Path
 
 TRACE_SUFFIXES = (".log", ".out", ".err", ".md", ".html", ".txt")
 # Other JSON files may hold secrets by design (the node's metadata holds its user-data), at 0600.
-TRACE_NAMES = frozenset({"console", "stdout", "stderr", "journal.json", "report.json", "state.json"})
+TRACE_NAMES = frozenset({"console", "stdout", "stderr", "journal.json", "report.json", "state.json",
+                         "failover.json", "failover-report.json"})
 TRACE_DIRECTORIES = frozenset({"log", "logs"})
 MAX_BYTES_READ = 64 * 1024 * 1024  # per file
 

@@ -28,7 +28,7 @@ def fake_up(monkeypatch, tmp_path):
     broker = FakeBroker(cloud)
     load_spec_text(monkeypatch)
 
-    def fake(spec, state_dir, *, options=None, emit=lambda e: None, plan=None):
+    def fake(spec, state_dir, *, options=None, emit=lambda e: None, plan=None, paths=None):
         ctx = make_context(spec, state_dir, cloud, broker, FakeAccess(), options=options)
         ctx.emit = emit
         result = run_up(ctx)
@@ -171,7 +171,7 @@ def test_status_json_keeps_the_raw_puppet_fields(monkeypatch, tmp_path):
     node = lifecycle.NodeStatus(hostname="web01", role="worker", agent="answers",
                                 puppet=lifecycle.describe_puppet_status(raw, NOW), puppet_status=raw)
     fake = lifecycle.EnvironmentStatus(environment="demo", nodes=[node])
-    monkeypatch.setattr("drbootstrap.executor.status", lambda spec, state_dir, ping=True: fake)
+    monkeypatch.setattr("drbootstrap.executor.status", lambda spec, state_dir, ping=True, paths=None: fake)
     load_spec_text(monkeypatch)
     spec_file = tmp_path / "env.yaml"
     spec_file.write_text(SPEC)

@@ -130,6 +130,15 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
                       launched_at=time.time())
         return True
 
+    def stop_node(self, node: Node | str) -> bool:
+        """Stop every process of the node and leave it STOPPED (a fenced site); its files and
+        volumes stay until it is destroyed."""
+        self._require_prerequisites()
+        record = self._set(_node_id(node), phase="stopping")
+        runtime.stop_processes(self._netns_inode(record))
+        self._set(record.id, phase="stopped")
+        return True
+
     def destroy_node(self, node: Node | str) -> bool:
         """Stop the node's processes, release its namespaces, links, volumes and addresses."""
         self._require_prerequisites()
@@ -356,7 +365,8 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         boot (image boot script, then user-data) still runs; the end of the boot is a separate
         signal (extra["boot"]: booting, finished). A boot that exits non-zero or dies is ERROR."""
         phase_states = {"creating": NodeState.PENDING, "rebooting": NodeState.REBOOTING,
-                        "destroying": NodeState.STOPPING}
+                        "destroying": NodeState.STOPPING, "stopping": NodeState.STOPPING,
+                        "stopped": NodeState.STOPPED}
         if record.phase in phase_states:
             return phase_states[record.phase], BOOTING, None
         paths = self._paths(record.id)

@@ -37,7 +37,7 @@ class NodeRecord:
     launched_at: float = 0.0
     created_at: float = 0.0
     image_dir: str = ""
-    phase: str = "creating"  # creating | boot | rebooting | destroying
+    phase: str = "creating"  # creating | boot | rebooting | stopping | stopped | destroying
 
 
 @dataclass
