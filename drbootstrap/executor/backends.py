@@ -117,9 +117,6 @@ class LocalNodeAccess:
     def push_recipes(self, master_id: str, source: Path) -> str:
         return self.master_ssh.push_recipes(master_id, source)
 
-    def fetch_broker_certificate(self, master_id: str) -> str:
-        return self.master_ssh.fetch_broker_certificate(master_id)
-
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
         self.master_ssh.arm_autosign(master_id, certname, digest)
 

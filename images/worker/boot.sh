@@ -13,7 +13,7 @@
 #          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
 #          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
-#          DRB_BROKER_CA_FILE                stomp+ssl: the broker's certificate the agent trusts, if set
+#          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent verifies the broker by, if set
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
 #          over /proc/1/environ when root cannot read it (see below),
 #          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
@@ -152,7 +152,7 @@ if [ -x /run/drb-cloud/reboot ]; then
 fi
 
 if [ -n "${DRB_BROKER_CA_FILE:-}" ]; then
-    echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # stomp+ssl: the broker's pinned certificate
+    echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # stomp+ssl: the environment's CA
 fi
 # Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
 if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then
