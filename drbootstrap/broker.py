@@ -271,18 +271,31 @@ def start_broker(
     return broker
 
 
-def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
-                       tls_ca: Path | None = None, tls: bool = False) -> tuple[bool, str]:
+def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0, tls_ca: Path | None = None,
+                       tls: bool = False, tls_server_name: str | None = None) -> tuple[bool, str]:
     """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why).
 
     Over TLS when TLS_CA is given (the broker's certificate must verify against it and name HOST,
-    as stomp.py checks it) or TLS is set without one: readiness only, trusting nothing (the CONNECT
-    carries no credential), for a broker whose certificate is checked once it answers."""
+    as stomp.py checks it; or name TLS_SERVER_NAME, as the controller checks it, TLS_CA then also
+    holding the issuing CA) or TLS is set without one: readiness only, trusting nothing (the
+    CONNECT carries no credential), for a broker whose certificate is checked once it answers."""
     reply = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             sock: socket.socket = raw
-            if tls_ca is not None:
+            if tls_ca is not None and tls_server_name is not None:
+                from drbootstrap.messaging.broker_ca import certificate_problem
+
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE  # the handshake proves the key; the chain is checked below
+                wrapped = context.wrap_socket(raw)
+                sock = wrapped
+                problem = certificate_problem(wrapped.getpeercert(binary_form=True) or b"", tls_ca.read_text(),
+                                              tls_server_name)
+                if problem:
+                    return False, f"STOMP {host}:{port}: {problem}"
+            elif tls_ca is not None:
                 context = ssl.create_default_context(cafile=str(tls_ca))
                 sock = context.wrap_socket(raw, server_hostname=host)
             elif tls:

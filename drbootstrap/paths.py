@@ -71,6 +71,12 @@ class EnvironmentPaths:
         return self.root / "broker-ca.pem"
 
     @property
+    def broker_ca_chain(self) -> Path:
+        """The CA's and the master's issuing CA's certificates: what the controller checks the broker by
+        (the chain and the master's name, wherever it dials it)."""
+        return self.root / "broker-ca-chain.pem"
+
+    @property
     def broker_ca_key(self) -> Path:
         """That CA's private key (0600): it never leaves this state directory."""
         return self.root / "broker-ca.key"

@@ -31,10 +31,12 @@ class RpcFleet:
     """The Fleet seam over drbootstrap.messaging.client.RpcClient (one connection per thread)."""
 
     def __init__(self, broker: str, key_file: Path, *, trusted_keys_dir: Path | None = None,
-                 tls_ca: Path | None = None, connect_timeout: float = 30.0) -> None:
+                 tls_ca: Path | None = None, tls_server_name: str | None = None,
+                 connect_timeout: float = 30.0) -> None:
         from drbootstrap.messaging.client import ClientConfig, RpcClient
 
         config = ClientConfig(brokers=[broker], key_file=key_file, trusted_keys_dir=trusted_keys_dir, tls_ca=tls_ca,
+                              tls_server_name=tls_server_name,
                               identity="drbootstrap-up",
                               connect_timeout=connect_timeout, discovery_timeout=2.0)
         self.client = RpcClient(config).__enter__()

@@ -16,7 +16,7 @@ from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
 from drbootstrap.executor.secrets import ED25519, load_or_create_broker_ca, load_or_create_psk, signing_scheme
 from drbootstrap.executor.ssh_access import SshNodeAccess
-from drbootstrap.images.from_spec import broker_uses_tls
+from drbootstrap.images.from_spec import broker_uses_tls, controller_fqdn
 from drbootstrap.journal import Journal
 from drbootstrap.messaging.keys import EnvironmentKeys, provision_environment_keys
 from drbootstrap.paths import EnvironmentPaths, project_root, write_private_file
@@ -75,12 +75,14 @@ def client_signing(scheme: str, spec: EnvironmentSpec, paths: EnvironmentPaths, 
 
 def connect_fleet(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, signing: ClientSigning, *,
                   connect_timeout: float = 30.0) -> RpcFleet:
-    """The controller's RPC client on the master's broker: stomp+ssl verifying the broker against
-    the environment's CA (and the address dialed) when the spec uses TLS, else plain STOMP."""
+    """The controller's RPC client on the master's broker: stomp+ssl when the spec uses TLS, checking
+    the broker's certificate chains to the environment's CA and names the master (ADDRESS may be a
+    cloud's public address, which the master's certificate cannot name), else plain STOMP."""
     port = spec.master.broker.port
     if broker_uses_tls(spec):
         return RpcFleet(f"stomp+ssl://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
-                        tls_ca=paths.broker_ca, connect_timeout=connect_timeout)
+                        tls_ca=paths.broker_ca_chain, tls_server_name=controller_fqdn(spec),
+                        connect_timeout=connect_timeout)
     return RpcFleet(f"stomp://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
                     connect_timeout=connect_timeout)
 

@@ -63,5 +63,6 @@ def load_or_create_broker_ca(paths: EnvironmentPaths, environment: str) -> Certi
     write_private_file(paths.broker_ca_key, ca.key_pem)
     write_private_file(paths.broker_issuer_key, issuer.key_pem)
     paths.broker_issuer.write_text(issuer.cert_pem)
+    paths.broker_ca_chain.write_text(ca.cert_pem + issuer.cert_pem)
     paths.broker_ca.write_text(ca.cert_pem)  # last: its presence says the set is complete
     return issuer

@@ -221,18 +221,20 @@ def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 def verify_broker_certificate(ctx: RunContext, node: NodeRuntime) -> str:
-    """The broker presents a certificate from the environment's CA for the address dialed (what
-    every agent and the RPC client check); a one-line detail."""
+    """The broker presents a certificate of the environment's CA naming the master (what the RPC
+    client checks, wherever it dials the master); a one-line detail."""
     from drbootstrap.broker import stomp_connect_probe
+    from drbootstrap.images.from_spec import controller_fqdn
 
     assert node.reachable_address is not None
-    ca = ctx.paths.broker_ca
-    ok, why = stomp_connect_probe(node.reachable_address, ctx.spec.master.broker.port, timeout=5.0, tls_ca=ca)
+    ca = ctx.paths.broker_ca_chain
+    ok, why = stomp_connect_probe(node.reachable_address, ctx.spec.master.broker.port, timeout=5.0, tls_ca=ca,
+                                  tls_server_name=controller_fqdn(ctx.spec))
     if not ok:
         raise StepFailed(f"the broker does not present a certificate of this environment's CA ({ca}): {why}",
                          hint="was the master launched before this environment had a broker CA? relaunch it "
                               "(down, then up) or set master.broker.tls: false for plain STOMP")
-    return "stomp+ssl verified against the environment's broker CA"
+    return f"stomp+ssl verified against the environment's broker CA for {controller_fqdn(ctx.spec)}"
 
 
 def puppet_ca(ctx: RunContext, node: NodeRuntime) -> StepResult:

@@ -5,7 +5,9 @@ the environment's state; every node and the controller trust only that CA's cert
 agent verifies the broker from its first connection. The CA signs one intermediate for the master
 (its key is the one TLS secret in the master's user-data), and the master issues its broker
 certificate at each start for the names and addresses it really has: stomp.py checks the broker's
-certificate against the address it dials, which is known only once the master runs.
+certificate against the address it dials, which is known only once the master runs. The controller,
+which may dial a public address the master cannot see, checks the chain and the master's name
+(certificate_problem).
 """
 
 from __future__ import annotations
@@ -85,6 +87,24 @@ def issue_broker_certificate(issuer: CertifiedKey, names: tuple[str, ...]) -> Ce
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False) \
         .sign(issuer_key, hashes.SHA256())
     return CertifiedKey(_pem(cert) + issuer.cert_pem, _key_pem(key))
+
+
+def certificate_problem(leaf_der: bytes, trusted_pem: str, name: str) -> str | None:
+    """Why the broker's certificate (DER) is not one of this environment's for NAME, or None when it
+    is: it chains to the CA in TRUSTED_PEM (which also holds the master's issuing CA) and names NAME.
+    The controller's check: it may dial an address the master cannot see (a cloud's public address),
+    but always knows the master's name."""
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    certs = x509.load_pem_x509_certificates(trusted_pem.encode())
+    anchors = [c for c in certs if c.issuer == c.subject]
+    subject: x509.GeneralName = _general_name(name)
+    try:
+        verifier = PolicyBuilder().store(Store(anchors)).build_server_verifier(subject)  # type: ignore[arg-type]
+        verifier.verify(x509.load_der_x509_certificate(leaf_der), [c for c in certs if c not in anchors])
+    except (VerificationError, ValueError) as error:
+        return f"the broker's certificate is not this environment's for {name}: {error}"
+    return None
 
 
 def broker_keystore(broker: CertifiedKey, password: str) -> bytes:

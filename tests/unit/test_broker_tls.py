@@ -78,7 +78,10 @@ def serve_tls_once(chain: CertifiedKey, tmp_path: Path, host: str = "127.0.0.1")
             listener.settimeout(10)
             connection, _ = listener.accept()
             try:
-                server.wrap_socket(connection, server_side=True).close()
+                with server.wrap_socket(connection, server_side=True) as tls:
+                    tls.settimeout(5)
+                    if tls.recv(1024).startswith(b"CONNECT"):
+                        tls.sendall(b"CONNECTED\nversion:1.2\n\n\0")
             except (ssl.SSLError, OSError):
                 connection.close()
 
@@ -163,8 +166,8 @@ def test_the_services_step_requires_the_broker_to_present_a_certificate_of_the_e
     node = SimpleNamespace(reachable_address=MASTER_ADDRESS)
     probes = []
 
-    def probe(host, port, *, timeout, tls_ca):
-        probes.append((host, port, tls_ca))
+    def probe(host, port, *, timeout, tls_ca, tls_server_name):
+        probes.append((host, port, tls_ca, tls_server_name))
         return verdict
 
     monkeypatch.setattr(drbootstrap.broker, "stomp_connect_probe", probe)
@@ -173,4 +176,30 @@ def test_the_services_step_requires_the_broker_to_present_a_certificate_of_the_e
         verify_broker_certificate(ctx, node)
     verdict = (True, "")
     assert "verified against the environment's broker CA" in verify_broker_certificate(ctx, node)
-    assert probes[-1] == (MASTER_ADDRESS, 61613, paths.broker_ca)
+    assert probes[-1] == (MASTER_ADDRESS, 61613, paths.broker_ca_chain, "controller.demo.internal")
+
+
+def test_the_controller_checks_the_chain_and_the_masters_name_wherever_it_dials(tmp_path):
+    """A cloud's public address is not on the master: its certificate names its private address and
+    name; the controller dials the public one and checks the name."""
+    from drbootstrap.broker import stomp_connect_probe
+
+    paths = EnvironmentPaths(tmp_path, "demo")
+    issuer = load_or_create_broker_ca(paths, "demo")
+    assert paths.broker_ca_chain.read_text() == paths.broker_ca.read_text() + issuer.cert_pem
+    broker = issue_broker_certificate(issuer, ("10.213.0.2", "controller.demo.internal"))
+    port = serve_tls_once(broker, tmp_path)
+    assert stomp_connect_probe("127.0.0.1", port, timeout=5, tls_ca=paths.broker_ca_chain,
+                               tls_server_name="controller.demo.internal") == (True, "")
+    port = serve_tls_once(broker, tmp_path)
+    ok, why = stomp_connect_probe("127.0.0.1", port, timeout=5, tls_ca=paths.broker_ca_chain,
+                                  tls_server_name="web01.demo.internal")
+    assert not ok and "not this environment's for web01.demo.internal" in why
+    impostor = issue_broker_certificate(issue_master_ca(make_environment_ca("demo"), "demo"),
+                                        ("10.213.0.2", "controller.demo.internal"))
+    port = serve_tls_once(impostor, tmp_path)
+    ok, why = stomp_connect_probe("127.0.0.1", port, timeout=5, tls_ca=paths.broker_ca_chain,
+                                  tls_server_name="controller.demo.internal")
+    assert not ok and "not this environment's" in why
+    port = serve_tls_once(broker, tmp_path)  # stomp.py's own check, as the agents make it: the address
+    assert not stomp_connect_probe("127.0.0.1", port, timeout=5, tls_ca=paths.broker_ca)[0]

@@ -125,7 +125,8 @@ def test_a_restarted_master_broker_keeps_the_certificate_clients_pinned(master_b
 
 @dataclass
 class IssuedBroker:
-    ca_file: Path  # the environment's CA: all a client or an agent trusts
+    ca_file: Path  # the environment's CA: all an agent trusts
+    chain_file: Path  # and the master's issuing CA: what the controller checks the chain and name by
     port: int
     base: Path
 
@@ -143,10 +144,12 @@ def issued_brokers() -> Iterator[tuple[IssuedBroker, IssuedBroker]]:
         for environment in ("demo", "other"):
             base = Path(tempfile.mkdtemp(prefix="drb-amq-ca-"))
             ca = make_environment_ca(environment)
+            issuer = issue_master_ca(ca, environment)
             (base / "ca.pem").write_text(ca.cert_pem)
+            (base / "chain.pem").write_text(ca.cert_pem + issuer.cert_pem)
             port = free_port(NODE_ADDRESS)
-            started.append((start_master_broker(base, port, issue_master_ca(ca, environment)), base))
-            brokers.append(IssuedBroker(base / "ca.pem", port, base))
+            started.append((start_master_broker(base, port, issuer), base))
+            brokers.append(IssuedBroker(base / "ca.pem", base / "chain.pem", port, base))
         yield brokers[0], brokers[1]
     finally:
         for pid, base in started:
@@ -182,6 +185,17 @@ def test_agents_and_the_client_verify_the_broker_by_the_environments_ca_and_refu
             assert client.discover(expect=[identity]) == [identity]
         fooled = ClientConfig([impostor_url], key_file=key, tls_ca=ours.ca_file, connect_timeout=3.0)
         with pytest.raises(MessagingError, match="cannot connect"), RpcClient(fooled):
+            pass
+        # The controller: the chain and the master's name, not the address it dials.
+        controller = dict(key_file=key, tls_ca=ours.chain_file, tls_server_name="controller.demo.internal")
+        with RpcClient(ClientConfig([url], discovery_timeout=5.0, connect_timeout=10.0, **controller)) as client:
+            assert client.discover(expect=[identity]) == [identity]
+        with pytest.raises(MessagingError, match="cannot connect"), \
+                RpcClient(ClientConfig([impostor_url], connect_timeout=3.0, **controller)):
+            pass
+        misnamed = dict(controller, tls_server_name="web01.demo.internal")
+        with pytest.raises(MessagingError, match="cannot connect"), \
+                RpcClient(ClientConfig([url], connect_timeout=3.0, **misnamed)):
             pass
     finally:
         for server in servers:

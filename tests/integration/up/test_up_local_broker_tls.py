@@ -67,18 +67,19 @@ def test_status_reaches_every_agent_over_stomp_ssl(environment):
 
 
 def test_a_controller_trusting_another_ca_is_refused_by_the_broker_link(environment):
-    from drbootstrap.messaging.broker_ca import make_environment_ca
+    from drbootstrap.messaging.broker_ca import issue_master_ca, make_environment_ca
 
-    ca_file = environment.paths.broker_ca
+    ca_file = environment.paths.broker_ca_chain  # what the controller checks the broker by
     ours = ca_file.read_text()
-    ca_file.write_text(make_environment_ca(environment.name).cert_pem)
+    other = make_environment_ca(environment.name)
+    ca_file.write_text(other.cert_pem + issue_master_ca(other, environment.name).cert_pem)
     try:
         run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
     finally:
         ca_file.write_text(ours)
     status = json.loads(run.stdout)
     assert status["broker"].startswith("unreachable: cannot connect"), status["broker"]
-    assert "CERTIFICATE_VERIFY_FAILED" in run.stderr  # refused for its certificate, not for being down
+    assert "the broker's certificate is not this environment's" in run.stderr  # not for being down
     assert all(n["agent"] != "answers" for n in status["nodes"]), status["nodes"]
 
 
