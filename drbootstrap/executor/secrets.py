@@ -10,10 +10,13 @@ import hashlib
 import hmac
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from drbootstrap.messaging.broker_ca import CertifiedKey
 from drbootstrap.paths import EnvironmentPaths, write_private_file
 from drbootstrap.spec.models import EnvironmentSpec
+
+if TYPE_CHECKING:
+    from drbootstrap.messaging.broker_ca import CertifiedKey
 
 ED25519 = "ed25519"
 HMAC_SHA256 = "hmac-sha256"
@@ -54,10 +57,13 @@ def load_or_create_broker_ca(paths: EnvironmentPaths, environment: str) -> Certi
     """The master's issuing CA for the broker's certificate, under the environment's broker CA:
     both made once (keys 0600, the CA's certificate public at paths.broker_ca), before the first
     launch, so that every node's user-data can carry what it needs from the start."""
-    from drbootstrap.messaging.broker_ca import issue_master_ca, make_environment_ca
+    from drbootstrap.messaging.broker_ca import CertifiedKey, issue_master_ca, make_environment_ca
 
     if paths.broker_issuer.is_file() and paths.broker_issuer_key.is_file() and paths.broker_ca.is_file():
-        return CertifiedKey(paths.broker_issuer.read_text(), paths.broker_issuer_key.read_text())
+        issuer = CertifiedKey(paths.broker_issuer.read_text(), paths.broker_issuer_key.read_text())
+        if not paths.broker_ca_chain.is_file():
+            paths.broker_ca_chain.write_text(paths.broker_ca.read_text() + issuer.cert_pem)
+        return issuer
     ca = make_environment_ca(environment)
     issuer = issue_master_ca(ca, environment)
     write_private_file(paths.broker_ca_key, ca.key_pem)

@@ -7,12 +7,14 @@ generated and kept.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.images.userdata import NodeBootConfig, UserDataError
-from drbootstrap.messaging.broker_ca import CertifiedKey
 from drbootstrap.messaging.keys import NodeKey
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
+
+if TYPE_CHECKING:
+    from drbootstrap.messaging.broker_ca import CertifiedKey
 
 
 def controller_fqdn(spec: EnvironmentSpec) -> str:
