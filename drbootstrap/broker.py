@@ -7,6 +7,7 @@ on a root-owned data dir it fails silently), persistence off, JMX off, a small h
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -15,9 +16,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from drbootstrap.errors import MessagingError, PrerequisiteError, WaitTimeoutError
+
+if TYPE_CHECKING:
+    from drbootstrap.messaging.broker_ca import CertifiedKey
 
 ACTIVEMQ_HOME = Path("/usr/share/activemq")
 STARTUP_TIMEOUT = 60.0
@@ -266,21 +271,33 @@ def start_broker(
     return broker
 
 
-def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0,
-                       tls_ca: Path | None = None, tls: bool = False) -> tuple[bool, str]:
+def stomp_connect_probe(host: str, port: int, *, timeout: float = 2.0, tls_ca: Path | None = None,
+                       tls: bool = False, tls_server_name: str | None = None) -> tuple[bool, str]:
     """(True, "") when a STOMP 1.2 CONNECT to host:port gets CONNECTED back; else (False, why).
 
-    Over TLS when TLS_CA is given (the broker's certificate must verify against it) or TLS is set
-    without one: readiness only, trusting nothing (the CONNECT carries no credential), for a broker
-    whose certificate is fetched from the node once it answers."""
+    Over TLS when TLS_CA is given (the broker's certificate must verify against it and name HOST,
+    as stomp.py checks it; or name TLS_SERVER_NAME, as the controller checks it, TLS_CA then also
+    holding the issuing CA) or TLS is set without one: readiness only, trusting nothing (the
+    CONNECT carries no credential), for a broker whose certificate is checked once it answers."""
     reply = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             sock: socket.socket = raw
-            if tls_ca is not None:
-                context = ssl.create_default_context(cafile=str(tls_ca))
+            if tls_ca is not None and tls_server_name is not None:
+                from drbootstrap.messaging.broker_ca import certificate_problem
+
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 context.check_hostname = False
-                sock = context.wrap_socket(raw)
+                context.verify_mode = ssl.CERT_NONE  # the handshake proves the key; the chain is checked below
+                wrapped = context.wrap_socket(raw)
+                sock = wrapped
+                problem = certificate_problem(wrapped.getpeercert(binary_form=True) or b"", tls_ca.read_text(),
+                                              tls_server_name)
+                if problem:
+                    return False, f"STOMP {host}:{port}: {problem}"
+            elif tls_ca is not None:
+                context = ssl.create_default_context(cafile=str(tls_ca))
+                sock = context.wrap_socket(raw, server_hostname=host)
             elif tls:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 context.check_hostname = False
@@ -310,8 +327,6 @@ def stomp_connect_succeeds(host: str, port: int, *, timeout: float = 2.0, tls_ca
 def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1", also: tuple[str, ...] = ()) -> BrokerTls:
     """A self-signed broker certificate for stomp+ssl (keytool) naming `host` and `also` (addresses
     or DNS names), and its PEM for clients."""
-    import secrets
-
     keytool = shutil.which("keytool")
     if keytool is None:
         raise PrerequisiteError("keytool is missing (needed for a broker TLS keystore)", hint="install a JDK")
@@ -338,16 +353,28 @@ def make_self_signed_keystore(directory: Path, host: str = "127.0.0.1", also: tu
     return BrokerTls(keystore=keystore, keystore_password=password, cert_pem=cert)
 
 
-def master_broker_tls(directory: Path, host: str, also: tuple[str, ...] = ()) -> BrokerTls:
-    """The master's broker certificate, made on its first boot and kept on later ones (clients pin
-    it): the keystore, its password (0600, never on a command line) and the certificate's PEM."""
+def master_broker_tls(directory: Path, host: str, also: tuple[str, ...] = (),
+                      issuer: CertifiedKey | None = None) -> BrokerTls:
+    """The master's broker certificate: with ISSUER (the master's issuing CA from the environment's
+    CA), a new one at every start naming HOST and ALSO, which every client verifies against the
+    environment's CA; without, a self-signed one made on the first boot and kept (clients pin it).
+    The keystore and its password are 0600, the password never on a command line."""
+    from drbootstrap.paths import write_private_file
+
     password_file = directory / "keystore.password"
     material = BrokerTls(directory / "broker.p12", "", directory / "broker-cert.pem")
+    if issuer is not None:
+        from drbootstrap.messaging.broker_ca import broker_keystore, issue_broker_certificate
+
+        password = secrets.token_hex(16)
+        broker = issue_broker_certificate(issuer, (host, *also))
+        write_private_file(password_file, password + "\n")
+        write_private_file(material.keystore, broker_keystore(broker, password))
+        material.cert_pem.write_text(broker.cert_pem)
+        return BrokerTls(material.keystore, password, material.cert_pem)
     if material.keystore.is_file() and material.cert_pem.is_file() and password_file.is_file():
         return BrokerTls(material.keystore, password_file.read_text().strip(), material.cert_pem)
     made = make_self_signed_keystore(directory, host, also)
-    from drbootstrap.paths import write_private_file
-
     write_private_file(password_file, made.keystore_password + "\n")
     return made
 

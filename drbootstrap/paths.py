@@ -112,9 +112,30 @@ class EnvironmentPaths:
         return self.root / "keys"
 
     @property
-    def broker_certificate(self) -> Path:
-        """The master's broker certificate (stomp+ssl), pinned over SSH: what the client and workers trust."""
-        return self.root / "broker-cert.pem"
+    def broker_ca(self) -> Path:
+        """The environment's broker CA certificate (stomp+ssl): what the client and every agent trust."""
+        return self.root / "broker-ca.pem"
+
+    @property
+    def broker_ca_chain(self) -> Path:
+        """The CA's and the master's issuing CA's certificates: what the controller checks the broker by
+        (the chain and the master's name, wherever it dials it)."""
+        return self.root / "broker-ca-chain.pem"
+
+    @property
+    def broker_ca_key(self) -> Path:
+        """That CA's private key (0600): it never leaves this state directory."""
+        return self.root / "broker-ca.key"
+
+    @property
+    def broker_issuer(self) -> Path:
+        """The master's issuing CA certificate, signed by the broker CA."""
+        return self.root / "broker-issuer.pem"
+
+    @property
+    def broker_issuer_key(self) -> Path:
+        """Its private key (0600): in the master's user-data, with which it issues its broker's certificate."""
+        return self.root / "broker-issuer.key"
 
     @property
     def ssh_private_key(self) -> Path:

@@ -31,10 +31,12 @@ class RpcFleet:
     """The Fleet seam over drbootstrap.messaging.client.RpcClient (one connection per thread)."""
 
     def __init__(self, broker: str, key_file: Path, *, trusted_keys_dir: Path | None = None,
-                 tls_ca: Path | None = None, connect_timeout: float = 30.0) -> None:
+                 tls_ca: Path | None = None, tls_server_name: str | None = None,
+                 connect_timeout: float = 30.0) -> None:
         from drbootstrap.messaging.client import ClientConfig, RpcClient
 
         config = ClientConfig(brokers=[broker], key_file=key_file, trusted_keys_dir=trusted_keys_dir, tls_ca=tls_ca,
+                              tls_server_name=tls_server_name,
                               identity="drbootstrap-up",
                               connect_timeout=connect_timeout, discovery_timeout=2.0)
         self.client = RpcClient(config).__enter__()
@@ -116,9 +118,6 @@ class LocalNodeAccess:
 
     def push_recipes(self, master_id: str, source: Path) -> str:
         return self.master_ssh.push_recipes(master_id, source)
-
-    def fetch_broker_certificate(self, master_id: str) -> str:
-        return self.master_ssh.fetch_broker_certificate(master_id)
 
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
         self.master_ssh.arm_autosign(master_id, certname, digest)

@@ -14,8 +14,9 @@ from drbootstrap.executor.backends import (
 )
 from drbootstrap.executor.context import NodeAccess, RunContext, UpOptions
 from drbootstrap.executor.events import RETRY, Event
-from drbootstrap.executor.secrets import ED25519, load_or_create_psk, signing_scheme
+from drbootstrap.executor.secrets import ED25519, load_or_create_broker_ca, load_or_create_psk, signing_scheme
 from drbootstrap.executor.ssh_access import SshNodeAccess
+from drbootstrap.images.from_spec import broker_uses_tls, controller_fqdn
 from drbootstrap.journal import Journal
 from drbootstrap.messaging.keys import EnvironmentKeys, provision_environment_keys
 from drbootstrap.paths import EnvironmentPaths, project_root, write_private_file
@@ -75,14 +76,14 @@ def client_signing(scheme: str, spec: EnvironmentSpec, paths: EnvironmentPaths, 
 
 def connect_fleet(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, signing: ClientSigning, *,
                   connect_timeout: float = 30.0) -> RpcFleet:
-    """The controller's RPC client on the master's broker: stomp+ssl trusting the certificate pinned
-    over SSH when the spec asks for TLS, else plain STOMP."""
-    from drbootstrap.images.from_spec import broker_uses_tls
-
+    """The controller's RPC client on the master's broker: stomp+ssl when the spec uses TLS, checking
+    the broker's certificate chains to the environment's CA and names the master (ADDRESS may be a
+    cloud's public address, which the master's certificate cannot name), else plain STOMP."""
     port = spec.master.broker.port
     if broker_uses_tls(spec):
         return RpcFleet(f"stomp+ssl://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
-                        tls_ca=paths.broker_certificate, connect_timeout=connect_timeout)
+                        tls_ca=paths.broker_ca_chain, tls_server_name=controller_fqdn(spec),
+                        connect_timeout=connect_timeout)
     return RpcFleet(f"stomp://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
                     connect_timeout=connect_timeout)
 
@@ -94,6 +95,8 @@ def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *,
     scheme = signing_scheme(spec, paths)  # before the PSK is made: an existing PSK means HMAC
     psk = load_or_create_psk(spec, state_dir)
     signing = client_signing(scheme, spec, paths, psk, plan)
+    if broker_uses_tls(spec):
+        load_or_create_broker_ca(paths, spec.environment)  # once, before nodes launch side by side
     journal = Journal.at(paths, str(spec.source_path or ""))
     recipes = project_root() / "recipes"
     nodes_dir = paths.nodes

@@ -50,9 +50,6 @@ class NodeAccess(Protocol):
     def push_recipes(self, master_id: str, source: Path) -> str:
         """Put recipes/ where the master's Puppet server reads its code; a one-line detail."""
 
-    def fetch_broker_certificate(self, master_id: str) -> str:
-        """The master broker's certificate (PEM), read over the pinned SSH channel (stomp+ssl)."""
-
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
         """Record a one-time autosign token digest for certname on the master."""
 

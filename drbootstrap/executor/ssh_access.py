@@ -66,12 +66,6 @@ class SshNodeAccess:
         pinned = ", ".join(str(key) for key in target.pinned_keys)
         return f"{count} recipe files pushed over SSH to {target.label}, host key {pinned} pinned from its console"
 
-    def fetch_broker_certificate(self, master_id: str) -> str:
-        from drbootstrap.images.master_access import fetch_broker_certificate
-
-        target = self.target(master_id)
-        return fetch_broker_certificate(target, str(self.node_dirs(target.name).get("node_dir", NODE_DIR)))
-
     def arm_autosign(self, master_id: str, certname: str, digest: str) -> None:
         from drbootstrap.images.master_access import arm_autosign_tokens
 

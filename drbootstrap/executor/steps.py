@@ -215,32 +215,27 @@ def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
     deadline = ctx.clock.monotonic() + ctx.options.services_timeout
     detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
     if broker_uses_tls(ctx.spec):
-        detail += "; " + pin_broker_certificate(ctx, node)
+        detail += "; " + verify_broker_certificate(ctx, node)
     if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
         detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
     return StepResult(detail)
 
 
-def pin_broker_certificate(ctx: RunContext, node: NodeRuntime) -> str:
-    """Fetch the broker's certificate over the master's pinned SSH channel, keep it as what the
-    client and the workers trust, and check the broker presents it; a one-line detail."""
-    import hashlib
-
+def verify_broker_certificate(ctx: RunContext, node: NodeRuntime) -> str:
+    """The broker presents a certificate of the environment's CA naming the master (what the RPC
+    client checks, wherever it dials the master); a one-line detail."""
     from drbootstrap.broker import stomp_connect_probe
+    from drbootstrap.images.from_spec import controller_fqdn
 
-    assert node.provider_node is not None and node.reachable_address is not None
-    pem = ctx.access.fetch_broker_certificate(node.provider_node.id)
-    path = ctx.paths.broker_certificate
-    candidate = path.with_name(path.name + ".new")
-    candidate.parent.mkdir(parents=True, exist_ok=True)
-    candidate.write_text(pem)
-    ok, why = stomp_connect_probe(node.reachable_address, ctx.spec.master.broker.port, timeout=5.0, tls_ca=candidate)
+    assert node.reachable_address is not None
+    ca = ctx.paths.broker_ca_chain
+    ok, why = stomp_connect_probe(node.reachable_address, ctx.spec.master.broker.port, timeout=5.0, tls_ca=ca,
+                                  tls_server_name=controller_fqdn(ctx.spec))
     if not ok:
-        candidate.unlink()
-        raise StepFailed(f"the broker does not present the certificate fetched over SSH: {why}")
-    candidate.replace(path)
-    fingerprint = hashlib.sha256(pem.encode()).hexdigest()[:16]
-    return f"broker certificate {fingerprint} pinned over SSH, stomp+ssl verified"
+        raise StepFailed(f"the broker does not present a certificate of this environment's CA ({ca}): {why}",
+                         hint="was the master launched before this environment had a broker CA? relaunch it "
+                              "(down, then up) or set master.broker.tls: false for plain STOMP")
+    return f"stomp+ssl verified against the environment's broker CA for {controller_fqdn(ctx.spec)}"
 
 
 def puppet_ca(ctx: RunContext, node: NodeRuntime) -> StepResult:

@@ -1,11 +1,13 @@
 """The user-data a node is launched with, from the spec, its key (its own ed25519 key, or the shared
-PSK) and the node's own directories."""
+PSK), the node's own directories and, over stomp+ssl, the environment's broker CA (and on the
+master its issuing CA)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drbootstrap.executor.context import NodeRuntime, RunContext
+from drbootstrap.executor.secrets import load_or_create_broker_ca
 from drbootstrap.images.from_spec import broker_uses_tls, master_boot_config, worker_boot_config
 from drbootstrap.images.userdata import render_user_data
 
@@ -24,12 +26,16 @@ def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = 
     if unarmed:
         puppet = spec.master.puppet.model_copy(update={"autosign": "manual"})
         spec = spec.model_copy(update={"master": spec.master.model_copy(update={"puppet": puppet})})
+    tls: dict[str, Any] = {}
+    if broker_uses_tls(spec):
+        issuer = load_or_create_broker_ca(ctx.paths, spec.environment)
+        tls = {"broker_ca": ctx.paths.broker_ca.read_text()}
+        if node.planned.is_master:
+            tls["broker_issuer"] = issuer
     if node.planned.is_master:
-        config = master_boot_config(spec, **keys, **dirs)
+        config = master_boot_config(spec, **keys, **tls, **dirs)
     else:
         assert ctx.master is not None and ctx.master.address is not None
-        pinned = ctx.paths.broker_certificate
-        broker_ca = pinned.read_text() if broker_uses_tls(spec) and pinned.is_file() else None
         config = worker_boot_config(spec, node.hostname, master_address=ctx.master.address,
-                                    autosign_token=autosign, broker_ca=broker_ca, **keys, **dirs)
+                                    autosign_token=autosign, **tls, **keys, **dirs)
     return render_user_data(config, allow_gzip=False).decode()

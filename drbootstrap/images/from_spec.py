@@ -7,11 +7,14 @@ generated and kept.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.images.userdata import NodeBootConfig, UserDataError
 from drbootstrap.messaging.keys import NodeKey
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
+
+if TYPE_CHECKING:
+    from drbootstrap.messaging.broker_ca import CertifiedKey
 
 
 def controller_fqdn(spec: EnvironmentSpec) -> str:
@@ -19,12 +22,16 @@ def controller_fqdn(spec: EnvironmentSpec) -> str:
 
 
 def broker_uses_tls(spec: EnvironmentSpec) -> bool:
-    """`master.broker.tls` when given, else `security.tls.enabled` (off by default: a worker launched
-    before the master's services answer, as `up --until launch` does on a real cloud, could not be
-    given the broker's certificate, which the controller pins from the master once it runs)."""
+    """`master.broker.tls` when given, else `security.tls.enabled` when given, else the provider's
+    default: stomp+ssl on every cloud but the local one, whose nodes share a private bridge on the
+    controller's own machine (there `tls: true` asks for it)."""
     if spec.master.broker.tls is not None:
         return spec.master.broker.tls
-    return spec.security.tls.enabled
+    if spec.security.tls.enabled is not None:
+        return spec.security.tls.enabled
+    from drbootstrap.providers.registry import provider_class
+
+    return provider_class(spec.provider.name).broker_tls_by_default
 
 
 def _broker_protocol(spec: EnvironmentSpec) -> str:
@@ -39,15 +46,23 @@ def master_boot_config(
     node_key: NodeKey | None = None,
     operator_public_key: str | None = None,
     master_address: str | None = None,
+    broker_ca: str | None = None,
+    broker_issuer: CertifiedKey | None = None,
     **paths: Any,
 ) -> NodeBootConfig:
-    """The master's boot settings; MASTER_ADDRESS only when known before launch (else it finds its own)."""
+    """The master's boot settings; MASTER_ADDRESS only when known before launch (else it finds its own).
+    Over stomp+ssl: BROKER_CA, the environment's CA, and BROKER_ISSUER, the master's issuing CA under
+    it, with which the master issues its broker's certificate for the address it finds."""
+    tls = broker_uses_tls(spec)
     return NodeBootConfig(
         hostname=spec.master.hostname,
         role="master",
         image="master",
         broker_host=master_address or controller_fqdn(spec),
         upstream_dns=tuple(str(a) for a in spec.master.upstream_dns),
+        broker_ca=broker_ca if tls else None,
+        broker_issuer_cert=broker_issuer.cert_pem if tls and broker_issuer else None,
+        broker_issuer_key=broker_issuer.key_pem if tls and broker_issuer else None,
         **_shared_settings(spec, master_address, agent_key, agent_key_reference) | _own_key_settings(
             node_key, operator_public_key),
         **paths,
@@ -105,7 +120,7 @@ def worker_boot_config(
     **paths: Any,
 ) -> NodeBootConfig:
     """HOSTNAME's boot settings: its role from its group, the master as resolver and broker (over
-    stomp+ssl: BROKER_CA, the master's broker certificate the controller pinned, is what it trusts)."""
+    stomp+ssl: BROKER_CA, the environment's CA, is what its agent verifies the broker by)."""
     group = group_of(spec, hostname)
     if needs_autosign_token(spec) and not autosign_token:
         raise UserDataError(

@@ -30,22 +30,6 @@ def master_ssh_target(
                      private_key_path=Path(private_key_path), timeout=timeout, name=name)
 
 
-def broker_certificate_path_on_master(node_dir: str) -> str:
-    """Where the master's broker keeps its certificate (master_services broker --tls)."""
-    return f"{node_dir.rstrip('/')}/activemq/tls/broker-cert.pem"
-
-
-def fetch_broker_certificate(target: SshTarget, node_dir: str) -> str:
-    """The master broker's certificate (PEM), read over the SSH session whose host key is pinned."""
-    with SshSession(target) as session:
-        result = session.run(shlex.join(["cat", broker_certificate_path_on_master(node_dir)]), timeout=30)
-    pem = result.stdout
-    if result.exit_status != 0 or not pem.startswith("-----BEGIN CERTIFICATE-----") or len(pem) > 16384:
-        raise SshError(f"{target.label} has no broker certificate at {broker_certificate_path_on_master(node_dir)}",
-                       hint="the master's broker was not started with TLS: check its boot.log")
-    return pem
-
-
 def recipes_path_on_master(node_dir: str) -> str:
     """Where the master's puppetserver reads the production environment (images/master/boot.sh)."""
     return f"{node_dir.rstrip('/')}/puppet/code/environments/production"

@@ -4,7 +4,9 @@
     python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
         --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME] [--log-file F]
     python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613 \
-        [--tls --tls-name NAME ...]   (stomp+ssl on ADDR:PORT, its certificate in DIR/tls; plain on loopback)
+        [--tls --tls-name NAME ... [--issuer-cert F --issuer-key F]]
+        (stomp+ssl on ADDR:PORT, its certificate in DIR/tls, issued by the master's issuing CA when
+        given, else self-signed; plain STOMP on loopback only)
     python3 -m drbootstrap.images.master_services puppetserver-aot [--build] [--cache-dir DIR]
 """
 
@@ -38,7 +40,12 @@ def _broker(args: argparse.Namespace) -> None:
 
     base = Path(args.base_dir)
     if args.tls:
-        tls = master_broker_tls(base / "tls", args.host, tuple(args.tls_name or ()))
+        issuer = None
+        if args.issuer_cert and args.issuer_key:
+            from drbootstrap.messaging.broker_ca import CertifiedKey
+
+            issuer = CertifiedKey(Path(args.issuer_cert).read_text(), Path(args.issuer_key).read_text())
+        tls = master_broker_tls(base / "tls", args.host, tuple(args.tls_name or ()), issuer)
         broker = start_broker(base, host=args.host, port=args.port, tls=tls, tls_port=args.port,
                               plain_host="127.0.0.1")
     else:
@@ -77,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, default=61613)
     broker.add_argument("--tls", action="store_true", help="stomp+ssl on HOST:PORT, plain STOMP on loopback only")
     broker.add_argument("--tls-name", action="append", help="another name for the certificate (the controller's)")
+    broker.add_argument("--issuer-cert", help="the master's issuing CA certificate (PEM) for the broker's")
+    broker.add_argument("--issuer-key", help="its private key (a 0600 file, never the key itself)")
     broker.set_defaults(run=_broker)
     aot = commands.add_parser("puppetserver-aot",
                               help="print the compiled-jar path for this puppetserver (exit 1: none)")

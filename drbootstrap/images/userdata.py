@@ -3,7 +3,9 @@
 The text uses only write_files (path, content, permissions), bootcmd and runcmd, so the same
 user-data runs under real cloud-init and under the local cloud's interpreter. It carries no
 secret but the node's own: its agent signing key (the shared PSK, or its own ed25519 key beside the
-operator's public key it trusts) and its one-time Puppet autosign token.
+operator's public key it trusts), its one-time Puppet autosign token, and on the master the key of
+its issuing CA for the broker's certificate (stomp+ssl; the environment CA's key never leaves the
+controller, every node gets only that CA's certificate).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class UserDataTooLarge(UserDataError):
 
 @dataclass(frozen=True)
 class NodeBootConfig:
-    """Everything one node's boot script needs. Secrets: agent_key and autosign_token only."""
+    """Everything one node's boot script needs. Secrets: agent_key, autosign_token, broker_issuer_key."""
 
     environment: str
     domain: str
@@ -51,7 +53,9 @@ class NodeBootConfig:
     broker_host: str  # what agents connect to: the master's address or controller name
     broker_port: int = 61613
     broker_protocol: Literal["stomp", "stomp+ssl"] = "stomp"
-    broker_ca: str | None = None  # stomp+ssl on a worker: the broker's certificate (PEM, public) it pins
+    broker_ca: str | None = None  # stomp+ssl: the environment's CA (PEM, public) the agent verifies the broker by
+    broker_issuer_cert: str | None = None  # stomp+ssl on the master: its issuing CA, signed by broker_ca
+    broker_issuer_key: str | None = field(default=None, repr=False)  # and its key, written 0600
     master_address: str | None = None  # the resolver workers use; None on the master itself
     controller_name: str | None = None  # the master's stable name (controller.demo.internal)
     puppet_server: str | None = None  # default: the controller name
@@ -94,10 +98,13 @@ class NodeBootConfig:
                                               or "BEGIN PRIVATE KEY" not in self.agent_key):
             problems.append("an ed25519 agent key id needs the node's private key and the operator's public key")
         if self.image == "worker" and self.broker_protocol == "stomp+ssl" and not self.broker_ca:
-            problems.append("a worker reaching the broker over stomp+ssl needs the broker's certificate (the "
-                            "controller pins it from the master once its services answer: run up without --until)")
+            problems.append("a worker reaching the broker over stomp+ssl needs the environment's broker CA")
         if self.broker_ca is not None and "BEGIN CERTIFICATE" not in self.broker_ca:
             problems.append("broker_ca takes a PEM certificate")
+        if (self.broker_issuer_key is None) != (self.broker_issuer_cert is None) or (
+                self.broker_issuer_key is not None and (self.image != "master" or self.broker_ca is None
+                                                        or "PRIVATE KEY" not in self.broker_issuer_key)):
+            problems.append("a broker issuing CA (certificate and private key) goes to a master, with broker_ca")
         if self.operator_public_key is not None and "PRIVATE" in self.operator_public_key:
             problems.append("operator_public_key takes the operator's public key, never a private one")
         if self.puppet_mode not in ("server", "apply") or self.broker_protocol not in ("stomp", "stomp+ssl"):
@@ -169,6 +176,8 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_BROKER_PORT": str(config.broker_port),
         "DRB_BROKER_PROTOCOL": config.broker_protocol,
         "DRB_BROKER_CA_FILE": f"{config.config_dir}/broker-ca.pem" if config.broker_ca else "",
+        "DRB_BROKER_ISSUER_CERT_FILE": f"{config.config_dir}/broker-issuer.pem" if config.broker_issuer_cert else "",
+        "DRB_BROKER_ISSUER_KEY_FILE": f"{config.config_dir}/broker-issuer.key" if config.broker_issuer_key else "",
         "DRB_PUPPET_SERVER": config.puppet_server or controller,
         "DRB_PUPPET_MODE": config.puppet_mode,
         "DRB_RECIPES_DIR": config.recipes_dir,
@@ -211,6 +220,11 @@ def cloud_config(config: NodeBootConfig) -> dict:
                       "content": config.backup_settings})
     if config.broker_ca is not None:
         files.append({"path": f"{config.config_dir}/broker-ca.pem", "permissions": "0644", "content": config.broker_ca})
+    if config.broker_issuer_cert is not None and config.broker_issuer_key is not None:
+        files.append({"path": f"{config.config_dir}/broker-issuer.pem", "permissions": "0644",
+                      "content": config.broker_issuer_cert})
+        files.append({"path": f"{config.config_dir}/broker-issuer.key", "permissions": "0600",
+                      "content": config.broker_issuer_key})
     if config.autosign_token is not None:
         files.append(
             {

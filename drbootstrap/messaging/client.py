@@ -34,6 +34,7 @@ class ClientConfig:
     identity: str = "drbootstrap"
     collective: str = "mcollective"
     tls_ca: Path | None = None
+    tls_server_name: str | None = None  # check the broker's certificate for this name (transport.py)
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     discovery_timeout: float = 2.0  # longest discovery may take
@@ -104,6 +105,7 @@ class RpcClient:
                 user=config.user,
                 password=config.password,
                 tls_ca=config.tls_ca,
+                tls_server_name=config.tls_server_name,
                 connect_timeout=config.connect_timeout,
                 max_frame_bytes=config.max_message_bytes,
             ),

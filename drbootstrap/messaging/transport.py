@@ -61,6 +61,9 @@ class TransportConfig:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     tls_ca: Path | None = None  # CA (or self-signed cert) that must have signed the broker's cert
+    # Check the broker's certificate for this name, not for the address dialed (stomp.py's check);
+    # tls_ca then also holds the issuing CA (messaging.broker_ca.certificate_problem).
+    tls_server_name: str | None = None
     heartbeat_ms: int = 30_000  # idle traffic both ways; also how dead peers are noticed
     connect_timeout: float = 5.0
     backoff_initial: float = 0.2
@@ -156,7 +159,13 @@ class StompTransport:
         if self.config.max_frame_bytes:
             connection.transport.receive = FrameGuard(connection.transport.receive, self.config.max_frame_bytes).receive
         for broker in self.config.brokers:
-            if broker.tls:
+            if broker.tls and self.config.tls_server_name and self.config.tls_ca:
+                # The handshake proves the broker holds the key of the certificate it shows; that
+                # certificate is then checked here, before any frame is sent.
+                connection.set_ssl(for_hosts=[(broker.host, broker.port)], verify=False,
+                                   cert_validator=_NamedCertificate(connection, self.config.tls_ca,
+                                                                    self.config.tls_server_name))
+            elif broker.tls:
                 connection.set_ssl(
                     for_hosts=[(broker.host, broker.port)],
                     ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
@@ -214,6 +223,22 @@ class StompTransport:
 
     def _broker_list(self) -> str:
         return ", ".join(str(b) for b in self.config.brokers)
+
+
+class _NamedCertificate:
+    """stomp.py's cert_validator: the broker's certificate chains to the trusted CA and names NAME."""
+
+    def __init__(self, connection: StompConnection12, trusted: Path, name: str) -> None:
+        self.connection, self.trusted, self.name = connection, trusted, name
+
+    def __call__(self, _cert: object, _host: str) -> tuple[bool, str]:
+        from drbootstrap.messaging.broker_ca import certificate_problem
+
+        der = self.connection.transport.socket.getpeercert(binary_form=True)
+        problem = certificate_problem(der or b"", self.trusted.read_text(), self.name) if der else "no certificate"
+        if problem:
+            log.warning("%s", problem)
+        return problem is None, problem or ""
 
 
 class _Listener(ConnectionListener):

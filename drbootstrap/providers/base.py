@@ -92,6 +92,9 @@ class Provider(ABC):
     # True when a node's files are this host's (the embedded cloud): the executor reaches into
     # it directly; otherwise only over SSH.
     nodes_share_this_host: ClassVar[bool] = False
+    # The broker link is stomp+ssl unless the spec says otherwise: nodes talk across a network
+    # others share. The local cloud's private bridge on this machine keeps plain STOMP by default.
+    broker_tls_by_default: ClassVar[bool] = True
 
     def __init__(self, settings: ProviderSettings, scope: EnvironmentScope, *,
                  on_retry: Callable[[RetryEvent], None] | None = None,

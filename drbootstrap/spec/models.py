@@ -80,7 +80,7 @@ class ProviderSpec(SpecModel):
 
 
 class TlsSpec(SpecModel):
-    enabled: bool = False
+    enabled: bool | None = None  # unset: the provider's default (on, except on the local cloud)
     ca_file: AbsolutePath | None = None
     cert_file: AbsolutePath | None = None
     key_file: AbsolutePath | None = None
@@ -101,7 +101,7 @@ class SecuritySpec(SpecModel):
 class BrokerSpec(SpecModel):
     kind: Literal["activemq", "rabbitmq"] = "activemq"
     port: Port = Field(61613, ge=1, le=65535)
-    tls: bool | None = None  # stomp+ssl with the master's own certificate; unset: security.tls.enabled
+    tls: bool | None = None  # stomp+ssl under the environment's CA; unset: security.tls.enabled
 
 
 class MasterPuppetSpec(SpecModel):

@@ -12,6 +12,8 @@
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
 #          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
+#          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent trusts, if set
+#          DRB_BROKER_ISSUER_{CERT,KEY}_FILE stomp+ssl: the master's issuing CA (key 0600), if set
 #          /var/cache/drbootstrap/puppetserver/aot-*.jar  puppetserver's Clojure compiled when the
 #                                            image was made (drbootstrap.images.puppetserver_aot), if any
 #   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid,dnsmasq.log}   (the dns agent edits hosts)
@@ -246,10 +248,14 @@ EOF
 fi
 
 # 3. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
-#    stomp+ssl: its certificate is made on the first boot and kept (the controller pins it over SSH);
-#    plain STOMP then listens on loopback only.
+#    stomp+ssl: its certificate, for our address and name, is issued at every start by the master's
+#    issuing CA from the user-data (every client trusts the environment's CA above it); without one,
+#    self-signed on the first boot and kept. Plain STOMP then listens on loopback only.
 BROKER_TLS_ARGS=""
 if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then BROKER_TLS_ARGS="--tls --tls-name $FQDN"; fi
+if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ] && [ -n "${DRB_BROKER_ISSUER_KEY_FILE:-}" ]; then
+    BROKER_TLS_ARGS="$BROKER_TLS_ARGS --issuer-cert $DRB_BROKER_ISSUER_CERT_FILE --issuer-key $DRB_BROKER_ISSUER_KEY_FILE"
+fi
 start_broker() {
     # shellcheck disable=SC2086 # BROKER_TLS_ARGS is several words
     "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
@@ -277,7 +283,9 @@ puppet:
   confdir: $PUPPET_DIR
   vardir: $PUPPET_DIR/var
 EOF
-if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then
+if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ] && [ -n "${DRB_BROKER_CA_FILE:-}" ]; then
+    echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # the environment's CA
+elif [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then
     echo "tls_ca: $NODE_DIR/activemq/tls/broker-cert.pem" >>"$NODE_DIR/agent.yaml"
 fi
 # Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.

@@ -14,7 +14,7 @@
 #          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_AGENT_BACKUP_SETTINGS_FILE    agent.yaml lines: `backup:` volumes and their snapshot hooks
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
-#          DRB_BROKER_CA_FILE                stomp+ssl: the broker's certificate the agent trusts, if set
+#          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent verifies the broker by, if set
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
 #          over /proc/1/environ when root cannot read it (see below),
 #          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
@@ -153,7 +153,7 @@ if [ -x /run/drb-cloud/reboot ]; then
 fi
 
 if [ -n "${DRB_BROKER_CA_FILE:-}" ]; then
-    echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # stomp+ssl: the broker's pinned certificate
+    echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # stomp+ssl: the environment's CA
 fi
 # The volumes this node backs up (from the spec): their mounts and snapshot hooks.
 if [ -n "${DRB_AGENT_BACKUP_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_BACKUP_SETTINGS_FILE" ]; then

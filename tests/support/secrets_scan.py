@@ -1,7 +1,7 @@
 """Look for known secret values where they must never be: a run's traces and process listings.
 
 Secrets (the PSK, autosign tokens, the ed25519 signing keys of the operator and of each node, TSIG
-keys, cloud keys, the operator's SSH key) may live only in
+keys, cloud keys, the broker CA's and the master's issuing key, the operator's SSH key) may live only in
 their own 0600 files. `scan_for_secrets` reports, without the values, every trace under a state
 directory that holds one (logs, reports, the journal, console and node logs), every file holding
 one that others can read, and every process whose arguments (any process) or environment (those
@@ -35,7 +35,7 @@ class KnownSecret:
 
 def environment_secrets(state_dir: Path, environment: str) -> list[KnownSecret]:
     """The secrets an `up` of ENVIRONMENT made: its PSK, each node's autosign tokens, the operator's
-    and each node's ed25519 signing key, the SSH key."""
+    and each node's ed25519 signing key, the broker CA's and the master's issuing key, the SSH key."""
     from drbootstrap.executor.secrets import autosign_token  # the one derivation, not a copy
 
     env_dir = state_dir / "environments" / environment
@@ -55,6 +55,12 @@ def environment_secrets(state_dir: Path, environment: str) -> list[KnownSecret]:
             # PKCS#8 ed25519: one base64 line, whose last 32 bytes are the key (its first 16 are a header)
             body = next(line for line in private.read_text().splitlines() if not line.startswith("-----"))
             found.append(KnownSecret(f"the ed25519 signing key {private.relative_to(env_dir)}", body[22:]))
+    for name, what in (("broker-ca.key", "the broker CA's key"),
+                       ("broker-issuer.key", "the master's broker issuing key")):
+        pem = env_dir / name
+        if pem.is_file():
+            lines = [line for line in pem.read_text().splitlines() if len(line) >= 32 and not line.startswith("-----")]
+            found += [KnownSecret(f"line {index} of {what}", line) for index, line in enumerate(lines, start=1)]
     key_file = env_dir / "ssh-key.pem"
     if key_file.is_file():
         body = [line for line in key_file.read_text().splitlines() if line and not line.startswith("-----")]

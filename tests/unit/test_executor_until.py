@@ -109,6 +109,9 @@ def test_plain_output_shows_each_cloud_retry(capsys):
 def test_until_launch_on_a_real_cloud_arms_no_token_on_an_unready_master_and_signs_explicitly_later(world):
     spec, state, cloud, broker, access = world
     spec = spec.model_copy(update={"provider": spec.provider.model_copy(update={"name": "openstack"})})
+    # plain STOMP, as the fake broker speaks: the broker link's TLS is tests/unit/test_broker_tls.py's
+    broker_block = spec.master.broker.model_copy(update={"tls": False})
+    spec = spec.model_copy(update={"master": spec.master.model_copy(update={"broker": broker_block})})
     run_up(make_context(spec, state, cloud, broker, access, options=UpOptions(until=Step.LAUNCH)))
     assert access.armed == {}  # the master's files cannot be reached before its services answer
     assert "no autosign token" in Journal.open(state, "demo").data.nodes["db01"].steps[Step.LAUNCH].detail

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class LocalProvider(NamedVolumeBackups, Provider):
     nodes_share_this_host = True
+    broker_tls_by_default = False  # a private bridge on this machine; `tls: true` asks for stomp+ssl
     default_rate = RateSettings(per_second=20, burst=40)  # its API is this machine's state directory
 
     def new_driver(self) -> NodeDriver:

@@ -1,13 +1,16 @@
 """`up --until launch`, `status` and `down` through libcloud's EC2 driver against a real moto server:
-moto holds exactly what the spec implies afterwards, nothing after `down`; through a throttling proxy
+moto holds exactly what the spec implies afterwards (the broker link stomp+ssl by default, under the
+environment's CA, whose key no user-data holds), nothing after `down`; through a throttling proxy
 `up` makes exactly one instance per node, within the spec's request rate, and shows its retries."""
 
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from drbootstrap.executor import UpOptions, down, status, up
@@ -52,6 +55,29 @@ def tags_of(resource: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
+def assert_broker_tls_by_default_without_the_ca_key(ec2_view, instances: dict, paths: EnvironmentPaths) -> None:
+    """The spec says nothing of TLS: every node's user-data, as EC2 holds it, sets stomp+ssl and carries
+    the environment's CA; only the master's carries its issuing key; none, nor the journal, the CA's key."""
+    ca = paths.broker_ca.read_text()
+    ca_key_lines = [line for line in paths.broker_ca_key.read_text().splitlines() if not line.startswith("-----")]
+    assert paths.broker_ca_key.stat().st_mode & 0o777 == 0o600 and ca_key_lines
+    issuer_key = paths.broker_issuer_key.read_text()
+    for hostname, instance in instances.items():
+        attribute = ec2_view.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+        text = base64.b64decode(attribute["UserData"]["Value"]).decode()
+        files = {f["path"]: f for f in yaml.safe_load(text.removeprefix("#cloud-config\n"))["write_files"]}
+        assert "DRB_BROKER_PROTOCOL=stomp+ssl" in files["/etc/drbootstrap/node.env"]["content"], hostname
+        assert files["/etc/drbootstrap/broker-ca.pem"]["content"] == ca, hostname
+        issuer = files.get("/etc/drbootstrap/broker-issuer.key")
+        if hostname == "controller":
+            assert issuer is not None and issuer["permissions"] == "0600" and issuer["content"] == issuer_key
+        else:
+            assert issuer is None and issuer_key not in text, hostname
+        assert not any(line in text for line in ca_key_lines), hostname
+    journal_text = paths.journal.read_text()
+    assert not any(line in journal_text for line in ca_key_lines) and issuer_key not in journal_text
+
+
 def test_up_until_launch_leaves_exactly_the_specs_instances_group_key_address_and_volumes_and_down_none(
         fresh_moto, ec2_view, tmp_path, credentials):
     snapshot = a_snapshot(ec2_view)
@@ -93,6 +119,7 @@ def test_up_until_launch_leaves_exactly_the_specs_instances_group_key_address_an
     journal = Journal.open(state, ENV)
     assert all(journal.node(h).is_done(Step.LAUNCH) and not journal.node(h).steps.get(Step.BOOT)
                for h in instances)
+    assert_broker_tls_by_default_without_the_ca_key(ec2_view, instances, EnvironmentPaths(state, ENV))
 
     seen = status(spec, state, ping=False)
     assert {n.hostname: n.cloud_state for n in seen.nodes} == dict.fromkeys(instances, "running")

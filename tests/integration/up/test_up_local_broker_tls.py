@@ -1,6 +1,8 @@
-"""`up` with `master.broker.tls: true` on the local cloud: the master's ActiveMQ serves stomp+ssl with
-its own certificate, which the controller pins over the master's SSH channel and hands to each
-worker in its user-data; the controller, the master's agent and every worker's agent verify it."""
+"""`up` with `master.broker.tls: true` on the local cloud (TLS forced on: the local cloud's default is
+plain STOMP): the controller makes the environment's CA before launch, the master's ActiveMQ serves
+stomp+ssl with a certificate the master issues under it, and the controller, the master's agent and
+every worker's agent verify it from their first connection against the CA in their user-data; a
+controller trusting another CA is refused."""
 
 from __future__ import annotations
 
@@ -30,34 +32,55 @@ def environment():
         tear_down(env)
 
 
-def test_up_completes_with_the_broker_certificate_pinned_over_ssh(environment):
+def test_up_completes_with_the_broker_verified_against_the_environments_ca(environment):
     run = environment.first_run
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     events = [json.loads(line) for line in run.stdout.splitlines()]
     services = [e for e in events if e.get("event") == "step" and e["step"] == "services" and e["state"] == "done"]
-    assert "pinned over SSH, stomp+ssl verified" in services[-1]["detail"]
+    assert "stomp+ssl verified against the environment's broker CA" in services[-1]["detail"]
+    assert environment.paths.broker_ca_key.stat().st_mode & 0o777 == 0o600
 
 
-def test_the_master_address_serves_only_stomp_ssl_with_the_pinned_certificate(environment):
+def test_the_master_address_serves_only_stomp_ssl_with_a_certificate_of_the_ca(environment):
     journal = json.loads(environment.paths.journal.read_text())
     address = journal["nodes"]["controller"]["address"]
-    pinned = environment.paths.broker_certificate
-    assert stomp_connect_succeeds(address, 61613, tls_ca=pinned)
+    assert stomp_connect_succeeds(address, 61613, tls_ca=environment.paths.broker_ca)
     assert not stomp_connect_succeeds(address, 61613, timeout=3.0)
 
 
-def test_every_agent_connects_over_stomp_ssl_trusting_the_pinned_certificate(environment):
-    pinned = environment.paths.broker_certificate.read_text()
+def test_every_agent_connects_over_stomp_ssl_verifying_by_the_ca_and_never_holds_its_key(environment):
+    ca = environment.paths.broker_ca.read_text()
+    ca_key = environment.paths.broker_ca_key.read_text()
     for hostname in NODES:
         config = yaml.safe_load((environment.paths.nodes / hostname / "var" / "agent.yaml").read_text())
         assert config["brokers"][0].startswith("stomp+ssl://")
-        assert Path(config["tls_ca"]).read_text() == pinned, hostname
+        assert Path(config["tls_ca"]).read_text() == ca, hostname
+        for path in (environment.paths.nodes / hostname).rglob("*"):
+            if path.is_file() and path.stat().st_size < 1_000_000:
+                assert ca_key not in path.read_text(errors="replace"), path
 
 
 def test_status_reaches_every_agent_over_stomp_ssl(environment):
     run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
     status = json.loads(run.stdout)
     assert {n["hostname"]: n["agent"] for n in status["nodes"]} == dict.fromkeys(NODES, "answers")
+
+
+def test_a_controller_trusting_another_ca_is_refused_by_the_broker_link(environment):
+    from drbootstrap.messaging.broker_ca import issue_master_ca, make_environment_ca
+
+    ca_file = environment.paths.broker_ca_chain  # what the controller checks the broker by
+    ours = ca_file.read_text()
+    other = make_environment_ca(environment.name)
+    ca_file.write_text(other.cert_pem + issue_master_ca(other, environment.name).cert_pem)
+    try:
+        run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
+    finally:
+        ca_file.write_text(ours)
+    status = json.loads(run.stdout)
+    assert status["broker"].startswith("unreachable: cannot connect"), status["broker"]
+    assert "the broker's certificate is not this environment's" in run.stderr  # not for being down
+    assert all(n["agent"] != "answers" for n in status["nodes"]), status["nodes"]
 
 
 def test_no_secret_in_traces_or_processes_including_the_broker_keystore_password(environment):
@@ -68,5 +91,6 @@ def test_no_secret_in_traces_or_processes_including_the_broker_keystore_password
     assert (tls_dir / "keystore.password").stat().st_mode & 0o777 == 0o600
     known = [*environment_secrets(environment.home / "state", environment.name),
              KnownSecret("the broker keystore password", password)]
+    assert any("broker CA" in secret.name for secret in known)
     findings = scan_for_secrets(known, environment.home / "state")
     assert findings == [], "\n".join(findings)
