@@ -23,6 +23,11 @@ _SPEC_FILE = click.Path(path_type=Path)  # load_spec refuses a missing file, a d
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Where journals and reports live (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
 _STEPS = [str(step) for step in Step]
+_STATE = click.option("--state", "state", default=None, metavar="local|s3|s3://BUCKET/PREFIX",
+                      help="Where the state lives, over the spec's state: block (s3 takes its other settings).")
+_TAKE_OVER = click.option("--take-over", "take_over", is_flag=True,
+                          help="s3 state: take the lease of a holder that stopped renewing it (waits for it to "
+                               "expire; never a live holder's).")
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -43,8 +48,10 @@ def _state_dir(given: Path | None) -> Path:
                    "`--until launch`: launch everything, wire networking and volumes, stop.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+@_STATE
+@_TAKE_OVER
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
-       as_json: bool, plain: bool) -> int:
+       as_json: bool, plain: bool, state: str | None, take_over: bool) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
     A plain `up` retries whatever failed before; `--only` narrows it to some nodes."""
@@ -54,7 +61,7 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     from drbootstrap.spec import load_spec
 
     spec = load_spec(spec_file)
-    state = _state_dir(state_dir)
+    state_root = _state_dir(state_dir)
     plan = build_plan(spec)
     names, failed = resolve_only(plan, only)
     options = UpOptions(redo=frozenset(Step(s) for s in redo), only=names, only_failed=failed,
@@ -62,7 +69,8 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     renderer = _renderer(as_json, plain)
     try:
         with renderer:
-            result, paths = run_up(spec, state, options=options, emit=renderer.event, plan=plan)
+            result, paths = run_up(spec, state_root, options=options, emit=renderer.event, plan=plan, state=state,
+                                   take_over=take_over)
     except KeyboardInterrupt:
         click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
                    err=True)
@@ -209,7 +217,8 @@ class LiveTable(PlainLines):
 @_STATE_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
-def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool) -> int:
+@_STATE
+def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, state: str | None) -> int:
     """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state.
 
     Exits 0 when nothing is down or failed, 7 when a node is absent or not running in the cloud,
@@ -220,7 +229,7 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
     from drbootstrap.executor import status as read_status
     from drbootstrap.spec import load_spec
 
-    result = read_status(load_spec(spec_file), _state_dir(state_dir), ping=not no_ping)
+    result = read_status(load_spec(spec_file), _state_dir(state_dir), ping=not no_ping, state=state)
     healthy = int(ExitStatus.PARTIAL if result.problems else ExitStatus.OK)
     if as_json:
         click.echo(json.dumps({**asdict(result), "problems": result.problems}, indent=1))
@@ -235,6 +244,8 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
         table.add_row(node.hostname, node.role, node.address or "-", node.cloud_state,
                       f"{node.steps_done}/{node.steps_total}", node.last_step, node.agent, node.puppet)
     Console(width=160 if not sys.stdout.isatty() else None).print(table)
+    if result.holder:
+        click.echo(f"state: {result.holder}")
     for line in result.resources:
         click.echo(f"resource: {line}")
     if result.orphans:
@@ -248,7 +259,9 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @_STATE_DIR
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
+@_STATE
+@_TAKE_OVER
+def down(spec_file: Path, state_dir: Path | None, yes: bool, state: str | None, take_over: bool) -> int:
     """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent.
 
     Without --yes it lists what will go and asks; with no terminal to ask at (cron, CI) it refuses
@@ -264,7 +277,7 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
         if not sys.stdin.isatty():
             raise NotConfirmed(f"down {spec_file}: nothing destroyed: there is no terminal to confirm at",
                                hint="run it again with --yes to destroy without asking")
-        owned = read_status(spec, _state_dir(state_dir), ping=False)
+        owned = read_status(spec, _state_dir(state_dir), ping=False, state=state)
         live = [n.hostname for n in owned.nodes if n.cloud_state != "absent"] + owned.orphans
         click.echo(f"{spec.environment}: will destroy {len(live)} node(s)"
                    + (f" ({', '.join(live)})" if live else "") + ", their volumes"
@@ -272,7 +285,7 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
         if not click.confirm(f"Destroy environment {spec.environment!r}?", default=False):
             click.echo("drbootstrap: nothing destroyed")
             return int(ExitStatus.NOT_CONFIRMED)
-    result = tear_down(spec, _state_dir(state_dir))
+    result = tear_down(spec, _state_dir(state_dir), state=state, take_over=take_over)
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))
