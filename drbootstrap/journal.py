@@ -81,6 +81,9 @@ class JournalError(DrbError):
 class JournalReplica(Protocol):
     """Another copy every write also goes to (remote state); it may refuse (FencedError, StateWriteError)."""
 
+    def check(self) -> None:
+        """Raise if this process may no longer write (a newer holder exists): before the file is touched."""
+
     def write(self, text: str) -> None: ...
 
 
@@ -187,6 +190,8 @@ class Journal:
                 snapshot, upto = _to_json(self.data), self._changes
             # Compact: the C encoder (indent= falls back to the pure-Python one, 4x slower).
             text = json.dumps(snapshot, sort_keys=True)
+            if self.replica is not None:
+                self.replica.check()
             try:
                 write_private_file(self.path, text)
             except OSError as error:  # disk full, read-only: the file still holds the last write

@@ -16,13 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.journal import Journal
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec.models import EnvironmentSpec, StateSpec
+
+if TYPE_CHECKING:  # the s3 modules (boto3) are imported only when the state is in s3
+    from drbootstrap.state.remote import JournalReplica, RemoteState
 
 
 class StateSession(Protocol):
@@ -100,17 +103,14 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
 
 @dataclass
 class _RemoteSession:
-    remote: object
-    replica: object
+    remote: RemoteState
+    replica: JournalReplica
     taken_over: str | None = None
 
     def attach(self, journal: Journal) -> None:
-        journal.replica = self.replica  # type: ignore[assignment]
+        journal.replica = self.replica
 
     def save_report(self, files: list[Path], started_at: float) -> None:
-        from drbootstrap.state.remote import RemoteState
-
-        assert isinstance(self.remote, RemoteState)
         self.remote.push_reports(files, started_at)
 
 

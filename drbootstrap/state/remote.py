@@ -120,6 +120,9 @@ class JournalReplica:
         self._keys: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        self.lease.check()
+
     def write(self, text: str) -> None:
         self.write_bytes(text.encode())
 
