@@ -2,8 +2,9 @@
 worker): two `up` at once (one refused naming the holder); a holder paused (SIGSTOP) while another
 operator takes over and writes, then resumed: it writes not one journal entry and exits 16; the
 new holder killed midway and its machine's state gone: a third operator, from the bucket alone,
-waits out the lease with --take-over, resumes and converges with no node twice. No object in the
-bucket holds a secret in clear text.
+waits out the lease with --take-over (first through an endpoint that never answers: exit 11 in one
+line; then through one failing now and then: 500s and resets), resumes and converges with no node
+twice. No object in the bucket holds a secret in clear text.
 
 The local cloud keeps its nodes' files under the state directory (environments/<env>/nodes/ and
 local-cloud/): those are the cloud, not the operator's state, so "the machine is gone" deletes
@@ -18,12 +19,14 @@ import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.integration.state.conftest import all_objects, s3_block, versions
 from tests.integration.up.conftest import E2E_GATE, make_environment, tear_down
 from tests.integration.up.test_up_crash_and_failure import Run
+from tests.support.s3_fault_proxy import ERROR_500, FLAKY, FORWARD, RESET, SILENT, s3_fault_proxy
 from tests.support.secrets_scan import environment_secrets
 
 pytestmark = [pytest.mark.integration, E2E_GATE]
@@ -48,6 +51,23 @@ def _wait_for(seen, timeout: float, what: str):
             return found
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _spec_through(env, bucket: str, endpoint: str, proxy: str, name: str, **settings) -> Path:
+    """The same spec, its state: block reaching the same bucket through the proxy."""
+    path = env.home / name
+    path.write_text(env.spec_file.read_text().replace(
+        s3_block(bucket, endpoint, lease_seconds=LEASE_SECONDS), s3_block(bucket, proxy, lease_seconds=LEASE_SECONDS,
+                                                                          **settings)))
+    return path
+
+
+def _flap(proxy, stop: threading.Event) -> None:
+    """Two seconds of 500s and resets in every five, until STOP."""
+    while not stop.wait(3.0):
+        proxy.set_mode(FLAKY)
+        stop.wait(2.0)
+        proxy.set_mode(FORWARD)
 
 
 def test_two_operators_a_paused_holder_fenced_and_a_lost_machine_resumed_from_the_bucket(moto, bucket, state_key):
@@ -103,8 +123,26 @@ def test_two_operators_a_paused_holder_fenced_and_a_lost_machine_resumed_from_th
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         expired = env.cli("up", str(env.spec_file), "--plain", timeout=120)
         assert expired.returncode == 10 and "--take-over" in expired.stderr, expired.stderr
-        final = env.cli("up", str(env.spec_file), "--take-over", "--json", timeout=900)
-        assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-2000:]
+        with s3_fault_proxy(moto.port) as proxy:
+            # Its endpoint never answers: one line, exit 11, nothing changed.
+            silent = _spec_through(env, name, moto.url, proxy.url, "silent.yaml", retry_seconds=2)
+            proxy.set_mode(SILENT)
+            unanswered = env.cli("up", str(silent), "--take-over", "--plain", timeout=300)
+            assert unanswered.returncode == 11, unanswered.stdout[-2000:] + unanswered.stderr
+            assert unanswered.stderr.count("\n") == 1 and "no good answer" in unanswered.stderr, unanswered.stderr
+            # Then it answers, failing now and then (500s and resets): slower, nothing lost.
+            flaky = _spec_through(env, name, moto.url, proxy.url, "flaky.yaml", retry_seconds=60)
+            proxy.set_mode(FORWARD)
+            stop = threading.Event()
+            flapping = threading.Thread(target=_flap, args=(proxy, stop), daemon=True)
+            flapping.start()
+            try:
+                final = env.cli("up", str(flaky), "--take-over", "--json", timeout=900)
+            finally:
+                stop.set()
+                flapping.join()
+            assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-2000:]
+            assert proxy.count(ERROR_500) and proxy.count(RESET), proxy.seen[-20:]
         result = json.loads(final.stdout.splitlines()[-1])
         assert result["failed"] == []
         assert env.live_hostnames() == NAMES  # none twice, none missing
