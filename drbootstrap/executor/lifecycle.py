@@ -64,7 +64,7 @@ def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = No
     paths = EnvironmentPaths(state_dir, spec.environment)
     with hold_state(spec, paths, "up", override=state, take_over=take_over) as session:
         if session.taken_over is not None:
-            emit(Event(node="", step="lock", state=DONE, detail=f"took over the lock of {session.taken_over}"))
+            emit(Event(node="", step="lock", state=DONE, detail=session.taken_over))
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
         session.attach(ctx.journal)
         result = run_up(ctx)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the s3 modules (boto3) are imported only when the state is 
 
 
 class StateSession(Protocol):
-    taken_over: str | None  # the holder this command replaced (it died without releasing), for a line
+    taken_over: str | None  # a line naming the holder this command replaced (it died without releasing)
 
     def attach(self, journal: Journal) -> None: ...
 
@@ -80,7 +80,7 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
     settings = state_settings(spec, override)
     if settings.backend == "local":
         with hold_environment(paths, command) as held:
-            yield _LocalSession(held.taken_over.describe() + ", which is no longer running"
+            yield _LocalSession(f"took over the lock of {held.taken_over.describe()}, which is no longer running"
                                 if held.taken_over else None)
         return
     from drbootstrap.state.lease import take_lease
@@ -95,7 +95,7 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
         lease.start_renewing()
         taken = lease.taken_over
         yield _RemoteSession(remote, replica,
-                             f"took over the expired lease of {taken.describe()} (generation {lease.generation})"
+                             f"took over the expired lease of {taken.describe()} (now generation {lease.generation})"
                              if taken else None)
     finally:
         lease.release()

@@ -21,7 +21,8 @@ from drbootstrap.state.lease import read_lease, take_lease
 from drbootstrap.state.migrate import migrate_to_s3
 from drbootstrap.state.remote import JOURNAL_NAME, RemoteState
 from drbootstrap.state.s3 import StateUnreachable
-from tests.integration.state.conftest import all_objects, settings, versions
+from tests.integration.state.conftest import all_objects, s3_block, settings, versions
+from tests.support.prereq import run_cli
 from tests.support.s3_fault_proxy import FLAKY, FORWARD, SILENT, s3_fault_proxy
 
 pytestmark = pytest.mark.integration
@@ -186,3 +187,26 @@ def test_migrate_moves_a_local_environment_and_never_overwrites_a_remote_one(mot
     assert resumed.data.nodes["controller"].is_done(Step.LAUNCH)
     assert (tmp_path / "new" / "environments" / ENV / "psk").read_text() == "a" * 64 + "\n"
     lease.release()
+
+
+def test_state_migrate_through_the_cli_then_status_reads_the_bucket(moto, bucket, state_key, tmp_path):
+    name, _ = bucket
+    spec = tmp_path / "env.yaml"
+    spec.write_text(f"environment: {ENV}\ndomain: prod.internal\nprovider: {{name: local}}\n"
+                    + s3_block(name, moto.url).replace("backend: s3", "backend: local"))
+    local = EnvironmentPaths(tmp_path / "old", ENV)
+    journal = Journal.at(local)
+    journal.node("controller", "master")
+    journal.finish_step("controller", Step.LAUNCH, detail="launched")
+    write_private_file(local.psk, "b" * 64 + "\n")
+    moved = run_cli("state", "migrate", str(spec), "--state-dir", str(tmp_path / "old"), "--to", f"s3://{name}/moved")
+    assert moved.exit_code == 0, moved.stderr
+    assert f"now in s3://{name}/moved/{ENV}" in moved.stdout and "--state s3://" in moved.stdout
+    again = run_cli("state", "migrate", str(spec), "--state-dir", str(tmp_path / "old"), "--to", f"s3://{name}/moved")
+    assert again.exit_code == 1 and "already holds a journal" in again.stderr and again.stderr.count("\n") == 1
+    wrong = run_cli("state", "migrate", str(spec), "--to", "local")
+    assert wrong.exit_code == 1 and "only s3" in wrong.stderr
+    shown = run_cli("status", str(spec), "--state-dir", str(tmp_path / "fresh"), "--state", f"s3://{name}/moved",
+                    "--no-ping", "--json")
+    assert json.loads(shown.stdout)["holder"].startswith("free (last held by `state migrate`"), shown.stdout
+    assert (tmp_path / "fresh" / "environments" / ENV / "psk").read_text() == "b" * 64 + "\n"
