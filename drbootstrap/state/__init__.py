@@ -90,9 +90,9 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
     lease = take_lease(remote.store, command, seconds=settings.lease_seconds, take_over=take_over,
                        take_expired=settings.take_over_expired)
     try:
+        lease.start_renewing()  # from now: fetching many keys must not let it lapse
         restored = remote.restore_working_copy()
         replica = remote.replica(lease, restored)
-        lease.start_renewing()
         taken = lease.taken_over
         yield _RemoteSession(remote, replica,
                              f"took over the expired lease of {taken.describe()} (now generation {lease.generation})"

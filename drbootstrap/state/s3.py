@@ -46,8 +46,11 @@ class S3Objects:
         self.root = "/".join(p for p in (settings.prefix, environment) if p)
         self.retry_seconds = float(retry_seconds if retry_seconds is not None else settings.retry_seconds)
         credentials = {name: ref.reveal() for name, ref in settings.credentials.items()}
+        # Checksums only where the API requires them: older S3 implementations (Ceph, Walrus, MinIO
+        # releases before 2025) refuse the CRC headers botocore otherwise adds to every PUT.
         config = Config(retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=10,
-                        s3={"addressing_style": "path"}, user_agent_extra="drbootstrap")
+                        s3={"addressing_style": "path"}, user_agent_extra="drbootstrap",
+                        request_checksum_calculation="when_required", response_checksum_validation="when_required")
         self.client: Any = boto3.session.Session().client(
             "s3", region_name=settings.region or "us-east-1", endpoint_url=settings.endpoint, config=config,
             aws_access_key_id=credentials.get("access_key_id"),
