@@ -78,7 +78,11 @@ def test_a_live_holder_is_never_taken_over_an_expired_one_only_with_take_over(mo
         _session(tmp_path, "b", state)
     _, taken, _ = _session(tmp_path, "b", state, take_over=True)
     assert taken.generation == lease.generation + 1 and taken.taken_over is not None
-    taken.release()
+    time.sleep(state.lease_seconds + 0.5)  # b stops renewing too; a scheduled drill's policy takes it
+    store = RemoteState(state, EnvironmentPaths(tmp_path / "c", ENV)).store
+    by_policy = take_lease(store, "drill", seconds=state.lease_seconds, take_over=False, take_expired=True)
+    assert by_policy.generation == taken.generation + 1 and by_policy.taken_over.pid == taken.record.pid
+    by_policy.release()
 
 
 def test_an_earlier_holder_cannot_write_a_single_entry_once_a_newer_one_took_over(moto, bucket, state_key, tmp_path):
