@@ -70,6 +70,12 @@ class StateWriteError(DrbError):
     exit_status = ExitStatus.STATE
 
 
+class FencedError(DrbError):
+    """A newer holder took the environment's lease: this run may not write another journal entry."""
+
+    exit_status = ExitStatus.FENCED
+
+
 class NotConfirmed(DrbError):
     """A destructive command was not confirmed: nothing was changed."""
 

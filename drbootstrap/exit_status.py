@@ -19,5 +19,6 @@ class ExitStatus(IntEnum):
     NOT_CONFIRMED = 12  # a destructive command was not confirmed (no terminal and no --yes, or a no)
     BACKUP = 13  # no backup matches what was asked, or every candidate failed verification
     NOT_SWITCHED = 15  # failover refused to switch the public DNS: the target site failed verification
+    FENCED = 16  # a newer holder took the environment's lease: this run may not write its journal
     INTERRUPTED = 130  # Ctrl-C
     BUG = 70  # an unexpected exception: a defect in drbootstrap (EX_SOFTWARE)

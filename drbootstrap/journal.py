@@ -1,7 +1,8 @@
 """The journal: what has been done for one environment, written atomically after every step.
 
 `up` after a crash reads it to resume; `down` reads it to know what the environment owns. One
-JSON file per environment (0600) in the state directory. Holds no secrets: only names, provider
+JSON file per environment (0600) in the state directory; with remote state (drbootstrap.state)
+every write also goes to the remote copy, which is the truth. Holds no secrets: only names, provider
 ids, addresses, step states, timings and the small typed facts steps leave for later steps.
 """
 
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from drbootstrap.errors import DrbError, StateWriteError
 from drbootstrap.exit_status import ExitStatus
@@ -77,6 +78,15 @@ class JournalError(DrbError):
     exit_status = ExitStatus.INVALID_SPEC
 
 
+class JournalReplica(Protocol):
+    """Another copy every write also goes to (remote state); it may refuse (FencedError, StateWriteError)."""
+
+    def check(self) -> None:
+        """Raise if this process may no longer write (a newer holder exists): before the file is touched."""
+
+    def write(self, text: str) -> None: ...
+
+
 class Journal:
     """Thread-safe access to one environment's journal; every change is on disk (atomically) before
     the call that made it returns. Changes made while a write is under way share the next write
@@ -91,6 +101,7 @@ class Journal:
         self._write_lock = threading.Lock()  # one writer of the file at a time
         self._changes = 0  # changes made to data (under _lock)
         self._written = 0  # changes the file holds (under _write_lock)
+        self.replica: JournalReplica | None = None  # remote state: written after the file, under _write_lock
 
     @classmethod
     def open(cls, state_dir: Path, environment: str, spec_path: str = "") -> Journal:
@@ -178,13 +189,18 @@ class Journal:
             with self._lock:
                 snapshot, upto = _to_json(self.data), self._changes
             # Compact: the C encoder (indent= falls back to the pure-Python one, 4x slower).
+            text = json.dumps(snapshot, sort_keys=True)
+            if self.replica is not None:
+                self.replica.check()
             try:
-                write_private_file(self.path, json.dumps(snapshot, sort_keys=True))
+                write_private_file(self.path, text)
             except OSError as error:  # disk full, read-only: the file still holds the last write
                 raise StateWriteError(
                     f"cannot write the journal {self.path}: {error.strerror or error}",
                     hint="free space in the state directory (DRB_STATE_DIR), then run `drbootstrap up` "
                          "again: it resumes from the last step the journal holds") from None
+            if self.replica is not None:
+                self.replica.write(text)
             self._written = upto
 
 
@@ -199,8 +215,21 @@ def _to_json(data: JournalData) -> dict[str, Any]:
 
 def _load(path: Path) -> JournalData:
     """The journal at PATH, every field checked; JournalError names the line and column to fix."""
-    from drbootstrap.journal_reader import JournalFormat, read_journal_file
+    from drbootstrap.journal_reader import read_journal_file
 
-    form = JournalFormat(root=JournalData, version=JOURNAL_VERSION, key_kinds={"steps": Step}, error=JournalError)
-    data: JournalData = read_journal_file(path, form)
+    data: JournalData = read_journal_file(path, _format())
     return data
+
+
+def parse_journal(body: bytes, where: str) -> JournalData:
+    """A journal read from elsewhere (remote state), checked like a file; WHERE names it in errors."""
+    from drbootstrap.journal_reader import read_journal_text
+
+    data: JournalData = read_journal_text(body.decode("utf-8", "replace"), where, _format())
+    return data
+
+
+def _format() -> Any:
+    from drbootstrap.journal_reader import JournalFormat
+
+    return JournalFormat(root=JournalData, version=JOURNAL_VERSION, key_kinds={"steps": Step}, error=JournalError)

@@ -61,6 +61,14 @@ def read_journal_file(path: Path, form: JournalFormat) -> Any:
         )
     except Unreadable as refusal:
         raise form.error(f"{path}:{refusal.line}:{refusal.column}: {refusal.what}", hint=refusal.fix) from None
+    return read_journal_text(text, path, form)
+
+
+def read_journal_text(text: str, path: Path | str, form: JournalFormat) -> Any:
+    """Like read_journal_file, for a journal already read (from remote state); PATH names it in errors."""
+    if len(text) > MAX_JOURNAL_BYTES:
+        raise form.error(f"{path}:1:1: the journal is over {MAX_JOURNAL_BYTES} bytes",
+                         hint="a journal is at most a few megabytes: " + RESTORE_HINT.removeprefix("or "))
     raw = _parse(path, text, form)
     try:
         version = raw.get("version") if isinstance(raw, dict) else None
@@ -78,7 +86,7 @@ def read_journal_file(path: Path, form: JournalFormat) -> Any:
         raise form.error(f"{path}:{line}:{column}: {_one_line(invalid.what)}", hint=invalid.fix) from None
 
 
-def _parse(path: Path, text: str, form: JournalFormat) -> Any:
+def _parse(path: Path | str, text: str, form: JournalFormat) -> Any:
     try:
         return json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as error:

@@ -96,6 +96,12 @@ class EnvironmentPaths:
         return self.root / "lock"
 
     @property
+    def remote_state(self) -> Path:
+        """With remote (s3) state: the remote journal's ETag this copy builds on, when the remote
+        missed some of its writes (the endpoint failed); a later run pushes them if nobody wrote since."""
+        return self.root / "remote-state.json"
+
+    @property
     def psk(self) -> Path:
         """The generated broker signing key (0600), when the spec gives none."""
         return self.root / "psk"

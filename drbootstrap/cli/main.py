@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "backups": ("backup_commands", "backups", "List the backup catalog: time, age, size, verified."),
     "failover": ("failover_commands", "failover", "Move the environment to another site: up, verify, switch DNS."),
     "failback": ("failover_commands", "failback", "Move the environment back to a site after a failover."),
+    "state": ("state_commands", "state", "Move an environment's state to s3 (journal, reports, sealed keys)."),
     "local": ("local_commands", "local", "Inspect or clean up the embedded local cloud."),
     "agent": ("agent_commands", "agent", "Run the node agent (answers RPC requests over STOMP)."),
     "keygen": ("agent_commands", "keygen", "Write an ed25519 key pair for a client or an agent."),

@@ -25,6 +25,11 @@ _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_t
 _STEPS = [str(step) for step in Step]
 _SITE = click.option("--site", default=None, metavar="SITE",
                      help="Work on the environment at this site (a name from `sites:`; default: the primary).")
+_STATE = click.option("--state", "state", default=None, metavar="local|s3|s3://BUCKET/PREFIX",
+                      help="Where the state lives, over the spec's state: block (s3 takes its other settings).")
+_TAKE_OVER = click.option("--take-over", "take_over", is_flag=True,
+                          help="s3 state: take the lease of a holder that stopped renewing it (waits for it to "
+                               "expire; never a live holder's).")
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -53,9 +58,11 @@ def _state_dir(given: Path | None) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 @_SITE
+@_STATE
+@_TAKE_OVER
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
        as_of: str | None, backup_ids: tuple[str, ...], backups_from: str | None, as_json: bool, plain: bool,
-       site: str | None) -> int:
+       site: str | None, state: str | None, take_over: bool) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
     A plain `up` retries whatever failed before; `--only` narrows it to some nodes. Volumes marked
@@ -67,8 +74,8 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     from drbootstrap.plan import build_plan
     from drbootstrap.spec import load_spec
 
-    state = _state_dir(state_dir)
-    spec, site_paths = at_site(load_spec(spec_file), state, site)
+    state_root = _state_dir(state_dir)
+    spec, site_paths = at_site(load_spec(spec_file), state_root, site)
     plan = build_plan(spec)
     names, failed = resolve_only(plan, only)
     from drbootstrap.backups.choose import parse_time
@@ -79,7 +86,8 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     renderer = _renderer(as_json, plain)
     try:
         with renderer:
-            result, paths = run_up(spec, state, options=options, emit=renderer.event, plan=plan, paths=site_paths)
+            result, paths = run_up(spec, state_root, options=options, emit=renderer.event, plan=plan,
+                                   paths=site_paths, state=state, take_over=take_over)
     except KeyboardInterrupt:
         click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
                    err=True)
@@ -227,7 +235,9 @@ class LiveTable(PlainLines):
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
 @_SITE
-def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, site: str | None) -> int:
+@_STATE
+def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, site: str | None,
+           state: str | None) -> int:
     """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state.
 
     Exits 0 when nothing is down or failed, 7 when a node is absent or not running in the cloud,
@@ -240,7 +250,7 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
     from drbootstrap.spec import load_spec
 
     spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
-    result = read_status(spec, _state_dir(state_dir), ping=not no_ping, paths=site_paths)
+    result = read_status(spec, _state_dir(state_dir), ping=not no_ping, paths=site_paths, state=state)
     healthy = int(ExitStatus.PARTIAL if result.problems else ExitStatus.OK)
     if as_json:
         click.echo(json.dumps({**asdict(result), "problems": result.problems}, indent=1))
@@ -255,6 +265,8 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
         table.add_row(node.hostname, node.role, node.address or "-", node.cloud_state,
                       f"{node.steps_done}/{node.steps_total}", node.last_step, node.agent, node.puppet)
     Console(width=160 if not sys.stdout.isatty() else None).print(table)
+    if result.holder:
+        click.echo(f"state: {result.holder}")
     for line in result.resources:
         click.echo(f"resource: {line}")
     if result.orphans:
@@ -269,7 +281,10 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
 @_STATE_DIR
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_SITE
-def down(spec_file: Path, state_dir: Path | None, yes: bool, site: str | None) -> int:
+@_STATE
+@_TAKE_OVER
+def down(spec_file: Path, state_dir: Path | None, yes: bool, site: str | None, state: str | None,
+         take_over: bool) -> int:
     """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent.
 
     Without --yes it lists what will go and asks; with no terminal to ask at (cron, CI) it refuses
@@ -286,7 +301,7 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool, site: str | None) -
         if not sys.stdin.isatty():
             raise NotConfirmed(f"down {spec_file}: nothing destroyed: there is no terminal to confirm at",
                                hint="run it again with --yes to destroy without asking")
-        owned = read_status(spec, _state_dir(state_dir), ping=False, paths=site_paths)
+        owned = read_status(spec, _state_dir(state_dir), ping=False, paths=site_paths, state=state)
         live = [n.hostname for n in owned.nodes if n.cloud_state != "absent"] + owned.orphans
         click.echo(f"{spec.environment}: will destroy {len(live)} node(s)"
                    + (f" ({', '.join(live)})" if live else "") + ", their volumes"
@@ -294,7 +309,7 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool, site: str | None) -
         if not click.confirm(f"Destroy environment {spec.environment!r}?", default=False):
             click.echo("drbootstrap: nothing destroyed")
             return int(ExitStatus.NOT_CONFIRMED)
-    result = tear_down(spec, _state_dir(state_dir), paths=site_paths)
+    result = tear_down(spec, _state_dir(state_dir), paths=site_paths, state=state, take_over=take_over)
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))

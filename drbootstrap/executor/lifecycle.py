@@ -1,6 +1,7 @@
 """`up`, `status` and `down` as library calls: what the CLI commands run.
 
-`up` and `down` hold the environment's lock (environment_lock.py) for their whole run; `status` does not.
+`up` and `down` hold the environment (drbootstrap.state: its lock, or its lease on remote state) for
+their whole run; `status` does not.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
     build_context,
@@ -30,6 +30,7 @@ from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, build_plan, is_complete
 from drbootstrap.report import ReportPaths, build_report, write_report
 from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.state import StateSession, hold_state, read_state
 
 FAILED_WORD = "FAILED"
 
@@ -57,21 +58,26 @@ def resolve_only(plan: Plan, only: tuple[str, ...]) -> tuple[frozenset[str], boo
 
 def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
        emit: Callable[[Event], None] = lambda e: None, plan: Plan | None = None,
-       paths: EnvironmentPaths | None = None) -> tuple[RunResult, ReportPaths]:
-    """Run `up` under the environment's lock and write the report beside the journal. `paths`: the
+       paths: EnvironmentPaths | None = None, state: str | None = None,
+       take_over: bool = False) -> tuple[RunResult, ReportPaths]:
+    """Run `up` holding the environment (drbootstrap.state: a lock, or a lease on remote state;
+    STATE is --state, TAKE_OVER --take-over) and write the report beside the journal. `paths`: the
     environment's files at another site (failover gives them with that site's provider in `spec`)."""
     plan = plan or build_plan(spec)
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
-    with hold_environment(paths, "up") as held:
-        if held.taken_over is not None:
-            emit(Event(node="", step="lock", state=DONE,
-                       detail=f"took over the lock of {held.taken_over.describe()}, which is no longer running"))
+    with hold_state(spec, paths, "up", override=state, take_over=take_over) as session:
+        if session.taken_over is not None:
+            emit(Event(node="", step="lock", state=DONE, detail=session.taken_over))
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
+        session.attach(ctx.journal)
         ctx.restores = choose_for_run(ctx)  # a backup asked for that matches nothing: refused before launch
         result = run_up(ctx)
         report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
                               run_finished=result.finished_at, plan=plan, rto_seconds=spec.drill.rto_minutes * 60)
-        return result, write_report(report, ctx.journal)
+        written = write_report(report, ctx.journal)
+        session.save_report([p for p in (written.json, written.markdown, written.html) if p is not None],
+                            result.started_at)
+        return result, written
 
 
 # ---- status -----------------------------------------------------------------------------------
@@ -129,6 +135,7 @@ def _age(seconds: float) -> str:
 class EnvironmentStatus:
     environment: str
     nodes: list[NodeStatus] = field(default_factory=list)
+    holder: str = ""  # remote state: who holds the environment's lease and since when
     orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
     broker: str = ""
     resources: list[str] = field(default_factory=list)  # the provider's shared resources (key pair, group...)
@@ -150,17 +157,18 @@ class EnvironmentStatus:
 
 
 def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True,
-           paths: EnvironmentPaths | None = None) -> EnvironmentStatus:
+           paths: EnvironmentPaths | None = None, state: str | None = None) -> EnvironmentStatus:
     """The journal's view, the cloud's view and (with ping) the agents' answers, per node.
 
     Reads without the environment's lock: it works while an `up` runs.
     """
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
-    journal = Journal.at(paths)
+    view = read_state(spec, paths, state)
+    journal = view.journal
     plan = build_plan(spec)
     provider = provider_for(spec, paths)
     live = provider.nodes()
-    result = EnvironmentStatus(spec.environment)
+    result = EnvironmentStatus(spec.environment, holder=view.holder)
     result.resources = provider.describe_resources()
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
@@ -225,19 +233,21 @@ class DownResult:
     forgotten: list[str] = field(default_factory=list)
 
 
-def down(spec: EnvironmentSpec, state_dir: Path, *, paths: EnvironmentPaths | None = None) -> DownResult:
+def down(spec: EnvironmentSpec, state_dir: Path, *, paths: EnvironmentPaths | None = None,
+         state: str | None = None, take_over: bool = False) -> DownResult:
     """Destroy every node the journal or the cloud's tags say this environment owns; idempotent.
 
-    Holds the environment's lock. The journal keeps each node's generation, so a later `up`
+    Holds the environment (lock or lease). The journal keeps each node's generation, so a later `up`
     launches with fresh client tokens. `paths`: the environment at another site (failover).
     """
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
-    with hold_environment(paths, "down"):
-        return _down(spec, paths)
+    with hold_state(spec, paths, "down", override=state, take_over=take_over) as session:
+        return _down(spec, paths, session)
 
 
-def _down(spec: EnvironmentSpec, paths: EnvironmentPaths) -> DownResult:
+def _down(spec: EnvironmentSpec, paths: EnvironmentPaths, session: StateSession) -> DownResult:
     journal = Journal.at(paths)
+    session.attach(journal)
     owned_ids = frozenset(r.provider_id for r in journal.data.nodes.values() if r.provider_id)
     teardown = provider_for(spec, paths).destroy_environment(owned_ids)
     result = DownResult(destroyed=teardown.destroyed, volumes=teardown.volumes, resources=teardown.resources)

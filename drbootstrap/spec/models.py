@@ -280,6 +280,32 @@ class FailoverSpec(SpecModel):
     fence: Literal["stop", "destroy", "none"] = "stop"
 
 
+class StateSpec(SpecModel):
+    """Where the environment's journal, reports and generated keys live: `local` (the state
+    directory) or `s3` (any S3 API; keys sealed with `encryption_key`, one command at a time by lease)."""
+
+    backend: Literal["local", "s3"] = "local"
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field("drbootstrap", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$|^$")
+    region: Token | None = None
+    endpoint: Url | None = None
+    credentials: dict[Literal["access_key_id", "secret_access_key", "session_token"], Secret] = Field(
+        default_factory=dict)
+    encryption_key: Secret | None = None  # 32 bytes, hex or base64: seals the keys; never stored beside them
+    lease_seconds: int = Field(60, ge=5, le=3600)
+    retry_seconds: int = Field(120, ge=2, le=3600)  # how long a write retries a failing endpoint
+    take_over_expired: bool = False  # scheduled drills: take an expired lease without --take-over
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket_and_key(self) -> StateSpec:
+        if self.backend == "s3" and self.bucket is None:
+            raise invalid("state.backend s3 needs a bucket", "add bucket: NAME")
+        if self.backend == "s3" and self.encryption_key is None:
+            raise invalid("state.backend s3 needs an encryption_key to seal the keys kept there",
+                          "add encryption_key: ${env:DRB_STATE_KEY} (32 random bytes: openssl rand -hex 32)")
+        return self
+
+
 class EnvironmentSpec(SpecModel):
     """A whole environment: the root of the spec. Build it with drbootstrap.spec.load_spec."""
 
@@ -293,6 +319,7 @@ class EnvironmentSpec(SpecModel):
     sites: list[SiteSpec] = Field(default_factory=list)
     public_dns: PublicDnsSpec | None = None
     failover: FailoverSpec = Field(default_factory=FailoverSpec)
+    state: StateSpec = Field(default_factory=StateSpec)
 
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -329,4 +356,7 @@ class EnvironmentSpec(SpecModel):
             ]
         if self.public_dns is not None:
             found += [(f"public_dns.credentials.{k}", v) for k, v in self.public_dns.credentials.items()]
+        found += [(f"state.credentials.{k}", v) for k, v in self.state.credentials.items()]
+        if self.state.encryption_key is not None:
+            found.append(("state.encryption_key", self.state.encryption_key))
         return found

@@ -28,7 +28,7 @@ def fake_up(monkeypatch, tmp_path):
     broker = FakeBroker(cloud)
     load_spec_text(monkeypatch)
 
-    def fake(spec, state_dir, *, options=None, emit=lambda e: None, plan=None, paths=None):
+    def fake(spec, state_dir, *, options=None, emit=lambda e: None, plan=None, **_state):
         ctx = make_context(spec, state_dir, cloud, broker, FakeAccess(), options=options)
         ctx.emit = emit
         result = run_up(ctx)
@@ -89,7 +89,7 @@ def test_up_only_with_an_unknown_name_is_a_one_line_error(cli, fake_up):
 def test_down_without_yes_lists_what_goes_asks_and_destroys_nothing_when_refused(cli, fake_up, monkeypatch):
     spec_file, _, state = fake_up
     called = []
-    monkeypatch.setattr("drbootstrap.executor.down", lambda *a: called.append(a))
+    monkeypatch.setattr("drbootstrap.executor.down", lambda *a, **k: called.append(a))
     monkeypatch.setattr("click.confirm", lambda *a, **k: False)
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     result = cli("down", str(spec_file), "--state-dir", str(state))
@@ -101,7 +101,7 @@ def test_down_without_yes_lists_what_goes_asks_and_destroys_nothing_when_refused
 def test_down_without_yes_and_without_a_terminal_refuses_in_one_line(cli, fake_up, monkeypatch):
     spec_file, _, state = fake_up
     called = []
-    monkeypatch.setattr("drbootstrap.executor.down", lambda *a: called.append(a))
+    monkeypatch.setattr("drbootstrap.executor.down", lambda *a, **k: called.append(a))
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     result = cli("down", str(spec_file), "--state-dir", str(state))
     assert called == [] and result.exit_code == ExitStatus.NOT_CONFIRMED
@@ -171,7 +171,7 @@ def test_status_json_keeps_the_raw_puppet_fields(monkeypatch, tmp_path):
     node = lifecycle.NodeStatus(hostname="web01", role="worker", agent="answers",
                                 puppet=lifecycle.describe_puppet_status(raw, NOW), puppet_status=raw)
     fake = lifecycle.EnvironmentStatus(environment="demo", nodes=[node])
-    monkeypatch.setattr("drbootstrap.executor.status", lambda spec, state_dir, ping=True, paths=None: fake)
+    monkeypatch.setattr("drbootstrap.executor.status", lambda spec, state_dir, ping=True, **_state: fake)
     load_spec_text(monkeypatch)
     spec_file = tmp_path / "env.yaml"
     spec_file.write_text(SPEC)
