@@ -147,17 +147,51 @@ class VolumeSpec(SpecModel):
 
 
 class RestoreStep(SpecModel):
-    """One restore hook: a shell `command` or a named `recipe` from recipes/ (exactly one)."""
+    """One restore hook: a shell `command`, a named `recipe` from recipes/, or the group's `dump`
+    of that name fetched from the bucket and fed to its restore command (exactly one)."""
 
     command: Command | None = None
     recipe: Token | None = None
+    dump: VolumeName | None = None
     timeout_seconds: int = Field(600, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> RestoreStep:
-        if (self.command is None) == (self.recipe is None):
-            raise invalid("a restore step needs exactly one of 'command' or 'recipe'", "write - command: ...")
+        if sum(value is not None for value in (self.command, self.recipe, self.dump)) != 1:
+            raise invalid("a restore step needs exactly one of 'command', 'recipe' or 'dump'",
+                          "write - command: ...")
         return self
+
+
+class DumpSpec(SpecModel):
+    """An application backup taken on the node: `command` writes the dump to its standard output,
+    `restore` reads one on its standard input. Kept in the spec's bucket (`buckets:`)."""
+
+    name: VolumeName
+    command: Command
+    restore: Command
+    timeout_seconds: int = Field(600, ge=1, le=86_400)
+    fallback: Literal["older", "none"] = "none"  # a dump refused by its digest: try the next older one
+
+
+class BucketRetentionSpec(SpecModel):
+    keep_last: int | None = Field(None, ge=1, le=10_000)  # per node and dump
+    max_age_days: float | None = Field(None, gt=0, le=36_500)
+
+
+class BucketSpec(SpecModel):
+    """The object store holding the dumps: a libcloud storage driver (`local`: a directory on the
+    controller; `s3`: any S3 API at `endpoint`; or another libcloud storage provider name)."""
+
+    driver: Token
+    container: Token
+    prefix: Token = "drbootstrap"
+    path: AbsolutePath | None = None  # `local`: the directory whose subdirectories are containers
+    endpoint: Url | None = None  # `s3`: the S3 API's URL (default: AWS in `region`)
+    region: Token = "us-east-1"
+    credentials: dict[Token, Secret] = Field(default_factory=dict)  # key, secret
+    signed_url_seconds: int = Field(300, ge=10, le=3600)  # how long a node may fetch one object
+    retention: BucketRetentionSpec = Field(default_factory=BucketRetentionSpec)
 
 
 class TcpCheckSpec(SpecModel):
@@ -207,7 +241,15 @@ class NodeGroup(SpecModel):
     puppet: NodePuppetSpec = Field(default_factory=NodePuppetSpec)
     volumes: list[VolumeSpec] = Field(default_factory=list)
     restore: list[RestoreStep] = Field(default_factory=list)
+    dumps: list[DumpSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
+
+    def dump(self, name: str) -> DumpSpec:
+        """The group's dump of this name; KeyError when there is none."""
+        for dump in self.dumps:
+            if dump.name == name:
+                return dump
+        raise KeyError(name)
 
     def expand_hostnames(self) -> list[str]:
         """The group's hostnames in order: the explicit list, or the pattern for n = 1..count."""
@@ -258,6 +300,7 @@ class EnvironmentSpec(SpecModel):
     drill: DrillSpec = Field(default_factory=DrillSpec)
     sites: list[SiteSpec] = Field(default_factory=list)
     public_dns: PublicDnsSpec | None = None
+    buckets: BucketSpec | None = None
 
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -294,4 +337,6 @@ class EnvironmentSpec(SpecModel):
             ]
         if self.public_dns is not None:
             found += [(f"public_dns.credentials.{k}", v) for k, v in self.public_dns.credentials.items()]
+        if self.buckets is not None:
+            found += [(f"buckets.credentials.{k}", v) for k, v in self.buckets.credentials.items()]
         return found
