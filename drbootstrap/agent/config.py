@@ -44,6 +44,31 @@ class DnsConfig:
 
 
 @dataclass
+class BackupVolumeConfig:
+    """One volume this node backs up: where it is mounted here and the spec's hooks for it."""
+
+    path: str
+    pre_snapshot: str | None = None
+    post_snapshot: str | None = None
+    hook_timeout: float = 300.0
+
+
+@dataclass
+class BackupConfig:
+    """What the backup agent may touch, written at launch from the spec: requests name a volume,
+    never a path or a command. Manifests are bounded in files, bytes and time."""
+
+    volumes: dict[str, BackupVolumeConfig] = field(default_factory=dict)
+    max_files: int = 200_000
+    max_bytes: int = 256 * 1024**3
+    max_seconds: float = 900.0
+
+    def __post_init__(self) -> None:
+        self.volumes = {str(name): v if isinstance(v, BackupVolumeConfig) else BackupVolumeConfig(**v)
+                        for name, v in (self.volumes or {}).items()}
+
+
+@dataclass
 class AgentConfig:
     identity: str = ""
     brokers: list[str] = field(default_factory=list)
@@ -73,6 +98,7 @@ class AgentConfig:
     reboot: RebootConfig = field(default_factory=RebootConfig)
     puppet: PuppetConfig = field(default_factory=PuppetConfig)
     dns: DnsConfig | None = None
+    backup: BackupConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.identity:
@@ -81,7 +107,7 @@ class AgentConfig:
 
 REPLAY_STORE = "replay-ids"  # file in state_dir
 
-_NESTED = {"reboot": RebootConfig, "puppet": PuppetConfig, "dns": DnsConfig}
+_NESTED = {"reboot": RebootConfig, "puppet": PuppetConfig, "dns": DnsConfig, "backup": BackupConfig}
 
 
 def agent_config_from_dict(raw: dict[str, Any], where: str = "agent config") -> AgentConfig:

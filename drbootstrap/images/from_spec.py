@@ -119,7 +119,29 @@ def worker_boot_config(
         broker_host=master_address,
         autosign_token=autosign_token if needs_autosign_token(spec) else None,
         broker_ca=broker_ca if broker_uses_tls(spec) else None,
+        backup_settings=agent_backup_settings(group, str(paths.get("recipe_root") or "")),
         **_shared_settings(spec, master_address, agent_key, agent_key_reference) | _own_key_settings(
             node_key, operator_public_key),
         **paths,
     )
+
+
+def agent_backup_settings(group: NodeGroup, recipe_root: str = "") -> str | None:
+    """The agent.yaml `backup:` lines for a node of GROUP: each volume marked for backup, where it
+    is mounted on the node (under RECIPE_ROOT on the local cloud) and its hooks; None when none is."""
+    import yaml
+
+    volumes = {}
+    for volume in group.volumes:
+        if volume.backup is None:
+            continue
+        entry: dict[str, Any] = {"path": recipe_root + str(volume.mount),
+                                 "hook_timeout": float(volume.backup.hook_timeout_seconds)}
+        if volume.backup.pre_snapshot:
+            entry["pre_snapshot"] = volume.backup.pre_snapshot
+        if volume.backup.post_snapshot:
+            entry["post_snapshot"] = volume.backup.post_snapshot
+        volumes[str(volume.name)] = entry
+    if not volumes:
+        return None
+    return yaml.safe_dump({"backup": {"volumes": volumes}}, sort_keys=True, default_flow_style=False)

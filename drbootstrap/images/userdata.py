@@ -72,6 +72,8 @@ class NodeBootConfig:
     ssh_authorized_keys: tuple[str, ...] = ()  # master: the operator's OpenSSH public keys (not secret)
     ssh_port: int = 22
     recipe_root: str = ""  # the recipes' drb_root fact: a prefix for every path they write
+    # the agent's `backup:` settings (YAML): the volumes it backs up, their mounts and hooks
+    backup_settings: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -124,6 +126,11 @@ class NodeBootConfig:
         return f"{self.config_dir}/trusted"
 
     @property
+    def agent_backup_settings_path(self) -> str | None:
+        """The agent config fragment (`backup:` volumes and hooks) boot.sh appends, when any."""
+        return f"{self.config_dir}/agent-backup.yaml" if self.backup_settings else None
+
+    @property
     def agent_keys_settings_path(self) -> str | None:
         """The agent config fragment (key id, trusted keys, policy) boot.sh appends; ed25519 only."""
         return f"{self.config_dir}/agent-keys.yaml" if self.agent_key_id is not None else None
@@ -167,6 +174,7 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_RECIPES_DIR": config.recipes_dir,
         "DRB_AGENT_KEY_FILE": config.agent_key_path or "",
         "DRB_AGENT_KEYS_SETTINGS_FILE": config.agent_keys_settings_path or "",
+        "DRB_AGENT_BACKUP_SETTINGS_FILE": config.agent_backup_settings_path or "",
         "DRB_AUTOSIGN_TOKEN_FILE": f"{config.config_dir}/autosign.token" if config.autosign_token else "",
         "DRB_UPSTREAM_DNS": " ".join(config.upstream_dns),
         "DRB_CONFIG_DIR": config.config_dir,
@@ -198,6 +206,9 @@ def cloud_config(config: NodeBootConfig) -> dict:
                       "content": config.operator_public_key})
         files.append({"path": str(config.agent_keys_settings_path), "permissions": "0644",
                       "content": agent_keys_settings(config)})
+    if config.backup_settings:
+        files.append({"path": str(config.agent_backup_settings_path), "permissions": "0644",
+                      "content": config.backup_settings})
     if config.broker_ca is not None:
         files.append({"path": f"{config.config_dir}/broker-ca.pem", "permissions": "0644", "content": config.broker_ca})
     if config.autosign_token is not None:

@@ -268,6 +268,13 @@ class Provider(ABC):
         return ProviderError(f"the {self.driver().name} driver cannot {what}",
                              hint="backups need a provider whose driver has volume snapshots with tags")
 
+    def discard_volume(self, node: Node, hostname: str, volume: str) -> bool:
+        """Detach and destroy the node's volume `volume` (a restore that failed verification makes
+        way for an older backup); False when it has none."""
+        from drbootstrap.providers.volumes import discard_named_volume
+
+        return discard_named_volume(self, hostname, volume)
+
     # ---- status and teardown ----------------------------------------------------------------
 
     def describe_resources(self) -> list[str]:

@@ -1,5 +1,6 @@
 """Generic libcloud: OpenStack, GCE and any other libcloud compute provider by name. Nodes are
-found by their metadata tags; volumes are the environment's by name (drbootstrap.providers.volumes)."""
+found by their metadata tags; volumes are the environment's by name, backups are snapshots tagged
+where the driver can (drbootstrap.providers.volumes)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from libcloud.compute.base import NodeDriver
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.base import Provider
 from drbootstrap.providers.settings import ProviderSettings, split_extra
+from drbootstrap.providers.volumes import NamedVolumeBackups
 
 
-class LibcloudProvider(Provider):
+class LibcloudProvider(NamedVolumeBackups, Provider):
     """Any libcloud NodeDriver: credentials `key` and `secret`, region and `extra` as its kwargs;
     OpenStack and GCE read their own conventions (clouds.yaml, service account files)."""
 

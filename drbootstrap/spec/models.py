@@ -139,11 +139,23 @@ class NodePuppetSpec(SpecModel):
     tags: list[PuppetTag] = Field(default_factory=list)
 
 
+class VolumeBackupSpec(SpecModel):
+    """`backup:` on a volume: `drbootstrap backup` snapshots it, `up` restores and verifies it."""
+
+    pre_snapshot: Command | None = None  # run on the node before the snapshot (flush, lock, fsfreeze)
+    post_snapshot: Command | None = None  # run on the node after it, whatever happened
+    hook_timeout_seconds: int = Field(300, ge=1, le=3600)
+    fallback: Literal["older", "none"] = "none"  # a restore that fails verification: try the next older?
+    keep_last: int | None = Field(None, ge=1, le=10_000)  # retention for `backup --prune`
+    max_age_days: float | None = Field(None, gt=0, le=36_500)
+
+
 class VolumeSpec(SpecModel):
     name: VolumeName
     mount: AbsolutePath
     size_gb: int = Field(ge=1, le=65_536)
-    snapshot: Token | None = None
+    snapshot: Token | None = None  # create it from this snapshot (when no backup of it exists)
+    backup: VolumeBackupSpec | None = None
 
 
 class RestoreStep(SpecModel):

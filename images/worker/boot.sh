@@ -12,6 +12,7 @@
 #            DRB_RECIPE_ROOT (the recipes' drb_root fact, exported to Puppet as FACTER_drb_root)
 #          DRB_AGENT_KEY_FILE                this node's agent signing key (0600), if set
 #          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
+#          DRB_AGENT_BACKUP_SETTINGS_FILE    agent.yaml lines: `backup:` volumes and their snapshot hooks
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
 #          DRB_BROKER_CA_FILE                stomp+ssl: the broker's certificate the agent trusts, if set
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
@@ -153,6 +154,10 @@ fi
 
 if [ -n "${DRB_BROKER_CA_FILE:-}" ]; then
     echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # stomp+ssl: the broker's pinned certificate
+fi
+# The volumes this node backs up (from the spec): their mounts and snapshot hooks.
+if [ -n "${DRB_AGENT_BACKUP_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_BACKUP_SETTINGS_FILE" ]; then
+    cat "$DRB_AGENT_BACKUP_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
 fi
 # Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
 if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeSize
+from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeSize, VolumeSnapshot
 from libcloud.compute.types import NodeState
 
 from drbootstrap import paths as drb_paths
@@ -175,7 +175,10 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
                 raise WaitTimeoutError(f"local cloud: nodes {pending} not {word} after {timeout} s")
             time.sleep(wait_period)
 
-    def ex_create_tags(self, resource: Node | str, tags: dict[str, str]) -> bool:
+    def ex_create_tags(self, resource: Node | VolumeSnapshot | str, tags: dict[str, str]) -> bool:
+        """Add or replace tags on a node or a snapshot (as EC2's CreateTags does)."""
+        if _node_id(resource).startswith("snap-"):
+            return self._tag_snapshot(_node_id(resource), tags)
         with self.store.transaction() as state:
             self._record_in(state, _node_id(resource)).tags.update(tags)
         return True
@@ -390,8 +393,8 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
                     created_at=None)
 
 
-def _node_id(node: Node | str) -> str:
-    return node if isinstance(node, str) else node_id(node)
+def _node_id(node: Node | VolumeSnapshot | str) -> str:
+    return node if isinstance(node, str) else cast(str, node.id)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -1,5 +1,6 @@
 """The `local` provider: the embedded cloud (LocalNodeDriver) as the executor sees it. Its nodes
-have one address (the bridge's); their boot progress is in extra["boot"]; volumes by name."""
+have one address (the bridge's); their boot progress is in extra["boot"]; volumes by name; backups
+are the local cloud's snapshot copies, tagged (drbootstrap.providers.volumes)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from libcloud.compute.types import NodeState
 
 from drbootstrap.providers.base import BootProgress, Provider, Teardown
 from drbootstrap.providers.settings import RateSettings
+from drbootstrap.providers.volumes import NamedVolumeBackups
 
 if TYPE_CHECKING:
     from drbootstrap.providers.local.driver import LocalNodeDriver
 
 
-class LocalProvider(Provider):
+class LocalProvider(NamedVolumeBackups, Provider):
     nodes_share_this_host = True
     default_rate = RateSettings(per_second=20, burst=40)  # its API is this machine's state directory
 

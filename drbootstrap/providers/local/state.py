@@ -59,6 +59,8 @@ class SnapshotRecord:
     volume_id: str
     size_gb: int
     created_at: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
+    size_bytes: int | None = None  # what the copy holds (files' sizes), not the volume's size
 
 
 @dataclass

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -112,16 +113,26 @@ class StorageMixin:
         return True
 
     def create_volume_snapshot(self, volume: StorageVolume | str, name: str | None = None,
-                               **ignored: Any) -> VolumeSnapshot:
-        """A snapshot is a full copy of the volume's directory, taken now."""
+                               ex_metadata: dict[str, str] | None = None, **ignored: Any) -> VolumeSnapshot:
+        """A snapshot is a full copy of the volume's directory (a reflink where the file system
+        can), taken now, tagged with `ex_metadata` as EC2's CreateSnapshot tags it."""
         volume_record = self._volume_in(self.store.read(), _id_of(volume))
         snapshot_id = "snap-" + secrets.token_hex(9)[:17]
         _copy_tree(self._volume_dir(volume_record.id), self._snapshot_dir(snapshot_id))
         record = SnapshotRecord(id=snapshot_id, name=name or snapshot_id, volume_id=volume_record.id,
-                                size_gb=volume_record.size_gb, created_at=time.time())
+                                size_gb=volume_record.size_gb, created_at=time.time(), tags=dict(ex_metadata or {}),
+                                size_bytes=_tree_bytes(self._snapshot_dir(snapshot_id)))
         with self.store.transaction() as state:
             state.snapshots[snapshot_id] = record
         return self._to_snapshot(record)
+
+    def _tag_snapshot(self, snapshot_id: str, tags: dict[str, str]) -> bool:
+        with self.store.transaction() as state:
+            record = state.snapshots.get(snapshot_id)
+            if record is None:
+                raise NotFoundError(f"local cloud: no snapshot {snapshot_id}")
+            record.tags.update(tags)
+        return True
 
     def list_volume_snapshots(self, volume: StorageVolume | str) -> list[VolumeSnapshot]:
         volume_id = _id_of(volume)
@@ -241,7 +252,9 @@ class StorageMixin:
         return VolumeSnapshot(id=record.id, driver=cast(NodeDriver, self), size=record.size_gb, name=record.name,
                               # libcloud annotates VolumeSnapshot's state as a StorageVolumeState
                               state=VolumeSnapshotState.AVAILABLE,  # type: ignore[arg-type]
-                              extra={"volume_id": record.volume_id,
+                              created=datetime.fromtimestamp(record.created_at, UTC),
+                              extra={"volume_id": record.volume_id, "tags": dict(record.tags),
+                                     "size_bytes": record.size_bytes,
                                      "path": str(self._snapshot_dir(record.id))})
 
 
@@ -266,6 +279,15 @@ def _copy_tree(source: Path, destination: Path) -> None:
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise ProviderError(f"local cloud: copying {source} failed: {result.stderr.strip()}")
+
+
+def _tree_bytes(root: Path) -> int:
+    """The bytes the regular files under `root` hold (links not followed)."""
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.lstat().st_size
+    return total
 
 
 def _to_elastic_ip(record: AddressRecord) -> ElasticIP:
