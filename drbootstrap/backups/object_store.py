@@ -158,7 +158,7 @@ def presigned_s3_get(scheme: str, host: str, region: str, key_id: str, secret: s
                      now: datetime.datetime | None = None) -> str:
     """An AWS Signature V4 query-string-signed GET (path-style). The host signed is the one the
     node sends, port included: libcloud's own presigner signs the host without its port."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     scope = f"{day}/{region}/s3/aws4_request"
     params = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{key_id}/{scope}",

@@ -21,7 +21,11 @@ REQUEST = None  # the handlers do not look at the request
 
 @pytest.fixture
 def agent(tmp_path: Path) -> DumpsAgent:
-    config = agent_config_from_dict({"identity": "db01", "state_dir": str(tmp_path / "state")})
+    config = agent_config_from_dict({"identity": "db01", "state_dir": str(tmp_path / "state"), "dumps": {
+        "root": str(tmp_path), "commands": {
+            "db": {"command": "seq 1 2000", "restore": 'cat > "$DRB_ROOT/restored"', "timeout": 30},
+            "broken": {"command": "echo partial; echo no database >&2; exit 3", "restore": "true"},
+            "slow": {"command": "echo partial; sleep 30", "restore": "true", "timeout": 1}}}})
     return DumpsAgent(AgentContext(config=config, facts=NodeFacts("db01")))
 
 
@@ -36,7 +40,7 @@ def _read_all(agent: DumpsAgent, job: str, length: int = 1000) -> bytes:
 
 
 def test_a_dump_is_spooled_privately_with_its_digest_and_read_back_in_chunks(agent, tmp_path):
-    taken = agent.take(REQUEST, {"name": "db", "command": "seq 1 2000", "timeout": 30})
+    taken = agent.take(REQUEST, {"name": "db"})
 
     expected = "".join(f"{n}\n" for n in range(1, 2001)).encode()
     assert taken["size"] == len(expected) and taken["sha256"] == hashlib.sha256(expected).hexdigest()
@@ -49,17 +53,24 @@ def test_a_dump_is_spooled_privately_with_its_digest_and_read_back_in_chunks(age
 
 def test_a_failing_or_slow_dump_command_leaves_nothing_and_says_why(agent, tmp_path):
     with pytest.raises(ActionFailed, match="exited 3") as failed:
-        agent.take(REQUEST, {"name": "db", "command": "echo partial; echo no database >&2; exit 3", "timeout": 30})
+        agent.take(REQUEST, {"name": "broken"})
     assert failed.value.data["output"] == "no database"
     with pytest.raises(ActionFailed, match="timed out after 1 s"):
-        agent.take(REQUEST, {"name": "db", "command": "echo partial; sleep 30", "timeout": 1})
+        agent.take(REQUEST, {"name": "slow"})
     assert list((tmp_path / "state" / "dumps").iterdir()) == []
+
+
+def test_a_request_names_a_dump_of_the_agent_config_never_a_command(agent):
+    with pytest.raises(ActionFailed, match="this node has no dump 'rm-rf'"):
+        agent.take(REQUEST, {"name": "rm-rf"})
+    spec = DumpsAgent.actions()["take"]
+    assert set(spec.inputs) == {"name"}
 
 
 class _OneObject(http.server.BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
@@ -82,8 +93,7 @@ def served():
 def _restore(agent, served, body: bytes, expected: bytes, tmp_path: Path) -> dict:
     _OneObject.body = body
     return agent.restore(REQUEST, {"name": "db", "url": f"http://127.0.0.1:{served.server_port}/x",
-                                   "sha256": hashlib.sha256(expected).hexdigest(), "size": len(expected),
-                                   "command": f"cat > {tmp_path / 'restored'}", "timeout": 30})
+                                   "sha256": hashlib.sha256(expected).hexdigest(), "size": len(expected)})
 
 
 def test_a_restore_feeds_the_object_to_the_command_when_its_digest_matches(agent, served, tmp_path):
@@ -100,3 +110,19 @@ def test_a_corrupted_object_is_refused_before_the_restore_command_runs(agent, se
     assert refused.value.data["refused"] == "digest"
     assert not (tmp_path / "restored").exists()
     assert list((tmp_path / "state" / "dumps").iterdir()) == []
+
+
+def test_a_node_learns_its_dump_commands_from_its_user_data() -> None:
+    import yaml
+
+    from drbootstrap.images.from_spec import agent_backup_settings
+    from drbootstrap.spec.models import NodeGroup
+
+    group = NodeGroup.model_validate({"role": "db", "hostnames": ["db01"], "dumps": [
+        {"name": "db", "command": "sqlite3 app.db .dump", "restore": "sqlite3 app.db", "timeout_seconds": 90}]})
+    settings = agent_backup_settings(group, "/state/nodes/db01/root")
+    assert settings is not None
+    config = agent_config_from_dict({"identity": "db01", **yaml.safe_load(settings)})
+    assert config.dumps is not None and config.dumps.root == "/state/nodes/db01/root"
+    assert config.dumps.commands["db"].command == "sqlite3 app.db .dump"
+    assert config.dumps.commands["db"].restore == "sqlite3 app.db" and config.dumps.commands["db"].timeout == 90

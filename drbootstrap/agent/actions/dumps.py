@@ -1,14 +1,15 @@
 """The dumps agent: application backups taken and restored on the node, for the controller.
 
-`take` runs the spec's dump command with its output in a 0600 spool file on the node (so a
-failing or timed-out command never reaches the bucket, and the digest and size are known before
-the upload starts); `read` hands the controller one chunk at a time, which it streams to the
-bucket (the node never holds the bucket's credentials); `discard` removes the spool. `restore`
-fetches an object from a short-lived URL the controller gives (presigned, or one-shot), refuses it
-unless its sha256 and size are the expected ones, then feeds it to the restore command's stdin.
+A request names a dump, never a command: the commands come from the agent's configuration,
+written at launch from the spec's `dumps:`. `take` runs the dump command with its output in a
+0600 spool file on the node (so a failing or timed-out command never reaches the bucket, and the
+digest and size are known before the upload starts); `read` hands the controller one chunk at a
+time, which it streams to the bucket (the node never holds the bucket's credentials); `discard`
+removes the spool. `restore` fetches an object from a short-lived URL the controller gives
+(presigned, or one-shot), refuses it unless its sha256 and size are the expected ones, then feeds
+it to the restore command's stdin.
 
-Commands come only in signed requests from the controller; their output tail goes back in the
-reply, the URL never appears in a reply or a log.
+The commands' output tail goes back in the reply; the URL never appears in a reply or a log.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.agent.registry import ActionFailed, Input, RpcAgent, action
 from drbootstrap.messaging.envelope import Request, StatusCode
+
+if TYPE_CHECKING:
+    from drbootstrap.agent.config import DumpCommandConfig
 
 MAX_READ_BYTES = 128 * 1024  # one chunk: base64 in a reply stays under the 256 KiB frame limit
 OUTPUT_TAIL_LINES = 20
@@ -39,17 +43,16 @@ class DumpsAgent(RpcAgent):
     description = "Take application dumps for the bucket (spooled, read in chunks) and restore them by digest."
 
     @action("Run a dump command; its output is kept on the node until read", slow=True,
-            name=Input("string", required=True, pattern=_NAME),
-            command=Input("string", required=True, max_length=8192),
-            timeout=Input("integer", required=True))
+            name=Input("string", required=True, pattern=_NAME))
     def take(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
+        dump = self._dump(data["name"])
         job = secrets.token_hex(16)
         spool = self._spool(job)
         with _private_file(spool) as out:
-            status, tail = _run(data["command"], int(data["timeout"]), stdout=out)
+            status, tail = _run(dump.command, dump.timeout, self._root(), stdout=out)
         if status != 0:
             spool.unlink(missing_ok=True)
-            why = f"timed out after {data['timeout']} s" if status == 124 else f"exited {status}"
+            why = f"timed out after {dump.timeout:.0f} s" if status == 124 else f"exited {status}"
             raise ActionFailed(StatusCode.ABORTED, f"dump {data['name']}: the command {why}",
                                {"exit_status": status, "output": tail})
         digest, size = _sha256_of(spool)
@@ -78,26 +81,36 @@ class DumpsAgent(RpcAgent):
     @action("Fetch a dump from a URL, check its digest, feed it to the restore command", slow=True,
             name=Input("string", required=True, pattern=_NAME),
             url=Input("string", required=True, max_length=4096, pattern=r"https?://\S+"),
-            sha256=Input("string", required=True, pattern=_SHA256), size=Input("integer", required=True),
-            command=Input("string", required=True, max_length=8192), timeout=Input("integer", required=True))
+            sha256=Input("string", required=True, pattern=_SHA256), size=Input("integer", required=True))
     def restore(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
+        dump = self._dump(data["name"])
         spool = self._spool(secrets.token_hex(16))
         try:
             with _private_file(spool) as out:
-                digest, size = _fetch(data["url"], out, int(data["size"]), float(data["timeout"]))
+                digest, size = _fetch(data["url"], out, int(data["size"]), dump.timeout)
             if digest != data["sha256"] or size != data["size"]:
                 raise ActionFailed(StatusCode.ABORTED, f"dump {data['name']}: refused, its digest does not match "
                                    f"(sha256 {digest[:16]}..., {size} bytes; expected {data['sha256'][:16]}..., "
                                    f"{data['size']} bytes)", {"refused": "digest", "sha256": digest, "size": size})
             with spool.open("rb") as source:
-                status, tail = _run(data["command"], int(data["timeout"]), stdin=source)
+                status, tail = _run(dump.restore, dump.timeout, self._root(), stdin=source)
         finally:
             spool.unlink(missing_ok=True)
         if status != 0:
-            why = f"timed out after {data['timeout']} s" if status == 124 else f"exited {status}"
+            why = f"timed out after {dump.timeout:.0f} s" if status == 124 else f"exited {status}"
             raise ActionFailed(StatusCode.ABORTED, f"dump {data['name']}: the restore command {why}",
                                {"exit_status": status, "output": tail})
         return {"sha256": digest, "size": size, "output": tail}
+
+    def _dump(self, name: str) -> DumpCommandConfig:
+        dumps = self.context.config.dumps
+        if dumps is None or name not in dumps.commands:
+            raise ActionFailed(StatusCode.INVALID_DATA, f"this node has no dump {name!r} (it is launched with "
+                               "the spec's dumps: relaunch it after changing them)")
+        return dumps.commands[name]
+
+    def _root(self) -> str:
+        return self.context.config.dumps.root if self.context.config.dumps else ""
 
     def _spool(self, job: str) -> Path:
         base = Path(self.context.config.state_dir or tempfile.gettempdir()) / "dumps"
@@ -112,22 +125,12 @@ def _private_file(path: Path) -> Any:
         yield handle
 
 
-def _command_environment() -> dict[str, str]:
-    """The agent's environment, with DRB_ROOT where the node's files are (the local cloud's recipe
-    root; unset on a real cloud), as the spec's checks and restore hooks see it."""
-    env = dict(os.environ)
-    root = env.get("DRB_RECIPE_ROOT") or env.get("FACTER_drb_root")
-    if root:
-        env["DRB_ROOT"] = root
-    return env
-
-
-def _run(command: str, timeout: int, *, stdout: Any = None, stdin: Any = None) -> tuple[int, str]:
+def _run(command: str, timeout: float, root: str, *, stdout: Any = None, stdin: Any = None) -> tuple[int, str]:
     """Run COMMAND in its own process group (killed whole on timeout); (status, output tail)."""
     process = subprocess.Popen(["sh", "-c", command], stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                stdout=stdout if stdout is not None else subprocess.PIPE,
                                stderr=subprocess.PIPE if stdout is not None else subprocess.STDOUT,
-                               env=_command_environment(), start_new_session=True)
+                               env=_command_environment(root), start_new_session=True)
     try:
         out, err = process.communicate(timeout=max(1, timeout))
     except subprocess.TimeoutExpired:
@@ -136,6 +139,15 @@ def _run(command: str, timeout: int, *, stdout: Any = None, stdin: Any = None) -
         out, err = process.communicate()
         return 124, _tail(err if stdout is not None else out)
     return process.returncode, _tail(err if stdout is not None else out)
+
+
+def _command_environment(root: str) -> dict[str, str]:
+    """The agent's environment, with DRB_ROOT where the node's files are (the local cloud's recipe
+    root; unset on a real cloud), as the spec's checks and restore hooks see it."""
+    env = dict(os.environ)
+    if root:
+        env["DRB_ROOT"] = root
+    return env
 
 
 def _tail(raw: bytes | None) -> str:
@@ -157,7 +169,7 @@ def _fetch(url: str, out: Any, expected_size: int, timeout: float) -> tuple[str,
 
     digest, size = hashlib.sha256(), 0
     try:
-        with urllib.request.urlopen(url, timeout=min(60.0, timeout)) as response:  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(url, timeout=min(60.0, timeout)) as response:
             while size <= expected_size and (chunk := response.read(min(1024 * 1024, expected_size + 1 - size))):
                 digest.update(chunk)
                 size += len(chunk)
