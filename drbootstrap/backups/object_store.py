@@ -126,8 +126,12 @@ class ObjectStore:
         yield from stream
 
     def list(self, prefix: str) -> list[StoredObject]:
-        objects = self._call(f"list {prefix}", lambda: list(self.driver.iterate_container_objects(
-            self.container, prefix=prefix)))
+        import warnings
+
+        with warnings.catch_warnings():  # drivers that cannot filter by prefix say so, then filter themselves
+            warnings.simplefilter("ignore", UserWarning)
+            objects = self._call(f"list {prefix}", lambda: list(self.driver.iterate_container_objects(
+                self.container, prefix=prefix)))
         return [StoredObject(o.name, int(o.size or 0)) for o in objects if o.name.startswith(prefix)]
 
     def delete(self, key: str) -> None:
