@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drbootstrap.backups.catalog import BackupRecord
 from drbootstrap.errors import DrbError, ProviderError
@@ -62,11 +62,20 @@ class DumpRefused(DrbError):
 # ---- taking -------------------------------------------------------------------------------------
 
 
-def take_dumps(ctx: RunContext, hostnames: frozenset[str] = frozenset()) -> DumpsTaken:
+class AgentCalls(Protocol):
+    """The broker as `backup` uses it (executor.backends.RpcFleet)."""
+
+    def call(self, identity: str, agent: str, action: str, data: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """agent.action on one node; its reply data. Raises a DrbError on silence or a failed status."""
+
+
+def take_dumps(spec: EnvironmentSpec, fleet: AgentCalls, *, hostnames: frozenset[str] = frozenset(),
+               rpc_timeout: float = 60.0) -> DumpsTaken:
     """Every `dumps:` entry of every node (of HOSTNAMES only, when given), one after the other,
     into the spec's bucket. A dump that fails leaves a record marked not good, saying why."""
-    spec = ctx.spec
-    wanted = [(node, dump) for node in ctx.plan.nodes() if node.group is not None
+    from drbootstrap.plan import build_plan
+
+    wanted = [(node, dump) for node in build_plan(spec).nodes() if node.group is not None
               and (not hostnames or node.hostname in hostnames) for dump in node.group.dumps]
     if not wanted or spec.buckets is None:
         return DumpsTaken([], [])
@@ -76,28 +85,27 @@ def take_dumps(ctx: RunContext, hostnames: frozenset[str] = frozenset()) -> Dump
     records, failures = [], []
     for node, dump in wanted:
         try:
-            records.append(_take_one(ctx, store, node, dump))
+            records.append(_take_one(spec.environment, fleet, store, node, dump, rpc_timeout))
         except DrbError as error:
             failure = DumpFailure(node.hostname, dump.name, _reason(error))
             failures.append(failure)
-            _write_failed_record(ctx, store, node, dump, failure.reason)
+            _write_failed_record(spec.environment, store, node, dump, failure.reason)
     return DumpsTaken(records, failures)
 
 
-def _take_one(ctx: RunContext, store: ObjectStore, node: PlannedNode, dump: DumpSpec) -> BackupRecord:
-    fleet = ctx.fleet()
+def _take_one(environment: str, fleet: AgentCalls, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
+              rpc_timeout: float) -> BackupRecord:
     created = time.time()
-    taken = fleet.call(node.fqdn, "dumps", "take", {"name": dump.name},
-                       dump.timeout_seconds + ctx.options.rpc_timeout)
+    taken = fleet.call(node.fqdn, "dumps", "take", {"name": dump.name}, dump.timeout_seconds + rpc_timeout)
     job, digest, size = str(taken["job"]), str(taken["sha256"]), int(taken["size"])
-    key = dump_key(store.spec, ctx.spec.environment, node.hostname, dump.name, created)
+    key = dump_key(store.spec, environment, node.hostname, dump.name, created)
     streamed = hashlib.sha256()
     counted = [0]
 
     def chunks() -> Iterator[bytes]:
         while True:
             reply = fleet.call(node.fqdn, "dumps", "read", {"job": job, "offset": counted[0], "length": CHUNK_BYTES},
-                               ctx.options.rpc_timeout)
+                               rpc_timeout)
             chunk = base64.b64decode(str(reply.get("data", "")))
             streamed.update(chunk)
             counted[0] += len(chunk)
@@ -106,28 +114,28 @@ def _take_one(ctx: RunContext, store: ObjectStore, node: PlannedNode, dump: Dump
             if reply.get("eof") or not chunk:
                 return
 
-    meta = {"sha256": digest, "size": str(size), "node": node.hostname, "environment": ctx.spec.environment,
+    meta = {"sha256": digest, "size": str(size), "node": node.hostname, "environment": environment,
             "dump": dump.name}
     try:
         store.upload_stream(key, chunks(), meta)
     finally:
         with contextlib.suppress(DrbError):
-            fleet.call(node.fqdn, "dumps", "discard", {"job": job}, ctx.options.rpc_timeout)
+            fleet.call(node.fqdn, "dumps", "discard", {"job": job}, rpc_timeout)
     if streamed.hexdigest() != digest or counted[0] != size:
         store.delete(key)
         raise DumpRefused(f"the {counted[0]} bytes read differ from the {size} bytes the node digested")
-    record = BackupRecord(id=key, kind="dump", environment=ctx.spec.environment, hostname=node.hostname,
+    record = BackupRecord(id=key, kind="dump", environment=environment, hostname=node.hostname,
                           name=dump.name, created_at=created, size_bytes=size, manifest_digest=digest,
                           location=store.location)
     store.put_bytes(key + RECORD_SUFFIX, record_json(record))
     return record
 
 
-def _write_failed_record(ctx: RunContext, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
+def _write_failed_record(environment: str, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
                          reason: str) -> None:
     created = time.time()
-    key = dump_key(store.spec, ctx.spec.environment, node.hostname, dump.name, created)
-    record = BackupRecord(id=key, kind="dump", environment=ctx.spec.environment, hostname=node.hostname,
+    key = dump_key(store.spec, environment, node.hostname, dump.name, created)
+    record = BackupRecord(id=key, kind="dump", environment=environment, hostname=node.hostname,
                           name=dump.name, created_at=created, size_bytes=None, manifest_digest=None,
                           location=store.location, good=False)
     with contextlib.suppress(DrbError):  # the failure is reported either way

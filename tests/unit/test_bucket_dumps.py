@@ -83,7 +83,7 @@ def test_a_dump_is_streamed_in_chunks_with_its_digest_and_a_failing_one_is_recor
     data = bytes(range(256)) * 2000  # 512000 bytes: four chunks
     (root / "data").write_bytes(data)
 
-    taken = dumps.take_dumps(ctx)
+    taken = dumps.take_dumps(ctx.spec, ctx.fleet())
 
     [record] = taken.records
     assert record.kind == "dump" and record.hostname == "db01" and record.name == "db" and record.good
@@ -102,9 +102,9 @@ def test_a_dump_is_streamed_in_chunks_with_its_digest_and_a_failing_one_is_recor
 def test_restore_fetches_the_newest_dump_and_reports_it_with_its_age(setup):
     ctx, node, root, _ = setup()
     (root / "data").write_bytes(b"first\n")
-    dumps.take_dumps(ctx)
+    dumps.take_dumps(ctx.spec, ctx.fleet())
     (root / "data").write_bytes(b"second\n")
-    newest = dumps.take_dumps(ctx).records[0]
+    newest = dumps.take_dumps(ctx.spec, ctx.fleet()).records[0]
 
     result = restore(ctx, node)
 
@@ -126,7 +126,7 @@ def _corrupt_newest(ctx) -> str:
 def test_a_corrupted_dump_is_refused_by_name(setup):
     ctx, node, root, _ = setup()
     (root / "data").write_bytes(b"only\n")
-    dumps.take_dumps(ctx)
+    dumps.take_dumps(ctx.spec, ctx.fleet())
     corrupted = _corrupt_newest(ctx)
 
     with pytest.raises(StepFailed, match=f"db01: dump db {corrupted} refused: its digest does not match"):
@@ -137,9 +137,9 @@ def test_a_corrupted_dump_is_refused_by_name(setup):
 def test_with_fallback_older_a_corrupted_dump_gives_way_to_the_older_one(setup):
     ctx, node, root, _ = setup("older")
     (root / "data").write_bytes(b"older\n")
-    dumps.take_dumps(ctx)
+    dumps.take_dumps(ctx.spec, ctx.fleet())
     (root / "data").write_bytes(b"newer\n")
-    dumps.take_dumps(ctx)
+    dumps.take_dumps(ctx.spec, ctx.fleet())
     corrupted = _corrupt_newest(ctx)
 
     result = restore(ctx, node)
@@ -151,7 +151,7 @@ def test_with_fallback_older_a_corrupted_dump_gives_way_to_the_older_one(setup):
 def test_as_of_before_every_dump_restores_nothing_and_says_so(setup):
     ctx, node, root, _ = setup()
     (root / "data").write_bytes(b"x\n")
-    dumps.take_dumps(ctx)
+    dumps.take_dumps(ctx.spec, ctx.fleet())
     ctx.options.as_of = 1.0  # type: ignore[attr-defined]
 
     with pytest.raises(DrbError, match="db01: no good dump db of environment demo in bucket:backups/prod at or"):
@@ -162,7 +162,7 @@ def test_pruning_keeps_the_newest_per_policy_and_never_the_newest_good(setup):
     ctx, _, root, _ = setup()
     (root / "data").write_bytes(b"x\n")
     for _ in range(3):
-        dumps.take_dumps(ctx)
+        dumps.take_dumps(ctx.spec, ctx.fleet())
 
     deleted = dumps.prune_dumps(ctx.spec.buckets, "demo")
 
