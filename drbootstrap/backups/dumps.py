@@ -242,10 +242,11 @@ class DumpRestored:
                 f"sha256 {(self.record.manifest_digest or '')[:12]} matched{refused}")
 
 
-def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored:
+def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored | None:
     """The node's restore of its dump NAME: newest first (at or before `--as-of`), each fetched
     through a short-lived URL and checked by digest on the node; refused ones give way to older
-    ones when the dump's `fallback` is `older`. Raises StepFailed naming every dump refused."""
+    ones when the dump's `fallback` is `older`. Raises StepFailed naming every dump refused.
+    None when the bucket has never held one (the environment's first build, without --as-of)."""
     from drbootstrap.backups.object_store import ObjectStore
     from drbootstrap.executor.steps import StepFailed
 
@@ -254,8 +255,10 @@ def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored:
     store = ObjectStore(ctx.spec.buckets)
     source = getattr(ctx.options, "backup_environment", None) or ctx.spec.environment
     as_of = getattr(ctx.options, "as_of", None)
-    candidates = [r for r in reversed(_records(store, source)) if r.good and r.hostname == node.hostname
-                  and r.name == name and (as_of is None or r.created_at <= as_of)]
+    ever = [r for r in _records(store, source) if r.hostname == node.hostname and r.name == name]
+    if not ever and as_of is None:
+        return None  # a first build: nothing was ever dumped, nothing to restore (the detail says so)
+    candidates = [r for r in reversed(ever) if r.good and (as_of is None or r.created_at <= as_of)]
     if not candidates:
         when = f" at or before {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(as_of))} UTC" if as_of else ""
         raise _no_dump(f"{node.hostname}: no good dump {name} of environment {source} in "

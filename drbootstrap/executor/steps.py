@@ -427,6 +427,9 @@ def restore(ctx: RunContext, node: NodeRuntime) -> StepResult:
             from drbootstrap.backups.dumps import restore_dump
 
             restored = restore_dump(ctx, node, hook.dump)
+            if restored is None:
+                dumps.append(f"no dump {hook.dump} in the bucket yet: nothing restored")
+                continue
             dumps.append(restored.detail(ctx.clock.time()))
             facts[f"dump:{hook.dump}"] = restored.record.id
             facts[f"dump_age_seconds:{hook.dump}"] = int(ctx.clock.time() - restored.record.created_at)

@@ -158,6 +158,15 @@ def test_as_of_before_every_dump_restores_nothing_and_says_so(setup):
         restore(ctx, node)
 
 
+def test_a_first_build_with_no_dump_ever_taken_restores_nothing_and_says_so(setup):
+    ctx, node, root, _ = setup()
+
+    result = restore(ctx, node)
+
+    assert "no dump db in the bucket yet: nothing restored" in result.detail
+    assert not (root / "restored").exists()
+
+
 def test_pruning_keeps_the_newest_per_policy_and_never_the_newest_good(setup):
     ctx, _, root, _ = setup()
     (root / "data").write_bytes(b"x\n")
