@@ -76,6 +76,12 @@ class NotConfirmed(DrbError):
     exit_status = ExitStatus.NOT_CONFIRMED
 
 
+class BackupError(DrbError):
+    """No backup matches what was asked (--as-of, --backup, none yet), or every candidate failed verification."""
+
+    exit_status = ExitStatus.BACKUP
+
+
 class WaitTimeoutError(DrbError):
     """Waited as long as allowed for a node, a service or a reply."""
 

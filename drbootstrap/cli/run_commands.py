@@ -41,13 +41,22 @@ def _state_dir(given: Path | None) -> Path:
 @click.option("--until", "until", type=click.Choice(_STEPS), default=None, metavar="STEP",
               help="Stop each node after this step (journalled; a later `up` resumes). "
                    "`--until launch`: launch everything, wire networking and volumes, stop.")
+@click.option("--as-of", "as_of", default=None, metavar="TIME",
+              help="Restore each volume marked `backup:` from its newest backup taken at or before TIME "
+                   "(2026-11-25T14:00:00Z, epoch seconds, or an age like 2h).")
+@click.option("--backup", "backup_ids", multiple=True, metavar="ID",
+              help="Restore from this backup (repeatable, one per volume; see `drbootstrap backups FILE`).")
+@click.option("--backups-from", "backups_from", default=None, metavar="ENVIRONMENT",
+              help="Restore the backups another environment took (a drill restores production's).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
-       as_json: bool, plain: bool) -> int:
+       as_of: str | None, backup_ids: tuple[str, ...], backups_from: str | None, as_json: bool, plain: bool) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
-    A plain `up` retries whatever failed before; `--only` narrows it to some nodes."""
+    A plain `up` retries whatever failed before; `--only` narrows it to some nodes. Volumes marked
+    `backup:` are restored from their newest good backup and verified (exit 13: none matches
+    --as-of/--backup, or none verified)."""
     from drbootstrap.executor import UpOptions, resolve_only
     from drbootstrap.executor import up as run_up
     from drbootstrap.plan import build_plan
@@ -57,8 +66,11 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     state = _state_dir(state_dir)
     plan = build_plan(spec)
     names, failed = resolve_only(plan, only)
+    from drbootstrap.backups.choose import parse_time
+
     options = UpOptions(redo=frozenset(Step(s) for s in redo), only=names, only_failed=failed,
-                        until=Step(until) if until else None)
+                        until=Step(until) if until else None, as_of=parse_time(as_of) if as_of else None,
+                        backup_ids=tuple(backup_ids), backup_environment=backups_from)
     renderer = _renderer(as_json, plain)
     try:
         with renderer:

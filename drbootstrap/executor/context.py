@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drbootstrap.backups.choose import VolumeRestore
 from drbootstrap.clock import Clock, SystemClock
 from drbootstrap.executor.events import Event
 from drbootstrap.journal import Journal
@@ -86,6 +87,12 @@ class UpOptions:
     rpc_timeout: float = 60.0
     pipeline_threads: int = 64  # nodes in flight; launches are separately bounded by max_parallel
     until: Step | None = None  # stop each node's pipeline after this step (`up --until launch`: provision only)
+    # Restores (volumes marked `backup:`): whose backups (None: the spec's environment; a drill names
+    # production), the newest at or before `as_of`, or exactly these `backup_ids`.
+    backup_environment: str | None = None
+    as_of: float | None = None
+    backup_ids: tuple[str, ...] = ()
+    verify_timeout: float = 960.0  # a restored volume's manifest, computed on the node (its agent stops at 900 s)
 
 
 @dataclass
@@ -135,6 +142,8 @@ class RunContext:
     paths: EnvironmentPaths = field(default_factory=lambda: EnvironmentPaths(Path("."), ""))
     recipes_dir: Path | None = None
     master: NodeRuntime | None = None
+    # (hostname, volume) -> the backups to restore it from, chosen before anything is launched
+    restores: dict[tuple[str, str], VolumeRestore] = field(default_factory=dict)
     launch_slots: threading.Semaphore = field(init=False)
     master_ssh_slots: threading.Semaphore = field(init=False)
     _local: threading.local = field(init=False, default_factory=threading.local)

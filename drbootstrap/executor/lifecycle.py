@@ -24,6 +24,7 @@ from drbootstrap.executor.context import UpOptions
 from drbootstrap.executor.events import DONE, Event
 from drbootstrap.executor.run import RunResult, incomplete_hostnames, run_up  # noqa: F401 - re-exported
 from drbootstrap.executor.secrets import load_or_create_psk, signing_scheme
+from drbootstrap.executor.volume_restore import choose_for_run
 from drbootstrap.journal import Journal, StepState
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, build_plan, is_complete
@@ -64,6 +65,7 @@ def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = No
             emit(Event(node="", step="lock", state=DONE,
                        detail=f"took over the lock of {held.taken_over.describe()}, which is no longer running"))
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
+        ctx.restores = choose_for_run(ctx)  # a backup asked for that matches nothing: refused before launch
         result = run_up(ctx)
         report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
                               run_finished=result.finished_at, plan=plan, rto_seconds=spec.drill.rto_minutes * 60)

@@ -51,6 +51,7 @@ class NodeOutcome:
     reason: str = ""
     log_tail: str = ""
     complete: bool = False  # plan.is_complete for the node's journal record when the run left it
+    exit_status: ExitStatus = ExitStatus.PARTIAL  # a failure's own status (BACKUP: no backup verified)
 
     @property
     def ok(self) -> bool:
@@ -72,7 +73,12 @@ class RunResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        return ExitStatus.PARTIAL if self.failed else ExitStatus.OK
+        """OK; BACKUP when every node that failed (not those blocked behind one) failed for want of a
+        backup that verifies; else PARTIAL."""
+        if not self.failed:
+            return ExitStatus.OK
+        statuses = {o.exit_status for o in self.failed if o.state == events.FAILED}
+        return ExitStatus.BACKUP if statuses == {ExitStatus.BACKUP} else ExitStatus.PARTIAL
 
 
 class _Emitter:
@@ -199,7 +205,10 @@ def _run_steps(ctx: RunContext, node: NodeRuntime, emit: _Emitter, readiness: Re
             raise
         except DrbError as error:
             _record_identity(ctx, node)
-            return _fail(ctx, node, step, str(error), getattr(error, "log_tail", ""), emit)
+            failed = _fail(ctx, node, step, str(error), getattr(error, "log_tail", ""), emit)
+            if error.exit_status is ExitStatus.BACKUP:
+                failed.exit_status = ExitStatus.BACKUP
+            return failed
         except Exception as error:  # noqa: BLE001 - a bug must fail one node, not the whole run
             _record_identity(ctx, node)
             return _fail(ctx, node, step, f"internal error: {type(error).__name__}: {error}", "", emit)

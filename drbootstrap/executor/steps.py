@@ -16,6 +16,7 @@ from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
 from drbootstrap.executor.context import Fleet, NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
+from drbootstrap.executor.volume_restore import verify_restored_volumes, wanted_with_backups
 from drbootstrap.images.from_spec import broker_uses_tls
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
@@ -128,7 +129,7 @@ def _provision(ctx: RunContext, node: NodeRuntime) -> str:
     """What the provider gives the node at once (a real cloud: the master's address, volumes), part
     of launch so that `up --until launch` leaves the networking and storage wired."""
     done = ctx.provider.provision(node.provider_node, node.hostname, is_master=node.planned.is_master,
-                                  volumes=_volumes_wanted(node))
+                                  volumes=wanted_with_backups(ctx, node, _volumes_wanted(node)))
     return "".join(f"; {part}" for part in done)
 
 
@@ -409,10 +410,13 @@ def puppet_enable(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 def volumes(ctx: RunContext, node: NodeRuntime) -> StepResult:
-    """Each of the spec's volumes made (from its snapshot) and attached, as the provider does it."""
-    done = ctx.provider.attach_volumes(node.provider_node, node.hostname, _volumes_wanted(node),
+    """Each of the spec's volumes made (from its chosen backup, else its snapshot) and attached, as
+    the provider does it; those restored from a backup verified (executor.volume_restore)."""
+    wanted = wanted_with_backups(ctx, node, _volumes_wanted(node))
+    done = ctx.provider.attach_volumes(node.provider_node, node.hostname, wanted,
                                        lambda path: ctx.access.node_path(node.hostname, path))
-    return StepResult(", ".join(done) or "no volumes")
+    verified, facts = verify_restored_volumes(ctx, node, wanted)
+    return StepResult("; ".join([", ".join(done) or "no volumes", *verified]), facts)
 
 
 def restore(ctx: RunContext, node: NodeRuntime) -> StepResult:

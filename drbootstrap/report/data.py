@@ -1,6 +1,6 @@
 """The recovery report as data (what report.json holds): every node's steps from the journal, so a
 resumed run reports every step it took across runs; time per step and overall; the critical path
-and the RTO target; the failed nodes with reason and log tail.
+and the RTO target; the failed nodes with reason and log tail; the backups restored (RPO achieved).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def build_report(journal: Journal, outcomes: Mapping[str, Outcome], *, run_start
             "outcome": getattr(outcome, "state", "unknown"), "failed_step": getattr(outcome, "step", ""),
             "reason": getattr(outcome, "reason", ""), "complete": is_complete(record, planned), "steps": steps,
         })
+    backups = restored_backups(journal, plan)
     failed = [{"hostname": h, "role": o.role, "state": o.state, "step": o.step, "reason": o.reason,
                "log_tail": o.log_tail} for h, o in outcomes.items() if not o.ok]
     recovered = all(node["complete"] for node in nodes)
@@ -86,8 +87,27 @@ def build_report(journal: Journal, outcomes: Mapping[str, Outcome], *, run_start
                          "total": _round(sum(per_step[name]))}
                   for name in step_order if name in per_step},
         "failed": failed,
+        # per volume restored from a backup: which, its age when restored (the RPO achieved), verified
+        "backups": backups,
         "nodes": nodes,
     }
+
+
+def restored_backups(journal: Journal, plan: Plan) -> list[dict[str, Any]]:
+    """What each node's volumes step restored, from its facts (backups.restored), in plan order."""
+    from drbootstrap.backups.restored import restore_facts
+
+    found = []
+    for planned in plan.nodes():
+        record = journal.data.nodes.get(planned.hostname)
+        step = record.steps.get(Step.VOLUMES) if record else None
+        for restored in restore_facts(step.facts if step else {}):
+            found.append({"hostname": planned.hostname, "volume": restored.volume,
+                          "backup_id": restored.backup_id or None,
+                          "backup_created_at": restored.created_at or None,
+                          "rpo_seconds": restored.rpo_seconds, "verified": restored.verified or None,
+                          "failed_verification": [i for i in restored.failed.split(",") if i]})
+    return found
 
 
 def _round(value: float | None) -> float | None:

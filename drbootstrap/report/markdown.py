@@ -27,6 +27,14 @@ def headline(report: dict[str, Any]) -> list[str]:
     if rto["target_seconds"]:
         verdict = {True: "met", False: "MISSED", None: "not decided (not recovered)"}[rto["met"]]
         lines.append(f"RTO target {fmt(rto['target_seconds'])} (drill.rto_minutes): {verdict}")
+    restored = [b for b in report.get("backups") or [] if b["backup_id"]]
+    if restored:
+        worst = max(b["rpo_seconds"] or 0 for b in restored)
+        verified = sum(1 for b in restored if b["verified"] == "ok")
+        fell_back = sum(1 for b in restored if b["failed_verification"])
+        lines.append(f"Backups: {len(restored)} volume(s) restored, RPO achieved {fmt(worst)} at worst, "
+                     f"{verified} of {len(restored)} verified"
+                     + (f", {fell_back} from an older backup after a failed verification" if fell_back else ""))
     lines.append(f"This run: {fmt(report['run']['seconds'])}, started {when(report['run']['started_at'])}")
     return lines
 
@@ -47,6 +55,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, figures in report["steps"].items():
         lines.append(f"| {name} | {figures['nodes']} | {fmt(figures['min'])} | {fmt(figures['median'])} | "
                      f"{fmt(figures['max'])} | {fmt(figures['total'])} |")
+    lines += backups_section(report)
     if report["failed"]:
         lines += ["", "## Failed nodes", ""]
         for failure in report["failed"]:
@@ -67,6 +76,23 @@ def render_markdown(report: dict[str, Any]) -> str:
                          f"{fmt(step['seconds'])} | {detail} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def backups_section(report: dict[str, Any]) -> list[str]:
+    """Per volume restored: the backup, its age when restored (the RPO achieved), whether it verified."""
+    restored = report.get("backups") or []
+    if not restored:
+        return []
+    lines = ["", "## Backups restored", "", "| node | volume | backup | taken | RPO achieved | verified | "
+             "failed verification |", "| --- | --- | --- | --- | ---: | --- | --- |"]
+    for entry in restored:
+        if entry["backup_id"] is None:
+            lines.append(f"| {entry['hostname']} | {entry['volume']} | none yet: started empty | | | | |")
+            continue
+        lines.append(f"| {entry['hostname']} | {entry['volume']} | {entry['backup_id']} | "
+                     f"{when(entry['backup_created_at'])} | {fmt(entry['rpo_seconds'])} | {entry['verified']} | "
+                     f"{', '.join(entry['failed_verification']) or '-'} |")
+    return lines
 
 
 def mermaid_gantt(report: dict[str, Any]) -> list[str]:

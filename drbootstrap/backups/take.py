@@ -1,0 +1,173 @@
+"""`drbootstrap backup` and `backups` as library calls: snapshot every volume the spec marks, each
+consistent by its hooks and tagged with its content manifest; prune by retention; read the catalog.
+
+Per volume, through the node's backup agent and the provider: pre_snapshot, the manifest computed
+on the node, the snapshot (tagged good only when the hook and the manifest succeeded), and
+post_snapshot, which runs whatever happened before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from drbootstrap.backups.catalog import BackupRecord, backup_tags
+from drbootstrap.backups.choose import prunable
+from drbootstrap.errors import BackupError, DrbError, ProviderError
+from drbootstrap.exit_status import ExitStatus
+from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.plan import PlannedNode, build_plan
+from drbootstrap.providers.base import Provider
+from drbootstrap.spec.models import EnvironmentSpec, VolumeSpec
+
+MANIFEST_TIMEOUT = 960.0  # the agent gives up a manifest at 900 s
+HOOK_MARGIN = 30.0  # beyond the hook's own timeout, for the request and reply
+
+
+@dataclass
+class VolumeBackup:
+    """One volume's backup in this run: the snapshot taken (if any), whether it is good, why not."""
+
+    hostname: str
+    volume: str
+    snapshot_id: str | None = None
+    good: bool = False
+    files: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)  # one line each: a hook or the manifest failed
+
+    @property
+    def where(self) -> str:
+        return f"{self.hostname}/{self.volume}"
+
+
+@dataclass
+class BackupRun:
+    environment: str
+    volumes: list[VolumeBackup] = field(default_factory=list)
+    pruned: list[BackupRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[VolumeBackup]:
+        return [v for v in self.volumes if v.problems or not v.good]
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.PARTIAL if self.failed else ExitStatus.OK
+
+
+class AgentCalls(Protocol):
+    """What backing up asks of the nodes' agents (the RPC client, or a fake in tests)."""
+
+    def call(self, identity: str, agent: str, action: str, data: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """agent.action on one node; its reply data. Raises a DrbError on silence or a failed status."""
+
+
+def marked(spec: EnvironmentSpec) -> list[tuple[PlannedNode, VolumeSpec]]:
+    """Every (node, volume) the spec marks `backup:`, in plan order."""
+    return [(planned, volume) for planned in build_plan(spec).nodes() if planned.group is not None
+            for volume in planned.group.volumes if volume.backup is not None]
+
+
+def back_up(spec: EnvironmentSpec, provider: Provider, fleet: AgentCalls, *, prune: bool = False,
+            on_volume: Callable[[VolumeBackup], None] = lambda v: None,
+            clock: Callable[[], float] = time.time) -> BackupRun:
+    """Back up every marked volume of the running environment; then, with PRUNE, delete what
+    retention allows. Raises BackupError when the spec marks no volume."""
+    volumes = marked(spec)
+    if not volumes:
+        raise BackupError(f"{spec.source_path or spec.environment}: no volume is marked `backup:`: nothing to back up",
+                          hint="add `backup: {}` to the volumes to back up")
+    run = BackupRun(spec.environment)
+    running = provider.nodes()
+    for planned, volume in volumes:
+        if planned.hostname not in running:
+            one = VolumeBackup(planned.hostname, str(volume.name),
+                               problems=[f"{planned.hostname} is not running in the cloud: nothing backed up"])
+        else:
+            one = _back_up_volume(spec, provider, fleet, planned, volume, clock)
+        run.volumes.append(one)
+        on_volume(one)
+    if prune:
+        run.pruned = prune_backups(spec, provider, clock())
+    return run
+
+
+def _back_up_volume(spec: EnvironmentSpec, provider: Provider, fleet: AgentCalls, planned: PlannedNode,
+                    volume: VolumeSpec, clock: Callable[[], float]) -> VolumeBackup:
+    assert volume.backup is not None
+    one = VolumeBackup(planned.hostname, str(volume.name))
+    hook_timeout = volume.backup.hook_timeout_seconds + HOOK_MARGIN
+    digest = None
+    try:
+        try:
+            fleet.call(planned.fqdn, "backup", "hook", {"volume": one.volume, "hook": "pre_snapshot"}, hook_timeout)
+        except DrbError as error:
+            one.problems.append(f"pre_snapshot failed: {error.message}")
+        if not one.problems:
+            try:
+                data = fleet.call(planned.fqdn, "backup", "manifest", {"volume": one.volume}, MANIFEST_TIMEOUT)
+                digest, one.files, one.bytes = str(data["digest"]), int(data["files"]), int(data["bytes"])
+            except (DrbError, KeyError, TypeError, ValueError) as error:
+                one.problems.append(f"manifest failed: {getattr(error, 'message', error)}")
+        record = BackupRecord(id="", kind="snapshot", environment=spec.environment, hostname=one.hostname,
+                              name=one.volume, created_at=clock(), size_bytes=None, manifest_digest=digest,
+                              good=not one.problems)
+        try:
+            one.snapshot_id = provider.snapshot_volume(one.hostname, one.volume, backup_tags(record))
+            one.good = record.good
+        except DrbError as error:
+            one.problems.append(f"snapshot failed: {error}")
+    finally:
+        try:  # whatever happened: unlock, unfreeze
+            fleet.call(planned.fqdn, "backup", "hook", {"volume": one.volume, "hook": "post_snapshot"}, hook_timeout)
+        except DrbError as error:
+            one.problems.append(f"post_snapshot failed: {error.message}")
+    return one
+
+
+def prune_backups(spec: EnvironmentSpec, provider: Provider, now: float) -> list[BackupRecord]:
+    """Delete, through the provider, each marked volume's backups that its retention allows."""
+    catalog = provider.list_backups(spec.environment)
+    deleted = []
+    for planned, volume in marked(spec):
+        assert volume.backup is not None
+        mine = [r for r in catalog if r.hostname == planned.hostname and r.name == volume.name]
+        for record in prunable(mine, keep_last=volume.backup.keep_last, max_age_days=volume.backup.max_age_days,
+                               now=now):
+            provider.delete_backup(record.id)
+            deleted.append(record)
+    return deleted
+
+
+def take_backups(spec: EnvironmentSpec, state_dir: Path, *, prune: bool = False,
+                 on_volume: Callable[[VolumeBackup], None] = lambda v: None) -> BackupRun:
+    """`drbootstrap backup`: the provider and the agents of the running environment, then back_up."""
+    from drbootstrap.executor.build import client_signing, connect_fleet, provider_for
+    from drbootstrap.executor.secrets import load_or_create_psk, signing_scheme
+
+    paths = EnvironmentPaths(state_dir, spec.environment)
+    provider = provider_for(spec, paths)
+    master = provider.nodes().get(spec.master.hostname)
+    address = provider.addresses(master).reachable if master is not None else None
+    if address is None:
+        raise ProviderError(f"{spec.environment}: the master {spec.master.hostname} is not running: no agent to "
+                            "ask", hint="bring the environment up with `drbootstrap up FILE` first")
+    scheme = signing_scheme(spec, paths)
+    signing = client_signing(scheme, spec, paths, load_or_create_psk(spec, state_dir))
+    fleet = connect_fleet(spec, paths, address, signing)
+    try:
+        return back_up(spec, provider, fleet, prune=prune, on_volume=on_volume)
+    finally:
+        fleet.close()
+
+
+def read_catalog(spec: EnvironmentSpec, state_dir: Path, environment: str | None = None) -> list[BackupRecord]:
+    """`drbootstrap backups`: every backup of ENVIRONMENT (default the spec's) at the spec's provider."""
+    from drbootstrap.executor.build import provider_for
+
+    provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
+    return provider.list_backups(environment or spec.environment)

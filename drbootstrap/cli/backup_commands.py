@@ -1,0 +1,103 @@
+"""`drbootstrap backup` and `backups`: the CLI renders what drbootstrap.backups reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drbootstrap.cli.run_commands import _SPEC_FILE, _STATE_DIR, _state_dir
+from drbootstrap.exit_status import ExitStatus
+
+CATALOG_SCHEMA_VERSION = 1
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@_STATE_DIR
+@click.option("--prune", is_flag=True, help="Then delete the backups each volume's retention allows "
+                                            "(never the newest verified one).")
+def backup(spec_file: Path, state_dir: Path | None, prune: bool) -> int:
+    """Snapshot every volume FILE marks `backup:`: pre_snapshot, manifest on the node, snapshot, post_snapshot.
+
+    Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume."""
+    from drbootstrap.backups.choose import format_time
+    from drbootstrap.backups.take import VolumeBackup, take_backups
+    from drbootstrap.spec import load_spec
+
+    spec = load_spec(spec_file)
+
+    def show(one: VolumeBackup) -> None:
+        if one.good and not one.problems:
+            click.echo(f"{one.where}: {one.snapshot_id} good, {one.files} entries, {_size(one.bytes)}")
+        else:
+            kept = f"snapshot {one.snapshot_id} kept, tagged not good" if one.snapshot_id and not one.good else \
+                f"snapshot {one.snapshot_id}" if one.snapshot_id else "no snapshot"
+            click.echo(f"{one.where}: {'; '.join(one.problems)} ({kept})")
+
+    run = take_backups(spec, _state_dir(state_dir), prune=prune, on_volume=show)
+    for record in run.pruned:
+        click.echo(f"pruned {record.id} ({record.hostname}/{record.name}, taken {format_time(record.created_at)})")
+    for one in run.failed:
+        click.echo(f"drbootstrap: backup of {one.where} on {one.hostname} is not good: {'; '.join(one.problems)}",
+                   err=True)
+    return int(run.exit_status)
+
+
+@click.command()
+@click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
+@_STATE_DIR
+@click.option("--environment", "environment", default=None, metavar="NAME",
+              help="Whose backups (default: the spec's environment; a drill restores production's).")
+@click.option("--json", "as_json", is_flag=True, help="The catalog as JSON (with a schema_version).")
+def backups(spec_file: Path, state_dir: Path | None, environment: str | None, as_json: bool) -> int:
+    """The backup catalog: per volume, every backup with its time, age, size, and whether a restore verified it."""
+    from drbootstrap.backups.take import read_catalog
+    from drbootstrap.spec import load_spec
+
+    spec = load_spec(spec_file)
+    records = sorted(read_catalog(spec, _state_dir(state_dir), environment),
+                     key=lambda r: (r.hostname, r.name, -r.created_at, r.id))
+    now = time.time()
+    if as_json:
+        click.echo(json.dumps({"schema_version": CATALOG_SCHEMA_VERSION,
+                               "environment": environment or spec.environment, "generated_at": now,
+                               "backups": [_json(asdict(r), now) for r in records]}, indent=1))
+        return int(ExitStatus.OK)
+    if not records:
+        click.echo(f"{environment or spec.environment}: no backups yet (take one with `drbootstrap backup FILE`)")
+        return int(ExitStatus.OK)
+    from rich.console import Console
+    from rich.table import Table
+
+    from drbootstrap.backups.choose import format_age, format_time
+
+    table = Table(title=f"{environment or spec.environment}: {len(records)} backup(s)")
+    for column in ("node", "volume", "backup", "taken (UTC)", "age", "size", "good", "verified"):
+        table.add_column(column, no_wrap=True)
+    for r in records:
+        verified = "never restored" if r.verified_ok is None else \
+            f"{'ok' if r.verified_ok else 'FAILED'} {format_time(r.verified_at or 0)}"
+        table.add_row(r.hostname, r.name, r.id, format_time(r.created_at), format_age(now - r.created_at),
+                      _size(r.size_bytes), "yes" if r.good else "NO", verified)
+    Console(width=160).print(table)
+    return int(ExitStatus.OK)
+
+
+def _json(record: dict[str, Any], now: float) -> dict[str, Any]:
+    return {**record, "age_seconds": round(now - record["created_at"], 1)}
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
