@@ -27,6 +27,7 @@ from drbootstrap.errors import DrbError, ProviderError
 if TYPE_CHECKING:
     from drbootstrap.backups.object_store import ObjectStore
     from drbootstrap.executor.context import NodeRuntime, RunContext
+    from drbootstrap.journal import Fact
     from drbootstrap.plan import PlannedNode
     from drbootstrap.spec.models import BucketSpec, DumpSpec, EnvironmentSpec
 
@@ -87,7 +88,7 @@ def take_dumps(spec: EnvironmentSpec, fleet: AgentCalls, *, hostnames: frozenset
         try:
             records.append(_take_one(spec.environment, fleet, store, node, dump, rpc_timeout))
         except DrbError as error:
-            failure = DumpFailure(node.hostname, dump.name, _reason(error))
+            failure = DumpFailure(node.hostname, dump.name, _reason(error).removeprefix(f"dump {dump.name}: "))
             failures.append(failure)
             _write_failed_record(spec.environment, store, node, dump, failure.reason)
     return DumpsTaken(records, failures)
@@ -235,6 +236,13 @@ class DumpRestored:
     record: BackupRecord
     refused: list[str]  # "<key>: <why>" of newer dumps refused before it
 
+    def facts(self, now: float) -> dict[str, Fact]:
+        """The restore step's facts for the report (the RPO achieved), as the volumes step leaves them."""
+        from drbootstrap.backups.restored import VolumeRestoreFacts
+
+        return VolumeRestoreFacts(self.record.name, self.record.id, int(self.record.created_at), int(now), "ok",
+                                  ",".join(line.split(": ", 1)[0] for line in self.refused)).facts()
+
     def detail(self, now: float) -> str:
         age = _age(now - self.record.created_at)
         refused = "".join(f"; refused {line}" for line in self.refused)
@@ -322,12 +330,10 @@ def _mark_verified(store: ObjectStore, record: BackupRecord, *, ok: bool) -> Non
 
 
 def _no_dump(message: str, *, hint: str) -> DrbError:
-    """No dump can be restored: the backup error (exit 13) where the catalog defines it."""
-    from drbootstrap import errors
-    from drbootstrap.executor.steps import StepFailed
+    """No dump can be restored: the backup error (exit 13)."""
+    from drbootstrap.errors import BackupError
 
-    backup_error: type[DrbError] = getattr(errors, "BackupError", StepFailed)
-    return backup_error(message, hint=hint)
+    return BackupError(message, hint=hint)
 
 
 def _age(seconds: float) -> str:

@@ -435,8 +435,7 @@ def restore(ctx: RunContext, node: NodeRuntime) -> StepResult:
                 dumps.append(f"no dump {hook.dump} in the bucket yet: nothing restored")
                 continue
             dumps.append(restored.detail(ctx.clock.time()))
-            facts[f"dump:{hook.dump}"] = restored.record.id
-            facts[f"dump_age_seconds:{hook.dump}"] = int(ctx.clock.time() - restored.record.created_at)
+            facts.update(restored.facts(ctx.clock.time()))
             continue
         command = hook.command or f"sh {_recipes_in_node(ctx)}/restore/{hook.recipe}.sh"
         status, output = ctx.access.run(node.provider_node.id, command, hook.timeout_seconds)

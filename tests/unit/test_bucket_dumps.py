@@ -93,7 +93,7 @@ def test_a_dump_is_streamed_in_chunks_with_its_digest_and_a_failing_one_is_recor
     stored = ctx.spec.buckets.path + "/backups/" + record.id
     assert Path(stored).read_bytes() == data
     [failure] = taken.failures
-    assert failure.line() == "db01: dump broken: dump broken: the command exited 2 (no such table)"
+    assert failure.line() == "db01: dump broken: the command exited 2 (no such table)"
     listed = dumps.list_dumps(ctx.spec.buckets, "demo")
     assert [(r.name, r.good) for r in listed] == [("db", True), ("broken", False)]
     assert list((Path(ctx.spec.buckets.path).parent / "agent" / "dumps").iterdir()) == []  # spool discarded
@@ -110,7 +110,7 @@ def test_restore_fetches_the_newest_dump_and_reports_it_with_its_age(setup):
 
     assert (root / "restored").read_bytes() == b"second\n"
     assert f"dump db {newest.id.rsplit('/', 1)[-1]} from" in result.detail and "matched" in result.detail
-    assert result.facts["dump:db"] == newest.id
+    assert result.facts["backup:db:backup_id"] == newest.id and result.facts["backup:db:verified"] == "ok"
     assert [r.verified_ok for r in dumps.list_dumps(ctx.spec.buckets, "demo") if r.name == "db"] == [None, True]
 
 

@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.integration, E2E_GATE]
 
 @pytest.fixture(scope="module")
 def env():
-    environment = bucket_environment(
-        "bucketlocal", lambda home: f"buckets: {{driver: local, path: {home}/buckets, container: backups, prefix: drb}}")
+    environment = bucket_environment("bucketlocal", lambda home: (
+        f"buckets: {{driver: local, path: {home}/buckets, container: backups, prefix: drb}}"))
     environment.bucket_dir = environment.home / "buckets"
     try:
         first = environment.cli("up", str(environment.spec_file))
@@ -63,7 +63,7 @@ def test_a_failing_dump_records_nothing_good_and_names_node_and_reason(env):
         env.in_node("db01", f"rm -f {env.paths.nodes / 'db01' / 'root' / 'srv' / 'db' / 'fail-dump'}")
 
     assert failed.returncode == 7, failed.stdout + failed.stderr
-    assert "db01: dump db: dump db: the command exited 3 (fail-dump is present)" in failed.stdout + failed.stderr
+    assert "db01: dump db: the command exited 3 (fail-dump is present)" in failed.stdout + failed.stderr
     assert [d["good"] for d in _dumps(env)] == [True, True, False]
 
 
