@@ -209,7 +209,8 @@ def test_a_first_up_with_no_backup_yet_starts_the_volume_empty_and_says_so(world
     result, report = _up(world, monkeypatch, SnapshotCloud())
     assert result.exit_status == ExitStatus.OK
     assert report["backups"] == [{"hostname": "db01", "kind": "snapshot", "volume": "data", "backup_id": None,
-                                  "backup_created_at": None, "rpo_seconds": None, "verified": None, "failed_verification": []}]
+                                  "backup_created_at": None, "rpo_seconds": None, "verified": None,
+                                  "failed_verification": []}]
 
 
 def test_as_of_restores_the_first_backup(world: Any, monkeypatch: Any) -> None:
