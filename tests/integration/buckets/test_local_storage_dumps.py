@@ -31,7 +31,8 @@ def env():
 def _dumps(env) -> list[dict]:
     listed = env.cli("backups", str(env.spec_file), "--json")
     assert listed.returncode == 0, listed.stderr
-    return [r for r in json.loads(listed.stdout)["backups"] if r["kind"] == "dump"]
+    return sorted((r for r in json.loads(listed.stdout)["backups"] if r["kind"] == "dump"),
+                  key=lambda r: r["created_at"])  # oldest first
 
 
 def test_a_first_build_restores_nothing_and_says_so(env):
