@@ -261,8 +261,8 @@ def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored 
     assert ctx.spec.buckets is not None and node.planned.group is not None  # validated with the spec
     dump = node.planned.group.dump(name)
     store = ObjectStore(ctx.spec.buckets)
-    source = getattr(ctx.options, "backup_environment", None) or ctx.spec.environment
-    as_of = getattr(ctx.options, "as_of", None)
+    source = ctx.options.backup_environment or ctx.spec.environment
+    as_of = ctx.options.as_of
     ever = [r for r in _records(store, source) if r.hostname == node.hostname and r.name == name]
     if not ever and as_of is None:
         return None  # a first build: nothing was ever dumped, nothing to restore (the detail says so)

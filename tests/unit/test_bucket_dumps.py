@@ -152,7 +152,7 @@ def test_as_of_before_every_dump_restores_nothing_and_says_so(setup):
     ctx, node, root, _ = setup()
     (root / "data").write_bytes(b"x\n")
     dumps.take_dumps(ctx.spec, ctx.fleet())
-    ctx.options.as_of = 1.0  # type: ignore[attr-defined]
+    ctx.options.as_of = 1.0
 
     with pytest.raises(DrbError, match="db01: no good dump db of environment demo in bucket:backups/prod at or"):
         restore(ctx, node)
