@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from drbootstrap.backups.catalog import BackupRecord
@@ -103,22 +103,31 @@ def _take_one(environment: str, fleet: AgentCalls, store: ObjectStore, node: Pla
     streamed = hashlib.sha256()
     counted = [0]
 
-    def chunks() -> Iterator[bytes]:
+    def pieces() -> Iterator[tuple[bytes, bool]]:
         while True:
             reply = fleet.call(node.fqdn, "dumps", "read", {"job": job, "offset": counted[0], "length": CHUNK_BYTES},
                                rpc_timeout)
             chunk = base64.b64decode(str(reply.get("data", "")))
             streamed.update(chunk)
             counted[0] += len(chunk)
-            if chunk:
-                yield chunk
-            if reply.get("eof") or not chunk:
+            last = bool(reply.get("eof")) or not chunk
+            yield chunk, last
+            if last:
                 return
+
+    wrapped = ""
+    if store.spec.encryption_key is not None:
+        from drbootstrap.backups.sealing import new_data_key, parse_key, seal
+
+        data_key, wrapped = new_data_key(parse_key(store.spec.encryption_key.resolve()))
+        chunks = seal(pieces(), data_key)
+    else:
+        chunks = (chunk for chunk, _ in pieces() if chunk)
 
     meta = {"sha256": digest, "size": str(size), "node": node.hostname, "environment": environment,
             "dump": dump.name}
     try:
-        store.upload_stream(key, chunks(), meta)
+        store.upload_stream(key, chunks, meta)
     finally:
         with contextlib.suppress(DrbError):
             fleet.call(node.fqdn, "dumps", "discard", {"job": job}, rpc_timeout)
@@ -128,7 +137,7 @@ def _take_one(environment: str, fleet: AgentCalls, store: ObjectStore, node: Pla
     record = BackupRecord(id=key, kind="dump", environment=environment, hostname=node.hostname,
                           name=dump.name, created_at=created, size_bytes=size, manifest_digest=digest,
                           location=store.location)
-    store.put_bytes(key + RECORD_SUFFIX, record_json(record))
+    store.put_bytes(key + RECORD_SUFFIX, record_json(record, sealed=wrapped))
     return record
 
 
@@ -156,7 +165,8 @@ def dump_key(bucket: BucketSpec, environment: str, hostname: str, name: str, cre
     return f"{bucket.prefix}/{environment}/{hostname}/{name}/{stamp}{DUMP_SUFFIX}"
 
 
-def record_json(record: BackupRecord, *, reason: str = "") -> bytes:
+def record_json(record: BackupRecord, *, reason: str = "", sealed: str = "") -> bytes:
+    """The record beside a dump; SEALED: its data key wrapped by the spec's key, when encrypted."""
     data: dict[str, Any] = {
         "kind": record.kind, "environment": record.environment, "hostname": record.hostname,
         "name": record.name, "created_at": record.created_at, "size_bytes": record.size_bytes,
@@ -164,6 +174,8 @@ def record_json(record: BackupRecord, *, reason: str = "") -> bytes:
         "verified_ok": record.verified_ok}
     if reason:
         data["reason"] = reason
+    if sealed:
+        data["sealed"] = sealed
     return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
 
 
@@ -294,15 +306,25 @@ def _restore_one(ctx: RunContext, store: ObjectStore, node: NodeRuntime, dump: D
     from drbootstrap.executor.steps import StepFailed
 
     seconds = store.spec.signed_url_seconds
+    request: dict[str, Any] = {"name": dump.name, "sha256": record.manifest_digest, "size": record.size_bytes}
+    sealed = json.loads(store.read_bytes(record.id + RECORD_SUFFIX)).get("sealed")
+    if sealed and store.spec.encryption_key is not None:
+        from drbootstrap.backups.sealing import parse_key, unwrap_data_key
+
+        # That one dump's data key, never the spec's key: the node can open this object and no other.
+        request["key"] = base64.b64encode(unwrap_data_key(parse_key(store.spec.encryption_key.resolve()),
+                                                          sealed)).decode()
+    elif sealed:
+        raise StepFailed(f"{node.hostname}: dump {dump.name} {record.id} is encrypted and the spec names no "
+                         "buckets.encryption_key", hint="add the key it was sealed with")
     with _node_url(ctx, store, record, seconds) as url:
         try:
-            ctx.fleet().call(node.fqdn, "dumps", "restore",
-                             {"name": dump.name, "url": url, "sha256": record.manifest_digest,
-                              "size": record.size_bytes}, 2 * dump.timeout_seconds + ctx.options.rpc_timeout)
+            ctx.fleet().call(node.fqdn, "dumps", "restore", {**request, "url": url},
+                             2 * dump.timeout_seconds + ctx.options.rpc_timeout)
         except RpcCallFailed as error:
             why = error.message.split(" failed: ", 1)[-1]
             if error.data.get("refused") == "digest":
-                raise DumpRefused(why.split(": refused, ", 1)[-1]) from None
+                raise DumpRefused(why.split("refused, ", 1)[-1]) from None
             raise StepFailed(f"{node.hostname}: dump {dump.name} {record.id}: {why}", log_tail=error.log_tail) from None
 
 
@@ -319,14 +341,16 @@ def _node_url(ctx: RunContext, store: ObjectStore, record: BackupRecord, seconds
                             "controller to fetch a dump", hint="keep the dumps in an S3 bucket (driver: s3)")
     from drbootstrap.backups.object_server import serve_once
 
-    with serve_once(store, record.id, record.size_bytes or 0, address, seconds) as url:
+    with serve_once(store, record.id, address, seconds) as url:
         yield url
 
 
 def _mark_verified(store: ObjectStore, record: BackupRecord, *, ok: bool) -> None:
-    with contextlib.suppress(DrbError):  # the restore's outcome stands whether or not this is kept
-        store.put_bytes(record.id + RECORD_SUFFIX, record_json(replace(record, verified_at=time.time(),
-                                                                        verified_ok=ok)))
+    """Keep the restore's outcome in the dump's record (everything else in it unchanged)."""
+    with contextlib.suppress(DrbError, ValueError):  # the restore's outcome stands whether or not this is kept
+        data = json.loads(store.read_bytes(record.id + RECORD_SUFFIX))
+        data.update(verified_at=time.time(), verified_ok=ok)
+        store.put_bytes(record.id + RECORD_SUFFIX, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
 
 
 def _no_dump(message: str, *, hint: str) -> DrbError:

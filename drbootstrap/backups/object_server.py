@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def serve_once(store: ObjectStore, key: str, size: int, address: str, seconds: float) -> Iterator[str]:
-    """The URL that reads `key` (SIZE bytes) once within SECONDS; the server stops when the block ends."""
+def serve_once(store: ObjectStore, key: str, address: str, seconds: float) -> Iterator[str]:
+    """The URL that reads `key` once within SECONDS; the server stops when the block ends."""
+    size = store.size(key)
     token = secrets.token_urlsafe(32)
     served = threading.Event()
 

@@ -120,6 +120,11 @@ class ObjectStore:
             raise ProviderError(f"bucket {self.spec.container}: {key} is {obj.size} bytes, over {limit}")
         return b"".join(self.iter_chunks(key))
 
+    def size(self, key: str) -> int:
+        """The stored object's size in bytes (a sealed dump's is more than its content's)."""
+        obj = self._call(f"read {key}", lambda: self.driver.get_object(self.spec.container, key))
+        return int(obj.size or 0)
+
     def iter_chunks(self, key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
         obj = self._call(f"read {key}", lambda: self.driver.get_object(self.spec.container, key))
         stream = self._call(f"read {key}", lambda: self.driver.download_object_as_stream(obj, chunk_size=chunk_size))

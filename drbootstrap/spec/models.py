@@ -203,6 +203,7 @@ class BucketSpec(SpecModel):
     region: Token = "us-east-1"
     credentials: dict[Token, Secret] = Field(default_factory=dict)  # key, secret
     signed_url_seconds: int = Field(300, ge=10, le=3600)  # how long a node may fetch one object
+    encryption_key: Secret | None = None  # 256-bit key sealing each dump at rest (backups/sealing.py)
     retention: BucketRetentionSpec = Field(default_factory=BucketRetentionSpec)
 
 
@@ -351,4 +352,6 @@ class EnvironmentSpec(SpecModel):
             found += [(f"public_dns.credentials.{k}", v) for k, v in self.public_dns.credentials.items()]
         if self.buckets is not None:
             found += [(f"buckets.credentials.{k}", v) for k, v in self.buckets.credentials.items()]
+            if self.buckets.encryption_key is not None:
+                found.append(("buckets.encryption_key", self.buckets.encryption_key))
         return found

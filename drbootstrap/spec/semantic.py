@@ -269,6 +269,7 @@ def secret_paths(data: dict) -> Iterator[Path_]:
     credentials = get_in(data, "buckets", "credentials")
     for key in credentials if isinstance(credentials, dict) else {}:
         yield ("buckets", "credentials", key)
+    yield ("buckets", "encryption_key")
 
 
 def check_secret_references(data: dict, base_dir: Path | None) -> list[Problem]:

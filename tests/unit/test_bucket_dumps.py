@@ -28,7 +28,7 @@ environment: demo
 domain: demo.internal
 provider: {name: local, network: 10.213.0.0/24, max_parallel: 2}
 security: {psk: "${env:DRB_TEST_PSK}"}
-buckets: {driver: local, path: BUCKETS, container: backups, prefix: prod, retention: {keep_last: 2}}
+buckets: {driver: local, path: BUCKETS, container: backups, prefix: prod, retention: {keep_last: 2}ENCRYPTION}
 nodes:
   - role: db
     hostnames: [db01]
@@ -59,8 +59,10 @@ class AgentFleet:
 
 @pytest.fixture
 def setup(monkeypatch, tmp_path):
-    def make(fallback: str = "none"):
-        text = SPEC.replace("BUCKETS", str(tmp_path / "buckets")).replace("FALLBACK", fallback)
+    def make(fallback: str = "none", encrypted: bool = False):
+        monkeypatch.setenv("DRB_TEST_DUMP_KEY", "ab" * 32)
+        text = SPEC.replace("BUCKETS", str(tmp_path / "buckets")).replace("FALLBACK", fallback).replace(
+            "ENCRYPTION", ', encryption_key: "${env:DRB_TEST_DUMP_KEY}"' if encrypted else "")
         spec = load_spec_text(monkeypatch, text)
         root = tmp_path / "node"
         root.mkdir(exist_ok=True)
@@ -178,3 +180,24 @@ def test_pruning_keeps_the_newest_per_policy_and_never_the_newest_good(setup):
     left = dumps.list_dumps(ctx.spec.buckets, "demo")
     assert len([r for r in left if r.name == "db"]) == 2 and len([r for r in deleted if r.name == "db"]) == 1
     assert all(r.created_at < min(x.created_at for x in left if x.name == "db") for r in deleted if r.name == "db")
+
+
+def test_an_encrypted_dump_is_sealed_at_rest_opened_by_the_node_and_refused_when_altered(setup):
+    ctx, node, root, fleet = setup("none", encrypted=True)
+    secret_rows = b"INSERT INTO cards VALUES('4111111111111111');\n" * 5000
+    (root / "data").write_bytes(secret_rows)
+    [record] = dumps.take_dumps(ctx.spec, ctx.fleet()).records
+    stored = Path(ctx.spec.buckets.path) / "backups" / record.id
+    assert b"4111111111111111" not in stored.read_bytes() and record.size_bytes == len(secret_rows)
+    assert "ab" * 32 not in (stored.parent / (stored.name + ".json")).read_text()
+
+    restore(ctx, node)
+    assert (root / "restored").read_bytes() == secret_rows
+
+    (root / "restored").unlink()
+    raw = bytearray(stored.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    stored.write_bytes(bytes(raw))
+    with pytest.raises(StepFailed, match="refused: its sealed content does not open"):
+        restore(ctx, node)
+    assert not (root / "restored").exists()

@@ -81,13 +81,14 @@ class DumpsAgent(RpcAgent):
     @action("Fetch a dump from a URL, check its digest, feed it to the restore command", slow=True,
             name=Input("string", required=True, pattern=_NAME),
             url=Input("string", required=True, max_length=4096, pattern=r"https?://\S+"),
-            sha256=Input("string", required=True, pattern=_SHA256), size=Input("integer", required=True))
+            sha256=Input("string", required=True, pattern=_SHA256), size=Input("integer", required=True),
+            key=Input("string", pattern=r"[A-Za-z0-9+/]{43}=", description="this dump's data key, if sealed"))
     def restore(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         dump = self._dump(data["name"])
         spool = self._spool(secrets.token_hex(16))
         try:
             with _private_file(spool) as out:
-                digest, size = _fetch(data["url"], out, int(data["size"]), dump.timeout)
+                digest, size = _fetch(data["url"], out, int(data["size"]), dump.timeout, data.get("key"))
             if digest != data["sha256"] or size != data["size"]:
                 raise ActionFailed(StatusCode.ABORTED, f"dump {data['name']}: refused, its digest does not match "
                                    f"(sha256 {digest[:16]}..., {size} bytes; expected {data['sha256'][:16]}..., "
@@ -163,17 +164,29 @@ def _sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _fetch(url: str, out: Any, expected_size: int, timeout: float) -> tuple[str, int]:
-    """Download URL into OUT, hashing; stop reading past the expected size (+1 to notice a longer one)."""
+def _fetch(url: str, out: Any, expected_size: int, timeout: float, key: str | None = None) -> tuple[str, int]:
+    """Download URL into OUT (opening it with KEY when the dump is sealed), hashing what is written;
+    stop reading past the expected size (+1 to notice a longer one; a sealed one's framing on top)."""
     import urllib.request  # here: the agent's resident size stays small until a restore needs it
 
-    digest, size = hashlib.sha256(), 0
+    from drbootstrap.backups.sealing import Opener, SealBroken
+
+    opener = Opener(base64.b64decode(key)) if key else None
+    limit = expected_size + 1 + (64 + expected_size // 64 if opener else 0)
+    digest, size, read = hashlib.sha256(), 0, 0
     try:
         with urllib.request.urlopen(url, timeout=min(60.0, timeout)) as response:
-            while size <= expected_size and (chunk := response.read(min(1024 * 1024, expected_size + 1 - size))):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
+            while read < limit and (chunk := response.read(min(1024 * 1024, limit - read))):
+                read += len(chunk)
+                plain = opener.feed(chunk) if opener else chunk
+                digest.update(plain)
+                size += len(plain)
+                out.write(plain)
+        if opener:
+            opener.finish()
+    except SealBroken as error:
+        raise ActionFailed(StatusCode.ABORTED, f"refused, its sealed content does not open: {error.message}",
+                           {"refused": "digest"}) from None
     except OSError as error:
         # Never the URL itself: it grants read access until it expires.
         reason = getattr(error, "reason", None) or getattr(error, "code", None) or type(error).__name__
