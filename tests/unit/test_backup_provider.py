@@ -159,3 +159,28 @@ def test_a_node_learns_its_backed_up_volumes_from_its_user_data() -> None:
     assert config.backup.volumes["data"].path == "/state/nodes/db01/root/srv/db"
     assert config.backup.volumes["data"].pre_snapshot == "sync"
     assert agent_backup_settings(NodeGroup.model_validate({"role": "web", "hostnames": ["web01"]})) is None
+
+
+def test_backups_lists_the_catalog_as_a_table_and_as_versioned_json(tmp_path: Path, cli, monkeypatch) -> None:
+    import json
+
+    spec = tmp_path / "env.yaml"
+    spec.write_text("environment: prod\ndomain: demo.internal\nprovider: {name: local, network: 10.250.7.0/24}\n"
+                    "master: {hostname: controller, image: master}\nnodes:\n  - role: db\n    hostnames: [db01]\n"
+                    "    volumes: [{name: data, mount: /srv/db, size_gb: 1, backup: {}}]\n")
+    state = tmp_path / "state"
+    provider = _local(state)
+    provider.driver().create_volume(1, volume_name("prod", "db01", "data"))
+    snapshot_id = provider.snapshot_volume("db01", "data", _tags())
+    provider.tag_backup(snapshot_id, verified_tags(True, 1700000500.0))
+
+    table = cli("backups", str(spec), "--state-dir", str(state))
+    assert table.exit_code == 0, table.stderr
+    assert snapshot_id in table.stdout and "ok 2023-11-14T22:21:40Z" in table.stdout
+    listed = cli("backups", str(spec), "--state-dir", str(state), "--json")
+    data = json.loads(listed.stdout)
+    assert data["schema_version"] == 1 and data["environment"] == "prod"
+    [entry] = data["backups"]
+    assert entry["id"] == snapshot_id and entry["verified_ok"] is True and entry["age_seconds"] > 0
+    assert cli("backups", str(spec), "--state-dir", str(state), "--environment", "other").stdout.startswith(
+        "other: no backups yet")
