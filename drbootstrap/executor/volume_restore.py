@@ -55,9 +55,10 @@ def verify_restored_volumes(ctx: RunContext, node: NodeRuntime, wanted: list[Vol
     for (hostname, volume), restore in sorted(ctx.restores.items()):
         if hostname != node.hostname:
             continue
-        outcome = _verify_one(ctx, node, restore, next(w for w in wanted if w.name == volume))
+        spec_volume = next(w for w in wanted if w.name == volume)
+        outcome = _verify_one(ctx, node, restore, spec_volume)
         facts.update(outcome.facts())
-        details.append(_describe(outcome))
+        details.append(_describe(outcome, spec_volume.snapshot))
     return details, facts
 
 
@@ -113,9 +114,10 @@ def _tag_verified(ctx: RunContext, record: BackupRecord, ok: bool | None) -> Non
         pass  # the restore's outcome stands in the journal and report; the tag is a convenience
 
 
-def _describe(outcome: VolumeRestoreFacts) -> str:
+def _describe(outcome: VolumeRestoreFacts, spec_snapshot: str | None) -> str:
     if not outcome.backup_id:
-        return f"{outcome.volume}: no backup yet, started empty"
+        start = f"made from the spec's snapshot {spec_snapshot}" if spec_snapshot else "started empty"
+        return f"{outcome.volume}: no backup yet, {start}"
     age = format_age(outcome.rpo_seconds or 0)
     line = f"{outcome.volume} restored from {outcome.backup_id} ({age} old), verified {outcome.verified}"
     if outcome.failed:

@@ -135,9 +135,14 @@ def test_hooks_run_only_as_configured_with_a_timeout(tmp_path: Path) -> None:
     assert "flushing" in failed.value.data["output"]
     assert agent.hook(None, {"volume": "data", "hook": "post_snapshot"})["ran"] is True
     assert marker.exists()
-    slow, _ = _agent(tmp_path, pre_snapshot="sleep 5", hook_timeout=0.2)
+    child = tmp_path / "child-lived"
+    slow, _ = _agent(tmp_path, pre_snapshot=f"(sleep 1; touch {child}) & sleep 5", hook_timeout=0.2)
     with pytest.raises(ActionFailed, match="timed out after 0 s"):
         slow.hook(None, {"volume": "data", "hook": "pre_snapshot"})
+    import time
+
+    time.sleep(1.5)
+    assert not child.exists()  # what the hook started ended with it
     unhooked, _ = _agent(tmp_path)
     assert unhooked.hook(None, {"volume": "data", "hook": "pre_snapshot"})["ran"] is False
 

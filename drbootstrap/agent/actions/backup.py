@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -120,16 +121,21 @@ class BackupAgent(RpcAgent):
             return {"ran": False, "exitcode": 0, "output": ""}
         # DRB_VOLUME_PATH: where the volume is mounted here; DRB_ROOT as restore hooks and checks see it.
         env = {**os.environ, "DRB_VOLUME_PATH": volume.path, "DRB_ROOT": os.environ.get("FACTER_drb_root", "")}
+        # Its own process group: a hook that times out is ended with everything it started.
+        process = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, text=True, errors="replace", env=env,
+                                   start_new_session=True)
         try:
-            done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, errors="replace",
-                                  timeout=volume.hook_timeout, stdin=subprocess.DEVNULL, check=False, env=env)
+            output, _ = process.communicate(timeout=volume.hook_timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
             raise ActionFailed(StatusCode.ABORTED, f"{data['hook']} of {data['volume']} timed out after "
                                                    f"{volume.hook_timeout:.0f} s") from None
-        output = (done.stdout + done.stderr)[-OUTPUT_TAIL:]
-        if done.returncode != 0:
-            raise ActionFailed(StatusCode.ABORTED, f"{data['hook']} of {data['volume']} exited {done.returncode}",
-                               {"exitcode": done.returncode, "output": output})
+        output = output[-OUTPUT_TAIL:]
+        if process.returncode != 0:
+            raise ActionFailed(StatusCode.ABORTED, f"{data['hook']} of {data['volume']} exited {process.returncode}",
+                               {"exitcode": process.returncode, "output": output})
         return {"ran": True, "exitcode": 0, "output": output}
 
     @action("The content manifest of VOLUME (its digest, files and bytes)", slow=True,
