@@ -51,6 +51,16 @@ def test_a_dump_is_spooled_privately_with_its_digest_and_read_back_in_chunks(age
     assert not spool.exists()
 
 
+def test_a_spool_no_controller_finished_reading_is_removed_after_a_day(agent, tmp_path):
+    import os
+
+    first = agent.take(REQUEST, {"name": "db"})
+    spool = tmp_path / "state" / "dumps" / f"{first['job']}.dump"
+    os.utime(spool, (0, 0))
+    agent.take(REQUEST, {"name": "db"})
+    assert not spool.exists()
+
+
 def test_a_failing_or_slow_dump_command_leaves_nothing_and_says_why(agent, tmp_path):
     with pytest.raises(ActionFailed, match="exited 3") as failed:
         agent.take(REQUEST, {"name": "broken"})

@@ -5,7 +5,7 @@ written at launch from the spec's `dumps:`. `take` runs the dump command with it
 0600 spool file on the node (so a failing or timed-out command never reaches the bucket, and the
 digest and size are known before the upload starts); `read` hands the controller one chunk at a
 time, which it streams to the bucket (the node never holds the bucket's credentials); `discard`
-removes the spool. `restore` fetches an object from a short-lived URL the controller gives
+removes the spool (one a dead controller left is removed by the next `take` a day later). `restore` fetches an object from a short-lived URL the controller gives
 (presigned, or one-shot), refuses it unless its sha256 and size are the expected ones, then feeds
 it to the restore command's stdin.
 
@@ -22,6 +22,7 @@ import secrets
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class DumpsAgent(RpcAgent):
         dump = self._dump(data["name"])
         job = secrets.token_hex(16)
         spool = self._spool(job)
+        _remove_stale(spool.parent)
         with _private_file(spool) as out:
             status, tail = _run(dump.command, dump.timeout, self._root(), stdout=out)
         if status != 0:
@@ -117,6 +119,17 @@ class DumpsAgent(RpcAgent):
         base = Path(self.context.config.state_dir or tempfile.gettempdir()) / "dumps"
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
         return base / f"{job}.dump"
+
+
+STALE_SPOOL_SECONDS = 86_400  # a dump no controller read to the end (it died): removed at the next take
+
+
+def _remove_stale(directory: Path) -> None:
+    now = time.time()
+    for path in directory.glob("*.dump"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_SPOOL_SECONDS:
+                path.unlink()
 
 
 @contextlib.contextmanager
