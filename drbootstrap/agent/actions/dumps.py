@@ -5,9 +5,10 @@ written at launch from the spec's `dumps:`. `take` runs the dump command with it
 0600 spool file on the node (so a failing or timed-out command never reaches the bucket, and the
 digest and size are known before the upload starts); `read` hands the controller one chunk at a
 time, which it streams to the bucket (the node never holds the bucket's credentials); `discard`
-removes the spool (one a dead controller left is removed by the next `take` a day later). `restore` fetches an object from a short-lived URL the controller gives
-(presigned, or one-shot), refuses it unless its sha256 and size are the expected ones, then feeds
-it to the restore command's stdin.
+removes the spool (one a dead controller left is removed by the next `take` a day later).
+`restore` fetches an object from a short-lived URL the controller gives (presigned, or one-shot),
+refuses it unless its sha256 and size are the expected ones, then feeds it to the restore
+command's stdin.
 
 The commands' output tail goes back in the reply; the URL never appears in a reply or a log.
 """
