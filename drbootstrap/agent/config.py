@@ -69,6 +69,28 @@ class BackupConfig:
 
 
 @dataclass
+class DumpCommandConfig:
+    """One application dump of this node: `command` writes it to stdout, `restore` reads it on stdin."""
+
+    command: str
+    restore: str
+    timeout: float = 600.0
+
+
+@dataclass
+class DumpsConfig:
+    """What the dumps agent may run, written at launch from the spec's `dumps:`: requests name a
+    dump, never a command. `root`: DRB_ROOT for the commands (the local cloud's recipe root)."""
+
+    commands: dict[str, DumpCommandConfig] = field(default_factory=dict)
+    root: str = ""
+
+    def __post_init__(self) -> None:
+        self.commands = {str(name): c if isinstance(c, DumpCommandConfig) else DumpCommandConfig(**c)
+                         for name, c in (self.commands or {}).items()}
+
+
+@dataclass
 class AgentConfig:
     identity: str = ""
     brokers: list[str] = field(default_factory=list)
@@ -99,6 +121,7 @@ class AgentConfig:
     puppet: PuppetConfig = field(default_factory=PuppetConfig)
     dns: DnsConfig | None = None
     backup: BackupConfig | None = None
+    dumps: DumpsConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.identity:
@@ -107,7 +130,8 @@ class AgentConfig:
 
 REPLAY_STORE = "replay-ids"  # file in state_dir
 
-_NESTED = {"reboot": RebootConfig, "puppet": PuppetConfig, "dns": DnsConfig, "backup": BackupConfig}
+_NESTED = {"reboot": RebootConfig, "puppet": PuppetConfig, "dns": DnsConfig, "backup": BackupConfig,
+           "dumps": DumpsConfig}
 
 
 def agent_config_from_dict(raw: dict[str, Any], where: str = "agent config") -> AgentConfig:

@@ -32,6 +32,7 @@ BUILTIN_AGENTS = {
     "puppet": "drbootstrap.agent.actions.puppet:PuppetAgent",
     "dns": "drbootstrap.agent.actions.dns:DnsAgent",
     "backup": "drbootstrap.agent.actions.backup:BackupAgent",
+    "dumps": "drbootstrap.agent.actions.dumps:DumpsAgent",
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),

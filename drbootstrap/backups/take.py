@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from drbootstrap.backups.catalog import BackupRecord, backup_tags
 from drbootstrap.backups.choose import prunable
+from drbootstrap.backups.dumps import DumpsTaken, dumps_in_spec, list_dumps, prune_dumps, take_dumps
 from drbootstrap.errors import BackupError, DrbError, ProviderError
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.paths import EnvironmentPaths
@@ -49,6 +50,7 @@ class BackupRun:
     environment: str
     volumes: list[VolumeBackup] = field(default_factory=list)
     pruned: list[BackupRecord] = field(default_factory=list)
+    dumps: DumpsTaken = field(default_factory=lambda: DumpsTaken([], []))
 
     @property
     def failed(self) -> list[VolumeBackup]:
@@ -56,7 +58,7 @@ class BackupRun:
 
     @property
     def exit_status(self) -> ExitStatus:
-        return ExitStatus.PARTIAL if self.failed else ExitStatus.OK
+        return ExitStatus.PARTIAL if self.failed or self.dumps.failures else ExitStatus.OK
 
 
 class AgentCalls(Protocol):
@@ -78,7 +80,7 @@ def back_up(spec: EnvironmentSpec, provider: Provider, fleet: AgentCalls, *, pru
     """Back up every marked volume of the running environment; then, with PRUNE, delete what
     retention allows. Raises BackupError when the spec marks no volume."""
     volumes = marked(spec)
-    if not volumes:
+    if not volumes and not dumps_in_spec(spec):
         raise BackupError(f"{spec.source_path or spec.environment}: no volume is marked `backup:`: nothing to back up",
                           hint="add `backup: {}` to the volumes to back up")
     run = BackupRun(spec.environment)
@@ -91,8 +93,11 @@ def back_up(spec: EnvironmentSpec, provider: Provider, fleet: AgentCalls, *, pru
             one = _back_up_volume(spec, provider, fleet, planned, volume, clock)
         run.volumes.append(one)
         on_volume(one)
+    run.dumps = take_dumps(spec, fleet)  # the application dumps to the spec's bucket, if it has any
     if prune:
         run.pruned = prune_backups(spec, provider, clock())
+        if spec.buckets is not None:
+            run.pruned += prune_dumps(spec.buckets, spec.environment, now=clock())
     return run
 
 
@@ -173,4 +178,7 @@ def read_catalog(spec: EnvironmentSpec, state_dir: Path, environment: str | None
     from drbootstrap.executor.build import provider_for
 
     provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
-    return provider.list_backups(environment or spec.environment)
+    dumps = list_dumps(spec.buckets, environment or spec.environment) if spec.buckets is not None else []
+    if not marked(spec) and dumps_in_spec(spec):
+        return dumps  # dumps only: the provider need not have snapshots
+    return provider.list_backups(environment or spec.environment) + dumps

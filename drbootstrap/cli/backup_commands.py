@@ -45,9 +45,14 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | Non
     run = take_backups(spec, _state_dir(state_dir), prune=prune, on_volume=show, paths=site_paths)
     for record in run.pruned:
         click.echo(f"pruned {record.id} ({record.hostname}/{record.name}, taken {format_time(record.created_at)})")
+    for dump in run.dumps.records:
+        click.echo(f"{dump.hostname}/{dump.name}: dump {dump.id} good, {_size(dump.size_bytes)}, "
+                   f"sha256 {(dump.manifest_digest or '')[:12]}, in {dump.location}")
     for one in run.failed:
         click.echo(f"drbootstrap: backup of {one.where} on {one.hostname} is not good: {'; '.join(one.problems)}",
                    err=True)
+    for failure in run.dumps.failures:
+        click.echo(f"drbootstrap: {failure.line()}: nothing recorded as good", err=True)
     return int(run.exit_status)
 
 

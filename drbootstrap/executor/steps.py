@@ -415,14 +415,29 @@ def volumes(ctx: RunContext, node: NodeRuntime) -> StepResult:
 
 
 def restore(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    """The group's restore hooks in order: a command or recipe run in the node, or a dump the node
+    fetches from the bucket and restores (drbootstrap.backups.dumps), named with its age."""
     group = node.planned.group
     hooks = group.restore if group is not None else []
+    dumps: list[str] = []
+    facts: dict[str, Fact] = {}
     for index, hook in enumerate(hooks, 1):
+        if hook.dump is not None:
+            from drbootstrap.backups.dumps import restore_dump
+
+            restored = restore_dump(ctx, node, hook.dump)
+            if restored is None:
+                dumps.append(f"no dump {hook.dump} in the bucket yet: nothing restored")
+                continue
+            dumps.append(restored.detail(ctx.clock.time()))
+            facts.update(restored.facts(ctx.clock.time()))
+            continue
         command = hook.command or f"sh {_recipes_in_node(ctx)}/restore/{hook.recipe}.sh"
         status, output = ctx.access.run(node.provider_node.id, command, hook.timeout_seconds)
         if status != 0:
             raise StepFailed(f"{node.hostname}: restore hook {index} exited {status}", log_tail=output)
-    return StepResult(f"{len(hooks)} hook(s)" if hooks else "nothing to restore")
+    detail = f"{len(hooks)} hook(s)" if hooks else "nothing to restore"
+    return StepResult("; ".join([detail, *dumps]), facts)
 
 
 def _recipes_in_node(ctx: RunContext) -> str:

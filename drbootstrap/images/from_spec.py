@@ -142,8 +142,9 @@ def worker_boot_config(
 
 
 def agent_backup_settings(group: NodeGroup, recipe_root: str = "") -> str | None:
-    """The agent.yaml `backup:` lines for a node of GROUP: each volume marked for backup, where it
-    is mounted on the node (under RECIPE_ROOT on the local cloud) and its hooks; None when none is."""
+    """The agent.yaml `backup:` and `dumps:` lines for a node of GROUP: each volume marked for
+    backup, where it is mounted on the node (under RECIPE_ROOT on the local cloud) and its hooks;
+    each application dump's commands; None when the group has neither."""
     import yaml
 
     volumes = {}
@@ -157,6 +158,11 @@ def agent_backup_settings(group: NodeGroup, recipe_root: str = "") -> str | None
         if volume.backup.post_snapshot:
             entry["post_snapshot"] = volume.backup.post_snapshot
         volumes[str(volume.name)] = entry
-    if not volumes:
+    settings: dict[str, Any] = {"backup": {"volumes": volumes}} if volumes else {}
+    if group.dumps:
+        settings["dumps"] = {"root": recipe_root, "commands": {
+            str(d.name): {"command": d.command, "restore": d.restore, "timeout": float(d.timeout_seconds)}
+            for d in group.dumps}}
+    if not settings:
         return None
-    return yaml.safe_dump({"backup": {"volumes": volumes}}, sort_keys=True, default_flow_style=False)
+    return yaml.safe_dump(settings, sort_keys=True, default_flow_style=False)

@@ -288,6 +288,11 @@ class Provider(ABC):
 
         return discard_named_volume(self, hostname, volume)
 
+    def controller_address_for_nodes(self) -> str | None:
+        """An address of this controller that the environment's nodes reach (to fetch a dump it
+        serves); None where they cannot (a remote cloud)."""
+        return None
+
     # ---- status and teardown ----------------------------------------------------------------
 
     def describe_resources(self) -> list[str]:

@@ -94,19 +94,21 @@ def build_report(journal: Journal, outcomes: Mapping[str, Outcome], *, run_start
 
 
 def restored_backups(journal: Journal, plan: Plan) -> list[dict[str, Any]]:
-    """What each node's volumes step restored, from its facts (backups.restored), in plan order."""
+    """What each node's volumes step (snapshots) and restore step (dumps from the bucket) restored,
+    from their facts (backups.restored), in plan order."""
     from drbootstrap.backups.restored import restore_facts
 
     found = []
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
-        step = record.steps.get(Step.VOLUMES) if record else None
-        for restored in restore_facts(step.facts if step else {}):
-            found.append({"hostname": planned.hostname, "volume": restored.volume,
-                          "backup_id": restored.backup_id or None,
-                          "backup_created_at": restored.created_at or None,
-                          "rpo_seconds": restored.rpo_seconds, "verified": restored.verified or None,
-                          "failed_verification": [i for i in restored.failed.split(",") if i]})
+        for step_name, kind in ((Step.VOLUMES, "snapshot"), (Step.RESTORE, "dump")):
+            step = record.steps.get(step_name) if record else None
+            for restored in restore_facts(step.facts if step else {}):
+                found.append({"hostname": planned.hostname, "kind": kind, "volume": restored.volume,
+                              "backup_id": restored.backup_id or None,
+                              "backup_created_at": restored.created_at or None,
+                              "rpo_seconds": restored.rpo_seconds, "verified": restored.verified or None,
+                              "failed_verification": [i for i in restored.failed.split(",") if i]})
     return found
 
 

@@ -89,7 +89,8 @@ def backups_section(report: dict[str, Any]) -> list[str]:
         if entry["backup_id"] is None:
             lines.append(f"| {entry['hostname']} | {entry['volume']} | none yet: started empty | | | | |")
             continue
-        lines.append(f"| {entry['hostname']} | {entry['volume']} | {entry['backup_id']} | "
+        what = f"dump {entry['volume']}" if entry.get("kind") == "dump" else entry["volume"]
+        lines.append(f"| {entry['hostname']} | {what} | {entry['backup_id']} | "
                      f"{when(entry['backup_created_at'])} | {fmt(entry['rpo_seconds'])} | {entry['verified']} | "
                      f"{', '.join(entry['failed_verification']) or '-'} |")
     return lines

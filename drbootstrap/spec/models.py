@@ -159,17 +159,52 @@ class VolumeSpec(SpecModel):
 
 
 class RestoreStep(SpecModel):
-    """One restore hook: a shell `command` or a named `recipe` from recipes/ (exactly one)."""
+    """One restore hook: a shell `command`, a named `recipe` from recipes/, or the group's `dump`
+    of that name fetched from the bucket and fed to its restore command (exactly one)."""
 
     command: Command | None = None
     recipe: Token | None = None
+    dump: VolumeName | None = None
     timeout_seconds: int = Field(600, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> RestoreStep:
-        if (self.command is None) == (self.recipe is None):
-            raise invalid("a restore step needs exactly one of 'command' or 'recipe'", "write - command: ...")
+        if sum(value is not None for value in (self.command, self.recipe, self.dump)) != 1:
+            raise invalid("a restore step needs exactly one of 'command', 'recipe' or 'dump'",
+                          "write - command: ...")
         return self
+
+
+class DumpSpec(SpecModel):
+    """An application backup taken on the node: `command` writes the dump to its standard output,
+    `restore` reads one on its standard input. Kept in the spec's bucket (`buckets:`)."""
+
+    name: VolumeName
+    command: Command
+    restore: Command
+    timeout_seconds: int = Field(600, ge=1, le=86_400)
+    fallback: Literal["older", "none"] = "none"  # a dump refused by its digest: try the next older one
+
+
+class BucketRetentionSpec(SpecModel):
+    keep_last: int | None = Field(None, ge=1, le=10_000)  # per node and dump
+    max_age_days: float | None = Field(None, gt=0, le=36_500)
+
+
+class BucketSpec(SpecModel):
+    """The object store holding the dumps: a libcloud storage driver (`local`: a directory on the
+    controller; `s3`: any S3 API at `endpoint`; or another libcloud storage provider name)."""
+
+    driver: Token
+    container: Token
+    prefix: Token = "drbootstrap"
+    path: AbsolutePath | None = None  # `local`: the directory whose subdirectories are containers
+    endpoint: Url | None = None  # `s3`: the S3 API's URL (default: AWS in `region`)
+    region: Token = "us-east-1"
+    credentials: dict[Token, Secret] = Field(default_factory=dict)  # key, secret
+    signed_url_seconds: int = Field(300, ge=10, le=3600)  # how long a node may fetch one object
+    encryption_key: Secret | None = None  # 256-bit key sealing each dump at rest (backups/sealing.py)
+    retention: BucketRetentionSpec = Field(default_factory=BucketRetentionSpec)
 
 
 class TcpCheckSpec(SpecModel):
@@ -219,7 +254,15 @@ class NodeGroup(SpecModel):
     puppet: NodePuppetSpec = Field(default_factory=NodePuppetSpec)
     volumes: list[VolumeSpec] = Field(default_factory=list)
     restore: list[RestoreStep] = Field(default_factory=list)
+    dumps: list[DumpSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
+
+    def dump(self, name: str) -> DumpSpec:
+        """The group's dump of this name; KeyError when there is none."""
+        for dump in self.dumps:
+            if dump.name == name:
+                return dump
+        raise KeyError(name)
 
     def expand_hostnames(self) -> list[str]:
         """The group's hostnames in order: the explicit list, or the pattern for n = 1..count."""
@@ -320,6 +363,7 @@ class EnvironmentSpec(SpecModel):
     public_dns: PublicDnsSpec | None = None
     failover: FailoverSpec = Field(default_factory=FailoverSpec)
     state: StateSpec = Field(default_factory=StateSpec)
+    buckets: BucketSpec | None = None
 
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -359,4 +403,8 @@ class EnvironmentSpec(SpecModel):
         found += [(f"state.credentials.{k}", v) for k, v in self.state.credentials.items()]
         if self.state.encryption_key is not None:
             found.append(("state.encryption_key", self.state.encryption_key))
+        if self.buckets is not None:
+            found += [(f"buckets.credentials.{k}", v) for k, v in self.buckets.credentials.items()]
+            if self.buckets.encryption_key is not None:
+                found.append(("buckets.encryption_key", self.buckets.encryption_key))
         return found

@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 from drbootstrap.spec.positions import Path_, Position, SourceMap
 
 # Credentials and keys: their values are never echoed in a message.
-SECRET_KEYS = frozenset({"credentials", "psk", "tsig_secret"})
+SECRET_KEYS = frozenset({"credentials", "psk", "tsig_secret", "encryption_key"})
 _QUOTED_MAX = 80  # characters of a user's value echoed in a message
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from drbootstrap.paths import project_root
+from drbootstrap.spec.buckets import check_buckets
 from drbootstrap.spec.groups import (
     check_after,
     check_groups,
@@ -38,7 +39,7 @@ def check_semantics(data: dict, base_dir: Path | None, resolve_secrets: bool) ->
     """Every cross-key problem of a spec whose top level is a mapping."""
     problems: list[Problem] = []
     checks = (_check_providers, check_groups, check_hostnames, check_after, _check_images)
-    for check in checks + (_check_local_catalog, _check_sites):
+    for check in checks + (_check_local_catalog, _check_sites, check_buckets):
         problems += check(data)
     problems += _check_network_capacity(data)
     if resolve_secrets:
@@ -265,6 +266,10 @@ def secret_paths(data: dict) -> Iterator[Path_]:
     credentials = get_in(data, "public_dns", "credentials")
     for key in credentials if isinstance(credentials, dict) else {}:
         yield ("public_dns", "credentials", key)
+    credentials = get_in(data, "buckets", "credentials")
+    for key in credentials if isinstance(credentials, dict) else {}:
+        yield ("buckets", "credentials", key)
+    yield ("buckets", "encryption_key")
 
 
 def check_secret_references(data: dict, base_dir: Path | None) -> list[Problem]:

@@ -41,18 +41,19 @@ class MotoServer:
 
 
 @contextmanager
-def running_moto_server(timeout: float = 30.0) -> Iterator[MotoServer]:
-    """Start moto_server bound to 127.0.0.1 in its own process group; kill that group afterwards."""
+def running_moto_server(timeout: float = 30.0, host: str = "127.0.0.1") -> Iterator[MotoServer]:
+    """Start moto_server bound to HOST (loopback, or an address of the project's own bridge) in its
+    own process group; kill that group afterwards."""
     command = moto_server_command()
     if command is None:
         raise RuntimeError("moto is not installed (pip install 'moto[server,ec2]')")
-    port = free_port()
+    port = free_port(host)
     env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
     process = subprocess.Popen(
-        [*command, "-H", "127.0.0.1", "-p", str(port)],
+        [*command, "-H", host, "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
     )
-    server = MotoServer(url=f"http://127.0.0.1:{port}", port=port, process=process)
+    server = MotoServer(url=f"http://{host}:{port}", port=port, process=process)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -208,8 +208,9 @@ def test_without_fallback_a_failed_verification_fails_the_node_with_exit_13(worl
 def test_a_first_up_with_no_backup_yet_starts_the_volume_empty_and_says_so(world: Any, monkeypatch: Any) -> None:
     result, report = _up(world, monkeypatch, SnapshotCloud())
     assert result.exit_status == ExitStatus.OK
-    assert report["backups"] == [{"hostname": "db01", "volume": "data", "backup_id": None, "backup_created_at": None,
-                                  "rpo_seconds": None, "verified": None, "failed_verification": []}]
+    assert report["backups"] == [{"hostname": "db01", "kind": "snapshot", "volume": "data", "backup_id": None,
+                                  "backup_created_at": None, "rpo_seconds": None, "verified": None,
+                                  "failed_verification": []}]
 
 
 def test_as_of_restores_the_first_backup(world: Any, monkeypatch: Any) -> None:

@@ -57,6 +57,11 @@ class LocalProvider(NamedVolumeBackups, Provider):
             return Path(console_log).read_text(errors="replace")  # the local cloud's serial console
         raise ProviderError(f"node {node.name} has no console log yet", hint="wait for it to boot, then retry")
 
+    def controller_address_for_nodes(self) -> str | None:
+        from drbootstrap.providers.local.netns import gateway_address
+
+        return gateway_address(str(self.settings.network))  # this host's address on the nodes' bridge
+
     def destroy_environment(self, owned_ids: frozenset[str] = frozenset()) -> Teardown:
         result = super().destroy_environment(owned_ids)
         self.driver().ex_release_if_idle()  # leave no bridge or process behind
