@@ -76,6 +76,12 @@ class NotConfirmed(DrbError):
     exit_status = ExitStatus.NOT_CONFIRMED
 
 
+class DrillFailed(DrbError):
+    """A fire drill failed: a check failed, recovery missed its RTO target, or it was cut short."""
+
+    exit_status = ExitStatus.DRILL_FAILED
+
+
 class WaitTimeoutError(DrbError):
     """Waited as long as allowed for a node, a service or a reply."""
 

@@ -17,5 +17,6 @@ class ExitStatus(IntEnum):
     BUSY = 10  # another command holds the environment's lock (up, down)
     STATE = 11  # the state directory cannot be written (disk full, read-only): nothing was lost
     NOT_CONFIRMED = 12  # a destructive command was not confirmed (no terminal and no --yes, or a no)
+    DRILL_FAILED = 14  # a fire drill failed: a check failed, recovery missed its RTO target, or it was cut short
     INTERRUPTED = 130  # Ctrl-C
     BUG = 70  # an unexpected exception: a defect in drbootstrap (EX_SOFTWARE)

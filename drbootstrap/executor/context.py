@@ -6,7 +6,7 @@ Every step is a function of a `RunContext`; tests build one with fakes (cloud dr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,6 +86,8 @@ class UpOptions:
     rpc_timeout: float = 60.0
     pipeline_threads: int = 64  # nodes in flight; launches are separately bounded by max_parallel
     until: Step | None = None  # stop each node's pipeline after this step (`up --until launch`: provision only)
+    # Tags every node this run launches carries besides the environment's own (a drill's id and expiry).
+    node_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

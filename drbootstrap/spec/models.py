@@ -217,10 +217,32 @@ class NodeGroup(SpecModel):
         return [self.hostname_pattern.format(n=n) for n in range(1, self.count + 1)]
 
 
+class DrillNotifySpec(SpecModel):
+    """Who hears of a drill: a command (the JSON on its standard input) and/or a webhook (POSTed JSON)."""
+
+    command: Command | None = None
+    webhook: Url | None = None
+    timeout_seconds: int = Field(10, ge=1, le=300)
+    on_success: bool = False  # failures and missed targets are always notified
+
+    @model_validator(mode="after")
+    def _something_to_notify(self) -> DrillNotifySpec:
+        if self.command is None and self.webhook is None:
+            raise invalid("drill.notify needs a 'command' or a 'webhook' (or both)",
+                          "write command: ... or webhook: http://host:port/path, or remove notify")
+        if self.webhook is not None and "@" in self.webhook.split("/", 3)[2]:
+            raise invalid("a webhook URL must not carry a user or password",
+                          "give the receiver a URL without credentials (it sees no secret from drbootstrap)")
+        return self
+
+
 class DrillSpec(SpecModel):
     name_prefix: str = Field("drill-", pattern=r"^[a-z0-9-]{0,20}$")
     rto_minutes: float = Field(30.0, gt=0, le=10_000)
     teardown: Literal["always", "on_success", "never"] = "on_success"
+    # How long a drill kept by its teardown policy (or left by a crash) lives before it is reaped.
+    expire_hours: float = Field(24.0, gt=0, le=720)
+    notify: DrillNotifySpec | None = None
 
 
 class SiteSpec(SpecModel):

@@ -54,7 +54,20 @@ class LocalProvider(Provider):
             return Path(console_log).read_text(errors="replace")  # the local cloud's serial console
         raise ProviderError(f"node {node.name} has no console log yet", hint="wait for it to boot, then retry")
 
+    def drill_isolation(self, seed: str) -> dict[str, str]:
+        """A drill gets its own bridge: a subnet no interface here and no node of this local cloud uses."""
+        from drbootstrap.providers.local.subnets import free_drill_network
+
+        return {"network": free_drill_network(seed, str(self.settings.network), self.driver())}
+
     def destroy_environment(self, owned_ids: frozenset[str] = frozenset()) -> Teardown:
         result = super().destroy_environment(owned_ids)
-        self.driver().ex_release_if_idle()  # leave no bridge or process behind
+        driver = self.driver()
+        # The bridge of this environment's network goes when nothing uses it (another network's stays);
+        # a substituted driver (`extra: driver_class`) may not have one to release.
+        release = getattr(driver, "ex_release_network", None)
+        bridge = release(str(self.settings.network)) if callable(release) else None
+        if bridge:
+            result.resources.append(f"bridge {bridge} ({self.settings.network})")
+        driver.ex_release_if_idle()  # leave no bridge or process behind
         return result
