@@ -6,7 +6,6 @@ run every check again.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from drbootstrap.errors import DrbError
@@ -29,7 +28,7 @@ class SteadyState:
 def reboot_and_recheck(ctx: RunContext, *, timeout: float = 900.0) -> SteadyState:
     """Reboot every node (workers first, the master last: its broker carries the requests), wait for
     them, converge the workers, run the checks again. Never raises for a node: its problem is listed."""
-    started = time.monotonic()
+    started = ctx.clock.monotonic()
     deadline = started + timeout
     nodes = [ctx.plan.master, *[n for wave in ctx.plan.waves for n in wave]]
     master = _runtime(ctx, ctx.plan.master)
@@ -47,21 +46,21 @@ def reboot_and_recheck(ctx: RunContext, *, timeout: float = 900.0) -> SteadyStat
                 result.problems.append(f"{planned.hostname}: reboot refused: {error.message}")
     finally:
         _close(fleet)
-    time.sleep(REBOOT_DELAY + 1.0)
+    ctx.clock.sleep(REBOOT_DELAY + 1.0)
     back = _wait_for_new_agents(ctx, master.reachable_address, {n.fqdn: before[n.fqdn] for n in nodes
                                                                   if n.hostname in result.rebooted}, deadline)
     result.problems += [f"{n.hostname}: its agent did not come back after the reboot" for n in nodes
                         if n.hostname in result.rebooted and n.fqdn not in back]
     try:
-        remaining = max(1.0, deadline - time.monotonic())
-        ctx.probe_services(master.reachable_address, ctx.spec, time.monotonic() + remaining)
-        ctx.probe_services(master.reachable_address, ctx.spec, time.monotonic() + remaining, puppet_ca=True)
+        remaining = max(1.0, deadline - ctx.clock.monotonic())
+        ctx.probe_services(master.reachable_address, ctx.spec, ctx.clock.monotonic() + remaining)
+        ctx.probe_services(master.reachable_address, ctx.spec, ctx.clock.monotonic() + remaining, puppet_ca=True)
     except DrbError as error:
         result.problems.append(f"{ctx.plan.master.hostname}: services after the reboot: {error.message}")
     if not result.problems:
         result.problems += _converge_and_check(ctx, master.reachable_address, nodes[1:])
     result.ok = not result.problems
-    result.seconds = round(time.monotonic() - started, 3)
+    result.seconds = round(ctx.clock.monotonic() - started, 3)
     result.detail = (f"{len(result.rebooted)} node(s) rebooted, back and checked" if result.ok
                      else "; ".join(result.problems))
     return result
@@ -90,11 +89,11 @@ def _wait_for_new_agents(ctx: RunContext, address: str, before: dict[str, tuple[
                          deadline: float) -> set[str]:
     """The identities whose agent answers from another process than before the reboot."""
     back: set[str] = set()
-    while time.monotonic() < deadline and set(before) - back:
+    while ctx.clock.monotonic() < deadline and set(before) - back:
         try:
             fleet = ctx.fleet_factory(address)
         except DrbError:  # the master's broker is still starting
-            time.sleep(2.0)
+            ctx.clock.sleep(2.0)
             continue
         try:
             for identity in sorted(set(before) - back):
@@ -104,7 +103,7 @@ def _wait_for_new_agents(ctx: RunContext, address: str, before: dict[str, tuple[
         finally:
             _close(fleet)
         if set(before) - back:
-            time.sleep(2.0)
+            ctx.clock.sleep(2.0)
     return back
 
 
