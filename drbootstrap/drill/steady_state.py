@@ -1,7 +1,7 @@
 """Steady state, as the reliability guide asks before a system is declared back: reboot every node
-through its agent, wait until each agent answers from a new process and the master's services
-answer, let each worker converge as its Puppet agent does when it starts at boot (one run), and
-run every check again.
+through its agent (the master first, as the recipe builds it: a worker's boot needs the master's
+DNS), wait until each agent answers from a new process and the master's services answer, let each
+worker converge as its Puppet agent does when it starts at boot (one run), and run every check again.
 """
 
 from __future__ import annotations
@@ -26,44 +26,55 @@ class SteadyState:
 
 
 def reboot_and_recheck(ctx: RunContext, *, timeout: float = 900.0) -> SteadyState:
-    """Reboot every node (workers first, the master last: its broker carries the requests), wait for
-    them, converge the workers, run the checks again. Never raises for a node: its problem is listed."""
+    """Reboot the master, wait until its agent and services are back, then reboot every worker (a
+    worker's boot asks the master's DNS for its name), wait for them, converge them and run the
+    checks again. Never raises for a node: its problem is listed."""
     started = ctx.clock.monotonic()
     deadline = started + timeout
-    nodes = [ctx.plan.master, *[n for wave in ctx.plan.waves for n in wave]]
     master = _runtime(ctx, ctx.plan.master)
     if master.reachable_address is None:
         return SteadyState(False, 0.0, problems=["the master has no address: nothing to reboot"])
+    address = master.reachable_address
+    workers = [n for wave in ctx.plan.waves for n in wave]
     result = SteadyState(True, 0.0)
-    fleet = ctx.fleet_factory(master.reachable_address)
-    try:
-        before = {n.fqdn: _agent_process(fleet, n.fqdn) for n in nodes}
-        for planned in [*nodes[1:], nodes[0]]:
-            try:
-                fleet.call(planned.fqdn, "reboot", "reboot", {"delay": REBOOT_DELAY}, ctx.options.rpc_timeout)
-                result.rebooted.append(planned.hostname)
-            except DrbError as error:
-                result.problems.append(f"{planned.hostname}: reboot refused: {error.message}")
-    finally:
-        _close(fleet)
-    ctx.clock.sleep(REBOOT_DELAY + 1.0)
-    back = _wait_for_new_agents(ctx, master.reachable_address, {n.fqdn: before[n.fqdn] for n in nodes
-                                                                  if n.hostname in result.rebooted}, deadline)
-    result.problems += [f"{n.hostname}: its agent did not come back after the reboot" for n in nodes
-                        if n.hostname in result.rebooted and n.fqdn not in back]
-    try:
-        remaining = max(1.0, deadline - ctx.clock.monotonic())
-        ctx.probe_services(master.reachable_address, ctx.spec, ctx.clock.monotonic() + remaining)
-        ctx.probe_services(master.reachable_address, ctx.spec, ctx.clock.monotonic() + remaining, puppet_ca=True)
-    except DrbError as error:
-        result.problems.append(f"{ctx.plan.master.hostname}: services after the reboot: {error.message}")
+    _reboot(ctx, address, [ctx.plan.master], result, deadline)
     if not result.problems:
-        result.problems += _converge_and_check(ctx, master.reachable_address, nodes[1:])
+        try:
+            remaining = max(1.0, deadline - ctx.clock.monotonic())
+            ctx.probe_services(address, ctx.spec, ctx.clock.monotonic() + remaining)
+            ctx.probe_services(address, ctx.spec, ctx.clock.monotonic() + remaining, puppet_ca=True)
+        except DrbError as error:
+            result.problems.append(f"{ctx.plan.master.hostname}: services after the reboot: {error.message}")
+    if not result.problems:
+        _reboot(ctx, address, workers, result, deadline)
+    if not result.problems:
+        result.problems += _converge_and_check(ctx, address, workers)
     result.ok = not result.problems
     result.seconds = round(ctx.clock.monotonic() - started, 3)
     result.detail = (f"{len(result.rebooted)} node(s) rebooted, back and checked" if result.ok
                      else "; ".join(result.problems))
     return result
+
+
+def _reboot(ctx: RunContext, address: str, nodes: list[PlannedNode], result: SteadyState, deadline: float) -> None:
+    """Reboot NODES through their agents and wait until each answers from a new process."""
+    fleet = ctx.fleet_factory(address)
+    asked = []
+    try:
+        before = {n.fqdn: _agent_process(fleet, n.fqdn) for n in nodes}
+        for planned in nodes:
+            try:
+                fleet.call(planned.fqdn, "reboot", "reboot", {"delay": REBOOT_DELAY}, ctx.options.rpc_timeout)
+                asked.append(planned)
+            except DrbError as error:
+                result.problems.append(f"{planned.hostname}: reboot refused: {error.message}")
+    finally:
+        _close(fleet)
+    ctx.clock.sleep(REBOOT_DELAY + 1.0)
+    back = _wait_for_new_agents(ctx, address, {n.fqdn: before[n.fqdn] for n in asked}, deadline)
+    result.rebooted += [n.hostname for n in asked]
+    result.problems += [f"{n.hostname}: its agent did not come back after the reboot" for n in asked
+                        if n.fqdn not in back]
 
 
 def _converge_and_check(ctx: RunContext, address: str, workers: list[PlannedNode]) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
@@ -225,14 +225,20 @@ class DrillNotifySpec(SpecModel):
     timeout_seconds: int = Field(10, ge=1, le=300)
     on_success: bool = False  # failures and missed targets are always notified
 
+    @field_validator("webhook")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str | None) -> str | None:
+        # Never echoed: the part before "@" is probably a password.
+        if value is not None and "@" in value.split("/", 3)[2]:
+            raise invalid("a webhook URL must not carry a user or password",
+                          "give the receiver a URL without credentials; the message holds no secret")
+        return value
+
     @model_validator(mode="after")
     def _something_to_notify(self) -> DrillNotifySpec:
         if self.command is None and self.webhook is None:
-            raise invalid("drill.notify needs a 'command' or a 'webhook' (or both)",
+            raise invalid("needs a 'command' or a 'webhook' (or both)",
                           "write command: ... or webhook: http://host:port/path, or remove notify")
-        if self.webhook is not None and "@" in self.webhook.split("/", 3)[2]:
-            raise invalid("a webhook URL must not carry a user or password",
-                          "give the receiver a URL without credentials (it sees no secret from drbootstrap)")
         return self
 
 
