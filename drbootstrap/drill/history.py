@@ -75,6 +75,33 @@ def keep_reports(record: DrillRecord, state_dir: Path, report_json: Path | None,
     return directory
 
 
+def verdict_lines(record: DrillRecord) -> list[str]:
+    """The drill's verdict for people: result, time to recovery against the target, steady state."""
+    ttr = "-" if record.time_to_recovery_seconds is None else f"{record.time_to_recovery_seconds:.0f} s"
+    target = "-" if record.rto_target_seconds is None else f"{record.rto_target_seconds:.0f} s"
+    met = {True: "met", False: "MISSED", None: "not decided"}[record.rto_met]
+    lines = [f"{record.result.upper()} (drill {record.drill_id} of {record.environment})",
+             f"time to recovery {ttr} against the RTO target {target}: {met}"]
+    if record.steady_state is not None:
+        lines.append(f"after a reboot of every node ({len(record.steady_state['rebooted'])}): "
+                     + ("checks passed again" if record.steady_state["ok"] else "FAILED"))
+    return lines + [f"why: {reason}" for reason in record.reasons]
+
+
+def annotate_reports(record: DrillRecord) -> None:
+    """Put the drill's verdict at the head of its kept reports (JSON and HTML)."""
+    from drbootstrap.report import render_html
+
+    if not record.report_json:
+        return
+    path = Path(record.report_json)
+    report = json.loads(path.read_text())
+    report["drill"] = {"drill_id": record.drill_id, "result": record.result, "lines": verdict_lines(record)}
+    write_private_file(path, json.dumps(report, indent=1) + "\n")
+    if record.report_html:
+        write_private_file(Path(record.report_html), render_html(report) + "\n")
+
+
 def save_record(record: DrillRecord, state_dir: Path) -> Path:
     """Write drill.json in the drill's history directory (0600: it names the environment's nodes)."""
     path = drill_directory(state_dir, record.environment, record) / RECORD_FILE

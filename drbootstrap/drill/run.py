@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drbootstrap.drill.history import FAILED, INTERRUPTED, PASSED, DrillRecord, keep_reports, save_record
+from drbootstrap.drill.history import (
+    FAILED,
+    INTERRUPTED,
+    PASSED,
+    DrillRecord,
+    annotate_reports,
+    keep_reports,
+    save_record,
+)
 from drbootstrap.drill.identity import DrillIdentity, drill_spec, new_identity
 from drbootstrap.drill.lease import KEPT, DrillLease
 from drbootstrap.drill.notify import send, should_notify
@@ -44,9 +52,9 @@ class DrillSettings:
 
 
 def drill_options(identity: DrillIdentity) -> UpOptions:
-    """The drill's `up` options: its nodes tagged with its id and expiry. The environment whose
-    backups it restores is identity.production_environment (backup_environment)."""
-    return UpOptions(node_tags=identity.node_tags)
+    """The drill's `up` options: its nodes tagged with its id and expiry, and (with backups) the
+    environment whose backups it restores: production's, identity.production_environment."""
+    return UpOptions(node_tags=identity.node_tags)  # + backup_environment=identity.production_environment
 
 
 def run_drill(spec: EnvironmentSpec, state_dir: Path, *, emit: Callable[[Event], None] = lambda e: None,
@@ -173,6 +181,7 @@ def _finish(spec: EnvironmentSpec, derived: EnvironmentSpec, state_dir: Path, le
         if should_notify(spec.drill.notify, record):
             assert spec.drill.notify is not None
             record.notified = send(spec.drill.notify, record)
+        annotate_reports(record)
         save_record(record, state_dir)
         if tear and record.teardown.get("clean"):
             # A node's thread cut short by an interruption may have written its journal since.

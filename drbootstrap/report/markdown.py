@@ -28,7 +28,8 @@ def headline(report: dict[str, Any]) -> list[str]:
         verdict = {True: "met", False: "MISSED", None: "not decided (not recovered)"}[rto["met"]]
         lines.append(f"RTO target {fmt(rto['target_seconds'])} (drill.rto_minutes): {verdict}")
     lines.append(f"This run: {fmt(report['run']['seconds'])}, started {when(report['run']['started_at'])}")
-    return lines
+    # A drill's report leads with the drill's own verdict (drbootstrap.drill.history adds it).
+    return [f"Drill: {line}" for line in report.get("drill", {}).get("lines", [])] + lines
 
 
 def _steps(steps: list[str]) -> str:

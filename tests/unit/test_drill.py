@@ -144,7 +144,10 @@ def test_a_passing_drill_rebooted_every_node_tore_down_and_left_production_alone
     assert record.network == DRILL_NETWORK and record.slowest_step is not None
     history = load_history(world["state"], "demo")
     assert [h.drill_id for h in history] == [record.drill_id]
-    assert Path(history[0].report_html).is_file() and "drill of demo" in Path(history[0].report_html).read_text()
+    page = Path(history[0].report_html).read_text()
+    assert "drill of demo" in page and f"Drill: PASSED (drill {record.drill_id} of demo)" in page
+    assert "against the RTO target 1800 s: met" in page and "checks passed again" in page
+    assert json.loads(Path(history[0].report_json).read_text())["drill"]["result"] == "passed"
 
 
 def test_every_node_of_a_drill_carries_its_id_and_expiry(drill_world):

@@ -190,6 +190,7 @@ def test_a_drill_passes_isolated_and_leaves_nothing_behind(production, tmp_path)
     shutil.copyfile(rendered.screenshot, kept)
     print(f"\nscreenshot of the drill's report: {kept}")
     assert '<svg class="gantt"' in rendered.dom and "drill of demo" in rendered.dom
+    assert "Drill: PASSED" in rendered.dom
     assert png_size(rendered.screenshot) == (1280, 1000)
     from drbootstrap.report.html import STEP_COLOURS
 

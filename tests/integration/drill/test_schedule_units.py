@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.integration]
 def test_scheduled_drill_units_pass_systemd_analyze_verify(tmp_path, every):
     require_binary("systemd-analyze")
     units = tmp_path / "units"
-    run = subprocess.run([sys.executable, "-m", "drbootstrap", "schedule", str(REPO_ROOT / "examples" / "local.yaml"),
-                          "--every", every, "--unit-dir", str(units)], capture_output=True, text=True, timeout=60,
+    schedule = [sys.executable, "-m", "drbootstrap", "schedule", str(REPO_ROOT / "examples" / "local.yaml"),
+                "--every", every]
+    run = subprocess.run([*schedule, "--unit-dir", str(units)], capture_output=True, text=True, timeout=60,
                          check=False)
     assert run.returncode == 0, run.stderr
     service, timer = units / "drbootstrap-drill-demo.service", units / "drbootstrap-drill-demo.timer"
@@ -26,7 +27,6 @@ def test_scheduled_drill_units_pass_systemd_analyze_verify(tmp_path, every):
                             timeout=120, check=False)
     ours = [line for line in verify.stderr.splitlines() if "drbootstrap-drill" in line]
     assert verify.returncode == 0 and ours == [], verify.stderr
-    printed = subprocess.run([sys.executable, "-m", "drbootstrap", "schedule", str(REPO_ROOT / "examples" / "local.yaml"),
-                              "--every", every, "--print"], capture_output=True, text=True, timeout=60, check=False)
+    printed = subprocess.run([*schedule, "--print"], capture_output=True, text=True, timeout=60, check=False)
     assert printed.stdout == f"# drbootstrap-drill-demo.service\n{service.read_text()}\n" \
                              f"# drbootstrap-drill-demo.timer\n{timer.read_text()}"
