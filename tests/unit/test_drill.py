@@ -306,3 +306,23 @@ def test_the_cli_prints_the_schedule_and_an_empty_history(cli, tmp_path, monkeyp
     assert printed.exit_code == 0 and "[Timer]" in printed.stdout and "drill " in printed.stdout
     shown = cli("history", str(spec_file), "--state-dir", str(tmp_path / "state"), "--json")
     assert shown.exit_code == 0 and json.loads(shown.stdout)["drills"] == []
+
+
+@pytest.mark.parametrize(("result", "status"), [("passed", 0), ("failed", 14)])
+def test_the_drill_command_exits_by_the_drills_result_and_prints_why(cli, tmp_path, monkeypatch, result, status):
+    import signal
+
+    spec_file = tmp_path / "env.yaml"
+    spec_file.write_text(SPEC.replace('security: {psk: "${env:DRB_TEST_PSK}"}\n', ""))
+    reasons = [] if result == "passed" else ["mail01: check 1 failed"]
+    record = DrillRecord("abc123", "demo", "drill-demo-abc123", 1000.0, result=result, rto_target_seconds=1800,
+                         time_to_recovery_seconds=95.0, reasons=reasons)
+    monkeypatch.setattr(run_module, "run_drill", lambda spec, state, emit: record)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        done = cli("drill", str(spec_file), "--state-dir", str(tmp_path / "state"), "--plain")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert done.exit_code == status
+    assert f"demo: drill abc123 {result.upper()}: time to recovery 95 s (target 1800 s)" in done.stdout
+    assert ("mail01: check 1 failed" in done.stdout) == (result == "failed")

@@ -166,17 +166,39 @@ def wait_for_launches(process: subprocess.Popen, count: int, limit: float = 600)
     return lines
 
 
+def run_drill_keeping_its_secrets(env: Environment, spec_file: Path) -> tuple[int, list[str], list]:
+    """Run a drill to its end; its exit status, its output lines and the secrets its `up` made
+    (read from its state directory once it recovered, before its teardown removes them)."""
+    process = start_drill(env, spec_file)
+    lines, secrets = [], []
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("step") == "drill" and event.get("detail", "").startswith("drill "):
+                drill_environment = event["detail"].split(": ", 1)[1].split(" ", 1)[0].rstrip(",")
+            if event.get("step") == "drill" and event.get("detail", "").startswith("recovered"):
+                secrets = environment_secrets(env.home / "state", drill_environment)
+        process.wait(timeout=2400)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, lines, secrets
+
+
 def test_a_drill_passes_isolated_and_leaves_nothing_behind(production, tmp_path):
     spec_file = drill_spec_file(production, "drill-pass.yaml")
-    run = production.cli("drill", str(spec_file), "--json", timeout=2400)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
-    record = json.loads(run.stdout.splitlines()[-1])
+    returncode, lines, drill_secrets = run_drill_keeping_its_secrets(production, spec_file)
+    assert returncode == 0, "".join(lines)[-4000:]
+    record = json.loads(lines[-1])
     assert record["result"] == "passed" and record["rto_met"] is True
     assert record["steady_state"]["ok"] and sorted(record["steady_state"]["rebooted"]) == sorted(
         ["controller", *WORKERS])
     assert record["network"] != production.network and record["teardown"]["clean"]
     assert record["teardown"]["before"] and record["teardown"]["after"] == []
-    events = [json.loads(line) for line in run.stdout.splitlines()[:-1] if line.startswith("{")]
+    events = [json.loads(line) for line in lines[:-1] if line.startswith("{")]
     addresses = {e["address"] for e in events if e.get("address")}
     drill_network = ipaddress.ip_network(record["network"])
     assert addresses and all(ipaddress.ip_address(a) in drill_network for a in addresses)
@@ -195,7 +217,10 @@ def test_a_drill_passes_isolated_and_leaves_nothing_behind(production, tmp_path)
     from drbootstrap.report.html import STEP_COLOURS
 
     assert {STEP_COLOURS["launch"], STEP_COLOURS["puppet_run"]} <= colours(rendered.screenshot)
-    secrets = environment_secrets(production.home / "state", "demo")
+    # The drill's own secrets (its PSK, tokens, keys) and production's: in no trace the drill left
+    # (its history: record and reports), no file others can read, no process's arguments.
+    assert {s.name for s in drill_secrets} >= {"the PSK", "the ed25519 signing key keys/operator.pem"}
+    secrets = drill_secrets + environment_secrets(production.home / "state", "demo")
     findings = scan_for_secrets(secrets, production.home / "state")
     assert findings == [], "\n".join(findings)
 
@@ -227,6 +252,10 @@ def _kill_midway(production: Environment, name: str) -> None:
 
 def test_sigkill_midway_is_reaped_by_drill_cleanup(production):
     _kill_midway(production, "drill-kill.yaml")
+    state = production.home / "state"
+    (killed,) = [p.name for p in (state / "environments").iterdir() if p.name.startswith("drill-")]
+    findings = scan_for_secrets(environment_secrets(state, killed), state)  # its nodes still run
+    assert findings == [], "\n".join(findings)
     run = production.cli("drill", str(production.spec_file), "--cleanup", "--json", timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(run.stdout)
