@@ -212,19 +212,6 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         self.ex_cleanup()
         return True
 
-    def ex_release_network(self, network: str) -> str | None:
-        """Remove the bridge of `network` when no node, address or launch in progress uses it;
-        the bridge's name when it was removed. The rest of the cloud (other networks) stays."""
-        network = str(ipaddress.ip_network(network))
-        with self.store.locked():
-            state = self.store.read()
-            in_use = state.used_addresses(network) | {n.network for n in state.nodes.values() if n.network == network}
-            bridge = self.plumbing.bridge_name(network)
-            if in_use or not Path("/sys/class/net", bridge).exists():
-                return None
-            netns.run(["ip", "link", "del", bridge], check=False)
-        return bridge
-
     # internals ---------------------------------------------------------------------------
     @property
     def _ns_dir(self) -> Path:

@@ -62,11 +62,13 @@ class LocalProvider(Provider):
 
     def destroy_environment(self, owned_ids: frozenset[str] = frozenset()) -> Teardown:
         result = super().destroy_environment(owned_ids)
+        from drbootstrap.providers.local.driver import LocalNodeDriver
+        from drbootstrap.providers.local.subnets import release_unused_bridge
+
         driver = self.driver()
-        # The bridge of this environment's network goes when nothing uses it (another network's stays);
-        # a substituted driver (`extra: driver_class`) may not have one to release.
-        release = getattr(driver, "ex_release_network", None)
-        bridge = release(str(self.settings.network)) if callable(release) else None
+        # The bridge of this environment's network goes when nothing uses it (another network's stays).
+        bridge = release_unused_bridge(driver, str(self.settings.network)) \
+            if isinstance(driver, LocalNodeDriver) else None
         if bridge:
             result.resources.append(f"bridge {bridge} ({self.settings.network})")
         driver.ex_release_if_idle()  # leave no bridge or process behind

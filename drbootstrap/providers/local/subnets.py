@@ -1,10 +1,12 @@
-"""A drill's own subnet on the local cloud: chosen deterministically from the drill's id among
-ranges that no interface of this machine and no network of this local cloud uses."""
+"""The local cloud's networks beyond the one a driver was made for: a drill's own subnet, chosen
+deterministically from the drill's id among ranges no interface here and no node of this cloud
+uses; and a network's bridge, released when nothing uses it any more."""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drbootstrap.errors import PrerequisiteError
@@ -41,3 +43,17 @@ def pick_free_subnet(seed: str, prefixlen: int, taken: list[ipaddress.IPv4Networ
     raise PrerequisiteError(f"no free subnet left in {DRILL_RANGE} for a drill's bridge",
                             hint="end the drills still running (`drbootstrap drill FILE --cleanup`) or "
                                  "remove addresses in that range from this machine")
+
+
+def release_unused_bridge(driver: LocalNodeDriver, network: str) -> str | None:
+    """Remove the bridge of NETWORK when no node, address or launch in progress uses it; the
+    bridge's name when it was removed. The rest of the cloud (other networks) stays."""
+    network = str(ipaddress.ip_network(network))
+    with driver.store.locked():
+        state = driver.store.read()
+        in_use = state.used_addresses(network) or any(n.network == network for n in state.nodes.values())
+        bridge = driver.plumbing.bridge_name(network)
+        if in_use or not Path("/sys/class/net", bridge).exists():
+            return None
+        netns.run(["ip", "link", "del", bridge], check=False)
+    return bridge
