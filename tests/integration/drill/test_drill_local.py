@@ -193,6 +193,9 @@ def test_a_drill_passes_isolated_and_leaves_nothing_behind(production, tmp_path)
     returncode, lines, drill_secrets = run_drill_keeping_its_secrets(production, spec_file)
     assert returncode == 0, "".join(lines)[-4000:]
     record = json.loads(lines[-1])
+    print(f"\ndrill: time to recovery {record['time_to_recovery_seconds']} s "
+          f"(target {record['rto_target_seconds']} s), steady state {record['steady_state']['seconds']} s, whole drill "
+          f"{record['finished_at'] - record['started_at']:.1f} s")
     assert record["result"] == "passed" and record["rto_met"] is True
     assert record["steady_state"]["ok"] and sorted(record["steady_state"]["rebooted"]) == sorted(
         ["controller", *WORKERS])
