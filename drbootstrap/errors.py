@@ -88,6 +88,12 @@ class BackupError(DrbError):
     exit_status = ExitStatus.BACKUP
 
 
+class DrillFailed(DrbError):
+    """A fire drill failed: a check failed, recovery missed its RTO target, or it was cut short."""
+
+    exit_status = ExitStatus.DRILL_FAILED
+
+
 class WaitTimeoutError(DrbError):
     """Waited as long as allowed for a node, a service or a reply."""
 

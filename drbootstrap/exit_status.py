@@ -18,6 +18,7 @@ class ExitStatus(IntEnum):
     STATE = 11  # the state directory cannot be written (disk full, read-only): nothing was lost
     NOT_CONFIRMED = 12  # a destructive command was not confirmed (no terminal and no --yes, or a no)
     BACKUP = 13  # no backup matches what was asked, or every candidate failed verification
+    DRILL_FAILED = 14  # a fire drill failed: a check failed, recovery missed its RTO target, or it was cut short
     NOT_SWITCHED = 15  # failover refused to switch the public DNS: the target site failed verification
     FENCED = 16  # a newer holder took the environment's lease: this run may not write its journal
     INTERRUPTED = 130  # Ctrl-C

@@ -5,6 +5,8 @@ The layout of the state directory is decided here and nowhere else:
     <state_dir>/environments/<environment>/   EnvironmentPaths: journal, lock, keys, nodes/, reports
         failover.json                         which site is active, and the failover in progress
         sites/<site>/                         the same files for the environment at another site
+                                              (a drill's environment also holds drill-lease.json)
+    <state_dir>/drill-history/<environment>/  each past drill of <environment>: its record and reports
     <state_dir>/local-cloud/                  the embedded local cloud's own state (local_cloud_dir)
 """
 
@@ -165,6 +167,18 @@ class EnvironmentPaths:
     @property
     def report_html(self) -> Path:
         return self.root / "report.html"
+
+    @property
+    def drill_lease(self) -> Path:
+        """In a drill's own environment: which drill made it, who runs it and when it expires
+        (drill/lease.py); what `drill --cleanup` reads to reap it after a crash."""
+        return self.root / "drill-lease.json"
+
+    @property
+    def drill_history(self) -> Path:
+        """The past drills of this (production) environment, one directory each: kept apart from
+        the environment's own files, which a drill never writes."""
+        return self.state_dir / "drill-history" / self.environment
 
     @property
     def local_cloud(self) -> Path:

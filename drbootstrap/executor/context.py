@@ -6,7 +6,7 @@ Every step is a function of a `RunContext`; tests build one with fakes (cloud dr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,6 +90,8 @@ class UpOptions:
     as_of: float | None = None
     backup_ids: tuple[str, ...] = ()
     verify_timeout: float = 960.0  # a restored volume's manifest, computed on the node (its agent stops at 900 s)
+    # Tags every node this run launches carries besides the environment's own (a drill's id and expiry).
+    node_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

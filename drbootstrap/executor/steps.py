@@ -104,7 +104,7 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         environment=ctx.provider.environment, hostname=node.hostname, role=node.planned.role,
         image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
         user_data=user_data_for(ctx, node, autosign=token, unarmed=bool(unarmed)), generation=generation,
-        zone=ctx.spec.provider.zone,
+        zone=ctx.spec.provider.zone, extra_tags=dict(ctx.options.node_tags),
     )
     node.client_token = request.client_token
     with ctx.launch_slots:

@@ -148,6 +148,12 @@ class Provider(ABC):
         """Before the master launches: what every node of the environment shares. A one-line detail."""
         return ""
 
+    def drill_isolation(self, seed: str) -> dict[str, str]:
+        """Changes to the spec's provider block that keep a drill (another environment name, `seed`
+        its id) apart from this environment. On a cloud the environment's name already separates
+        everything `up` makes (tags, key pair, security group, volume names): nothing to change."""
+        return {}
+
     # ---- nodes ------------------------------------------------------------------------------
 
     def list_options(self, tags: Mapping[str, str]) -> dict[str, Any]:

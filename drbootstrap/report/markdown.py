@@ -36,7 +36,8 @@ def headline(report: dict[str, Any]) -> list[str]:
                      f"{verified} of {len(restored)} verified"
                      + (f", {fell_back} from an older backup after a failed verification" if fell_back else ""))
     lines.append(f"This run: {fmt(report['run']['seconds'])}, started {when(report['run']['started_at'])}")
-    return lines
+    # A drill's report leads with the drill's own verdict (drbootstrap.drill.history adds it).
+    return [f"Drill: {line}" for line in report.get("drill", {}).get("lines", [])] + lines
 
 
 def _steps(steps: list[str]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
@@ -272,10 +272,38 @@ class NodeGroup(SpecModel):
         return [self.hostname_pattern.format(n=n) for n in range(1, self.count + 1)]
 
 
+class DrillNotifySpec(SpecModel):
+    """Who hears of a drill: a command (the JSON on its standard input) and/or a webhook (POSTed JSON)."""
+
+    command: Command | None = None
+    webhook: Url | None = None
+    timeout_seconds: int = Field(10, ge=1, le=300)
+    on_success: bool = False  # failures and missed targets are always notified
+
+    @field_validator("webhook")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str | None) -> str | None:
+        # Never echoed: the part before "@" is probably a password.
+        if value is not None and "@" in value.split("/", 3)[2]:
+            raise invalid("a webhook URL must not carry a user or password",
+                          "give the receiver a URL without credentials; the message holds no secret")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_notify(self) -> DrillNotifySpec:
+        if self.command is None and self.webhook is None:
+            raise invalid("needs a 'command' or a 'webhook' (or both)",
+                          "write command: ... or webhook: http://host:port/path, or remove notify")
+        return self
+
+
 class DrillSpec(SpecModel):
     name_prefix: str = Field("drill-", pattern=r"^[a-z0-9-]{0,20}$")
     rto_minutes: float = Field(30.0, gt=0, le=10_000)
     teardown: Literal["always", "on_success", "never"] = "on_success"
+    # How long a drill kept by its teardown policy (or left by a crash) lives before it is reaped.
+    expire_hours: float = Field(24.0, gt=0, le=720)
+    notify: DrillNotifySpec | None = None
 
 
 class SiteSpec(SpecModel):

@@ -288,6 +288,10 @@ if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ] && [ -n "${DRB_BROKER_CA_FILE:-}" ]; t
 elif [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then
     echo "tls_ca: $NODE_DIR/activemq/tls/broker-cert.pem" >>"$NODE_DIR/agent.yaml"
 fi
+if [ -x /run/drb-cloud/reboot ]; then
+    # The local cloud: reboot through its in-node command (`shutdown` would act on the host).
+    printf 'reboot:\n  command: /run/drb-cloud/reboot\n  delay: 1\n' >>"$NODE_DIR/agent.yaml"
+fi
 # Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
 if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then
     cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"

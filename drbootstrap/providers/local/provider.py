@@ -62,7 +62,22 @@ class LocalProvider(NamedVolumeBackups, Provider):
 
         return gateway_address(str(self.settings.network))  # this host's address on the nodes' bridge
 
+    def drill_isolation(self, seed: str) -> dict[str, str]:
+        """A drill gets its own bridge: a subnet no interface here and no node of this local cloud uses."""
+        from drbootstrap.providers.local.subnets import free_drill_network
+
+        return {"network": free_drill_network(seed, str(self.settings.network), self.driver())}
+
     def destroy_environment(self, owned_ids: frozenset[str] = frozenset()) -> Teardown:
         result = super().destroy_environment(owned_ids)
-        self.driver().ex_release_if_idle()  # leave no bridge or process behind
+        from drbootstrap.providers.local.driver import LocalNodeDriver
+        from drbootstrap.providers.local.subnets import release_unused_bridge
+
+        driver = self.driver()
+        # The bridge of this environment's network goes when nothing uses it (another network's stays).
+        bridge = release_unused_bridge(driver, str(self.settings.network)) \
+            if isinstance(driver, LocalNodeDriver) else None
+        if bridge:
+            result.resources.append(f"bridge {bridge} ({self.settings.network})")
+        driver.ex_release_if_idle()  # leave no bridge or process behind
         return result
