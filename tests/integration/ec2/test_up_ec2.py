@@ -34,7 +34,9 @@ ENV = "motodrill"
 GROUP = f"drb-{ENV}"
 OPERATOR = "192.0.2.10/32"
 SERVICES = {("tcp", 53), ("udp", 53), ("tcp", 61613), ("tcp", 61614), ("tcp", 8140)}
-TRANSIT_TOLERANCE = 0.05  # loopback transit between taking a token and the proxy reading the request
+# Between taking a token and the proxy reading the request: loopback transit plus a scheduling stall
+# on a busy 2-core machine (0.05 s let 12 requests through a 0.1 s window there: one over, by jitter).
+TRANSIT_TOLERANCE = 0.1
 
 
 def write_spec(tmp_path: Path, endpoint: str, snapshot: str, *, web_count: int = 3, rate: float = 50,
