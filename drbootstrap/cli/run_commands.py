@@ -43,11 +43,22 @@ def _state_dir(given: Path | None) -> Path:
                    "`--until launch`: launch everything, wire networking and volumes, stop.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+@click.option("--yes", is_flag=True, help="With --redo launch: replace the nodes without asking.")
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
-       as_json: bool, plain: bool) -> int:
+       as_json: bool, plain: bool, yes: bool) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
-    A plain `up` retries whatever failed before; `--only` narrows it to some nodes."""
+    A plain `up` retries whatever failed before; `--only` narrows it to some nodes. `--redo launch`
+    destroys and replaces nodes: it lists them and asks, and with no terminal refuses (exit 12)
+    unless --yes.
+
+    \b
+    Examples:
+      drbootstrap up env.yaml
+      drbootstrap up env.yaml --only FAILED
+      drbootstrap up env.yaml --until launch --plain
+      drbootstrap up env.yaml --redo launch --only web01 --yes
+    """
     from drbootstrap.executor import UpOptions, resolve_only
     from drbootstrap.executor import up as run_up
     from drbootstrap.plan import build_plan
@@ -59,6 +70,8 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     names, failed = resolve_only(plan, only)
     options = UpOptions(redo=frozenset(Step(s) for s in redo), only=names, only_failed=failed,
                         until=Step(until) if until else None)
+    if Step.LAUNCH in options.redo and not _relaunch_confirmed(spec, state, names or None, yes):
+        return int(ExitStatus.NOT_CONFIRMED)
     renderer = _renderer(as_json, plain)
     try:
         with renderer:
@@ -72,6 +85,24 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
         os._exit(int(ExitStatus.INTERRUPTED))  # worker threads may be mid-step; the journal is consistent
     _print_result(result, paths, as_json)
     return int(result.exit_status)
+
+
+def _relaunch_confirmed(spec: Any, state: Path, names: frozenset[str] | None, yes: bool) -> bool:
+    """`--redo launch` replaces nodes: the same list-ask-or-refuse as `down`."""
+    from drbootstrap.cli.output import confirm_or_refuse
+
+    def listing() -> str:
+        from drbootstrap.journal import Journal
+        from drbootstrap.paths import EnvironmentPaths
+
+        journal = Journal.at(EnvironmentPaths(state, spec.environment))
+        launched = sorted(h for h, record in journal.data.nodes.items()
+                          if record.provider_id and (names is None or h in names))
+        return (f"{spec.environment}: --redo launch will destroy and replace {len(launched)} node(s)"
+                + (f" ({', '.join(launched)})" if launched else "") + " and their local disks")
+
+    return confirm_or_refuse(f"up --redo launch {spec.environment}", listing, yes=yes,
+                             question="Replace these nodes?", nothing="nothing replaced")
 
 
 def _print_result(result: Any, paths: Any, as_json: bool) -> None:
@@ -207,23 +238,58 @@ class LiveTable(PlainLines):
 @click.command()
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @_STATE_DIR
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (one line per round with --watch).")
 @click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
-def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool) -> int:
+@click.option("--watch", is_flag=True, help="Show the status again every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Seconds between rounds of --watch.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="With --watch: stop after N rounds.")
+def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, watch: bool, interval: float,
+           rounds: int | None) -> int:
     """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state.
 
     Exits 0 when nothing is down or failed, 7 when a node is absent or not running in the cloud,
     failed a step, or its agent is silent (each listed); `up --until` leaves nodes incomplete, not down.
-    """
-    from dataclasses import asdict
+    With --watch, the exit status is the last round's.
 
-    from drbootstrap.executor import status as read_status
+    \b
+    Examples:
+      drbootstrap status env.yaml
+      drbootstrap status env.yaml --json | jq .problems
+      drbootstrap status env.yaml --watch --interval 10
+    """
     from drbootstrap.spec import load_spec
 
-    result = read_status(load_spec(spec_file), _state_dir(state_dir), ping=not no_ping)
+    spec = load_spec(spec_file)
+    if not watch:
+        return _show_status(spec, state_dir, as_json, no_ping)
+    done, healthy = 0, int(ExitStatus.OK)
+    try:
+        while rounds is None or done < rounds:
+            if done:
+                time.sleep(interval)
+            if not as_json and sys.stdout.isatty():
+                click.clear()
+            if not as_json:
+                click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop")
+            healthy = _show_status(spec, state_dir, as_json, no_ping, one_line=True)
+            done += 1
+    except KeyboardInterrupt:
+        pass
+    return healthy
+
+
+def _show_status(spec: Any, state_dir: Path | None, as_json: bool, no_ping: bool, *, one_line: bool = False) -> int:
+    from dataclasses import asdict
+
+    from drbootstrap.cli.output import echo_json
+    from drbootstrap.executor import status as read_status
+
+    result = read_status(spec, _state_dir(state_dir), ping=not no_ping)
     healthy = int(ExitStatus.PARTIAL if result.problems else ExitStatus.OK)
     if as_json:
-        click.echo(json.dumps({**asdict(result), "problems": result.problems}, indent=1))
+        echo_json({**asdict(result), "problems": result.problems, "at": time.time()},
+                  indent=None if one_line else 1)
         return healthy
     from rich.console import Console
     from rich.table import Table
@@ -248,31 +314,42 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @_STATE_DIR
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def down(spec_file: Path, state_dir: Path | None, yes: bool) -> int:
+@click.option("--json", "as_json", is_flag=True, help="Print what was destroyed as JSON.")
+def down(spec_file: Path, state_dir: Path | None, yes: bool, as_json: bool) -> int:
     """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent.
 
     Without --yes it lists what will go and asks; with no terminal to ask at (cron, CI) it refuses
     and destroys nothing (exit 12).
+
+    \b
+    Examples:
+      drbootstrap down env.yaml            # lists what goes, asks
+      drbootstrap down env.yaml --yes      # from cron or CI
     """
-    from drbootstrap.errors import NotConfirmed
+    from dataclasses import asdict
+
+    from drbootstrap.cli.output import confirm_or_refuse, echo_json
     from drbootstrap.executor import down as tear_down
-    from drbootstrap.executor import status as read_status
     from drbootstrap.spec import load_spec
 
     spec = load_spec(spec_file)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise NotConfirmed(f"down {spec_file}: nothing destroyed: there is no terminal to confirm at",
-                               hint="run it again with --yes to destroy without asking")
+
+    def listing() -> str:
+        from drbootstrap.executor import status as read_status
+
         owned = read_status(spec, _state_dir(state_dir), ping=False)
         live = [n.hostname for n in owned.nodes if n.cloud_state != "absent"] + owned.orphans
-        click.echo(f"{spec.environment}: will destroy {len(live)} node(s)"
-                   + (f" ({', '.join(live)})" if live else "") + ", their volumes"
-                   + (f" and {len(owned.resources)} shared resource(s)" if owned.resources else ""))
-        if not click.confirm(f"Destroy environment {spec.environment!r}?", default=False):
-            click.echo("drbootstrap: nothing destroyed")
-            return int(ExitStatus.NOT_CONFIRMED)
+        return (f"{spec.environment}: will destroy {len(live)} node(s)"
+                + (f" ({', '.join(live)})" if live else "") + ", their volumes"
+                + (f" and {len(owned.resources)} shared resource(s)" if owned.resources else ""))
+
+    if not confirm_or_refuse(f"down {spec_file}", listing, yes=yes, nothing="nothing destroyed",
+                             question=f"Destroy environment {spec.environment!r}?"):
+        return int(ExitStatus.NOT_CONFIRMED)
     result = tear_down(spec, _state_dir(state_dir))
+    if as_json:
+        echo_json({"environment": spec.environment, **asdict(result)})
+        return int(ExitStatus.OK)
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))
