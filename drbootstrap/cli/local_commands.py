@@ -17,7 +17,13 @@ state_dir_option = click.option(
 
 @click.group("local")
 def local() -> None:
-    """Inspect or clean up the embedded local cloud."""
+    """Inspect or clean up the embedded local cloud.
+
+    \b
+    Examples:
+      sudo drbootstrap local status
+      sudo drbootstrap local cleanup --yes
+    """
 
 
 @local.command("status")

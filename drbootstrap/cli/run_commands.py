@@ -25,6 +25,12 @@ _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_t
 _STEPS = [str(step) for step in Step]
 
 
+def _only_hostnames(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from drbootstrap.cli.completion import only_hostnames
+
+    return only_hostnames(ctx, param, incomplete)
+
+
 def _state_dir(given: Path | None) -> Path:
     from drbootstrap.paths import default_state_dir
 
@@ -36,7 +42,7 @@ def _state_dir(given: Path | None) -> Path:
 @_STATE_DIR
 @click.option("--redo", "redo", multiple=True, type=click.Choice(_STEPS),
               help="Run this completed step again (repeatable). `launch` replaces the nodes.")
-@click.option("--only", "only", multiple=True, metavar="NAMES",
+@click.option("--only", "only", multiple=True, metavar="NAMES", shell_complete=_only_hostnames,
               help="Work only on these nodes (comma-separated hostnames), or FAILED: those not complete.")
 @click.option("--until", "until", type=click.Choice(_STEPS), default=None, metavar="STEP",
               help="Stop each node after this step (journalled; a later `up` resumes). "
