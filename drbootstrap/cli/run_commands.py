@@ -1,21 +1,21 @@
 """`drbootstrap up`, `status` and `down`: the CLI renders what the executor reports, it decides nothing.
 
-On a terminal `up` shows a live table (node, role, address, state, step, elapsed); otherwise one
-plain line per event; `--json` prints one JSON event per line.
+What `up` shows while it runs, and its recap, are cli/up_view.py's: a live table on a terminal,
+otherwise one plain line per event; `--json` prints one JSON event per line, then the result.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import click
 
+from drbootstrap.cli.output import with_schema_version
+from drbootstrap.cli.up_view import JsonLines, LiveTable, PlainLines, print_recap, renderer  # noqa: F401
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.plan import Step  # light: the plan module imports no pydantic until it plans
 
@@ -78,10 +78,10 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
                         until=Step(until) if until else None)
     if Step.LAUNCH in options.redo and not _relaunch_confirmed(spec, state, names or None, yes):
         return int(ExitStatus.NOT_CONFIRMED)
-    renderer = _renderer(as_json, plain)
+    view = renderer(as_json, plain)
     try:
-        with renderer:
-            result, paths = run_up(spec, state, options=options, emit=renderer.event, plan=plan)
+        with view:
+            result, paths = run_up(spec, state, options=options, emit=view.event, plan=plan)
     except KeyboardInterrupt:
         click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
                    err=True)
@@ -89,6 +89,8 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
         import os
 
         os._exit(int(ExitStatus.INTERRUPTED))  # worker threads may be mid-step; the journal is consistent
+    if not as_json:
+        print_recap(result, getattr(paths, "figures", None), str(spec_file))
     _print_result(result, paths, as_json)
     return int(result.exit_status)
 
@@ -113,12 +115,12 @@ def _relaunch_confirmed(spec: Any, state: Path, names: frozenset[str] | None, ye
 
 def _print_result(result: Any, paths: Any, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"event": "result", "exit_status": int(result.exit_status),
+        click.echo(json.dumps(with_schema_version({"event": "result", "exit_status": int(result.exit_status),
                                "failed": [{"node": o.hostname, "state": o.state, "step": o.step, "reason": o.reason,
                                            "log_tail": o.log_tail} for o in result.failed],
                                "report": str(paths.json), "report_markdown": str(paths.markdown),
                                "report_html": str(paths.html) if paths.html else None,
-                               **_figures_json(paths)}))
+                               **_figures_json(paths)})))
         return
     total = len(result.outcomes)
     seconds = result.finished_at - result.started_at
@@ -145,7 +147,10 @@ def _figures_json(paths: Any) -> dict[str, Any]:
         return {}
     return {"wall_seconds": figures.wall_seconds, "critical_path_seconds": figures.critical_path_seconds,
             "wall_over_critical_path": figures.wall_over_critical_path,
-            "rto_target_seconds": figures.rto_target_seconds, "rto_met": figures.rto_met}
+            "rto_target_seconds": figures.rto_target_seconds, "rto_met": figures.rto_met,
+            "time_to_recovery_seconds": figures.time_to_recovery_seconds,
+            "slowest_steps": [{"node": node, "step": step, "seconds": seconds}
+                              for node, step, seconds in figures.slowest_steps]}
 
 
 def _figures_line(paths: Any) -> str:
@@ -158,84 +163,6 @@ def _figures_line(paths: Any) -> str:
     if figures.rto_met is not None:
         line += f"; RTO target {'met' if figures.rto_met else 'MISSED'}"
     return line + ")"
-
-
-# ---- renderers --------------------------------------------------------------------------------
-
-
-def _renderer(as_json: bool, plain: bool) -> Any:
-    if as_json:
-        return JsonLines()
-    if not plain and sys.stdout.isatty():
-        return LiveTable()
-    return PlainLines()
-
-
-class PlainLines:
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        pass
-
-    def event(self, event: Any) -> None:
-        step = f" {event.step}" if event.step else ""
-        detail = f": {event.detail}" if event.detail else ""
-        click.echo(f"[{event.elapsed:7.1f}s] {event.node or '-'}{step} {event.state}{detail}")
-
-
-class JsonLines(PlainLines):
-    def event(self, event: Any) -> None:
-        click.echo(json.dumps({"event": "step", **event.to_dict()}))
-
-
-class LiveTable(PlainLines):
-    """A rich Live table, refreshed from the events (rows keyed by node)."""
-
-    def __init__(self, console: Any = None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.messages: list[str] = []
-        self._lock = threading.Lock()
-        self.live = Live(self._table(), console=console or Console(), refresh_per_second=4, transient=False)
-
-    def __enter__(self) -> Self:
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.live.update(self._table())
-        self.live.__exit__(exc_type, exc, traceback)
-
-    def event(self, event: Any) -> None:
-        with self._lock:
-            if not event.node:
-                self.messages = (self.messages + [event.detail])[-3:]
-            else:
-                row = self.rows.setdefault(event.node, {"role": event.role, "address": "", "state": "",
-                                                        "step": "", "started": time.monotonic()})
-                row.update(state=event.state, step=event.step or row["step"], address=event.address or row["address"])
-                if event.state in ("failed", "blocked") or (event.state == "done" and not event.step):
-                    row["finished"] = time.monotonic()
-        self.live.update(self._table())
-
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title="drbootstrap up", caption="\n".join(getattr(self, "messages", [])) or None)
-        for column in ("node", "role", "address", "state", "step", "elapsed"):
-            table.add_column(column, no_wrap=True)
-        colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
-        for node, row in getattr(self, "rows", {}).items():
-            elapsed = row.get("finished", time.monotonic()) - row["started"]
-            state = row["state"]
-            table.add_row(node, row["role"], row["address"], f"[{colours.get(state, 'white')}]{state}[/]",
-                          str(row["step"]), f"{elapsed:.0f} s")
-        return table
 
 
 # ---- status and down --------------------------------------------------------------------------

@@ -86,6 +86,7 @@ class UpOptions:
     rpc_timeout: float = 60.0
     pipeline_threads: int = 64  # nodes in flight; launches are separately bounded by max_parallel
     until: Step | None = None  # stop each node's pipeline after this step (`up --until launch`: provision only)
+    heartbeat_seconds: float = 10.0  # a node in one step this long gets a heartbeat event, and again after as long
 
 
 @dataclass

@@ -4,7 +4,6 @@ heartbeat and recap, then ping/rpc/puppet by the environment (-f), ssh, logs and
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ ARTEFACTS = Path("/tmp/drbootstrap-test-artefacts")
 
 
 def _tmux(socket: str, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(["tmux", "-L", socket, *args], env=env, capture_output=True, text=True, timeout=30,
+    done = subprocess.run(["tmux", "-S", socket, *args], env=env, capture_output=True, text=True, timeout=30,
                           check=False)
     return done.stdout
 
@@ -51,7 +50,7 @@ def _up_in_tmux(environment, socket: str, timeout: float = 1500) -> list[tuple[f
 def environment():
     require_binary("tmux", "ssh")
     env = make_environment((REPO_ROOT / "examples" / "local.yaml").read_text(), "opsux")
-    socket = f"drb-test-{os.getpid()}"
+    socket = str(env.home / "tmux.socket")  # the environment's own directory: removed with it
     try:
         env.panes = _up_in_tmux(env, socket)
         yield env
