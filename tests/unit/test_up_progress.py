@@ -58,3 +58,14 @@ def test_a_failed_run_recap_says_which_logs_to_read_and_how_to_retry(cli, fake_u
     recap = result.stdout[result.stdout.index("Recap:"):]
     assert "mail01" in recap and "failed at boot" in recap
     assert f"drbootstrap logs {spec_file} mail01" in recap and "--only FAILED" in recap
+
+
+def test_puppets_exit_2_reads_as_applied_n_changes_not_as_an_error():
+    from drbootstrap.executor.steps import describe_puppet_changes
+
+    assert describe_puppet_changes({"exitcode": 2, "changed": True,
+                                    "summary": {"resources": {"changed": 3}}}) == "applied 3 changes"
+    assert describe_puppet_changes({"exitcode": 2, "changed": True,
+                                    "summary": {"resources": {"changed": 1}}}) == "applied 1 change"
+    assert describe_puppet_changes({"exitcode": 2, "summary": {}}) == "applied changes"
+    assert describe_puppet_changes({"exitcode": 0, "changed": False}) == "no changes"
