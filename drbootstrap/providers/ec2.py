@@ -28,6 +28,14 @@ class EC2Provider(Provider):
     default_rate = RateSettings(per_second=2, burst=1000)
     default_max_parallel = 50  # in flight; the bucket, not this, keeps the request rate
 
+    own_extra_keys = frozenset({"public_key", "operator_cidr", "profile"})
+
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
+        return EC2NodeDriver
+
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
@@ -134,6 +142,12 @@ class EC2Provider(Provider):
 class EucalyptusProvider(EC2Provider):
     default_rate = RateSettings(per_second=5, burst=50)
     default_max_parallel = 8
+
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        from libcloud.compute.drivers.ec2 import EucNodeDriver
+
+        return EucNodeDriver
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EucNodeDriver

@@ -71,6 +71,9 @@ def _check_providers(data: dict) -> list[Problem]:
                     )
                 )
         extra = block.get("extra")
+        if isinstance(name, str) and isinstance(extra, dict) and "driver_class" not in extra \
+                and (name == LOCAL_PROVIDER or name in known_compute_providers()):
+            problems += _unknown_extra_keys(path, name, extra)
         for key in extra if isinstance(extra, dict) else {}:
             if _SECRET_LOOKING_KEY.search(str(key)):
                 problems.append(
@@ -94,6 +97,26 @@ def _check_providers(data: dict) -> list[Problem]:
                     "rfc2136",
                 )
             )
+    return problems
+
+
+def _unknown_extra_keys(path: Path_, name: str, extra: dict) -> list[Problem]:
+    """`extra:` keys neither drbootstrap nor the provider's driver takes (libcloud's constructors
+    drop unknown keywords silently: a typo would be lost without a word)."""
+    from drbootstrap.providers.registry import provider_class
+
+    accepted = provider_class(name).accepted_extra_keys(name)
+    if accepted is None:
+        return []
+    problems = []
+    for key in extra:
+        if isinstance(key, str) and key not in accepted and not _SECRET_LOOKING_KEY.search(key):
+            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                f"{name}'s driver takes: {', '.join(sorted(k for k in accepted if k.startswith('ex_'))[:8])}, ..."
+            problems.append(Problem(path + ("extra", key),
+                                    f"{dotted(path)}.extra.{key}: provider {name} takes no such setting", hint,
+                                    at_key=True))
     return problems
 
 

@@ -19,6 +19,12 @@ class LocalProvider(Provider):
     nodes_share_this_host = True
     default_rate = RateSettings(per_second=20, burst=40)  # its API is this machine's state directory
 
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        from drbootstrap.providers.local.driver import LocalNodeDriver
+
+        return LocalNodeDriver
+
     def new_driver(self) -> NodeDriver:
         from drbootstrap.providers import node_driver_class
         from drbootstrap.providers.local.driver import LocalNodeDriver
