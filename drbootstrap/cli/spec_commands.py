@@ -59,13 +59,17 @@ def validate(spec_file: Path, skip_secrets: bool, as_json: bool) -> None:
 @click.option("--skip-secrets", is_flag=True, help=_SKIP_SECRETS_HELP)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the journal lives (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
-def plan(spec_file: Path, as_json: bool, skip_secrets: bool, state_dir: Path | None) -> None:
+@click.option("--cloud", is_flag=True, help="Also ask the cloud: each node's state there, and orphans "
+              "(tagged for this environment, not in the spec).")
+def plan(spec_file: Path, as_json: bool, skip_secrets: bool, state_dir: Path | None, cloud: bool) -> None:
     """Show the ordered recovery plan of FILE: the master, then the waves of nodes, and against the
-    environment's journal which steps are done and which `up` still has to take.
+    environment's journal which steps are done and which `up` still has to take. Contacts nothing
+    unless --cloud.
 
     \b
     Examples:
       drbootstrap plan env.yaml
+      drbootstrap plan env.yaml --cloud              # what the cloud holds, orphans too
       drbootstrap plan env.yaml --json | jq '.progress[] | select(.complete | not)'
     """
     from drbootstrap.journal import Journal
@@ -78,13 +82,23 @@ def plan(spec_file: Path, as_json: bool, skip_secrets: bool, state_dir: Path | N
     journal = Journal.at(paths).data.nodes if paths.journal.exists() else {}
     recovery_plan = build_plan(spec, done={h for h, r in journal.items() if r.steps})
     progresses = [progress(node, journal.get(node.hostname)) for node in recovery_plan.nodes()]
+    in_cloud: dict[str, str] = {}
+    orphans: list[str] = []
+    if cloud:
+        from drbootstrap.executor import status as read_status
+
+        found = read_status(spec, paths.state_dir, ping=False)
+        in_cloud, orphans = {n.hostname: n.cloud_state for n in found.nodes}, found.orphans
     if as_json:
         from drbootstrap.cli.output import echo_json
 
         echo_json({**recovery_plan.to_dict(), "journal": str(paths.journal) if journal else None,
-                   "progress": [p.to_dict() for p in progresses]})
+                   "progress": [p.to_dict() for p in progresses],
+                   **({"cloud": in_cloud, "orphans": orphans} if cloud else {})})
         return
-    _print_table(recovery_plan, progresses, bool(journal))
+    _print_table(recovery_plan, progresses, bool(journal), in_cloud)
+    if orphans:
+        click.echo(f"orphans (tagged for {spec.environment} in the cloud, not in the spec): {', '.join(orphans)}")
 
 
 @click.command()
@@ -104,7 +118,8 @@ def schema() -> None:
     click.echo(json.dumps(spec_json_schema(), indent=2))
 
 
-def _print_table(recovery_plan: Plan, progresses: list[NodeProgress], journalled: bool) -> None:
+def _print_table(recovery_plan: Plan, progresses: list[NodeProgress], journalled: bool,
+                 in_cloud: dict[str, str]) -> None:
     import sys
 
     from rich.console import Console
@@ -114,13 +129,16 @@ def _print_table(recovery_plan: Plan, progresses: list[NodeProgress], journalled
         title=f"Recovery plan: {recovery_plan.environment} ({recovery_plan.domain}) on {recovery_plan.provider}",
         caption=None if journalled else "no journal yet: every step is to do",
     )
-    for column in ("step", "wave", "hostname", "fqdn", "role", "image", "size", "done", "next"):
+    columns = ("step", "wave", "hostname", "fqdn", "role", "image", "size", "done", "next") + \
+        (("cloud",) if in_cloud else ())
+    for column in columns:
         table.add_column(column, justify="right" if column in ("step", "wave") else "left", no_wrap=True)
     for step, (node, done) in enumerate(zip(recovery_plan.nodes(), progresses, strict=True), start=1):
         wave = "master" if node.is_master else str(node.wave)
         to_do = f"{done.missing[0]} (+{len(done.missing) - 1})" if len(done.missing) > 1 else \
             (str(done.missing[0]) if done.missing else "complete")
         table.add_row(str(step), wave, node.hostname, node.fqdn, node.role, node.image, node.size,
-                      f"{len(done.done)}/{len(node.steps)}", to_do)
+                      f"{len(done.done)}/{len(node.steps)}", to_do,
+                      *((in_cloud.get(node.hostname, "absent"),) if in_cloud else ()))
     # sys.stdout is looked up now, so a redirected stdout (tests, pipes) receives the table.
     Console(file=sys.stdout, width=max(120, Console(file=sys.stdout).width)).print(table)

@@ -77,7 +77,8 @@ class RunResult:
 
 
 class _Emitter:
-    """Adds the run's elapsed time and the node's role and address to every event."""
+    """Adds the run's elapsed time, the done/total step counter and the node's role and address to every
+    event; sends the heartbeats of long steps (executor/progress.py)."""
 
     def __init__(self, ctx: RunContext, started: float, total_steps: int = 0) -> None:
         self.ctx, self.started = ctx, started

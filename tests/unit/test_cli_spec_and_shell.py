@@ -101,3 +101,16 @@ def test_ssh_to_a_node_not_in_the_spec_names_those_that_are(cli, tmp_path, monke
     monkeypatch.setattr("drbootstrap.executor.build.provider_for", lambda *a, **k: None)
     result = cli("ssh", EXAMPLE, "nosuch", "--state-dir", str(tmp_path), "--", "hostname")
     assert result.exit_code == ExitStatus.NOT_FOUND and "web01" in result.stderr
+
+
+def test_plan_with_cloud_shows_each_nodes_cloud_state_and_the_orphans(cli, tmp_path, monkeypatch):
+    from drbootstrap.executor.lifecycle import EnvironmentStatus, NodeStatus
+
+    found = EnvironmentStatus("demo", nodes=[NodeStatus("controller", "master", cloud_state="running")],
+                              orphans=["old01"])
+    monkeypatch.setattr("drbootstrap.executor.status", lambda spec, state, ping: found)
+    result = cli("plan", EXAMPLE, "--state-dir", str(tmp_path), "--cloud", "--json")
+    document = json.loads(result.stdout)
+    assert document["cloud"] == {"controller": "running"} and document["orphans"] == ["old01"]
+    table = cli("plan", EXAMPLE, "--state-dir", str(tmp_path), "--cloud")
+    assert "orphans (tagged for demo in the cloud, not in the spec): old01" in table.stdout

@@ -4,6 +4,8 @@ heartbeat and recap, then ping/rpc/puppet by the environment (-f), ssh, logs and
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -119,7 +121,21 @@ def test_logs_show_db01s_boot_log_agent_log_and_last_puppet_run(environment):
     assert "== db01: agent" in out and "== db01: puppet" in out and "resources:" in out
 
 
-def test_plan_against_the_journal_has_nothing_left_to_do(environment):
-    done = environment.cli("plan", str(environment.spec_file), "--json", timeout=120)
+def test_logs_follow_streams_the_boot_log_until_stopped(environment):
+    follow = environment.start("logs", str(environment.spec_file), "web02", "--log", "boot", "--follow")
+    try:
+        first = follow.stdout.readline()  # tail -F prints what is there, then waits for more
+        assert first.startswith("drbootstrap worker boot:"), first
+        assert follow.poll() is None  # still following
+    finally:
+        os.killpg(follow.pid, signal.SIGTERM)
+        follow.wait(timeout=30)
+    assert follow.poll() is not None
+
+
+def test_plan_against_the_journal_and_the_cloud_has_nothing_left_to_do_and_no_orphan(environment):
+    done = environment.cli("plan", str(environment.spec_file), "--cloud", "--json", timeout=120)
     assert done.returncode == 0, done.stderr
-    assert all(p["complete"] for p in json.loads(done.stdout)["progress"])
+    document = json.loads(done.stdout)
+    assert all(p["complete"] for p in document["progress"])
+    assert set(document["cloud"].values()) == {"running"} and document["orphans"] == []
