@@ -114,3 +114,17 @@ def test_plan_with_cloud_shows_each_nodes_cloud_state_and_the_orphans(cli, tmp_p
     assert document["cloud"] == {"controller": "running"} and document["orphans"] == ["old01"]
     table = cli("plan", EXAMPLE, "--state-dir", str(tmp_path), "--cloud")
     assert "orphans (tagged for demo in the cloud, not in the spec): old01" in table.stdout
+
+
+def test_the_openssh_command_trusts_only_the_pinned_host_key_and_offers_only_the_operator_key(tmp_path):
+    from drbootstrap.ssh import PinnedHostKey, SshTarget, known_hosts_text, openssh_argv
+
+    target = SshTarget("10.0.0.5", (PinnedHostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIE"),),
+                       tmp_path / "ssh-key.pem", name="web01")
+    assert known_hosts_text(target) == "drbootstrap-web01 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE\n"
+    argv = openssh_argv(target, tmp_path / "known_hosts", "hostname -f")
+    assert argv[-2:] == ["root@10.0.0.5", "hostname -f"]
+    options = " ".join(argv)
+    assert "StrictHostKeyChecking=yes" in options and f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in options
+    assert "HostKeyAlias=drbootstrap-web01" in options and "IdentitiesOnly=yes" in options
+    assert "GlobalKnownHostsFile=/dev/null" in options
