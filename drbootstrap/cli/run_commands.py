@@ -50,8 +50,10 @@ def _state_dir(given: Path | None) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 @click.option("--yes", is_flag=True, help="With --redo launch: replace the nodes without asking.")
+@click.option("--heartbeat", type=click.FloatRange(min=1.0), default=10.0, show_default=True, metavar="SECONDS",
+              help="Say what a node waits for once it is this long in one step, and again as often.")
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
-       as_json: bool, plain: bool, yes: bool) -> int:
+       as_json: bool, plain: bool, yes: bool, heartbeat: float) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
     A plain `up` retries whatever failed before; `--only` narrows it to some nodes. `--redo launch`
@@ -75,7 +77,7 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     plan = build_plan(spec)
     names, failed = resolve_only(plan, only)
     options = UpOptions(redo=frozenset(Step(s) for s in redo), only=names, only_failed=failed,
-                        until=Step(until) if until else None)
+                        until=Step(until) if until else None, heartbeat_seconds=heartbeat)
     if Step.LAUNCH in options.redo and not _relaunch_confirmed(spec, state, names or None, yes):
         return int(ExitStatus.NOT_CONFIRMED)
     view = renderer(as_json, plain)

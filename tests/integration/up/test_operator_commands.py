@@ -30,7 +30,8 @@ def _tmux(socket: str, *args: str, env: dict[str, str] | None = None) -> str:
 
 def _up_in_tmux(environment, socket: str, timeout: float = 1500) -> list[tuple[float, str]]:
     """`up` on a real terminal (a tmux pane 160x50); the pane captured every 2 s until it exits."""
-    command = (f"{sys.executable} -m drbootstrap up {environment.spec_file}; echo DRB-EXIT=$?; sleep 900")
+    # A heartbeat every 2 s: on a quiet machine the master's Puppet CA answers within 20 s.
+    command = f"{sys.executable} -m drbootstrap up {environment.spec_file} --heartbeat 2; echo DRB-EXIT=$?; sleep 900"
     _tmux(socket, "new-session", "-d", "-s", "up", "-x", "160", "-y", "50", command, env=environment.env())
     panes: list[tuple[float, str]] = []
     started = time.monotonic()
