@@ -303,3 +303,27 @@ def test_ec2_profile_named_but_absent_names_the_profiles_there(tmp_path):
 def test_each_provider_knows_its_drivers_extra_keys(name, good, typo):
     accepted = provider_class(name).accepted_extra_keys(name)
     assert accepted is not None and good in accepted and typo not in accepted and "retry_max_attempts" in accepted
+
+
+def test_openstack_takes_the_cloud_named_by_os_cloud_from_clouds_yaml(tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  lab:\n    region_name: RegionTwo\n    auth:\n"
+                      "      auth_url: https://keystone.lab.example:5000/v3\n      username: ops\n"
+                      "      password: from-clouds-yaml\n      project_name: recovery\n"
+                      "      user_domain_name: LabDomain\n")
+    environ = {"OS_CLOUD": "lab", "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    arguments = openstack_driver_arguments(ProviderSettings(name="openstack"), environ=environ)
+    assert arguments.args == ("ops", "from-clouds-yaml")
+    assert arguments.kwargs["ex_force_auth_url"] == "https://keystone.lab.example:5000"
+    assert arguments.kwargs["ex_force_service_region"] == "RegionTwo"
+    assert arguments.kwargs["ex_tenant_name"] == "recovery" and arguments.kwargs["ex_domain_name"] == "LabDomain"
+    assert "cloud" not in arguments.kwargs and "auth" not in arguments.kwargs
+
+
+def test_openstack_cloud_named_in_the_spec_but_absent_names_the_clouds_there(tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  lab: {auth: {auth_url: https://k:5000/v3}}\n")
+    with pytest.raises(ProviderError, match="cloud 'prod' is not in") as raised:
+        openstack_driver_arguments(ProviderSettings(name="openstack", extra={"cloud": "prod"}),
+                                   environ={"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert "lab" in str(raised.value.hint)
