@@ -112,6 +112,25 @@ def is_complete(record: StepsRecord | None, planned: PlannedNode) -> bool:
 
 
 @dataclass(frozen=True)
+class NodeProgress:
+    """Against the journal: which of a node's planned steps are done, and which `up` still has to take."""
+
+    hostname: str
+    done: tuple[Step, ...]
+    missing: tuple[Step, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "done_steps": [str(s) for s in self.done],
+                "missing_steps": [str(s) for s in self.missing], "complete": not self.missing}
+
+
+def progress(planned: PlannedNode, record: StepsRecord | None) -> NodeProgress:
+    """The node's planned steps split into done and missing by its journal record (None: never started)."""
+    done = tuple(step for step in planned.steps if record is not None and record.is_done(step))
+    return NodeProgress(planned.hostname, done, tuple(step for step in planned.steps if step not in done))
+
+
+@dataclass(frozen=True)
 class Plan:
     """The master, then `waves[k]`: the nodes whose roles wait (via `after:`) on waves < k."""
 

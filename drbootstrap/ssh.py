@@ -320,3 +320,24 @@ def run_command(target: SshTarget, command: str, timeout: float | None = None) -
     """Connect, run COMMAND, disconnect."""
     with SshSession(target) as session:
         return session.run(command, timeout)
+
+
+def known_hosts_text(target: SshTarget) -> str:
+    """OpenSSH known_hosts lines trusting exactly the pinned keys, under the alias openssh_argv uses."""
+    return "".join(f"{_alias(target)} {key.key_type} {key.blob}\n" for key in target.pinned_keys)
+
+
+def openssh_argv(target: SshTarget, known_hosts: Path, command: str = "", *, tty: bool = False) -> list[str]:
+    """The OpenSSH client's command line for TARGET, trusting only KNOWN_HOSTS (known_hosts_text) and
+    offering only the target's key: for an interactive shell or a followed log, where a person types."""
+    argv = ["ssh", "-i", str(target.private_key_path), "-p", str(target.port),
+            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"HostKeyAlias={_alias(target)}",
+            "-o", f"ConnectTimeout={int(target.timeout)}", "-o", "LogLevel=ERROR",
+            "-t" if tty else "-T", f"{target.username}@{target.host}"]
+    return [*argv, command] if command else argv
+
+
+def _alias(target: SshTarget) -> str:
+    return f"drbootstrap-{target.name or target.host}"

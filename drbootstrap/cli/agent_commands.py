@@ -29,7 +29,13 @@ if TYPE_CHECKING:  # the agent is imported only when the command runs
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log requests at INFO level.")
 def agent(config_paths: tuple[Path, ...], identity: str | None, brokers: tuple[str, ...], verbose: bool) -> int:
-    """Run the node agent: answer RPC requests from the broker until stopped."""
+    """Run the node agent: answer RPC requests from the broker until stopped.
+
+    \b
+    Examples:
+      drbootstrap agent --config /var/lib/drbootstrap/node/agent.yaml
+      drbootstrap agent --config a.yaml --config b.yaml -v     # two identities, one process
+    """
     from drbootstrap.agent.config import load_agent_config
     from drbootstrap.agent.daemon import run_agents
 
@@ -119,6 +125,10 @@ def keygen(private_key: Path) -> int:
 
     The file stem is the key id: copy the .pub into the other side's trusted keys directory, and
     name the caller in agent policies as key=<stem>.
+
+    \b
+    Examples:
+      drbootstrap keygen keys/operator.pem      # key id: operator
     """
     from drbootstrap.messaging.security import generate_ed25519_key
 

@@ -16,7 +16,8 @@ from types import FrameType
 
 import click
 
-from drbootstrap.cli.run_commands import _STATE_DIR, _renderer, _state_dir
+from drbootstrap.cli.run_commands import _STATE_DIR, _state_dir
+from drbootstrap.cli.up_view import renderer as _renderer
 from drbootstrap.exit_status import ExitStatus
 
 _SPEC_FILE = click.Path(path_type=Path)

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from drbootstrap.cli.run_commands import _SPEC_FILE, _STATE_DIR, _renderer, _state_dir
+from drbootstrap.cli.run_commands import _SPEC_FILE, _STATE_DIR, _state_dir
+from drbootstrap.cli.up_view import renderer as _renderer
 from drbootstrap.exit_status import ExitStatus
 
 

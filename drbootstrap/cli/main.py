@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rpc": ("rpc_commands", "rpc", "Call AGENT ACTION key=value... on matching nodes."),
     "reboot": ("rpc_commands", "reboot", "Reboot matching nodes through their agent."),
     "puppet": ("rpc_commands", "puppet", "Run, enable, disable or query Puppet on matching nodes."),
+    "ssh": ("node_commands", "ssh", "Open a shell or run a command on a node of an environment."),
+    "logs": ("node_commands", "logs", "Show a node's console, boot, agent and Puppet logs."),
+    "completion": ("completion", "completion", "Print the shell completion script (bash, zsh, fish)."),
+    "schema": ("spec_commands", "schema", "Print the JSON Schema of the environment spec (for editors)."),
 }
 
 
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _debug_first(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     try:
         result = cli.main(args=args, prog_name="drbootstrap", standalone_mode=False)
@@ -94,6 +98,14 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the one place every error is turned into a line
         return report_error(error, debug)
     return int(result or 0)
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """`--debug` anywhere before a `--` is the group's option (`drbootstrap validate --debug` too)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *[arg for arg in args[:end] if arg != "--debug"], *args[end:]]
 
 
 def report_error(error: Exception, debug: bool) -> int:

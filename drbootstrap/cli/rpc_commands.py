@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from drbootstrap.cli.output import with_schema_version
 from drbootstrap.exit_status import ExitStatus
 
 if TYPE_CHECKING:  # the messaging stack is imported only when a command runs
@@ -23,6 +24,15 @@ PUPPET_RUN_TIMEOUT = 1800.0
 def client_options(command: Callable) -> Callable:
     """The options every client command shares: connection, key, filters, expectation, output."""
     options = [
+        click.option(
+            "-f", "--env", "env_file", type=click.Path(path_type=Path),
+            help="An environment spec brought up with `drbootstrap up`: its broker, keys and TLS "
+            "certificate come from its state (other options still override).",
+        ),
+        click.option(
+            "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+            help="With -f: where its state lives (default: $DRB_STATE_DIR or /var/lib/drbootstrap).",
+        ),
         click.option(
             "--config",
             "config_file",
@@ -71,6 +81,9 @@ def _settings(params: dict[str, Any]) -> tuple[ClientConfig, Filter, list[str], 
     from drbootstrap.messaging.filters import build_filter
 
     values: dict[str, Any] = {}
+    expected_by_env: list[str] = []
+    if params.get("env_file"):
+        values, expected_by_env = _environment_settings(params["env_file"], params.get("state_dir"))
     config_file = params.get("config_file")
     if config_file:
         values.update(_read_client_file(config_file))
@@ -92,7 +105,7 @@ def _settings(params: dict[str, Any]) -> tuple[ClientConfig, Filter, list[str], 
         values["brokers"] = list(params["brokers"])
     expect_text = params.get("expect") or values.pop("expect", None)
     if not values.get("brokers"):
-        raise click.UsageError("no broker: pass --broker stomp://HOST:PORT or set brokers in --config")
+        raise click.UsageError("no broker: pass -f ENV_FILE, --broker stomp://HOST:PORT or set brokers in --config")
     for key in ("key_file", "tls_ca", "trusted_keys_dir"):
         if values.get(key):
             values[key] = Path(values[key])
@@ -101,9 +114,27 @@ def _settings(params: dict[str, Any]) -> tuple[ClientConfig, Filter, list[str], 
         params["identity_filter"], params["fact_filter"], params["class_filter"], params["agent_filter"]
     )
     expect = _expected(expect_text)
+    filtered = any(params[name] for name in ("identity_filter", "fact_filter", "class_filter", "agent_filter"))
+    if not expect and not filtered:
+        expect = expected_by_env  # the environment knows who should answer: discovery ends when all did
     if params.get("direct") and not expect:
         raise click.UsageError("--direct needs --expect with the identities to address")
     return config, filter_, expect, bool(params.get("direct"))
+
+
+def _environment_settings(spec_file: Path, state_dir: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """The client settings of an environment brought up by `up` (its state holds the keys), and who
+    should answer."""
+    from drbootstrap.executor.operator_access import environment_broker
+    from drbootstrap.paths import default_state_dir
+    from drbootstrap.spec import load_spec
+
+    found = environment_broker(load_spec(spec_file), state_dir or default_state_dir())
+    values: dict[str, Any] = {"brokers": [found.broker], "key_file": found.key_file, "protocol": found.protocol,
+                              "trusted_keys_dir": found.trusted_keys_dir, "tls_ca": found.tls_ca}
+    if found.key_id:
+        values["key_id"] = found.key_id
+    return values, found.expected
 
 
 def _read_client_file(path: Path) -> dict[str, Any]:
@@ -150,7 +181,7 @@ def _with_client(function: Callable) -> Callable:
 
         logging.getLogger("stomp.py").setLevel(logging.CRITICAL)  # its per-attempt noise; we report once
         config, filter_, expect, direct = _settings(params)
-        rest = {k: v for k, v in params.items() if k not in ("expect", "direct")}
+        rest = {k: v for k, v in params.items() if k not in ("expect", "direct", "env_file", "state_dir")}
         with RpcClient(config) as client:
             return function(client, filter_, expect, direct, **rest)
 
@@ -164,10 +195,17 @@ def _with_client(function: Callable) -> Callable:
 @client_options
 @_with_client
 def ping(client: RpcClient, filter_: Filter, expect: list[str], direct: bool, as_json: bool, **_: Any) -> int:
-    """Discover agents over the broker (ends as soon as every --expect identity answered)."""
+    """Discover agents over the broker (ends as soon as every --expect identity answered).
+
+    \b
+    Examples:
+      drbootstrap ping -f env.yaml                  # every node of the environment
+      drbootstrap ping -f env.yaml -F role=web      # mco-style filters on top
+      drbootstrap ping --broker stomp://10.0.0.1:61613 --key-file client.key
+    """
     result = client.ping(filter_, expect)
     if as_json:
-        click.echo(json.dumps(_result_json(result), indent=2, sort_keys=True))
+        click.echo(json.dumps(with_schema_version(_result_json(result)), indent=2, sort_keys=True))
     else:
         for name in sorted(result.latency_ms, key=result.latency_ms.__getitem__):
             click.echo(f"{name:<40} time={result.latency_ms[name]:.2f} ms")
@@ -199,7 +237,14 @@ def rpc(
     arguments: tuple[str, ...],
     **params: Any,
 ) -> int:
-    """Call AGENT ACTION key=value... on the matching nodes."""
+    """Call AGENT ACTION key=value... on the matching nodes.
+
+    \b
+    Examples:
+      drbootstrap rpc -f env.yaml rpcutil ping
+      drbootstrap rpc -f env.yaml -I web01 puppet status
+      drbootstrap rpc -f env.yaml --batch 2 puppet runonce force=true
+    """
     return _call(client, filter_, expect, direct, agent_name, action, _parse_arguments(arguments), params)
 
 
@@ -212,7 +257,13 @@ def rpc(
 def reboot(
     client: RpcClient, filter_: Filter, expect: list[str], direct: bool, delay: float | None, **params: Any
 ) -> int:
-    """Reboot matching nodes through their agent (each replies first)."""
+    """Reboot matching nodes through their agent (each replies first).
+
+    \b
+    Examples:
+      drbootstrap reboot -f env.yaml -I web02
+      drbootstrap reboot -f env.yaml -F role=web --batch 1 --batch-sleep 30
+    """
     data = {"delay": delay} if delay is not None else {}
     return _call(client, filter_, expect, direct, "reboot", "reboot", data, params)
 
@@ -231,7 +282,14 @@ def reboot(
 @click.argument("command", type=click.Choice(["runonce", "enable", "disable", "status", "last_run_summary"]))
 @_with_client
 def puppet(client: RpcClient, filter_: Filter, expect: list[str], direct: bool, command: str, **params: Any) -> int:
-    """Run, enable, disable or query Puppet on matching nodes."""
+    """Run, enable, disable or query Puppet on matching nodes.
+
+    \b
+    Examples:
+      drbootstrap puppet -f env.yaml status
+      drbootstrap puppet -f env.yaml -C role::web runonce --noop
+      drbootstrap puppet -f env.yaml -I db01 disable --message "restoring the database"
+    """
     data: dict[str, Any] = {}
     if command == "runonce":
         for key in ("force", "noop", "splay"):
@@ -265,7 +323,7 @@ def _call(
         batch_size=params.get("batch_size") or 0, batch_sleep=params.get("batch_sleep") or 0.0,
     )
     if params.get("as_json"):
-        click.echo(json.dumps(_result_json(result), indent=2, sort_keys=True, default=str))
+        click.echo(json.dumps(with_schema_version(_result_json(result)), indent=2, sort_keys=True, default=str))
     else:
         for reply in sorted(result.replies, key=lambda r: r.sender_id):
             status = (

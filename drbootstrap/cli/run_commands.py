@@ -1,21 +1,21 @@
 """`drbootstrap up`, `status` and `down`: the CLI renders what the executor reports, it decides nothing.
 
-On a terminal `up` shows a live table (node, role, address, state, step, elapsed); otherwise one
-plain line per event; `--json` prints one JSON event per line.
+What `up` shows while it runs, and its recap, are cli/up_view.py's: a live table on a terminal,
+otherwise one plain line per event; `--json` prints one JSON event per line, then the result.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple
 
 import click
 
+from drbootstrap.cli.output import with_schema_version
+from drbootstrap.cli.up_view import JsonLines, LiveTable, PlainLines, print_recap, renderer  # noqa: F401
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.plan import Step  # light: the plan module imports no pydantic until it plans
 
@@ -32,6 +32,12 @@ _TAKE_OVER = click.option("--take-over", "take_over", is_flag=True,
                                "expire; never a live holder's).")
 
 
+def _only_hostnames(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from drbootstrap.cli.completion import only_hostnames
+
+    return only_hostnames(ctx, param, incomplete)
+
+
 def _state_dir(given: Path | None) -> Path:
     from drbootstrap.paths import default_state_dir
 
@@ -43,7 +49,7 @@ def _state_dir(given: Path | None) -> Path:
 @_STATE_DIR
 @click.option("--redo", "redo", multiple=True, type=click.Choice(_STEPS),
               help="Run this completed step again (repeatable). `launch` replaces the nodes.")
-@click.option("--only", "only", multiple=True, metavar="NAMES",
+@click.option("--only", "only", multiple=True, metavar="NAMES", shell_complete=_only_hostnames,
               help="Work only on these nodes (comma-separated hostnames), or FAILED: those not complete.")
 @click.option("--until", "until", type=click.Choice(_STEPS), default=None, metavar="STEP",
               help="Stop each node after this step (journalled; a later `up` resumes). "
@@ -57,17 +63,31 @@ def _state_dir(given: Path | None) -> Path:
               help="Restore the backups another environment took (a drill restores production's).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line, then the result.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+@click.option("--yes", is_flag=True, help="With --redo launch: replace the nodes without asking.")
+@click.option("--heartbeat", type=click.FloatRange(min=1.0), default=10.0, show_default=True, metavar="SECONDS",
+              help="Say what a node waits for once it is this long in one step, and again as often.")
 @_SITE
 @_STATE
 @_TAKE_OVER
 def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tuple[str, ...], until: str | None,
        as_of: str | None, backup_ids: tuple[str, ...], backups_from: str | None, as_json: bool, plain: bool,
-       site: str | None, state: str | None, take_over: bool) -> int:
+       yes: bool, heartbeat: float, site: str | None, state: str | None, take_over: bool) -> int:
     """Rebuild the environment of FILE; resumes from its journal after a crash or Ctrl-C.
 
-    A plain `up` retries whatever failed before; `--only` narrows it to some nodes. Volumes marked
-    `backup:` are restored from their newest good backup and verified (exit 13: none matches
-    --as-of/--backup, or none verified)."""
+    A plain `up` retries whatever failed before; `--only` narrows it to some nodes. `--redo launch`
+    destroys and replaces nodes: it lists them and asks, and with no terminal refuses (exit 12)
+    unless --yes. Volumes marked `backup:` are restored from their newest good backup and verified
+    (exit 13: none matches --as-of/--backup, or none verified).
+
+    \b
+    Examples:
+      drbootstrap up env.yaml
+      drbootstrap up env.yaml --only FAILED
+      drbootstrap up env.yaml --until launch --plain
+      drbootstrap up env.yaml --redo launch --only web01 --yes
+      drbootstrap up env.yaml --as-of 2026-11-25T14:00:00Z
+    """
+    from drbootstrap.backups.choose import parse_time
     from drbootstrap.executor import UpOptions, resolve_only
     from drbootstrap.executor import up as run_up
     from drbootstrap.failover.sites import at_site
@@ -78,15 +98,16 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
     spec, site_paths = at_site(load_spec(spec_file), state_root, site)
     plan = build_plan(spec)
     names, failed = resolve_only(plan, only)
-    from drbootstrap.backups.choose import parse_time
-
     options = UpOptions(redo=frozenset(Step(s) for s in redo), only=names, only_failed=failed,
-                        until=Step(until) if until else None, as_of=parse_time(as_of) if as_of else None,
-                        backup_ids=tuple(backup_ids), backup_environment=backups_from)
-    renderer = _renderer(as_json, plain)
+                        until=Step(until) if until else None, heartbeat_seconds=heartbeat,
+                        as_of=parse_time(as_of) if as_of else None, backup_ids=tuple(backup_ids),
+                        backup_environment=backups_from)
+    if Step.LAUNCH in options.redo and not _relaunch_confirmed(spec, site_paths, names or None, yes):
+        return int(ExitStatus.NOT_CONFIRMED)
+    view = renderer(as_json, plain)
     try:
-        with renderer:
-            result, paths = run_up(spec, state_root, options=options, emit=renderer.event, plan=plan,
+        with view:
+            result, paths = run_up(spec, state_root, options=options, emit=view.event, plan=plan,
                                    paths=site_paths, state=state, take_over=take_over)
     except KeyboardInterrupt:
         click.echo("drbootstrap: interrupted; the journal holds every finished step: run `up` again to resume",
@@ -95,18 +116,38 @@ def up(spec_file: Path, state_dir: Path | None, redo: tuple[str, ...], only: tup
         import os
 
         os._exit(int(ExitStatus.INTERRUPTED))  # worker threads may be mid-step; the journal is consistent
+    if not as_json:
+        print_recap(result, getattr(paths, "figures", None), str(spec_file))
     _print_result(result, paths, as_json)
     return int(result.exit_status)
 
 
+def _relaunch_confirmed(spec: Any, paths: Any, names: frozenset[str] | None, yes: bool) -> bool:
+    """`--redo launch` replaces nodes: the same list-ask-or-refuse as `down`. PATHS: the environment's
+    files (at the site `up` works on)."""
+    from drbootstrap.cli.output import confirm_or_refuse
+
+    def listing() -> str:
+        from drbootstrap.journal import Journal
+
+        journal = Journal.at(paths)
+        launched = sorted(h for h, record in journal.data.nodes.items()
+                          if record.provider_id and (names is None or h in names))
+        return (f"{spec.environment}: --redo launch will destroy and replace {len(launched)} node(s)"
+                + (f" ({', '.join(launched)})" if launched else "") + " and their local disks")
+
+    return confirm_or_refuse(f"up --redo launch {spec.environment}", listing, yes=yes,
+                             question="Replace these nodes?", nothing="nothing replaced")
+
+
 def _print_result(result: Any, paths: Any, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"event": "result", "exit_status": int(result.exit_status),
+        click.echo(json.dumps(with_schema_version({"event": "result", "exit_status": int(result.exit_status),
                                "failed": [{"node": o.hostname, "state": o.state, "step": o.step, "reason": o.reason,
                                            "log_tail": o.log_tail} for o in result.failed],
                                "report": str(paths.json), "report_markdown": str(paths.markdown),
                                "report_html": str(paths.html) if paths.html else None,
-                               **_figures_json(paths)}))
+                               **_figures_json(paths)})))
         return
     total = len(result.outcomes)
     seconds = result.finished_at - result.started_at
@@ -133,7 +174,10 @@ def _figures_json(paths: Any) -> dict[str, Any]:
         return {}
     return {"wall_seconds": figures.wall_seconds, "critical_path_seconds": figures.critical_path_seconds,
             "wall_over_critical_path": figures.wall_over_critical_path,
-            "rto_target_seconds": figures.rto_target_seconds, "rto_met": figures.rto_met}
+            "rto_target_seconds": figures.rto_target_seconds, "rto_met": figures.rto_met,
+            "time_to_recovery_seconds": figures.time_to_recovery_seconds,
+            "slowest_steps": [{"node": node, "step": step, "seconds": seconds}
+                              for node, step, seconds in figures.slowest_steps]}
 
 
 def _figures_line(paths: Any) -> str:
@@ -148,112 +192,76 @@ def _figures_line(paths: Any) -> str:
     return line + ")"
 
 
-# ---- renderers --------------------------------------------------------------------------------
-
-
-def _renderer(as_json: bool, plain: bool) -> Any:
-    if as_json:
-        return JsonLines()
-    if not plain and sys.stdout.isatty():
-        return LiveTable()
-    return PlainLines()
-
-
-class PlainLines:
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        pass
-
-    def event(self, event: Any) -> None:
-        step = f" {event.step}" if event.step else ""
-        detail = f": {event.detail}" if event.detail else ""
-        click.echo(f"[{event.elapsed:7.1f}s] {event.node or '-'}{step} {event.state}{detail}")
-
-
-class JsonLines(PlainLines):
-    def event(self, event: Any) -> None:
-        click.echo(json.dumps({"event": "step", **event.to_dict()}))
-
-
-class LiveTable(PlainLines):
-    """A rich Live table, refreshed from the events (rows keyed by node)."""
-
-    def __init__(self, console: Any = None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.messages: list[str] = []
-        self._lock = threading.Lock()
-        self.live = Live(self._table(), console=console or Console(), refresh_per_second=4, transient=False)
-
-    def __enter__(self) -> Self:
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.live.update(self._table())
-        self.live.__exit__(exc_type, exc, traceback)
-
-    def event(self, event: Any) -> None:
-        with self._lock:
-            if not event.node:
-                self.messages = (self.messages + [event.detail])[-3:]
-            else:
-                row = self.rows.setdefault(event.node, {"role": event.role, "address": "", "state": "",
-                                                        "step": "", "started": time.monotonic()})
-                row.update(state=event.state, step=event.step or row["step"], address=event.address or row["address"])
-                if event.state in ("failed", "blocked") or (event.state == "done" and not event.step):
-                    row["finished"] = time.monotonic()
-        self.live.update(self._table())
-
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(title="drbootstrap up", caption="\n".join(getattr(self, "messages", [])) or None)
-        for column in ("node", "role", "address", "state", "step", "elapsed"):
-            table.add_column(column, no_wrap=True)
-        colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
-        for node, row in getattr(self, "rows", {}).items():
-            elapsed = row.get("finished", time.monotonic()) - row["started"]
-            state = row["state"]
-            table.add_row(node, row["role"], row["address"], f"[{colours.get(state, 'white')}]{state}[/]",
-                          str(row["step"]), f"{elapsed:.0f} s")
-        return table
-
-
 # ---- status and down --------------------------------------------------------------------------
 
 
 @click.command()
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @_STATE_DIR
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (one line per round with --watch).")
 @click.option("--no-ping", is_flag=True, help="Do not ask the agents over the broker.")
+@click.option("--watch", is_flag=True, help="Show the status again every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Seconds between rounds of --watch.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="With --watch: stop after N rounds.")
 @_SITE
 @_STATE
-def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, site: str | None,
-           state: str | None) -> int:
+def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool, watch: bool, interval: float,
+           rounds: int | None, site: str | None, state: str | None) -> int:
     """Show FILE's nodes: cloud state, names, steps done, agent liveness (ping) and Puppet state.
 
     Exits 0 when nothing is down or failed, 7 when a node is absent or not running in the cloud,
     failed a step, or its agent is silent (each listed); `up --until` leaves nodes incomplete, not down.
-    """
-    from dataclasses import asdict
+    With --watch, the exit status is the last round's.
 
-    from drbootstrap.executor import status as read_status
+    \b
+    Examples:
+      drbootstrap status env.yaml
+      drbootstrap status env.yaml --json | jq .problems
+      drbootstrap status env.yaml --watch --interval 10
+    """
     from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
     spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
-    result = read_status(spec, _state_dir(state_dir), ping=not no_ping, paths=site_paths, state=state)
+    where = _StatusSource(site_paths, state)
+    if not watch:
+        return _show_status(spec, state_dir, as_json, no_ping, where)
+    done, healthy = 0, int(ExitStatus.OK)
+    try:
+        while rounds is None or done < rounds:
+            if done:
+                time.sleep(interval)
+            if not as_json and sys.stdout.isatty():
+                click.clear()
+            if not as_json:
+                click.echo(f"{time.strftime('%H:%M:%S')}  every {interval:g} s, Ctrl-C to stop")
+            healthy = _show_status(spec, state_dir, as_json, no_ping, where, one_line=True)
+            done += 1
+    except KeyboardInterrupt:
+        pass
+    return healthy
+
+
+class _StatusSource(NamedTuple):
+    """Which of the environment's copies `status` reads: its files at a site, its --state override."""
+
+    paths: Any
+    state: str | None
+
+
+def _show_status(spec: Any, state_dir: Path | None, as_json: bool, no_ping: bool, where: _StatusSource, *,
+                 one_line: bool = False) -> int:
+    from dataclasses import asdict
+
+    from drbootstrap.cli.output import echo_json
+    from drbootstrap.executor import status as read_status
+
+    result = read_status(spec, _state_dir(state_dir), ping=not no_ping, paths=where.paths, state=where.state)
     healthy = int(ExitStatus.PARTIAL if result.problems else ExitStatus.OK)
     if as_json:
-        click.echo(json.dumps({**asdict(result), "problems": result.problems}, indent=1))
+        echo_json({**asdict(result), "problems": result.problems, "at": time.time()},
+                  indent=None if one_line else 1)
         return healthy
     from rich.console import Console
     from rich.table import Table
@@ -280,36 +288,47 @@ def status(spec_file: Path, state_dir: Path | None, as_json: bool, no_ping: bool
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @_STATE_DIR
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was destroyed as JSON.")
 @_SITE
 @_STATE
 @_TAKE_OVER
-def down(spec_file: Path, state_dir: Path | None, yes: bool, site: str | None, state: str | None,
+def down(spec_file: Path, state_dir: Path | None, yes: bool, as_json: bool, site: str | None, state: str | None,
          take_over: bool) -> int:
     """Destroy every node and volume FILE's environment owns (by journal and by tags); idempotent.
 
     Without --yes it lists what will go and asks; with no terminal to ask at (cron, CI) it refuses
     and destroys nothing (exit 12).
+
+    \b
+    Examples:
+      drbootstrap down env.yaml            # lists what goes, asks
+      drbootstrap down env.yaml --yes      # from cron or CI
     """
-    from drbootstrap.errors import NotConfirmed
+    from dataclasses import asdict
+
+    from drbootstrap.cli.output import confirm_or_refuse, echo_json
     from drbootstrap.executor import down as tear_down
-    from drbootstrap.executor import status as read_status
     from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
     spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise NotConfirmed(f"down {spec_file}: nothing destroyed: there is no terminal to confirm at",
-                               hint="run it again with --yes to destroy without asking")
+
+    def listing() -> str:
+        from drbootstrap.executor import status as read_status
+
         owned = read_status(spec, _state_dir(state_dir), ping=False, paths=site_paths, state=state)
         live = [n.hostname for n in owned.nodes if n.cloud_state != "absent"] + owned.orphans
-        click.echo(f"{spec.environment}: will destroy {len(live)} node(s)"
-                   + (f" ({', '.join(live)})" if live else "") + ", their volumes"
-                   + (f" and {len(owned.resources)} shared resource(s)" if owned.resources else ""))
-        if not click.confirm(f"Destroy environment {spec.environment!r}?", default=False):
-            click.echo("drbootstrap: nothing destroyed")
-            return int(ExitStatus.NOT_CONFIRMED)
+        return (f"{spec.environment}: will destroy {len(live)} node(s)"
+                + (f" ({', '.join(live)})" if live else "") + ", their volumes"
+                + (f" and {len(owned.resources)} shared resource(s)" if owned.resources else ""))
+
+    if not confirm_or_refuse(f"down {spec_file}", listing, yes=yes, nothing="nothing destroyed",
+                             question=f"Destroy environment {spec.environment!r}?"):
+        return int(ExitStatus.NOT_CONFIRMED)
     result = tear_down(spec, _state_dir(state_dir), paths=site_paths, state=state, take_over=take_over)
+    if as_json:
+        echo_json({"environment": spec.environment, **asdict(result)})
+        return int(ExitStatus.OK)
     click.echo(f"{spec.environment}: destroyed {len(result.destroyed)} node(s)"
                + (f" ({', '.join(result.destroyed)})" if result.destroyed else "")
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))

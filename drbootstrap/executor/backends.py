@@ -93,9 +93,9 @@ class LocalNodeAccess:
         dirs: dict[str, Any] = {"config_dir": str(base / "etc"), "node_dir": str(base / "var"),
                                 "images_dir": str(self.images_dir), "recipes_dir": str(self.recipes_dir),
                                 "python": sys.executable, "recipe_root": str(self.recipe_root(hostname))}
-        if hostname == self.master_hostname:
-            # As on a real cloud: the operator's public key lets drbootstrap in over SSH, nothing else.
-            dirs["ssh_authorized_keys"] = (self.provider.operator_public_key(),)
+        # As on a real cloud: the operator's public key lets drbootstrap in over SSH (the master for
+        # its recipes and CA, every node for `drbootstrap ssh` and `logs`), nothing else.
+        dirs["ssh_authorized_keys"] = (self.provider.operator_public_key(),)
         return dirs
 
     def recipe_root(self, hostname: str) -> Path:

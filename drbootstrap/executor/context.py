@@ -92,6 +92,7 @@ class UpOptions:
     verify_timeout: float = 960.0  # a restored volume's manifest, computed on the node (its agent stops at 900 s)
     # Tags every node this run launches carries besides the environment's own (a drill's id and expiry).
     node_tags: Mapping[str, str] = field(default_factory=dict)
+    heartbeat_seconds: float = 10.0  # a node in one step this long gets a heartbeat event, and again after as long
 
 
 @dataclass

@@ -13,6 +13,7 @@ SKIPPED = "skipped"  # the journal says the step is done already
 BLOCKED = "blocked"  # a node it depends on failed
 WAITING = "waiting"  # for the nodes it depends on
 RETRY = "retry"  # a cloud call is being retried (throttling)
+HEARTBEAT = "heartbeat"  # still in a long step: the detail says what it waits for, and how long so far
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Event:
     role: str = ""
     address: str = ""
     at: float = 0.0  # wall clock (unix time)
+    steps_done: int = 0  # the run's steps done so far (or found done in the journal) ...
+    steps_total: int = 0  # ... of every step this run takes (0: not counted)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from drbootstrap.errors import DrbError
 from drbootstrap.executor import events
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
+from drbootstrap.executor.progress import Progress
 from drbootstrap.executor.readiness import Readiness
 from drbootstrap.executor.steps import (
     STEP_FUNCTIONS,
@@ -82,20 +83,34 @@ class RunResult:
 
 
 class _Emitter:
-    """Adds the run's elapsed time and the node's role and address to every event."""
+    """Adds the run's elapsed time, the done/total step counter and the node's role and address to every
+    event; sends the heartbeats of long steps (executor/progress.py)."""
 
-    def __init__(self, ctx: RunContext, started: float) -> None:
+    def __init__(self, ctx: RunContext, started: float, total_steps: int = 0) -> None:
         self.ctx, self.started = ctx, started
         self._lock = threading.Lock()
+        self.progress = Progress(total_steps, ctx.options.heartbeat_seconds)
 
     def __call__(self, node: NodeRuntime | PlannedNode, step: str, state: str, detail: str = "") -> None:
         planned = node.planned if isinstance(node, NodeRuntime) else node
         address = node.address if isinstance(node, NodeRuntime) else ""
-        event = Event(node=planned.hostname, step=step, state=state,
-                      elapsed=round(self.ctx.clock.monotonic() - self.started, 3), detail=detail,
-                      role=planned.role, address=address or "", at=self.ctx.clock.time())
+        event = Event(node=planned.hostname, step=step, state=state, detail=detail,
+                      role=planned.role, address=address or "")
         with self._lock:  # renderers need not be thread-safe
-            self.ctx.emit(event)
+            now = self.ctx.clock.monotonic()
+            self.progress.note(event, now)
+            self._send(event, now)
+
+    def heartbeat(self) -> None:
+        """A heartbeat event for every node that has been in one step longer than the interval."""
+        with self._lock:
+            now = self.ctx.clock.monotonic()
+            for event in self.progress.due(now):
+                self._send(event, now)
+
+    def _send(self, event: Event, now: float) -> None:
+        self.ctx.emit(replace(event, elapsed=round(now - self.started, 3), at=self.ctx.clock.time(),
+                              steps_done=self.progress.done, steps_total=self.progress.total))
 
 
 @dataclass
@@ -249,15 +264,28 @@ def run_up(ctx: RunContext) -> RunResult:
     started = ctx.clock.monotonic()
     result = RunResult(ctx.spec.environment, started_at=ctx.clock.time(),
                        until=str(ctx.options.until) if ctx.options.until else "")
-    emit = _Emitter(ctx, started)
+    selected = selected_hostnames(ctx) | {ctx.plan.master.hostname}
+    total = sum(len(n.steps_through(ctx.options.until)) for n in ctx.plan.nodes() if n.hostname in selected)
+    emit = _Emitter(ctx, started, total)
     master = NodeRuntime(ctx.plan.master)
     ctx.master = master
+    stop_beating = threading.Event()
+    beating = threading.Thread(target=_beat, args=(emit, stop_beating, ctx.options.heartbeat_seconds),
+                               name="drb-heartbeat", daemon=True)
+    beating.start()
     try:
         _run_all(ctx, master, [n for wave in ctx.plan.waves for n in wave], result, emit)
     finally:
+        stop_beating.set()
         ctx.close()
     result.finished_at = ctx.clock.time()
     return result
+
+
+def _beat(emit: _Emitter, stop: threading.Event, interval: float) -> None:
+    """Until the run ends: every few seconds, a heartbeat for the nodes in a long step."""
+    while not stop.wait(max(1.0, interval / 2)):
+        emit.heartbeat()
 
 
 def selected_hostnames(ctx: RunContext) -> set[str]:

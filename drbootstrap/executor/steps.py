@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
 from drbootstrap.executor.context import Fleet, NodeRuntime, RunContext
@@ -379,6 +379,19 @@ def puppet_sign(ctx: RunContext, node: NodeRuntime) -> StepResult:
     return StepResult(f"signed {node.fqdn} on the master")
 
 
+def describe_puppet_changes(data: dict[str, Any]) -> str:
+    """A run's outcome in words: "applied 3 changes" (Puppet's detailed exit code 2 is success with
+    changes, not an error), "applied changes" when the summary does not count them, or "no changes"."""
+    if not (data.get("changed") or data.get("exitcode") == 2):
+        return "no changes"
+    summary = data.get("summary")
+    resources = summary.get("resources") if isinstance(summary, dict) else None
+    count = resources.get("changed") if isinstance(resources, dict) else None
+    if isinstance(count, int) and count > 0:
+        return f"applied {count} change{'s' * (count != 1)}"
+    return "applied changes"
+
+
 def puppet_run(ctx: RunContext, node: NodeRuntime) -> StepResult:
     """One Puppet run, forced, reported."""
     try:
@@ -391,7 +404,7 @@ def puppet_run(ctx: RunContext, node: NodeRuntime) -> StepResult:
                          hint="see the Puppet output in the report's log tail",
                          log_tail=str(tail.get("output", "")) if isinstance(tail, dict) else "") from None
     # Puppet's detailed exit code 2 means "applied changes": success, not an error.
-    changed = "applied changes" if data.get("changed") or data.get("exitcode") == 2 else "no changes"
+    changed = describe_puppet_changes(data)
     adopted = "; adopted the run already in flight" if data.get("adopted") else ""
     return StepResult(f"{changed} in {data.get('duration')} s{adopted}")
 

@@ -73,7 +73,7 @@ class NodeBootConfig:
     embed_boot_script: str | None = None  # boot.sh text to ship inside the user-data instead
     python: str = "python3"  # the node's Python with drbootstrap installed (absolute on the local cloud)
     puppet_port: int = 8140
-    ssh_authorized_keys: tuple[str, ...] = ()  # master: the operator's OpenSSH public keys (not secret)
+    ssh_authorized_keys: tuple[str, ...] = ()  # every node: the operator's OpenSSH public keys (not secret)
     ssh_port: int = 22
     recipe_root: str = ""  # the recipes' drb_root fact: a prefix for every path they write
     # the agent's `backup:` settings (YAML): the volumes it backs up, their mounts and hooks

@@ -31,7 +31,14 @@ from drbootstrap.providers.nodes import (
     resolve_location,
 )
 from drbootstrap.providers.pacing import Pacing
-from drbootstrap.providers.settings import ProviderSettings, RateSettings, accepted_parameters, retry_policy_for
+from drbootstrap.providers.settings import (
+    DRBOOTSTRAP_EXTRA_KEYS,
+    ProviderSettings,
+    RateSettings,
+    accepted_parameters,
+    driver_keywords,
+    retry_policy_for,
+)
 from drbootstrap.providers.throttle import RetryEvent, TokenBucket
 
 
@@ -95,6 +102,29 @@ class Provider(ABC):
     # The broker link is stomp+ssl unless the spec says otherwise: nodes talk across a network
     # others share. The local cloud's private bridge on this machine keeps plain STOMP by default.
     broker_tls_by_default: ClassVar[bool] = True
+
+    # `extra:` keys this provider reads itself (besides drbootstrap's and its driver's keywords).
+    own_extra_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        """The libcloud driver class provider `name` builds (None: not known before it runs)."""
+        from libcloud.compute.providers import get_driver
+
+        try:
+            return get_driver(name.lower())
+        except (AttributeError, ValueError):
+            return None
+
+    @classmethod
+    def accepted_extra_keys(cls, name: str) -> frozenset[str] | None:
+        """Every `extra:` key this provider uses: drbootstrap's own, the provider's, its driver's
+        keywords. None when that cannot be told (a driver that takes any keyword)."""
+        family = cls.driver_family(name)
+        keywords = driver_keywords(family) if family is not None else None
+        if keywords is None:
+            return None
+        return DRBOOTSTRAP_EXTRA_KEYS | cls.own_extra_keys | keywords
 
     def __init__(self, settings: ProviderSettings, scope: EnvironmentScope, *,
                  on_retry: Callable[[RetryEvent], None] | None = None,

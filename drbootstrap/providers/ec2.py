@@ -35,6 +35,14 @@ class EC2Provider(Provider):
     # CreateSnapshot and CopySnapshot take TagSpecification (else: CreateTags right after).
     snapshot_tags_at_creation: ClassVar[bool] = True
 
+    own_extra_keys = frozenset({"public_key", "operator_cidr", "profile"})
+
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
+        return EC2NodeDriver
+
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
@@ -263,6 +271,12 @@ class EucalyptusProvider(EC2Provider):
     default_max_parallel = 8
     # Eucalyptus's EC2 API predates tags in create requests.
     snapshot_tags_at_creation = False
+
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        from libcloud.compute.drivers.ec2 import EucNodeDriver
+
+        return EucNodeDriver
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EucNodeDriver

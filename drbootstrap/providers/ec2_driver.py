@@ -36,17 +36,45 @@ def parse_endpoint(url: str) -> Endpoint:
 
 
 def aws_credentials(settings: ProviderSettings, environ: Mapping[str, str]) -> tuple[str, str, str | None]:
-    """Access key, secret key and session token: from the spec's references, else AWS_*/EC2_* variables."""
+    """Access key, secret key and session token: from the spec's references, else AWS_*/EC2_*
+    variables, else the shared credentials file's profile (extra.profile, AWS_PROFILE, or default)."""
     key = settings.secret("access_key_id", "access_key", "key") or environ.get("AWS_ACCESS_KEY_ID") \
         or environ.get("EC2_ACCESS_KEY")
     secret = settings.secret("secret_access_key", "secret_key", "secret") \
         or environ.get("AWS_SECRET_ACCESS_KEY") or environ.get("EC2_SECRET_KEY")
     token = settings.secret("session_token", "token") or environ.get("AWS_SESSION_TOKEN")
     if not key or not secret:
+        key, secret, token = profile_credentials(settings, environ)
+    if not key or not secret:
         raise ProviderError(f"provider {settings.name}: no access key and secret key",
                             hint="set credentials access_key_id and secret_access_key in the spec, "
-                                 "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of "
+                                 "~/.aws/credentials with extra.profile or AWS_PROFILE")
     return key, secret, token
+
+
+def profile_credentials(settings: ProviderSettings, environ: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The keys of a profile in the AWS shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
+    ~/.aws/credentials): extra.profile, else AWS_PROFILE, else `default`. A profile named but absent
+    is an error; no file and no name is no credentials."""
+    import configparser
+    from pathlib import Path
+
+    named = settings.extra.get("profile") or environ.get("AWS_PROFILE")
+    path = Path(environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials")
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        raise ProviderError(f"{path}: not an AWS credentials file", hint="fix its [profile] sections") from None
+    profile = str(named or "default")
+    if not parser.has_section(profile):
+        if named:
+            raise ProviderError(f"provider {settings.name}: AWS profile {profile!r} is not in {path}",
+                                hint=f"pick one of: {', '.join(parser.sections()) or 'none (the file is empty)'}")
+        return None, None, None
+    section = parser[profile]
+    return section.get("aws_access_key_id"), section.get("aws_secret_access_key"), section.get("aws_session_token")
 
 
 def ec2_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -58,6 +86,7 @@ def ec2_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, str] | N
         raise ProviderError(f"provider ec2: unknown region {region!r}",
                             hint="use an EC2 region name such as us-east-1, or set endpoint for another cloud")
     constructor_extra, _ = split_extra(EC2NodeDriver, settings.extra)
+    constructor_extra.pop("profile", None)  # read above, not the driver's
     kwargs: dict[str, Any] = {"key": key, "secret": secret, "region": region, "signature_version": "4",
                               **constructor_extra}
     if token:
@@ -85,6 +114,7 @@ def eucalyptus_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, s
     endpoint = parse_endpoint(url)
     path = endpoint.path if endpoint.path != "/" else None  # libcloud's default /services/Eucalyptus
     constructor_extra, _ = split_extra(EucNodeDriver, settings.extra)
+    constructor_extra.pop("profile", None)  # read above, not the driver's
     return {"key": key, "secret": secret, "host": endpoint.host, "port": endpoint.port,
             "secure": endpoint.secure, "path": path, **constructor_extra}
 

@@ -16,6 +16,25 @@ class LibcloudProvider(NamedVolumeBackups, Provider):
     """Any libcloud NodeDriver: credentials `key` and `secret`, region and `extra` as its kwargs;
     OpenStack and GCE read their own conventions (clouds.yaml, service account files)."""
 
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        if name.lower() == "openstack":  # libcloud's registry gives a factory; this is what it builds
+            from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver
+
+            return OpenStack_2_NodeDriver
+        return super().driver_family(name)
+
+    @classmethod
+    def accepted_extra_keys(cls, name: str) -> frozenset[str] | None:
+        keys = super().accepted_extra_keys(name)
+        if keys is None:
+            return None
+        if name.lower() == "openstack":
+            from drbootstrap.providers.openstack import CLOUDS_YAML_KEYS
+
+            return keys | CLOUDS_YAML_KEYS
+        return keys | ({"project"} if name.lower() == "gce" else set())
+
     def new_driver(self) -> NodeDriver:
         return build_libcloud_driver(self.settings)
 

@@ -138,3 +138,22 @@ def accepted_parameters(method: Callable[..., Any]) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return {p.name for p in parameters}
+
+
+def driver_keywords(driver_class: type[NodeDriver]) -> frozenset[str] | None:
+    """Every keyword a driver really takes: its create_node's (per launch) and its constructor's,
+    following **kwargs up the base classes until a constructor that takes no more (libcloud's
+    NodeDriver drops what it does not name, silently). None when create_node takes anything."""
+    create = accepted_parameters(driver_class.create_node)
+    if create is None:
+        return None
+    names = set(create)
+    for klass in driver_class.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters):
+            break
+    return frozenset(names - {"self", "name", "size", "image", "location"})

@@ -25,11 +25,17 @@ class ReportFigures:
     wall_over_critical_path: float | None = None
     rto_target_seconds: float | None = None
     rto_met: bool | None = None
+    time_to_recovery_seconds: float | None = None  # None: not every node is complete
+    slowest_steps: tuple[tuple[str, str, float], ...] = ()  # (hostname, step, seconds), slowest first
 
     @classmethod
-    def of(cls, report: dict[str, Any]) -> ReportFigures:
+    def of(cls, report: dict[str, Any], slowest: int = 3) -> ReportFigures:
+        timed = sorted(((node["hostname"], step["step"], step["seconds"]) for node in report["nodes"]
+                        for step in node["steps"] if step["seconds"] is not None and step["state"] == "done"),
+                       key=lambda item: -item[2])
         return cls(report["recovery_span_seconds"], report["critical_path_seconds"],
-                   report["wall_over_critical_path"], report["rto"]["target_seconds"], report["rto"]["met"])
+                   report["wall_over_critical_path"], report["rto"]["target_seconds"], report["rto"]["met"],
+                   report["time_to_recovery_seconds"], tuple(timed[:slowest]))
 
 
 @dataclass(frozen=True)

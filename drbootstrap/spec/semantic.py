@@ -38,7 +38,7 @@ _SECRET_LOOKING_KEY = re.compile(r"(password|passwd|secret|token|api_?key|privat
 def check_semantics(data: dict, base_dir: Path | None, resolve_secrets: bool) -> list[Problem]:
     """Every cross-key problem of a spec whose top level is a mapping."""
     problems: list[Problem] = []
-    checks = (_check_providers, check_groups, check_hostnames, check_after, _check_images)
+    checks = (_check_providers, _check_broker, check_groups, check_hostnames, check_after, _check_images)
     for check in checks + (_check_local_catalog, _check_sites, check_buckets):
         problems += check(data)
     problems += _check_network_capacity(data)
@@ -72,6 +72,9 @@ def _check_providers(data: dict) -> list[Problem]:
                     )
                 )
         extra = block.get("extra")
+        if isinstance(name, str) and isinstance(extra, dict) and "driver_class" not in extra \
+                and (name == LOCAL_PROVIDER or name in known_compute_providers()):
+            problems += _unknown_extra_keys(path, name, extra)
         for key in extra if isinstance(extra, dict) else {}:
             if _SECRET_LOOKING_KEY.search(str(key)):
                 problems.append(
@@ -96,6 +99,36 @@ def _check_providers(data: dict) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _unknown_extra_keys(path: Path_, name: str, extra: dict) -> list[Problem]:
+    """`extra:` keys neither drbootstrap nor the provider's driver takes (libcloud's constructors
+    drop unknown keywords silently: a typo would be lost without a word)."""
+    from drbootstrap.providers.registry import provider_class
+
+    accepted = provider_class(name).accepted_extra_keys(name)
+    if accepted is None:
+        return []
+    problems = []
+    for key in extra:
+        if isinstance(key, str) and key not in accepted and not _SECRET_LOOKING_KEY.search(key):
+            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                f"{name}'s driver takes: {', '.join(sorted(k for k in accepted if k.startswith('ex_'))[:8])}, ..."
+            problems.append(Problem(path + ("extra", key),
+                                    f"{dotted(path)}.extra.{key}: provider {name} takes no such setting", hint,
+                                    at_key=True))
+    return problems
+
+
+def _check_broker(data: dict) -> list[Problem]:
+    """The spec's models accept `rabbitmq`, but the master's image starts ActiveMQ whatever it says:
+    refused until the image can start RabbitMQ, rather than silently running something else."""
+    if get_in(data, "master", "broker", "kind") == "rabbitmq":
+        return [Problem(("master", "broker", "kind"),
+                        "master.broker.kind: rabbitmq is not implemented yet (the master's image starts ActiveMQ)",
+                        "use activemq, the default: agents and clients speak the same STOMP to it")]
+    return []
 
 
 def _unknown_name(path: Path_, message: str, name: str, known: frozenset[str], default: str) -> Problem:

@@ -15,6 +15,7 @@
 #          DRB_AGENT_BACKUP_SETTINGS_FILE    agent.yaml lines: `backup:` volumes and their snapshot hooks
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
 #          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent verifies the broker by, if set
+#          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key: sshd runs (host key on the console)
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
 #          over /proc/1/environ when root cannot read it (see below),
 #          DRB_NODE_DIR/agent.yaml, DRB_NODE_DIR/puppet/{puppet.conf,csr_attributes.yaml},
@@ -93,6 +94,38 @@ else
     log "no PTR record for ${ADDRESS:-?} yet; keeping $NAME until the controller renames this node"
 fi
 case "$NAME" in *.*) FQDN=$NAME ;; *) FQDN=$NAME.$DRB_DOMAIN ;; esac
+
+# 3b. SSH, when an authorized key is given: the operator's `drbootstrap ssh` and `logs`. The host
+#     key is made once per node and printed on the console, where the controller pins it from.
+running() {
+    pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+        ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+if [ -n "${DRB_SSH_AUTHORIZED_KEYS_FILE:-}" ] && [ -r "$DRB_SSH_AUTHORIZED_KEYS_FILE" ] && [ -n "$ADDRESS" ] &&
+        [ -x /usr/sbin/sshd ]; then
+    SSH_DIR=$NODE_DIR/ssh
+    mkdir -p "$SSH_DIR" /run/sshd
+    [ -f "$SSH_DIR/ssh_host_ed25519_key" ] ||
+        ssh-keygen -q -t ed25519 -N '' -C "root@$FQDN" -f "$SSH_DIR/ssh_host_ed25519_key"
+    cat >"$SSH_DIR/sshd_config" <<EOF
+ListenAddress $ADDRESS
+Port ${DRB_SSH_PORT:-22}
+HostKey $SSH_DIR/ssh_host_ed25519_key
+PidFile $SSH_DIR/sshd.pid
+AuthorizedKeysFile $DRB_SSH_AUTHORIZED_KEYS_FILE
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+EOF
+    running "$SSH_DIR/sshd.pid" || /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$SSH_DIR/sshd.log" </dev/null ||
+        log "sshd did not start (see $SSH_DIR/sshd.log)"
+    if console_fd; then
+        { echo "-----BEGIN SSH HOST KEY KEYS-----"; cat "$SSH_DIR/ssh_host_ed25519_key.pub"
+          echo "-----END SSH HOST KEY KEYS-----"; } >&3
+    fi
+fi
 
 # 4. Puppet agent: its own confdir/vardir/ssldir under the node dir; the token goes in the CSR.
 PUPPET_DIR=$NODE_DIR/puppet

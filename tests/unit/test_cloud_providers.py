@@ -272,3 +272,58 @@ def test_the_local_provider_reads_the_end_of_boot_from_the_node_not_its_state():
     running.extra["boot"] = "finished"
     assert provider.boot_finished(running).finished
     assert provider.addresses(running).reachable == "10.213.0.5" and provider.nodes_share_this_host
+
+
+def test_ec2_takes_the_keys_of_a_named_profile_from_the_shared_credentials_file(tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n"
+                           "[recovery]\naws_access_key_id = AKIARECOVERY\naws_secret_access_key = r\n"
+                           "aws_session_token = t\n")
+    environ = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
+    named = ec2_driver_kwargs(ProviderSettings(name="ec2", extra={"profile": "recovery"}), environ=environ)
+    assert (named["key"], named["secret"], named["token"]) == ("AKIARECOVERY", "r", "t")
+    assert "profile" not in named
+    by_variable = ec2_driver_kwargs(ProviderSettings(name="ec2"), environ={**environ, "AWS_PROFILE": "recovery"})
+    assert by_variable["key"] == "AKIARECOVERY"
+    assert ec2_driver_kwargs(ProviderSettings(name="ec2"), environ=environ)["key"] == "AKIADEFAULT"
+
+
+def test_ec2_profile_named_but_absent_names_the_profiles_there(tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = A\naws_secret_access_key = s\n")
+    with pytest.raises(ProviderError, match="'nosuch' is not in") as raised:
+        ec2_driver_kwargs(ProviderSettings(name="ec2", extra={"profile": "nosuch"}),
+                          environ={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
+    assert "default" in str(raised.value.hint)
+
+
+@pytest.mark.parametrize(("name", "good", "typo"), [("ec2", "ex_keyname", "ex_key_name"),
+                                                    ("openstack", "ex_force_auth_version", "ex_force_auth_verison"),
+                                                    ("gce", "ex_network", "ex_netwrok")])
+def test_each_provider_knows_its_drivers_extra_keys(name, good, typo):
+    accepted = provider_class(name).accepted_extra_keys(name)
+    assert accepted is not None and good in accepted and typo not in accepted and "retry_max_attempts" in accepted
+
+
+def test_openstack_takes_the_cloud_named_by_os_cloud_from_clouds_yaml(tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  lab:\n    region_name: RegionTwo\n    auth:\n"
+                      "      auth_url: https://keystone.lab.example:5000/v3\n      username: ops\n"
+                      "      password: from-clouds-yaml\n      project_name: recovery\n"
+                      "      user_domain_name: LabDomain\n")
+    environ = {"OS_CLOUD": "lab", "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    arguments = openstack_driver_arguments(ProviderSettings(name="openstack"), environ=environ)
+    assert arguments.args == ("ops", "from-clouds-yaml")
+    assert arguments.kwargs["ex_force_auth_url"] == "https://keystone.lab.example:5000"
+    assert arguments.kwargs["ex_force_service_region"] == "RegionTwo"
+    assert arguments.kwargs["ex_tenant_name"] == "recovery" and arguments.kwargs["ex_domain_name"] == "LabDomain"
+    assert "cloud" not in arguments.kwargs and "auth" not in arguments.kwargs
+
+
+def test_openstack_cloud_named_in_the_spec_but_absent_names_the_clouds_there(tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  lab: {auth: {auth_url: https://k:5000/v3}}\n")
+    with pytest.raises(ProviderError, match="cloud 'prod' is not in") as raised:
+        openstack_driver_arguments(ProviderSettings(name="openstack", extra={"cloud": "prod"}),
+                                   environ={"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert "lab" in str(raised.value.hint)

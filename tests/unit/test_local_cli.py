@@ -12,6 +12,6 @@ def test_status_of_an_empty_state_dir_says_no_nodes(cli, tmp_path):
 
 def test_cleanup_when_not_root_is_a_one_line_prerequisite_error(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
-    result = cli("local", "cleanup", "--state-dir", str(tmp_path))
+    result = cli("local", "cleanup", "--state-dir", str(tmp_path), "--yes")
     assert result.exit_code == ExitStatus.PREREQUISITE
     assert result.stderr.count("\n") == 1 and "needs root" in result.stderr

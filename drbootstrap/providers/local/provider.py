@@ -22,6 +22,12 @@ class LocalProvider(NamedVolumeBackups, Provider):
     broker_tls_by_default = False  # a private bridge on this machine; `tls: true` asks for stomp+ssl
     default_rate = RateSettings(per_second=20, burst=40)  # its API is this machine's state directory
 
+    @classmethod
+    def driver_family(cls, name: str) -> type[NodeDriver] | None:
+        from drbootstrap.providers.local.driver import LocalNodeDriver
+
+        return LocalNodeDriver
+
     def new_driver(self) -> NodeDriver:
         from drbootstrap.providers import node_driver_class
         from drbootstrap.providers.local.driver import LocalNodeDriver

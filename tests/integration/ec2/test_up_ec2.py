@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,8 @@ def test_up_for_fifty_nodes_through_throttling_makes_fifty_instances_within_the_
     retries = [line for line in run.output.splitlines() if " cloud retry: " in line]
     assert faults > 10 and len(retries) == faults  # every fault was retried, and shown
     assert any("RequestLimitExceeded" in line or "throttled" in line for line in retries)
-    elapsed = [float(line.split("s]")[0].strip("[ ")) for line in retries]
+    # a plain line: "HH:MM:SS [  ELAPSEDs DONE/TOTAL] - cloud retry: ..."
+    elapsed = [float(re.search(r"\[\s*([\d.]+)s", line).group(1)) for line in retries]
     assert max(elapsed) > 0.0 and len(set(elapsed)) > 1  # when each retry happened in the run, not 0.0
     allowance = TokenBucket(per_second=rate, burst=burst)
     for window in (0.1, 0.25, 0.5, 1.0, 2.0):

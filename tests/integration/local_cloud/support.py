@@ -24,20 +24,31 @@ def free_network() -> str:
     raise RuntimeError("no free /24 found in 10.213-10.250")
 
 
+TAKEN_AT = "taken_at"  # processes_of's key: when it looked (clock ticks since boot, as /proc/PID/stat)
+
+
 def processes_of(driver: LocalNodeDriver) -> dict[str, int | None]:
     """What to check for leftover processes later: namespace inodes of the nodes, and the anchor."""
     inodes = {name: netns.namespace_inode(netns.NETNS_DIR / name) for name in driver.plumbing.own_namespaces()}
-    return {**inodes, "anchor": driver.store.read().anchor_pid if driver.store.root.exists() else None}
+    return {**inodes, "anchor": driver.store.read().anchor_pid if driver.store.root.exists() else None,
+            TAKEN_AT: _ticks_since_boot()}
 
 
 def leftovers(driver: LocalNodeDriver, processes: dict[str, int | None] | None = None) -> list[str]:
-    """Anything of this driver's prefix still on the machine (and processes seen by processes_of)."""
+    """Anything of this driver's prefix still on the machine (and processes seen by processes_of).
+
+    A namespace's inode number is reused by the next namespace made on the machine once it is
+    freed: a process that started after processes_of looked lives in someone else's namespace."""
     found = []
+    taken_at = (processes or {}).get(TAKEN_AT)
     for name, number in (processes or {}).items():
+        if name == TAKEN_AT:
+            continue
         if name == "anchor":
             found += [f"anchor process {number}"] if number and alive(number) else []
         elif number is not None:
-            found += [f"process {pid} of {name}" for pid in runtime.pids_in_netns(number) if alive(pid)]
+            found += [f"process {pid} of {name}" for pid in runtime.pids_in_netns(number)
+                      if alive(pid) and _started_before(pid, taken_at)]
     found += [f"netns {n}" for n in driver.plumbing.own_namespaces()]
     found += [f"link {link}" for link in driver.plumbing.own_links()]
     found += [f"mount {m}" for m in own_mounts(driver.store.root)] if driver.store.root.exists() else []
@@ -93,3 +104,21 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _ticks_since_boot() -> int:
+    import os
+    import time
+
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def _started_before(pid: int, ticks: int | None) -> bool:
+    """PID started before TICKS (since boot); True when either is unknown (count it, to be safe)."""
+    if ticks is None:
+        return True
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return int(fields[19]) <= ticks  # field 22 of stat, starttime; fields[0] here is field 3

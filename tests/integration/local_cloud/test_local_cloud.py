@@ -248,10 +248,10 @@ def test_cli_status_shows_nodes_and_cleanup_removes_everything_twice(cli, tmp_pa
         status = cli("local", "status", "--state-dir", str(driver.state_dir))
         assert status.exit_code == 0 and node.id in status.stdout and "running" in status.stdout
         processes = processes_of(driver)
-        first = cli("local", "cleanup", "--state-dir", str(driver.state_dir))
+        first = cli("local", "cleanup", "--state-dir", str(driver.state_dir), "--yes")
         assert first.exit_code == 0 and f"namespace {node.extra['namespace']}" in first.stdout
         assert leftovers(driver, processes) == []
-        second = cli("local", "cleanup", "--state-dir", str(driver.state_dir))
+        second = cli("local", "cleanup", "--state-dir", str(driver.state_dir), "--yes")
         assert second.exit_code == 0 and "nothing to remove" in second.stdout
     finally:
         driver.ex_cleanup()

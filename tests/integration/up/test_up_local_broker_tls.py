@@ -83,6 +83,12 @@ def test_a_controller_trusting_another_ca_is_refused_by_the_broker_link(environm
     assert all(n["agent"] != "answers" for n in status["nodes"]), status["nodes"]
 
 
+def test_ping_by_the_environment_goes_over_stomp_ssl_with_the_pinned_certificate(environment):
+    run = environment.cli("ping", "-f", str(environment.spec_file), "--json", timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(json.loads(run.stdout)["replies"]) == len(NODES)
+
+
 def test_no_secret_in_traces_or_processes_including_the_broker_keystore_password(environment):
     from tests.support.secrets_scan import KnownSecret, environment_secrets, scan_for_secrets
 

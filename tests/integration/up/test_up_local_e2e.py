@@ -141,7 +141,7 @@ def test_workers_were_named_while_the_puppet_server_was_still_starting(environme
     assert 0 < report["critical_path_seconds"] <= report["recovery_span_seconds"]
     result = json.loads(environment.first_run.stdout.splitlines()[-1])
     assert result["critical_path_seconds"] == report["critical_path_seconds"]
-    assert all(nodes[h]["puppet_run"]["detail"].startswith(("applied changes", "no changes")) for h in WORKERS)
+    assert all(nodes[h]["puppet_run"]["detail"].startswith(("applied ", "no changes")) for h in WORKERS)
 
 
 def test_html_report_of_the_run_renders_in_chromium(environment, tmp_path):
