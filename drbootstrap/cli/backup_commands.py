@@ -26,7 +26,14 @@ CATALOG_SCHEMA_VERSION = 1
 def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | None) -> int:
     """Snapshot every volume FILE marks `backup:`: pre_snapshot, manifest on the node, snapshot, post_snapshot.
 
-    Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume."""
+    Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume.
+
+    \b
+    Examples:
+      drbootstrap backup env.yaml
+      drbootstrap backup env.yaml --prune
+      drbootstrap backup env.yaml --site dr-east
+    """
     from drbootstrap.backups.choose import format_time
     from drbootstrap.backups.take import VolumeBackup, take_backups
     from drbootstrap.failover.sites import at_site
@@ -63,7 +70,13 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | Non
               help="Whose backups (default: the spec's environment; a drill restores production's).")
 @click.option("--json", "as_json", is_flag=True, help="The catalog as JSON (with a schema_version).")
 def backups(spec_file: Path, state_dir: Path | None, environment: str | None, as_json: bool) -> int:
-    """The backup catalog: per volume, every backup with its time, age, size, and whether a restore verified it."""
+    """The backup catalog: per volume, every backup with its time, age, size, and whether a restore verified it.
+
+    \b
+    Examples:
+      drbootstrap backups env.yaml
+      drbootstrap backups env.yaml --json | jq '.backups[0]'
+    """
     from drbootstrap.backups.take import read_catalog
     from drbootstrap.spec import load_spec
 

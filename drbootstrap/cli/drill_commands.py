@@ -33,7 +33,13 @@ def drill(spec_file: Path, state_dir: Path | None, cleanup: bool, as_json: bool,
     """Rehearse FILE's recovery under a drill name, isolated from production; judge it; tear it down.
 
     Exits 0 when the drill passed, 14 when a check failed, recovery missed its RTO target, or the
-    drill was interrupted (it tears down first)."""
+    drill was interrupted (it tears down first).
+
+    \b
+    Examples:
+      drbootstrap drill env.yaml
+      drbootstrap drill env.yaml --cleanup   # reap drills a crash left behind
+    """
     from drbootstrap.spec import load_spec
 
     spec = load_spec(spec_file)
@@ -103,7 +109,13 @@ def _cleanup(spec: object, state: Path, as_json: bool) -> int:
 @_STATE_DIR
 @click.option("--json", "as_json", is_flag=True, help="The drills as JSON (with schema_version).")
 def history(spec_file: Path, state_dir: Path | None, as_json: bool) -> int:
-    """Show FILE's past drills: date, result, time to recovery against the target, RPO, slowest step; a trend."""
+    """Show FILE's past drills: date, result, time to recovery against the target, RPO, slowest step; a trend.
+
+    \b
+    Examples:
+      drbootstrap history env.yaml
+      drbootstrap history env.yaml --json
+    """
     from drbootstrap.drill.history import SCHEMA_VERSION, load_history, trend
     from drbootstrap.spec import load_spec
 
@@ -140,7 +152,13 @@ def history(spec_file: Path, state_dir: Path | None, as_json: bool) -> int:
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("/etc/systemd/system"),
               show_default=True, help="Where to write the units.")
 def schedule(spec_file: Path, state_dir: Path | None, every: str, print_only: bool, unit_dir: Path) -> int:
-    """Write a systemd timer and service that run FILE's drill (enable with systemctl enable --now NAME.timer)."""
+    """Write a systemd timer and service that run FILE's drill (enable with systemctl enable --now NAME.timer).
+
+    \b
+    Examples:
+      drbootstrap schedule env.yaml --every weekly --print
+      drbootstrap schedule env.yaml --every 'Sun 03:00'
+    """
     from drbootstrap.drill.schedule import drill_units, write_units
     from drbootstrap.spec import load_spec
 

@@ -87,7 +87,13 @@ _PLAIN = click.option("--plain", is_flag=True, help="Plain lines even on a termi
 def failover(spec_file: Path, state_dir: Path | None, to_site: str, dry_run: bool, as_json: bool,
              plain: bool) -> int:
     """Bring FILE's environment up at SITE, verify it, then switch its public DNS there and fence the
-    old site. Resumes after a crash; exits 15 when SITE fails verification (DNS untouched)."""
+    old site. Resumes after a crash; exits 15 when SITE fails verification (DNS untouched).
+
+    \b
+    Examples:
+      drbootstrap failover env.yaml --to dr-east --dry-run
+      drbootstrap failover env.yaml --to dr-east
+    """
     return _switch_command("failover", spec_file, state_dir, to_site, dry_run, as_json, plain)
 
 
@@ -100,5 +106,11 @@ def failover(spec_file: Path, state_dir: Path | None, to_site: str, dry_run: boo
 @_PLAIN
 def failback(spec_file: Path, state_dir: Path | None, to_site: str, dry_run: bool, as_json: bool,
              plain: bool) -> int:
-    """The same as failover, back to SITE (usually `primary`) after a failover."""
+    """The same as failover, back to SITE (usually `primary`) after a failover.
+
+    \b
+    Examples:
+      drbootstrap backup env.yaml --site dr-east   # carry back what was written there
+      drbootstrap failback env.yaml --to primary
+    """
     return _switch_command("failback", spec_file, state_dir, to_site, dry_run, as_json, plain)

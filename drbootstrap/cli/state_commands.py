@@ -12,7 +12,13 @@ from drbootstrap.exit_status import ExitStatus
 
 @click.group()
 def state() -> None:
-    """The environment's state: journal, reports and keys (local, or s3 with a lease)."""
+    """The environment's state: journal, reports and keys (local, or s3 with a lease).
+
+    \b
+    Examples:
+      drbootstrap state migrate env.yaml --to s3
+      drbootstrap state migrate env.yaml --to s3://acme-drb-state/prod
+    """
 
 
 @state.command()

@@ -75,7 +75,7 @@ def test_status_watch_json_prints_one_line_per_round_and_exits_with_the_last(cli
     load_spec_text(monkeypatch)
     rounds = iter([[NodeStatus("db01", "db", cloud_state="running")], [NodeStatus("db01", "db")]])
     monkeypatch.setattr("drbootstrap.executor.status",
-                        lambda spec, state, ping: EnvironmentStatus("demo", nodes=next(rounds)))
+                        lambda spec, state_dir, ping, **where: EnvironmentStatus("demo", nodes=next(rounds)))
     result = cli("status", str(spec_file), "--watch", "--interval", "0.5", "--rounds", "2", "--json")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["problems"] for line in lines] == [[], ["db01: absent in the cloud"]]
