@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
@@ -217,6 +217,48 @@ class NodeGroup(SpecModel):
         return [self.hostname_pattern.format(n=n) for n in range(1, self.count + 1)]
 
 
+class NotifySpec(SpecModel):
+    """Who hears of an event: a command (the JSON on its standard input) and/or a webhook (POSTed JSON)."""
+
+    command: Command | None = None
+    webhook: Url | None = None
+    timeout_seconds: int = Field(10, ge=1, le=300)
+
+    @field_validator("webhook")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str | None) -> str | None:
+        # Never echoed: the part before "@" is probably a password.
+        if value is not None and "@" in value.split("/", 3)[2]:
+            raise invalid("a webhook URL must not carry a user or password",
+                          "give the receiver a URL without credentials; the message holds no secret")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_notify(self) -> NotifySpec:
+        if self.command is None and self.webhook is None:
+            raise invalid("needs a 'command' or a 'webhook' (or both)",
+                          "write command: ... or webhook: http://host:port/path, or remove notify")
+        return self
+
+
+class MeltdownSpec(SpecModel):
+    """The watcher pauses resurrection when at least `nodes` nodes AND at least `percent` % of the
+    environment went unhealthy within `window_minutes`."""
+
+    nodes: int = Field(5, ge=1, le=10_000)
+    percent: float = Field(20.0, gt=0, le=100)
+    window_minutes: float = Field(10.0, gt=0, le=1440)
+
+
+class WatchSpec(SpecModel):
+    """`drbootstrap watch`: how often it looks, how long a node may be silent, when it pauses."""
+
+    interval_seconds: float = Field(30.0, ge=1, le=3600)
+    silent_intervals: int = Field(3, ge=1, le=1000)
+    meltdown: MeltdownSpec = Field(default_factory=MeltdownSpec)
+    notify: NotifySpec | None = None
+
+
 class DrillSpec(SpecModel):
     name_prefix: str = Field("drill-", pattern=r"^[a-z0-9-]{0,20}$")
     rto_minutes: float = Field(30.0, gt=0, le=10_000)
@@ -256,6 +298,7 @@ class EnvironmentSpec(SpecModel):
     master: MasterSpec = Field(default_factory=MasterSpec)
     nodes: list[NodeGroup] = Field(default_factory=list)
     drill: DrillSpec = Field(default_factory=DrillSpec)
+    watch: WatchSpec = Field(default_factory=WatchSpec)
     sites: list[SiteSpec] = Field(default_factory=list)
     public_dns: PublicDnsSpec | None = None
 
