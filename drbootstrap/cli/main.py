@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("run_commands", "up", "Rebuild the environment: master, workers, names, Puppet, checks."),
     "status": ("run_commands", "status", "Show the nodes, names, agents and Puppet state of an environment."),
     "down": ("run_commands", "down", "Destroy everything the environment's journal owns."),
+    "check": ("watch_commands", "check", "Monitoring plugin (Nagios conventions): one status line, exit 0-3."),
+    "watch": ("watch_commands", "watch", "Keep the environment alive: resurrect dead workers, meltdown guard."),
     "local": ("local_commands", "local", "Inspect or clean up the embedded local cloud."),
     "agent": ("agent_commands", "agent", "Run the node agent (answers RPC requests over STOMP)."),
     "keygen": ("agent_commands", "keygen", "Write an ed25519 key pair for a client or an agent."),

@@ -127,6 +127,7 @@ class EnvironmentStatus:
     nodes: list[NodeStatus] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
     broker: str = ""
+    broker_reachable: bool | None = None  # None: not asked (--no-ping, or the master is not running)
     resources: list[str] = field(default_factory=list)  # the provider's shared resources (key pair, group...)
 
     @property
@@ -190,7 +191,9 @@ def _ping_agents(spec: EnvironmentSpec, state_dir: Path, address: str, result: E
         fleet = connect_fleet(spec, paths, address, signing, connect_timeout=5.0)
     except DrbError as error:
         result.broker = f"unreachable: {error}"
+        result.broker_reachable = False
         return
+    result.broker_reachable = True
     try:
         answered = fleet.discover(sorted(fqdns.values()), timeout=3.0)
         result.broker = f"{len(answered)} of {len(fqdns)} agents answer"
