@@ -60,8 +60,8 @@ def watch(spec_file: Path, state_dir: Path | None, resume: bool, print_unit: boo
     if print_unit:
         from drbootstrap.watch.unit import systemd_unit
 
-        executable = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path("drbootstrap")
-        click.echo(systemd_unit(executable, spec_file.resolve(), state.resolve(), spec.environment), nl=False)
+        click.echo(systemd_unit(Path(sys.executable), spec_file.resolve(), state.resolve(), spec.environment),
+                   nl=False)
         return 0
     if resume:
         request_resume(paths)

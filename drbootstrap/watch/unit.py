@@ -6,9 +6,10 @@ import shlex
 from pathlib import Path
 
 
-def systemd_unit(executable: Path, spec_file: Path, state_dir: Path, environment: str) -> str:
-    """A service unit running the watcher for one environment, restarted when it dies."""
-    command = shlex.join([str(executable), "watch", str(spec_file), "--state-dir", str(state_dir)])
+def systemd_unit(python: Path, spec_file: Path, state_dir: Path, environment: str) -> str:
+    """A service unit running the watcher for one environment (`python -m drbootstrap`, the
+    interpreter that has it installed), restarted when it dies."""
+    command = shlex.join([str(python), "-m", "drbootstrap", "watch", str(spec_file), "--state-dir", str(state_dir)])
     return f"""[Unit]
 Description=drbootstrap watch: keep environment {environment} alive
 Wants=network-online.target

@@ -265,8 +265,9 @@ def test_watch_resume_and_print_unit(cli, tmp_path):
 
 
 def test_the_unit_quotes_its_paths():
-    unit = systemd_unit(Path("/opt/drb/bin/drbootstrap"), Path("/etc/drb/my env.yaml"), Path("/var/lib/drb"), "demo")
-    assert "ExecStart=/opt/drb/bin/drbootstrap watch '/etc/drb/my env.yaml' --state-dir /var/lib/drb" in unit
+    unit = systemd_unit(Path("/opt/drb/bin/python3"), Path("/etc/drb/my env.yaml"), Path("/var/lib/drb"), "demo")
+    assert "ExecStart=/opt/drb/bin/python3 -m drbootstrap watch '/etc/drb/my env.yaml' --state-dir /var/lib/drb" \
+        in unit
     assert "Restart=always" in unit
 
 
