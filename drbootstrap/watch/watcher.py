@@ -127,6 +127,9 @@ class Watcher:
             self.say(f"{self.spec.environment}: resurrection paused since "
                      f"{time.strftime('%H:%M:%S', time.gmtime(state.pause.since))}: {state.pause.reason}")
             return state
+        for unfinished in [r for r in state.resurrections if r.ok is None]:
+            # A watcher killed mid-resurrection: the node may already answer, its steps are not done.
+            state = self._resurrect(state, unfinished.hostname, unfinished.dead_id)
         for hostname in sorted(state.silent):
             found = nodes.get(hostname)
             if found is None or state.silent[hostname] < self.rule.silent_intervals:

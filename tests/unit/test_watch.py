@@ -200,14 +200,18 @@ def test_a_restarted_watcher_never_resurrects_the_same_dead_node_twice(setup):
     assert any("not tried again" in line for line in said)
 
 
-def test_a_watcher_that_died_after_the_relaunch_resumes_without_relaunching(setup, monkeypatch):
+@pytest.mark.parametrize("answers_already", [False, True])
+def test_a_watcher_that_died_after_the_relaunch_resumes_without_relaunching(setup, monkeypatch, answers_already):
     make, world, _, _, _, paths = setup
     save(paths.watch_state, WatchState(silent={"web01": 5}, unhealthy_since={"web01": 999.0},
                                        resurrections=[Resurrection("web01", "web01-1", started_at=990.0)]))
-    world.dead.add("web01")
+    if not answers_already:  # the new node may already answer, its later steps not done
+        world.dead.add("web01")
     monkeypatch.setattr(Watcher, "_journal_names", lambda self, h, dead: False)
     make().tick()
+    make().tick()
     assert world.revived == [("web01", False)]
+    assert load(paths.watch_state).resurrections[0].ok is True
 
 
 def test_meltdown_needs_both_the_count_and_the_share():
