@@ -88,6 +88,12 @@ class NodeStatus:
     puppet: str = ""  # for a person: "idle, enabled, last run 3 min ago"
     puppet_status: dict[str, Any] = field(default_factory=dict)  # the agent's raw answer, for --json
 
+    @property
+    def dead(self) -> bool:
+        """Absent or not running in the cloud, or its agent silent (when the agents were asked):
+        what `status` lists as down, `check` calls CRITICAL and `watch` counts."""
+        return self.cloud_state != "running" or self.agent == "silent"
+
 
 def describe_puppet_status(data: dict[str, Any], now: float) -> str:
     """One short phrase for the Puppet agent's `puppet status` answer: state, enabled or why not, last run age."""
@@ -141,7 +147,7 @@ class EnvironmentStatus:
                 found.append(f"{node.hostname}: {node.cloud_state} in the cloud")
             elif node.last_step.endswith(f" {StepState.FAILED}"):
                 found.append(f"{node.hostname}: {node.last_step}")
-            elif node.agent == "silent":
+            elif node.dead:
                 found.append(f"{node.hostname}: its agent is silent")
         return found
 

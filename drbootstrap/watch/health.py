@@ -25,8 +25,8 @@ class Verdict(IntEnum):
 
 
 def node_dead(node: NodeStatus) -> bool:
-    """Absent or not running in the cloud, or its agent silent while the broker answered."""
-    return node.cloud_state != "running" or node.agent == "silent"
+    """Absent or not running in the cloud, or its agent silent (NodeStatus.dead, as `status` says)."""
+    return node.dead
 
 
 def confirmed_dead(node: NodeStatus) -> bool:
