@@ -14,6 +14,8 @@ from pathlib import Path
 
 from drbootstrap.errors import StateWriteError
 
+KEEP_RESURRECTIONS = 1000  # the newest kept: a dead node's provider id is never seen again long after
+
 
 @dataclass
 class Resurrection:
@@ -78,6 +80,7 @@ def load(path: Path) -> WatchState:
 def save(path: Path, state: WatchState) -> None:
     """Replace the file atomically (write, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    state.resurrections = state.resurrections[-KEEP_RESURRECTIONS:]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w") as handle:

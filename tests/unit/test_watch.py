@@ -300,3 +300,22 @@ def test_notifications_reach_a_command_and_a_webhook_as_json(tmp_path):
         server.server_close()
     assert lines[0].endswith("exit 0") and "HTTP 204" in lines[1]
     assert json.loads(out.read_text())["event"] == "paused" and received[0]["nodes"] == ["a", "b", "c"]
+
+
+def test_the_saved_state_keeps_the_newest_resurrections(tmp_path):
+    from drbootstrap.watch.state import KEEP_RESURRECTIONS
+
+    path = tmp_path / "watch.json"
+    many = [Resurrection("web01", f"i-{n}", float(n), float(n) + 1, True) for n in range(KEEP_RESURRECTIONS + 5)]
+    save(path, WatchState(resurrections=many))
+    kept = load(path).resurrections
+    assert len(kept) == KEEP_RESURRECTIONS and kept[-1].dead_id == f"i-{KEEP_RESURRECTIONS + 4}"
+
+
+def test_a_damaged_state_file_is_refused_with_its_path(tmp_path):
+    from drbootstrap.errors import StateWriteError
+
+    path = tmp_path / "watch.json"
+    path.write_text("{not json")
+    with pytest.raises(StateWriteError, match="watch.json"):
+        load(path)
