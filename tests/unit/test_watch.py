@@ -319,3 +319,31 @@ def test_a_damaged_state_file_is_refused_with_its_path(tmp_path):
     path.write_text("{not json")
     with pytest.raises(StateWriteError, match="watch.json"):
         load(path)
+
+
+def test_a_volume_still_attached_to_the_dead_node_is_detached_forced_then_attached():
+    from types import SimpleNamespace
+
+    from drbootstrap.providers.volumes import attach_named_volumes, volume_name
+
+    calls: list[tuple] = []
+    volume = SimpleNamespace(name=volume_name("demo", "db01", "data"), extra={"node_id": "i-dead"})
+
+    class Driver:
+        def list_volumes(self):
+            return [volume]
+
+        def detach_volume(self, volume, ex_force=False):
+            calls.append(("detach", volume.name, ex_force))
+            return True
+
+        def attach_volume(self, node, volume, device=None):
+            calls.append(("attach", node.id, device))
+            return True
+
+    driver = Driver()
+    provider = SimpleNamespace(driver=lambda: driver, environment="demo", call=lambda what, fn: fn())
+    wanted = [SimpleNamespace(name="data", mount="/srv/db", size_gb=1, snapshot=None)]
+    done = attach_named_volumes(provider, SimpleNamespace(id="i-new"), "db01", wanted, lambda p: f"/root{p}")
+    assert calls == [("detach", "drb-demo-db01-data", True), ("attach", "i-new", "/root/srv/db")]
+    assert done == ["data at /srv/db"]
