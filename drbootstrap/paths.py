@@ -157,6 +157,16 @@ class EnvironmentPaths:
         return self.root / "nodes"
 
     @property
+    def watch_state(self) -> Path:
+        """What `drbootstrap watch` saw and did (watch/state.py): silences, resurrections, a pause."""
+        return self.root / "watch.json"
+
+    @property
+    def watch_resume(self) -> Path:
+        """Written by `watch --resume`: the running watcher lifts its meltdown pause and removes it."""
+        return self.root / "watch.resume"
+
+    @property
     def report_json(self) -> Path:
         return self.root / "report.json"
 

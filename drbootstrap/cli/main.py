@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "drill": ("drill_commands", "drill", "Rehearse recovery under a drill name, isolated; judge it; tear it down."),
     "history": ("drill_commands", "history", "Show an environment's past drills and their trend."),
     "schedule": ("drill_commands", "schedule", "Write a systemd timer and service that run the drill."),
+    "check": ("watch_commands", "check", "Monitoring plugin (Nagios conventions): one status line, exit 0-3."),
+    "watch": ("watch_commands", "watch", "Keep the environment alive: resurrect dead workers, meltdown guard."),
     "local": ("local_commands", "local", "Inspect or clean up the embedded local cloud."),
     "agent": ("agent_commands", "agent", "Run the node agent (answers RPC requests over STOMP)."),
     "keygen": ("agent_commands", "keygen", "Write an ed25519 key pair for a client or an agent."),

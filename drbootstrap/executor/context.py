@@ -76,6 +76,7 @@ class UpOptions:
     redo: frozenset[Step] = frozenset()
     only: frozenset[str] = frozenset()  # work on these hostnames only (empty: every node)
     only_failed: bool = False  # `--only FAILED`: also every node the journal says is not complete
+    relaunch: frozenset[str] = frozenset()  # replace these nodes from launch (the watcher's resurrection)
     boot_timeout: float = 600.0
     services_timeout: float = 600.0
     name_timeout: float = 180.0

@@ -98,6 +98,12 @@ class NodeStatus:
     puppet: str = ""  # for a person: "idle, enabled, last run 3 min ago"
     puppet_status: dict[str, Any] = field(default_factory=dict)  # the agent's raw answer, for --json
 
+    @property
+    def dead(self) -> bool:
+        """Absent or not running in the cloud, or its agent silent (when the agents were asked):
+        what `status` lists as down, `check` calls CRITICAL and `watch` counts."""
+        return self.cloud_state != "running" or self.agent == "silent"
+
 
 def describe_puppet_status(data: dict[str, Any], now: float) -> str:
     """One short phrase for the Puppet agent's `puppet status` answer: state, enabled or why not, last run age."""
@@ -138,6 +144,7 @@ class EnvironmentStatus:
     holder: str = ""  # remote state: who holds the environment's lease and since when
     orphans: list[str] = field(default_factory=list)  # tagged in the cloud, unknown to the spec
     broker: str = ""
+    broker_reachable: bool | None = None  # None: not asked (--no-ping, or the master is not running)
     resources: list[str] = field(default_factory=list)  # the provider's shared resources (key pair, group...)
 
     @property
@@ -151,7 +158,7 @@ class EnvironmentStatus:
                 found.append(f"{node.hostname}: {node.cloud_state} in the cloud")
             elif node.last_step.endswith(f" {StepState.FAILED}"):
                 found.append(f"{node.hostname}: {node.last_step}")
-            elif node.agent == "silent":
+            elif node.dead:
                 found.append(f"{node.hostname}: its agent is silent")
         return found
 
@@ -204,7 +211,9 @@ def _ping_agents(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, r
         fleet = connect_fleet(spec, paths, address, signing, connect_timeout=5.0)
     except DrbError as error:
         result.broker = f"unreachable: {error}"
+        result.broker_reachable = False
         return
+    result.broker_reachable = True
     try:
         answered = fleet.discover(sorted(fqdns.values()), timeout=3.0)
         result.broker = f"{len(answered)} of {len(fqdns)} agents answer"

@@ -172,14 +172,17 @@ def run_node(ctx: RunContext, node: NodeRuntime, emit: _Emitter, *, readiness: R
 
 
 def _replace_if_asked(ctx: RunContext, node: NodeRuntime, emit: _Emitter) -> None:
-    """A node that failed to boot (or one `--redo launch` asks to relaunch) is replaced, never reused:
-    its image or user-data may have been fixed since."""
+    """A node that failed to boot (or one `--redo launch` or the watcher asks to relaunch) is replaced,
+    never reused: its image or user-data may have been fixed since."""
     record = ctx.journal.node(node.hostname, node.planned.role)
     boot = record.steps.get(Step.BOOT)
     failed_boot = (boot is not None and boot.state is StepState.FAILED) or boot_failed_unrecorded(ctx, node)
-    if record.provider_id and (Step.LAUNCH in ctx.options.redo or failed_boot):
-        emit(node, Step.LAUNCH, events.RUNNING,
-             "replacing the node that failed to boot" if failed_boot else "replacing the node (--redo launch)")
+    asked = Step.LAUNCH in ctx.options.redo or node.hostname in ctx.options.relaunch
+    if record.provider_id and (asked or failed_boot):
+        why = "replacing the node that failed to boot" if failed_boot else \
+            "replacing the dead node (resurrection)" if node.hostname in ctx.options.relaunch else \
+            "replacing the node (--redo launch)"
+        emit(node, Step.LAUNCH, events.RUNNING, why)
         destroy_node(ctx, node)
         ctx.journal.forget_node(node.hostname)
 

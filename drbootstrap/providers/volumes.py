@@ -37,7 +37,8 @@ def environment_volume_prefix(environment: str) -> str:
 def attach_named_volumes(provider: Provider, node: Node, hostname: str, wanted: Sequence[VolumeWanted],
                          node_path: Callable[[str], str]) -> list[str]:
     """Each volume created (from its snapshot) unless one of its name exists, then attached at
-    `node_path(mount)` unless it already is."""
+    `node_path(mount)` unless it already is (detached first from a node it is still attached to:
+    the dead node a resurrected one replaces)."""
     if not wanted:
         return []
     driver = provider.driver()
@@ -51,11 +52,24 @@ def attach_named_volumes(provider: Provider, node: Node, hostname: str, wanted: 
             volume = provider.call(f"create volume {name}",
                                    functools.partial(driver.create_volume, spec.size_gb, name, snapshot=snapshot))
         attached_to = (volume.extra or {}).get("node_id") or (volume.extra or {}).get("instance_id")
+        if attached_to and attached_to != node.id:
+            # Still held by the node this one replaces (a dead node whose cloud kept the attachment):
+            # released first, forced where the driver can force it.
+            _detach(provider, volume, name, attached_to)
         if attached_to != node.id:
             device = node_path(spec.mount)
             provider.call(f"attach volume {name}", functools.partial(driver.attach_volume, node, volume, device=device))
         done.append(f"{spec.name} at {spec.mount}" + (f" from {spec.snapshot}" if spec.snapshot else ""))
     return done
+
+
+def _detach(provider: Provider, volume: Any, name: str, attached_to: str) -> None:
+    from drbootstrap.providers.settings import accepted_parameters
+
+    driver = provider.driver()
+    accepted = accepted_parameters(driver.detach_volume)
+    force = {"ex_force": True} if accepted is not None and "ex_force" in accepted else {}
+    provider.call(f"detach volume {name} from {attached_to}", functools.partial(driver.detach_volume, volume, **force))
 
 
 def destroy_named_volumes(provider: Provider) -> list[str]:

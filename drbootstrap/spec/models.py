@@ -272,13 +272,14 @@ class NodeGroup(SpecModel):
         return [self.hostname_pattern.format(n=n) for n in range(1, self.count + 1)]
 
 
-class DrillNotifySpec(SpecModel):
-    """Who hears of a drill: a command (the JSON on its standard input) and/or a webhook (POSTed JSON)."""
+class NotifySpec(SpecModel):
+    """Who hears of an event (a drill's result, a resurrection, a pause): a command (the JSON on its
+    standard input) and/or a webhook (POSTed JSON)."""
 
     command: Command | None = None
     webhook: Url | None = None
     timeout_seconds: int = Field(10, ge=1, le=300)
-    on_success: bool = False  # failures and missed targets are always notified
+    on_success: bool = False  # drills: a pass too (failures and missed targets always are)
 
     @field_validator("webhook")
     @classmethod
@@ -290,11 +291,29 @@ class DrillNotifySpec(SpecModel):
         return value
 
     @model_validator(mode="after")
-    def _something_to_notify(self) -> DrillNotifySpec:
+    def _something_to_notify(self) -> NotifySpec:
         if self.command is None and self.webhook is None:
             raise invalid("needs a 'command' or a 'webhook' (or both)",
                           "write command: ... or webhook: http://host:port/path, or remove notify")
         return self
+
+
+class MeltdownSpec(SpecModel):
+    """The watcher pauses resurrection when at least `nodes` nodes AND at least `percent` % of the
+    environment went unhealthy within `window_minutes`."""
+
+    nodes: int = Field(5, ge=1, le=10_000)
+    percent: float = Field(20.0, gt=0, le=100)
+    window_minutes: float = Field(10.0, gt=0, le=1440)
+
+
+class WatchSpec(SpecModel):
+    """`drbootstrap watch`: how often it looks, how long a node may be silent, when it pauses."""
+
+    interval_seconds: float = Field(30.0, ge=1, le=3600)
+    silent_intervals: int = Field(3, ge=1, le=1000)
+    meltdown: MeltdownSpec = Field(default_factory=MeltdownSpec)
+    notify: NotifySpec | None = None
 
 
 class DrillSpec(SpecModel):
@@ -303,7 +322,7 @@ class DrillSpec(SpecModel):
     teardown: Literal["always", "on_success", "never"] = "on_success"
     # How long a drill kept by its teardown policy (or left by a crash) lives before it is reaped.
     expire_hours: float = Field(24.0, gt=0, le=720)
-    notify: DrillNotifySpec | None = None
+    notify: NotifySpec | None = None
 
 
 class SiteSpec(SpecModel):
@@ -387,6 +406,7 @@ class EnvironmentSpec(SpecModel):
     master: MasterSpec = Field(default_factory=MasterSpec)
     nodes: list[NodeGroup] = Field(default_factory=list)
     drill: DrillSpec = Field(default_factory=DrillSpec)
+    watch: WatchSpec = Field(default_factory=WatchSpec)
     sites: list[SiteSpec] = Field(default_factory=list)
     public_dns: PublicDnsSpec | None = None
     failover: FailoverSpec = Field(default_factory=FailoverSpec)

@@ -30,7 +30,7 @@ from drbootstrap.exit_status import ExitStatus
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.providers.local.subnets import pick_free_subnet
 from drbootstrap.spec import parse_spec
-from drbootstrap.spec.models import DrillNotifySpec
+from drbootstrap.spec.models import NotifySpec
 from tests.unit.executor_fakes import (
     SPEC,
     FakeAccess,
@@ -265,7 +265,7 @@ def test_notification_goes_to_the_command_and_the_webhook_with_the_figures_only(
                          reasons=["db01: failed at checks"], rto_target_seconds=900)
     out = tmp_path / "notified.json"
     with _Receiver() as receiver:
-        notify = DrillNotifySpec(command=f"cat > {out}", webhook=receiver.url, timeout_seconds=5)
+        notify = NotifySpec(command=f"cat > {out}", webhook=receiver.url, timeout_seconds=5)
         lines = send(notify, record)
     assert lines == ["command cat: exit 0", f"webhook {receiver.url}: HTTP 200"]
     assert json.loads(out.read_text()) == receiver.bodies[0] == message(record)
@@ -277,7 +277,7 @@ def test_notification_goes_to_the_command_and_the_webhook_with_the_figures_only(
 
 
 def test_an_unreachable_webhook_is_reported_within_its_timeout_not_raised():
-    notify = DrillNotifySpec(webhook="http://127.0.0.1:9/hook", timeout_seconds=1)
+    notify = NotifySpec(webhook="http://127.0.0.1:9/hook", timeout_seconds=1)
     (line,) = send(notify, DrillRecord("abc123", "demo", "drill-demo-abc123", 1000.0))
     assert line.startswith("webhook http://127.0.0.1:9/hook: ")
 

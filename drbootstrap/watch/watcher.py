@@ -1,0 +1,214 @@
+"""`drbootstrap watch`: every interval, ask how the environment stands (health.py, from `status`:
+the provider's view and an agent ping) and resurrect the workers that are dead.
+
+A worker is resurrected when it has been dead for `silent_intervals` intervals in a row AND the
+provider confirms it (gone, or not running): through the runner `up` uses, for that node only,
+relaunched under the same name (its volumes released by the dead node and attached to the new
+one by the volumes step), named, signed, Puppet applied, checked. The watcher takes the
+environment's lock for each resurrection and skips the interval while another command holds it.
+The master is never resurrected by the watcher (every worker depends on it): it is reported.
+
+What it saw and did is saved after every change (state.py); a resurrection begun for a dead node
+(its provider id) is never begun again, a restarted watcher resumes the one it left unfinished.
+The meltdown guard (guard.py) pauses resurrection; `watch --resume` (a marker file) or every node
+healthy again lifts the pause. Resurrections and pauses are notified (notify.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drbootstrap.environment_lock import EnvironmentBusy, hold_environment
+from drbootstrap.errors import DrbError
+from drbootstrap.executor.events import Event
+from drbootstrap.executor.lifecycle import EnvironmentStatus
+from drbootstrap.notify import Notification, send
+from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.watch import guard
+from drbootstrap.watch.health import Verdict, assess, confirmed_dead, node_dead
+from drbootstrap.watch.state import Pause, Resurrection, WatchState, load, save
+
+
+@dataclass(frozen=True)
+class Revival:
+    """How one resurrection ended."""
+
+    ok: bool
+    reason: str = ""
+
+
+Observe = Callable[[], EnvironmentStatus]
+Resurrect = Callable[[str, bool], Revival]  # (hostname, relaunch) -> how it ended
+
+
+def real_observe(spec: EnvironmentSpec, state_dir: Path) -> Observe:
+    from drbootstrap.executor.lifecycle import status
+
+    return lambda: status(spec, state_dir, ping=True)
+
+
+def real_resurrect(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callable[[Event], None]) -> Resurrect:
+    """The runner `up` uses, for one node: `relaunch` replaces it from launch (as `up --redo launch
+    --only HOST` would, for that node alone); without it the journal resumes an unfinished one."""
+
+    def resurrect(hostname: str, relaunch: bool) -> Revival:
+        from drbootstrap.executor.build import build_context
+        from drbootstrap.executor.context import UpOptions
+        from drbootstrap.executor.run import run_up
+        from drbootstrap.plan import build_plan
+
+        plan = build_plan(spec)
+        options = UpOptions(only=frozenset({hostname}), relaunch=frozenset({hostname}) if relaunch else frozenset())
+        result = run_up(build_context(spec, plan, paths, options=options, emit=emit))
+        outcome = result.outcomes.get(hostname)
+        if outcome is None or not outcome.complete:
+            return Revival(False, outcome.reason if outcome is not None else "the run did not reach it")
+        return Revival(True)
+
+    return resurrect
+
+
+class Watcher:
+    """One environment's watcher; `tick` is one interval's work, `run` loops until stopped."""
+
+    def __init__(self, spec: EnvironmentSpec, state_dir: Path, *, observe: Observe, resurrect: Resurrect,
+                 say: Callable[[str], None] = print, notify: Callable[[Notification], list[str]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.spec, self.paths = spec, EnvironmentPaths(state_dir, spec.environment)
+        self.observe, self.resurrect, self.say, self.clock = observe, resurrect, say, clock
+        self.notify = notify or (lambda n: send(spec.watch.notify, n))
+        self.rule = spec.watch
+
+    def _tell(self, event: str, summary: str, nodes: list[str]) -> None:
+        self.say(summary)
+        note = Notification(event, self.spec.environment, summary, nodes, at=self.clock())
+        for line in self.notify(note):
+            self.say(f"notify: {line}")
+
+    def tick(self) -> WatchState:
+        now = self.clock()
+        state = load(self.paths.watch_state)
+        if self.paths.watch_resume.exists():
+            state.pause, state.resumed_at = None, now
+            save(self.paths.watch_state, state)
+            self.paths.watch_resume.unlink(missing_ok=True)
+            self._tell("resumed", f"{self.spec.environment}: resurrection resumed (watch --resume)", [])
+        status = self.observe()
+        health = assess(status, state)
+        if health.verdict is Verdict.UNKNOWN:
+            self.say(f"{health.summary}; nothing counted this interval")
+            return state
+        nodes = {n.hostname: n for n in status.nodes}
+        for hostname, node in nodes.items():
+            if node_dead(node):
+                state.silent[hostname] = state.silent.get(hostname, 0) + 1
+                state.unhealthy_since.setdefault(hostname, now)
+            else:
+                state.silent.pop(hostname, None)
+                state.unhealthy_since.pop(hostname, None)
+        counted = {h: t for h, t in state.unhealthy_since.items() if t > state.resumed_at}
+        verdict = guard.assess(self.rule.meltdown, counted, len(nodes), now)
+        if verdict.meltdown and state.pause is None:
+            state.pause = Pause(verdict.reason, now, verdict.unhealthy)
+            save(self.paths.watch_state, state)
+            self._tell("paused", f"{self.spec.environment}: meltdown guard: {verdict.reason}; "
+                       "resume with `drbootstrap watch FILE --resume`", verdict.unhealthy)
+        elif state.pause is not None and not state.unhealthy_since:
+            state.pause = None
+            save(self.paths.watch_state, state)
+            self._tell("resumed", f"{self.spec.environment}: every node healthy again; resurrection resumed", [])
+        save(self.paths.watch_state, state)
+        if state.pause is not None:
+            self.say(f"{self.spec.environment}: resurrection paused since "
+                     f"{time.strftime('%H:%M:%S', time.gmtime(state.pause.since))}: {state.pause.reason}")
+            return state
+        for unfinished in [r for r in state.resurrections if r.ok is None]:
+            # A watcher killed mid-resurrection: the node may already answer, its steps are not done.
+            state = self._resurrect(state, unfinished.hostname, unfinished.dead_id)
+        for hostname in sorted(state.silent):
+            found = nodes.get(hostname)
+            if found is None or state.silent[hostname] < self.rule.silent_intervals:
+                continue
+            node = found
+            if node.role == "master":
+                self.say(f"{hostname}: the master is dead ({node.cloud_state}); the watcher does not rebuild it: "
+                         "run `drbootstrap up FILE`")
+                continue
+            if not confirmed_dead(node):
+                self.say(f"{hostname}: agent silent for {state.silent[hostname]} intervals but the cloud says "
+                         f"{node.cloud_state}; not resurrected")
+                continue
+            state = self._resurrect(state, hostname, node.provider_id or "")
+        return state
+
+    def _resurrect(self, state: WatchState, hostname: str, dead_id: str) -> WatchState:
+        earlier = state.tried(hostname, dead_id)
+        if earlier is not None and earlier.ok is not None:
+            self.say(f"{hostname}: its resurrection from {dead_id or 'a lost node'} already "
+                     f"{'succeeded' if earlier.ok else 'failed: ' + earlier.reason}; not tried again "
+                     "(run `drbootstrap up FILE --only FAILED`)")
+            return state
+        try:
+            with hold_environment(self.paths, "watch"):
+                state = load(self.paths.watch_state)  # under the lock: what another watcher did counts
+                earlier = state.tried(hostname, dead_id)
+                if earlier is not None and earlier.ok is not None:
+                    return state
+                if earlier is None:
+                    earlier = Resurrection(hostname, dead_id, started_at=self.clock())
+                    state.resurrections.append(earlier)
+                    self.say(f"{hostname}: dead ({dead_id or 'gone'}) for {state.silent.get(hostname, 0)} "
+                             "intervals: resurrecting it")
+                else:
+                    self.say(f"{hostname}: resuming its unfinished resurrection")
+                save(self.paths.watch_state, state)
+                try:
+                    # Relaunch only while the journal still names the dead node: a watcher that died
+                    # after the relaunch resumes the new node instead of launching a third.
+                    revival = self.resurrect(hostname, self._journal_names(hostname, dead_id))
+                except DrbError as error:
+                    revival = Revival(False, str(error))
+                earlier.finished_at, earlier.ok, earlier.reason = self.clock(), revival.ok, revival.reason
+                if revival.ok:
+                    state.silent.pop(hostname, None)
+                    state.unhealthy_since.pop(hostname, None)
+                save(self.paths.watch_state, state)
+        except EnvironmentBusy as busy:
+            self.say(f"{hostname}: not resurrected this interval: {busy.message}")
+            return state
+        seconds = earlier.finished_at - earlier.started_at
+        if revival.ok:
+            self._tell("resurrected", f"{hostname}: resurrected in {seconds:.1f} s "
+                       f"({state.resurrected_count(hostname)} time(s) so far)", [hostname])
+        else:
+            self._tell("resurrection_failed", f"{hostname}: resurrection failed after {seconds:.1f} s: "
+                       f"{revival.reason}", [hostname])
+        return state
+
+    def _journal_names(self, hostname: str, dead_id: str) -> bool:
+        from drbootstrap.journal import Journal
+
+        record = Journal.at(self.paths).data.nodes.get(hostname)
+        return record is not None and bool(record.provider_id) and record.provider_id == dead_id
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every interval until `stop` is set; an error in one interval is said and the loop goes on."""
+        self.say(f"{self.spec.environment}: watching every {self.rule.interval_seconds:g} s "
+                 f"(dead for {self.rule.silent_intervals} intervals and confirmed by the cloud: resurrected)")
+        while not stop.is_set():
+            try:
+                self.tick()
+            except DrbError as error:
+                self.say(f"{self.spec.environment}: this interval failed: {error}")
+            stop.wait(self.rule.interval_seconds)
+
+
+def request_resume(paths: EnvironmentPaths) -> None:
+    """What `watch --resume` does: leave the marker the running watcher sees at its next interval."""
+    paths.watch_resume.parent.mkdir(parents=True, exist_ok=True)
+    paths.watch_resume.write_text(f"{time.time()}\n")
