@@ -19,7 +19,13 @@ from drbootstrap.cli.run_commands import _SPEC_FILE, _STATE_DIR, _state_dir
 @_STATE_DIR
 def check(spec_file: Path, state_dir: Path | None) -> int:
     """Monitoring plugin: one Nagios status line with performance data, exit 0 OK, 1 WARNING,
-    2 CRITICAL (a node dead), 3 UNKNOWN (the broker cannot be asked, or the check itself failed)."""
+    2 CRITICAL (a node dead), 3 UNKNOWN (the broker cannot be asked, or the check itself failed).
+
+    \b
+    Examples:
+      drbootstrap check env.yaml
+      define command { command_name check_drb  command_line drbootstrap check /etc/drb/env.yaml }
+    """
     from drbootstrap.errors import DrbError
     from drbootstrap.watch.health import Verdict
 
@@ -49,7 +55,14 @@ def check(spec_file: Path, state_dir: Path | None) -> int:
 def watch(spec_file: Path, state_dir: Path | None, resume: bool, print_unit: bool, once: bool) -> int:
     """Keep FILE's environment alive: resurrect dead workers, pause on a meltdown, notify.
 
-    Runs until SIGTERM or Ctrl-C; its memory is in the environment's state directory."""
+    Runs until SIGTERM or Ctrl-C; its memory is in the environment's state directory.
+
+    \b
+    Examples:
+      drbootstrap watch env.yaml
+      drbootstrap watch env.yaml --resume        # after a meltdown pause, once the cause is fixed
+      drbootstrap watch env.yaml --print-unit > /etc/systemd/system/drbootstrap-watch.service
+    """
     from drbootstrap.paths import EnvironmentPaths
     from drbootstrap.spec import load_spec
     from drbootstrap.watch.watcher import Watcher, real_observe, real_resurrect, request_resume
