@@ -170,7 +170,8 @@ class StompTransport:
                     for_hosts=[(broker.host, broker.port)],
                     ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
                 )
-        connection.set_listener("drbootstrap", _Listener(self, connection))
+        subscribed = threading.Event()  # set by the broker's receipt for the last SUBSCRIBE
+        connection.set_listener("drbootstrap", _Listener(self, connection, subscribed))
         try:
             connection.connect(self.config.user, self.config.password, wait=True, with_connect_command=True)
         except (ConnectFailedException, StompException, OSError) as error:
@@ -187,11 +188,19 @@ class StompTransport:
                 raise MessagingError("transport closed while connecting")
             self._connection = connection
             for index, entry in enumerate(self.subscriptions, start=1):
-                self._subscribe(connection, index, entry)
+                self._subscribe(connection, index, entry,
+                                receipt=_SUBSCRIBED if index == len(self.subscriptions) else None)
             self.connected.set()
+        # A broker handles one connection's frames in order: the receipt for the last SUBSCRIBE means
+        # every subscription is in place, so a request sent once connect() returns is not missed.
+        if self.subscriptions and not subscribed.wait(self.config.connect_timeout):
+            log.debug("%s: no receipt for the subscriptions within %s s", self.name, self.config.connect_timeout)
 
-    def _subscribe(self, connection: StompConnection12, index: int, entry: tuple[str, dict[str, str]]) -> None:
+    def _subscribe(self, connection: StompConnection12, index: int, entry: tuple[str, dict[str, str]],
+                   receipt: str | None = None) -> None:
         destination, headers = entry
+        if receipt is not None:
+            headers = {**headers, "receipt": receipt}
         connection.subscribe(destination, id=str(index), ack="auto", headers=headers)
 
     def _lost(self, connection: StompConnection12) -> None:
@@ -241,10 +250,18 @@ class _NamedCertificate:
         return problem is None, problem or ""
 
 
+_SUBSCRIBED = "drbootstrap-subscribed"  # the receipt asked for with the last SUBSCRIBE of a connection
+
+
 class _Listener(ConnectionListener):
-    def __init__(self, transport: StompTransport, connection: StompConnection12) -> None:
+    def __init__(self, transport: StompTransport, connection: StompConnection12, subscribed: threading.Event) -> None:
         self.transport = transport
         self.connection = connection
+        self.subscribed = subscribed
+
+    def on_receipt(self, frame) -> None:  # noqa: ANN001 - stomp.py's Frame
+        if frame.headers.get("receipt-id") == _SUBSCRIBED:
+            self.subscribed.set()
 
     def on_message(self, frame) -> None:  # noqa: ANN001 - stomp.py's Frame
         body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
