@@ -229,6 +229,7 @@ class DownResult:
     destroyed: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # controller names removed from the site's DNS
+    names_kept: list[str] = field(default_factory=list)  # left: another site is active and holds them
     resources: list[str] = field(default_factory=list)  # shared resources removed (key pair, group, addresses...)
     forgotten: list[str] = field(default_factory=list)
 
@@ -238,11 +239,20 @@ def down(spec: EnvironmentSpec, state_dir: Path, *, paths: EnvironmentPaths | No
     """Destroy every node the journal or the cloud's tags say this environment owns; idempotent.
 
     Holds the environment (lock or lease). The journal keeps each node's generation, so a later `up`
-    launches with fresh client tokens. `paths`: the environment at another site (failover).
+    launches with fresh client tokens. `paths`: the environment at another site (failover). The
+    master's `dynamic_dns` name is removed only at the active site: elsewhere it is the active one's.
     """
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
     with hold_state(spec, paths, "down", override=state, take_over=take_over) as session:
         return _down(spec, paths, session)
+
+
+def active_site(paths: EnvironmentPaths) -> str:
+    """The site the environment is active at, as the failover journal records it (the primary until
+    a failover moves it)."""
+    from drbootstrap.failover.switch_journal import load_state
+
+    return load_state(paths.failover_journal).active_site
 
 
 def _down(spec: EnvironmentSpec, paths: EnvironmentPaths, session: StateSession) -> DownResult:
@@ -255,8 +265,12 @@ def _down(spec: EnvironmentSpec, paths: EnvironmentPaths, session: StateSession)
         from drbootstrap.dns import rfc2136
 
         target = rfc2136.target_from_spec(spec.master.dynamic_dns, spec.master.hostname)
-        rfc2136.remove_name(target.server, target.zone, target.name, target.key)
-        result.names.append(f"{target.name}.{target.zone}")
+        active = active_site(paths)
+        if paths.site == active:
+            rfc2136.remove_name(target.server, target.zone, target.name, target.key)
+            result.names.append(f"{target.name}.{target.zone}")
+        else:  # the controller name is the active site's master's: another site's `down` leaves it
+            result.names_kept.append(f"{target.name}.{target.zone} (site {active} is active)")
     for hostname in sorted(journal.data.nodes):
         if journal.data.nodes[hostname].provider_id or journal.data.nodes[hostname].steps:
             journal.forget_node(hostname)
