@@ -59,13 +59,14 @@ def resolve_only(plan: Plan, only: tuple[str, ...]) -> tuple[frozenset[str], boo
 def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
        emit: Callable[[Event], None] = lambda e: None, plan: Plan | None = None,
        paths: EnvironmentPaths | None = None, state: str | None = None,
-       take_over: bool = False) -> tuple[RunResult, ReportPaths]:
+       take_over: bool = False, within: StateSession | None = None) -> tuple[RunResult, ReportPaths]:
     """Run `up` holding the environment (drbootstrap.state: a lock, or a lease on remote state;
     STATE is --state, TAKE_OVER --take-over) and write the report beside the journal. `paths`: the
-    environment's files at another site (failover gives them with that site's provider in `spec`)."""
+    environment's files at another site (failover gives them with that site's provider in `spec`,
+    and WITHIN: its own hold on the environment, under which this `up` runs)."""
     plan = plan or build_plan(spec)
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
-    with hold_state(spec, paths, "up", override=state, take_over=take_over) as session:
+    with hold_state(spec, paths, "up", override=state, take_over=take_over, within=within) as session:
         if session.taken_over is not None:
             emit(Event(node="", step="lock", state=DONE, detail=session.taken_over))
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
