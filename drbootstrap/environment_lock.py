@@ -1,4 +1,4 @@
-"""One command at a time changes an environment: `up`, `down`, `drill` and `failover` hold its lock
+"""One command at a time changes an environment: `up`, `down`, `backup`, `drill` and `failover` hold its lock
 (through drbootstrap.state, which holds a lease instead when the state is in s3); `status` reads
 without it.
 
