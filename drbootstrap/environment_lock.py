@@ -1,5 +1,6 @@
-"""One command at a time changes an environment: `up` and `down` (and, later, drill and failover)
-hold its lock; `status` reads without it.
+"""One command at a time changes an environment: `up`, `down`, `backup`, `drill` and `failover` hold its lock
+(through drbootstrap.state, which holds a lease instead when the state is in s3); `status` reads
+without it.
 
 The lock is an flock on the environment's lock file, so the kernel releases it when its holder
 dies, however it dies: a later command takes it over without anyone cleaning up. The file names

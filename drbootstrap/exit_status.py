@@ -14,7 +14,7 @@ class ExitStatus(IntEnum):
     PARTIAL = 7  # the run finished but some nodes failed
     TIMEOUT = 8  # waited as long as allowed
     NOT_FOUND = 9  # a node, volume or environment that is not there
-    BUSY = 10  # another command holds the environment's lock (up, down)
+    BUSY = 10  # another command holds the environment (up, down, backup, drill, failover)
     STATE = 11  # the state directory cannot be written (disk full, read-only): nothing was lost
     NOT_CONFIRMED = 12  # a destructive command was not confirmed (no terminal and no --yes, or a no)
     BACKUP = 13  # no backup matches what was asked, or every candidate failed verification

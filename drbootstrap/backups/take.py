@@ -153,11 +153,25 @@ def take_backups(spec: EnvironmentSpec, state_dir: Path, *, prune: bool = False,
                  paths: EnvironmentPaths | None = None) -> BackupRun:
     """`drbootstrap backup`: the provider and the agents of the running environment, then back_up.
     `paths`: the environment at another site (`backup --site`; `spec` then has that site's provider);
-    its snapshots are tagged with the environment's own name, so every site's `up` can restore them."""
+    its snapshots are tagged with the environment's own name, so every site's `up` can restore them.
+    Holds the environment as `up` and `down` do (its lock, or its lease on s3 state) and, with local
+    state, failover's lock as well: a backup never runs while they change it (EnvironmentBusy)."""
+    from drbootstrap.environment_lock import hold_environment
+    from drbootstrap.state import hold_state, state_settings
+
+    paths = paths or EnvironmentPaths(state_dir, spec.environment)
+    with hold_state(spec, paths, "backup"):
+        if state_settings(spec).backend != "local":  # the lease covers failover too
+            return _take_backups(spec, state_dir, paths, prune, on_volume)
+        with hold_environment(paths, "backup", lock=paths.failover_lock):
+            return _take_backups(spec, state_dir, paths, prune, on_volume)
+
+
+def _take_backups(spec: EnvironmentSpec, state_dir: Path, paths: EnvironmentPaths, prune: bool,
+                  on_volume: Callable[[VolumeBackup], None]) -> BackupRun:
     from drbootstrap.executor.build import client_signing, connect_fleet, provider_for
     from drbootstrap.executor.secrets import load_or_create_psk, signing_scheme
 
-    paths = paths or EnvironmentPaths(state_dir, spec.environment)
     provider = provider_for(spec, paths)
     master = provider.nodes().get(spec.master.hostname)
     address = provider.addresses(master).reachable if master is not None else None

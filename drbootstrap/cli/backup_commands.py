@@ -26,7 +26,8 @@ CATALOG_SCHEMA_VERSION = 1
 def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | None) -> int:
     """Snapshot every volume FILE marks `backup:`: pre_snapshot, manifest on the node, snapshot, post_snapshot.
 
-    Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume.
+    Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume;
+    10 when another command (up, down, failover) holds the environment, naming it.
 
     \b
     Examples:

@@ -334,4 +334,6 @@ def down(spec_file: Path, state_dir: Path | None, yes: bool, as_json: bool, site
                + (f" and {len(result.volumes)} volume(s)" if result.volumes else ""))
     for line in result.resources:
         click.echo(f"removed {line}")
+    for name in result.names_kept:
+        click.echo(f"kept the controller name {name}")
     return int(ExitStatus.OK)

@@ -29,7 +29,6 @@ from drbootstrap.drill.lease import KEPT, DrillLease
 from drbootstrap.drill.notify import send, should_notify
 from drbootstrap.drill.reap import reap_drills, tear_down_drill
 from drbootstrap.drill.steady_state import reboot_and_recheck
-from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import build_context, provider_for
 from drbootstrap.executor.context import RunContext, UpOptions
@@ -41,6 +40,7 @@ from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import build_plan
 from drbootstrap.report import build_report, write_report
 from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.state import hold_state
 
 
 class DrillInterrupted(BaseException):
@@ -104,9 +104,10 @@ def _recover_and_verify(derived: EnvironmentSpec, state_dir: Path, identity: Dri
                         settings: DrillSettings, say: Callable[[str, str], None],
                         emit: Callable[[Event], None]) -> tuple[Path, Path | None]:
     paths = EnvironmentPaths(state_dir, derived.environment)
-    with hold_environment(paths, "drill"):
+    with hold_state(derived, paths, "drill") as session:  # as `up` holds it: a lock, or a lease on s3 state
         plan = build_plan(derived)
         ctx = build_context(derived, plan, paths, options=drill_options(identity), emit=emit)
+        session.attach(ctx.journal)
         ctx.restores = choose_for_run(ctx)  # production's newest good backups, verified by the volumes step
         result = run_up(ctx)
         recovered_at = time.time()
@@ -114,6 +115,8 @@ def _recover_and_verify(derived: EnvironmentSpec, state_dir: Path, identity: Dri
                               run_finished=result.finished_at, plan=plan, rto_seconds=record.rto_target_seconds)
         report["environment"] = f"{derived.environment} (drill of {record.environment})"
         written = write_report(report, ctx.journal)
+        session.save_report([p for p in (written.json, written.markdown, written.html) if p is not None],
+                            result.started_at)
         record.slowest_step = _slowest_step(report)
         ages = [b["rpo_seconds"] for b in report["backups"] if b.get("rpo_seconds") is not None]
         record.rpo_seconds = max(ages) if ages else None  # the oldest data the drill had to restore

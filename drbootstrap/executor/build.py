@@ -39,8 +39,10 @@ def provider_for(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callable[
                    detail=f"{event.operation}: {event.kind.value}, attempt {event.attempt}/{event.max_attempts}, "
                    f"retrying in {event.delay:.1f} s"))
 
-    # paths.cloud_environment: a site other than the primary is its own environment to its cloud.
-    scope = EnvironmentScope(paths.cloud_environment, paths.state_dir, paths.ssh_private_key)
+    # paths.cloud_environment: a site other than the primary is its own environment to its cloud;
+    # its backups are still the environment's own (tagged with its name), and the site owns them.
+    scope = EnvironmentScope(paths.cloud_environment, paths.state_dir, paths.ssh_private_key,
+                             backups_of=paths.environment)
     return create_provider(ProviderSettings.from_block(spec.provider), scope, on_retry=on_retry)
 
 

@@ -59,13 +59,14 @@ def resolve_only(plan: Plan, only: tuple[str, ...]) -> tuple[frozenset[str], boo
 def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = None,
        emit: Callable[[Event], None] = lambda e: None, plan: Plan | None = None,
        paths: EnvironmentPaths | None = None, state: str | None = None,
-       take_over: bool = False) -> tuple[RunResult, ReportPaths]:
+       take_over: bool = False, within: StateSession | None = None) -> tuple[RunResult, ReportPaths]:
     """Run `up` holding the environment (drbootstrap.state: a lock, or a lease on remote state;
     STATE is --state, TAKE_OVER --take-over) and write the report beside the journal. `paths`: the
-    environment's files at another site (failover gives them with that site's provider in `spec`)."""
+    environment's files at another site (failover gives them with that site's provider in `spec`,
+    and WITHIN: its own hold on the environment, under which this `up` runs)."""
     plan = plan or build_plan(spec)
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
-    with hold_state(spec, paths, "up", override=state, take_over=take_over) as session:
+    with hold_state(spec, paths, "up", override=state, take_over=take_over, within=within) as session:
         if session.taken_over is not None:
             emit(Event(node="", step="lock", state=DONE, detail=session.taken_over))
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
@@ -238,6 +239,7 @@ class DownResult:
     destroyed: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # controller names removed from the site's DNS
+    names_kept: list[str] = field(default_factory=list)  # left: another site is active and holds them
     resources: list[str] = field(default_factory=list)  # shared resources removed (key pair, group, addresses...)
     forgotten: list[str] = field(default_factory=list)
 
@@ -247,11 +249,20 @@ def down(spec: EnvironmentSpec, state_dir: Path, *, paths: EnvironmentPaths | No
     """Destroy every node the journal or the cloud's tags say this environment owns; idempotent.
 
     Holds the environment (lock or lease). The journal keeps each node's generation, so a later `up`
-    launches with fresh client tokens. `paths`: the environment at another site (failover).
+    launches with fresh client tokens. `paths`: the environment at another site (failover). The
+    master's `dynamic_dns` name is removed only at the active site: elsewhere it is the active one's.
     """
     paths = paths or EnvironmentPaths(state_dir, spec.environment)
     with hold_state(spec, paths, "down", override=state, take_over=take_over) as session:
         return _down(spec, paths, session)
+
+
+def active_site(paths: EnvironmentPaths) -> str:
+    """The site the environment is active at, as the failover journal records it (the primary until
+    a failover moves it)."""
+    from drbootstrap.failover.switch_journal import load_state
+
+    return load_state(paths.failover_journal).active_site
 
 
 def _down(spec: EnvironmentSpec, paths: EnvironmentPaths, session: StateSession) -> DownResult:
@@ -264,8 +275,12 @@ def _down(spec: EnvironmentSpec, paths: EnvironmentPaths, session: StateSession)
         from drbootstrap.dns import rfc2136
 
         target = rfc2136.target_from_spec(spec.master.dynamic_dns, spec.master.hostname)
-        rfc2136.remove_name(target.server, target.zone, target.name, target.key)
-        result.names.append(f"{target.name}.{target.zone}")
+        active = active_site(paths)
+        if paths.site == active:
+            rfc2136.remove_name(target.server, target.zone, target.name, target.key)
+            result.names.append(f"{target.name}.{target.zone}")
+        else:  # the controller name is the active site's master's: another site's `down` leaves it
+            result.names_kept.append(f"{target.name}.{target.zone} (site {active} is active)")
     for hostname in sorted(journal.data.nodes):
         if journal.data.nodes[hostname].provider_id or journal.data.nodes[hostname].steps:
             journal.forget_node(hostname)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from libcloud.compute.types import NodeState
 
-from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError, NotSwitched
 from drbootstrap.executor.context import UpOptions
 from drbootstrap.executor.events import DONE, FAILED, RUNNING, SKIPPED, Event
@@ -26,6 +25,7 @@ from drbootstrap.journal import Journal
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Step
 from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.state import StateSession, hold_state
 
 Emit = Callable[[Event], None]
 DOWN_STATES = (NodeState.STOPPED, NodeState.TERMINATED)
@@ -63,13 +63,15 @@ def run_switch(spec: EnvironmentSpec, state_dir: Path, to_site: str, *, command:
         from drbootstrap.failover.dry_run import describe_switch
 
         return describe_switch(spec, state_dir, target, public, targets, load_state(paths.failover_journal))
-    with hold_environment(paths, command, lock=paths.failover_lock):
-        return _switch(spec, state_dir, target, public, targets, command, emit, up_options)
+    # Held as `up` and `down` hold it (drbootstrap.state): failover's own lock file, or the lease of
+    # an environment whose state is in s3; the `up` and fencing it runs work under that hold.
+    with hold_state(spec, paths, command, lock=paths.failover_lock) as session:
+        return _switch(spec, state_dir, target, public, targets, command, emit, up_options, session)
 
 
 def _switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public: PublicDns,
             targets: list[tuple[public_dns.DnsRecordSpec, str]], command: str, emit: Emit,
-            up_options: UpOptions | None) -> SwitchResult:
+            up_options: UpOptions | None, session: StateSession) -> SwitchResult:
     paths = EnvironmentPaths(state_dir, spec.environment)
     state = load_state(paths.failover_journal)
     result = SwitchResult(spec.environment, target.name)
@@ -104,7 +106,7 @@ def _switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public: Public
 
     if not current.done("verified"):
         _bring_up_and_verify(spec, state_dir, target, current, emit, up_options, phase_done,
-                             lambda: save_state(paths.failover_journal, state))
+                             lambda: save_state(paths.failover_journal, state), session)
     if not current.done("dns_switched"):
         _switch_records(public, targets, current, emit, lambda: save_state(paths.failover_journal, state))
         phase_done("dns_switched", "; ".join(r.describe() for r in current.records_after))
@@ -112,7 +114,7 @@ def _switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public: Public
         _say(emit, SKIPPED, "public records already switched (journal): not sent again", "dns_switched")
     if not current.done("fenced"):
         old = site_named(spec, current.from_site)
-        current.fence = fence_site(spec, state_dir, old, spec.failover.fence, emit)
+        current.fence = fence_site(spec, state_dir, old, spec.failover.fence, emit, within=session)
         phase_done("fenced", f"{old.name}: {current.fence.state}: {current.fence.detail}")
     current.finished_at = time.time()
     state.active_site, state.current = target.name, None
@@ -126,20 +128,20 @@ def _switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public: Public
 
 def _bring_up_and_verify(spec: EnvironmentSpec, state_dir: Path, target: Site, current: Switch, emit: Emit,
                          up_options: UpOptions | None, phase_done: Callable[[str, str], None],
-                         save: Callable[[], None]) -> None:
+                         save: Callable[[], None], session: StateSession) -> None:
     """`up` at the target (its checks run again even where done), target_up and verified journaled;
-    NotSwitched when any node failed."""
+    NotSwitched when any node failed. SESSION: the failover's hold on the environment."""
     from drbootstrap.executor.lifecycle import up
 
     _say(emit, RUNNING, f"bringing {spec.environment} up at site {target.name}", "target_up")
-    _rebuild_if_fenced(spec, state_dir, target, emit)
+    _rebuild_if_fenced(spec, state_dir, target, emit, session)
     options = up_options or UpOptions()
     options.redo = frozenset(options.redo | {Step.CHECKS})
     # Data: `up` restores each volume marked `backup:` from the newest good backup the target's
     # provider lists for the environment (tagged with its own name, whichever site took it: on the
     # local cloud one snapshot store both sites see; elsewhere copies made there by `backup`).
     run, _report = up(spec_at(spec, target), state_dir, options=options, emit=emit,
-                      paths=paths_at(spec, state_dir, target))
+                      paths=paths_at(spec, state_dir, target), within=session)
     failed = run.failed
     if not current.done("target_up") and all(o.step == str(Step.CHECKS) for o in failed):
         phase_done("target_up", f"{len(run.outcomes)} node(s) up at {target.name}")
@@ -156,22 +158,25 @@ def _bring_up_and_verify(spec: EnvironmentSpec, state_dir: Path, target: Site, c
     phase_done("verified", f"site {target.name}: {current.verification}")
 
 
-def _rebuild_if_fenced(spec: EnvironmentSpec, state_dir: Path, site: Site, emit: Emit) -> None:
+def _rebuild_if_fenced(spec: EnvironmentSpec, state_dir: Path, site: Site, emit: Emit,
+                       session: StateSession) -> None:
     """A site fenced by an earlier failover (its nodes stopped) is rebuilt rather than restarted: its
     data is older than the backups taken since, and a clean `up` restores from those."""
     provider = provider_at(spec, state_dir, site)
     stopped = sorted(h for h, n in provider.nodes().items() if n.state in DOWN_STATES)
     if stopped:
         _say(emit, RUNNING, f"site {site.name} was fenced ({', '.join(stopped)} stopped): rebuilding it", "target_up")
-        destroy_site(spec, state_dir, site)
+        destroy_site(spec, state_dir, site, within=session)
 
 
-def destroy_site(spec: EnvironmentSpec, state_dir: Path, site: Site) -> list[str]:
+def destroy_site(spec: EnvironmentSpec, state_dir: Path, site: Site, *, within: StateSession) -> list[str]:
     """Every node and volume of the environment at `site` destroyed and forgotten in its journal
-    (its controller name in DNS is left: the active site holds it now). The hostnames destroyed."""
+    (its controller name in DNS is left: the active site holds it now). The hostnames destroyed.
+    WITHIN: the failover's hold on the environment (the site's own lock is taken too)."""
     paths = paths_at(spec, state_dir, site)
-    with hold_environment(paths, "failover"):
+    with hold_state(spec_at(spec, site), paths, "failover", within=within) as session:
         journal = Journal.at(paths)
+        session.attach(journal)
         owned = frozenset(r.provider_id for r in journal.data.nodes.values() if r.provider_id)
         teardown = provider_at(spec, state_dir, site).destroy_environment(owned)
         for hostname in sorted(journal.data.nodes):
@@ -208,7 +213,8 @@ def _switch_records(public: PublicDns, targets: list[tuple[public_dns.DnsRecordS
     current.records_after = after
 
 
-def fence_site(spec: EnvironmentSpec, state_dir: Path, site: Site, policy: str, emit: Emit) -> FenceOutcome:
+def fence_site(spec: EnvironmentSpec, state_dir: Path, site: Site, policy: str, emit: Emit, *,
+               within: StateSession) -> FenceOutcome:
     """Apply `failover.fence` to the old site: stop (or destroy) its nodes so two sites never serve
     at once. A site that cannot be reached is reported, not waited for."""
     if policy == "none":
@@ -216,7 +222,7 @@ def fence_site(spec: EnvironmentSpec, state_dir: Path, site: Site, policy: str, 
     _say(emit, RUNNING, f"fencing site {site.name} ({policy})", "fenced")
     try:
         if policy == "destroy":
-            destroyed = destroy_site(spec, state_dir, site)
+            destroyed = destroy_site(spec, state_dir, site, within=within)
             return FenceOutcome("fenced", policy, f"destroyed {', '.join(destroyed) or 'nothing (none left)'}")
         provider = provider_at(spec, state_dir, site)
         stopped = []

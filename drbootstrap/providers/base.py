@@ -44,11 +44,15 @@ from drbootstrap.providers.throttle import RetryEvent, TokenBucket
 
 @dataclass(frozen=True)
 class EnvironmentScope:
-    """Which environment a provider works for, and where its operator key lives (0600)."""
+    """Which environment a provider works for, and where its operator key lives (0600).
+    `environment`: the name the cloud knows it by (`<environment>.<site>` at a site other than the
+    primary); `backups_of`: the environment's own name, which its backups are tagged with at every
+    site (empty: the same as `environment`)."""
 
     environment: str
     state_dir: Path
     operator_key_path: Path
+    backups_of: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,13 @@ class Provider(ABC):
     @property
     def environment(self) -> str:
         return self.scope.environment
+
+    @property
+    def backups_environment(self) -> str:
+        """The environment whose backups this provider takes, tags and deletes. The rule: a site's
+        provider owns the environment's backups, whichever site it is (they are tagged with the
+        environment's own name, so every site's `up` can restore them and any site can prune them)."""
+        return self.scope.backups_of or self.scope.environment
 
     @property
     def max_parallel(self) -> int:
@@ -303,7 +314,7 @@ class Provider(ABC):
         raise self._no_backups("tag backups")
 
     def delete_backup(self, snapshot_id: str) -> None:
-        """Delete one snapshot; refuses one not tagged with this provider's environment."""
+        """Delete one snapshot; refuses one not tagged as a backup of `backups_environment`."""
         raise self._no_backups("delete backups")
 
     def copy_backup(self, snapshot_id: str, to_region: str) -> str:

@@ -170,7 +170,7 @@ class EC2Provider(Provider):
             raise NotFoundError(f"{hostname} has no volume {volume!r} in environment {self.environment} "
                                 f"at {self.backup_location}",
                                 hint="run `drbootstrap up` for the environment first, or check the volume's name")
-        wanted = snapshots.backup_tags_for(self.environment, hostname, volume, tags)
+        wanted = snapshots.backup_tags_for(self.backups_environment, hostname, volume, tags)
         return snapshots.create_snapshot(driver, str(found.id), wanted, pacing=self.pacing,
                                          tags_at_creation=self.snapshot_tags_at_creation)
 
@@ -229,14 +229,14 @@ class EC2Provider(Provider):
         owner = snapshots.snapshot_tags(snapshot).get(snapshots.ENVIRONMENT_TAG)
         if not owner:
             reason = f"no {snapshots.ENVIRONMENT_TAG} tag"
-        elif own_only and owner != self.environment:
+        elif own_only and owner != self.backups_environment:
             reason = f"tagged as environment {owner}'s"
         elif snapshots.record_from_snapshot(snapshot, self.backup_location) is None:
             reason = "its backup tags are incomplete"
         else:
             return snapshot
         raise ProviderError(f"refused to {action} snapshot {snapshot_id}: not a backup of environment "
-                            f"{self.environment} ({reason})",
+                            f"{self.backups_environment} ({reason})",
                             hint="drbootstrap only acts on the environment's own tagged backups")
 
     def describe_resources(self) -> list[str]:

@@ -168,12 +168,13 @@ def tag_snapshot(provider: Provider, snapshot_id: str, tags: Mapping[str, str]) 
 
 
 def delete_snapshot(provider: Provider, snapshot_id: str) -> None:
-    """Delete one snapshot, only if it is tagged as this provider's environment's."""
+    """Delete one snapshot, only if it is a backup of the provider's `backups_environment`."""
     driver = provider.driver()
     snapshot = _our_snapshot(provider, snapshot_id)
     owner = snapshot_tags(snapshot).get(ENVIRONMENT_TAG)
-    if owner != provider.environment:
-        raise ProviderError(f"snapshot {snapshot_id} belongs to environment {owner!r}, not {provider.environment!r}: "
+    if owner != provider.backups_environment:
+        raise ProviderError(f"snapshot {snapshot_id} belongs to environment {owner!r}, "
+                            f"not {provider.backups_environment!r}: "
                             "not deleted", hint="prune backups from the environment that took them")
     provider.call(f"delete snapshot {snapshot_id}", functools.partial(cast(Any, driver).destroy_volume_snapshot,
                                                                       snapshot))

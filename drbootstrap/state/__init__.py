@@ -8,6 +8,10 @@ the site) that ran the last command, and a run that lost its lease cannot write 
     with hold_state(spec, paths, "up", take_over=False) as session:
         journal = Journal.at(paths)      # the working copy, as the remote holds it
         session.attach(journal)          # every write goes to the remote too, fenced
+
+A command that changes more than one site (failover, which runs `up` at the target and fences the
+old site) holds the environment once and passes its session on: `hold_state(..., within=session)`
+then takes the site's own lock (local) or works under the same lease (s3) instead of asking again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec.models import EnvironmentSpec, StateSpec
 
 if TYPE_CHECKING:  # the s3 modules (boto3) are imported only when the state is in s3
+    from drbootstrap.state.lease import Lease
     from drbootstrap.state.remote import JournalReplica, RemoteState
 
 
@@ -74,12 +79,15 @@ def state_settings(spec: EnvironmentSpec, override: str | None = None) -> StateS
 
 @contextmanager
 def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, override: str | None = None,
-               take_over: bool = False) -> Iterator[StateSession]:
+               take_over: bool = False, lock: Path | None = None,
+               within: StateSession | None = None) -> Iterator[StateSession]:
     """Hold the environment for COMMAND (flock or lease) with its working copy made from the truth;
-    EnvironmentBusy names the holder when another command has it."""
+    EnvironmentBusy names the holder when another command has it. LOCK: another lock file than the
+    site's (failover's own). WITHIN: the session of a command that already holds the environment
+    (its lease is used, not taken again; a local site's own lock is still taken)."""
     settings = state_settings(spec, override)
     if settings.backend == "local":
-        with hold_environment(paths, command) as held:
+        with hold_environment(paths, command, lock=lock) as held:
             yield _LocalSession(f"took over the lock of {held.taken_over.describe()}, which is no longer running"
                                 if held.taken_over else None)
         return
@@ -87,6 +95,12 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
     from drbootstrap.state.remote import RemoteState
 
     remote = RemoteState(settings, paths)
+    if within is not None:
+        if not isinstance(within, _RemoteSession):
+            raise DrbError(f"environment {paths.environment}: {command} holds it with local state, but this "
+                           "site's state is s3", hint="give every site the spec's one state: block")
+        yield _RemoteSession(remote, remote.replica(within.lease, remote.restore_working_copy()), within.lease)
+        return
     lease = take_lease(remote.store, command, seconds=settings.lease_seconds, take_over=take_over,
                        take_expired=settings.take_over_expired)
     try:
@@ -94,7 +108,7 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
         restored = remote.restore_working_copy()
         replica = remote.replica(lease, restored)
         taken = lease.taken_over
-        yield _RemoteSession(remote, replica,
+        yield _RemoteSession(remote, replica, lease,
                              f"took over the expired lease of {taken.describe()} (now generation {lease.generation})"
                              if taken else None)
     finally:
@@ -105,6 +119,7 @@ def hold_state(spec: EnvironmentSpec, paths: EnvironmentPaths, command: str, *, 
 class _RemoteSession:
     remote: RemoteState
     replica: JournalReplica
+    lease: Lease
     taken_over: str | None = None
 
     def attach(self, journal: Journal) -> None:

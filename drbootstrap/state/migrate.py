@@ -26,7 +26,7 @@ class Migrated:
 
 def migrate_to_s3(settings: StateSpec, paths: EnvironmentPaths) -> Migrated:
     from drbootstrap.state.lease import take_lease
-    from drbootstrap.state.remote import JOURNAL_NAME, RemoteState, secret_files
+    from drbootstrap.state.remote import RemoteState, secret_files
     from drbootstrap.state.s3 import PreconditionFailed
 
     if settings.backend != "s3":
@@ -44,7 +44,7 @@ def migrate_to_s3(settings: StateSpec, paths: EnvironmentPaths) -> Migrated:
             remote.push_keys(files)
             result.keys = [p.relative_to(paths.root).as_posix() for p in files]
             try:
-                remote.store.put(JOURNAL_NAME, paths.journal.read_bytes(), if_none_match=True,
+                remote.store.put(remote.journal_name, paths.journal.read_bytes(), if_none_match=True,
                                  metadata={"generation": str(lease.generation), "write": f"{lease.generation}:migrate"})
             except PreconditionFailed:
                 raise DrbError(f"environment {paths.environment}: {remote.store.where} already holds a journal; "

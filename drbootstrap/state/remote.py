@@ -5,8 +5,10 @@ unsealed (processes need files: ssh, the broker's TLS). Every journal write then
 remote too, fenced by the lease's generation (JournalReplica), and the keys the run makes are
 sealed and sent before the journal entry that may rely on them. Reports are kept as a history.
 
-Remote layout under <prefix>/<environment>/: lease.json, journal.json (metadata: the writer's
-generation), sealed/<file> (AES-GCM), reports/<UTC time>/report.{json,md,html}.
+Remote layout under <prefix>/<environment>/: lease.json (one for the environment, every site),
+journal.json (metadata: the writer's generation), sealed/<file> (AES-GCM),
+reports/<UTC time>/report.{json,md,html}; a site other than the primary has its own journal, keys
+and reports under sites/<site>/, as it has its own files in the state directory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drbootstrap.errors import DrbError, FencedError
-from drbootstrap.paths import EnvironmentPaths, write_private_file
+from drbootstrap.paths import PRIMARY_SITE, EnvironmentPaths, write_private_file
 from drbootstrap.spec.models import StateSpec
 from drbootstrap.state.lease import Lease
 from drbootstrap.state.s3 import PreconditionFailed, S3Objects, StateUnreachable, StoredObject
@@ -48,9 +50,11 @@ class RemoteState:
         self.settings, self.paths = settings, paths
         self.store = S3Objects(settings, paths.environment)
         self.key = parse_key(settings.encryption_key.reveal())
+        site = "" if paths.site == PRIMARY_SITE else f"sites/{paths.site}/"
+        self.journal_name, self.sealed, self.reports = site + JOURNAL_NAME, site + SEALED, site + REPORTS
 
     def read_journal(self) -> StoredObject | None:
-        return self.store.get(JOURNAL_NAME)
+        return self.store.get(self.journal_name)
 
     def restore_working_copy(self, *, read_only: bool = False) -> Restored:
         """Make the state directory hold what the remote holds (journal and keys). A working copy
@@ -74,8 +78,8 @@ class RemoteState:
         return restored
 
     def restore_keys(self, *, only_missing: bool = False) -> None:
-        for name in self.store.names(SEALED):
-            target = self.paths.root / name[len(SEALED):]
+        for name in self.store.names(self.sealed):
+            target = self.paths.root / name[len(self.sealed):]
             if only_missing and target.exists():
                 continue
             blob = self.store.get(name)
@@ -85,13 +89,13 @@ class RemoteState:
 
     def push_keys(self, files: list[Path]) -> None:
         for path in files:
-            name = SEALED + path.relative_to(self.paths.root).as_posix()
+            name = self.sealed + path.relative_to(self.paths.root).as_posix()
             self.store.put(name, seal(self.key, name, path.read_bytes()))
 
     def push_reports(self, files: list[Path], started_at: float) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at))
         for path in files:
-            self.store.put(f"{REPORTS}{stamp}/{path.name}", path.read_bytes())
+            self.store.put(f"{self.reports}{stamp}/{path.name}", path.read_bytes())
 
     def replica(self, lease: Lease, restored: Restored) -> JournalReplica:
         """The fenced journal writer for LEASE's holder; stamps the remote journal with its generation
@@ -156,11 +160,11 @@ class JournalReplica:
         metadata = {"generation": str(generation), "write": write_id}
         while True:
             try:
-                self.etag = store.put(JOURNAL_NAME, body, metadata=metadata, if_match=self.etag,
+                self.etag = store.put(self.remote.journal_name, body, metadata=metadata, if_match=self.etag,
                                       if_none_match=self.etag is None)
                 return
             except PreconditionFailed:
-                current = store.head(JOURNAL_NAME)
+                current = store.head(self.remote.journal_name)
                 if current is None:
                     self.etag = None
                     continue

@@ -24,7 +24,9 @@
 #          its reboot action runs /run/drb-cloud/reboot on the local cloud, `shutdown -r now` elsewhere.
 #   Safe to run again on every boot: each step rewrites its file, the agent is restarted.
 # The name: the master's DNS gives each worker a PTR record; until it does, the node keeps its
-# cloud name and the controller renames it later (agent reboot/rename action).
+# cloud name and the controller renames it later (agent reboot/rename action). A node rebooted
+# while the master's DNS is down keeps the name it has (/etc/hostname) after waiting for the DNS
+# up to DRB_DNS_WAIT_SECONDS (default 20): a reboot never fails for want of the master's DNS.
 set -eu
 
 if [ $# -eq 0 ] && [ -n "${DRB_CLOUD_INSTANCE_ID:-}" ]; then
@@ -65,33 +67,70 @@ if [ -e /proc/1/environ ] && ! cat /proc/1/environ >/dev/null 2>&1; then
     mount --bind /dev/null /proc/1/environ 2>/dev/null || log "Facter will report it cannot read /proc/1/environ"
 fi
 
-# 3. Our name, from reverse DNS of our address (a few tries: the master may be starting).
-reverse_name() {
-    name=""
+# 3. Our name, from reverse DNS of our address. The master may be starting, or (a reboot during an
+# outage of the master) its DNS may be down: a node that was already named keeps its name, one that
+# was not keeps its cloud name, and the boot goes on either way; the controller renames it later.
+# With +short, dig prints its own failures (";; communications error ...") on stdout: only a line
+# that is a host name is an answer, and "no answer" differs from "no such record".
+is_host_name() {
+    printf '%s\n' "$1" | grep -Eqx '([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+}
+DNS_ANSWERED=no
+reverse_name() {  # sets NAME (empty when there is no PTR record) and DNS_ANSWERED
+    NAME=""
     if command -v dig >/dev/null 2>&1; then
-        name=$(dig +short +time=2 +tries=1 -x "$1" "@$DRB_MASTER_ADDRESS" 2>/dev/null | head -n 1)
+        answer=$(dig +short +time=2 +tries=1 -x "$1" "@$DRB_MASTER_ADDRESS" 2>/dev/null) && dig_status=0 || dig_status=$?
+        case "$answer" in
+            *";;"*) return 0 ;;  # dig's own error text: the server did not answer
+        esac
+        [ "$dig_status" -eq 0 ] || return 0
+        DNS_ANSWERED=yes
+        answer=$(printf '%s\n' "$answer" | head -n 1)
+    else
+        answer=$(getent hosts "$1" 2>/dev/null | awk '{ print $2; exit }') || true
+        [ -n "$answer" ] && DNS_ANSWERED=yes
     fi
-    if [ -z "$name" ] && ! command -v dig >/dev/null 2>&1; then
-        name=$(getent hosts "$1" 2>/dev/null | awk '{ print $2; exit }')
-    fi
-    echo "${name%.}"
+    answer=${answer%.}
+    if [ -n "$answer" ] && is_host_name "$answer"; then NAME=$answer; fi
+}
+# The name this node already has: the one a previous boot wrote to /etc/hostname, else the cloud's.
+kept_name() {
+    kept=""
+    [ -r /etc/hostname ] && read -r kept </etc/hostname 2>/dev/null || true
+    if [ -n "$kept" ] && is_host_name "$kept"; then echo "$kept"; else hostname; fi
 }
 NAME=""
+DNS_WAIT=${DRB_DNS_WAIT_SECONDS:-20}
 if [ -n "$ADDRESS" ]; then
-    for _try in 1 2 3; do
-        NAME=$(reverse_name "$ADDRESS")
+    started=$(date +%s)
+    while :; do
+        reverse_name "$ADDRESS"
         [ -n "$NAME" ] && break
+        waited=$(( $(date +%s) - started ))
+        # An answer without a PTR record: a few tries for a master still writing its hosts file.
+        # No answer at all: wait up to DNS_WAIT seconds for the DNS to come back, then go on.
+        if [ "$DNS_ANSWERED" = yes ] && [ "$waited" -ge 2 ]; then break; fi
+        [ "$waited" -ge "$DNS_WAIT" ] && break
         sleep 1
     done
 fi
 if [ -n "$NAME" ]; then
     SHORT=${NAME%%.*}
-    hostname "$SHORT"
-    echo "$SHORT" >/etc/hostname
-    log "named $NAME by reverse DNS"
+    if hostname "$SHORT" 2>/dev/null; then
+        echo "$SHORT" >/etc/hostname
+        log "named $NAME by reverse DNS"
+    else
+        NAME=$(hostname)
+        log "could not take the name $SHORT; keeping $NAME"
+    fi
 else
-    NAME=$(hostname)
-    log "no PTR record for ${ADDRESS:-?} yet; keeping $NAME until the controller renames this node"
+    NAME=$(kept_name)
+    [ "$NAME" = "$(hostname)" ] || hostname "$NAME" 2>/dev/null || NAME=$(hostname)
+    if [ "$DNS_ANSWERED" = yes ]; then
+        log "no PTR record for ${ADDRESS:-?} yet; keeping $NAME until the controller renames this node"
+    else
+        log "the master's DNS at $DRB_MASTER_ADDRESS did not answer; keeping the name $NAME"
+    fi
 fi
 case "$NAME" in *.*) FQDN=$NAME ;; *) FQDN=$NAME.$DRB_DOMAIN ;; esac
 

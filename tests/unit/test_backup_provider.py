@@ -1,5 +1,6 @@
 """Backups at the provider: the local cloud's snapshots carry the catalog's tags, are listed by
-environment, re-tagged, and deleted only when they are the environment's own; the agent's
+environment, re-tagged, and deleted only when they are the environment's own (by any of its
+sites' providers); the agent's
 manifest and hooks act only on what its configuration names."""
 
 from __future__ import annotations
@@ -61,6 +62,46 @@ def test_a_snapshot_of_another_environment_or_untagged_is_never_deleted(tmp_path
         production.delete_backup("snap-missing")
     drill.tag_backup(snapshot_id, verified_tags(False, 1700000600.0))  # a drill records what it verified
     assert production.list_backups("prod")[0].verified_ok is False
+
+
+SITES_SPEC = """
+environment: prod
+domain: prod.internal
+provider: {name: local, network: 10.250.7.0/24}
+nodes:
+  - role: db
+    hostnames: [db01]
+    volumes: [{name: data, mount: /srv/data, size_gb: 1}]
+sites:
+  - {name: b, provider: {name: local, network: 10.250.8.0/24}}
+"""
+
+
+def test_every_sites_provider_owns_the_environments_backups_and_no_other(tmp_path: Path) -> None:
+    from drbootstrap.failover.sites import provider_at, sites_of
+    from drbootstrap.spec import load_spec
+
+    spec_file = tmp_path / "prod.yaml"
+    spec_file.write_text(SITES_SPEC)
+    spec = load_spec(spec_file)
+    state_dir = tmp_path / "state"
+    primary, site_b = (provider_at(spec, state_dir, site) for site in sites_of(spec).values())
+    assert site_b.environment == "prod.b"  # the cloud's name for the site: its nodes and volumes
+    assert primary.backups_environment == site_b.backups_environment == "prod"
+    # The local cloud's snapshots are shared by both sites, tagged with the environment's own name.
+    site_b.driver().create_volume(1, volume_name("prod.b", "db01", "data"))
+    taken_at_b = site_b.snapshot_volume("db01", "data", _tags("prod", created=1700000000.0))
+    primary.driver().create_volume(1, volume_name("prod", "db01", "data"))
+    taken_at_primary = primary.snapshot_volume("db01", "data", _tags("prod", created=1700000100.0))
+    assert [r.id for r in site_b.list_backups("prod")] == [taken_at_b, taken_at_primary]
+
+    site_b.delete_backup(taken_at_primary)  # `backup --prune --site b`
+    primary.delete_backup(taken_at_b)
+    assert site_b.list_backups("prod") == []
+    drill = _local(tmp_path / "state", "drill-prod")
+    kept = primary.snapshot_volume("db01", "data", _tags("prod"))
+    with pytest.raises(ProviderError, match="belongs to environment 'prod', not 'drill-prod'"):
+        drill.delete_backup(kept)
 
 
 def test_snapshotting_a_volume_up_never_made_says_so(tmp_path: Path) -> None:

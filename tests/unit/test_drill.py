@@ -326,3 +326,32 @@ def test_the_drill_command_exits_by_the_drills_result_and_prints_why(cli, tmp_pa
     assert done.exit_code == status
     assert f"demo: drill abc123 {result.upper()}: time to recovery 95 s (target 1800 s)" in done.stdout
     assert ("mail01: check 1 failed" in done.stdout) == (result == "failed")
+
+
+def test_a_drill_of_an_s3_environment_holds_its_lease_and_sends_its_journal_and_report(drill_world, monkeypatch):
+    from drbootstrap.state.lease import read_lease
+    from tests.unit.executor_fakes import SPEC as FAKES_SPEC
+    from tests.unit.state_fakes import S3_STATE, STATE_KEY, use_memory_bucket
+
+    monkeypatch.setenv("DRB_TEST_STATE_KEY", STATE_KEY)
+    bucket = use_memory_bucket(monkeypatch)
+    holders = []
+    original = run_module.run_up
+
+    def run_up_noting_the_holder(ctx):
+        from drbootstrap.state.remote import RemoteState
+
+        holders.append(read_lease(RemoteState(ctx.spec.state, ctx.journal.paths).store).record.command)
+        return original(ctx)
+
+    monkeypatch.setattr(run_module, "run_up", run_up_noting_the_holder)
+    spec = load_spec_text(monkeypatch, FAKES_SPEC + S3_STATE)
+    record = run_drill(spec, drill_world["state"], settings=DrillSettings(steady_state_timeout=60))
+
+    assert record.result == "passed", record.reasons
+    assert holders == ["drill"]
+    root = f"drbootstrap/{record.drill_environment}/"
+    assert root + "journal.json" in bucket.objects
+    assert any(k.startswith(root + "reports/") and k.endswith("report.json") for k in bucket.objects)
+    lease = json.loads(bucket.objects[root + "lease.json"].body)
+    assert (lease["command"], lease["generation"], lease["released"]) == ("down", 2, True)  # the teardown's, after

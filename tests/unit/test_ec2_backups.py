@@ -214,3 +214,14 @@ def test_a_volume_made_before_volumes_carried_their_name_is_found_by_its_device_
     assert done == ["data attached at /dev/sdf at launch (mount /srv/db)"]
     assert driver.requests == []  # listing volumes is list_volumes; nothing was created
     assert provider(driver).snapshot_volume("db01", "/dev/sdf", {GOOD_TAG: "true"}) in driver.snapshots
+
+
+def test_a_provider_at_another_site_deletes_the_environments_backups_it_owns():
+    driver = FakeEC2()
+    driver.snapshots["snap-9"] = dict(BACKUP)
+    at_site_b = EnvironmentScope(f"{ENV}.b", Path("/nonexistent"), Path("/nonexistent/key.pem"), backups_of=ENV)
+
+    EC2Provider(ProviderSettings(name="ec2", region="us-east-1"), at_site_b,
+                driver_factory=lambda: driver).delete_backup("snap-9")
+
+    assert driver.snapshots == {}

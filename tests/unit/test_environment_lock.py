@@ -1,5 +1,5 @@
 """One command at a time per environment: a second holder is refused with the holder named; the lock
-of a process that died is taken over; `status` needs no lock."""
+of a process that died is taken over; `status` needs no lock; `backup` holds it (and failover's)."""
 
 from __future__ import annotations
 
@@ -86,3 +86,45 @@ def world_paths(monkeypatch, tmp_path):
         lifecycle, "provider_for", lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud)
     )
     return spec, EnvironmentPaths(tmp_path, spec.environment)
+
+
+@pytest.mark.parametrize("holder", ["up", "failover"])
+def test_a_backup_is_refused_while_the_environment_or_its_failover_is_held_naming_the_holder(
+        world_paths, monkeypatch, cli, holder):
+    from drbootstrap.executor import build
+
+    spec, paths = world_paths
+    monkeypatch.setattr(build, "provider_for", lambda *a, **k: pytest.fail("a refused backup asked the cloud"))
+    spec_file = paths.state_dir / "env.yaml"
+    from tests.unit.executor_fakes import SPEC
+
+    spec_file.write_text(SPEC)
+    lock = paths.failover_lock if holder == "failover" else None
+    with hold_environment(paths, holder, lock=lock):
+        result = cli("backup", str(spec_file), "--state-dir", str(paths.state_dir))
+    assert result.exit_code == ExitStatus.BUSY == 10, result.stderr
+    assert f"`{holder}` (pid {os.getpid()} on " in result.stderr and "backup refused" in result.stderr
+
+
+def test_up_and_failover_are_refused_while_a_backup_holds_the_environment(world_paths, monkeypatch):
+    from drbootstrap.backups import take
+    from drbootstrap.executor import lifecycle
+
+    spec, paths = world_paths
+    refused = []
+
+    def back_up_meanwhile(*args, **kwargs):
+        with pytest.raises(EnvironmentBusy, match=r"`backup` .*; up refused"):
+            lifecycle.up(spec, paths.state_dir)
+        refused.append("up")
+        with pytest.raises(EnvironmentBusy, match=r"`backup` .*; failover refused"):
+            with hold_environment(paths, "failover", lock=paths.failover_lock):  # as run_switch takes it
+                pass
+        refused.append("failover")
+        raise EnvironmentBusy("stop here")
+
+    monkeypatch.setattr(take, "_take_backups", back_up_meanwhile)
+    with pytest.raises(EnvironmentBusy, match="stop here"):
+        take.take_backups(spec, paths.state_dir)
+    assert refused == ["up", "failover"]
+    lifecycle.down(spec, paths.state_dir)  # released after

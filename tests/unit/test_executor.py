@@ -292,6 +292,38 @@ def test_master_registers_its_controller_name_by_rfc2136_where_the_spec_asks(mon
     assert registered == [("127.0.0.1:53", "example.org", "controller", master_address)]
 
 
+@pytest.mark.parametrize(("active", "down_at", "removed"), [
+    (None, "primary", True), (None, "b", False), ("b", "b", True), ("b", "primary", False),
+])
+def test_down_removes_the_controller_name_only_at_the_active_site(monkeypatch, tmp_path, active, down_at, removed):
+    from drbootstrap.dns import rfc2136
+    from drbootstrap.executor import lifecycle
+    from drbootstrap.failover.switch_journal import FailoverState, save_state
+    from tests.unit.executor_fakes import SPEC
+
+    monkeypatch.setenv("DRB_TEST_TSIG", "c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw==")
+    text = SPEC.replace("master: {hostname: controller, image: master}",
+                        "master: {hostname: controller, image: master, dynamic_dns: {server: 127.0.0.1, "
+                        "zone: example.org, tsig_key_name: drb-key, tsig_secret: '${env:DRB_TEST_TSIG}'}}")
+    site_b = "sites:\n  - {name: b, provider: {name: local, network: 10.214.0.0/24}}\n"
+    spec = load_spec_text(monkeypatch, text + site_b)
+    removed_names = []
+    monkeypatch.setattr(rfc2136, "remove_name", lambda server, zone, name, key: removed_names.append(f"{name}.{zone}"))
+    cloud = FakeCloud()
+    monkeypatch.setattr(lifecycle, "provider_for",
+                        lambda spec, paths, *a, **k: make_provider(spec, paths.state_dir, cloud))
+    paths = EnvironmentPaths(tmp_path, "demo")
+    if active is not None:  # a failover moved the environment there
+        paths.failover_journal.parent.mkdir(parents=True, exist_ok=True)
+        save_state(paths.failover_journal, FailoverState(active_site=active))
+
+    result = lifecycle.down(spec, tmp_path, paths=paths.at_site(down_at))
+
+    assert removed_names == (["controller.example.org"] if removed else [])
+    assert result.names == removed_names
+    assert result.names_kept == ([] if removed else [f"controller.example.org (site {active or 'primary'} is active)"])
+
+
 def test_node_whose_launch_was_killed_before_it_booted_is_replaced_not_waited_for(world):
     from drbootstrap.providers.nodes import LaunchRequest
 

@@ -22,6 +22,7 @@ from drbootstrap.failover import run as failover_run
 from drbootstrap.failover.public_dns import RecordState
 from drbootstrap.failover.run import SwitchUnfinished, run_switch
 from drbootstrap.failover.sites import UnknownSite, sites_of, spec_at
+from drbootstrap.journal import Journal
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec import load_spec
 
@@ -108,7 +109,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     dns_at_up: list[tuple[str, ...]] = []
     failing: dict[str, str] = {}
 
-    def fake_up(spec, state_dir, *, options, emit, paths):
+    def fake_up(spec, state_dir, *, options, emit, paths, within=None):
         ups.append(paths.site)
         dns_at_up.append(zone.values["www.shop.test."])
         assert "checks" in options.redo  # the checks run again at the target
@@ -287,3 +288,67 @@ def test_up_status_and_down_take_a_site(world):
     assert at_site(spec, world.state, None)[1].site == "primary"
     with pytest.raises(UnknownSite, match="--site c: no site of that name"):
         at_site(spec, world.state, "c")
+
+
+def test_a_failover_holds_an_s3_environments_lease_and_runs_up_and_fencing_under_it(world, monkeypatch):
+    from drbootstrap.environment_lock import EnvironmentBusy
+    from drbootstrap.state import hold_state
+    from drbootstrap.state.lease import read_lease
+    from drbootstrap.state.remote import RemoteState
+    from tests.unit.state_fakes import S3_STATE, STATE_KEY, use_memory_bucket
+
+    monkeypatch.setenv("DRB_TEST_STATE_KEY", STATE_KEY)
+    bucket = use_memory_bucket(monkeypatch)
+    spec = load_spec(_with_state(world, S3_STATE))
+    paths = EnvironmentPaths(world.state, "shop")
+    seen = []
+
+    def up_under_the_failover(spec_, state_dir, *, options, emit, paths, within=None):
+        store = RemoteState(spec.state, paths).store
+        seen.append((paths.site, read_lease(store).record.command, within is not None))
+        with pytest.raises(EnvironmentBusy, match=r"`failover` .* is changing it now .*; up refused"):
+            with hold_state(spec, paths.at_site("primary"), "up"):
+                pass  # an `up` of another operator, meanwhile
+        with hold_state(spec_, paths, "up", within=within) as session:  # what the real `up` does
+            journal = Journal.at(paths)
+            session.attach(journal)
+            journal.flush()
+        world.sites[paths.site].nodes_by_name.update({"controller": FakeNode("controller"), "app01": FakeNode("app01")})
+        result = RunResult("shop", 0.0, 1.0)
+        for host in ("controller", "app01"):
+            result.outcomes[host] = NodeOutcome(host, "app", events.DONE, "", "")
+        return result, None
+
+    import drbootstrap.executor.lifecycle as lifecycle
+
+    monkeypatch.setattr(lifecycle, "up", up_under_the_failover)
+    result = run_switch(spec, world.state, "b")
+
+    assert result.switch.phases.keys() == {"target_up", "verified", "dns_switched", "fenced"}
+    assert seen == [("b", "failover", True)]
+    lease = read_lease(RemoteState(spec.state, paths).store)
+    assert lease.record.command == "failover" and lease.record.released  # released when it finished
+    assert "drbootstrap/shop/sites/b/journal.json" in bucket.objects  # site b's journal, apart from primary's
+    with hold_state(spec, paths, "up"):  # free again
+        pass
+
+
+def test_a_second_failover_of_an_s3_environment_is_refused_naming_the_holder(world, monkeypatch):
+    from drbootstrap.environment_lock import EnvironmentBusy
+    from drbootstrap.state import hold_state
+    from tests.unit.state_fakes import S3_STATE, STATE_KEY, use_memory_bucket
+
+    monkeypatch.setenv("DRB_TEST_STATE_KEY", STATE_KEY)
+    use_memory_bucket(monkeypatch)
+    spec = load_spec(_with_state(world, S3_STATE))
+    with hold_state(spec, EnvironmentPaths(world.state, "shop"), "down"):
+        with pytest.raises(EnvironmentBusy, match=r"`down` .* is changing it now .*; failover refused") as refused:
+            run_switch(spec, world.state, "b")
+    assert refused.value.exit_status is ExitStatus.BUSY
+    assert world.ups == [] and world.zone.updates == 0
+
+
+def _with_state(world, block: str) -> Path:
+    spec_file = world.state.parent / "env-s3.yaml"
+    spec_file.write_text(SPEC.replace("FENCE", "failover: {fence: stop}\n" + block))
+    return spec_file

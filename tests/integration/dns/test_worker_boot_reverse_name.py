@@ -1,5 +1,6 @@
 """images/worker/boot.sh in a namespace of its own: it learns its name from the master's dnsmasq
-by reverse DNS, points its resolver there, and writes the agent and Puppet settings."""
+by reverse DNS, points its resolver there, and writes the agent and Puppet settings; with the
+master's DNS down it waits for it, then boots keeping the name it has."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import secrets
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -44,9 +46,8 @@ def netns():
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-@pytest.mark.parametrize("puppet_mode", ["server", "apply"])
-def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(netns, tmp_path, puppet_mode):
-    name, worker_address, master_address = netns
+def prepare_node(tmp_path, master_address: str, puppet_mode: str, kept_name: str) -> tuple:
+    """The node's config dir, agent stand-in, /etc files (kept_name in /etc/hostname): (etc, bin_dir, token)."""
     token = secrets.token_urlsafe(16)
     config = NodeBootConfig(
         environment="boot",
@@ -76,31 +77,42 @@ def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(
     )
     (bin_dir / "drbootstrap").chmod(0o755)
     (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.53\n")
-    (tmp_path / "hostname").write_text("ip-10-0-0-5\n")
+    (tmp_path / "hostname").write_text(kept_name + "\n")
+    return etc, bin_dir, token
 
+
+def run_boot(netns_name: str, tmp_path, etc, bin_dir, kept_name: str, env: str = "") -> subprocess.CompletedProcess:
+    """boot.sh in fresh UTS and mount namespaces, as on a boot that found kept_name in /etc/hostname."""
+    boot = (
+        f"mount --bind {tmp_path}/resolv.conf /etc/resolv.conf && "
+        f"mount --bind {tmp_path}/hostname /etc/hostname && hostname {kept_name} && "
+        f"{env} PATH={bin_dir}:$PATH sh {project_root()}/images/worker/boot.sh {etc} && hostname"
+    )
+    try:
+        return subprocess.run(
+            ["ip", "netns", "exec", netns_name, "unshare", "--uts", "--mount", "sh", "-c", boot],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        for _ in range(50):  # the agent stand-in starts in the background: let it record its args
+            if (tmp_path / "agent.args").exists():
+                break
+            time.sleep(0.1)
+        pid_file = tmp_path / "node" / "agent.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("puppet_mode", ["server", "apply"])
+def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(netns, tmp_path, puppet_mode):
+    name, worker_address, master_address = netns
+    etc, bin_dir, token = prepare_node(tmp_path, master_address, puppet_mode, "ip-10-0-0-5")
     dns_dir = tmp_path / "dns"
     dns_dir.mkdir()
     with DnsmasqServer(dns_dir, domain=DOMAIN, host=master_address, port=53, netns=name) as dnsmasq:
         dnsmasq.hosts_file.write_text(f"{worker_address} web01.{DOMAIN} web01\n")
         dnsmasq.reload()
-        boot = (
-            f"mount --bind {tmp_path}/resolv.conf /etc/resolv.conf && "
-            f"mount --bind {tmp_path}/hostname /etc/hostname && hostname ip-10-0-0-5 && "
-            f"PATH={bin_dir}:$PATH sh {project_root()}/images/worker/boot.sh {etc} && hostname"
-        )
-        try:
-            result = subprocess.run(
-                ["ip", "netns", "exec", name, "unshare", "--uts", "--mount", "sh", "-c", boot],
-                capture_output=True, text=True, timeout=120,
-            )
-        finally:
-            for _ in range(50):  # the agent stand-in starts in the background: let it record its args
-                if (tmp_path / "agent.args").exists():
-                    break
-                time.sleep(0.1)
-            pid_file = tmp_path / "node" / "agent.pid"
-            if pid_file.exists():
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        result = run_boot(name, tmp_path, etc, bin_dir, "ip-10-0-0-5")
 
     boot_log = result.stdout + result.stderr
     assert result.returncode == 0, boot_log
@@ -120,3 +132,43 @@ def test_worker_takes_its_name_from_reverse_dns_and_configures_agent_and_puppet(
     assert csr_attributes.stat().st_mode & 0o777 == 0o600
     assert "certname = web01." + DOMAIN in (tmp_path / "node" / "puppet" / "puppet.conf").read_text()
     assert (tmp_path / "agent.args").read_text().split() == ["agent", "--config", f"{tmp_path}/node/agent.yaml"]
+
+
+def test_a_named_worker_rebooted_while_the_masters_dns_is_down_keeps_its_name_and_boots(netns, tmp_path):
+    name, _worker_address, master_address = netns
+    etc, bin_dir, _token = prepare_node(tmp_path, master_address, "server", "web01")
+    # Nothing answers on the master's port 53: dig reports "communications error" (on stdout).
+    started = time.monotonic()
+    result = run_boot(name, tmp_path, etc, bin_dir, "web01", env="DRB_DNS_WAIT_SECONDS=3")
+    elapsed = time.monotonic() - started
+
+    boot_log = result.stdout + result.stderr
+    assert result.returncode == 0, boot_log
+    assert result.stdout.splitlines()[-1] == "web01", boot_log
+    assert "did not answer; keeping the name web01" in boot_log
+    assert 3 <= elapsed < 30, f"waited {elapsed:.1f}s for the DNS (limit 3 s)"
+    assert (tmp_path / "hostname").read_text() == "web01\n"
+    agent = load_agent_config(tmp_path / "node" / "agent.yaml")
+    assert agent.identity == f"web01.{DOMAIN}" and agent.puppet.certname == f"web01.{DOMAIN}"
+
+
+def test_a_worker_waits_for_the_masters_dns_that_comes_back_during_its_boot(netns, tmp_path):
+    name, worker_address, master_address = netns
+    etc, bin_dir, _token = prepare_node(tmp_path, master_address, "server", "ip-10-0-0-5")
+    dns_dir = tmp_path / "dns"
+    dns_dir.mkdir()
+    server = DnsmasqServer(dns_dir, domain=DOMAIN, host=master_address, port=53, netns=name)
+    server.hosts_file.parent.mkdir(parents=True, exist_ok=True)
+    server.hosts_file.write_text(f"{worker_address} web01.{DOMAIN} web01\n")
+    timer = threading.Timer(3.0, server.start)  # the master's DNS comes back 3 s into the boot
+    timer.start()
+    try:
+        result = run_boot(name, tmp_path, etc, bin_dir, "ip-10-0-0-5", env="DRB_DNS_WAIT_SECONDS=60")
+    finally:
+        timer.join()
+        server.stop()
+
+    boot_log = result.stdout + result.stderr
+    assert result.returncode == 0, boot_log
+    assert result.stdout.splitlines()[-1] == "web01", boot_log
+    assert "named web01." + DOMAIN + " by reverse DNS" in boot_log

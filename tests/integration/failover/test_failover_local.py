@@ -105,6 +105,12 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         app_data(env, "b", network_b, "written-at-b")
         backed_up_at_b = env.cli("backup", str(env.spec_file), "--site", "b")
         assert backed_up_at_b.returncode == 0, backed_up_at_b.stdout + backed_up_at_b.stderr
+        # Pruning at b deletes the environment's backups, whichever site took them (3 kept by none).
+        env.spec_file.write_text(env.spec_file.read_text().replace(
+            "backup: {pre_snapshot: sync}", "backup: {pre_snapshot: sync, keep_last: 1}"))
+        pruned_at_b = env.cli("backup", str(env.spec_file), "--site", "b", "--prune")
+        assert pruned_at_b.returncode == 0, pruned_at_b.stdout + pruned_at_b.stderr
+        assert "pruned " in pruned_at_b.stdout, pruned_at_b.stdout
 
         again = env.cli("failover", str(env.spec_file), "--to", "b")
         assert again.returncode == 0 and "already active at b" in again.stdout
