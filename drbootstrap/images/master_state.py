@@ -4,8 +4,9 @@ before puppetserver starts when the spec asks (`master.restore`), so a rebuilt m
 Puppet CA and every agent's certificate stays valid.
 
     python3 -m drbootstrap.images.master_state archive --node-dir DIR        (tar.gz on stdout)
-    python3 -m drbootstrap.images.master_state restore --node-dir DIR --archive FILE \
-        --sha256 HEX --parts ca,code                                       (then FILE is removed)
+    python3 -m drbootstrap.images.master_state restore --node-dir DIR --fetch-file FILE
+        (FILE, 0600, from the user-data: a short-lived URL, the archive's data key when sealed, its
+        sha256 and size, the parts to put back; removed once read, whatever happens)
 
 Parts, under the node directory boot.sh uses: `ca` (puppet/ca and the master's own puppet/ssl:
 key material, kept 0600 as Puppet made it), `code` (puppet/code, the environments served),
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
+import json
+import os
 import sys
 import tarfile
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from drbootstrap.errors import DrbError
 
@@ -31,13 +34,14 @@ PARTS: dict[str, tuple[str, ...]] = {
     "config": ("dns/dnsmasq.conf", "dns/hosts", "activemq/conf"),
 }
 RESTORABLE = ("ca", "code")
+FETCH_SECONDS = 120.0  # the whole download of the archive (a few hundred KiB at most)
 
 
 class MasterStateError(DrbError):
     """The master-state archive cannot be made or put back."""
 
 
-def write_archive(node_dir: Path, out: io.BufferedIOBase) -> list[str]:
+def write_archive(node_dir: Path, out: IO[bytes]) -> list[str]:
     """Every part that exists under NODE_DIR, as a gzipped tar written to OUT; the paths archived."""
     archived = []
     with tarfile.open(fileobj=out, mode="w|gz") as tar:
@@ -70,6 +74,29 @@ def restore_archive(archive: Path, node_dir: Path, sha256: str, parts: list[str]
     return restored
 
 
+def restore_fetched(fetch_file: Path, node_dir: Path) -> list[str]:
+    """Fetch the archive FETCH_FILE names into a 0600 file, open it, check its digest and size, put
+    its parts back (restore_archive); the paths restored. The URL and key never leave FETCH_FILE."""
+    from drbootstrap.agent.actions.dumps import fetch_object
+
+    try:
+        wanted = json.loads(fetch_file.read_text())
+    finally:
+        fetch_file.unlink(missing_ok=True)
+    archive = node_dir / "master-state.tar.gz"
+    try:
+        fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            digest, size = fetch_object(str(wanted["url"]), out, int(wanted["size"]), FETCH_SECONDS,
+                                        str(wanted.get("key") or "") or None)
+        if digest != wanted["sha256"] or size != wanted["size"]:
+            raise MasterStateError(f"master state: refused, sha256 {digest[:16]}... ({size} bytes) is not the "
+                                   f"recorded {str(wanted['sha256'])[:16]}... ({wanted['size']} bytes)")
+        return restore_archive(archive, node_dir, digest, [str(p) for p in wanted["parts"]])
+    finally:
+        archive.unlink(missing_ok=True)
+
+
 def _under(name: str, roots: tuple[str, ...]) -> bool:
     path = PurePosixPath(name)
     return not path.is_absolute() and ".." not in path.parts and any(
@@ -90,27 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("archive", help="the master's state as tar.gz on stdout")
     make.add_argument("--node-dir", required=True)
-    put = commands.add_parser("restore", help="put parts of a master-state archive back, by digest")
+    put = commands.add_parser("restore", help="fetch a master-state archive, check it, put its parts back")
     put.add_argument("--node-dir", required=True)
-    put.add_argument("--archive", required=True)
-    put.add_argument("--sha256", required=True)
-    put.add_argument("--parts", required=True, help="comma-separated: ca, code")
+    put.add_argument("--fetch-file", required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "archive":
             archived = write_archive(Path(args.node_dir), sys.stdout.buffer)
             print(f"master state: archived {', '.join(archived) or 'nothing'}", file=sys.stderr)
             return 0
-        archive = Path(args.archive)
-        try:
-            restored = restore_archive(archive, Path(args.node_dir), args.sha256,
-                                       [p for p in args.parts.split(",") if p])
-        finally:
-            archive.unlink(missing_ok=True)
+        restored = restore_fetched(Path(args.fetch_file), Path(args.node_dir))
         print(f"master state: restored {', '.join(restored) or 'nothing'}")
         return 0
-    except (DrbError, OSError, tarfile.TarError) as error:
-        message = error.message if isinstance(error, DrbError) else f"master state: {type(error).__name__}: {error}"
+    except (DrbError, OSError, tarfile.TarError, ValueError, KeyError) as error:
+        message = (f"master state: {error.message}" if isinstance(error, DrbError) and not
+                   error.message.startswith("master state") else error.message if isinstance(error, DrbError)
+                   else f"master state: {type(error).__name__}: {error}")
         print(f"drbootstrap: {message}", file=sys.stderr)
         return 1
 
