@@ -173,6 +173,10 @@ cat >"$PUPPET_DIR/autosign" <<EOF
 DRB_AUTOSIGN_TOKENS='$TOKENS' exec '$PYTHON' -m drbootstrap.images.autosign "\$@"
 EOF
 chmod 0755 "$PUPPET_DIR/autosign"
+# A CA carried over (master.restore, or an earlier boot): a rebuilt worker asks again under its old
+# name with a new key, which the CA would refuse as a duplicate; its one-time token still decides.
+DUPLICATE_CERTS=""
+[ ! -f "$PUPPET_DIR/ca/ca_crt.pem" ] || DUPLICATE_CERTS="allow_duplicate_certs = true"
 # keylength 2048: Puppet 7's 4096-bit keys took 20-70 s of the CA's first start here (the CA's key
 # and this server's, made in Java under the C1-only JIT below); 2048-bit RSA, Puppet's default
 # until 6, is fine for the life of an environment's certificates (the agents use it too).
@@ -191,6 +195,7 @@ logdir = $PUPPET_DIR/log
 [server]
 cadir = $PUPPET_DIR/ca
 autosign = $PUPPET_DIR/autosign
+$DUPLICATE_CERTS
 EOF
 if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; then
     # Debian's launcher reads /etc/default/puppetserver (the host's config path, a 1 GB heap):
