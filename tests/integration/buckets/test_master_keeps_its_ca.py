@@ -7,7 +7,6 @@ and the CA key is in no log, journal, report or process."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 
