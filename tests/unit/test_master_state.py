@@ -187,3 +187,25 @@ def test_a_corrupted_newest_archive_is_refused_by_name_and_the_older_one_chosen(
     assert choice is not None and choice.record.id == older.id
     [refused] = choice.refused
     assert refused.startswith(newer.id + ": ")
+
+
+def test_the_master_user_data_names_a_0600_fetch_file_and_its_settings_hold_no_url_or_key(monkeypatch, tmp_path):
+    from drbootstrap.images.from_spec import master_boot_config
+    from drbootstrap.images.userdata import MasterStateToRestore, cloud_config, node_env
+
+    monkeypatch.setenv("DRB_TEST_SEAL_KEY", "cd" * 32)
+    spec = load_spec_text(monkeypatch, SPEC.replace("BUCKETS", str(tmp_path)).replace(
+        " ENCRYPTION", ', encryption_key: "${env:DRB_TEST_SEAL_KEY}"'))
+    offered = MasterStateToRestore(url="http://10.0.0.1:5000/secret-token", key="K" * 43 + "=", sha256="ab" * 32,
+                                   size=1234, parts=("ca",))
+    config = master_boot_config(spec, agent_key="k" * 40, master_state=offered, config_dir="/etc/drb",
+                                node_dir="/var/lib/drb")
+
+    files = {f["path"]: f for f in cloud_config(config)["write_files"]}
+    fetch = files["/etc/drb/master-state.json"]
+    assert fetch["permissions"] == "0600" and json.loads(fetch["content"])["parts"] == ["ca"]
+    settings = node_env(config)
+    assert "DRB_MASTER_STATE_FILE=/etc/drb/master-state.json" in settings
+    assert "secret-token" not in settings and "K" * 43 not in settings and "secret-token" not in repr(config)
+    dumps = yaml.safe_load(files["/etc/drb/agent-backup.yaml"]["content"])["dumps"]["commands"]
+    assert list(dumps) == ["master-state"] and "--node-dir /var/lib/drb" in dumps["master-state"]["command"]
