@@ -106,6 +106,25 @@ def test_the_archive_puts_back_the_ca_and_code_asked_for_and_keeps_the_key_priva
     assert not (rebuilt / "puppet/code").exists() and not (rebuilt / "dns").exists()  # not asked / never restored
 
 
+def test_the_code_part_alone_replaces_the_served_environments_and_leaves_the_new_ca(tmp_path):
+    make_master_dir(tmp_path / "old")
+    out = io.BytesIO()
+    on_master.write_archive(tmp_path / "old", out)
+    archive = tmp_path / "state.tar.gz"
+    archive.write_bytes(out.getvalue())
+    rebuilt = tmp_path / "new"
+    (rebuilt / "puppet/code/environments/stale").mkdir(parents=True)
+    (rebuilt / "puppet/ca").mkdir(parents=True)
+    (rebuilt / "puppet/ca/ca_crt.pem").write_text("THE NEW CA\n")
+
+    restored = on_master.restore_archive(archive, rebuilt, hashlib.sha256(out.getvalue()).hexdigest(), ["code"])
+
+    assert restored == ["puppet/code"]
+    assert (rebuilt / "puppet/code/environments/production/manifests/site.pp").read_text() == "node default {}\n"
+    assert not (rebuilt / "puppet/code/environments/stale").exists()
+    assert (rebuilt / "puppet/ca/ca_crt.pem").read_text() == "THE NEW CA\n"
+
+
 def test_an_archive_whose_digest_differs_is_refused_and_nothing_is_touched(tmp_path):
     make_master_dir(tmp_path / "old")
     out = io.BytesIO()
