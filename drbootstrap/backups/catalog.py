@@ -23,7 +23,7 @@ BACKUP_TAGS = (ENVIRONMENT_TAG, HOSTNAME_TAG, VOLUME_TAG, CREATED_TAG, MANIFEST_
 class BackupRecord:
     """One backup the environment can restore from: a volume snapshot or an application dump."""
     id: str                        # the provider's snapshot id, or the object's key for a dump
-    kind: Literal["snapshot", "dump"]
+    kind: Literal["snapshot", "dump", "master"]  # master: the master's own state (backups.master_state)
     environment: str               # the environment it was taken FROM (production's name)
     hostname: str                  # node it belongs to
     name: str                      # volume name (snapshot) or dump name (dump)

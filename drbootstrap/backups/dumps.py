@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from drbootstrap.backups.catalog import BackupRecord
 from drbootstrap.errors import DrbError, ProviderError
@@ -86,16 +86,17 @@ def take_dumps(spec: EnvironmentSpec, fleet: AgentCalls, *, hostnames: frozenset
     records, failures = [], []
     for node, dump in wanted:
         try:
-            records.append(_take_one(spec.environment, fleet, store, node, dump, rpc_timeout))
+            records.append(take_one(spec.environment, fleet, store, node, dump, rpc_timeout))
         except DrbError as error:
-            failure = DumpFailure(node.hostname, dump.name, _reason(error).removeprefix(f"dump {dump.name}: "))
+            failure = DumpFailure(node.hostname, dump.name, reason_of(error).removeprefix(f"dump {dump.name}: "))
             failures.append(failure)
-            _write_failed_record(spec.environment, store, node, dump, failure.reason)
+            write_failed_record(spec.environment, store, node, dump, failure.reason)
     return DumpsTaken(records, failures)
 
 
-def _take_one(environment: str, fleet: AgentCalls, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
-              rpc_timeout: float) -> BackupRecord:
+def take_one(environment: str, fleet: AgentCalls, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
+             rpc_timeout: float, *, kind: Literal["dump", "master"] = "dump") -> BackupRecord:
+    """NODE's dump DUMP, streamed to the bucket (sealed when the bucket has a key) and checked; its record."""
     created = time.time()
     taken = fleet.call(node.fqdn, "dumps", "take", {"name": dump.name}, dump.timeout_seconds + rpc_timeout)
     job, digest, size = str(taken["job"]), str(taken["sha256"]), int(taken["size"])
@@ -134,25 +135,25 @@ def _take_one(environment: str, fleet: AgentCalls, store: ObjectStore, node: Pla
     if streamed.hexdigest() != digest or counted[0] != size:
         store.delete(key)
         raise DumpRefused(f"the {counted[0]} bytes read differ from the {size} bytes the node digested")
-    record = BackupRecord(id=key, kind="dump", environment=environment, hostname=node.hostname,
+    record = BackupRecord(id=key, kind=kind, environment=environment, hostname=node.hostname,
                           name=dump.name, created_at=created, size_bytes=size, manifest_digest=digest,
                           location=store.location)
     store.put_bytes(key + RECORD_SUFFIX, record_json(record, sealed=wrapped))
     return record
 
 
-def _write_failed_record(environment: str, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
-                         reason: str) -> None:
+def write_failed_record(environment: str, store: ObjectStore, node: PlannedNode, dump: DumpSpec,
+                        reason: str, *, kind: Literal["dump", "master"] = "dump") -> None:
     created = time.time()
     key = dump_key(store.spec, environment, node.hostname, dump.name, created)
-    record = BackupRecord(id=key, kind="dump", environment=environment, hostname=node.hostname,
+    record = BackupRecord(id=key, kind=kind, environment=environment, hostname=node.hostname,
                           name=dump.name, created_at=created, size_bytes=None, manifest_digest=None,
                           location=store.location, good=False)
     with contextlib.suppress(DrbError):  # the failure is reported either way
         store.put_bytes(key + RECORD_SUFFIX, record_json(record, reason=reason))
 
 
-def _reason(error: DrbError) -> str:
+def reason_of(error: DrbError) -> str:
     """One line: the agent's message and the last line of the command's output."""
     message = error.message.split(" failed: ", 1)[-1]
     tail = str((getattr(error, "data", None) or {}).get("output", "")).strip().splitlines()
@@ -186,10 +187,10 @@ def list_dumps(bucket: BucketSpec, environment: str) -> list[BackupRecord]:
     """Every dump record of ENVIRONMENT in the bucket, oldest first (good or not)."""
     from drbootstrap.backups.object_store import ObjectStore
 
-    return _records(ObjectStore(bucket), environment)
+    return records_in(ObjectStore(bucket), environment)
 
 
-def _records(store: ObjectStore, environment: str) -> list[BackupRecord]:
+def records_in(store: ObjectStore, environment: str) -> list[BackupRecord]:
     found = []
     for obj in store.list(f"{store.spec.prefix}/{environment}/"):
         if not obj.key.endswith(DUMP_SUFFIX + RECORD_SUFFIX):
@@ -204,7 +205,8 @@ def _parse_record(key: str, raw: bytes, location: str) -> BackupRecord | None:
     """The record a `<key>.json` holds; None when it is not one of ours (never guess)."""
     try:
         data = json.loads(raw)
-        return BackupRecord(id=key, kind="dump", environment=str(data["environment"]),
+        kind: Literal["dump", "master"] = "master" if data.get("kind") == "master" else "dump"
+        return BackupRecord(id=key, kind=kind, environment=str(data["environment"]),
                             hostname=str(data["hostname"]), name=str(data["name"]),
                             created_at=float(data["created_at"]),
                             size_bytes=int(data["size_bytes"]) if data.get("size_bytes") is not None else None,
@@ -224,7 +226,7 @@ def prune_dumps(bucket: BucketSpec, environment: str, *, now: float | None = Non
     now = time.time() if now is None else now
     policy = bucket.retention
     by_dump: dict[tuple[str, str], list[BackupRecord]] = {}
-    for record in _records(store, environment):
+    for record in records_in(store, environment):
         by_dump.setdefault((record.hostname, record.name), []).append(record)
     deleted = []
     for records in by_dump.values():
@@ -275,7 +277,7 @@ def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored 
     store = ObjectStore(ctx.spec.buckets)
     source = ctx.options.backup_environment or ctx.spec.environment
     as_of = ctx.options.as_of
-    ever = [r for r in _records(store, source) if r.hostname == node.hostname and r.name == name]
+    ever = [r for r in records_in(store, source) if r.hostname == node.hostname and r.name == name]
     if not ever and as_of is None:
         return None  # a first build: nothing was ever dumped, nothing to restore (the detail says so)
     candidates = [r for r in reversed(ever) if r.good and (as_of is None or r.created_at <= as_of)]

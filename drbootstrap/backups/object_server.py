@@ -8,7 +8,7 @@ import contextlib
 import http.server
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,9 +18,21 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def serve_once(store: ObjectStore, key: str, address: str, seconds: float) -> Iterator[str]:
     """The URL that reads `key` once within SECONDS; the server stops when the block ends."""
+    url, stop = start_serving_once(store, key, address, seconds)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def start_serving_once(store: ObjectStore, key: str, address: str, seconds: float) -> tuple[str, Callable[[], None]]:
+    """The URL that reads `key` once within SECONDS, and what stops it sooner. For a reader that comes
+    later than the caller's block (a master fetching its state while it boots): the server stops by
+    itself once served or after SECONDS."""
     size = store.size(key)
     token = secrets.token_urlsafe(32)
     served = threading.Event()
+    server: http.server.ThreadingHTTPServer
 
     class OneObject(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -34,6 +46,7 @@ def serve_once(store: ObjectStore, key: str, address: str, seconds: float) -> It
             self.end_headers()
             for chunk in store.iter_chunks(key):
                 self.wfile.write(chunk)
+            threading.Thread(target=stop, daemon=True).start()
 
         def log_message(self, *args: object) -> None:
             pass  # the token is in the request line: never logged
@@ -42,13 +55,17 @@ def serve_once(store: ObjectStore, key: str, address: str, seconds: float) -> It
     server.timeout = seconds
     thread = threading.Thread(target=server.serve_forever, name="dump-url", daemon=True)
     thread.start()
-    timer = threading.Timer(seconds, server.shutdown)
-    timer.daemon = True
-    timer.start()
-    try:
-        host = f"[{address}]" if ":" in address else address
-        yield f"http://{host}:{server.server_address[1]}/{token}"
-    finally:
+    stopped = threading.Lock()
+
+    def stop() -> None:
+        if not stopped.acquire(blocking=False):
+            return
         timer.cancel()
         server.shutdown()
         server.server_close()
+
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{server.server_address[1]}/{token}", stop

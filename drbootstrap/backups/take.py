@@ -3,7 +3,8 @@ consistent by its hooks and tagged with its content manifest; prune by retention
 
 Per volume, through the node's backup agent and the provider: pre_snapshot, the manifest computed
 on the node, the snapshot (tagged good only when the hook and the manifest succeeded), and
-post_snapshot, which runs whatever happened before it.
+post_snapshot, which runs whatever happened before it. With a bucket, the application dumps
+(backups.dumps) and the master's own state (backups.master_state) go there too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from drbootstrap.backups.catalog import BackupRecord, backup_tags
 from drbootstrap.backups.choose import prunable
 from drbootstrap.backups.dumps import DumpsTaken, dumps_in_spec, list_dumps, prune_dumps, take_dumps
+from drbootstrap.backups.master_state import MasterStateTaken, take_master_state
 from drbootstrap.errors import BackupError, DrbError, ProviderError
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.paths import EnvironmentPaths
@@ -51,6 +53,7 @@ class BackupRun:
     volumes: list[VolumeBackup] = field(default_factory=list)
     pruned: list[BackupRecord] = field(default_factory=list)
     dumps: DumpsTaken = field(default_factory=lambda: DumpsTaken([], []))
+    master: MasterStateTaken = field(default_factory=MasterStateTaken)
 
     @property
     def failed(self) -> list[VolumeBackup]:
@@ -58,7 +61,7 @@ class BackupRun:
 
     @property
     def exit_status(self) -> ExitStatus:
-        return ExitStatus.PARTIAL if self.failed or self.dumps.failures else ExitStatus.OK
+        return ExitStatus.PARTIAL if self.failed or self.dumps.failures or self.master.failure else ExitStatus.OK
 
 
 class AgentCalls(Protocol):
@@ -78,9 +81,9 @@ def back_up(spec: EnvironmentSpec, provider: Provider, fleet: AgentCalls, *, pru
             on_volume: Callable[[VolumeBackup], None] = lambda v: None,
             clock: Callable[[], float] = time.time) -> BackupRun:
     """Back up every marked volume of the running environment; then, with PRUNE, delete what
-    retention allows. Raises BackupError when the spec marks no volume."""
+    retention allows. Raises BackupError when the spec marks no volume and has no bucket."""
     volumes = marked(spec)
-    if not volumes and not dumps_in_spec(spec):
+    if not volumes and not dumps_in_spec(spec) and spec.buckets is None:
         raise BackupError(f"{spec.source_path or spec.environment}: no volume is marked `backup:`: nothing to back up",
                           hint="add `backup: {}` to the volumes to back up")
     run = BackupRun(spec.environment)
@@ -94,6 +97,7 @@ def back_up(spec: EnvironmentSpec, provider: Provider, fleet: AgentCalls, *, pru
         run.volumes.append(one)
         on_volume(one)
     run.dumps = take_dumps(spec, fleet)  # the application dumps to the spec's bucket, if it has any
+    run.master = take_master_state(spec, fleet)  # and the master's own state (its Puppet CA, code, config)
     if prune:
         run.pruned = prune_backups(spec, provider, clock())
         if spec.buckets is not None:
@@ -193,6 +197,6 @@ def read_catalog(spec: EnvironmentSpec, state_dir: Path, environment: str | None
 
     provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
     dumps = list_dumps(spec.buckets, environment or spec.environment) if spec.buckets is not None else []
-    if not marked(spec) and dumps_in_spec(spec):
+    if not marked(spec) and spec.buckets is not None:
         return dumps  # dumps only: the provider need not have snapshots
     return provider.list_backups(environment or spec.environment) + dumps

@@ -56,6 +56,14 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | Non
     for dump in run.dumps.records:
         click.echo(f"{dump.hostname}/{dump.name}: dump {dump.id} good, {_size(dump.size_bytes)}, "
                    f"sha256 {(dump.manifest_digest or '')[:12]}, in {dump.location}")
+    if run.master.record is not None:
+        state = run.master.record
+        click.echo(f"{state.hostname}/{state.name}: master state {state.id} good, sealed, {_size(state.size_bytes)}, "
+                   f"sha256 {(state.manifest_digest or '')[:12]}, in {state.location}")
+    if run.master.refused:
+        click.echo(f"drbootstrap: {run.master.refused}", err=True)
+    if run.master.failure is not None:
+        click.echo(f"drbootstrap: {run.master.failure.line()}: nothing recorded as good", err=True)
     for one in run.failed:
         click.echo(f"drbootstrap: backup of {one.where} on {one.hostname} is not good: {'; '.join(one.problems)}",
                    err=True)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drbootstrap.backups.choose import VolumeRestore
 from drbootstrap.clock import Clock, SystemClock
@@ -20,6 +20,9 @@ from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import Plan, PlannedNode, Step
 from drbootstrap.providers.base import Provider
 from drbootstrap.spec.models import EnvironmentSpec
+
+if TYPE_CHECKING:
+    from drbootstrap.backups.master_state import MasterStateChoice
 
 
 class Fleet(Protocol):
@@ -145,6 +148,8 @@ class RunContext:
     master: NodeRuntime | None = None
     # (hostname, volume) -> the backups to restore it from, chosen before anything is launched
     restores: dict[tuple[str, str], VolumeRestore] = field(default_factory=dict)
+    # master.restore: the master-state archive its launch offers, chosen and checked before anything is launched
+    master_state: MasterStateChoice | None = None
     launch_slots: threading.Semaphore = field(init=False)
     master_ssh_slots: threading.Semaphore = field(init=False)
     _local: threading.local = field(init=False, default_factory=threading.local)

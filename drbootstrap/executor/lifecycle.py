@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drbootstrap.backups.master_state import choose_master_state
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.build import (
     build_context,
@@ -72,6 +73,7 @@ def up(spec: EnvironmentSpec, state_dir: Path, *, options: UpOptions | None = No
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
         session.attach(ctx.journal)
         ctx.restores = choose_for_run(ctx)  # a backup asked for that matches nothing: refused before launch
+        ctx.master_state = choose_master_state(spec, source=ctx.options.backup_environment, as_of=ctx.options.as_of)
         result = run_up(ctx)
         report = build_report(ctx.journal, result.outcomes, run_started=result.started_at,
                               run_finished=result.finished_at, plan=plan, rto_seconds=spec.drill.rto_minutes * 60)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # A launch step's fact: True when the node carries a one-time autosign token (puppet_sign then has
 # nothing to do), False when it must be signed explicitly at puppet_sign.
 AUTOSIGN_ARMED = "autosign_armed"
+MASTER_STATE_OFFERED = "master_state_offered"  # launch: the master-state backup its user-data names
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         raise Relaunch(f"{created.id} was left half-made by an interrupted launch: destroyed, launching anew")
     _adopt(ctx, node, created, request.client_token)
     detail = f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + unarmed + _provision(ctx, node)
+    if node.planned.is_master and ctx.master_state is not None:
+        facts[MASTER_STATE_OFFERED] = ctx.master_state.record.id  # boot.sh puts it back; the boot step reports it
     return StepResult(detail, facts)
 
 
@@ -182,12 +185,24 @@ def boot(ctx: RunContext, node: NodeRuntime) -> StepResult:
         if progress.finished:
             if not node.address:
                 _adopt(ctx, node, current, node.client_token)
-            return StepResult(f"booted at {node.address}")
+            return _booted(ctx, node)
         if ctx.clock.monotonic() > deadline:
             raise WaitTimeoutError(f"{node.hostname}: boot not finished after {ctx.options.boot_timeout:.0f} s "
                                    f"({progress.detail})", hint=_console_hint(current))
         ctx.clock.sleep(delay)
         delay = min(delay * 1.5, 2.0)
+
+
+def _booted(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    """A master launched with its earlier state (master.restore) booted only once boot.sh had put it
+    back, checked by digest, before puppetserver started: say which state, from when (the RPO)."""
+    offered = ctx.journal.node(node.hostname).steps.get(Step.LAUNCH)
+    choice = ctx.master_state
+    if (not node.planned.is_master or choice is None or offered is None
+            or offered.facts.get(MASTER_STATE_OFFERED) != choice.record.id):
+        return StepResult(f"booted at {node.address}")
+    now = ctx.clock.time()
+    return StepResult(f"booted at {node.address}; {choice.detail(now)}", dict(choice.facts(now)))
 
 
 def boot_failed_unrecorded(ctx: RunContext, node: NodeRuntime) -> bool:
@@ -216,7 +231,9 @@ def services(ctx: RunContext, node: NodeRuntime) -> StepResult:
     detail = ctx.probe_services(node.reachable_address, ctx.spec, deadline)
     if broker_uses_tls(ctx.spec):
         detail += "; " + verify_broker_certificate(ctx, node)
-    if ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
+    if ctx.spec.master.restore.code:
+        detail += "; recipes not pushed: the restored code is served (master.restore.code)"
+    elif ctx.spec.master.puppet.mode == "server" and ctx.recipes_dir is not None:
         detail += "; " + ctx.access.push_recipes(node.provider_node.id, ctx.recipes_dir)
     return StepResult(detail)
 

@@ -1,6 +1,6 @@
 """The user-data a node is launched with, from the spec, its key (its own ed25519 key, or the shared
 PSK), the node's own directories and, over stomp+ssl, the environment's broker CA (and on the
-master its issuing CA)."""
+master its issuing CA); on a master with `master.restore`, where to fetch its earlier state."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = 
         if node.planned.is_master:
             tls["broker_issuer"] = issuer
     if node.planned.is_master:
-        config = master_boot_config(spec, **keys, **tls, **dirs)
+        offered = None
+        if ctx.master_state is not None:  # master.restore: its earlier state, fetched before puppetserver starts
+            from drbootstrap.backups.master_state import offer_master_state
+
+            offered = offer_master_state(ctx, ctx.master_state)
+        config = master_boot_config(spec, **keys, **tls, master_state=offered, **dirs)
     else:
         assert ctx.master is not None and ctx.master.address is not None
         config = worker_boot_config(spec, node.hostname, master_address=ctx.master.address,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drbootstrap.images.userdata import NodeBootConfig, UserDataError
+from drbootstrap.images.userdata import DEFAULT_NODE_DIR, MasterStateToRestore, NodeBootConfig, UserDataError
 from drbootstrap.messaging.keys import NodeKey
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
 
@@ -48,12 +48,15 @@ def master_boot_config(
     master_address: str | None = None,
     broker_ca: str | None = None,
     broker_issuer: CertifiedKey | None = None,
+    master_state: MasterStateToRestore | None = None,
     **paths: Any,
 ) -> NodeBootConfig:
     """The master's boot settings; MASTER_ADDRESS only when known before launch (else it finds its own).
     Over stomp+ssl: BROKER_CA, the environment's CA, and BROKER_ISSUER, the master's issuing CA under
-    it, with which the master issues its broker's certificate for the address it finds."""
+    it, with which the master issues its broker's certificate for the address it finds. MASTER_STATE:
+    the archive boot.sh puts back before puppetserver starts (`master.restore`)."""
     tls = broker_uses_tls(spec)
+    node_dir = str(paths.get("node_dir") or DEFAULT_NODE_DIR)
     return NodeBootConfig(
         hostname=spec.master.hostname,
         role="master",
@@ -63,10 +66,30 @@ def master_boot_config(
         broker_ca=broker_ca if tls else None,
         broker_issuer_cert=broker_issuer.cert_pem if tls and broker_issuer else None,
         broker_issuer_key=broker_issuer.key_pem if tls and broker_issuer else None,
+        backup_settings=master_state_agent_settings(spec, node_dir, str(paths.get("python") or "python3")),
+        master_state=master_state,
         **_shared_settings(spec, master_address, agent_key, agent_key_reference) | _own_key_settings(
             node_key, operator_public_key),
         **paths,
     )
+
+
+MASTER_STATE_DUMP = "master-state"  # the master's built-in dump: its Puppet CA, code and configuration
+
+
+def master_state_agent_settings(spec: EnvironmentSpec, node_dir: str, python: str) -> str | None:
+    """The master agent's `dumps:` lines when the spec has a bucket: the one dump `master-state`
+    (drbootstrap.images.master_state archive; restored by boot.sh, never by the agent)."""
+    if spec.buckets is None:
+        return None
+    import shlex
+
+    import yaml
+
+    command = shlex.join([python, "-m", "drbootstrap.images.master_state", "archive", "--node-dir", node_dir])
+    refuse = "echo 'the master state is restored when the master boots (master.restore)' >&2; exit 1"
+    return yaml.safe_dump({"dumps": {"commands": {MASTER_STATE_DUMP: {
+        "command": command, "restore": refuse, "timeout": 600.0}}}}, sort_keys=True, default_flow_style=False)
 
 
 def _own_key_settings(node_key: NodeKey | None, operator_public_key: str | None) -> dict[str, Any]:

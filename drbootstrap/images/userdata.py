@@ -5,13 +5,16 @@ user-data runs under real cloud-init and under the local cloud's interpreter. It
 secret but the node's own: its agent signing key (the shared PSK, or its own ed25519 key beside the
 operator's public key it trusts), its one-time Puppet autosign token, and on the master the key of
 its issuing CA for the broker's certificate (stomp+ssl; the environment CA's key never leaves the
-controller, every node gets only that CA's certificate).
+controller, every node gets only that CA's certificate), and on a master rebuilt with
+`master.restore` where to fetch its own earlier state (a short-lived URL and that archive's data
+key), written 0600 and removed once boot.sh has put the state back.
 """
 
 from __future__ import annotations
 
 import gzip
 import ipaddress
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -42,8 +45,25 @@ class UserDataTooLarge(UserDataError):
 
 
 @dataclass(frozen=True)
+class MasterStateToRestore:
+    """Where a rebuilt master fetches its earlier state (drbootstrap.images.master_state) before
+    puppetserver starts: a short-lived URL (presigned, or served once by the controller) and that
+    one archive's data key when sealed. Written as one 0600 file, removed once used."""
+
+    url: str = field(repr=False)
+    key: str = field(repr=False)  # base64 data key of this archive only; "" when not sealed
+    sha256: str
+    size: int
+    parts: tuple[str, ...]  # "ca", "code"
+
+    def fetch_file(self) -> str:
+        return json.dumps({"url": self.url, "key": self.key, "sha256": self.sha256, "size": self.size,
+                           "parts": list(self.parts)}) + "\n"
+
+
+@dataclass(frozen=True)
 class NodeBootConfig:
-    """Everything one node's boot script needs. Secrets: agent_key, autosign_token, broker_issuer_key."""
+    """Everything one node's boot script needs. Secrets: agent_key, autosign_token, broker_issuer_key, master_state."""
 
     environment: str
     domain: str
@@ -78,6 +98,7 @@ class NodeBootConfig:
     recipe_root: str = ""  # the recipes' drb_root fact: a prefix for every path they write
     # the agent's `backup:` settings (YAML): the volumes it backs up, their mounts and hooks
     backup_settings: str | None = None
+    master_state: MasterStateToRestore | None = field(default=None, repr=False)  # master: put back at boot
 
     def __post_init__(self) -> None:
         problems = []
@@ -115,6 +136,8 @@ class NodeBootConfig:
         for key in self.ssh_authorized_keys:
             if "PRIVATE KEY" in key or len(key.split()) < 2:
                 problems.append("ssh_authorized_keys takes OpenSSH public key lines (`ssh-ed25519 AAAA...`)")
+        if self.master_state is not None and self.image != "master":
+            problems.append("a master-state archive goes to a master")
         if problems:
             raise UserDataError(f"boot recipe for {self.hostname}: " + "; ".join(problems))
 
@@ -193,6 +216,7 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_SSH_AUTHORIZED_KEYS_FILE": f"{config.config_dir}/authorized_keys" if config.ssh_authorized_keys else "",
         "DRB_SSH_PORT": str(config.ssh_port),
         "DRB_RECIPE_ROOT": config.recipe_root,
+        "DRB_MASTER_STATE_FILE": f"{config.config_dir}/master-state.json" if config.master_state else "",
     }
     lines = ["# drbootstrap node settings, read by boot.sh; generated at launch"]
     lines += [f"{name}={shlex.quote(value)}" for name, value in values.items()]
@@ -218,6 +242,9 @@ def cloud_config(config: NodeBootConfig) -> dict:
     if config.backup_settings:
         files.append({"path": str(config.agent_backup_settings_path), "permissions": "0644",
                       "content": config.backup_settings})
+    if config.master_state is not None:
+        files.append({"path": f"{config.config_dir}/master-state.json", "permissions": "0600",
+                      "content": config.master_state.fetch_file()})
     if config.broker_ca is not None:
         files.append({"path": f"{config.config_dir}/broker-ca.pem", "permissions": "0644", "content": config.broker_ca})
     if config.broker_issuer_cert is not None and config.broker_issuer_key is not None:

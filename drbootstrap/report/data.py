@@ -94,14 +94,15 @@ def build_report(journal: Journal, outcomes: Mapping[str, Outcome], *, run_start
 
 
 def restored_backups(journal: Journal, plan: Plan) -> list[dict[str, Any]]:
-    """What each node's volumes step (snapshots) and restore step (dumps from the bucket) restored,
+    """What each node's volumes step (snapshots), restore step (dumps from the bucket) and, on the
+    master, boot step (its own state, master.restore) restored,
     from their facts (backups.restored), in plan order."""
     from drbootstrap.backups.restored import restore_facts
 
     found = []
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
-        for step_name, kind in ((Step.VOLUMES, "snapshot"), (Step.RESTORE, "dump")):
+        for step_name, kind in ((Step.BOOT, "master"), (Step.VOLUMES, "snapshot"), (Step.RESTORE, "dump")):
             step = record.steps.get(step_name) if record else None
             for restored in restore_facts(step.facts if step else {}):
                 found.append({"hostname": planned.hostname, "kind": kind, "volume": restored.volume,

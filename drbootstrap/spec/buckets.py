@@ -25,7 +25,27 @@ def known_storage_drivers() -> frozenset[str]:
 def check_buckets(data: dict) -> list[Problem]:
     """The storage driver exists and has what it needs; dumps have a bucket; restore hooks name
     a dump of their own group; dump names are unique per group."""
-    return _check_bucket_block(data) + _check_dumps(data)
+    return _check_bucket_block(data) + _check_dumps(data) + _check_master_restore(data)
+
+
+def _check_master_restore(data: dict) -> list[Problem]:
+    """`master.restore` takes the master's state from the bucket, where a CA is kept only sealed."""
+    restore = get_in(data, "master", "restore")
+    if not isinstance(restore, dict) or not any(restore.get(part) is True for part in ("ca", "code")):
+        return []
+    block = data.get("buckets")
+    if not isinstance(block, dict):
+        return [Problem(("master", "restore"), "master.restore: the master's state is kept in the bucket, and "
+                        "the spec has none", "add a buckets: block with an encryption_key, then run "
+                        "`drbootstrap backup`", at_key=True)]
+    if restore.get("ca") is True and block.get("encryption_key") is None:
+        return [Problem(("master", "restore", "ca"), "master.restore.ca: the Puppet CA key is kept in the bucket "
+                        "only encrypted, and buckets has no encryption_key", "add buckets.encryption_key "
+                        "(a 256-bit key, by reference)", at_key=True)]
+    if restore.get("ca") is True and get_in(data, "master", "puppet", "mode") == "apply":
+        return [Problem(("master", "restore", "ca"), "master.restore.ca: apply mode has no Puppet CA to keep",
+                        "remove master.restore.ca, or use master.puppet.mode: server", at_key=True)]
+    return []
 
 
 def _check_bucket_block(data: dict) -> list[Problem]:

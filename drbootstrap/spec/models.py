@@ -123,6 +123,19 @@ class DynamicDnsSpec(SpecModel):
     tsig_secret: Secret
 
 
+class MasterRestoreSpec(SpecModel):
+    """What a rebuilt master takes back from the newest `master-state` backup in the bucket, before
+    its Puppet server starts: `ca` its Puppet CA (and its own certificate), so every agent's
+    certificate stays valid; `code` the environments it served (then recipes/ is not pushed)."""
+
+    ca: bool = False
+    code: bool = False
+
+    @property
+    def parts(self) -> list[str]:
+        return [part for part, wanted in (("ca", self.ca), ("code", self.code)) if wanted]
+
+
 class MasterSpec(SpecModel):
     hostname: Label = "controller"
     image: Token = "master"
@@ -131,6 +144,7 @@ class MasterSpec(SpecModel):
     puppet: MasterPuppetSpec = Field(default_factory=MasterPuppetSpec)
     dynamic_dns: DynamicDnsSpec | None = None
     upstream_dns: list[IpAddress] = Field(default_factory=list)
+    restore: MasterRestoreSpec = Field(default_factory=MasterRestoreSpec)
 
 
 class NodePuppetSpec(SpecModel):

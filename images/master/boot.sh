@@ -9,6 +9,11 @@
 #            DRB_MASTER_ADDRESS (empty: our first global IPv4) DRB_BROKER_PORT DRB_BROKER_PROTOCOL
 #            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_PUPPET_PORT DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS
 #            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
+#            DRB_AGENT_BACKUP_SETTINGS_FILE (agent.yaml `dumps:` lines: the master-state dump)
+#          DRB_MASTER_STATE_FILE             master.restore: where to fetch the earlier master's state
+#                                            (0600: a short-lived URL, the archive's data key, its
+#                                            sha256), put back by drbootstrap.images.master_state
+#                                            before puppetserver starts; then removed
 #          DRB_AGENT_KEY_FILE                the master agent's signing key (0600), if set
 #          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
@@ -157,11 +162,21 @@ TOKENS=$CONFIG_DIR/autosign-tokens.json
 mkdir -p "$PUPPET_DIR/code/environments/production/manifests" "$PUPPET_DIR/code/environments/production/modules" \
     "$PUPPET_DIR/var" "$PUPPET_DIR/run" "$PUPPET_DIR/log"
 [ -f "$TOKENS" ] || (umask 077 && echo '{}' >"$TOKENS")
+# A rebuilt master keeps its earlier state (master.restore): its Puppet CA (and own certificate)
+# and/or code, fetched, checked by digest and put back before puppetserver starts (once: the
+# fetch file is removed, a later boot keeps what is there).
+if [ -n "${DRB_MASTER_STATE_FILE:-}" ] && [ -f "$DRB_MASTER_STATE_FILE" ]; then
+    "$PYTHON" -m drbootstrap.images.master_state restore --node-dir "$NODE_DIR" --fetch-file "$DRB_MASTER_STATE_FILE"
+fi
 cat >"$PUPPET_DIR/autosign" <<EOF
 #!/bin/sh
 DRB_AUTOSIGN_TOKENS='$TOKENS' exec '$PYTHON' -m drbootstrap.images.autosign "\$@"
 EOF
 chmod 0755 "$PUPPET_DIR/autosign"
+# A CA carried over (master.restore, or an earlier boot): a rebuilt worker asks again under its old
+# name with a new key, which the CA would refuse as a duplicate; its one-time token still decides.
+DUPLICATE_CERTS=""
+[ ! -f "$PUPPET_DIR/ca/ca_crt.pem" ] || DUPLICATE_CERTS="allow_duplicate_certs = true"
 # keylength 2048: Puppet 7's 4096-bit keys took 20-70 s of the CA's first start here (the CA's key
 # and this server's, made in Java under the C1-only JIT below); 2048-bit RSA, Puppet's default
 # until 6, is fine for the life of an environment's certificates (the agents use it too).
@@ -180,6 +195,7 @@ logdir = $PUPPET_DIR/log
 [server]
 cadir = $PUPPET_DIR/ca
 autosign = $PUPPET_DIR/autosign
+$DUPLICATE_CERTS
 EOF
 if [ "$DRB_PUPPET_MODE" = server ] && ! running "$NODE_DIR/puppetserver.pid"; then
     # Debian's launcher reads /etc/default/puppetserver (the host's config path, a 1 GB heap):
@@ -291,6 +307,10 @@ fi
 if [ -x /run/drb-cloud/reboot ]; then
     # The local cloud: reboot through its in-node command (`shutdown` would act on the host).
     printf 'reboot:\n  command: /run/drb-cloud/reboot\n  delay: 1\n' >>"$NODE_DIR/agent.yaml"
+fi
+# The dumps agent's one command here: the master's own state for `backup` (drbootstrap.images.master_state).
+if [ -n "${DRB_AGENT_BACKUP_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_BACKUP_SETTINGS_FILE" ]; then
+    cat "$DRB_AGENT_BACKUP_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
 fi
 # Per-client keys (ed25519): this node's key id, the operator's public key it trusts, the policy.
 if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_FILE" ]; then

@@ -91,7 +91,7 @@ class DumpsAgent(RpcAgent):
         spool = self._spool(secrets.token_hex(16))
         try:
             with _private_file(spool) as out:
-                digest, size = _fetch(data["url"], out, int(data["size"]), dump.timeout, data.get("key"))
+                digest, size = fetch_object(data["url"], out, int(data["size"]), dump.timeout, data.get("key"))
             if digest != data["sha256"] or size != data["size"]:
                 raise ActionFailed(StatusCode.ABORTED, f"dump {data['name']}: refused, its digest does not match "
                                    f"(sha256 {digest[:16]}..., {size} bytes; expected {data['sha256'][:16]}..., "
@@ -178,7 +178,7 @@ def _sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _fetch(url: str, out: Any, expected_size: int, timeout: float, key: str | None = None) -> tuple[str, int]:
+def fetch_object(url: str, out: Any, expected_size: int, timeout: float, key: str | None = None) -> tuple[str, int]:
     """Download URL into OUT (opening it with KEY when the dump is sealed), hashing what is written;
     stop reading past the expected size (+1 to notice a longer one; a sealed one's framing on top)."""
     import urllib.request  # here: the agent's resident size stays small until a restore needs it

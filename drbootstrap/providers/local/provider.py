@@ -66,7 +66,10 @@ class LocalProvider(NamedVolumeBackups, Provider):
     def controller_address_for_nodes(self) -> str | None:
         from drbootstrap.providers.local.netns import gateway_address
 
-        return gateway_address(str(self.settings.network))  # this host's address on the nodes' bridge
+        # this host's address on the nodes' bridge, made now when no node is up yet (a master fetching
+        # its state at its first boot, before the bridge would otherwise exist)
+        self.driver().plumbing.ensure_bridge(str(self.settings.network))
+        return gateway_address(str(self.settings.network))
 
     def drill_isolation(self, seed: str) -> dict[str, str]:
         """A drill gets its own bridge: a subnet no interface here and no node of this local cloud uses."""
