@@ -41,7 +41,7 @@ def provider_for(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callable[
 
     # paths.cloud_environment: a site other than the primary is its own environment to its cloud.
     scope = EnvironmentScope(paths.cloud_environment, paths.state_dir, paths.ssh_private_key)
-    return create_provider(ProviderSettings.from_block(spec.provider), scope, on_retry=on_retry)
+    return create_provider(ProviderSettings.from_block(spec.provider, spec.tags), scope, on_retry=on_retry)
 
 
 def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:

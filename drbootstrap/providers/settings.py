@@ -62,18 +62,22 @@ class ProviderSettings:
     images: Mapping[str, str] = field(default_factory=dict)
     sizes: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    vpc: str | None = None  # the network nodes and the security group live in (EC2 family)
+    tags: Mapping[str, str] = field(default_factory=dict)  # the spec's custom tags, on every resource
 
     @classmethod
-    def from_block(cls, block: Any) -> ProviderSettings:
+    def from_block(cls, block: Any, tags: Mapping[str, str] | None = None) -> ProviderSettings:
         """From the spec's provider block (drbootstrap.spec.models.ProviderSpec), field for field:
-        credentials keep their references (revealed only when a driver is built), rate -> RateSettings."""
+        credentials keep their references (revealed only when a driver is built), rate -> RateSettings;
+        `tags`: the spec's custom tags."""
         rate = getattr(block, "rate", None)
         return cls(name=block.name, region=block.region, zone=block.zone,
                    endpoint=str(block.endpoint) if block.endpoint else None,
                    credentials=dict(block.credentials), network=str(block.network) if block.network else None,
                    max_parallel=block.max_parallel,
                    rate=RateSettings(rate.per_second, rate.burst) if rate is not None else None,
-                   images=dict(block.images), sizes=dict(block.sizes), extra=dict(block.extra))
+                   images={k: v for k, v in block.images.items() if isinstance(v, str)}, sizes=dict(block.sizes),
+                   extra=dict(block.extra), vpc=getattr(block, "vpc", None), tags=dict(tags or {}))
 
     def secret(self, *names: str) -> str | None:
         """The first of `names` present in credentials, revealed."""

@@ -29,6 +29,8 @@ from drbootstrap.spec.types import (
     ScalarValue,
     Secret,
     SiteName,
+    TagKey,
+    TagValue,
     Token,
     Url,
     VolumeName,
@@ -36,6 +38,7 @@ from drbootstrap.spec.types import (
 )
 
 LOCAL_PROVIDER = "local"
+Tags = dict[TagKey, TagValue]
 DEFAULT_NETWORK = "10.213.0.0/24"
 Port = int
 
@@ -51,6 +54,39 @@ class RateSpec(SpecModel):
     burst: int = Field(10, ge=1, le=100_000)
 
 
+class PlacementSpec(SpecModel):
+    """Where nodes go, spread round-robin in order: subnets by id (each in its zone), or zones of
+    the region (the cloud's default network in each). Exactly one of the two."""
+
+    subnets: list[Token] = Field(default_factory=list, max_length=64)
+    zones: list[Token] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> PlacementSpec:
+        if bool(self.subnets) == bool(self.zones):
+            raise invalid("placement needs exactly one of 'subnets' or 'zones', not empty",
+                          "list subnet ids (subnets: [subnet-...]) or zone names (zones: [us-east-1a])")
+        for kind in ("subnets", "zones"):
+            names = getattr(self, kind)
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise invalid(f"placement {kind} repeats {', '.join(repeated)}", "name each once", at=kind)
+        return self
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        """("subnet"|"zone", name) in the order nodes are spread over them."""
+        return [("subnet", s) for s in self.subnets] + [("zone", z) for z in self.zones]
+
+
+class ImageLookupSpec(SpecModel):
+    """An image found by name at launch: the newest of `owner`'s images whose name matches
+    `name` (* and ? wildcards). Recorded in the journal, so a resumed run launches the same one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9 ._:/()\[\]*?+=,@-]{1,128}$")
+    owner: Token
+
+
 class ProviderSpec(SpecModel):
     """Where nodes are launched: `local` (the embedded cloud) or a libcloud compute provider."""
 
@@ -62,8 +98,10 @@ class ProviderSpec(SpecModel):
     network: Cidr = DEFAULT_NETWORK
     max_parallel: int | None = Field(None, ge=1, le=1000)  # None: the provider family's default
     rate: RateSpec | None = None  # None: the provider family's default
-    images: dict[Token, Token] = Field(default_factory=dict)
+    images: dict[Token, Token | ImageLookupSpec] = Field(default_factory=dict)
     sizes: dict[Token, Token] = Field(default_factory=dict)
+    vpc: Token | None = None  # the network its nodes and security group live in (default: the cloud's)
+    placement: PlacementSpec | None = None  # default placement of the master and of every group
     extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver keyword arguments
 
     @property
@@ -71,8 +109,10 @@ class ProviderSpec(SpecModel):
         return self.name == LOCAL_PROVIDER
 
     def image_id(self, logical: str) -> str:
-        """The provider's image id for a logical image name (identity on the local cloud)."""
-        return self.images.get(logical, logical)
+        """The provider's image id for a logical image name (identity on the local cloud); for an
+        image found by name, the lookup as `name@owner` (the provider resolves it)."""
+        image = self.images.get(logical, logical)
+        return image if isinstance(image, str) else f"{image.name}@{image.owner}"
 
     def size_id(self, logical: str) -> str:
         """The provider's size id for a logical size name (identity on the local cloud)."""
@@ -131,6 +171,9 @@ class MasterSpec(SpecModel):
     puppet: MasterPuppetSpec = Field(default_factory=MasterPuppetSpec)
     dynamic_dns: DynamicDnsSpec | None = None
     upstream_dns: list[IpAddress] = Field(default_factory=list)
+    placement: PlacementSpec | None = None  # default: provider.placement's first choice
+    root_size_gb: int | None = Field(None, ge=1, le=16_384)  # default: the image's
+    tags: Tags = Field(default_factory=dict)
 
 
 class NodePuppetSpec(SpecModel):
@@ -156,6 +199,18 @@ class VolumeSpec(SpecModel):
     size_gb: int = Field(ge=1, le=65_536)
     snapshot: Token | None = None  # create it from this snapshot (when no backup of it exists)
     backup: VolumeBackupSpec | None = None
+    type: Token | None = None  # the cloud's volume type (gp3, io2...); default: the cloud's
+    iops: int | None = Field(None, ge=100, le=256_000)
+    throughput: int | None = Field(None, ge=125, le=4000)  # MiB/s
+    encrypted: bool | None = None  # default: the cloud's (or the account's default encryption)
+    kms_key: Token | None = None  # encrypted under this key rather than the cloud's default one
+
+    @model_validator(mode="after")
+    def _kms_key_means_encrypted(self) -> VolumeSpec:
+        if self.kms_key is not None and self.encrypted is False:
+            raise invalid("a volume with a kms_key is encrypted: encrypted: false contradicts it",
+                          "drop encrypted: false, or the kms_key", at="encrypted")
+        return self
 
 
 class RestoreStep(SpecModel):
@@ -220,6 +275,10 @@ class NodeGroup(SpecModel):
     volumes: list[VolumeSpec] = Field(default_factory=list)
     restore: list[RestoreStep] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
+    placement: PlacementSpec | None = None  # default: provider.placement
+    root_size_gb: int | None = Field(None, ge=1, le=16_384)  # default: the image's
+    tags: Tags = Field(default_factory=dict)  # beside the spec's tags, on this group's resources
+    extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver create_node arguments for this group
 
     def expand_hostnames(self) -> list[str]:
         """The group's hostnames in order: the explicit list, or the pattern for n = 1..count."""
@@ -320,6 +379,7 @@ class EnvironmentSpec(SpecModel):
     public_dns: PublicDnsSpec | None = None
     failover: FailoverSpec = Field(default_factory=FailoverSpec)
     state: StateSpec = Field(default_factory=StateSpec)
+    tags: Tags = Field(default_factory=dict)  # on every resource made for the environment
 
     _source_path: Path | None = PrivateAttr(default=None)
 
