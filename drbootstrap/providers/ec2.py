@@ -53,6 +53,7 @@ class EC2Provider(Provider):
         self._network: network.Network | None = None  # checked by the master's launch's preflight
         self._group_id: str | None = None
         self._root_devices: dict[str, str] = {}  # image id -> its root device name
+        self._images: dict[ImageRef, network.Image] = {}  # resolved once per run
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
@@ -88,8 +89,12 @@ class EC2Provider(Provider):
             raise SpecError(problems)
         if wanted.subnets or wanted.zones or wanted.unplaced:  # the master's launch: the whole spec
             self._network = network.check_network(driver, wanted, vpc=self.settings.vpc, pacing=self.pacing)
-        images = network.resolve_images(driver, wanted.images, pacing=self.pacing)
         with self._lock:
+            known = {logical: self._images[ref] for logical, ref in wanted.images.items() if ref in self._images}
+        images = {**known, **network.resolve_images(
+            driver, {logical: ref for logical, ref in wanted.images.items() if logical not in known}, self.pacing)}
+        with self._lock:
+            self._images.update({wanted.images[logical]: image for logical, image in images.items()})
             self._root_devices.update({image.id: image.root_device for image in images.values() if image.root_device})
         return {logical: image.id for logical, image in images.items()}
 
@@ -186,6 +191,9 @@ class EC2Provider(Provider):
         if len(volumes) > len(DEVICES):
             raise ProviderError(f"{hostname}: {len(volumes)} volumes, more than the {len(DEVICES)} device names",
                                 hint="give the node fewer volumes")
+        custom = self._custom_tags(node)
+        if custom:  # RunInstances tagged the instance only: its root volume gets the custom tags too
+            done += resources.tag_root_volumes(driver, node, custom, pacing=self.pacing)
         zone = self._zone(node)
         for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,

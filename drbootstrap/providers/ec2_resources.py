@@ -360,6 +360,22 @@ def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environme
 
 
 
+def tag_root_volumes(driver: BaseEC2NodeDriver, node: Node, tags: Mapping[str, str], *, pacing: Pacing) -> list[str]:
+    """The custom tags on the volumes the instance was launched with (not drbootstrap's own: they
+    go with the instance, never with the environment's volumes teardown deletes)."""
+    done = []
+    attached = pacing.call(driver, f"list volumes of {node.id}", lambda: driver.list_volumes(
+        ex_filters={"attachment.instance-id": node_id(node)}))
+    for volume in attached:
+        have = volume_extra(volume).get("tags") or {}
+        if ENVIRONMENT_TAG in have or all(have.get(k) == v for k, v in tags.items()):
+            continue
+        pacing.call(driver, f"tag volume {volume.id}", functools.partial(create_tags, driver, str(volume.id), tags),
+                    transient_codes=NOT_YET)
+        done.append(f"root volume {volume.id} tagged")
+    return done
+
+
 # ---- teardown ----------------------------------------------------------------------------------
 
 
