@@ -6,9 +6,9 @@ Every key is documented in examples/README.md; models are frozen and reject unkn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
 
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
@@ -63,8 +63,10 @@ class PlacementSpec(SpecModel):
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> PlacementSpec:
-        if bool(self.subnets) == bool(self.zones):
-            raise invalid("placement needs exactly one of 'subnets' or 'zones', not empty",
+        if self.subnets and self.zones:
+            raise invalid("placement names both subnets and zones", "keep one: a subnet is in one zone already")
+        if not self.subnets and not self.zones:
+            raise invalid("placement needs one of 'subnets' or 'zones', not empty",
                           "list subnet ids (subnets: [subnet-...]) or zone names (zones: [us-east-1a])")
         for kind in ("subnets", "zones"):
             names = getattr(self, kind)
@@ -87,6 +89,15 @@ class ImageLookupSpec(SpecModel):
     owner: Token
 
 
+# An image is an id (text) or a lookup (a mapping): the value's shape picks which, so that a problem
+# is reported against that one alone. The tags are dropped from problem locations (spec/problems.py).
+IMAGE_BY_ID, IMAGE_BY_NAME = "by-id", "by-name"
+ImageValue = Annotated[
+    Annotated[Token, Tag(IMAGE_BY_ID)] | Annotated[ImageLookupSpec, Tag(IMAGE_BY_NAME)],
+    Discriminator(lambda value: IMAGE_BY_NAME if isinstance(value, dict | ImageLookupSpec) else IMAGE_BY_ID),
+]
+
+
 class ProviderSpec(SpecModel):
     """Where nodes are launched: `local` (the embedded cloud) or a libcloud compute provider."""
 
@@ -98,7 +109,7 @@ class ProviderSpec(SpecModel):
     network: Cidr = DEFAULT_NETWORK
     max_parallel: int | None = Field(None, ge=1, le=1000)  # None: the provider family's default
     rate: RateSpec | None = None  # None: the provider family's default
-    images: dict[Token, Token | ImageLookupSpec] = Field(default_factory=dict)
+    images: dict[Token, ImageValue] = Field(default_factory=dict)
     sizes: dict[Token, Token] = Field(default_factory=dict)
     vpc: Token | None = None  # the network its nodes and security group live in (default: the cloud's)
     placement: PlacementSpec | None = None  # default placement of the master and of every group
