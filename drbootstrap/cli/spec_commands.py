@@ -34,18 +34,31 @@ def validate(spec_file: Path, skip_secrets: bool) -> None:
 @click.argument("spec_file", metavar="FILE", type=_SPEC_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--skip-secrets", is_flag=True, help=_SKIP_SECRETS_HELP)
-def plan(spec_file: Path, as_json: bool, skip_secrets: bool) -> None:
-    """Show the ordered recovery plan of FILE: the master, then the waves of nodes."""
+@click.option("--resolve", is_flag=True,
+              help="Ask the cloud what each image resolves to (and check subnets and zones) as `up` would.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="With --resolve: the state directory.")
+def plan(spec_file: Path, as_json: bool, skip_secrets: bool, resolve: bool, state_dir: Path | None) -> None:
+    """Show the ordered recovery plan of FILE: the master, then the waves of nodes (contacts
+    nothing, unless --resolve)."""
     from drbootstrap.plan import build_plan
     from drbootstrap.spec import load_spec
 
-    recovery_plan = build_plan(load_spec(spec_file, resolve_secrets=not skip_secrets))
+    spec = load_spec(spec_file, resolve_secrets=not skip_secrets)
+    recovery_plan = build_plan(spec)
+    images: list[str] = []
+    if resolve:
+        from drbootstrap.cli.run_commands import _state_dir
+        from drbootstrap.executor.cloud_request import resolved_images_for_plan
+
+        images = resolved_images_for_plan(spec, _state_dir(state_dir))
     if as_json:
         import json
 
-        click.echo(json.dumps(recovery_plan.to_dict(), indent=2))
+        click.echo(json.dumps({**recovery_plan.to_dict(), **({"images": images} if resolve else {})}, indent=2))
         return
     _print_table(recovery_plan)
+    for line in images:
+        click.echo(line)
 
 
 def _print_table(recovery_plan: Plan) -> None:

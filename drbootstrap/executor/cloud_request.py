@@ -6,6 +6,7 @@ what each means on its cloud (providers/base.py Provider.preflight and launch_se
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drbootstrap.journal import Fact
@@ -114,3 +115,24 @@ def volumes_wanted(group: NodeGroup | None) -> list[VolumeWanted]:
     return [VolumeWanted(v.name, str(v.mount), v.size_gb, v.snapshot, type=v.type, iops=v.iops,
                          throughput=v.throughput, encrypted=v.encrypted, kms_key=v.kms_key)
             for v in (group.volumes if group else [])]
+
+
+def resolved_images_for_plan(spec: EnvironmentSpec, state_dir: Path) -> list[str]:
+    """`plan --resolve`: one line per logical image, its reference and what the cloud resolves it
+    to now, after the same checks `up` makes first (subnets, zones). When the cloud cannot be
+    asked, or refuses the spec, the lines say so instead: `plan` itself never fails on it."""
+    from drbootstrap.errors import DrbError
+    from drbootstrap.executor.build import provider_for
+    from drbootstrap.paths import EnvironmentPaths
+
+    wanted = preflight_for(spec)
+    try:
+        provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
+        resolved = provider.preflight(wanted)
+    except DrbError as error:
+        return [f"image {logical}: {ref} (not resolved: {line})" for logical, ref in wanted.images.items()
+                for line in str(error).splitlines()[:1]] + str(error).splitlines()[1:]
+    except Exception as error:  # noqa: BLE001 - an unreachable cloud is reported, not a crash of `plan`
+        return [f"image {logical}: {ref} (not resolved: cannot contact the cloud: {type(error).__name__})"
+                for logical, ref in wanted.images.items()]
+    return [f"image {logical}: {ref} -> {resolved[logical]}" for logical, ref in wanted.images.items()]

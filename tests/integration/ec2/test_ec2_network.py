@@ -97,8 +97,14 @@ def test_a_group_spread_over_two_subnets_with_an_image_by_name_gp3_encrypted_vol
     register_image(ec2_view, "drb-base-2026-01")
     newest = register_image(ec2_view, "drb-base-2026-02")
     register_image(ec2_view, "other-2026-03")  # newer, but another name
-    spec = load_spec(write_spec(tmp_path, fresh_moto.url, network))
+    spec_file = write_spec(tmp_path, fresh_moto.url, network)
+    spec = load_spec(spec_file)
     state = tmp_path / "state"
+    shown = run_cli("plan", str(spec_file), "--resolve", "--state-dir", str(state))
+    assert shown.returncode == 0, shown.stderr
+    assert f"image worker: newest 'drb-base-*' of owner {ACCOUNT} -> {newest}" in shown.stdout
+    assert "image master: ami-12c6146b -> ami-12c6146b" in shown.stdout
+    assert nothing_made(ec2_view)
 
     result, _ = up(spec, state, options=UpOptions(until=Step.LAUNCH))
 
@@ -158,6 +164,22 @@ def test_a_group_spread_over_two_subnets_with_an_image_by_name_gp3_encrypted_vol
         "SecurityGroups"]
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The installed CLI, the project on its path for the spec's test driver (extra driver_class)."""
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=300, cwd=PROJECT,
+                          env={**os.environ, "DRB_TEST_EC2_KEY": ACCESS_KEY, "DRB_TEST_EC2_SECRET": SECRET_KEY,
+                               "PYTHONPATH": str(PROJECT)})
+
+
+def test_plan_resolve_says_so_when_it_cannot_contact_the_cloud(fresh_moto, network, tmp_path):
+    spec_file = write_spec(tmp_path, "http://127.0.0.1:9", network)  # discard port: nothing listens
+    spec_file.write_text(spec_file.read_text().replace("retry_max_delay: 0.5", "retry_max_delay: 0.5\n"
+                                                       "    retry_max_attempts: 2"))
+    shown = run_cli("plan", str(spec_file), "--resolve", "--state-dir", str(tmp_path / "state"))
+    assert shown.returncode == 0, shown.stderr
+    assert f"image worker: newest 'drb-base-*' of owner {ACCOUNT} (not resolved:" in shown.stdout
+
+
 def nothing_made(ec2_view) -> bool:
     groups = ec2_view.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"drb-{ENV}"]}])
     return (not groups["SecurityGroups"] and not ec2_view.describe_key_pairs()["KeyPairs"]
@@ -176,10 +198,7 @@ def test_a_subnet_or_image_that_does_not_exist_is_one_line_before_anything_is_ma
     spec_file = write_spec(tmp_path, fresh_moto.url, {**network, **{k: v for k, v in overrides.items()
                                                                    if k != "owner"}},
                            owner=overrides.get("owner", ACCOUNT))
-    result = subprocess.run([str(CLI), "up", str(spec_file), "--state-dir", str(tmp_path / "state"),
-                             "--until", "launch", "--plain"], capture_output=True, text=True, timeout=300, cwd=PROJECT,
-                            env={**os.environ, "DRB_TEST_EC2_KEY": ACCESS_KEY, "DRB_TEST_EC2_SECRET": SECRET_KEY,
-                                 "PYTHONPATH": str(PROJECT)})
+    result = run_cli("up", str(spec_file), "--state-dir", str(tmp_path / "state"), "--until", "launch", "--plain")
     assert result.returncode == SpecError.exit_status, result.stdout + result.stderr
     assert expected in result.stderr + result.stdout
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
