@@ -6,6 +6,7 @@ what each means on its cloud (providers/base.py Provider.preflight and launch_se
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,8 +80,22 @@ def preflight_for(spec: EnvironmentSpec) -> Preflight:
                      create_options=options)
 
 
+def record_preflight(ctx: RunContext) -> None:
+    """The runner's check before anything is made: the provider checks subnets, zones and images;
+    the images not yet recorded are resolved and recorded (the journal's `resolved`), so that a run
+    killed at any point after this resumes with the same images."""
+    wanted = preflight_for(ctx.spec)
+    unrecorded = {name: ref for name, ref in wanted.images.items() if recorded_image(ctx, name) is None}
+    resolved = ctx.provider.preflight(dataclasses.replace(wanted, images=unrecorded))
+    if resolved:
+        ctx.journal.record_resolved({IMAGE_FACT + name: image_id for name, image_id in resolved.items()})
+
+
 def recorded_image(ctx: RunContext, logical: str) -> str | None:
-    """The image id an earlier launch (this run's or one before it) resolved `logical` to."""
+    """The image id this environment's run (this one or one before it) resolved `logical` to."""
+    value = ctx.journal.data.resolved.get(IMAGE_FACT + logical)
+    if isinstance(value, str):
+        return value
     for record in ctx.journal.data.nodes.values():
         step = record.steps.get(Step.LAUNCH)
         value = step.facts.get(IMAGE_FACT + logical) if step is not None else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from drbootstrap.errors import DrbError
 from drbootstrap.executor import events
-from drbootstrap.executor.cloud_request import preflight_for
+from drbootstrap.executor.cloud_request import record_preflight
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.readiness import Readiness
@@ -258,7 +258,7 @@ def run_up(ctx: RunContext) -> RunResult:
         if master_record is None or not master_record.provider_id:
             # Nothing made yet: subnets, zones and images the spec names are checked first, so that
             # a wrong one is one line (SpecError) before a key pair or a security group exists.
-            ctx.provider.preflight(preflight_for(ctx.spec))
+            record_preflight(ctx)
         _run_all(ctx, master, [n for wave in ctx.plan.waves for n in wave], result, emit)
     finally:
         ctx.close()

@@ -1,12 +1,14 @@
 """EC2 as operators run it, against a real moto server through `up --until launch` and `down`: a VPC
 with two subnets in two zones, a group spread across both, an image found by name and owner, gp3
-encrypted volumes and custom tags; a relaunch in a later run uses the image the first resolved even
-after a newer one appeared; a subnet, a zone or an image pattern that does not exist is refused in
-one line before anything is created."""
+encrypted volumes and custom tags; a run killed mid-launch, resumed, and a relaunch in a later run
+use the image the first resolved even after a newer one appeared; `plan --resolve` shows it; a
+subnet, a zone or an image pattern that does not exist is refused in one line before anything is
+created."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from drbootstrap.spec import load_spec
 from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
 from tests.integration.ec2.test_ec2_environment import live_instances
 from tests.integration.ec2.test_up_ec2 import tags_of
+from tests.support.faulty_proxy import THROTTLE, FaultPlan, running_faulty_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +150,7 @@ def test_a_group_spread_over_two_subnets_with_an_image_by_name_gp3_encrypted_vol
     key_pairs = ec2_view.describe_key_pairs(KeyNames=[f"drb-{ENV}"])["KeyPairs"]
     assert CUSTOM.items() <= tags_of(key_pairs[0]).items()
     journal = Journal.open(state, ENV)
-    assert journal.node("controller").steps[Step.LAUNCH].facts["image:worker"] == newest
+    assert journal.data.resolved == {"image:master": "ami-12c6146b", "image:worker": newest}
 
     # A later run relaunches a lost worker after a newer image appeared: the journal's image, not the newest.
     register_image(ec2_view, "drb-base-2026-09")
@@ -160,15 +163,20 @@ def test_a_group_spread_over_two_subnets_with_an_image_by_name_gp3_encrypted_vol
 
     down(spec, state)
     assert live_instances(ec2_view, ENV) == []
+    assert Journal.open(state, ENV).data.resolved == {}  # the next `up` resolves afresh
     assert not ec2_view.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"drb-{ENV}"]}])[
         "SecurityGroups"]
 
 
+def cli_env() -> dict[str, str]:
+    """The project on the CLI's path for the spec's test driver (extra driver_class); the credentials."""
+    return {**os.environ, "DRB_TEST_EC2_KEY": ACCESS_KEY, "DRB_TEST_EC2_SECRET": SECRET_KEY,
+            "PYTHONPATH": str(PROJECT)}
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """The installed CLI, the project on its path for the spec's test driver (extra driver_class)."""
-    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=300, cwd=PROJECT,
-                          env={**os.environ, "DRB_TEST_EC2_KEY": ACCESS_KEY, "DRB_TEST_EC2_SECRET": SECRET_KEY,
-                               "PYTHONPATH": str(PROJECT)})
+    """The installed CLI, run to its end."""
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=300, cwd=PROJECT, env=cli_env())
 
 
 def test_plan_resolve_says_so_when_it_cannot_contact_the_cloud(fresh_moto, network, tmp_path):
@@ -219,3 +227,31 @@ def test_a_zone_not_in_the_region_is_refused_before_anything_is_made(fresh_moto,
         up(spec, tmp_path / "state", options=UpOptions(until=Step.LAUNCH))
     assert str(refused.value).startswith("nodes[0].placement.zones: zone eu-west-1a is not in region us-east-1")
     assert nothing_made(ec2_view)
+
+
+def test_a_run_killed_while_the_master_launches_resumes_with_the_image_the_first_run_resolved(
+        fresh_moto, ec2_view, network, tmp_path, credentials):
+    first = register_image(ec2_view, "drb-base-2026-01")
+    state = tmp_path / "state"
+    with running_faulty_proxy(fresh_moto.url, FaultPlan(rate=0.0, seed=21, kinds=(THROTTLE,))) as proxy:
+        spec_file = write_spec(tmp_path, proxy.url, network)
+        up_args = ("up", str(spec_file), "--state-dir", str(state), "--until", "launch", "--plain")
+        proxy.hold_next("RunInstances")  # the master's: the kill lands before its launch step is recorded
+        client = subprocess.Popen([str(CLI), *up_args], env=cli_env(), cwd=PROJECT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            while not proxy.holding.wait(0.2):
+                if client.poll() is not None:
+                    pytest.fail(f"the client ended before RunInstances:\n{client.communicate()[0]}")
+        finally:
+            if client.poll() is None:
+                os.killpg(client.pid, signal.SIGKILL)
+            client.wait(30)
+            proxy.release.set()
+        newer = register_image(ec2_view, "drb-base-2026-09")  # published while the run was down
+        resumed = run_cli(*up_args)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    instances = {tags_of(i)["drbootstrap:hostname"]: i for i in live_instances(ec2_view, ENV)}
+    assert sorted(instances) == ["controller", "web01", "web02", "web03", "web04"]
+    assert {instances[h]["ImageId"] for h in ("web01", "web02", "web03", "web04")} == {first} != {newer}
+    assert Journal.open(state, ENV).data.resolved["image:worker"] == first
