@@ -94,9 +94,10 @@ class ProviderSettings:
 #   operator_cidr: where the operator's controller connects from (EC2 security group rules).
 #   public_key: an OpenSSH public key to import as the environment's key pair instead of a new pair.
 #   retry_max_attempts, retry_base_delay, retry_max_delay: the retry policy for cloud calls.
+#   profile, credential_chain: EC2 family credentials through the AWS SDK's standard chain.
 DRIVER_CLASS_KEY = "driver_class"
 DRBOOTSTRAP_EXTRA_KEYS = frozenset({DRIVER_CLASS_KEY, "operator_cidr", "public_key", "retry_max_attempts",
-                                    "retry_base_delay", "retry_max_delay"})
+                                    "retry_base_delay", "retry_max_delay", "profile", "credential_chain"})
 
 
 def driver_class_override(settings: ProviderSettings, family: type[_Family]) -> type[_Family] | None:
