@@ -255,3 +255,25 @@ def test_a_run_killed_while_the_master_launches_resumes_with_the_image_the_first
     assert sorted(instances) == ["controller", "web01", "web02", "web03", "web04"]
     assert {instances[h]["ImageId"] for h in ("web01", "web02", "web03", "web04")} == {first} != {newer}
     assert Journal.open(state, ENV).data.resolved["image:worker"] == first
+
+
+def test_an_older_spec_with_extra_ex_subnet_launches_every_node_there_with_the_group_by_id(
+        fresh_moto, ec2_view, network, tmp_path, credentials):
+    register_image(ec2_view, "drb-base-2026-01")
+    text = write_spec(tmp_path, fresh_moto.url, network).read_text()
+    text = text.replace("  placement: {{subnets: [{}]}}\n".format(network["subnet_a"]), "").replace(
+        "    placement: {{subnets: [{}, {}]}}\n".format(network["subnet_a"], network["subnet_b"]), "").replace(
+        "    operator_cidr:", "    ex_subnet: {}\n    operator_cidr:".format(network["subnet_b"]))
+    (tmp_path / "env.yaml").write_text(text)
+
+    result, _ = up(load_spec(tmp_path / "env.yaml"), tmp_path / "state", options=UpOptions(until=Step.LAUNCH))
+
+    assert not result.failed, result
+    group = ec2_view.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"drb-{ENV}"]}])[
+        "SecurityGroups"]
+    assert group[0]["VpcId"] == network["vpc"]
+    instances = live_instances(ec2_view, ENV)
+    assert len(instances) == 5
+    assert {(i["SubnetId"], i["Placement"]["AvailabilityZone"]) for i in instances} == {
+        (network["subnet_b"], "us-east-1b")}
+    assert all([g["GroupId"] for g in i["SecurityGroups"]] == [group[0]["GroupId"]] for i in instances)
