@@ -82,9 +82,12 @@ class EC2Provider(Provider):
         if legacy_subnet and wanted.unplaced:  # extra.ex_subnet: every node without a placement goes there
             wanted = dataclasses.replace(wanted, unplaced=(),
                                          subnets={**wanted.subnets, str(legacy_subnet): "provider.extra.ex_subnet"})
-        problems = [f"{where}: {key} is not an argument of EC2's create_node (see examples/README.md)"
+        accepted = accepted_parameters(type(driver).create_node) or set()
+        problems = [f"{where}: {key} is set by drbootstrap itself (key pair, groups, subnet, tags, block devices)"
+                    if key in OWN_OPTIONS else f"{where}: {key} is not an argument of EC2's create_node "
+                    "(see examples/README.md)"
                     for where, options in wanted.create_options.items() for key in options
-                    if key not in (accepted_parameters(type(driver).create_node) or set()) or key in OWN_OPTIONS]
+                    if key not in accepted or key in OWN_OPTIONS]
         if problems:
             raise SpecError(problems)
         if wanted.subnets or wanted.zones or wanted.unplaced:  # the master's launch: the whole spec

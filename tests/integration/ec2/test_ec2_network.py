@@ -277,3 +277,43 @@ def test_an_older_spec_with_extra_ex_subnet_launches_every_node_there_with_the_g
     assert {(i["SubnetId"], i["Placement"]["AvailabilityZone"]) for i in instances} == {
         (network["subnet_b"], "us-east-1b")}
     assert all([g["GroupId"] for g in i["SecurityGroups"]] == [group[0]["GroupId"]] for i in instances)
+
+
+def with_web_extra(tmp_path: Path, endpoint: str, network: dict, extra: str) -> Path:
+    spec_file = write_spec(tmp_path, endpoint, network)
+    text = spec_file.read_text().replace("    root_size_gb: 12\n", f"    root_size_gb: 12\n    extra: {extra}\n")
+    spec_file.write_text(text)
+    return spec_file
+
+
+def test_a_groups_own_extra_gives_its_nodes_alone_an_instance_profile_and_spot(
+        fresh_moto, ec2_view, network, tmp_path, credentials):
+    import boto3
+
+    boto3.client("iam", region_name="us-east-1", endpoint_url=fresh_moto.url, aws_access_key_id=ACCESS_KEY,
+                 aws_secret_access_key=SECRET_KEY).create_instance_profile(InstanceProfileName="web-role")
+    register_image(ec2_view, "drb-base-2026-01")
+    spec_file = with_web_extra(tmp_path, fresh_moto.url, network,
+                               "{ex_iamprofile: web-role, ex_spot: true, ex_spot_max_price: 0.05}")
+
+    result, _ = up(load_spec(spec_file), tmp_path / "state", options=UpOptions(until=Step.LAUNCH))
+
+    assert not result.failed, result
+    instances = {tags_of(i)["drbootstrap:hostname"]: i for i in live_instances(ec2_view, ENV)}
+    for hostname, instance in instances.items():
+        if hostname == "controller":
+            assert "IamInstanceProfile" not in instance and instance.get("InstanceLifecycle") != "spot"
+        else:
+            assert instance["IamInstanceProfile"]["Arn"].endswith("instance-profile/web-role"), hostname
+            assert instance["InstanceLifecycle"] == "spot", hostname
+
+
+def test_a_groups_extra_naming_what_drbootstrap_sets_is_refused_before_anything_is_made(
+        fresh_moto, ec2_view, network, tmp_path, credentials):
+    register_image(ec2_view, "drb-base-2026-01")
+    spec_file = with_web_extra(tmp_path, fresh_moto.url, network, "{ex_keyname: mine, ex_colour: blue}")
+    result = run_cli("up", str(spec_file), "--state-dir", str(tmp_path / "state"), "--until", "launch", "--plain")
+    assert result.returncode == SpecError.exit_status, result.stdout + result.stderr
+    assert "nodes[0].extra: ex_keyname is set by drbootstrap itself" in result.stderr
+    assert "nodes[0].extra: ex_colour is not an argument of EC2's create_node" in result.stderr
+    assert nothing_made(ec2_view)
