@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from drbootstrap.errors import SpecError
-from drbootstrap.executor import UpOptions, down, up
+from drbootstrap.executor import UpOptions, down, status, up
 from drbootstrap.journal import Journal, Step
 from drbootstrap.spec import load_spec
 from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY
@@ -151,6 +151,11 @@ def test_a_group_spread_over_two_subnets_with_an_image_by_name_gp3_encrypted_vol
     assert CUSTOM.items() <= tags_of(key_pairs[0]).items()
     journal = Journal.open(state, ENV)
     assert journal.data.resolved == {"image:master": "ami-12c6146b", "image:worker": newest}
+
+    seen = status(spec, state, ping=False)
+    assert {n.hostname: n.cloud_state for n in seen.nodes} == dict.fromkeys(instances, "running")
+    assert f"security group {group[0]['GroupId']} (drb-{ENV})" in seen.resources
+    assert sum(line.startswith("volume ") for line in seen.resources) == 8  # 2 per web node, not the roots
 
     # A later run relaunches a lost worker after a newer image appeared: the journal's image, not the newest.
     register_image(ec2_view, "drb-base-2026-09")
