@@ -113,7 +113,8 @@ class EC2Provider(Provider):
         options.update(request.create_options)
         settings: dict[str, Any] = {"key_name": self.resource_name, "security_groups": ()}
         if subnet:
-            groups = [self._security_group_id()] + ([str(extra_groups)] if extra_groups else [])
+            yours = extra_groups if isinstance(extra_groups, list | tuple) else [extra_groups] if extra_groups else []
+            groups = [self._security_group_id(), *(str(group) for group in yours)]
             options.update(ex_subnet=EC2NetworkSubnet(str(subnet), str(subnet), "available"),
                            ex_security_group_ids=groups)
             settings["zone"] = None  # the subnet's zone
