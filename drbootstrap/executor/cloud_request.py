@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
 from drbootstrap.providers.base import ImageRef, Preflight, VolumeWanted
-from drbootstrap.spec.models import EnvironmentSpec, ImageLookupSpec, NodeGroup, PlacementSpec
+from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
+from drbootstrap.spec.placement import ImageLookupSpec, PlacementSpec
 
 if TYPE_CHECKING:
     from drbootstrap.executor.context import RunContext

@@ -14,6 +14,7 @@ from libcloud.compute.base import Node, NodeDriver
 
 from drbootstrap.backups.catalog import VOLUME_TAG, BackupRecord
 from drbootstrap.errors import NotFoundError, ProviderError, SpecError
+from drbootstrap.providers import ec2_instance_storage as instance_storage
 from drbootstrap.providers import ec2_network as network
 from drbootstrap.providers import ec2_resources as resources
 from drbootstrap.providers import ec2_snapshots as snapshots
@@ -36,8 +37,8 @@ OWN_OPTIONS = frozenset({"name", "size", "image", "location", "auth", "ex_keynam
 OWN_TAG_PREFIX = "drbootstrap:"
 
 
-def volume_kind(volume: VolumeWanted) -> resources.VolumeKind:
-    return resources.VolumeKind(type=volume.type, iops=volume.iops, throughput=volume.throughput,
+def volume_kind(volume: VolumeWanted) -> instance_storage.VolumeKind:
+    return instance_storage.VolumeKind(type=volume.type, iops=volume.iops, throughput=volume.throughput,
                                 encrypted=volume.encrypted, kms_key=volume.kms_key)
 
 
@@ -197,7 +198,7 @@ class EC2Provider(Provider):
                                 hint="give the node fewer volumes")
         custom = self._custom_tags(node)
         if custom:  # RunInstances tagged the instance only: its root volume gets the custom tags too
-            done += resources.tag_root_volumes(driver, node, custom, pacing=self.pacing)
+            done += instance_storage.tag_root_volumes(driver, node, custom, pacing=self.pacing)
         zone = self._zone(node)
         for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,

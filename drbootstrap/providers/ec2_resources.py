@@ -19,6 +19,7 @@ from libcloud.compute.base import Node, StorageVolume
 
 from drbootstrap.backups.catalog import VOLUME_TAG
 from drbootstrap.errors import ProviderError
+from drbootstrap.providers.ec2_instance_storage import VolumeKind
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_id
 from drbootstrap.providers.pacing import Pacing
 from drbootstrap.providers.throttle import ErrorKind
@@ -303,24 +304,6 @@ def discard_volume(driver: BaseEC2NodeDriver, environment: str, hostname: str, v
     return True
 
 
-@dataclass(frozen=True)
-class VolumeKind:
-    """How a volume is made: type (gp3, io2...), IOPS, throughput (MiB/s), encryption (under the
-    default key, or kms_key); None: the cloud's default."""
-
-    type: str | None = None
-    iops: int | None = None
-    throughput: int | None = None
-    encrypted: bool | None = None
-    kms_key: str | None = None
-
-    def params(self) -> dict[str, str]:
-        params = {"VolumeType": self.type, "Iops": self.iops, "Throughput": self.throughput,
-                  "Encrypted": "true" if self.encrypted or self.kms_key else "false" if self.encrypted is False
-                  else None, "KmsKeyId": self.kms_key}
-        return {key: str(value) for key, value in params.items() if value is not None}
-
-
 def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
                                 snapshot_id: str | None, device: str, size_gb: int, zone: str,
                                 pacing: Pacing, volume_name: str | None = None, kind: VolumeKind | None = None,
@@ -358,22 +341,6 @@ def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environme
                     lambda: driver.attach_volume(node, volume, device), transient_codes=NOT_YET)
     return volume
 
-
-
-def tag_root_volumes(driver: BaseEC2NodeDriver, node: Node, tags: Mapping[str, str], *, pacing: Pacing) -> list[str]:
-    """The custom tags on the volumes the instance was launched with (not drbootstrap's own: they
-    go with the instance, never with the environment's volumes teardown deletes)."""
-    done = []
-    attached = pacing.call(driver, f"list volumes of {node.id}", lambda: driver.list_volumes(
-        ex_filters={"attachment.instance-id": node_id(node)}))
-    for volume in attached:
-        have = volume_extra(volume).get("tags") or {}
-        if ENVIRONMENT_TAG in have or all(have.get(k) == v for k, v in tags.items()):
-            continue
-        pacing.call(driver, f"tag volume {volume.id}", functools.partial(create_tags, driver, str(volume.id), tags),
-                    transient_codes=NOT_YET)
-        done.append(f"root volume {volume.id} tagged")
-    return done
 
 
 # ---- teardown ----------------------------------------------------------------------------------

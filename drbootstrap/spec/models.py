@@ -6,10 +6,12 @@ Every key is documented in examples/README.md; models are frozen and reject unkn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
+from drbootstrap.spec.model_base import SpecModel
+from drbootstrap.spec.placement import ImageValue, PlacementSpec
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
     AbsolutePath,
@@ -43,59 +45,9 @@ DEFAULT_NETWORK = "10.213.0.0/24"
 Port = int
 
 
-class SpecModel(BaseModel):
-    """Base of every spec model: strict YAML types, unknown keys refused, immutable."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
-
-
 class RateSpec(SpecModel):
     per_second: float = Field(5.0, gt=0, le=10_000)
     burst: int = Field(10, ge=1, le=100_000)
-
-
-class PlacementSpec(SpecModel):
-    """Where nodes go, spread round-robin in order: subnets by id (each in its zone), or zones of
-    the region (the cloud's default network in each). Exactly one of the two."""
-
-    subnets: list[Token] = Field(default_factory=list, max_length=64)
-    zones: list[Token] = Field(default_factory=list, max_length=64)
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> PlacementSpec:
-        if self.subnets and self.zones:
-            raise invalid("placement names both subnets and zones", "keep one: a subnet is in one zone already")
-        if not self.subnets and not self.zones:
-            raise invalid("placement needs one of 'subnets' or 'zones', not empty",
-                          "list subnet ids (subnets: [subnet-...]) or zone names (zones: [us-east-1a])")
-        for kind in ("subnets", "zones"):
-            names = getattr(self, kind)
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise invalid(f"placement {kind} repeats {', '.join(repeated)}", "name each once", at=kind)
-        return self
-
-    @property
-    def choices(self) -> list[tuple[str, str]]:
-        """("subnet"|"zone", name) in the order nodes are spread over them."""
-        return [("subnet", s) for s in self.subnets] + [("zone", z) for z in self.zones]
-
-
-class ImageLookupSpec(SpecModel):
-    """An image found by name at launch: the newest of `owner`'s images whose name matches
-    `name` (* and ? wildcards). Recorded in the journal, so a resumed run launches the same one."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9 ._:/()\[\]*?+=,@-]{1,128}$")
-    owner: Token
-
-
-# An image is an id (text) or a lookup (a mapping): the value's shape picks which, so that a problem
-# is reported against that one alone. The tags are dropped from problem locations (spec/problems.py).
-IMAGE_BY_ID, IMAGE_BY_NAME = "by-id", "by-name"
-ImageValue = Annotated[
-    Annotated[Token, Tag(IMAGE_BY_ID)] | Annotated[ImageLookupSpec, Tag(IMAGE_BY_NAME)],
-    Discriminator(lambda value: IMAGE_BY_NAME if isinstance(value, dict | ImageLookupSpec) else IMAGE_BY_ID),
-]
 
 
 class ProviderSpec(SpecModel):
