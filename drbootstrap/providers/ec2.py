@@ -1,5 +1,8 @@
 """The EC2 family (EC2 itself, and Eucalyptus, which speaks its API): nodes filtered by tag at the
-cloud, the environment's key pair and security group made before the master, the master's elastic
+cloud; the spec's subnets, zones and images checked and resolved before anything is made
+(ec2_network.py), nodes launched into their subnet with the environment's security group by id
+(made in the subnets' VPC) and a group's own create_node options; the environment's key pair and
+security group made before the master, custom tags on everything, the master's elastic
 address and every node's volumes from snapshots at launch, a teardown of all of it (never of the
 backups), and the backups: tagged snapshots of the volumes, listed, tagged, pruned, copied to
 another region (ec2_snapshots.py)."""
