@@ -70,6 +70,9 @@ class JournalData:
     created_at: float = field(default_factory=time.time)
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     version: int = JOURNAL_VERSION
+    # What the run resolved once for the whole environment before making anything (the image a
+    # name pattern gave: `image:LOGICAL`), so that a resumed run uses the same; cleared by `down`.
+    resolved: dict[str, Fact] = field(default_factory=dict)
 
 
 class JournalError(DrbError):
@@ -151,6 +154,13 @@ class Journal:
             change = self._changed()
         self._commit(change)
 
+    def record_resolved(self, values: dict[str, Fact], *, replace: bool = False) -> None:
+        """Add to (or, `replace`, set) what the environment's run resolved once (JournalData.resolved)."""
+        with self._lock:
+            self.data.resolved = dict(values) if replace else {**self.data.resolved, **values}
+            change = self._changed()
+        self._commit(change)
+
     def forget_step(self, hostname: str, step: Step) -> None:
         """Make a completed step run again (`up --redo STEP`)."""
         with self._lock:
@@ -207,7 +217,7 @@ class Journal:
 def _to_json(data: JournalData) -> dict[str, Any]:
     """What dataclasses.asdict gives, at a fifteenth of its cost (it deep-copies every value):
     this runs once per journal write, over every node."""
-    return {**vars(data), "nodes": {
+    return {**vars(data), "resolved": dict(data.resolved), "nodes": {
         hostname: {**vars(record), "steps": {step: {**vars(rec), "facts": dict(rec.facts)}
                                              for step, rec in record.steps.items()}}
         for hostname, record in data.nodes.items()}}

@@ -61,15 +61,19 @@ def validate(spec_file: Path, skip_secrets: bool, as_json: bool) -> None:
               help="Where the journal lives (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
 @click.option("--cloud", is_flag=True, help="Also ask the cloud: each node's state there, and orphans "
               "(tagged for this environment, not in the spec).")
-def plan(spec_file: Path, as_json: bool, skip_secrets: bool, state_dir: Path | None, cloud: bool) -> None:
+@click.option("--resolve", is_flag=True,
+              help="Ask the cloud what each image resolves to (and check subnets and zones) as `up` would.")
+def plan(spec_file: Path, as_json: bool, skip_secrets: bool, state_dir: Path | None, cloud: bool,
+         resolve: bool) -> None:
     """Show the ordered recovery plan of FILE: the master, then the waves of nodes, and against the
     environment's journal which steps are done and which `up` still has to take. Contacts nothing
-    unless --cloud.
+    unless --cloud or --resolve.
 
     \b
     Examples:
       drbootstrap plan env.yaml
       drbootstrap plan env.yaml --cloud              # what the cloud holds, orphans too
+      drbootstrap plan env.yaml --resolve            # the images each name resolves to now
       drbootstrap plan env.yaml --json | jq '.progress[] | select(.complete | not)'
     """
     from drbootstrap.journal import Journal
@@ -89,16 +93,24 @@ def plan(spec_file: Path, as_json: bool, skip_secrets: bool, state_dir: Path | N
 
         found = read_status(spec, paths.state_dir, ping=False)
         in_cloud, orphans = {n.hostname: n.cloud_state for n in found.nodes}, found.orphans
+    images: list[str] = []
+    if resolve:
+        from drbootstrap.executor.cloud_request import resolved_images_for_plan
+
+        images = resolved_images_for_plan(spec, paths.state_dir)
     if as_json:
         from drbootstrap.cli.output import echo_json
 
         echo_json({**recovery_plan.to_dict(), "journal": str(paths.journal) if journal else None,
                    "progress": [p.to_dict() for p in progresses],
-                   **({"cloud": in_cloud, "orphans": orphans} if cloud else {})})
+                   **({"cloud": in_cloud, "orphans": orphans} if cloud else {}),
+                   **({"images": images} if resolve else {})})
         return
     _print_table(recovery_plan, progresses, bool(journal), in_cloud)
     if orphans:
         click.echo(f"orphans (tagged for {spec.environment} in the cloud, not in the spec): {', '.join(orphans)}")
+    for line in images:
+        click.echo(line)
 
 
 @click.command()

@@ -43,7 +43,7 @@ def provider_for(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callable[
     # its backups are still the environment's own (tagged with its name), and the site owns them.
     scope = EnvironmentScope(paths.cloud_environment, paths.state_dir, paths.ssh_private_key,
                              backups_of=paths.environment)
-    return create_provider(ProviderSettings.from_block(spec.provider), scope, on_retry=on_retry)
+    return create_provider(ProviderSettings.from_block(spec.provider, spec.tags), scope, on_retry=on_retry)
 
 
 def client_key_file(spec: EnvironmentSpec, state_dir: Path, psk: str) -> Path:

@@ -287,6 +287,7 @@ def _down(spec: EnvironmentSpec, paths: EnvironmentPaths, session: StateSession)
         if journal.data.nodes[hostname].provider_id or journal.data.nodes[hostname].steps:
             journal.forget_node(hostname)
             result.forgotten.append(hostname)
+    journal.record_resolved({}, replace=True)  # a later `up` resolves its images afresh
     journal.flush()
     # The names the master's DNS held, its hosts file and every node's own files go with the nodes.
     shutil.rmtree(paths.nodes, ignore_errors=True)

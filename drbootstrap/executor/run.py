@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from drbootstrap.errors import DrbError
 from drbootstrap.executor import events
+from drbootstrap.executor.cloud_request import record_preflight
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.progress import Progress
@@ -277,6 +278,11 @@ def run_up(ctx: RunContext) -> RunResult:
                                name="drb-heartbeat", daemon=True)
     beating.start()
     try:
+        master_record = ctx.journal.data.nodes.get(master.hostname)
+        if master_record is None or not master_record.provider_id:
+            # Nothing made yet: subnets, zones and images the spec names are checked first, so that
+            # a wrong one is one line (SpecError) before a key pair or a security group exists.
+            record_preflight(ctx)
         _run_all(ctx, master, [n for wave in ctx.plan.waves for n in wave], result, emit)
     finally:
         stop_beating.set()

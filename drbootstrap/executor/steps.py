@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
+from drbootstrap.executor.cloud_request import (
+    IMAGE_FACT,
+    images_for_launch,
+    placement_of,
+    root_size_gb,
+    tags_for,
+    volumes_wanted,
+)
 from drbootstrap.executor.context import Fleet, NodeRuntime, RunContext
 from drbootstrap.executor.secrets import autosign_token
 from drbootstrap.executor.userdata import user_data_for
@@ -80,14 +88,20 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         if found is None:
             raise NodeLost("the cloud has no such node any more: launching it anew")
         _adopt(ctx, node, found, record.client_token)
-        return StepResult(f"found {found.id} (launched by an earlier run)" + _provision(ctx, node))
+        _, image_facts = images_for_launch(ctx, node.planned)
+        launched_from = found.extra.get("image_id") if isinstance(found.extra, dict) else None
+        if isinstance(launched_from, str) and launched_from:  # what it was launched from, whatever resolves now
+            image_facts[IMAGE_FACT + node.planned.image] = launched_from
+        return StepResult(f"found {found.id} (launched by an earlier run)" + _provision(ctx, node), image_facts)
+    # Images resolved (and, for the master, subnets, zones and images checked) before anything is created.
+    image_id, image_facts = images_for_launch(ctx, node.planned)
     cloud_detail = ""
     if node.planned.is_master:
         prepared = ctx.provider.prepare_environment()
         cloud_detail = f"; {prepared}" if prepared else ""
     token = None
     unarmed = ""
-    facts: dict[str, Fact] = {}
+    facts: dict[str, Fact] = dict(image_facts)
     if not node.planned.is_master and _uses_autosign_tokens(ctx) and not _master_reachable(ctx):
         # `up --until launch` on a real cloud: the master is not confirmed up, so no token can be
         # armed on it over SSH. The node goes without one and puppet_sign signs it explicitly.
@@ -101,11 +115,16 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         with ctx.master_ssh_slots:
             ctx.access.arm_autosign(ctx.master.provider_node.id, node.fqdn, token_digest(token))
         facts[AUTOSIGN_ARMED] = True
+    group = node.planned.group
+    where = placement_of(ctx.spec, node.planned)
     request = LaunchRequest(  # tagged as the environment its site's cloud knows (provider.environment)
         environment=ctx.provider.environment, hostname=node.hostname, role=node.planned.role,
-        image_id=ctx.spec.provider.image_id(node.planned.image), size_id=ctx.spec.provider.size_id(node.planned.size),
+        image_id=image_id, size_id=ctx.spec.provider.size_id(node.planned.size),
         user_data=user_data_for(ctx, node, autosign=token, unarmed=bool(unarmed)), generation=generation,
-        zone=ctx.spec.provider.zone, extra_tags=dict(ctx.options.node_tags),
+        zone=where[1] if where and where[0] == "zone" else None,
+        subnet=where[1] if where and where[0] == "subnet" else None,
+        root_size_gb=root_size_gb(ctx.spec, group), extra_tags={**tags_for(ctx.spec, group), **ctx.options.node_tags},
+        create_options=dict(group.extra) if group is not None else {},
     )
     node.client_token = request.client_token
     with ctx.launch_slots:
@@ -137,8 +156,7 @@ def _provision(ctx: RunContext, node: NodeRuntime) -> str:
 
 
 def _volumes_wanted(node: NodeRuntime) -> list[VolumeWanted]:
-    group = node.planned.group
-    return [VolumeWanted(v.name, str(v.mount), v.size_gb, v.snapshot) for v in (group.volumes if group else [])]
+    return volumes_wanted(node.planned.group)
 
 
 def _uses_autosign_tokens(ctx: RunContext) -> bool:

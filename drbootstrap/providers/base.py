@@ -84,6 +84,35 @@ class VolumeWanted:
     mount: str
     size_gb: int
     snapshot: str | None = None
+    type: str | None = None  # the cloud's volume type; None: its default
+    iops: int | None = None
+    throughput: int | None = None  # MiB/s
+    encrypted: bool | None = None
+    kms_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A spec's image: by id, or the newest of `owner`'s images whose name matches `name`."""
+
+    id: str | None = None
+    name: str | None = None
+    owner: str | None = None
+
+    def __str__(self) -> str:
+        return self.id or f"newest {self.name!r} of owner {self.owner}"
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a run will ask of the cloud, checked before anything is created: the subnets and
+    zones its nodes are placed in (`where`: the spec key naming them) and its images to resolve."""
+
+    subnets: Mapping[str, str] = field(default_factory=dict)  # subnet id -> where the spec names it
+    zones: Mapping[str, str] = field(default_factory=dict)  # zone name -> where the spec names it
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # logical name -> reference
+    unplaced: tuple[str, ...] = ()  # spec keys of nodes given neither subnet nor zone
+    create_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # where -> group extra
 
 
 @dataclass
@@ -201,8 +230,24 @@ class Provider(ABC):
         """list_nodes arguments that let the cloud filter by `tags` (none by default)."""
         return {}
 
-    def launch_settings(self) -> dict[str, Any]:
-        """LaunchRequest fields this provider adds (key pair, groups, create_node options)."""
+    def preflight(self, wanted: Preflight) -> dict[str, str]:
+        """Before anything is created: check what the run will ask for, and resolve its images
+        (logical name -> image id). By default images are taken by id, and looking one up by name,
+        placing nodes in subnets or giving a group create_node options is refused."""
+        from drbootstrap.errors import SpecError
+
+        problems = [f"{where}: subnet {subnet}: the {self.settings.name} provider places nodes in zones only"
+                    for subnet, where in wanted.subnets.items()]
+        problems += [f"provider.images.{logical}: the {self.settings.name} provider takes images by id only"
+                     for logical, ref in wanted.images.items() if ref.id is None]
+        if problems:
+            raise SpecError(problems)
+        for zone in wanted.zones:
+            self._location(zone)
+        return {logical: str(ref.id) for logical, ref in wanted.images.items()}
+
+    def launch_settings(self, request: LaunchRequest) -> dict[str, Any]:
+        """LaunchRequest fields this provider sets (key pair, groups, create_node options)."""
         return {}
 
     def launch(self, request: LaunchRequest) -> Node:
@@ -212,7 +257,7 @@ class Provider(ABC):
         existing = self._existing_at_start().get(request.hostname)
         if existing is not None:
             return existing
-        request = dataclasses.replace(request, **self.launch_settings())
+        request = dataclasses.replace(request, **self.launch_settings(request))
         location = self._location(request.zone) if request.zone else None
         return launch_node(self.driver(), request, pacing=self.pacing, location=location, look_first=False,
                            list_options=self.list_options)

@@ -1,5 +1,8 @@
 """The EC2 family (EC2 itself, and Eucalyptus, which speaks its API): nodes filtered by tag at the
-cloud, the environment's key pair and security group made before the master, the master's elastic
+cloud; the spec's subnets, zones and images checked and resolved before anything is made
+(ec2_network.py), nodes launched into their subnet with the environment's security group by id
+(made in the subnets' VPC) and a group's own create_node options; the environment's key pair and
+security group made before the master, custom tags on everything, the master's elastic
 address and every node's volumes from snapshots at launch, a teardown of all of it (never of the
 backups), and the backups: tagged snapshots of the volumes, listed, tagged, pruned, copied to
 another region (ec2_snapshots.py)."""
@@ -13,19 +16,33 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from libcloud.compute.base import Node, NodeDriver
 
 from drbootstrap.backups.catalog import VOLUME_TAG, BackupRecord
-from drbootstrap.errors import NotFoundError, ProviderError
+from drbootstrap.errors import NotFoundError, ProviderError, SpecError
+from drbootstrap.providers import ec2_instance_storage as instance_storage
+from drbootstrap.providers import ec2_network as network
 from drbootstrap.providers import ec2_resources as resources
 from drbootstrap.providers import ec2_snapshots as snapshots
-from drbootstrap.providers.base import NodeAddresses, Provider, Teardown, VolumeWanted
-from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG
+from drbootstrap.providers.base import ImageRef, NodeAddresses, Preflight, Provider, Teardown, VolumeWanted
+from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, LaunchRequest
 from drbootstrap.providers.operator_key import RSA, load_or_create_operator_key
-from drbootstrap.providers.settings import RateSettings, driver_class_override, split_extra
+from drbootstrap.providers.settings import RateSettings, accepted_parameters, driver_class_override, split_extra
 
 if TYPE_CHECKING:
     from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver
 
 # Attachment points for a node's volumes, in the spec's order (sda.. are the root's; sdf..sdp per AWS).
 DEVICES = tuple(f"/dev/sd{letter}" for letter in "fghijklmnop")
+
+
+# create_node arguments drbootstrap sets itself: a group's `extra` may not name them.
+OWN_OPTIONS = frozenset({"name", "size", "image", "location", "auth", "ex_keyname", "ex_userdata", "ex_metadata",
+                         "ex_clienttoken", "ex_mincount", "ex_maxcount", "ex_subnet", "ex_security_groups",
+                         "ex_securitygroup", "ex_security_group_ids", "ex_blockdevicemappings"})
+OWN_TAG_PREFIX = "drbootstrap:"
+
+
+def volume_kind(volume: VolumeWanted) -> instance_storage.VolumeKind:
+    return instance_storage.VolumeKind(type=volume.type, iops=volume.iops, throughput=volume.throughput,
+                                encrypted=volume.encrypted, kms_key=volume.kms_key)
 
 
 class EC2Provider(Provider):
@@ -35,13 +52,20 @@ class EC2Provider(Provider):
     # CreateSnapshot and CopySnapshot take TagSpecification (else: CreateTags right after).
     snapshot_tags_at_creation: ClassVar[bool] = True
 
-    own_extra_keys = frozenset({"public_key", "operator_cidr", "profile"})
+    own_extra_keys = frozenset({"public_key", "operator_cidr", "profile", "credential_chain"})
 
     @classmethod
     def driver_family(cls, name: str) -> type[NodeDriver] | None:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
         return EC2NodeDriver
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._network: network.Network | None = None  # checked by the master's launch's preflight
+        self._group_id: str | None = None
+        self._root_devices: dict[str, str] = {}  # image id -> its root device name
+        self._images: dict[ImageRef, network.Image] = {}  # resolved once per run
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
@@ -62,9 +86,83 @@ class EC2Provider(Provider):
     def list_options(self, tags: Mapping[str, str]) -> dict[str, Any]:
         return {"ex_filters": {f"tag:{key}": value for key, value in tags.items()}}
 
-    def launch_settings(self) -> dict[str, Any]:
-        return {"create_options": split_extra(type(self.driver()), dict(self.settings.extra))[1],
-                "key_name": self.resource_name, "security_groups": (self.resource_name,)}
+    def preflight(self, wanted: Preflight) -> dict[str, str]:
+        """Subnets, zones, VPC and group options checked and images resolved before anything is
+        created (one line per problem, together); logical image -> image id."""
+        driver = self.driver()
+        legacy_subnet = self.settings.extra.get("ex_subnet")
+        if legacy_subnet and wanted.unplaced:  # extra.ex_subnet: every node without a placement goes there
+            wanted = dataclasses.replace(wanted, unplaced=(),
+                                         subnets={**wanted.subnets, str(legacy_subnet): "provider.extra.ex_subnet"})
+        accepted = accepted_parameters(type(driver).create_node) or set()
+        problems = [f"{where}: {key} is set by drbootstrap itself (key pair, groups, subnet, tags, block devices)"
+                    if key in OWN_OPTIONS else f"{where}: {key} is not an argument of EC2's create_node "
+                    "(see examples/README.md)"
+                    for where, options in wanted.create_options.items() for key in options
+                    if key not in accepted or key in OWN_OPTIONS]
+        if problems:
+            raise SpecError(problems)
+        if wanted.subnets or wanted.zones or wanted.unplaced:  # the master's launch: the whole spec
+            self._network = network.check_network(driver, wanted, vpc=self.settings.vpc, pacing=self.pacing)
+        with self._lock:
+            known = {logical: self._images[ref] for logical, ref in wanted.images.items() if ref in self._images}
+        images = {**known, **network.resolve_images(
+            driver, {logical: ref for logical, ref in wanted.images.items() if logical not in known}, self.pacing)}
+        with self._lock:
+            self._images.update({wanted.images[logical]: image for logical, image in images.items()})
+            self._root_devices.update({image.id: image.root_device for image in images.values() if image.root_device})
+        return {logical: image.id for logical, image in images.items()}
+
+    def launch_settings(self, request: LaunchRequest) -> dict[str, Any]:
+        """Key pair; the subnet (an object, as libcloud wants it) with the security group by id, or
+        the default VPC's group by name; the root volume's size; the group's create options."""
+        from libcloud.compute.drivers.ec2 import EC2NetworkSubnet
+
+        options = split_extra(type(self.driver()), dict(self.settings.extra))[1]
+        extra_groups = options.pop("ex_security_group_ids", None)
+        subnet = request.subnet or options.pop("ex_subnet", None)
+        options.pop("ex_subnet", None)
+        options.update(request.create_options)
+        settings: dict[str, Any] = {"key_name": self.resource_name, "security_groups": ()}
+        if subnet:
+            yours = extra_groups if isinstance(extra_groups, list | tuple) else [extra_groups] if extra_groups else []
+            groups = [self._security_group_id(), *(str(group) for group in yours)]
+            options.update(ex_subnet=EC2NetworkSubnet(str(subnet), str(subnet), "available"),
+                           ex_security_group_ids=groups)
+            settings["zone"] = None  # the subnet's zone
+        else:
+            settings["security_groups"] = (self.resource_name,)
+        if request.root_size_gb:
+            options["ex_blockdevicemappings"] = [{"DeviceName": self._root_device(request.image_id),
+                                                  "Ebs": {"VolumeSize": request.root_size_gb,
+                                                          "DeleteOnTermination": "true"}}]
+        return {**settings, "create_options": options}
+
+    def _security_group_id(self) -> str:
+        with self._lock:
+            if self._group_id is None:
+                groups = resources.find_security_groups(self.driver(), self.environment, self.pacing)
+                if not groups:
+                    raise ProviderError(f"security group {self.resource_name} not found",
+                                        hint="the master's launch makes it: run `drbootstrap up` again")
+                self._group_id = str(groups[0].id)
+            return self._group_id
+
+    def _root_device(self, image_id: str) -> str:
+        with self._lock:
+            known = self._root_devices.get(image_id)
+        if known is None:
+            found = network.describe_images(self.driver(), ImageRef(id=image_id), self.pacing)
+            known = next((i.root_device for i in found if i.root_device), None) or "/dev/sda1"
+            with self._lock:
+                self._root_devices[image_id] = known
+        return known
+
+    def _custom_tags(self, node: Node) -> dict[str, str]:
+        """The spec's and the group's custom tags, as the instance carries them."""
+        tags = node.extra.get("tags") or {}
+        return {str(k): str(v) for k, v in tags.items()
+                if not str(k).startswith(OWN_TAG_PREFIX) and k != "Name"} or dict(self.settings.tags)
 
     def operator_public_key(self) -> str:
         given = str(self.settings.extra.get("public_key") or "")
@@ -82,9 +180,14 @@ class EC2Provider(Provider):
                                      "e.g. 203.0.113.7/32")
         driver = self.driver()
         key_name = resources.ensure_key_pair(driver, self.environment, self.operator_public_key(),
-                                             pacing=self.pacing, replaceable=lambda: not self.nodes())
-        group_id = resources.ensure_security_group(driver, self.environment, str(operator), pacing=self.pacing)
-        return f"key pair {key_name}, security group {group_id}"
+                                             pacing=self.pacing, replaceable=lambda: not self.nodes(),
+                                             tags=self.settings.tags)
+        vpc_id = self._network.vpc_id if self._network else None
+        group_id = resources.ensure_security_group(driver, self.environment, str(operator), vpc_id=vpc_id,
+                                                   pacing=self.pacing, tags=self.settings.tags)
+        with self._lock:
+            self._group_id = group_id
+        return f"key pair {key_name}, security group {group_id}" + (f" in {vpc_id}" if vpc_id else "")
 
     def addresses(self, node: Node) -> NodeAddresses:
         private = list(node.private_ips or []) + list(node.public_ips or [])
@@ -98,17 +201,22 @@ class EC2Provider(Provider):
         driver = self.driver()
         done = []
         if is_master:
-            address = resources.ensure_elastic_address(driver, node, self.environment, hostname, pacing=self.pacing)
+            address = resources.ensure_elastic_address(driver, node, self.environment, hostname, pacing=self.pacing,
+                                                       extra_tags=self._custom_tags(node))
             done.append(f"elastic address {address}")
         if len(volumes) > len(DEVICES):
             raise ProviderError(f"{hostname}: {len(volumes)} volumes, more than the {len(DEVICES)} device names",
                                 hint="give the node fewer volumes")
+        custom = self._custom_tags(node)
+        if custom:  # RunInstances tagged the instance only: its root volume gets the custom tags too
+            done += instance_storage.tag_root_volumes(driver, node, custom, pacing=self.pacing)
         zone = self._zone(node)
         for volume, device in zip(volumes, DEVICES, strict=False):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
                                                          snapshot_id=volume.snapshot, device=device,
                                                          size_gb=volume.size_gb, zone=zone, pacing=self.pacing,
-                                                         volume_name=volume.name)
+                                                         volume_name=volume.name, kind=volume_kind(volume),
+                                                         extra_tags=self._custom_tags(node))
             done.append(
                 f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
             )
@@ -140,7 +248,8 @@ class EC2Provider(Provider):
             made = resources.ensure_volume_from_snapshot(driver, node, self.environment, hostname,
                                                          snapshot_id=volume.snapshot, device=device,
                                                          size_gb=volume.size_gb, zone=self._zone(node),
-                                                         pacing=self.pacing, volume_name=volume.name)
+                                                         pacing=self.pacing, volume_name=volume.name,
+                                                         kind=volume_kind(volume), extra_tags=self._custom_tags(node))
             done.append(f"{volume.name} {made.id} at {device}" + (f" from {volume.snapshot}" if volume.snapshot else "")
                         + f" (mount {volume.mount})")
         return done
@@ -151,8 +260,8 @@ class EC2Provider(Provider):
         return resources.discard_volume(self.driver(), self.environment, hostname, volume, pacing=self.pacing)
 
     def _zone(self, node: Node) -> str:
-        # libcloud's EC2 driver gives every instance its extra["availability"] zone.
-        return self.settings.zone or cast(str, node.extra.get("availability"))
+        # libcloud's EC2 driver gives every instance its extra["availability"] zone: a volume goes there.
+        return cast(str, node.extra.get("availability") or self.settings.zone)
 
     # ---- backups: snapshots tagged per backups/catalog.py ----------------------------------------
 

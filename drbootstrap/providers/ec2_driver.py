@@ -37,19 +37,24 @@ def parse_endpoint(url: str) -> Endpoint:
 
 def aws_credentials(settings: ProviderSettings, environ: Mapping[str, str]) -> tuple[str, str, str | None]:
     """Access key, secret key and session token: from the spec's references, else AWS_*/EC2_*
-    variables, else the shared credentials file's profile (extra.profile, AWS_PROFILE, or default)."""
+    variables, else the AWS SDK's chain when the spec names extra.profile or extra.credential_chain,
+    else the shared credentials file's profile (AWS_PROFILE, or default; the file only)."""
     key = settings.secret("access_key_id", "access_key", "key") or environ.get("AWS_ACCESS_KEY_ID") \
         or environ.get("EC2_ACCESS_KEY")
     secret = settings.secret("secret_access_key", "secret_key", "secret") \
         or environ.get("AWS_SECRET_ACCESS_KEY") or environ.get("EC2_SECRET_KEY")
     token = settings.secret("session_token", "token") or environ.get("AWS_SESSION_TOKEN")
+    profile = settings.extra.get("profile")
+    if (not key or not secret) and (profile or settings.extra.get("credential_chain")):
+        return chain_credentials(settings, str(profile) if profile else None, environ)
     if not key or not secret:
         key, secret, token = profile_credentials(settings, environ)
     if not key or not secret:
         raise ProviderError(f"provider {settings.name}: no access key and secret key",
                             hint="set credentials access_key_id and secret_access_key in the spec, "
-                                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of "
-                                 "~/.aws/credentials with extra.profile or AWS_PROFILE")
+                                 "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or extra.profile (an AWS "
+                                 "profile: SSO, assumed role...; or AWS_PROFILE) or extra.credential_chain: true "
+                                 "(instance role)")
     return key, secret, token
 
 
@@ -75,6 +80,35 @@ def profile_credentials(settings: ProviderSettings, environ: Mapping[str, str]) 
         return None, None, None
     section = parser[profile]
     return section.get("aws_access_key_id"), section.get("aws_secret_access_key"), section.get("aws_session_token")
+
+
+def chain_credentials(settings: ProviderSettings, profile: str | None,
+                      environ: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """The AWS SDK's standard chain (botocore's): the named profile (static keys, SSO session,
+    assumed role, credential process) or, without one, the environment, the shared files, web
+    identity and the instance's role. Refreshed credentials are read once per driver."""
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session(profile=profile)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        if name in environ:  # the given environment's files (the process's are botocore's default)
+            session.set_config_variable("config_file" if name == "AWS_CONFIG_FILE" else "credentials_file",
+                                        environ[name])
+    where = f"AWS profile {profile!r}" if profile else "the AWS credential chain"
+    try:
+        found = session.get_credentials()
+    except botocore.exceptions.ProfileNotFound:
+        raise ProviderError(f"provider {settings.name}: {where} does not exist",
+                            hint="name a profile of ~/.aws/config (aws configure list-profiles)") from None
+    except botocore.exceptions.BotoCoreError as error:
+        raise ProviderError(f"provider {settings.name}: {where} gave no credentials ({type(error).__name__})",
+                            hint="for an SSO profile run `aws sso login --profile NAME` first") from None
+    if found is None:
+        raise ProviderError(f"provider {settings.name}: {where} gave no credentials",
+                            hint="configure the profile, or give credentials access_key_id and secret_access_key")
+    frozen = found.get_frozen_credentials()
+    return frozen.access_key, frozen.secret_key, frozen.token
 
 
 def ec2_driver_kwargs(settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from libcloud.compute.base import Node, StorageVolume
 
 from drbootstrap.backups.catalog import VOLUME_TAG
 from drbootstrap.errors import ProviderError
+from drbootstrap.providers.ec2_instance_storage import VolumeKind
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_id
 from drbootstrap.providers.pacing import Pacing
 from drbootstrap.providers.throttle import ErrorKind
@@ -77,7 +78,7 @@ def _unless_refused(lookup: Any) -> Any:
 
 
 def ensure_key_pair(driver: BaseEC2NodeDriver, environment: str, public_key: str, *, pacing: Pacing,
-                    replaceable: Callable[[], bool]) -> str:
+                    replaceable: Callable[[], bool], tags: Mapping[str, str] | None = None) -> str:
     """The environment's key pair holding `public_key` (whose private half is already on disk).
 
     A pair of that name with another key (its private key was lost) is replaced when `replaceable`
@@ -101,6 +102,15 @@ def ensure_key_pair(driver: BaseEC2NodeDriver, environment: str, public_key: str
                                 hint=f"restore the key file, or run `drbootstrap down` (or delete key pair {name}) "
                                      "and `up` again")
         pacing.call(driver, f"delete key pair {name}", lambda: driver.delete_key_pair(found))
+    if tags:  # the spec's custom tags, set by the import itself
+        import base64
+
+        params = {"Action": "ImportKeyPair", "KeyName": name,
+                  "PublicKeyMaterial": base64.b64encode(public_key.encode()).decode(),
+                  **tag_specification("key-pair", {**tags, ENVIRONMENT_TAG: environment})}
+        pacing.call(driver, f"import key pair {name}", lambda: ec2_request(driver, params),
+                    before_retry=_unless_refused(existing))
+        return name
     pacing.call(driver, f"import key pair {name}", lambda: driver.import_key_pair_from_string(name, public_key),
                 before_retry=_unless_refused(existing))
     return name
@@ -167,7 +177,7 @@ def find_security_groups(driver: BaseEC2NodeDriver, environment: str, pacing: Pa
 
 
 def ensure_security_group(driver: BaseEC2NodeDriver, environment: str, operator_cidr: str, *,
-                          vpc_id: str | None = None, pacing: Pacing) -> str:
+                          vpc_id: str | None = None, pacing: Pacing, tags: Mapping[str, str] | None = None) -> str:
     """The environment's security group (tagged at creation) with exactly the recipe's rules added; its id."""
     name = environment_resource_name(environment)
 
@@ -179,7 +189,7 @@ def ensure_security_group(driver: BaseEC2NodeDriver, environment: str, operator_
     if group_id is None:
         params = {"Action": "CreateSecurityGroup", "GroupName": name,
                   "GroupDescription": f"drbootstrap environment {environment}",
-                  **tag_specification("security-group", {ENVIRONMENT_TAG: environment})}
+                  **tag_specification("security-group", {**(tags or {}), ENVIRONMENT_TAG: environment})}
         if vpc_id:
             params["VpcId"] = vpc_id
         created = pacing.call(driver, f"create security group {name}", lambda: ec2_request(driver, params),
@@ -217,8 +227,9 @@ def environment_addresses(driver: BaseEC2NodeDriver, environment: str, *, pacing
 
 
 def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
-                           pacing: Pacing) -> str:
-    """An elastic address tagged (at allocation) for the node's environment and hostname, associated with it."""
+                           pacing: Pacing, extra_tags: Mapping[str, str] | None = None) -> str:
+    """An elastic address tagged (at allocation) for the node's environment and hostname (and the
+    spec's custom tags), associated with it."""
     tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}
 
     def mine() -> Any:
@@ -228,7 +239,8 @@ def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: s
 
     address = mine()
     if address is None:
-        params = {"Action": "AllocateAddress", "Domain": "vpc", **tag_specification("elastic-ip", tags)}
+        params = {"Action": "AllocateAddress", "Domain": "vpc",
+                  **tag_specification("elastic-ip", {**(extra_tags or {}), **tags})}
         allocated = pacing.call(driver, f"allocate address for {hostname}", lambda: ec2_request(driver, params),
                                 before_retry=_unless_refused(mine))
         address = allocated if not hasattr(allocated, "findtext") else SimpleNamespace(
@@ -294,10 +306,12 @@ def discard_volume(driver: BaseEC2NodeDriver, environment: str, hostname: str, v
 
 def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
                                 snapshot_id: str | None, device: str, size_gb: int, zone: str,
-                                pacing: Pacing, volume_name: str | None = None) -> StorageVolume:
-    """A volume made from `snapshot_id` (None: an empty one) in `zone`, tagged at creation for the
-    node's hostname, device and spec volume name (what `backup` finds it by), attached at `device`."""
-    tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname, DEVICE_TAG: device,
+                                pacing: Pacing, volume_name: str | None = None, kind: VolumeKind | None = None,
+                                extra_tags: Mapping[str, str] | None = None) -> StorageVolume:
+    """A volume made from `snapshot_id` (None: an empty one) in `zone` (its instance's), of `kind`,
+    tagged at creation for the node's hostname, device and spec volume name (what `backup` finds it
+    by) beside the spec's custom tags, attached at `device`."""
+    tags = {**(extra_tags or {}), ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname, DEVICE_TAG: device,
             "Name": f"{hostname}-{device.rsplit('/', 1)[-1]}"}
     if volume_name:
         tags[VOLUME_TAG] = volume_name
@@ -310,7 +324,7 @@ def ensure_volume_from_snapshot(driver: BaseEC2NodeDriver, node: Node, environme
     volume = mine()
     if volume is None:
         params = {"Action": "CreateVolume", "Size": str(size_gb), "AvailabilityZone": zone,
-                  **tag_specification("volume", tags)}
+                  **(kind or VolumeKind()).params(), **tag_specification("volume", tags)}
         if snapshot_id:
             params["SnapshotId"] = snapshot_id
         created = pacing.call(driver, f"create volume {device} for {hostname}",

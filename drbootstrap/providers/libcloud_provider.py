@@ -4,10 +4,13 @@ where the driver can (drbootstrap.providers.volumes)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from libcloud.compute.base import NodeDriver
 
 from drbootstrap.errors import ProviderError
 from drbootstrap.providers.base import Provider
+from drbootstrap.providers.nodes import LaunchRequest
 from drbootstrap.providers.settings import ProviderSettings, split_extra
 from drbootstrap.providers.volumes import NamedVolumeBackups
 
@@ -38,8 +41,9 @@ class LibcloudProvider(NamedVolumeBackups, Provider):
     def new_driver(self) -> NodeDriver:
         return build_libcloud_driver(self.settings)
 
-    def launch_settings(self) -> dict:
-        return {"create_options": split_extra(type(self.driver()), dict(self.settings.extra))[1]}
+    def launch_settings(self, request: LaunchRequest) -> dict[str, Any]:
+        provider_wide = split_extra(type(self.driver()), dict(self.settings.extra))[1]
+        return {"create_options": {**provider_wide, **request.create_options}}
 
 
 def build_libcloud_driver(settings: ProviderSettings) -> NodeDriver:

@@ -40,6 +40,8 @@ class LaunchRequest:
     user_data: str = ""
     generation: int = 1
     zone: str | None = None
+    subnet: str | None = None  # a subnet id (its zone is the subnet's): the provider's to honour
+    root_size_gb: int | None = None  # None: the image's
     key_name: str | None = None
     security_groups: tuple[str, ...] = ()
     extra_tags: Mapping[str, str] = field(default_factory=dict)

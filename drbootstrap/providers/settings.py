@@ -62,18 +62,22 @@ class ProviderSettings:
     images: Mapping[str, str] = field(default_factory=dict)
     sizes: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    vpc: str | None = None  # the network nodes and the security group live in (EC2 family)
+    tags: Mapping[str, str] = field(default_factory=dict)  # the spec's custom tags, on every resource
 
     @classmethod
-    def from_block(cls, block: Any) -> ProviderSettings:
+    def from_block(cls, block: Any, tags: Mapping[str, str] | None = None) -> ProviderSettings:
         """From the spec's provider block (drbootstrap.spec.models.ProviderSpec), field for field:
-        credentials keep their references (revealed only when a driver is built), rate -> RateSettings."""
+        credentials keep their references (revealed only when a driver is built), rate -> RateSettings;
+        `tags`: the spec's custom tags."""
         rate = getattr(block, "rate", None)
         return cls(name=block.name, region=block.region, zone=block.zone,
                    endpoint=str(block.endpoint) if block.endpoint else None,
                    credentials=dict(block.credentials), network=str(block.network) if block.network else None,
                    max_parallel=block.max_parallel,
                    rate=RateSettings(rate.per_second, rate.burst) if rate is not None else None,
-                   images=dict(block.images), sizes=dict(block.sizes), extra=dict(block.extra))
+                   images={k: v for k, v in block.images.items() if isinstance(v, str)}, sizes=dict(block.sizes),
+                   extra=dict(block.extra), vpc=getattr(block, "vpc", None), tags=dict(tags or {}))
 
     def secret(self, *names: str) -> str | None:
         """The first of `names` present in credentials, revealed."""
@@ -90,9 +94,10 @@ class ProviderSettings:
 #   operator_cidr: where the operator's controller connects from (EC2 security group rules).
 #   public_key: an OpenSSH public key to import as the environment's key pair instead of a new pair.
 #   retry_max_attempts, retry_base_delay, retry_max_delay: the retry policy for cloud calls.
+#   profile, credential_chain: EC2 family credentials through the AWS SDK's standard chain.
 DRIVER_CLASS_KEY = "driver_class"
 DRBOOTSTRAP_EXTRA_KEYS = frozenset({DRIVER_CLASS_KEY, "operator_cidr", "public_key", "retry_max_attempts",
-                                    "retry_base_delay", "retry_max_delay"})
+                                    "retry_base_delay", "retry_max_delay", "profile", "credential_chain"})
 
 
 def driver_class_override(settings: ProviderSettings, family: type[_Family]) -> type[_Family] | None:

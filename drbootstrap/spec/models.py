@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from drbootstrap.spec.model_base import SpecModel
+from drbootstrap.spec.placement import ImageValue, PlacementSpec
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
     AbsolutePath,
@@ -29,6 +31,8 @@ from drbootstrap.spec.types import (
     ScalarValue,
     Secret,
     SiteName,
+    TagKey,
+    TagValue,
     Token,
     Url,
     VolumeName,
@@ -36,14 +40,9 @@ from drbootstrap.spec.types import (
 )
 
 LOCAL_PROVIDER = "local"
+Tags = dict[TagKey, TagValue]
 DEFAULT_NETWORK = "10.213.0.0/24"
 Port = int
-
-
-class SpecModel(BaseModel):
-    """Base of every spec model: strict YAML types, unknown keys refused, immutable."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
 
 
 class RateSpec(SpecModel):
@@ -62,8 +61,10 @@ class ProviderSpec(SpecModel):
     network: Cidr = DEFAULT_NETWORK
     max_parallel: int | None = Field(None, ge=1, le=1000)  # None: the provider family's default
     rate: RateSpec | None = None  # None: the provider family's default
-    images: dict[Token, Token] = Field(default_factory=dict)
+    images: dict[Token, ImageValue] = Field(default_factory=dict)
     sizes: dict[Token, Token] = Field(default_factory=dict)
+    vpc: Token | None = None  # the network its nodes and security group live in (default: the cloud's)
+    placement: PlacementSpec | None = None  # default placement of the master and of every group
     extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver keyword arguments
 
     @property
@@ -71,8 +72,10 @@ class ProviderSpec(SpecModel):
         return self.name == LOCAL_PROVIDER
 
     def image_id(self, logical: str) -> str:
-        """The provider's image id for a logical image name (identity on the local cloud)."""
-        return self.images.get(logical, logical)
+        """The provider's image id for a logical image name (identity on the local cloud); for an
+        image found by name, the lookup as `name@owner` (the provider resolves it)."""
+        image = self.images.get(logical, logical)
+        return image if isinstance(image, str) else f"{image.name}@{image.owner}"
 
     def size_id(self, logical: str) -> str:
         """The provider's size id for a logical size name (identity on the local cloud)."""
@@ -145,6 +148,9 @@ class MasterSpec(SpecModel):
     dynamic_dns: DynamicDnsSpec | None = None
     upstream_dns: list[IpAddress] = Field(default_factory=list)
     restore: MasterRestoreSpec = Field(default_factory=MasterRestoreSpec)
+    placement: PlacementSpec | None = None  # default: provider.placement's first choice
+    root_size_gb: int | None = Field(None, ge=1, le=16_384)  # default: the image's
+    tags: Tags = Field(default_factory=dict)
 
 
 class NodePuppetSpec(SpecModel):
@@ -170,6 +176,18 @@ class VolumeSpec(SpecModel):
     size_gb: int = Field(ge=1, le=65_536)
     snapshot: Token | None = None  # create it from this snapshot (when no backup of it exists)
     backup: VolumeBackupSpec | None = None
+    type: Token | None = None  # the cloud's volume type (gp3, io2...); default: the cloud's
+    iops: int | None = Field(None, ge=100, le=256_000)
+    throughput: int | None = Field(None, ge=125, le=4000)  # MiB/s
+    encrypted: bool | None = None  # default: the cloud's (or the account's default encryption)
+    kms_key: Token | None = None  # encrypted under this key rather than the cloud's default one
+
+    @model_validator(mode="after")
+    def _kms_key_means_encrypted(self) -> VolumeSpec:
+        if self.kms_key is not None and self.encrypted is False:
+            raise invalid("a volume with a kms_key is encrypted: encrypted: false contradicts it",
+                          "drop encrypted: false, or the kms_key", at="encrypted")
+        return self
 
 
 class RestoreStep(SpecModel):
@@ -270,6 +288,10 @@ class NodeGroup(SpecModel):
     restore: list[RestoreStep] = Field(default_factory=list)
     dumps: list[DumpSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
+    placement: PlacementSpec | None = None  # default: provider.placement
+    root_size_gb: int | None = Field(None, ge=1, le=16_384)  # default: the image's
+    tags: Tags = Field(default_factory=dict)  # beside the spec's tags, on this group's resources
+    extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver create_node arguments for this group
 
     def dump(self, name: str) -> DumpSpec:
         """The group's dump of this name; KeyError when there is none."""
@@ -426,6 +448,7 @@ class EnvironmentSpec(SpecModel):
     failover: FailoverSpec = Field(default_factory=FailoverSpec)
     state: StateSpec = Field(default_factory=StateSpec)
     buckets: BucketSpec | None = None
+    tags: Tags = Field(default_factory=dict)  # on every resource made for the environment
 
     _source_path: Path | None = PrivateAttr(default=None)
 

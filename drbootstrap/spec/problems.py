@@ -43,6 +43,8 @@ class Problem:
         return f"{filename}:{line}:{column}: {one_line(shorten_quoted(self.message))}{one_line(hint)}"
 
 
+# The tags of tagged unions (spec/models.py): which shape a value took is no part of where it is.
+UNION_TAGS = frozenset({"by-id", "by-name"})
 _LONG_QUOTED = re.compile(r"'([^']{%d,})'" % (_QUOTED_MAX + 1))
 
 
@@ -102,7 +104,7 @@ def from_validation_error(error: ValidationError, root: type[BaseModel], data: A
 
 def _translate(item: ErrorDetails, root: type[BaseModel], data: Any) -> Problem | None:
     kind = item["type"]
-    loc = tuple(item["loc"])
+    loc = tuple(part for part in item["loc"] if part not in UNION_TAGS)
     ctx = item.get("ctx") or {}
     on_key = bool(loc) and loc[-1] == "[key]"
     path = loc[:-1] if on_key else loc

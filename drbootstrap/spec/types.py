@@ -124,6 +124,29 @@ def check_token(value: str) -> str:
     return value
 
 
+TAG_KEY_PATTERN = re.compile(r"^[A-Za-z0-9 ._:/=+@-]{1,128}$")
+TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 ._:/=+@-]{0,256}$")
+RESERVED_TAG_PREFIXES = ("aws:", "drbootstrap:")
+
+
+def check_tag_key(value: str) -> str:
+    """A custom tag's key (cost centre, owner): the characters every cloud's tags allow, none of its own."""
+    if not TAG_KEY_PATTERN.match(value):
+        raise invalid(f"tag key {value!r} is not a valid tag key",
+                      "use 1-128 letters, digits, spaces and . _ : / = + @ -")
+    if value.lower().startswith(RESERVED_TAG_PREFIXES):
+        raise invalid(f"tag key {value!r} uses a reserved prefix",
+                      "aws: belongs to the cloud and drbootstrap: to drbootstrap's own tags; pick another key")
+    return value
+
+
+def check_tag_value(value: str) -> str:
+    if not TAG_VALUE_PATTERN.match(value):
+        raise invalid(f"tag value {value!r} is not a valid tag value",
+                      "use up to 256 letters, digits, spaces and . _ : / = + @ -")
+    return value
+
+
 def check_absolute_path(value: str) -> str:
     _reject_injection(value, "path")
     if not SAFE_PATH_PATTERN.match(value):
@@ -253,6 +276,8 @@ VolumeName = Annotated[str, AfterValidator(label_check("volume name"))]
 DnsName = Annotated[str, AfterValidator(check_dns_name)]
 Role = Annotated[str, AfterValidator(check_role)]
 Token = Annotated[str, AfterValidator(check_token)]
+TagKey = Annotated[str, AfterValidator(check_tag_key)]
+TagValue = Annotated[str, AfterValidator(check_tag_value)]
 AbsolutePath = Annotated[str, AfterValidator(check_absolute_path)]
 Command = Annotated[str, AfterValidator(check_command)]
 Cidr = Annotated[str, AfterValidator(check_cidr)]

@@ -43,7 +43,7 @@ def bare_provider(endpoint: str, tmp_path, environment: str, pacing: Pacing):
     """The EC2 provider without the environment's key pair and group (these tests launch bare instances)."""
     provider = ec2_provider(endpoint, tmp_path, environment)
     provider.pacing = pacing
-    provider.launch_settings = lambda: {}
+    provider.launch_settings = lambda request: {}
     return provider
 
 

@@ -1,0 +1,55 @@
+"""Spec models of where nodes go and what they boot: placement over subnets or zones, and an image
+looked up by name and owner. Documented in examples/README.md (provider, placement)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from drbootstrap.spec.model_base import SpecModel
+from drbootstrap.spec.types import Token, invalid
+
+
+class PlacementSpec(SpecModel):
+    """Where nodes go, spread round-robin in order: subnets by id (each in its zone), or zones of
+    the region (the cloud's default network in each). Exactly one of the two."""
+
+    subnets: list[Token] = Field(default_factory=list, max_length=64)
+    zones: list[Token] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> PlacementSpec:
+        if self.subnets and self.zones:
+            raise invalid("placement names both subnets and zones", "keep one: a subnet is in one zone already")
+        if not self.subnets and not self.zones:
+            raise invalid("placement needs one of 'subnets' or 'zones', not empty",
+                          "list subnet ids (subnets: [subnet-...]) or zone names (zones: [us-east-1a])")
+        for kind in ("subnets", "zones"):
+            names = getattr(self, kind)
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise invalid(f"placement {kind} repeats {', '.join(repeated)}", "name each once", at=kind)
+        return self
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        """("subnet"|"zone", name) in the order nodes are spread over them."""
+        return [("subnet", s) for s in self.subnets] + [("zone", z) for z in self.zones]
+
+
+class ImageLookupSpec(SpecModel):
+    """An image found by name at launch: the newest of `owner`'s images whose name matches
+    `name` (* and ? wildcards). Recorded in the journal, so a resumed run launches the same one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9 ._:/()\[\]*?+=,@-]{1,128}$")
+    owner: Token
+
+
+# An image is an id (text) or a lookup (a mapping): the value's shape picks which, so that a problem
+# is reported against that one alone. The tags are dropped from problem locations (spec/problems.py).
+IMAGE_BY_ID, IMAGE_BY_NAME = "by-id", "by-name"
+ImageValue = Annotated[
+    Annotated[Token, Tag(IMAGE_BY_ID)] | Annotated[ImageLookupSpec, Tag(IMAGE_BY_NAME)],
+    Discriminator(lambda value: IMAGE_BY_NAME if isinstance(value, dict | ImageLookupSpec) else IMAGE_BY_ID),
+]

@@ -1,0 +1,61 @@
+"""What the spec asks of the cloud per node (executor/cloud_request.py): placement round-robin over a
+group's subnets or zones, the master on the first, what the provider is asked to check first."""
+
+from __future__ import annotations
+
+from drbootstrap.executor.cloud_request import placement_of, preflight_for, tags_for, volumes_wanted
+from drbootstrap.plan import build_plan
+from drbootstrap.providers.base import ImageRef
+from drbootstrap.spec.models import EnvironmentSpec
+
+
+def spec(**overrides) -> EnvironmentSpec:
+    data = {
+        "environment": "demo", "domain": "demo.internal", "tags": {"CostCentre": "cc-1", "Owner": "ops"},
+        "provider": {"name": "ec2", "region": "us-east-1", "sizes": {"small": "t3.small"},
+                     "images": {"master": "ami-1", "worker": {"name": "base-*", "owner": "self"}},
+                     "placement": {"subnets": ["subnet-a"]}},
+        "nodes": [
+            {"role": "web", "count": 5, "hostname_pattern": "web{n:02}", "tags": {"Owner": "web team"},
+             "placement": {"subnets": ["subnet-a", "subnet-b"]}, "extra": {"ex_iamprofile": "web"},
+             "volumes": [{"name": "data", "mount": "/srv", "size_gb": 4, "type": "gp3", "kms_key": "alias/k"}]},
+            {"role": "db", "hostnames": ["db01", "db02"], "placement": {"zones": ["us-east-1c"]}},
+            {"role": "cache", "hostnames": ["cache01"]},
+        ],
+        **overrides,
+    }
+    return EnvironmentSpec.model_validate(data, strict=False)
+
+
+def test_a_groups_nodes_go_round_robin_over_its_subnets_the_master_on_the_first_others_on_the_default():
+    environment = spec()
+    placed = {node.hostname: placement_of(environment, node) for node in build_plan(environment).nodes()}
+    assert placed == {"controller": ("subnet", "subnet-a"),
+                      "web01": ("subnet", "subnet-a"), "web02": ("subnet", "subnet-b"),
+                      "web03": ("subnet", "subnet-a"), "web04": ("subnet", "subnet-b"), "web05": ("subnet", "subnet-a"),
+                      "db01": ("zone", "us-east-1c"), "db02": ("zone", "us-east-1c"),
+                      "cache01": ("subnet", "subnet-a")}
+
+
+def test_the_preflight_names_every_subnet_zone_and_image_with_the_spec_key_that_asks_for_it():
+    wanted = preflight_for(spec())
+    assert wanted.subnets == {"subnet-a": "provider.placement.subnets", "subnet-b": "nodes[0].placement.subnets"}
+    assert wanted.zones == {"us-east-1c": "nodes[1].placement.zones"}
+    assert wanted.images == {"master": ImageRef(id="ami-1"), "worker": ImageRef(name="base-*", owner="self")}
+    assert wanted.unplaced == ()
+    assert wanted.create_options == {"nodes[0].extra": {"ex_iamprofile": "web"}}
+
+
+def test_a_node_without_any_placement_is_named_so_the_provider_can_refuse_mixing_it_with_subnets():
+    environment = spec()
+    provider = environment.provider.model_copy(update={"placement": None})
+    wanted = preflight_for(environment.model_copy(update={"provider": provider}))
+    assert wanted.unplaced == ("master", "nodes[2]")
+
+
+def test_group_tags_override_the_specs_and_volumes_carry_their_kind():
+    environment = spec()
+    assert tags_for(environment, environment.nodes[0]) == {"CostCentre": "cc-1", "Owner": "web team"}
+    assert tags_for(environment, None) == {"CostCentre": "cc-1", "Owner": "ops"}
+    [volume] = volumes_wanted(environment.nodes[0])
+    assert (volume.type, volume.kms_key, volume.encrypted) == ("gp3", "alias/k", None)
