@@ -99,8 +99,9 @@ def chain_credentials(settings: ProviderSettings, profile: str | None,
     try:
         found = session.get_credentials()
     except botocore.exceptions.ProfileNotFound:
+        known = ", ".join(session.available_profiles) or "none (no config or credentials file)"
         raise ProviderError(f"provider {settings.name}: {where} does not exist",
-                            hint="name a profile of ~/.aws/config (aws configure list-profiles)") from None
+                            hint=f"pick one of: {known} (aws configure list-profiles)") from None
     except botocore.exceptions.BotoCoreError as error:
         raise ProviderError(f"provider {settings.name}: {where} gave no credentials ({type(error).__name__})",
                             hint="for an SSO profile run `aws sso login --profile NAME` first") from None

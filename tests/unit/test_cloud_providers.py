@@ -291,7 +291,7 @@ def test_ec2_takes_the_keys_of_a_named_profile_from_the_shared_credentials_file(
 def test_ec2_profile_named_but_absent_names_the_profiles_there(tmp_path):
     credentials = tmp_path / "credentials"
     credentials.write_text("[default]\naws_access_key_id = A\naws_secret_access_key = s\n")
-    with pytest.raises(ProviderError, match="'nosuch' is not in") as raised:
+    with pytest.raises(ProviderError, match="'nosuch' does not exist") as raised:
         ec2_driver_kwargs(ProviderSettings(name="ec2", extra={"profile": "nosuch"}),
                           environ={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
     assert "default" in str(raised.value.hint)
