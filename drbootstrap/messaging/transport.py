@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class StompTransport:
         self._closing = False
         self._lock = threading.Lock()
         self._reconnect_thread: threading.Thread | None = None
+        self._receipts: dict[str, threading.Event] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -155,6 +157,7 @@ class StompTransport:
             auto_decode=False,
             prefer_localhost=False,
             try_loopback_connect=False,
+            vhost="/",  # RabbitMQ reads the CONNECT host header as its virtual host; ActiveMQ ignores it
         )
         if self.config.max_frame_bytes:
             connection.transport.receive = FrameGuard(connection.transport.receive, self.config.max_frame_bytes).receive
@@ -186,12 +189,25 @@ class StompTransport:
                 connection.disconnect()
                 raise MessagingError("transport closed while connecting")
             self._connection = connection
+            receipt = f"subscribed-{secrets.token_hex(4)}"
+            received = self._receipts.setdefault(receipt, threading.Event())
             for index, entry in enumerate(self.subscriptions, start=1):
-                self._subscribe(connection, index, entry)
-            self.connected.set()
+                last = index == len(self.subscriptions)
+                self._subscribe(connection, index, entry, receipt=receipt if last else None)
+        # The broker answers the last SUBSCRIBE's receipt once it has made every one of them (in
+        # order): a reply queue RabbitMQ declares on SUBSCRIBE then exists before the first request.
+        if self.subscriptions and not received.wait(self.config.connect_timeout):
+            log.warning("%s: no receipt for the subscriptions within %.0f s", self.name, self.config.connect_timeout)
+        self._receipts.pop(receipt, None)
+        with self._lock:
+            if self._connection is connection:
+                self.connected.set()
 
-    def _subscribe(self, connection: StompConnection12, index: int, entry: tuple[str, dict[str, str]]) -> None:
+    def _subscribe(self, connection: StompConnection12, index: int, entry: tuple[str, dict[str, str]],
+                   receipt: str | None = None) -> None:
         destination, headers = entry
+        if receipt is not None:
+            headers = {**headers, "receipt": receipt}
         connection.subscribe(destination, id=str(index), ack="auto", headers=headers)
 
     def _lost(self, connection: StompConnection12) -> None:
@@ -253,6 +269,11 @@ class _Listener(ConnectionListener):
         except Exception as error:  # one bad message must not kill the receiver thread
             log.warning("%s: message handler failed: %s: %s", self.transport.name, type(error).__name__, error)
             log.debug("message handler failure", exc_info=True)
+
+    def on_receipt(self, frame) -> None:  # noqa: ANN001
+        received = self.transport._receipts.get(frame.headers.get("receipt-id", ""))
+        if received is not None:
+            received.set()
 
     def on_error(self, frame) -> None:  # noqa: ANN001
         message = frame.headers.get("message", "")

@@ -1,0 +1,70 @@
+"""RPC over a real private RabbitMQ node (rabbitmq_stomp): discovery, directed calls, reply queues
+that go away with their client, the node's own credentials, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from drbootstrap.agent.daemon import run_agents
+from drbootstrap.messaging.client import ClientConfig, RpcClient
+from drbootstrap.messaging.envelope import Filter
+from tests.integration.messaging.conftest import new_key, node_config
+from tests.support.rabbitmq import rabbitmq  # noqa: F401 - fixture
+
+
+@pytest.fixture(scope="module")
+def rabbit_fleet(rabbitmq):
+    work = Path(tempfile.mkdtemp(prefix="drb-rabbit-fleet-"))
+    key = new_key(work)
+    url = rabbitmq.url
+    configs = [node_config(work, url, key, f"node{n:02d}.rabbit.test", broker_kind="rabbitmq") for n in range(4)]
+    servers = []
+    try:
+        servers = run_agents(configs, wait=30)
+        yield url, key, [server.identity for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def client(url: str, key: Path) -> RpcClient:
+    return RpcClient(ClientConfig(brokers=[url], key_file=key, broker_kind="rabbitmq", discovery_timeout=5.0,
+                                  timeout=20.0))
+
+
+def test_ping_finds_every_agent_and_stops_at_the_expected_set(rabbit_fleet):
+    url, key, identities = rabbit_fleet
+    with client(url, key) as rpc:
+        result = rpc.ping(expect=identities)
+    assert sorted(result.responded) == sorted(identities)
+
+
+def test_directed_call_reaches_only_its_target_and_replies(rabbit_fleet):
+    url, key, identities = rabbit_fleet
+    with client(url, key) as rpc:
+        result = rpc.ping(Filter(identity=(identities[1],)), expect=[identities[1]])
+        assert result.responded == [identities[1]]
+        direct = rpc.call("rpcutil", "ping", targets=[identities[2]])
+    assert [reply.sender_id for reply in direct.replies] == [identities[2]]
+
+
+def test_node_files_keep_the_password_private_and_off_the_command_line(rabbitmq):
+    base = rabbitmq.config.base_dir
+    password = (base / "broker.password").read_text().strip()
+    for name in ("broker.password", "rabbitmq.conf", "definitions.json", ".erlang.cookie"):
+        assert (base / name).stat().st_mode & 0o077 == 0, name
+    assert password not in (base / "definitions.json").read_text()  # a salted hash only
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            assert password.encode() not in cmdline
+    assert password not in rabbitmq.log_path.read_text(errors="replace")
