@@ -26,10 +26,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drbootstrap.broker import free_port, stomp_connect_probe
 from drbootstrap.errors import MessagingError, PrerequisiteError, WaitTimeoutError
 from drbootstrap.paths import write_private_file
+
+if TYPE_CHECKING:
+    from drbootstrap.messaging.broker_ca import CertifiedKey
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 STARTUP_TIMEOUT = 90.0
@@ -296,3 +300,30 @@ def _node_password(base_dir: Path) -> str:
     password = secrets.token_urlsafe(24)
     write_private_file(path, password + "\n")
     return password
+
+
+def master_rabbitmq_tls(directory: Path, host: str, also: tuple[str, ...] = (),
+                        issuer: CertifiedKey | None = None) -> RabbitTls:
+    """The master's RabbitMQ certificate, as master_broker_tls makes ActiveMQ's: with ISSUER (the
+    master's issuing CA), a new one at every start naming HOST and ALSO, which clients verify
+    against the environment's CA; without, one under a CA of its own made on the first boot and kept
+    (broker-cert.pem, which clients then pin). PEM files; the key 0600."""
+    from drbootstrap.messaging.broker_ca import issue_broker_certificate, make_environment_ca
+
+    material = RabbitTls(directory / "broker-leaf.pem", directory / "broker.key", directory / "broker-chain.pem")
+    client_pem = directory / "broker-cert.pem"  # what a client trusts without the environment's CA
+    if issuer is None and all(path.is_file() for path in (*_files(material), client_pem)):
+        return material
+    own_ca = issuer or make_environment_ca(f"{host} broker")
+    broker = issue_broker_certificate(own_ca, (host, *also))
+    leaf, _, _ = broker.cert_pem.partition("-----END CERTIFICATE-----\n")
+    directory.mkdir(parents=True, exist_ok=True)
+    write_private_file(material.key_file, broker.key_pem)
+    material.cert_file.write_text(leaf + "-----END CERTIFICATE-----\n")
+    material.ca_file.write_text(own_ca.cert_pem)
+    client_pem.write_text(own_ca.cert_pem)
+    return material
+
+
+def _files(material: RabbitTls) -> tuple[Path, Path, Path]:
+    return material.cert_file, material.key_file, material.ca_file
