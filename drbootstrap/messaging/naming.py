@@ -30,8 +30,10 @@ NATIVE_PREFIX = "drb."
 SELECTOR_HEADERS = {"native": "drb_identity", "mcollective": "mc_identity"}
 _REPLY_QUEUE = {"auto-delete": "true", "durable": "false"}  # RabbitMQ: gone with its subscriber
 _QUEUE_OR_TOPIC = re.compile(r"^/(queue|topic)/[A-Za-z0-9_.\-]{1,240}$")
-_MCO_REPLY = re.compile(r"^/(queue|topic|amq/queue|reply-queue|temp-queue|exchange/[A-Za-z0-9_.\-]{1,120})/"
-                        r"[A-Za-z0-9_.\-]{1,240}$")
+# MCollective on RabbitMQ: reply queues as the broker rewrites /temp-queue/ (/reply-queue/...), or its
+# use_reply_exchange mode's exchange; never another exchange (sending to a missing one closes the
+# connection), and the reply-to is not covered by the psk.
+_MCO_REPLY = re.compile(r"^/(queue|topic|amq/queue|reply-queue|exchange/mcollective_reply)/[A-Za-z0-9_.\-]{1,240}$")
 
 Subscription = tuple[str, dict[str, str]]
 
