@@ -3,9 +3,11 @@ that go away with their client, the node's own credentials, and a clean stop."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,26 @@ def test_node_files_keep_the_password_private_and_off_the_command_line(rabbitmq)
                 continue
             assert password.encode() not in cmdline
     assert password not in rabbitmq.log_path.read_text(errors="replace")
+
+
+def test_the_ping_command_takes_the_broker_kind(rabbit_fleet, cli):
+    url, key, identities = rabbit_fleet
+    result = cli("ping", "--broker", url, "--key-file", str(key), "--broker-kind", "rabbitmq",
+                 "--expect", ",".join(identities), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(reply["sender"] for reply in json.loads(result.stdout)["replies"]) == sorted(identities)
+
+
+def test_agents_answer_again_after_rabbitmq_is_killed_and_restarted(rabbitmq, rabbit_fleet):
+    url, key, identities = rabbit_fleet
+    rabbitmq.kill()
+    rabbitmq.restart()
+    ready = time.monotonic()
+    answered: set[str] = set()
+    while time.monotonic() - ready < 10.0 and answered != set(identities):
+        try:
+            with client(url, key) as rpc:
+                answered |= set(rpc.ping(expect=identities).responded)
+        except Exception:  # noqa: BLE001 - the client may race the node's first seconds
+            time.sleep(0.2)
+    assert answered == set(identities), f"still silent after 10 s: {sorted(set(identities) - answered)}"
