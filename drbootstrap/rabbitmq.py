@@ -226,8 +226,10 @@ class RabbitBroker:
             raise PrerequisiteError(f"RabbitMQ is not installed ({RABBITMQ_SERVER} or epmd missing)",
                                     hint="apt-get install rabbitmq-server")
         base = self.config.base_dir
-        # epmd first, in the group the node then joins: `exec` keeps the node's pid the group's.
-        script = f'"$1" -port {self.config.epmd_port} -address 127.0.0.1 & shift; exec "$@"'
+        # epmd first, in the node's process group; the shell (the pid a supervisor watches) ends
+        # when the node ends, and takes its epmd with it, so a crashed node leaves nothing behind.
+        script = (f'"$1" -port {self.config.epmd_port} -address 127.0.0.1 & epmd=$!; shift; "$@"; status=$?; '
+                  'kill "$epmd" 2>/dev/null; exit "$status"')
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 ["/bin/sh", "-c", script, "sh", epmd, str(RABBITMQ_SERVER)], cwd=base, env=self.environment(),

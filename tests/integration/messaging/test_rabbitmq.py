@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -93,3 +94,35 @@ def test_agents_answer_again_after_rabbitmq_is_killed_and_restarted(rabbitmq, ra
         except Exception:  # noqa: BLE001 - the client may race the node's first seconds
             time.sleep(0.2)
     assert answered == set(identities), f"still silent after 10 s: {sorted(set(identities) - answered)}"
+
+
+def test_a_crashed_node_takes_its_epmd_with_it(tmp_path):
+    from tests.support.rabbitmq import start_test_rabbitmq
+
+    broker = start_test_rabbitmq(tmp_path / "crash")
+    group = broker.pid
+    try:
+        members = _group(group)
+        [beam] = [pid for pid, name in members.items() if name.startswith("beam")]
+        assert "epmd" in members.values()
+        os.kill(beam, signal.SIGKILL)  # the node dies as in a crash; its supervisor watches the shell
+        assert broker.process is not None
+        broker.process.wait(20)
+        deadline = time.monotonic() + 10
+        while _group(group) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group(group) == {}
+    finally:
+        broker.kill()
+
+
+def _group(pgid: int) -> dict[int, str]:
+    """Live (not zombie) processes of process group PGID, by pid."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) == pgid and " Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]:
+                found[int(pid)] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ProcessLookupError):
+            continue
+    return found
