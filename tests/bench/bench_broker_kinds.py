@@ -10,6 +10,7 @@ and the agent processes' memory.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -69,7 +70,8 @@ def test_bench_ping_over_a_fleet_of_agent_processes(kind):
         started = time.monotonic()
         for index in range(PROCESSES):
             farms.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.bench.agent_farm", broker.url, str(key), kind, *names[index::PROCESSES]],
+                [sys.executable, "-m", "tests.bench.agent_farm", broker.url, str(key), kind, "native",
+                 *names[index::PROCESSES]],
                 cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True))
         for farm in farms:
             assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
@@ -90,6 +92,58 @@ def test_bench_ping_over_a_fleet_of_agent_processes(kind):
               f"({(rss - idle_rss) / AGENTS * 1000:.0f} MB per 1000 agents); agent processes "
               f"{sum(agent_rss) / len(agent_rss):.0f} MB each "
               f"({sum(agent_rss) / AGENTS * 1000:.0f} MB per 1000 agents)")
+    finally:
+        for farm in farms:
+            if farm.poll() is None:
+                os.killpg(farm.pid, signal.SIGTERM)
+        for farm in farms:
+            try:
+                farm.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(farm.pid, signal.SIGKILL)
+                farm.wait(10)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_bench_mco_ping_and_drbootstrap_ping_in_compat_mode_on_rabbitmq():
+    """The same fleet speaking MCollective 2.12 on RabbitMQ: Debian's `mco ping` (connector =
+    rabbitmq) beside `drbootstrap ping --protocol mcollective --broker-kind rabbitmq --expect`."""
+    from tests.support.mcollective import new_psk, run_mco, write_mcollective_config
+
+    work = Path(tempfile.mkdtemp(prefix="drb-bench-mco-rabbit-"))
+    broker = start("rabbitmq", work / "broker")
+    psk = new_psk()
+    key = work / "psk"
+    key.write_text(psk)
+    key.chmod(0o600)
+    names = [f"m{i:05d}.bench.test" for i in range(AGENTS)]
+    (work / "expect").write_text("\n".join(names) + "\n")
+    client_cfg = write_mcollective_config(work / "client.cfg", identity="mco-bench", broker_host=broker.host,
+                                          broker_port=broker.port, psk=psk, connector="rabbitmq", loglevel="info")
+    farms: list[subprocess.Popen] = []
+    try:
+        for index in range(PROCESSES):
+            farms.append(subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.agent_farm", broker.url, str(key), "rabbitmq", "mcollective",
+                 *names[index::PROCESSES]],
+                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True))
+        for farm in farms:
+            assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
+        drb = [str(Path(sys.executable).parent / "drbootstrap"), "ping", "--protocol", "mcollective",
+               "--broker-kind", "rabbitmq", "--broker", broker.url, "--key-file", str(key),
+               "--expect", f"@{work / 'expect'}", "--discovery-timeout", "10", "--json"]
+        for round_ in range(3):
+            began = time.monotonic()
+            ours = subprocess.run(drb, capture_output=True, text=True, timeout=120, check=False)
+            ours_wall = time.monotonic() - began
+            answered = len(json.loads(ours.stdout)["replies"]) if ours.returncode == 0 else ours.returncode
+            began = time.monotonic()
+            theirs = run_mco(client_cfg, "ping", timeout=120)
+            mco_wall = time.monotonic() - began
+            mco_replies = sum(1 for line in theirs.stdout.splitlines() if "time=" in line)
+            print(f"\ncompat round {round_ + 1}: drbootstrap ping {ours_wall:.2f} s ({answered} replies), "
+                  f"mco ping {mco_wall:.2f} s ({mco_replies} replies)")
     finally:
         for farm in farms:
             if farm.poll() is None:
