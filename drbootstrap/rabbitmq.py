@@ -145,6 +145,15 @@ class RabbitBroker:
         return self.process.pid if self.process else None
 
     @property
+    def node_pid(self) -> int | None:
+        """The Erlang VM's pid (RABBITMQ_PID_FILE): the process whose death is the node's, which a
+        supervisor watches (the launcher shell, `pid`, then ends too and stops its epmd)."""
+        try:
+            return int((self.config.base_dir / "rabbitmq.beam.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @property
     def log_path(self) -> Path:
         return self.config.base_dir / "rabbitmq.log"
 

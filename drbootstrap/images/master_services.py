@@ -50,8 +50,9 @@ def _broker(args: argparse.Namespace) -> None:
         from drbootstrap.messaging.broker_ca import CertifiedKey
 
         issuer = CertifiedKey(Path(args.issuer_cert).read_text(), Path(args.issuer_key).read_text())
-    if args.kind == "rabbitmq":
-        print(_rabbitmq(args, base, issuer).pid)
+    if args.kind == "rabbitmq":  # the Erlang VM's pid: its death is the node's (a crash to restart from)
+        node = _rabbitmq(args, base, issuer)
+        print(node.node_pid or node.pid)
         return
     if args.tls:
         tls = master_broker_tls(base / "tls", args.host, tuple(args.tls_name or ()), issuer)

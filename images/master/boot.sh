@@ -21,6 +21,7 @@
 #          DRB_NODE_DIR/activemq/ (activemq.log; tls/ with stomp+ssl)    (broker conf and data)
 #            or DRB_NODE_DIR/rabbitmq/ (rabbitmq.log, rabbitmq.conf 0600; tls/) with broker.kind rabbitmq;
 #            DRB_NODE_DIR/broker.log links to the broker's log, DRB_NODE_DIR/<kind>.pid holds its pid
+#            (RabbitMQ's: its Erlang VM, whose death is the node's)
 #          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/,ca/,ssl/,log/puppetserver{,-access}.log}
 #          DRB_NODE_DIR/puppetserver/{conf.d/,services.d/,logback.xml,request-logging.xml}
 #                                          (copies of Debian's, with our dirs and fewer services)

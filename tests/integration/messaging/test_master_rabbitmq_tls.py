@@ -6,11 +6,14 @@ a certificate under a CA of its own, made on the first boot and kept across rest
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +26,27 @@ from drbootstrap.messaging.broker_ca import CertifiedKey, issue_master_ca, make_
 from drbootstrap.messaging.client import ClientConfig, RpcClient
 from drbootstrap.paths import write_private_file
 from tests.integration.messaging.conftest import new_key, node_config
-from tests.integration.messaging.test_master_broker_tls import NODE_ADDRESS, stop
+from tests.integration.messaging.test_master_broker_tls import NODE_ADDRESS
 from tests.support.prereq import require, require_binary, require_root
 
 pytestmark = pytest.mark.integration
+
+
+def stop(pid: int) -> None:
+    """Stop the node whose Erlang VM is PID: its whole process group (launcher shell, epmd)."""
+    try:
+        group = os.getpgid(pid)
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(group, signal.SIGKILL)
 
 
 def start_master_rabbitmq(base: Path, port: int, issuer: CertifiedKey | None = None) -> int:
