@@ -1,7 +1,9 @@
 """One STOMP connection over stomp.py's core: broker failover list, optional TLS, reconnect with backoff.
 
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
-reconnect, so a broker restart only costs the time until it listens again. With max_frame_bytes,
+reconnect, so a broker restart only costs the time until it listens again; a connection counts as
+up once the broker has receipted its subscriptions (RabbitMQ declares a queue on SUBSCRIBE).
+With max_frame_bytes,
 an oversized frame is skipped in the receive path and arrives as an empty frame marked
 frame_guard.OVERSIZED_HEADER.
 """

@@ -62,7 +62,16 @@ def test_status_pings_every_agent_through_rabbitmq(environment):
 def test_no_secret_in_logs_reports_journal_or_processes(environment):
     findings = scan_for_secrets(environment.secrets, environment.home / "state")
     assert findings == [], "\n".join(findings)
-    password = (environment.paths.nodes / "controller" / "var" / "rabbitmq" / "broker.password").read_text().strip()
+    broker_dir = environment.paths.nodes / "controller" / "var" / "rabbitmq"
+    password = (broker_dir / "broker.password").read_text().strip()
+    own = {broker_dir / "broker.password", broker_dir / "rabbitmq.conf"}  # the 0600 files that hold it
+    for path in (environment.home / "state").rglob("*"):
+        if path.is_file() and path not in own and path.stat().st_size < 5_000_000:
+            try:
+                data = path.read_bytes()
+            except OSError:  # a node's special files (bound over /proc entries)
+                continue
+            assert password.encode() not in data, path
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
