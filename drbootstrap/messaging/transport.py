@@ -3,9 +3,8 @@
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
 reconnect, so a broker restart only costs the time until it listens again; a connection counts as
 up once the broker has receipted its subscriptions (RabbitMQ declares a queue on SUBSCRIBE).
-With max_frame_bytes,
-an oversized frame is skipped in the receive path and arrives as an empty frame marked
-frame_guard.OVERSIZED_HEADER.
+With max_frame_bytes, an oversized frame is skipped in the receive path and arrives as an empty
+frame marked frame_guard.OVERSIZED_HEADER.
 """
 
 from __future__ import annotations
