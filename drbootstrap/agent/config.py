@@ -114,6 +114,7 @@ class AgentConfig:
     action_workers: int = 4  # threads running actions
     pending_actions: int = 32  # requests waiting for a worker before new ones are refused as busy
     protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
+    broker_kind: str = "activemq"  # or "rabbitmq": which STOMP destinations (messaging.naming)
     heartbeat_ms: int = 30_000
     pid_file: str | None = None
     log_file: str | None = None

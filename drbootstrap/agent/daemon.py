@@ -48,7 +48,7 @@ def make_agent_protocol(config: AgentConfig) -> WireProtocol:
     return make_wire_protocol(ProtocolSettings(
         config.protocol, Path(config.key_file) if config.key_file else None, config.key_id,
         Path(config.trusted_keys_dir) if config.trusted_keys_dir else None,
-        config.clock_skew, config.max_message_bytes, config.max_ttl,
+        config.clock_skew, config.max_message_bytes, config.max_ttl, broker_kind=config.broker_kind,
     ))
 
 

@@ -60,6 +60,11 @@ def client_options(command: Callable) -> Callable:
             help="Wire protocol: native (default) or mcollective "
             "(MCollective 2.12 peers; --key-file holds plugin.psk).",
         ),
+        click.option(
+            "--broker-kind",
+            type=click.Choice(["activemq", "rabbitmq"]),
+            help="The broker's STOMP destination naming: activemq (default) or rabbitmq.",
+        ),
         click.option("-I", "--with-identity", "identity_filter", multiple=True, help="Identity or /regex/."),
         click.option("-F", "--with-fact", "fact_filter", multiple=True, help="FACT=VALUE, FACT=/RE/, FACT<op>VALUE."),
         click.option("-C", "--with-class", "class_filter", multiple=True, help="Puppet class or /regex/."),
@@ -96,6 +101,7 @@ def _settings(params: dict[str, Any]) -> tuple[ClientConfig, Filter, list[str], 
         ("discovery_timeout", "discovery_timeout"),
         ("timeout", "timeout"),
         ("protocol", "protocol"),
+        ("broker_kind", "broker_kind"),
         ("connect_timeout", "connect_timeout"),
         ("trusted_keys_dir", "trusted_keys_dir"),
     ):

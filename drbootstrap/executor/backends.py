@@ -32,12 +32,12 @@ class RpcFleet:
 
     def __init__(self, broker: str, key_file: Path, *, trusted_keys_dir: Path | None = None,
                  tls_ca: Path | None = None, tls_server_name: str | None = None,
-                 connect_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 30.0, broker_kind: str = "activemq") -> None:
         from drbootstrap.messaging.client import ClientConfig, RpcClient
 
         config = ClientConfig(brokers=[broker], key_file=key_file, trusted_keys_dir=trusted_keys_dir, tls_ca=tls_ca,
                               tls_server_name=tls_server_name,
-                              identity="drbootstrap-up",
+                              identity="drbootstrap-up", broker_kind=broker_kind,
                               connect_timeout=connect_timeout, discovery_timeout=2.0)
         self.client = RpcClient(config).__enter__()
 

@@ -81,13 +81,13 @@ def connect_fleet(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, 
     """The controller's RPC client on the master's broker: stomp+ssl when the spec uses TLS, checking
     the broker's certificate chains to the environment's CA and names the master (ADDRESS may be a
     cloud's public address, which the master's certificate cannot name), else plain STOMP."""
-    port = spec.master.broker.port
+    port, kind = spec.master.broker.port, spec.master.broker.kind
     if broker_uses_tls(spec):
         return RpcFleet(f"stomp+ssl://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
                         tls_ca=paths.broker_ca_chain, tls_server_name=controller_fqdn(spec),
-                        connect_timeout=connect_timeout)
+                        connect_timeout=connect_timeout, broker_kind=kind)
     return RpcFleet(f"stomp://{address}:{port}", signing.key_file, trusted_keys_dir=signing.trusted_keys_dir,
-                    connect_timeout=connect_timeout)
+                    connect_timeout=connect_timeout, broker_kind=kind)
 
 
 def build_context(spec: EnvironmentSpec, plan: Plan, paths: EnvironmentPaths, *, options: UpOptions | None = None,

@@ -108,6 +108,7 @@ def _shared_settings(spec: EnvironmentSpec, master_address: str | None, agent_ke
         "domain": str(spec.domain),
         "broker_port": spec.master.broker.port,
         "broker_protocol": _broker_protocol(spec),
+        "broker_kind": spec.master.broker.kind,
         "master_address": master_address,
         "controller_name": controller_fqdn(spec),
         "puppet_server": controller_fqdn(spec),

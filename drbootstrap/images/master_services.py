@@ -1,10 +1,11 @@
-"""What images/master/boot.sh asks Python to do: write the dnsmasq config, start ActiveMQ, find
+"""What images/master/boot.sh asks Python to do: write the dnsmasq config, start the broker
+(ActiveMQ, or RabbitMQ with --kind rabbitmq: drbootstrap.rabbitmq), find
 (or, when the image is made, build) puppetserver's ahead-of-time compiled jar.
 
     python3 -m drbootstrap.images.master_services dnsmasq-config --domain D --listen ADDR \
         --hosts-file F --pid-file P --out CONF [--upstream IP ...] [--user NAME] [--log-file F]
-    python3 -m drbootstrap.images.master_services broker --base-dir DIR --host ADDR --port 61613 \
-        [--tls --tls-name NAME ... [--issuer-cert F --issuer-key F]]
+    python3 -m drbootstrap.images.master_services broker [--kind activemq|rabbitmq] --base-dir DIR \
+        --host ADDR --port 61613 [--tls --tls-name NAME ... [--issuer-cert F --issuer-key F]]
         (stomp+ssl on ADDR:PORT, its certificate in DIR/tls, issued by the master's issuing CA when
         given, else self-signed; plain STOMP on loopback only)
     python3 -m drbootstrap.images.master_services puppetserver-aot [--build] [--cache-dir DIR]
@@ -15,8 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drbootstrap.errors import DrbError
+
+if TYPE_CHECKING:
+    from drbootstrap.messaging.broker_ca import CertifiedKey
+    from drbootstrap.rabbitmq import RabbitBroker
 
 
 def _dnsmasq_config(args: argparse.Namespace) -> None:
@@ -39,12 +45,16 @@ def _broker(args: argparse.Namespace) -> None:
     from drbootstrap.broker import master_broker_tls, start_broker
 
     base = Path(args.base_dir)
-    if args.tls:
-        issuer = None
-        if args.issuer_cert and args.issuer_key:
-            from drbootstrap.messaging.broker_ca import CertifiedKey
+    issuer = None
+    if args.tls and args.issuer_cert and args.issuer_key:
+        from drbootstrap.messaging.broker_ca import CertifiedKey
 
-            issuer = CertifiedKey(Path(args.issuer_cert).read_text(), Path(args.issuer_key).read_text())
+        issuer = CertifiedKey(Path(args.issuer_cert).read_text(), Path(args.issuer_key).read_text())
+    if args.kind == "rabbitmq":  # the Erlang VM's pid: its death is the node's (a crash to restart from)
+        node = _rabbitmq(args, base, issuer)
+        print(node.node_pid or node.pid)
+        return
+    if args.tls:
         tls = master_broker_tls(base / "tls", args.host, tuple(args.tls_name or ()), issuer)
         broker = start_broker(base, host=args.host, port=args.port, tls=tls, tls_port=args.port,
                               plain_host="127.0.0.1")
@@ -52,6 +62,16 @@ def _broker(args: argparse.Namespace) -> None:
         broker = start_broker(base, host=args.host, port=args.port)
     # The broker runs on in its own session; boot.sh records its pid for the agent and for stop.
     print(broker.pid)
+
+
+def _rabbitmq(args: argparse.Namespace, base: Path, issuer: CertifiedKey | None) -> RabbitBroker:
+    from drbootstrap.rabbitmq import master_rabbitmq_tls, start_rabbitmq
+
+    if args.tls:
+        tls = master_rabbitmq_tls(base / "tls", args.host, tuple(args.tls_name or ()), issuer)
+        return start_rabbitmq(base, host=args.host, port=args.port, tls=tls, tls_port=args.port,
+                              plain_host="127.0.0.1")
+    return start_rabbitmq(base, host=args.host, port=args.port)
 
 
 def _puppetserver_aot(args: argparse.Namespace) -> None:
@@ -78,7 +98,8 @@ def parser() -> argparse.ArgumentParser:
     dnsmasq.add_argument("--user", help="user dnsmasq runs as (default: dnsmasq's own choice)")
     dnsmasq.add_argument("--log-file", help="dnsmasq's log (default: syslog); the probes show its tail")
     dnsmasq.set_defaults(run=_dnsmasq_config)
-    broker = commands.add_parser("broker", help="start ActiveMQ (STOMP) and print its pid")
+    broker = commands.add_parser("broker", help="start the STOMP broker (ActiveMQ or RabbitMQ) and print its pid")
+    broker.add_argument("--kind", choices=("activemq", "rabbitmq"), default="activemq")
     broker.add_argument("--base-dir", required=True)
     broker.add_argument("--host", required=True)
     broker.add_argument("--port", type=int, default=61613)

@@ -28,7 +28,7 @@ DNS, BROKER, PUPPET_CA = "dns", "broker", "puppet-ca"
 # Where each service of images/master/boot.sh logs, relative to the master's node dir.
 SERVICE_LOGS = {
     DNS: "dns/dnsmasq.log",
-    BROKER: "activemq/activemq.log",
+    BROKER: "broker.log",  # boot.sh links it to ActiveMQ's or RabbitMQ's log
     PUPPET_CA: "puppet/log/puppetserver.log",
     "agent": "agent.log",
     "ssh": "ssh/sshd.log",

@@ -73,6 +73,7 @@ class NodeBootConfig:
     broker_host: str  # what agents connect to: the master's address or controller name
     broker_port: int = 61613
     broker_protocol: Literal["stomp", "stomp+ssl"] = "stomp"
+    broker_kind: Literal["activemq", "rabbitmq"] = "activemq"  # the master runs it; agents name destinations by it
     broker_ca: str | None = None  # stomp+ssl: the environment's CA (PEM, public) the agent verifies the broker by
     broker_issuer_cert: str | None = None  # stomp+ssl on the master: its issuing CA, signed by broker_ca
     broker_issuer_key: str | None = field(default=None, repr=False)  # and its key, written 0600
@@ -130,6 +131,8 @@ class NodeBootConfig:
             problems.append("operator_public_key takes the operator's public key, never a private one")
         if self.puppet_mode not in ("server", "apply") or self.broker_protocol not in ("stomp", "stomp+ssl"):
             problems.append("puppet mode must be server|apply and broker protocol stomp|stomp+ssl")
+        if self.broker_kind not in ("activemq", "rabbitmq"):
+            problems.append(f"broker kind {self.broker_kind!r} is neither activemq nor rabbitmq")
         for address in self.upstream_dns:
             if not _is_ip(address):
                 problems.append(f"upstream DNS server {address!r} is not an IP address")
@@ -198,6 +201,7 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_BROKER_HOST": config.broker_host,
         "DRB_BROKER_PORT": str(config.broker_port),
         "DRB_BROKER_PROTOCOL": config.broker_protocol,
+        "DRB_BROKER_KIND": config.broker_kind,
         "DRB_BROKER_CA_FILE": f"{config.config_dir}/broker-ca.pem" if config.broker_ca else "",
         "DRB_BROKER_ISSUER_CERT_FILE": f"{config.config_dir}/broker-issuer.pem" if config.broker_issuer_cert else "",
         "DRB_BROKER_ISSUER_KEY_FILE": f"{config.config_dir}/broker-issuer.key" if config.broker_issuer_key else "",

@@ -45,6 +45,7 @@ class ClientConfig:
     max_message_bytes: int = 256 * 1024
     connect_timeout: float = 10.0
     protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
+    broker_kind: str = "activemq"  # or "rabbitmq": which STOMP destinations (messaging.naming)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def make_protocol(config: ClientConfig) -> WireProtocol:
     return make_wire_protocol(ProtocolSettings(
         config.protocol, Path(config.key_file) if config.key_file else None, config.key_id,
         Path(config.trusted_keys_dir) if config.trusted_keys_dir else None,
-        config.clock_skew, config.max_message_bytes,
+        config.clock_skew, config.max_message_bytes, broker_kind=config.broker_kind,
     ))
 
 
@@ -95,7 +96,7 @@ class RpcClient:
         self.config = config
         self.protocol = protocol or make_protocol(config)
         self.client_id = f"{config.identity}_{os.getpid()}_{secrets.token_hex(3)}"
-        self.reply_to = self.protocol.reply_destination(self.client_id, config.collective)
+        self.reply_to, self._reply_subscription = self.protocol.reply_endpoints(self.client_id, config.collective)
         self.refused = 0
         self._replies: queue.Queue[tuple[Reply, float]] = queue.Queue()
         self._outstanding: set[str] = set()
@@ -114,7 +115,7 @@ class RpcClient:
         )
 
     def __enter__(self) -> RpcClient:
-        self.transport.subscribe(self.reply_to)
+        self.transport.subscribe(*self._reply_subscription)
         self.transport.connect(retry_until=time.monotonic() + self.config.connect_timeout)
         return self
 

@@ -118,4 +118,10 @@ class WireProtocol(ABC):
 
     @abstractmethod
     def reply_destination(self, client_identity: str, collective: str) -> str:
-        """Where a client subscribes for replies to its requests."""
+        """The reply-to of a client's requests."""
+
+    def reply_endpoints(self, client_identity: str, collective: str) -> tuple[str, tuple[str, dict[str, str]]]:
+        """(the reply-to of a client's requests, the (destination, headers) it subscribes to for
+        the replies): the same queue on ActiveMQ, not on RabbitMQ (messaging.naming)."""
+        reply_to = self.reply_destination(client_identity, collective)
+        return reply_to, (reply_to, {})

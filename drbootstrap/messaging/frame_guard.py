@@ -4,7 +4,8 @@ stomp.py keeps reading a frame until its end however large it is; an agent's lim
 that has already spent the memory. FrameGuard sits between the socket and stomp.py's parser: it
 holds at most `limit` body bytes of a frame (and HEAD_LIMIT of its headers); a larger frame is
 read past and replaced by an empty one carrying OVERSIZED_HEADER, which the agent refuses with a
-clear line. Frames within the limit reach stomp.py byte for byte as they arrived.
+clear line. Frames within the limit reach stomp.py byte for byte as they arrived; the EOLs between
+frames (heartbeats) reach it one LF at a time.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ class FrameGuard:
         while end < len(data) and data[end] in b"\r\n":
             end += 1
         if end > position:
-            self._pending.append(data[position:end])  # heartbeats, or the EOLs after a frame
+            # One LF per EOL (heartbeats, or the EOL after a frame): stomp.py takes a lone LF as a
+            # heartbeat, but buffers a run of EOLs ("\n\n") before the next frame, then reads
+            # that blank line as the end of an empty header block, misses content-length, and cuts
+            # a body holding NUL bytes (MCollective's Ruby Marshal) into bogus frames.
+            self._pending.extend(_eols(data[position:end]))
         if end < len(data):
             self._state = "head"
         return end
@@ -144,3 +149,10 @@ class FrameGuard:
         self._head = b""
         self._buffer = bytearray()
         self._state = "between"
+
+
+
+def _eols(run: bytes) -> list[bytes]:
+    """A run of EOLs between frames as one b"\n" each (the CR of a CRLF dropped: stomp.py takes only
+    a lone LF for a heartbeat, and a buffered "\r\n\r\n" would end an empty header block too)."""
+    return [b"\n"] * run.count(b"\n")

@@ -26,6 +26,7 @@ from drbootstrap.messaging.envelope import (
     WireProtocol,
 )
 from drbootstrap.messaging.mcollective_filters import empty_filter, filter_from_wire, filter_to_wire
+from drbootstrap.messaging.naming import Destinations
 from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
 from drbootstrap.messaging.security import (
     DEFAULT_CLOCK_SKEW,
@@ -42,7 +43,6 @@ REPLY_TTL = 60.0  # mcollective replies carry no ttl; accept one as long as a de
 IDENTITY_HEADER = "mc_identity"
 _CALLER_ID = re.compile(r"^[\w]+=[\w.\-]+$")  # Security::Base#valid_callerid?
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,252}$")
-_DESTINATION = re.compile(r"^/(queue|topic)/[A-Za-z0-9_.\-]{1,240}$")
 _reply_sequence = itertools.count(1)
 
 
@@ -104,7 +104,9 @@ class McollectiveProtocol(WireProtocol):
         replay_cache: ReplayCache | None = None,
         clock: Any = time.time,
         max_ttl: float = DEFAULT_MAX_TTL,
+        broker_kind: str = "activemq",
     ) -> None:
+        self.destinations = Destinations("mcollective", broker_kind)
         if not psk:
             raise SecurityError("mcollective mode needs a psk", hint="set psk_file (plugin.psk of the mco peers)")
         self._psk = psk
@@ -117,30 +119,27 @@ class McollectiveProtocol(WireProtocol):
     def __repr__(self) -> str:  # never show the psk
         return f"McollectiveProtocol(clock_skew={self.clock_skew})"
 
-    # -- destinations (Connector::Activemq#make_target) ---------------------------------------
+    # -- destinations (Connector::Activemq#make_target, Connector::Rabbitmq#make_target: messaging.naming) --
 
     def broadcast_destination(self, agent: str, collective: str) -> str:
-        return f"/topic/{_name(collective, 'collective')}.{_name(agent, 'agent')}.agent"
+        return self.destinations.broadcast(_name(agent, "agent"), _name(collective, "collective"))
 
-    def direct_destination(self, collective: str) -> str:
-        return f"/queue/{_name(collective, 'collective')}.nodes"
+    def _reply_queue(self, client_identity: str) -> str:
+        """mco's <identity>_<pid>.<sequence>: unique per call."""
+        return f"{_name(client_identity, 'client id')}_{os.getpid()}.{next(_reply_sequence)}"
 
     def reply_destination(self, client_identity: str, collective: str) -> str:
         """mco's /queue/<collective>.reply.<identity>_<pid>.<sequence>, unique per call."""
-        return (
-            f"/queue/{_name(collective, 'collective')}.reply."
-            f"{_name(client_identity, 'client id')}_{os.getpid()}.{next(_reply_sequence)}"
-        )
+        return self.destinations.reply(self._reply_queue(client_identity), _name(collective, "collective"))
+
+    def reply_endpoints(self, client_identity: str, collective: str) -> tuple[str, tuple[str, dict[str, str]]]:
+        return self.destinations.reply_endpoints(self._reply_queue(client_identity), _name(collective, "collective"))
 
     def server_subscriptions(
         self, identity: str, agents: list[str], collective: str
     ) -> list[tuple[str, dict[str, str]]]:
-        subscriptions: list[tuple[str, dict[str, str]]] = [
-            (self.broadcast_destination(agent, collective), {}) for agent in agents
-        ]
-        selector = f"{IDENTITY_HEADER} = '{_name(identity, 'identity')}'"
-        subscriptions.append((self.direct_destination(collective), {"selector": selector}))
-        return subscriptions
+        return self.destinations.server_subscriptions(
+            _name(identity, "identity"), [_name(agent, "agent") for agent in agents], _name(collective, "collective"))
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -170,11 +169,12 @@ class McollectiveProtocol(WireProtocol):
         headers["reply-to"] = request.reply_to
         if not request.targets:
             return [Frame(self.broadcast_destination(request.agent, request.collective), payload, headers)]
-        destination = self.direct_destination(request.collective)
-        return [
-            Frame(destination, payload, {**headers, IDENTITY_HEADER: _name(target, "identity")})
-            for target in request.targets
-        ]
+        collective = _name(request.collective, "collective")
+        frames = []
+        for target in request.targets:
+            destination, selecting = self.destinations.direct(_name(target, "identity"), collective)
+            frames.append(Frame(destination, payload, {**headers, **selecting}))
+        return frames
 
     def decode_request(self, body: bytes, headers: dict[str, str]) -> Request:
         """Size, bounded Marshal, psk digest, structure, TTL. The psk covers the body only: the
@@ -187,8 +187,8 @@ class McollectiveProtocol(WireProtocol):
             reason = f"{type(error).__name__}: {str(error)[:120]}"
             raise SecurityError(f"malformed mcollective request ({reason})") from error
         check_ttl(request.created_at, request.ttl, skew=self.clock_skew, now=self._clock(), max_ttl=self.max_ttl)
-        if not _DESTINATION.match(request.reply_to):
-            raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a STOMP queue or topic")
+        if not self.destinations.reply_allowed(request.reply_to, request.collective):
+            raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a STOMP reply destination")
         return request
 
     # -- replies ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from drbootstrap.errors import SecurityError
 from drbootstrap.messaging.envelope import FactFilter, Filter, Frame, Reply, Request, StatusCode, WireProtocol
+from drbootstrap.messaging.naming import Destinations
 from drbootstrap.messaging.replay import MAX_ID_LENGTH
 from drbootstrap.messaging.security import (
     DEFAULT_CLOCK_SKEW,
@@ -58,7 +59,9 @@ class NativeProtocol(WireProtocol):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         replay_cache: ReplayCache | None = None,
         max_ttl: float = DEFAULT_MAX_TTL,
+        broker_kind: str = "activemq",
     ) -> None:
+        self.destinations = Destinations("native", broker_kind)
         self.signer = signer
         self.clock_skew = clock_skew
         self.max_message_bytes = max_message_bytes
@@ -67,24 +70,24 @@ class NativeProtocol(WireProtocol):
 
     # -- destinations -------------------------------------------------------------------------
 
-    def broadcast_destination(self, agent: str, collective: str) -> str:
-        return f"/topic/{PREFIX}.{safe_name(collective, 'collective')}.{safe_name(agent, 'agent')}.agent"
+    # -- destinations (messaging.naming: per broker kind) ------------------------------------
 
-    def direct_destination(self, collective: str) -> str:
-        return f"/queue/{PREFIX}.{safe_name(collective, 'collective')}.nodes"
+    def broadcast_destination(self, agent: str, collective: str) -> str:
+        return self.destinations.broadcast(safe_name(agent, "agent"), safe_name(collective, "collective"))
 
     def reply_destination(self, client_identity: str, collective: str) -> str:
-        return f"/queue/{PREFIX}.{safe_name(collective, 'collective')}.reply.{safe_name(client_identity, 'client id')}"
+        return self.destinations.reply(safe_name(client_identity, "client id"), safe_name(collective, "collective"))
+
+    def reply_endpoints(self, client_identity: str, collective: str) -> tuple[str, tuple[str, dict[str, str]]]:
+        return self.destinations.reply_endpoints(safe_name(client_identity, "client id"),
+                                                 safe_name(collective, "collective"))
 
     def server_subscriptions(
         self, identity: str, agents: list[str], collective: str
     ) -> list[tuple[str, dict[str, str]]]:
-        subscriptions: list[tuple[str, dict[str, str]]] = [
-            (self.broadcast_destination(agent, collective), {}) for agent in agents
-        ]
-        selector = f"{IDENTITY_HEADER} = '{safe_name(identity, 'identity')}'"
-        subscriptions.append((self.direct_destination(collective), {"selector": selector}))
-        return subscriptions
+        return self.destinations.server_subscriptions(
+            safe_name(identity, "identity"), [safe_name(agent, "agent") for agent in agents],
+            safe_name(collective, "collective"))
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -92,11 +95,12 @@ class NativeProtocol(WireProtocol):
         body = self._seal("request", _request_body(request))
         if not request.targets:
             return [Frame(self.broadcast_destination(request.agent, request.collective), body, self._headers())]
-        destination = self.direct_destination(request.collective)
-        return [
-            Frame(destination, body, {**self._headers(), IDENTITY_HEADER: safe_name(target, "identity")})
-            for target in request.targets
-        ]
+        collective = safe_name(request.collective, "collective")
+        frames = []
+        for target in request.targets:
+            destination, selecting = self.destinations.direct(safe_name(target, "identity"), collective)
+            frames.append(Frame(destination, body, {**self._headers(), **selecting}))
+        return frames
 
     def decode_request(self, body: bytes, headers: dict[str, str]) -> Request:
         """Size, envelope, signature, body structure, TTL; the receiver then authorises, checks
@@ -107,7 +111,7 @@ class NativeProtocol(WireProtocol):
         except (KeyError, TypeError, ValueError) as error:
             raise SecurityError(f"malformed request body ({type(error).__name__}: {error})") from error
         check_ttl(request.created_at, request.ttl, skew=self.clock_skew, max_ttl=self.max_ttl)
-        if not request.reply_to.startswith(f"/queue/{PREFIX}.{request.collective}.reply."):
+        if not self.destinations.reply_allowed(request.reply_to, request.collective):
             raise SecurityError(f"reply-to {request.reply_to[:80]!r} is not a drbootstrap reply queue")
         request.caller_id = f"key={key_id}"  # who signed it, not who it claims to be
         return request

@@ -1,15 +1,17 @@
 """One STOMP connection over stomp.py's core: broker failover list, optional TLS, reconnect with backoff.
 
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
-reconnect, so a broker restart only costs the time until it listens again. With max_frame_bytes,
-an oversized frame is skipped in the receive path and arrives as an empty frame marked
-frame_guard.OVERSIZED_HEADER.
+reconnect, so a broker restart only costs the time until it listens again; a connection counts as
+up once the broker has receipted its subscriptions (RabbitMQ declares a queue on SUBSCRIBE).
+With max_frame_bytes, an oversized frame is skipped in the receive path and arrives as an empty
+frame marked frame_guard.OVERSIZED_HEADER.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +91,7 @@ class StompTransport:
         self._closing = False
         self._lock = threading.Lock()
         self._reconnect_thread: threading.Thread | None = None
+        self._receipts: dict[str, threading.Event] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class StompTransport:
             auto_decode=False,
             prefer_localhost=False,
             try_loopback_connect=False,
+            vhost="/",  # RabbitMQ reads the CONNECT host header as its virtual host; ActiveMQ ignores it
         )
         if self.config.max_frame_bytes:
             connection.transport.receive = FrameGuard(connection.transport.receive, self.config.max_frame_bytes).receive
@@ -170,8 +174,7 @@ class StompTransport:
                     for_hosts=[(broker.host, broker.port)],
                     ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
                 )
-        subscribed = threading.Event()  # set by the broker's receipt for the last SUBSCRIBE
-        connection.set_listener("drbootstrap", _Listener(self, connection, subscribed))
+        connection.set_listener("drbootstrap", _Listener(self, connection))
         try:
             connection.connect(self.config.user, self.config.password, wait=True, with_connect_command=True)
         except (ConnectFailedException, StompException, OSError) as error:
@@ -187,14 +190,19 @@ class StompTransport:
                 connection.disconnect()
                 raise MessagingError("transport closed while connecting")
             self._connection = connection
+            receipt = f"subscribed-{secrets.token_hex(4)}"
+            received = self._receipts.setdefault(receipt, threading.Event())
             for index, entry in enumerate(self.subscriptions, start=1):
-                self._subscribe(connection, index, entry,
-                                receipt=_SUBSCRIBED if index == len(self.subscriptions) else None)
-            self.connected.set()
-        # A broker handles one connection's frames in order: the receipt for the last SUBSCRIBE means
-        # every subscription is in place, so a request sent once connect() returns is not missed.
-        if self.subscriptions and not subscribed.wait(self.config.connect_timeout):
-            log.debug("%s: no receipt for the subscriptions within %s s", self.name, self.config.connect_timeout)
+                last = index == len(self.subscriptions)
+                self._subscribe(connection, index, entry, receipt=receipt if last else None)
+        # The broker answers the last SUBSCRIBE's receipt once it has made every one of them (in
+        # order): a reply queue RabbitMQ declares on SUBSCRIBE then exists before the first request.
+        if self.subscriptions and not received.wait(self.config.connect_timeout):
+            log.warning("%s: no receipt for the subscriptions within %.0f s", self.name, self.config.connect_timeout)
+        self._receipts.pop(receipt, None)
+        with self._lock:
+            if self._connection is connection:
+                self.connected.set()
 
     def _subscribe(self, connection: StompConnection12, index: int, entry: tuple[str, dict[str, str]],
                    receipt: str | None = None) -> None:
@@ -250,18 +258,10 @@ class _NamedCertificate:
         return problem is None, problem or ""
 
 
-_SUBSCRIBED = "drbootstrap-subscribed"  # the receipt asked for with the last SUBSCRIBE of a connection
-
-
 class _Listener(ConnectionListener):
-    def __init__(self, transport: StompTransport, connection: StompConnection12, subscribed: threading.Event) -> None:
+    def __init__(self, transport: StompTransport, connection: StompConnection12) -> None:
         self.transport = transport
         self.connection = connection
-        self.subscribed = subscribed
-
-    def on_receipt(self, frame) -> None:  # noqa: ANN001 - stomp.py's Frame
-        if frame.headers.get("receipt-id") == _SUBSCRIBED:
-            self.subscribed.set()
 
     def on_message(self, frame) -> None:  # noqa: ANN001 - stomp.py's Frame
         body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
@@ -270,6 +270,11 @@ class _Listener(ConnectionListener):
         except Exception as error:  # one bad message must not kill the receiver thread
             log.warning("%s: message handler failed: %s: %s", self.transport.name, type(error).__name__, error)
             log.debug("message handler failure", exc_info=True)
+
+    def on_receipt(self, frame) -> None:  # noqa: ANN001
+        received = self.transport._receipts.get(frame.headers.get("receipt-id", ""))
+        if received is not None:
+            received.set()
 
     def on_error(self, frame) -> None:  # noqa: ANN001
         message = frame.headers.get("message", "")

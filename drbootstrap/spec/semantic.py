@@ -38,7 +38,7 @@ _SECRET_LOOKING_KEY = re.compile(r"(password|passwd|secret|token|api_?key|privat
 def check_semantics(data: dict, base_dir: Path | None, resolve_secrets: bool) -> list[Problem]:
     """Every cross-key problem of a spec whose top level is a mapping."""
     problems: list[Problem] = []
-    checks = (_check_providers, _check_broker, check_groups, check_hostnames, check_after, _check_images)
+    checks = (_check_providers, check_groups, check_hostnames, check_after, _check_images)
     for check in checks + (_check_local_catalog, _check_sites, check_buckets):
         problems += check(data)
     problems += _check_network_capacity(data)
@@ -119,16 +119,6 @@ def _unknown_extra_keys(path: Path_, name: str, extra: dict) -> list[Problem]:
                                     f"{dotted(path)}.extra.{key}: provider {name} takes no such setting", hint,
                                     at_key=True))
     return problems
-
-
-def _check_broker(data: dict) -> list[Problem]:
-    """The spec's models accept `rabbitmq`, but the master's image starts ActiveMQ whatever it says:
-    refused until the image can start RabbitMQ, rather than silently running something else."""
-    if get_in(data, "master", "broker", "kind") == "rabbitmq":
-        return [Problem(("master", "broker", "kind"),
-                        "master.broker.kind: rabbitmq is not implemented yet (the master's image starts ActiveMQ)",
-                        "use activemq, the default: agents and clients speak the same STOMP to it")]
-    return []
 
 
 def _unknown_name(path: Path_, message: str, name: str, known: frozenset[str], default: str) -> Problem:

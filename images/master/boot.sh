@@ -7,6 +7,7 @@
 #   reads  CONFIG_DIR/node.env             sh settings written by the user-data (no secrets):
 #            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME (the controller's short name) DRB_ROLE
 #            DRB_MASTER_ADDRESS (empty: our first global IPv4) DRB_BROKER_PORT DRB_BROKER_PROTOCOL
+#            DRB_BROKER_KIND (activemq, the default, or rabbitmq)
 #            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_PUPPET_PORT DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS
 #            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
 #            DRB_AGENT_BACKUP_SETTINGS_FILE (agent.yaml `dumps:` lines: the master-state dump)
@@ -23,6 +24,9 @@
 #                                            image was made (drbootstrap.images.puppetserver_aot), if any
 #   writes DRB_NODE_DIR/dns/{dnsmasq.conf,hosts,dnsmasq.pid,dnsmasq.log}   (the dns agent edits hosts)
 #          DRB_NODE_DIR/activemq/ (activemq.log; tls/ with stomp+ssl)    (broker conf and data)
+#            or DRB_NODE_DIR/rabbitmq/ (rabbitmq.log, rabbitmq.conf 0600; tls/) with broker.kind rabbitmq;
+#            DRB_NODE_DIR/broker.log links to the broker's log, DRB_NODE_DIR/<kind>.pid holds its pid
+#            (RabbitMQ's: its Erlang VM, whose death is the node's)
 #          DRB_NODE_DIR/puppet/{puppet.conf,autosign,code/,ca/,ssl/,log/puppetserver{,-access}.log}
 #          DRB_NODE_DIR/puppetserver/{conf.d/,services.d/,logback.xml,request-logging.xml}
 #                                          (copies of Debian's, with our dirs and fewer services)
@@ -34,7 +38,7 @@
 #   prints the SSH host public keys on the console (fd 3 when the user-data passes it, else
 #          stdout) between cloud-init's -----BEGIN/END SSH HOST KEY KEYS----- lines
 #   starts sshd (when an authorized key is given), dnsmasq (as user dnsmasq when it can read the
-#          hosts file, else root), ActiveMQ (drbootstrap.broker),
+#          hosts file, else root), ActiveMQ (drbootstrap.broker) or RabbitMQ (drbootstrap.rabbitmq),
 #          puppetserver (server mode) and `drbootstrap agent` with the dns agent, in the background,
 #          then supervises them as systemd's Restart=on-failure would: one that dies is started
 #          again after a backoff (1 s, doubling to 60 s; back to 1 s once it has run 5 min).
@@ -263,7 +267,8 @@ EOF
     start_puppetserver
 fi
 
-# 3. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs).
+# 3. Broker: ActiveMQ STOMP on our address, via drbootstrap.broker (runs as root, own dirs), or
+#    RabbitMQ with rabbitmq_stomp via drbootstrap.rabbitmq (own node name, epmd, cookie and user).
 #    stomp+ssl: its certificate, for our address and name, is issued at every start by the master's
 #    issuing CA from the user-data (every client trusts the environment's CA above it); without one,
 #    self-signed on the first boot and kept. Plain STOMP then listens on loopback only.
@@ -272,17 +277,22 @@ if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then BROKER_TLS_ARGS="--tls --tls-nam
 if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ] && [ -n "${DRB_BROKER_ISSUER_KEY_FILE:-}" ]; then
     BROKER_TLS_ARGS="$BROKER_TLS_ARGS --issuer-cert $DRB_BROKER_ISSUER_CERT_FILE --issuer-key $DRB_BROKER_ISSUER_KEY_FILE"
 fi
+BROKER_KIND=${DRB_BROKER_KIND:-activemq}
+BROKER_DIR=$NODE_DIR/$BROKER_KIND
+mkdir -p "$BROKER_DIR"
+ln -sfn "$BROKER_KIND/$BROKER_KIND.log" "$NODE_DIR/broker.log"
 start_broker() {
     # shellcheck disable=SC2086 # BROKER_TLS_ARGS is several words
-    "$PYTHON" -m drbootstrap.images.master_services broker --base-dir "$NODE_DIR/activemq" \
-        --host "$ADDRESS" --port "$DRB_BROKER_PORT" $BROKER_TLS_ARGS >"$NODE_DIR/activemq.pid"
+    "$PYTHON" -m drbootstrap.images.master_services broker --kind "$BROKER_KIND" --base-dir "$BROKER_DIR" \
+        --host "$ADDRESS" --port "$DRB_BROKER_PORT" $BROKER_TLS_ARGS >"$NODE_DIR/$BROKER_KIND.pid"
 }
-running "$NODE_DIR/activemq.pid" || start_broker
+running "$NODE_DIR/$BROKER_KIND.pid" || start_broker
 
 # 4. The drbootstrap agent, with the dns agent that edits the hosts file and reloads dnsmasq.
 cat >"$NODE_DIR/agent.yaml" <<EOF
 identity: $FQDN
 brokers: ["$DRB_BROKER_PROTOCOL://$ADDRESS:$DRB_BROKER_PORT"]
+broker_kind: $BROKER_KIND
 key_file: ${DRB_AGENT_KEY_FILE:-null}
 role: master
 ip: $ADDRESS
@@ -302,7 +312,7 @@ EOF
 if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ] && [ -n "${DRB_BROKER_CA_FILE:-}" ]; then
     echo "tls_ca: $DRB_BROKER_CA_FILE" >>"$NODE_DIR/agent.yaml"  # the environment's CA
 elif [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then
-    echo "tls_ca: $NODE_DIR/activemq/tls/broker-cert.pem" >>"$NODE_DIR/agent.yaml"
+    echo "tls_ca: $BROKER_DIR/tls/broker-cert.pem" >>"$NODE_DIR/agent.yaml"
 fi
 if [ -x /run/drb-cloud/reboot ]; then
     # The local cloud: reboot through its in-node command (`shutdown` would act on the host).
@@ -323,7 +333,7 @@ start_agent() {
      echo $! >"$NODE_DIR/agent.pid")
 }
 start_agent
-log "services started: dnsmasq, activemq, ${DRB_PUPPET_MODE} puppet, agent (pid $(cat "$NODE_DIR/agent.pid")); images in $IMAGES_DIR"
+log "services started: dnsmasq, $BROKER_KIND, ${DRB_PUPPET_MODE} puppet, agent (pid $(cat "$NODE_DIR/agent.pid")); images in $IMAGES_DIR"
 
 # 5. Supervision: what systemd's Restart=on-failure (RestartSec with a growing backoff) does for
 #    a cloud image's units. One loop per service; a restart is one line in supervisor.log.
@@ -355,7 +365,7 @@ supervised() {  # NAME PID_FILE START_FUNCTION, in the background, its pid kept 
     echo $! >>"$NODE_DIR/supervisor.pids"
 }
 supervised dnsmasq "$DNS_DIR/dnsmasq.pid" start_dnsmasq
-supervised activemq "$NODE_DIR/activemq.pid" start_broker
+supervised "$BROKER_KIND" "$NODE_DIR/$BROKER_KIND.pid" start_broker
 ! command -v start_puppetserver >/dev/null || supervised puppetserver "$NODE_DIR/puppetserver.pid" start_puppetserver
 supervised agent "$NODE_DIR/agent.pid" start_agent
 [ -z "${SSH_DIR:-}" ] || supervised sshd "$SSH_DIR/sshd.pid" start_sshd

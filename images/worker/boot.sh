@@ -6,7 +6,7 @@
 #                                           the user-data: it then does nothing, user-data runs it)
 #   reads  CONFIG_DIR/node.env             sh settings written by the user-data (no secrets):
 #            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME DRB_ROLE DRB_MASTER_ADDRESS DRB_CONTROLLER
-#            DRB_BROKER_HOST DRB_BROKER_PORT DRB_BROKER_PROTOCOL DRB_PUPPET_SERVER DRB_PUPPET_MODE
+#            DRB_BROKER_HOST DRB_BROKER_PORT DRB_BROKER_PROTOCOL DRB_BROKER_KIND DRB_PUPPET_SERVER DRB_PUPPET_MODE
 #            DRB_AGENT_KEY_FILE DRB_AUTOSIGN_TOKEN_FILE DRB_NODE_DIR DRB_RECIPES_DIR (apply mode:
 #            manifests/site.pp and modules/ as in recipes/) DRB_PYTHON DRB_PUPPET_PORT
 #            DRB_RECIPE_ROOT (the recipes' drb_root fact, exported to Puppet as FACTER_drb_root)
@@ -195,6 +195,7 @@ fi
 cat >"$NODE_DIR/agent.yaml" <<EOF
 identity: $FQDN
 brokers: ["$DRB_BROKER_PROTOCOL://$DRB_BROKER_HOST:$DRB_BROKER_PORT"]
+broker_kind: ${DRB_BROKER_KIND:-activemq}
 key_file: ${DRB_AGENT_KEY_FILE:-null}
 role: $DRB_ROLE
 ip: ${ADDRESS:-null}

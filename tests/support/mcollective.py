@@ -63,6 +63,7 @@ def write_mcollective_config(
     classes: list[str] | None = None,
     collective: str = "mcollective",
     loglevel: str = "debug",  # start_mcollectived waits for a debug line
+    connector: str = "activemq",  # or "rabbitmq": MCollective's own RabbitMQ connector
 ) -> Path:
     """A server.cfg or client.cfg (the same keys serve both); 0600 because it holds the psk."""
     work = path.parent
@@ -83,10 +84,10 @@ def write_mcollective_config(
         "identity": identity,
         "securityprovider": "psk",
         "plugin.psk": psk,
-        "connector": "activemq",
-        "plugin.activemq.pool.size": "1",
-        "plugin.activemq.pool.1.host": broker_host,
-        "plugin.activemq.pool.1.port": str(broker_port),
+        "connector": connector,
+        f"plugin.{connector}.pool.size": "1",
+        f"plugin.{connector}.pool.1.host": broker_host,
+        f"plugin.{connector}.pool.1.port": str(broker_port),
         "factsource": "drbyaml",
         "plugin.yaml": str(facts_file),
         "classesfile": str(classes_file),
@@ -120,7 +121,8 @@ class Mcollectived:
                 self.process.wait(timeout=10)
 
 
-def start_mcollectived(config: Path, identity: str, *, collective: str = "mcollective") -> Mcollectived:
+def start_mcollectived(config: Path, identity: str, *, collective: str = "mcollective",
+                       connector: str = "activemq") -> Mcollectived:
     """Start mcollectived on `config` and wait until it subscribed to its last agent topic."""
     log = config.parent / f"{config.stem}.log"
     pid_file = config.parent / f"{config.stem}.pid"
@@ -133,7 +135,8 @@ def start_mcollectived(config: Path, identity: str, *, collective: str = "mcolle
     )
     output.close()
     daemon = Mcollectived(process, config, log, identity)
-    ready_line = f"Subscribing to /topic/{collective}.rpcutil.agent"
+    ready_line = (f"Subscribing to /exchange/{collective}_broadcast/rpcutil" if connector == "rabbitmq"
+                  else f"Subscribing to /topic/{collective}.rpcutil.agent")
     deadline = time.monotonic() + READY_TIMEOUT
     try:
         while time.monotonic() < deadline:

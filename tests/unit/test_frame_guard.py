@@ -31,3 +31,23 @@ def test_small_frames_pass_unchanged_and_large_ones_become_marked_empty_frames(c
     assert b"".join(piece for piece in out if piece not in marked) == b"\n" + SMALL_WITH_NUL + b"\n" + SMALL * 3
     assert len(marked) == 3 and all(piece.endswith(b"\n\n\x00") and len(piece) < 200 for piece in marked)
     assert b"destination:/q/d" in marked[1] and b"content-length" not in marked[1]
+
+
+@pytest.mark.parametrize("chunk", [1, 4096])
+def test_a_run_of_heartbeats_before_a_frame_with_nul_bytes_reaches_stomp_py_as_heartbeats_then_the_frame(chunk):
+    # stomp.py buffered "\n\n" before the next frame, read it as an empty header block and cut the
+    # NUL-holding body (MCollective's Ruby Marshal) into bogus frames ("unknown response frame type").
+    from stomp.transport import BaseTransport
+
+    from drbootstrap.messaging import stomp_core  # noqa: F401 - registers the lean stomp package
+
+    stream = b"\n\n\r\n" + SMALL_WITH_NUL + b"\r\n\r\n"
+    chunks = iter([stream[i : i + chunk] for i in range(0, len(stream), chunk)] + [b""])
+    guard = FrameGuard(lambda: next(chunks), 50, head_limit=200)
+    transport = BaseTransport()
+    transport.running = True
+    transport.receive = guard.receive
+    frames: list[bytes] = []
+    while not frames or frames[-1] == b"\n":
+        frames += transport._BaseTransport__read()
+    assert frames == [b"\n", b"\n", b"\n", SMALL_WITH_NUL[: SMALL_WITH_NUL.index(b"de\x00") + 2]]

@@ -113,12 +113,16 @@ def _wait_for_restart(env: Environment, service: str, timeout: float = 120) -> s
                          f"{log.read_text() if log.exists() else '(no supervisor.log)'}")
 
 
-@pytest.mark.parametrize(("service", "pid_file", "name"), [
-    ("activemq", "activemq.pid", "upbroker"),
-    ("dnsmasq", "dns/dnsmasq.pid", "updnsmasq"),
-], ids=["broker", "dnsmasq"])
-def test_a_master_service_killed_mid_up_is_restarted_by_the_masters_supervision(service, pid_file, name):
-    env = make_environment(SPEC, name)
+RABBITMQ_SPEC = SPEC.replace("puppet: {mode: apply}}", "puppet: {mode: apply}, broker: {kind: rabbitmq}}")
+
+
+@pytest.mark.parametrize(("service", "pid_file", "name", "spec"), [
+    ("activemq", "activemq.pid", "upbroker", SPEC),
+    ("rabbitmq", "rabbitmq.pid", "uprabbitkill", RABBITMQ_SPEC),  # the pid is its Erlang VM's
+    ("dnsmasq", "dns/dnsmasq.pid", "updnsmasq", SPEC),
+], ids=["broker", "rabbitmq", "dnsmasq"])
+def test_a_master_service_killed_mid_up_is_restarted_by_the_masters_supervision(service, pid_file, name, spec):
+    env = make_environment(spec, name)
     try:
         run = env.start("up", str(env.spec_file), "--plain")
         _wait_until_workers_launched(env, run)
