@@ -4,13 +4,15 @@ consistent by its hooks and tagged with its content manifest; prune by retention
 Per volume, through the node's backup agent and the provider: pre_snapshot, the manifest computed
 on the node, the snapshot (tagged good only when the hook and the manifest succeeded), and
 post_snapshot, which runs whatever happened before it. With a bucket, the application dumps
-(backups.dumps) and the master's own state (backups.master_state) go there too.
+(backups.dumps) and the master's own state (backups.master_state) go there too. Then each new good
+snapshot is copied to the sites whose spec says `copy_backups: true`, and with `--prune` retention is
+applied there too; `--prune-only` applies retention alone, without the agents.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +26,7 @@ from drbootstrap.exit_status import ExitStatus
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import PlannedNode, build_plan
 from drbootstrap.providers.base import Provider
-from drbootstrap.spec.models import EnvironmentSpec, VolumeSpec
+from drbootstrap.spec.models import EnvironmentSpec, SiteSpec, VolumeSpec
 
 MANIFEST_TIMEOUT = 960.0  # the agent gives up a manifest at 900 s
 HOOK_MARGIN = 30.0  # beyond the hook's own timeout, for the request and reply
@@ -47,6 +49,21 @@ class VolumeBackup:
         return f"{self.hostname}/{self.volume}"
 
 
+@dataclass(frozen=True)
+class SiteCopy:
+    """One new good snapshot copied to a site whose spec says `copy_backups: true`. `copy_id` equal to
+    `snapshot_id`: the site sees the same snapshot store, nothing was copied."""
+
+    where: str  # hostname/volume
+    snapshot_id: str
+    site: str
+    copy_id: str
+
+    @property
+    def shared(self) -> bool:
+        return self.copy_id == self.snapshot_id
+
+
 @dataclass
 class BackupRun:
     environment: str
@@ -54,6 +71,8 @@ class BackupRun:
     pruned: list[BackupRecord] = field(default_factory=list)
     dumps: DumpsTaken = field(default_factory=lambda: DumpsTaken([], []))
     master: MasterStateTaken = field(default_factory=MasterStateTaken)
+    copies: list[SiteCopy] = field(default_factory=list)
+    site_failures: list[str] = field(default_factory=list)  # one line each: a copy or a prune at a site failed
 
     @property
     def failed(self) -> list[VolumeBackup]:
@@ -61,7 +80,8 @@ class BackupRun:
 
     @property
     def exit_status(self) -> ExitStatus:
-        return ExitStatus.PARTIAL if self.failed or self.dumps.failures or self.master.failure else ExitStatus.OK
+        return ExitStatus.PARTIAL if (self.failed or self.dumps.failures or self.master.failure
+                                      or self.site_failures) else ExitStatus.OK
 
 
 class AgentCalls(Protocol):
@@ -152,6 +172,72 @@ def prune_backups(spec: EnvironmentSpec, provider: Provider, now: float) -> list
     return deleted
 
 
+def copy_to_sites(spec: EnvironmentSpec, provider: Provider, run: BackupRun, sites: Sequence[SiteSpec]) -> None:
+    """Copy each new good snapshot of RUN to every one of SITES (those saying `copy_backups: true`)
+    through the provider that took it; a failure is one line in run.site_failures."""
+    for site in sites:
+        for one in run.volumes:
+            if not (one.good and one.snapshot_id):
+                continue
+            try:
+                copy_id = provider.copy_backup(one.snapshot_id, str(site.provider.region or ""))
+            except DrbError as error:
+                run.site_failures.append(f"copy of {one.where} backup {one.snapshot_id} to site {site.name} "
+                                         f"failed: {error.message}")
+                continue
+            run.copies.append(SiteCopy(one.where, one.snapshot_id, site.name, copy_id))
+
+
+def prune_at_sites(spec: EnvironmentSpec, state_dir: Path, run: BackupRun, sites: Sequence[SiteSpec],
+                   now: float) -> None:
+    """Each volume's retention applied at every one of SITES too, through that site's provider."""
+    from drbootstrap.failover.sites import Site, provider_at
+
+    for site in sites:
+        try:
+            pruned = prune_backups(spec, provider_at(spec, state_dir, Site(site.name, site.provider)), now)
+        except DrbError as error:
+            run.site_failures.append(f"prune at site {site.name} failed: {error.message}")
+            continue
+        known = {r.id for r in run.pruned}  # one snapshot store both sites see: pruned once, at the first
+        run.pruned += [r for r in pruned if r.id not in known]
+
+
+def copy_sites(spec: EnvironmentSpec, paths: EnvironmentPaths) -> list[SiteSpec]:
+    """The sites `backup` copies to: those saying `copy_backups: true`, but the one backed up."""
+    return [site for site in spec.sites if site.copy_backups and site.name != paths.site]
+
+
+def prune_backups_only(spec: EnvironmentSpec, state_dir: Path, paths: EnvironmentPaths | None = None,
+               clock: Callable[[], float] = time.time) -> BackupRun:
+    """`drbootstrap backup --prune-only`: retention applied, nothing taken, no agent needed (the
+    environment may be down): the snapshots at the provider and at every `copy_backups` site, the
+    bucket's dumps. Holds the environment as take_backups does."""
+    from drbootstrap.environment_lock import hold_environment
+    from drbootstrap.executor.build import provider_for
+    from drbootstrap.state import hold_state, state_settings
+
+    paths = paths or EnvironmentPaths(state_dir, spec.environment)
+
+    def prune() -> BackupRun:
+        if not marked(spec) and spec.buckets is None:
+            raise BackupError(f"{spec.source_path or spec.environment}: no volume is marked `backup:`: "
+                              "nothing to prune", hint="add `backup: {keep_last: N}` to the volumes backed up")
+        run, now = BackupRun(spec.environment), clock()
+        run.pruned = prune_backups(spec, provider_for(spec, paths), now) if marked(spec) else []
+        if marked(spec):
+            prune_at_sites(spec, state_dir, run, copy_sites(spec, paths), now)
+        if spec.buckets is not None:
+            run.pruned += prune_dumps(spec.buckets, spec.environment, now=now)
+        return run
+
+    with hold_state(spec, paths, "backup"):
+        if state_settings(spec).backend != "local":
+            return prune()
+        with hold_environment(paths, "backup", lock=paths.failover_lock):
+            return prune()
+
+
 def take_backups(spec: EnvironmentSpec, state_dir: Path, *, prune: bool = False,
                  on_volume: Callable[[VolumeBackup], None] = lambda v: None,
                  paths: EnvironmentPaths | None = None) -> BackupRun:
@@ -186,16 +272,23 @@ def _take_backups(spec: EnvironmentSpec, state_dir: Path, paths: EnvironmentPath
     signing = client_signing(scheme, spec, paths, load_or_create_psk(spec, state_dir))
     fleet = connect_fleet(spec, paths, address, signing)
     try:
-        return back_up(spec, provider, fleet, prune=prune, on_volume=on_volume)
+        run = back_up(spec, provider, fleet, prune=prune, on_volume=on_volume)
     finally:
         fleet.close()
+    sites = copy_sites(spec, paths)
+    copy_to_sites(spec, provider, run, sites)
+    if prune:
+        prune_at_sites(spec, state_dir, run, sites, time.time())
+    return run
 
 
-def read_catalog(spec: EnvironmentSpec, state_dir: Path, environment: str | None = None) -> list[BackupRecord]:
-    """`drbootstrap backups`: every backup of ENVIRONMENT (default the spec's) at the spec's provider."""
+def read_catalog(spec: EnvironmentSpec, state_dir: Path, environment: str | None = None,
+                 paths: EnvironmentPaths | None = None) -> list[BackupRecord]:
+    """`drbootstrap backups`: every backup of ENVIRONMENT (default the spec's) at the spec's provider
+    (`paths`: at another site, `spec` then having that site's provider)."""
     from drbootstrap.executor.build import provider_for
 
-    provider = provider_for(spec, EnvironmentPaths(state_dir, spec.environment))
+    provider = provider_for(spec, paths or EnvironmentPaths(state_dir, spec.environment))
     dumps = list_dumps(spec.buckets, environment or spec.environment) if spec.buckets is not None else []
     if not marked(spec) and spec.buckets is not None:
         return dumps  # dumps only: the provider need not have snapshots

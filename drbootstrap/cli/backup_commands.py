@@ -21,22 +21,27 @@ CATALOG_SCHEMA_VERSION = 1
 @_STATE_DIR
 @click.option("--prune", is_flag=True, help="Then delete the backups each volume's retention allows "
                                             "(never the newest verified one).")
+@click.option("--prune-only", is_flag=True,
+              help="Only delete what retention allows (here and at `copy_backups` sites): nothing taken, "
+                   "no agent needed.")
 @click.option("--site", default=None, metavar="SITE",
               help="Back up the environment running at this site (a name from `sites:`; default: the primary).")
-def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | None) -> int:
+def backup(spec_file: Path, state_dir: Path | None, prune: bool, prune_only: bool, site: str | None) -> int:
     """Snapshot every volume FILE marks `backup:`: pre_snapshot, manifest on the node, snapshot, post_snapshot.
 
-    Exits 7 when a volume's backup is not good (a hook or the manifest failed), one line per volume;
-    10 when another command (up, down, failover) holds the environment, naming it.
+    Then copies each new good snapshot to every site whose spec says `copy_backups: true`.
+    Exits 7 when a volume's backup is not good (a hook or the manifest failed) or a copy to a site
+    failed, one line each; 10 when another command (up, down, failover) holds the environment, naming it.
 
     \b
     Examples:
       drbootstrap backup env.yaml
       drbootstrap backup env.yaml --prune
       drbootstrap backup env.yaml --site dr-east
+      drbootstrap backup env.yaml --prune-only
     """
     from drbootstrap.backups.choose import format_time
-    from drbootstrap.backups.take import VolumeBackup, take_backups
+    from drbootstrap.backups.take import VolumeBackup, prune_backups_only, take_backups
     from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
@@ -50,7 +55,18 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | Non
                 f"snapshot {one.snapshot_id}" if one.snapshot_id else "no snapshot"
             click.echo(f"{one.where}: {'; '.join(one.problems)} ({kept})")
 
-    run = take_backups(spec, _state_dir(state_dir), prune=prune, on_volume=show, paths=site_paths)
+    if prune_only:
+        run = prune_backups_only(spec, _state_dir(state_dir), site_paths)
+        if not run.pruned:
+            click.echo(f"{spec.environment}: nothing to prune (every backup is within its retention)")
+    else:
+        run = take_backups(spec, _state_dir(state_dir), prune=prune, on_volume=show, paths=site_paths)
+    for copy in run.copies:
+        if copy.shared:
+            click.echo(f"{copy.where}: {copy.snapshot_id} is already at site {copy.site} "
+                       "(one snapshot store both sites see): nothing copied")
+        else:
+            click.echo(f"{copy.where}: {copy.snapshot_id} copied to site {copy.site} as {copy.copy_id}")
     for record in run.pruned:
         click.echo(f"pruned {record.id} ({record.hostname}/{record.name}, taken {format_time(record.created_at)})")
     for dump in run.dumps.records:
@@ -69,6 +85,9 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | Non
                    err=True)
     for failure in run.dumps.failures:
         click.echo(f"drbootstrap: {failure.line()}: nothing recorded as good", err=True)
+    for line in run.site_failures:
+        click.echo(f"drbootstrap: {line} (run `drbootstrap backup FILE` again: a copy already made is found, "
+                   "not made twice)", err=True)
     return int(run.exit_status)
 
 
@@ -78,19 +97,24 @@ def backup(spec_file: Path, state_dir: Path | None, prune: bool, site: str | Non
 @click.option("--environment", "environment", default=None, metavar="NAME",
               help="Whose backups (default: the spec's environment; a drill restores production's).")
 @click.option("--json", "as_json", is_flag=True, help="The catalog as JSON (with a schema_version).")
-def backups(spec_file: Path, state_dir: Path | None, environment: str | None, as_json: bool) -> int:
+@click.option("--site", default=None, metavar="SITE",
+              help="The backups that site's provider holds (a name from `sites:`; default: the primary).")
+def backups(spec_file: Path, state_dir: Path | None, environment: str | None, as_json: bool,
+            site: str | None) -> int:
     """The backup catalog: per volume, every backup with its time, age, size, and whether a restore verified it.
 
     \b
     Examples:
       drbootstrap backups env.yaml
       drbootstrap backups env.yaml --json | jq '.backups[0]'
+      drbootstrap backups env.yaml --site dr-east
     """
     from drbootstrap.backups.take import read_catalog
+    from drbootstrap.failover.sites import at_site
     from drbootstrap.spec import load_spec
 
-    spec = load_spec(spec_file)
-    records = sorted(read_catalog(spec, _state_dir(state_dir), environment),
+    spec, site_paths = at_site(load_spec(spec_file), _state_dir(state_dir), site)
+    records = sorted(read_catalog(spec, _state_dir(state_dir), environment, site_paths),
                      key=lambda r: (r.hostname, r.name, -r.created_at, r.id))
     now = time.time()
     if as_json:

@@ -11,7 +11,7 @@ from drbootstrap.failover.public_dns import PublicDns
 from drbootstrap.failover.sites import Site, paths_at, provider_at, site_named
 from drbootstrap.failover.switch_journal import FailoverState
 from drbootstrap.journal import Journal
-from drbootstrap.plan import build_plan, is_complete
+from drbootstrap.plan import Plan, build_plan, is_complete
 from drbootstrap.spec.models import DnsRecordSpec, EnvironmentSpec
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def describe_switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public
     to_do = [n.hostname for n in plan.nodes() if not is_complete(journal.data.nodes.get(n.hostname), n)]
     lines.append(f"site {target.name}: `up` would work on {len(to_do)} of {len(plan.nodes())} node(s)"
                  + (f" ({', '.join(to_do)})" if to_do else " (all complete)") + ", then run every check again")
+    lines.extend(_restores_at(spec, state_dir, target, plan))
     for (record, value), now in zip(targets, public_dns.read_records(public), strict=True):
         wanted = public_dns.wanted_value(record, value)
         change = "unchanged" if now.values == (wanted,) else f"-> {wanted}"
@@ -54,3 +55,29 @@ def describe_switch(spec: EnvironmentSpec, state_dir: Path, target: Site, public
     except DrbError as error:
         lines.append(f"site {old.name}: cannot be reached now ({error.message}); it would be reported unfenced")
     return result
+
+
+def _restores_at(spec: EnvironmentSpec, state_dir: Path, target: Site, plan: Plan) -> list[str]:
+    """Per volume marked `backup:`, the backup `up` at the target would restore: the newest good one
+    the target's provider lists for the environment (copies made there by `backup`)."""
+    import time
+
+    from drbootstrap.backups.choose import RestoreRequest, choose_restores, format_age, format_time
+    from drbootstrap.executor.volume_restore import marked_volumes
+
+    marked = marked_volumes(plan)
+    if not marked:
+        return []
+    try:
+        catalog = provider_at(spec, state_dir, target).list_backups(spec.environment)
+        restores = choose_restores(catalog, marked, RestoreRequest(spec.environment))
+    except DrbError as error:
+        return [f"site {target.name}: its backups cannot be listed now ({error.message})"]
+    now, lines = time.time(), []
+    for (hostname, volume), restore in restores.items():
+        chosen = restore.chosen
+        lines.append(f"site {target.name}: {hostname}/{volume} would be restored from {chosen.id} (taken "
+                     f"{format_time(chosen.created_at)}, {format_age(now - chosen.created_at)} old)"
+                     if chosen is not None else
+                     f"site {target.name}: {hostname}/{volume} has no backup there: it would start empty")
+    return lines

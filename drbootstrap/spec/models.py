@@ -366,6 +366,7 @@ class SiteSpec(SpecModel):
 
     name: SiteName
     provider: ProviderSpec
+    copy_backups: bool = False  # `backup` copies each new good snapshot here (and `--prune` prunes here too)
 
 
 class DnsRecordSpec(SpecModel):

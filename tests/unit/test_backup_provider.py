@@ -230,3 +230,35 @@ def test_backups_lists_the_catalog_as_a_table_and_as_versioned_json(tmp_path: Pa
     assert entry["id"] == snapshot_id and entry["verified_ok"] is True and entry["age_seconds"] > 0
     assert cli("backups", str(spec), "--state-dir", str(state), "--environment", "other").stdout.startswith(
         "other: no backups yet")
+
+
+def test_copying_a_backup_to_another_local_site_is_the_backup_itself_and_only_the_environments(
+        tmp_path: Path) -> None:
+    from drbootstrap.backups.take import BackupRun, VolumeBackup, copy_sites, copy_to_sites
+    from drbootstrap.failover.sites import provider_at, sites_of
+    from drbootstrap.paths import EnvironmentPaths
+    from drbootstrap.spec import load_spec
+
+    spec_file = tmp_path / "prod.yaml"
+    spec_file.write_text(SITES_SPEC.replace("{name: b, provider", "{name: b, copy_backups: true, provider"))
+    spec, state_dir = load_spec(spec_file), tmp_path / "state"
+    primary = provider_at(spec, state_dir, sites_of(spec)["primary"])
+    primary.driver().create_volume(1, volume_name("prod", "db01", "data"))
+    taken = primary.snapshot_volume("db01", "data", _tags("prod"))
+    assert primary.copy_backup(taken, "") == taken  # one snapshot store both sites see
+
+    sites = copy_sites(spec, EnvironmentPaths(state_dir, "prod"))
+    assert [s.name for s in sites] == ["b"] and copy_sites(spec, EnvironmentPaths(state_dir, "prod", "b")) == []
+    run = BackupRun("prod", volumes=[VolumeBackup("db01", "data", taken, good=True),
+                                     VolumeBackup("db01", "logs", "snap-missing", good=True),
+                                     VolumeBackup("db01", "tmp", "snap-not-good", good=False)])
+    copy_to_sites(spec, primary, run, sites)
+    [copy] = run.copies
+    assert (copy.where, copy.site, copy.shared) == ("db01/data", "b", True)
+    assert len(run.site_failures) == 1 and "copy of db01/logs backup snap-missing to site b failed" in \
+        run.site_failures[0]
+    assert int(run.exit_status) == 7
+
+    drill = _local(tmp_path / "state", "drill-prod")
+    with pytest.raises(ProviderError, match="refused to copy"):
+        drill.copy_backup(taken, "")

@@ -37,6 +37,19 @@ class LocalProvider(NamedVolumeBackups, Provider):
         driver_class = driver_class_override(self.settings, LocalNodeDriver) or node_driver_class("local")
         return driver_class(state_dir=self.scope.state_dir, network=str(self.settings.network))
 
+    def copy_backup(self, snapshot_id: str, to_region: str) -> str:
+        """The local cloud's snapshots are one store every site sees: the copy is the backup itself
+        (after checking it is one of the environment's)."""
+        from drbootstrap.backups.catalog import ENVIRONMENT_TAG
+        from drbootstrap.errors import ProviderError
+        from drbootstrap.providers.volumes import _our_snapshot, snapshot_tags
+
+        owner = snapshot_tags(_our_snapshot(self, snapshot_id)).get(ENVIRONMENT_TAG)
+        if owner != self.backups_environment:
+            raise ProviderError(f"snapshot {snapshot_id} is a backup of {owner!r}, not {self.backups_environment!r}: "
+                                "refused to copy it", hint="drbootstrap copies only the environment's own backups")
+        return snapshot_id
+
     def driver(self) -> LocalNodeDriver:
         """This thread's driver: a LocalNodeDriver (new_driver builds one through libcloud's registry)."""
         return cast("LocalNodeDriver", super().driver())

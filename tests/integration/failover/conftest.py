@@ -36,7 +36,7 @@ nodes:
     checks:
       - {command: "true", timeout_seconds: 5}
 sites:
-  - {name: b, provider: {name: local, network: NETWORK_B}}
+  - {name: b, copy_backups: true, provider: {name: local, network: NETWORK_B}}
 public_dns:
   provider: rfc2136
   zone: ZONE

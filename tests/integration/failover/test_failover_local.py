@@ -72,9 +72,15 @@ def test_failover_switches_after_checks_survives_a_kill_and_failback_returns(bin
         app_data(env, "primary", env.network, "written-at-a")
         backed_up = env.cli("backup", str(env.spec_file))
         assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
+        [taken] = [line.split()[1] for line in backed_up.stdout.splitlines() if line.startswith("app01/data: ")
+                   and " good," in line]
+        # copy_backups: true at b, but one snapshot store both local sites see: nothing to copy, said so.
+        assert f"app01/data: {taken} is already at site b (one snapshot store both sites see): nothing copied" \
+            in backed_up.stdout, backed_up.stdout
 
         dry = env.cli("failover", str(env.spec_file), "--to", "b", "--dry-run")
         assert dry.returncode == 0, dry.stderr
+        assert f"site b: app01/data would be restored from {taken} (taken " in dry.stdout, dry.stdout
         assert f"-> {B_TARGET}" in dry.stdout and "site primary: 2 running node(s) would be stopped" in dry.stdout
         assert www(bind) == [PRIMARY_TARGET] and serial(bind) == serial_before
 
