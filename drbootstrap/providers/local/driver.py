@@ -119,34 +119,41 @@ class LocalNodeDriver(StorageMixin, NodeDriver):
         return self._to_node(self._record(node_id))
 
     def reboot_node(self, node: Node | str) -> bool:
-        """Stop every process of the node (found by network namespace), then boot it again."""
+        """Stop every process of the node (found by network namespace), then boot it again. Under
+        the node's lock: a destroy waits for a reboot in flight (the in-node reboot helper is a
+        process of its own), and a reboot of a node destroyed meanwhile finds it gone."""
         self._require_prerequisites()
-        record = self._set(_node_id(node), phase="rebooting")
-        try:
-            runtime.stop_processes(self._netns_inode(record))
-            self._boot(record, first_boot=False)
-        finally:  # a failed boot shows as ERROR (with its console), never as rebooting forever
-            self._set(record.id, phase="boot", boot_count=record.boot_count + 1,
-                      launched_at=time.time())
+        with runtime.node_lock(self.store.root, _node_id(node)):
+            if self._record(_node_id(node)).phase in ("destroying", "stopped", "stopping"):
+                raise NotFoundError(f"local cloud: node {_node_id(node)} is being destroyed or is stopped")
+            record = self._set(_node_id(node), phase="rebooting")
+            try:
+                runtime.stop_processes(self._netns_inode(record))
+                self._boot(record, first_boot=False)
+            finally:  # a failed boot shows as ERROR (with its console), never as rebooting forever
+                self._set(record.id, phase="boot", boot_count=record.boot_count + 1,
+                          launched_at=time.time())
         return True
 
     def stop_node(self, node: Node | str) -> bool:
         """Stop every process of the node and leave it STOPPED (a fenced site); its files and
         volumes stay until it is destroyed."""
         self._require_prerequisites()
-        record = self._set(_node_id(node), phase="stopping")
-        runtime.stop_processes(self._netns_inode(record))
-        self._set(record.id, phase="stopped")
+        with runtime.node_lock(self.store.root, _node_id(node)):
+            record = self._set(_node_id(node), phase="stopping")
+            runtime.stop_processes(self._netns_inode(record))
+            self._set(record.id, phase="stopped")
         return True
 
     def destroy_node(self, node: Node | str) -> bool:
         """Stop the node's processes, release its namespaces, links, volumes and addresses."""
         self._require_prerequisites()
-        record = self._set(_node_id(node), phase="destroying")
-        self._teardown(record)
-        with self.store.transaction() as state:
-            self._release_node_resources(state, record)
-            state.nodes.pop(record.id, None)
+        with runtime.node_lock(self.store.root, _node_id(node), forget=True):
+            record = self._set(_node_id(node), phase="destroying")
+            self._teardown(record)
+            with self.store.transaction() as state:
+                self._release_node_resources(state, record)
+                state.nodes.pop(record.id, None)
         return True
 
     def wait_until_running(self, nodes: list[Node], wait_period: float = 0.1, timeout: int = 600,

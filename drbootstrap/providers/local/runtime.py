@@ -7,13 +7,15 @@ image's boot.sh and the user-data with its output in the console log. No Python 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +272,24 @@ def stop_processes(netns_inode: int | None, grace: float = STOP_GRACE_SECONDS) -
             time.sleep(0.02)
     if pids_in_netns(netns_inode):
         raise ProviderError(f"local cloud: processes {pids_in_netns(netns_inode)} survived SIGKILL")
+
+
+@contextlib.contextmanager
+def node_lock(cloud_root: Path, node_id: str, *, forget: bool = False) -> Iterator[None]:
+    """One of reboot, stop and destroy at a time per node, across processes (the in-node reboot
+    helper runs apart from the command that destroys). FORGET: remove the lock file afterwards (the
+    node is gone; a waiter then finds no node)."""
+    locks = cloud_root / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / f"{node_id}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if forget:
+                path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def reboot_command_script(node_id: str, state_dir: Path, anchor_pid_file: str) -> str:
