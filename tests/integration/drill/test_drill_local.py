@@ -2,6 +2,8 @@
 a drill passes and leaves nothing; SIGTERM and SIGKILL midway leave nothing once cleaned; a drill
 with a failing check exits 14, reaps the killed one at its start and notifies a loopback receiver;
 production's journal, DNS answers and nodes are byte for byte the same; `history` lists the drills.
+Production's db01 holds a known file on its `backup:` volume and is backed up first: the drill
+restores that backup, verified, onto its own db01 and records the RPO; production's backups all stay.
 
 One production environment serves every test (module-scoped: `up` takes minutes here).
 """
@@ -31,6 +33,7 @@ from tests.support.secrets_scan import environment_secrets, scan_for_secrets
 pytestmark = [pytest.mark.integration, E2E_GATE, pytest.mark.timeout(3600)]
 ARTEFACTS = Path(tempfile.gettempdir()) / "drbootstrap-test-artefacts"
 WORKERS = ["db01", "web01", "web02", "mail01"]
+KNOWN_FILE = "drill-known.txt"  # on db01's data volume (mounted at /srv/db), backed up before the drills
 
 
 class Receiver:
@@ -66,6 +69,13 @@ def production():
     try:
         run = env.cli("up", str(env.spec_file), "--json")
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        env.known = f"written by production at {time.time():.3f}"
+        volume = env.paths.nodes / "db01" / "root" / "srv" / "db"
+        env.in_node("db01", f"printf '%s\\n' '{env.known}' >{volume / KNOWN_FILE} && sync")
+        backup = env.cli("backup", str(env.spec_file))
+        assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
+        env.backups = production_backups(env)
+        assert [(b["hostname"], b["name"], b["good"]) for b in env.backups] == [("db01", "data", True)]
         env.receiver = receiver
         env.baseline = production_view(env)
         env.plumbing = plumbing_view(env)
@@ -109,6 +119,26 @@ def production_view(env: Environment) -> dict:
     return {"journal": journal, "dns": answers, "nodes": listed}
 
 
+def production_backups(env: Environment) -> list[dict]:
+    """Production's backup catalog as `backups --json` lists it, oldest first."""
+    run = env.cli("backups", str(env.spec_file), "--json", timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return sorted(json.loads(run.stdout)["backups"], key=lambda b: b["created_at"])
+
+
+def drill_node_file(env: Environment, drill_environment: str, hostname: str, path: str) -> str:
+    """A file as the drill's node HOSTNAME sees it (entering that node, found by its environment tag)."""
+    from drbootstrap.paths import EnvironmentPaths
+    from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, node_tags
+
+    driver = env.driver()
+    (node,) = [n for n in driver.list_nodes() if node_tags(n).get(ENVIRONMENT_TAG) == drill_environment
+               and node_tags(n).get(HOSTNAME_TAG) == hostname]
+    full = EnvironmentPaths(env.home / "state", drill_environment).nodes / hostname / "root" / path.lstrip("/")
+    argv = driver.ex_enter_command(node, ["cat", str(full)])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+
 def plumbing_view(env: Environment) -> dict:
     from drbootstrap.providers.local.cleanup import own_mounts
 
@@ -143,6 +173,8 @@ def assert_production_untouched(env: Environment) -> None:
     assert now["journal"] == env.baseline["journal"]
     assert now["dns"] == env.baseline["dns"]
     assert now["nodes"] == env.baseline["nodes"]
+    # Every production snapshot still there (a drill may tag one verified, never delete one).
+    assert {b["id"] for b in env.backups} <= {s.id for s in env.driver().list_snapshots()}
 
 
 def start_drill(env: Environment, spec_file: Path) -> subprocess.Popen:
@@ -166,11 +198,11 @@ def wait_for_launches(process: subprocess.Popen, count: int, limit: float = 600)
     return lines
 
 
-def run_drill_keeping_its_secrets(env: Environment, spec_file: Path) -> tuple[int, list[str], list]:
-    """Run a drill to its end; its exit status, its output lines and the secrets its `up` made
-    (read from its state directory once it recovered, before its teardown removes them)."""
+def run_drill_keeping_its_secrets(env: Environment, spec_file: Path) -> tuple[int, list[str], list, str | None]:
+    """Run a drill to its end; its exit status, its output lines, the secrets its `up` made and
+    the known file as its db01 holds it (both read once it recovered, before its teardown)."""
     process = start_drill(env, spec_file)
-    lines, secrets = [], []
+    lines, secrets, known = [], [], None
     assert process.stdout is not None
     try:
         for line in process.stdout:
@@ -180,19 +212,27 @@ def run_drill_keeping_its_secrets(env: Environment, spec_file: Path) -> tuple[in
                 drill_environment = event["detail"].split(": ", 1)[1].split(" ", 1)[0].rstrip(",")
             if event.get("step") == "drill" and event.get("detail", "").startswith("recovered"):
                 secrets = environment_secrets(env.home / "state", drill_environment)
+                known = drill_node_file(env, drill_environment, "db01", f"/srv/db/{KNOWN_FILE}")
         process.wait(timeout=2400)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    return process.returncode, lines, secrets
+    return process.returncode, lines, secrets, known
 
 
 def test_a_drill_passes_isolated_and_leaves_nothing_behind(production, tmp_path):
     spec_file = drill_spec_file(production, "drill-pass.yaml")
-    returncode, lines, drill_secrets = run_drill_keeping_its_secrets(production, spec_file)
+    returncode, lines, drill_secrets, known = run_drill_keeping_its_secrets(production, spec_file)
     assert returncode == 0, "".join(lines)[-4000:]
     record = json.loads(lines[-1])
+    # Production's newest backup, restored onto the drill's own db01 and verified there; its age recorded.
+    assert known == production.known
+    restored = [b for b in json.loads(Path(record["report_json"]).read_text())["backups"] if b["kind"] == "snapshot"]
+    assert [(b["hostname"], b["volume"], b["backup_id"], b["verified"]) for b in restored] == [
+        ("db01", "data", production.backups[-1]["id"], "ok")]
+    assert isinstance(record["rpo_seconds"], int | float) and record["rpo_seconds"] >= 0
+    assert {b["id"] for b in production_backups(production)} == {b["id"] for b in production.backups}
     print(f"\ndrill: time to recovery {record['time_to_recovery_seconds']} s "
           f"(target {record['rto_target_seconds']} s), steady state {record['steady_state']['seconds']} s, whole drill "
           f"{record['finished_at'] - record['started_at']:.1f} s")
@@ -233,13 +273,13 @@ def test_sigterm_midway_tears_down_before_exit(production):
     try:
         wait_for_launches(process, 2)
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=600)  # reading on: the teardown's events must not block on a full pipe
+        rest, _ = process.communicate(timeout=600)  # reading on: the teardown's events must not block on a full pipe
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 14
-    assert drill_leftovers(production) == []
+    assert process.returncode == 14, rest[-4000:]
+    assert drill_leftovers(production) == [], rest[-6000:]
     assert_production_untouched(production)
 
 
@@ -291,6 +331,13 @@ def test_history_shows_the_drills_with_rto_against_target_and_a_trend(production
     assert history["schema_version"] == 1
     assert [d["result"] for d in history["drills"]] == ["passed", "interrupted", "failed"]
     assert history["drills"][0]["rto_target_seconds"] == 900 and history["drills"][0]["time_to_recovery_seconds"] > 0
+    assert isinstance(history["drills"][0]["rpo_seconds"], int | float)
     table = production.cli("history", str(production.spec_file), timeout=120)
     assert table.returncode == 0 and "RTO / target" in table.stdout and "trend:" in table.stdout
     assert table.stdout.count("passed") == 1 and "interrupted" in table.stdout
+    (header,) = [line for line in table.stdout.splitlines() if "RPO restored" in line]
+    column = [c.strip() for c in re.split("[│┃]", header)].index("RPO restored")
+    (passed,) = [line for line in table.stdout.splitlines() if " passed " in line]
+    assert re.fullmatch(r"\d+ s", [c.strip() for c in re.split("[│┃]", passed)][column]), table.stdout
+    # After every drill: production's backups all still listed, none deleted.
+    assert {b["id"] for b in production_backups(production)} == {b["id"] for b in production.backups}
