@@ -11,7 +11,6 @@ data says whether it is the last frame, so that a reordered, truncated or altere
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import struct
 from collections.abc import Iterator
@@ -29,16 +28,10 @@ class SealBroken(DrbError):
 
 
 def parse_key(text: str) -> bytes:
-    """The spec's key: 32 bytes written as 64 hex digits or as base64."""
-    text = text.strip()
-    try:
-        key = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
-    except (ValueError, binascii.Error):
-        key = b""
-    if len(key) != 32:
-        raise DrbError("buckets.encryption_key: not a 256-bit key",
-                       hint="write 32 random bytes as 64 hex digits or base64 (openssl rand -hex 32)")
-    return key
+    """The spec's key (buckets.encryption_key), read as remote state reads its own."""
+    from drbootstrap.state.sealed import parse_key as parse_sealing_key
+
+    return parse_sealing_key(text, "buckets.encryption_key")
 
 
 def new_data_key(master: bytes) -> tuple[bytes, str]:

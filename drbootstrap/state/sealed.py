@@ -24,15 +24,16 @@ class SealError(DrbError):
     exit_status = ExitStatus.INVALID_SPEC
 
 
-def parse_key(text: str) -> bytes:
-    """32 bytes written as 64 hex digits or as base64; SealError (never echoing it) otherwise."""
+def parse_key(text: str, setting: str = "state.encryption_key") -> bytes:
+    """A sealing key (SETTING names it in messages: state's, or buckets' for dumps): 32 bytes
+    written as 64 hex digits or as base64, a 256-bit key; SealError (never echoing it) otherwise."""
     text = text.strip()
     try:
         raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
     except (ValueError, binascii.Error):
         raw = b""
     if len(raw) != 32:
-        raise SealError("state.encryption_key is not 32 bytes written as hex or base64",
+        raise SealError(f"{setting} is not a 256-bit key: 32 bytes written as hex or base64",
                         hint="make one with `openssl rand -hex 32` and reference it as ${env:NAME} or ${file:PATH}")
     return raw
 
