@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from xml.sax.saxutils import quoteattr
 
 from drbootstrap.errors import MessagingError, PrerequisiteError, WaitTimeoutError
@@ -113,31 +113,28 @@ def _uri(scheme: str, host: str, port: int) -> str:
 
 
 @dataclass
-class Broker:
-    """A running private ActiveMQ: where it listens, its pid and log; stop() and restart()."""
+class RunningBroker:
+    """What every private broker we start has (ActiveMQ here, RabbitMQ in rabbitmq.py): where it
+    listens and the process we started. CONFIG: a BrokerConfig or a RabbitConfig."""
 
-    config: BrokerConfig
+    config: Any
     process: subprocess.Popen | None = None
 
     @property
     def host(self) -> str:
-        return self.config.host
+        return str(self.config.host)
 
     @property
     def port(self) -> int:
-        return self.config.port
+        return int(self.config.port)
 
     @property
     def tls_port(self) -> int | None:
-        return self.config.tls_port
+        return cast("int | None", self.config.tls_port)
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
-
-    @property
-    def log_path(self) -> Path:
-        return self.config.base_dir / "activemq.log"
 
     @property
     def url(self) -> str:
@@ -145,6 +142,17 @@ class Broker:
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Broker(RunningBroker):
+    """A running private ActiveMQ: where it listens, its pid and log; stop() and restart()."""
+
+    config: BrokerConfig
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.base_dir / "activemq.log"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the JVM we started (its own process group), hard if it lingers."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drbootstrap.broker import free_port, stomp_connect_probe
+from drbootstrap.broker import RunningBroker, free_port, stomp_connect_probe
 from drbootstrap.errors import MessagingError, PrerequisiteError, WaitTimeoutError
 from drbootstrap.paths import write_private_file
 
@@ -122,27 +122,10 @@ def _endpoint(host: str, port: int) -> str:
 
 
 @dataclass
-class RabbitBroker:
+class RabbitBroker(RunningBroker):
     """A running private RabbitMQ node: where STOMP listens, its pid and log; stop(), kill(), restart()."""
 
     config: RabbitConfig
-    process: subprocess.Popen | None = None
-
-    @property
-    def host(self) -> str:
-        return self.config.host
-
-    @property
-    def port(self) -> int:
-        return self.config.port
-
-    @property
-    def tls_port(self) -> int | None:
-        return self.config.tls_port
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
 
     @property
     def node_pid(self) -> int | None:
@@ -156,13 +139,6 @@ class RabbitBroker:
     @property
     def log_path(self) -> Path:
         return self.config.base_dir / "rabbitmq.log"
-
-    @property
-    def url(self) -> str:
-        return f"stomp://{self.host}:{self.port}"
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the node and its epmd (their own process group), hard if they linger."""
