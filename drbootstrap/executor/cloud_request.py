@@ -14,7 +14,7 @@ from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
 from drbootstrap.providers.base import ImageRef, Preflight, VolumeWanted
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
-from drbootstrap.spec.placement import ImageLookupSpec, PlacementSpec
+from drbootstrap.spec.placement import ImageLookupSpec, ImageParameterSpec, PlacementSpec
 
 if TYPE_CHECKING:
     from drbootstrap.executor.context import RunContext
@@ -50,6 +50,8 @@ def image_ref(spec: EnvironmentSpec, logical: str) -> ImageRef:
     image = spec.provider.images.get(logical, logical)
     if isinstance(image, ImageLookupSpec):
         return ImageRef(name=image.name, owner=image.owner)
+    if isinstance(image, ImageParameterSpec):
+        return ImageRef(ssm=image.ssm)
     return ImageRef(id=image)
 
 

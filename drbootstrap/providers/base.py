@@ -93,13 +93,17 @@ class VolumeWanted:
 
 @dataclass(frozen=True)
 class ImageRef:
-    """A spec's image: by id, or the newest of `owner`'s images whose name matches `name`."""
+    """A spec's image: by id, the newest of `owner`'s images whose name matches `name`, or the id
+    an SSM parameter holds."""
 
     id: str | None = None
     name: str | None = None
     owner: str | None = None
+    ssm: str | None = None
 
     def __str__(self) -> str:
+        if self.ssm:
+            return f"SSM parameter {self.ssm}"
         return self.id or f"newest {self.name!r} of owner {self.owner}"
 
 

@@ -51,8 +51,10 @@ class EC2Provider(Provider):
     default_max_parallel = 50  # in flight; the bucket, not this, keeps the request rate
     # CreateSnapshot and CopySnapshot take TagSpecification (else: CreateTags right after).
     snapshot_tags_at_creation: ClassVar[bool] = True
+    # Images may be named by SSM parameter (ec2_ssm.py): AWS's, not Eucalyptus's.
+    ssm_parameters: ClassVar[bool] = True
 
-    own_extra_keys = frozenset({"public_key", "operator_cidr", "profile", "credential_chain"})
+    own_extra_keys = frozenset({"public_key", "operator_cidr", "profile", "credential_chain", "ssm_endpoint"})
 
     @classmethod
     def driver_family(cls, name: str) -> type[NodeDriver] | None:
@@ -107,11 +109,19 @@ class EC2Provider(Provider):
         with self._lock:
             known = {logical: self._images[ref] for logical, ref in wanted.images.items() if ref in self._images}
         images = {**known, **network.resolve_images(
-            driver, {logical: ref for logical, ref in wanted.images.items() if logical not in known}, self.pacing)}
+            driver, {logical: ref for logical, ref in wanted.images.items() if logical not in known}, self.pacing,
+            parameters=self._read_parameters if self.ssm_parameters else None)}
         with self._lock:
             self._images.update({wanted.images[logical]: image for logical, image in images.items()})
             self._root_devices.update({image.id: image.root_device for image in images.values() if image.root_device})
         return {logical: image.id for logical, image in images.items()}
+
+    def _read_parameters(self, names: list[str]) -> dict[str, str | None]:
+        """SSM parameter name -> the value it holds, in the driver's region (None: no such parameter)."""
+        from drbootstrap.providers.ec2_ssm import read_parameters
+
+        found = read_parameters(self.settings, self.driver().region_name, names)
+        return {name: value.value for name, value in found.items()}
 
     def launch_settings(self, request: LaunchRequest) -> dict[str, Any]:
         """Key pair; the subnet (an object, as libcloud wants it) with the security group by id, or
@@ -380,6 +390,7 @@ class EucalyptusProvider(EC2Provider):
     default_max_parallel = 8
     # Eucalyptus's EC2 API predates tags in create requests.
     snapshot_tags_at_creation = False
+    ssm_parameters = False
 
     @classmethod
     def driver_family(cls, name: str) -> type[NodeDriver] | None:

@@ -1,11 +1,12 @@
 """The EC2 family's checks before anything is created: the spec's subnets exist (and share one VPC,
-the one the security group is made in), its zones are the region's, its images resolve (by id, or
-the newest of an owner's images whose name matches a pattern). Every problem is one line naming
-the spec key, raised together before the key pair or the security group exists."""
+the one the security group is made in), its zones are the region's, its images resolve (by id, the
+newest of an owner's images whose name matches a pattern, or the id an SSM parameter holds). Every
+problem is one line naming the spec key, raised together before the key pair or the security
+group exists."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,10 @@ from drbootstrap.providers.pacing import Pacing
 
 if TYPE_CHECKING:
     from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver
+
+
+# SSM parameter names -> the value each holds (None: no such parameter).
+ParameterReader = Callable[[list[str]], Mapping[str, "str | None"]]
 
 
 @dataclass(frozen=True)
@@ -123,12 +128,32 @@ def check_network(driver: BaseEC2NodeDriver, wanted: Preflight, *, vpc: str | No
     return Network(vpc_id=vpc or next(iter(vpcs), None), subnet_zones=subnet_zones)
 
 
-def resolve_images(driver: BaseEC2NodeDriver, images: Mapping[str, ImageRef], pacing: Pacing) -> dict[str, Image]:
-    """logical name -> image, or SpecError with one line per image that resolves to nothing."""
+def resolve_images(driver: BaseEC2NodeDriver, images: Mapping[str, ImageRef], pacing: Pacing,
+                   parameters: ParameterReader | None = None) -> dict[str, Image]:
+    """logical name -> image, or SpecError with one line per image that resolves to nothing. An
+    image named by an SSM parameter is the image id the parameter holds (`parameters` reads them)."""
     resolved: dict[str, Image] = {}
     problems = []
+    names = sorted({str(ref.ssm) for ref in images.values() if ref.ssm})
+    held: Mapping[str, str | None] = {}
+    if names:
+        if parameters is None:
+            raise SpecError([f"provider.images.{logical}: this cloud has no SSM parameters (give the image by id "
+                             "or by name and owner)" for logical, ref in images.items() if ref.ssm])
+        held = parameters(names)
     for logical, ref in images.items():
-        image = resolve_image(driver, logical, ref, pacing)
+        if ref.ssm:
+            value = held.get(ref.ssm)
+            if not value:
+                problems.append(f"provider.images.{logical}: SSM parameter {ref.ssm} does not exist in "
+                                f"{driver.region_name} (check the name and the region)")
+                continue
+            image = resolve_image(driver, logical, ImageRef(id=value), pacing)
+            if isinstance(image, str):
+                image = (f"provider.images.{logical}: SSM parameter {ref.ssm} holds {value}, which is not an image "
+                         f"in {driver.region_name}")
+        else:
+            image = resolve_image(driver, logical, ref, pacing)
         if isinstance(image, str):
             problems.append(image)
         else:

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drbootstrap.spec.model_base import SpecModel
-from drbootstrap.spec.placement import ImageValue, PlacementSpec
+from drbootstrap.spec.placement import ImageParameterSpec, ImageValue, PlacementSpec
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
     AbsolutePath,
@@ -75,7 +75,9 @@ class ProviderSpec(SpecModel):
         """The provider's image id for a logical image name (identity on the local cloud); for an
         image found by name, the lookup as `name@owner` (the provider resolves it)."""
         image = self.images.get(logical, logical)
-        return image if isinstance(image, str) else f"{image.name}@{image.owner}"
+        if isinstance(image, str):
+            return image
+        return f"ssm:{image.ssm}" if isinstance(image, ImageParameterSpec) else f"{image.name}@{image.owner}"
 
     def size_id(self, logical: str) -> str:
         """The provider's size id for a logical size name (identity on the local cloud)."""

@@ -1,5 +1,6 @@
-"""Spec models of where nodes go and what they boot: placement over subnets or zones, and an image
-looked up by name and owner. Documented in examples/README.md (provider, placement)."""
+"""Spec models of where nodes go and what they boot: placement over subnets (by id or by tags) or
+zones, a VPC by id or by tags, and an image looked up by name and owner or read from an SSM
+parameter. Documented in examples/README.md (provider, placement)."""
 
 from __future__ import annotations
 
@@ -46,10 +47,27 @@ class ImageLookupSpec(SpecModel):
     owner: Token
 
 
+class ImageParameterSpec(SpecModel):
+    """An image id read at launch from an SSM parameter (how current images are published, e.g.
+    /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64). Recorded in the
+    journal like a lookup by name, so a resumed run launches the same one."""
+
+    ssm: str = Field(pattern=r"^/?[A-Za-z0-9_.\-/]{1,1011}$")
+
+
 # An image is an id (text) or a lookup (a mapping): the value's shape picks which, so that a problem
 # is reported against that one alone. The tags are dropped from problem locations (spec/problems.py).
-IMAGE_BY_ID, IMAGE_BY_NAME = "by-id", "by-name"
+IMAGE_BY_ID, IMAGE_BY_NAME, IMAGE_BY_SSM = "by-id", "by-name", "by-ssm"
+
+
+def _image_kind(value: object) -> str:
+    if isinstance(value, ImageParameterSpec) or (isinstance(value, dict) and "ssm" in value):
+        return IMAGE_BY_SSM
+    return IMAGE_BY_NAME if isinstance(value, dict | ImageLookupSpec) else IMAGE_BY_ID
+
+
 ImageValue = Annotated[
-    Annotated[Token, Tag(IMAGE_BY_ID)] | Annotated[ImageLookupSpec, Tag(IMAGE_BY_NAME)],
-    Discriminator(lambda value: IMAGE_BY_NAME if isinstance(value, dict | ImageLookupSpec) else IMAGE_BY_ID),
+    Annotated[Token, Tag(IMAGE_BY_ID)] | Annotated[ImageLookupSpec, Tag(IMAGE_BY_NAME)]
+    | Annotated[ImageParameterSpec, Tag(IMAGE_BY_SSM)],
+    Discriminator(_image_kind),
 ]
