@@ -1,7 +1,8 @@
 """What the spec asks of the cloud for each node, in the provider's neutral terms: where it is placed
 (a subnet or a zone, spread round-robin over its group's placement), which image (by id or looked
 up by name: resolved once, before anything is created, and kept in the journal so that a resumed
-run launches the same one), its tags, root volume size and create options. The provider decides
+run launches the same one), its tags, root volume size, create options, fallback sizes and service
+ports. The provider decides
 what each means on its cloud (providers/base.py Provider.preflight and launch_settings)."""
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from typing import TYPE_CHECKING
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
 from drbootstrap.providers.base import ImageRef, Preflight, VolumeWanted
+from drbootstrap.providers.nodes import ServicePort
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
-from drbootstrap.spec.placement import ImageLookupSpec, ImageParameterSpec, PlacementSpec
+from drbootstrap.spec.placement import ImageLookupSpec, ImageParameterSpec, PlacementSpec, lookup_key
 
 if TYPE_CHECKING:
     from drbootstrap.executor.context import RunContext
     from drbootstrap.plan import PlannedNode
 
 IMAGE_FACT = "image:"  # a launch step's fact per logical image: the id it resolved to
+SIZE_FACT = "size"  # a launch step's fact: the size the node was launched as (a fallback, maybe)
 
 
 def placement_spec(spec: EnvironmentSpec, group: NodeGroup | None) -> tuple[str, PlacementSpec] | None:
@@ -61,8 +64,14 @@ def preflight_for(spec: EnvironmentSpec) -> Preflight:
     zones: dict[str, str] = {}
     unplaced: list[str] = []
     options: dict[str, dict[str, object]] = {}
+    network: list[str] = []
     for group in [None, *spec.nodes]:
         where = "master" if group is None else f"nodes[{spec.nodes.index(group)}]"
+        if group is not None and group.extra:
+            options[f"{where}.extra"] = dict(group.extra)
+        if group is not None:
+            network += [f"{where}.{name}" for name, value in (("ports", group.ports),
+                                                             ("elastic_address", group.elastic_address)) if value]
         found = placement_spec(spec, group)
         if found is None:
             if spec.provider.zone:
@@ -72,15 +81,14 @@ def preflight_for(spec: EnvironmentSpec) -> Preflight:
             continue
         key, placement = found
         for subnet in placement.subnets:
-            subnets.setdefault(subnet, f"{key}.subnets")
+            subnets.setdefault(lookup_key(subnet), f"{key}.subnets")
         for zone in placement.zones:
             zones.setdefault(zone, f"{key}.zones")
-        if group is not None and group.extra:
-            options[f"{where}.extra"] = dict(group.extra)
+
     logical = [spec.master.image, *(group.image for group in spec.nodes)]
     images = {name: image_ref(spec, name) for name in dict.fromkeys(logical)}
     return Preflight(subnets=subnets, zones=zones, images=images, unplaced=tuple(unplaced),
-                     create_options=options)
+                     create_options=options, group_network=tuple(network))
 
 
 def record_preflight(ctx: RunContext) -> None:
@@ -123,6 +131,11 @@ def images_for_launch(ctx: RunContext, planned: PlannedNode) -> tuple[str, dict[
 def tags_for(spec: EnvironmentSpec, group: NodeGroup | None) -> dict[str, str]:
     """The spec's custom tags, then the group's (or the master's) over them."""
     return {**spec.tags, **(group.tags if group is not None else spec.master.tags)}
+
+
+def service_ports(group: NodeGroup | None) -> tuple[ServicePort, ...]:
+    """The ports a group serves, opened to its nodes (the master's are the recipe's own)."""
+    return tuple(ServicePort(p.port, p.protocol, tuple(p.sources)) for p in (group.ports if group else []))
 
 
 def root_size_gb(spec: EnvironmentSpec, group: NodeGroup | None) -> int | None:

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from drbootstrap.errors import DrbError, ProviderError, WaitTimeoutError
 from drbootstrap.executor.cloud_request import (
     IMAGE_FACT,
+    SIZE_FACT,
     images_for_launch,
     placement_of,
     root_size_gb,
+    service_ports,
     tags_for,
     volumes_wanted,
 )
@@ -125,6 +127,8 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         subnet=where[1] if where and where[0] == "subnet" else None,
         root_size_gb=root_size_gb(ctx.spec, group), extra_tags={**tags_for(ctx.spec, group), **ctx.options.node_tags},
         create_options=dict(group.extra) if group is not None else {},
+        fallback_sizes=tuple(ctx.spec.provider.size_id(s) for s in group.fallback_sizes) if group else (),
+        service_ports=service_ports(group),
     )
     node.client_token = request.client_token
     with ctx.launch_slots:
@@ -135,7 +139,12 @@ def launch(ctx: RunContext, node: NodeRuntime) -> StepResult:
         ctx.provider.destroy_node(created)
         raise Relaunch(f"{created.id} was left half-made by an interrupted launch: destroyed, launching anew")
     _adopt(ctx, node, created, request.client_token)
-    detail = f"{created.id} at {node.address or 'no address yet'}" + cloud_detail + unarmed + _provision(ctx, node)
+    size = ctx.provider.size_of(created)
+    if size is not None:
+        facts[SIZE_FACT] = size
+    fallback = f"; size {size} ({request.size_id} had no capacity)" if size and size != request.size_id else ""
+    detail = (f"{created.id} at {node.address or 'no address yet'}" + fallback + cloud_detail + unarmed
+              + _provision(ctx, node))
     if node.planned.is_master and ctx.master_state is not None:
         facts[MASTER_STATE_OFFERED] = ctx.master_state.record.id  # boot.sh puts it back; the boot step reports it
     return StepResult(detail, facts)
@@ -150,8 +159,10 @@ def _master_reachable(ctx: RunContext) -> bool:
 def _provision(ctx: RunContext, node: NodeRuntime) -> str:
     """What the provider gives the node at once (a real cloud: the master's address, volumes), part
     of launch so that `up --until launch` leaves the networking and storage wired."""
+    group = node.planned.group
     done = ctx.provider.provision(node.provider_node, node.hostname, is_master=node.planned.is_master,
-                                  volumes=wanted_with_backups(ctx, node, _volumes_wanted(node)))
+                                  volumes=wanted_with_backups(ctx, node, _volumes_wanted(node)),
+                                  elastic_address=group is not None and group.elastic_address)
     return "".join(f"; {part}" for part in done)
 
 

@@ -23,6 +23,7 @@ from drbootstrap.providers.nodes import (
     ENVIRONMENT_TAG,
     HOSTNAME_TAG,
     LaunchRequest,
+    NoCapacityError,
     find_environment_nodes,
     find_node,
     launch_node,
@@ -117,6 +118,7 @@ class Preflight:
     images: Mapping[str, ImageRef] = field(default_factory=dict)  # logical name -> reference
     unplaced: tuple[str, ...] = ()  # spec keys of nodes given neither subnet nor zone
     create_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # where -> group extra
+    group_network: tuple[str, ...] = ()  # spec keys of groups' `ports` and `elastic_address`
 
 
 @dataclass
@@ -140,6 +142,8 @@ class Provider(ABC):
     # others share. The local cloud's private bridge on this machine keeps plain STOMP by default.
     broker_tls_by_default: ClassVar[bool] = True
 
+    # Errors meaning "no capacity for this size": the group's next fallback size is tried.
+    no_capacity_codes: ClassVar[tuple[str, ...]] = ()
     # `extra:` keys this provider reads itself (besides drbootstrap's and its driver's keywords).
     own_extra_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -244,6 +248,8 @@ class Provider(ABC):
                     for subnet, where in wanted.subnets.items()]
         problems += [f"provider.images.{logical}: the {self.settings.name} provider takes images by id only"
                      for logical, ref in wanted.images.items() if ref.id is None]
+        problems += [f"{where}: the {self.settings.name} provider does not open group ports or give groups "
+                     "addresses (the EC2 family does)" for where in wanted.group_network]
         if problems:
             raise SpecError(problems)
         for zone in wanted.zones:
@@ -257,14 +263,25 @@ class Provider(ABC):
     def launch(self, request: LaunchRequest) -> Node:
         """The node, exactly once: found by tags (in one listing of the environment per provider,
         taken at its first launch), else created with its client token; a create that may have
-        reached the cloud is looked up by its own tags before it is repeated."""
+        reached the cloud is looked up by its own tags before it is repeated. A size without
+        capacity gives way to the request's next fallback size."""
         existing = self._existing_at_start().get(request.hostname)
         if existing is not None:
             return existing
         request = dataclasses.replace(request, **self.launch_settings(request))
         location = self._location(request.zone) if request.zone else None
-        return launch_node(self.driver(), request, pacing=self.pacing, location=location, look_first=False,
-                           list_options=self.list_options)
+        sizes = [request.size_id, *request.fallback_sizes]
+        for attempt, size in enumerate(sizes):
+            last = attempt == len(sizes) - 1
+            try:
+                return launch_node(self.driver(), dataclasses.replace(request, size_id=size, size_attempt=attempt),
+                                   pacing=self.pacing, location=location, look_first=attempt > 0,
+                                   list_options=self.list_options,
+                                   no_capacity_codes=() if last else self.no_capacity_codes)
+            except NoCapacityError:
+                if last:
+                    raise
+        raise AssertionError("unreachable: the last size's failure is raised")
 
     def _existing_at_start(self) -> dict[str, Node]:
         with self._lock:
@@ -336,9 +353,15 @@ class Provider(ABC):
 
     # ---- what belongs to a node beyond the instance ------------------------------------------
 
-    def provision(self, node: Node, hostname: str, *, is_master: bool, volumes: Sequence[VolumeWanted]) -> list[str]:
-        """Right after launch: what the node needs from the cloud at once. Detail fragments."""
+    def provision(self, node: Node, hostname: str, *, is_master: bool, volumes: Sequence[VolumeWanted],
+                  elastic_address: bool = False) -> list[str]:
+        """Right after launch: what the node needs from the cloud at once (`elastic_address`: its
+        own public address, as its group asks). Detail fragments."""
         return []
+
+    def size_of(self, node: Node) -> str | None:
+        """The size (instance type) the node was launched as, where the cloud says (None: unknown)."""
+        return None
 
     def attach_volumes(self, node: Node, hostname: str, volumes: Sequence[VolumeWanted],
                        node_path: Callable[[str], str]) -> list[str]:

@@ -10,6 +10,7 @@ another region (ec2_snapshots.py)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -17,7 +18,9 @@ from libcloud.compute.base import Node, NodeDriver
 
 from drbootstrap.backups.catalog import VOLUME_TAG, BackupRecord
 from drbootstrap.errors import NotFoundError, ProviderError, SpecError
+from drbootstrap.providers import ec2_group_access as access
 from drbootstrap.providers import ec2_instance_storage as instance_storage
+from drbootstrap.providers import ec2_lookup as lookup
 from drbootstrap.providers import ec2_network as network
 from drbootstrap.providers import ec2_resources as resources
 from drbootstrap.providers import ec2_snapshots as snapshots
@@ -51,6 +54,7 @@ class EC2Provider(Provider):
     default_max_parallel = 50  # in flight; the bucket, not this, keeps the request rate
     # CreateSnapshot and CopySnapshot take TagSpecification (else: CreateTags right after).
     snapshot_tags_at_creation: ClassVar[bool] = True
+    no_capacity_codes = ("InsufficientInstanceCapacity", "Unsupported")
     # Images may be named by SSM parameter (ec2_ssm.py): AWS's, not Eucalyptus's.
     ssm_parameters: ClassVar[bool] = True
 
@@ -68,6 +72,8 @@ class EC2Provider(Provider):
         self._group_id: str | None = None
         self._root_devices: dict[str, str] = {}  # image id -> its root device name
         self._images: dict[ImageRef, network.Image] = {}  # resolved once per run
+        self._port_groups: dict[str, str] = {}  # role -> its own security group (service ports)
+        self._port_groups_lock = threading.Lock()
 
     def new_driver(self) -> NodeDriver:
         from libcloud.compute.drivers.ec2 import EC2NodeDriver
@@ -132,16 +138,22 @@ class EC2Provider(Provider):
         extra_groups = options.pop("ex_security_group_ids", None)
         subnet = request.subnet or options.pop("ex_subnet", None)
         options.pop("ex_subnet", None)
+        if subnet:
+            known = self._network.subnet_ids if self._network else {}
+            subnet = lookup.launch_subnet(self.driver(), str(subnet), vpc=self.settings.vpc, known=known,
+                                          pacing=self.pacing)
         options.update(request.create_options)
         settings: dict[str, Any] = {"key_name": self.resource_name, "security_groups": ()}
+        ports = [self._group_ports_id(request)] if request.service_ports else []
         if subnet:
             yours = extra_groups if isinstance(extra_groups, list | tuple) else [extra_groups] if extra_groups else []
-            groups = [self._security_group_id(), *(str(group) for group in yours)]
+            groups = [self._security_group_id(), *ports, *(str(group) for group in yours)]
             options.update(ex_subnet=EC2NetworkSubnet(str(subnet), str(subnet), "available"),
                            ex_security_group_ids=groups)
             settings["zone"] = None  # the subnet's zone
         else:
-            settings["security_groups"] = (self.resource_name,)
+            settings["security_groups"] = (self.resource_name,) + (
+                (access.group_resource_name(self.environment, request.role),) if ports else ())
         if request.root_size_gb:
             options["ex_blockdevicemappings"] = [{"DeviceName": self._root_device(request.image_id),
                                                   "Ebs": {"VolumeSize": request.root_size_gb,
@@ -157,6 +169,25 @@ class EC2Provider(Provider):
                                         hint="the master's launch makes it: run `drbootstrap up` again")
                 self._group_id = str(groups[0].id)
             return self._group_id
+
+    def _group_ports_id(self, request: LaunchRequest) -> str:
+        """The group's own security group with its service ports (made at its first node's launch,
+        in the environment's VPC: the preflight's, or on a resumed run the environment group's)."""
+        with self._port_groups_lock:  # the group's nodes launch together: one makes it, the others wait
+            known = self._port_groups.get(request.role)
+            if known is None:
+                vpc = self._network.vpc_id if self._network else next(
+                    (g["vpc"] for g in access.describe_groups(self.driver(), {"group-id": self._security_group_id()},
+                                                             self.pacing)), None)
+                known = access.ensure_group_ports(self.driver(), self.environment, request.role,
+                                                  request.service_ports, vpc_id=vpc or None, pacing=self.pacing,
+                                                  tags={**self.settings.tags, **request.extra_tags})
+                self._port_groups[request.role] = known
+            return known
+
+    def size_of(self, node: Node) -> str | None:
+        size = node.extra.get("instance_type")
+        return str(size) if size else None
 
     def _root_device(self, image_id: str) -> str:
         with self._lock:
@@ -205,12 +236,14 @@ class EC2Provider(Provider):
         address = private[0] if private else None
         return NodeAddresses(private=address, public=public[0] if public and public[0] != address else None)
 
-    def provision(self, node: Node, hostname: str, *, is_master: bool, volumes: Sequence[VolumeWanted]) -> list[str]:
-        """What belongs to the instance from the start (the master's address, volumes), part of launch
-        so that `up --until launch` leaves the networking and storage wired."""
+    def provision(self, node: Node, hostname: str, *, is_master: bool, volumes: Sequence[VolumeWanted],
+                  elastic_address: bool = False) -> list[str]:
+        """What belongs to the instance from the start (the master's address, or a node's whose group
+        asks for one; volumes), part of launch so that `up --until launch` leaves the networking and
+        storage wired."""
         driver = self.driver()
         done = []
-        if is_master:
+        if is_master or elastic_address:
             address = resources.ensure_elastic_address(driver, node, self.environment, hostname, pacing=self.pacing,
                                                        extra_tags=self._custom_tags(node))
             done.append(f"elastic address {address}")
@@ -364,6 +397,8 @@ class EC2Provider(Provider):
         lines = [f"key pair {k.name}" for k in self.call("list key pairs", driver.list_key_pairs) if k.name == name]
         lines += [f"security group {g.id} ({name})"
                   for g in resources.find_security_groups(driver, self.environment, self.pacing)]
+        lines += [f"security group {g['id']} ({g['name']})"
+                  for g in access.group_port_groups(driver, self.environment, self.pacing)]
         for address in resources.environment_addresses(driver, self.environment, pacing=self.pacing):
             lines.append(f"address {address.ip} -> {address.instance_id or 'not associated'}")
         for volume in resources.environment_volumes(driver, self.environment, pacing=self.pacing):
@@ -380,6 +415,7 @@ class EC2Provider(Provider):
         resources.terminate_instances(driver, nodes, pacing=self.pacing)
         result.destroyed = sorted(n.extra.get("tags", {}).get(HOSTNAME_TAG, n.id) for n in nodes)
         result.volumes = resources.delete_volumes(driver, self.environment, pacing=self.pacing)
+        access.delete_group_port_groups(driver, self.environment, pacing=self.pacing)
         resources.delete_group_and_key_pair(driver, self.environment, pacing=self.pacing,
                                             key_file=self.scope.operator_key_path)
         return result

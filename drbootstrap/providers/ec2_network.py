@@ -32,10 +32,12 @@ class Image:
 
 @dataclass(frozen=True)
 class Network:
-    """Where the environment's nodes live: its VPC (None: the account's default) and each subnet's zone."""
+    """Where the environment's nodes live: its VPC (None: the account's default), each subnet's
+    zone, and the subnets the spec names by tags."""
 
     vpc_id: str | None = None
     subnet_zones: Mapping[str, str] = field(default_factory=dict)
+    subnet_ids: Mapping[str, str] = field(default_factory=dict)  # a tag lookup's key -> its subnet id
 
 
 def _request(driver: BaseEC2NodeDriver, params: Mapping[str, str]) -> Any:
@@ -57,6 +59,8 @@ def filter_params(filters: Mapping[str, Iterable[str]]) -> dict[str, str]:
 def describe_subnets(driver: BaseEC2NodeDriver, subnet_ids: Iterable[str],
                      pacing: Pacing) -> dict[str, tuple[str, str]]:
     """subnet id -> (VPC id, zone) for those of `subnet_ids` that exist."""
+    if not subnet_ids:
+        return {}
     params = {"Action": "DescribeSubnets", **filter_params({"subnet-id": sorted(subnet_ids)})}
     body = pacing.call(driver, "describe subnets", lambda: _request(driver, params))
     return {item.findtext("{*}subnetId") or "": (item.findtext("{*}vpcId") or "", item.findtext("{*}availabilityZone")
@@ -97,12 +101,29 @@ def resolve_image(driver: BaseEC2NodeDriver, logical: str, ref: ImageRef, pacing
 def check_network(driver: BaseEC2NodeDriver, wanted: Preflight, *, vpc: str | None, pacing: Pacing) -> Network:
     """The VPC and the subnets' zones, after checking subnets, zones and VPC against the cloud;
     SpecError with one line per problem."""
+    from drbootstrap.providers import ec2_lookup as lookup
+
     problems: list[str] = []
     subnet_zones: dict[str, str] = {}
+    subnet_ids: dict[str, str] = {}  # a tag lookup's key -> the subnet it found
     vpcs: dict[str, str] = {}  # VPC id -> a subnet in it
+    if lookup.is_lookup(vpc):
+        try:
+            vpc = lookup.find_vpc(driver, str(vpc), pacing)
+        except SpecError as error:
+            raise SpecError(error.problems) from None  # without a VPC, the subnets cannot be checked
     if wanted.subnets:
-        found = describe_subnets(driver, wanted.subnets, pacing)
+        found = describe_subnets(driver, [s for s in wanted.subnets if not lookup.is_lookup(s)], pacing)
         for subnet, where in wanted.subnets.items():
+            if lookup.is_lookup(subnet):
+                try:
+                    tagged = lookup.find_subnet(driver, subnet, pacing, vpc=vpc, where=where)
+                except SpecError as error:
+                    problems += error.problems
+                    continue
+                subnet_ids[subnet] = tagged.id
+                found[tagged.id] = (tagged.vpc_id, tagged.zone)
+                subnet = tagged.id
             if subnet not in found:
                 problems.append(f"{where}: subnet {subnet} does not exist in {driver.region_name} "
                                 "(check the id and the region)")
@@ -125,7 +146,7 @@ def check_network(driver: BaseEC2NodeDriver, wanted: Preflight, *, vpc: str | No
                      for zone, where in wanted.zones.items() if zone not in zones]
     if problems:
         raise SpecError(problems)
-    return Network(vpc_id=vpc or next(iter(vpcs), None), subnet_zones=subnet_zones)
+    return Network(vpc_id=vpc or next(iter(vpcs), None), subnet_zones=subnet_zones, subnet_ids=subnet_ids)
 
 
 def resolve_images(driver: BaseEC2NodeDriver, images: Mapping[str, ImageRef], pacing: Pacing,

@@ -29,6 +29,20 @@ def node_id(node: Node) -> str:
 
 
 @dataclass(frozen=True)
+class ServicePort:
+    """A port a group serves, opened to its nodes from `sources` (CIDRs)."""
+
+    port: int
+    protocol: str = "tcp"
+    sources: tuple[str, ...] = ("0.0.0.0/0",)
+
+
+class NoCapacityError(ProviderError):
+    """The cloud has no capacity for the size asked (EC2's InsufficientInstanceCapacity): the next
+    of the group's fallback sizes is tried."""
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     """One node to exist: its identity (environment, hostname, generation) and how to make it."""
 
@@ -46,11 +60,15 @@ class LaunchRequest:
     security_groups: tuple[str, ...] = ()
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     create_options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific kwargs
+    fallback_sizes: tuple[str, ...] = ()  # size ids tried in turn when size_id has no capacity
+    size_attempt: int = 0  # which of [size_id, *fallback_sizes] this is (0: the first)
+    service_ports: tuple[ServicePort, ...] = ()  # opened to this node (its group's ports)
 
     @property
     def client_token(self) -> str:
         """Same environment, hostname and generation -> same token, so a retried launch is one node."""
-        digest = hashlib.sha256(f"{self.environment}\0{self.hostname}\0{self.generation}".encode())
+        attempt = f"\0{self.size_attempt}" if self.size_attempt else ""  # another size: another request
+        digest = hashlib.sha256(f"{self.environment}\0{self.hostname}\0{self.generation}{attempt}".encode())
         return f"drb-{digest.hexdigest()[:40]}"
 
     def tags(self) -> dict[str, str]:
@@ -144,11 +162,12 @@ def create_node_kwargs(driver: NodeDriver, request: LaunchRequest, location: Nod
 
 def launch_node(driver: NodeDriver, request: LaunchRequest, *, pacing: Pacing | None = None,
                 look_first: bool = True, location: NodeLocation | None = None,
-                list_options: ListOptions | None = None) -> Node:
+                list_options: ListOptions | None = None, no_capacity_codes: tuple[str, ...] = ()) -> Node:
     """Make sure the node exists, exactly once: found by tags, else created with its client token.
 
     A create that may have reached the cloud (a reset, a 500) is looked up by tags before it is
-    repeated, so even a cloud without client tokens never gets a second node.
+    repeated, so even a cloud without client tokens never gets a second node. An answer naming one
+    of `no_capacity_codes` is NoCapacityError at once (the caller tries another size).
     """
     pacing = pacing or Pacing()
 
@@ -168,8 +187,17 @@ def launch_node(driver: NodeDriver, request: LaunchRequest, *, pacing: Pacing | 
             return None  # refused before anything happened: nothing to find
         return find()
 
-    node = pacing.call(driver, f"launch {request.hostname}", lambda: driver.create_node(**kwargs),
-                       before_retry=look_if_maybe_created)
+    def create() -> Any:
+        try:
+            return driver.create_node(**kwargs)
+        except Exception as error:
+            code = next((code for code in no_capacity_codes if code in str(error)), None)
+            if code is None:
+                raise
+            raise NoCapacityError(f"launch {request.hostname}: {code} for size {request.size_id}",
+                                  hint="try another size or zone, or later") from None
+
+    node = pacing.call(driver, f"launch {request.hostname}", create, before_retry=look_if_maybe_created)
     node = node[0] if isinstance(node, list) else node
     if is_gone(node):
         # EC2 answers a reused client token with the instance it made then, even if terminated.

@@ -77,7 +77,7 @@ class ProviderSettings:
                    max_parallel=block.max_parallel,
                    rate=RateSettings(rate.per_second, rate.burst) if rate is not None else None,
                    images={k: v for k, v in block.images.items() if isinstance(v, str)}, sizes=dict(block.sizes),
-                   extra=dict(block.extra), vpc=getattr(block, "vpc", None), tags=dict(tags or {}))
+                   extra=dict(block.extra), vpc=_vpc(getattr(block, "vpc", None)), tags=dict(tags or {}))
 
     def secret(self, *names: str) -> str | None:
         """The first of `names` present in credentials, revealed."""
@@ -162,3 +162,9 @@ def driver_keywords(driver_class: type[NodeDriver]) -> frozenset[str] | None:
         if not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters):
             break
     return frozenset(names - {"self", "name", "size", "image", "location"})
+
+
+def _vpc(value: Any) -> str | None:
+    """The spec's VPC: its id, or a tag lookup's key (spec/placement.py TagLookupSpec)."""
+    key = getattr(value, "key", None)
+    return str(key) if key is not None else value

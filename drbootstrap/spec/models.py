@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drbootstrap.spec.model_base import SpecModel
-from drbootstrap.spec.placement import ImageParameterSpec, ImageValue, PlacementSpec
+from drbootstrap.spec.placement import IdOrLookup, ImageParameterSpec, ImageValue, PlacementSpec
 from drbootstrap.spec.secrets import SecretRef
 from drbootstrap.spec.types import (
     AbsolutePath,
@@ -63,7 +63,7 @@ class ProviderSpec(SpecModel):
     rate: RateSpec | None = None  # None: the provider family's default
     images: dict[Token, ImageValue] = Field(default_factory=dict)
     sizes: dict[Token, Token] = Field(default_factory=dict)
-    vpc: Token | None = None  # the network its nodes and security group live in (default: the cloud's)
+    vpc: IdOrLookup | None = None  # the network its nodes and security group live in (default: the cloud's)
     placement: PlacementSpec | None = None  # default placement of the master and of every group
     extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver keyword arguments
 
@@ -275,6 +275,14 @@ class CheckSpec(SpecModel):
         return "tcp" if self.tcp else "http" if self.http else "command"
 
 
+class ServicePortSpec(SpecModel):
+    """A port the group serves (a web group's 80 and 443), opened to its nodes from `sources`."""
+
+    port: Port = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    sources: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=16)
+
+
 class NodeGroup(SpecModel):
     """Nodes sharing a role: named by `hostnames`, or by `count` and `hostname_pattern`."""
 
@@ -294,6 +302,9 @@ class NodeGroup(SpecModel):
     root_size_gb: int | None = Field(None, ge=1, le=16_384)  # default: the image's
     tags: Tags = Field(default_factory=dict)  # beside the spec's tags, on this group's resources
     extra: dict[Token, ScalarValue] = Field(default_factory=dict)  # driver create_node arguments for this group
+    ports: list[ServicePortSpec] = Field(default_factory=list, max_length=32)  # opened to the group's nodes
+    elastic_address: bool = False  # each node of the group gets its own public address (EC2 family)
+    fallback_sizes: list[Token] = Field(default_factory=list, max_length=8)  # tried in turn when `size` has no capacity
 
     def dump(self, name: str) -> DumpSpec:
         """The group's dump of this name; KeyError when there is none."""

@@ -4,19 +4,55 @@ parameter. Documented in examples/README.md (provider, placement)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from drbootstrap.spec.model_base import SpecModel
-from drbootstrap.spec.types import Token, invalid
+from drbootstrap.spec.types import TagKey, TagValue, Token, invalid
+
+# A resource found by its tags is named, where an id would be, by this prefix and its tags as JSON
+# (providers/ec2_lookup.py reads it back).
+BY_TAGS = "tags:"
+
+
+class TagLookupSpec(SpecModel):
+    """A resource found by its tags instead of its id: exactly one must carry all of them."""
+
+    tags: dict[TagKey, TagValue] = Field(min_length=1, max_length=16)
+
+    @property
+    def key(self) -> str:
+        """The lookup as the text an id would be (BY_TAGS + the tags as JSON, in key order)."""
+        return BY_TAGS + json.dumps(dict(sorted(self.tags.items())), separators=(",", ":"))
+
+
+def lookup_key(value: str | TagLookupSpec) -> str:
+    return value.key if isinstance(value, TagLookupSpec) else value
+
+
+def described(name: str) -> str:
+    """An id as it is, a lookup as `tagged Key=Value, ...` (for messages)."""
+    if not name.startswith(BY_TAGS):
+        return name
+    tags = json.loads(name[len(BY_TAGS):])
+    return "tagged " + ", ".join(f"{key}={value}" for key, value in tags.items())
+
+
+# A subnet or a VPC: its id (text) or a tag lookup (a mapping).
+BY_ID, BY_TAG_LOOKUP = "by-id", "by-tags"
+IdOrLookup = Annotated[
+    Annotated[Token, Tag(BY_ID)] | Annotated[TagLookupSpec, Tag(BY_TAG_LOOKUP)],
+    Discriminator(lambda value: BY_TAG_LOOKUP if isinstance(value, dict | TagLookupSpec) else BY_ID),
+]
 
 
 class PlacementSpec(SpecModel):
-    """Where nodes go, spread round-robin in order: subnets by id (each in its zone), or zones of
-    the region (the cloud's default network in each). Exactly one of the two."""
+    """Where nodes go, spread round-robin in order: subnets by id or by tags (each in its zone), or
+    zones of the region (the cloud's default network in each). Exactly one of the two."""
 
-    subnets: list[Token] = Field(default_factory=list, max_length=64)
+    subnets: list[IdOrLookup] = Field(default_factory=list, max_length=64)
     zones: list[Token] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")
@@ -27,16 +63,18 @@ class PlacementSpec(SpecModel):
             raise invalid("placement needs one of 'subnets' or 'zones', not empty",
                           "list subnet ids (subnets: [subnet-...]) or zone names (zones: [us-east-1a])")
         for kind in ("subnets", "zones"):
-            names = getattr(self, kind)
+            names = [lookup_key(name) for name in getattr(self, kind)]
             repeated = sorted({name for name in names if names.count(name) > 1})
             if repeated:
-                raise invalid(f"placement {kind} repeats {', '.join(repeated)}", "name each once", at=kind)
+                raise invalid(f"placement {kind} repeats {', '.join(described(r) for r in repeated)}",
+                              "name each once", at=kind)
         return self
 
     @property
     def choices(self) -> list[tuple[str, str]]:
-        """("subnet"|"zone", name) in the order nodes are spread over them."""
-        return [("subnet", s) for s in self.subnets] + [("zone", z) for z in self.zones]
+        """("subnet"|"zone", name) in the order nodes are spread over them (a subnet found by its
+        tags named by its lookup key, which the provider resolves)."""
+        return [("subnet", lookup_key(s)) for s in self.subnets] + [("zone", z) for z in self.zones]
 
 
 class ImageLookupSpec(SpecModel):

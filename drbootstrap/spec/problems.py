@@ -44,7 +44,7 @@ class Problem:
 
 
 # The tags of tagged unions (spec/models.py): which shape a value took is no part of where it is.
-UNION_TAGS = frozenset({"by-id", "by-name", "by-ssm"})
+UNION_TAGS = frozenset({"by-id", "by-name", "by-ssm", "by-tags"})
 _LONG_QUOTED = re.compile(r"'([^']{%d,})'" % (_QUOTED_MAX + 1))
 
 

@@ -159,6 +159,9 @@ def _used_images_and_sizes(data: dict) -> list[tuple[str, str, Path_]]:
     for index, group in groups_of(data):
         used.append(("images", group.get("image", DEFAULT_IMAGES["node"]), ("nodes", index, "image")))
         used.append(("sizes", group.get("size", DEFAULT_SIZE), ("nodes", index, "size")))
+        fallbacks = group.get("fallback_sizes")
+        if isinstance(fallbacks, list):
+            used += [("sizes", size, ("nodes", index, "fallback_sizes", n)) for n, size in enumerate(fallbacks)]
     return [(kind, name, where) for kind, name, where in used if is_valid(check_token, name)]
 
 

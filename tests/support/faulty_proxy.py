@@ -1,6 +1,8 @@
 """Test-only: a threaded HTTP proxy on loopback in front of moto that injects EC2's throttling and
 transient faults (deterministic from a seed), records when every request arrived, and can hold back
-the answer to one action (after moto acted on it) while a test kills the client.
+the answer to one action (after moto acted on it) while a test kills the client, and can refuse
+the requests that carry a given parameter with an EC2 error of the test's choosing (RunInstances
+for one instance type with InsufficientInstanceCapacity, as EC2 answers it), never reaching moto.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ class FaultPlan:
     latency: float = 0.0  # seconds added before forwarding, to model a remote cloud
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Requests of `action` whose `parameter` is `value` are answered `code` (HTTP `status`)."""
+
+    action: str
+    parameter: str
+    value: str
+    code: str
+    status: int = 500
+    message: str = "We currently do not have sufficient capacity in the Availability Zone you requested."
+
+
 @dataclass
 class FaultyProxy:
     url: str
@@ -47,6 +61,7 @@ class FaultyProxy:
     plan: FaultPlan
     arrivals: list[Arrival] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    refusals: list[Refusal] = field(default_factory=list)
 
     hold_action: str | None = None  # the next answer to this action is held until `release` is set
     holding: threading.Event = field(default_factory=threading.Event)  # set while an answer is held
@@ -100,11 +115,15 @@ def max_in_any_window(times: list[float], window: float) -> int:
     return best
 
 
-def _action_of(path: str, body: bytes) -> str:
+def _params_of(path: str, body: bytes) -> dict[str, list[str]]:
     query = parse_qs(urlsplit(path).query)
     if not query.get("Action") and body:
         query = parse_qs(body.decode("utf-8", "replace"))
-    return (query.get("Action") or ["?"])[0]
+    return query
+
+
+def _action_of(path: str, body: bytes) -> str:
+    return (_params_of(path, body).get("Action") or ["?"])[0]
 
 
 def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
@@ -123,6 +142,16 @@ def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             action = _action_of(self.path, body)
+            params = _params_of(self.path, body)
+            refusal = next((r for r in proxy.refusals if r.action == action
+                            and r.value in params.get(r.parameter, [])), None)
+            if refusal is not None:
+                with proxy.lock:
+                    proxy.arrivals.append(Arrival(time.monotonic(), action, refusal.code))
+                payload = _ERROR_BODY.format(code=refusal.code, message=refusal.message,
+                                             request_id=f"refused-{action}").encode()
+                self._reply(refusal.status, [("Content-Type", "text/xml;charset=UTF-8")], payload)
+                return
             fault = proxy.decide(action)
             if fault in (THROTTLE, UNAVAILABLE):
                 code, message = (("RequestLimitExceeded", "Request limit exceeded.") if fault == THROTTLE
