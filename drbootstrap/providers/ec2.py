@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from libcloud.compute.base import Node, NodeDriver
+from libcloud.compute.base import Node, NodeDriver, NodeLocation
 
 from drbootstrap.backups.catalog import VOLUME_TAG
 from drbootstrap.errors import ProviderError, SpecError
@@ -351,6 +351,16 @@ class EucalyptusProvider(EC2Provider):
 
         family = driver_class_override(self.settings, EucNodeDriver) or EucNodeDriver
         return build_eucalyptus_driver(self.settings, driver_class=family)
+
+    def _location(self, zone: str) -> NodeLocation:
+        """The zone as EC2's create_node takes it: libcloud's Eucalyptus driver lists no locations
+        (its list_locations is not implemented), so the zone, checked by the preflight against
+        DescribeAvailabilityZones, is named directly."""
+        from libcloud.compute.drivers.ec2 import EC2NodeLocation, ExEC2AvailabilityZone
+
+        driver = self.driver()
+        available = ExEC2AvailabilityZone(name=zone, zone_state="available", region_name=driver.region_name)
+        return EC2NodeLocation(id=zone, name=zone, country="", availability_zone=available, driver=driver)
 
     @property
     def backup_location(self) -> str:

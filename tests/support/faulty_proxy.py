@@ -62,6 +62,14 @@ class FaultyProxy:
     arrivals: list[Arrival] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     refusals: list[Refusal] = field(default_factory=list)
+    # Serve the API under this path (as Eucalyptus serves EC2 at /services/compute): requests
+    # there reach moto at its root, requests elsewhere are answered 404.
+    path_prefix: str = ""
+    paths: set[str] = field(default_factory=set)  # every request path seen (without the query)
+    # moto picks the API by a signature version 4 credential scope, and a version 2 request
+    # (Eucalyptus's) has none, so moto would answer as S3: "ec2" adds an Authorization header
+    # naming that service (moto checks no signature) to a request that carries none.
+    upstream_service: str | None = None
 
     hold_action: str | None = None  # the next answer to this action is held until `release` is set
     holding: threading.Event = field(default_factory=threading.Event)  # set while an answer is held
@@ -141,6 +149,15 @@ def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with proxy.lock:
+                proxy.paths.add(urlsplit(self.path).path)
+            if proxy.path_prefix:
+                if not self.path.startswith(proxy.path_prefix):
+                    self._reply(404, [("Content-Type", "text/plain")], b"not the API path")
+                    return
+                self.path = self.path[len(proxy.path_prefix):] or "/"
+                if not self.path.startswith("/"):
+                    self.path = "/" + self.path
             action = _action_of(self.path, body)
             params = _params_of(self.path, body)
             refusal = next((r for r in proxy.refusals if r.action == action
@@ -182,6 +199,10 @@ def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
             upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
             try:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                if proxy.upstream_service and not any(k.lower() == "authorization" for k in headers):
+                    headers["Authorization"] = ("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/"
+                                                f"{proxy.upstream_service}/aws4_request, SignedHeaders=host, "
+                                                "Signature=0")
                 upstream.request(self.command, self.path, body=body or None, headers=headers)
                 response = upstream.getresponse()
                 payload = response.read()
@@ -205,13 +226,15 @@ def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def running_faulty_proxy(upstream_url: str, plan: FaultPlan | None = None) -> Iterator[FaultyProxy]:
-    """Serve the proxy on 127.0.0.1:<free port> in a thread; shut it down afterwards."""
+def running_faulty_proxy(upstream_url: str, plan: FaultPlan | None = None, *,
+                         path_prefix: str = "", upstream_service: str | None = None) -> Iterator[FaultyProxy]:
+    """Serve the proxy on 127.0.0.1:<free port> (under `path_prefix`) in a thread; shut it down afterwards."""
     parts = urlsplit(upstream_url)
-    proxy = FaultyProxy(url="", upstream=(parts.hostname or "127.0.0.1", parts.port or 80), plan=plan or FaultPlan())
+    proxy = FaultyProxy(url="", upstream=(parts.hostname or "127.0.0.1", parts.port or 80), plan=plan or FaultPlan(),
+                        path_prefix=path_prefix, upstream_service=upstream_service)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
     server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+    proxy.url = f"http://127.0.0.1:{server.server_address[1]}{path_prefix}"
     thread = threading.Thread(target=server.serve_forever, name="faulty-proxy", daemon=True)
     thread.start()
     try:

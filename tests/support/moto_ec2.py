@@ -1,8 +1,16 @@
-"""Test-only: libcloud's EC2 driver adjusted to moto's dialect (XML namespace, 1-based tag calls)."""
+"""Test-only: libcloud's EC2 and Eucalyptus drivers adjusted to moto's dialect (XML namespace,
+1-based tag calls)."""
 
 from __future__ import annotations
 
-from libcloud.compute.drivers.ec2 import NAMESPACE, EC2Connection, EC2NodeDriver, EC2Response
+from libcloud.compute.drivers.ec2 import (
+    NAMESPACE,
+    EC2Connection,
+    EC2NodeDriver,
+    EC2Response,
+    EucConnection,
+    EucNodeDriver,
+)
 
 # moto writes the namespace without libcloud's trailing slash, so every namespaced lookup misses.
 _MOTO_NAMESPACE = 'xmlns="http://ec2.amazonaws.com/doc/2016-11-15"'
@@ -26,10 +34,8 @@ class MotoEC2Connection(EC2Connection):
     responseCls = MotoEC2Response
 
 
-class MotoEC2NodeDriver(EC2NodeDriver):
-    """EC2NodeDriver that moto understands; everything else is libcloud's own code."""
-
-    connectionCls = MotoEC2Connection
+class MotoTagCalls:
+    """libcloud's tag calls numbered from 1, as moto (and the EC2 API docs) number them."""
 
     def ex_create_tags(self, resource, tags):
         # libcloud numbers Tag.N from 0 and ResourceId.0; moto (like the EC2 API docs) from 1.
@@ -50,3 +56,19 @@ class MotoEC2NodeDriver(EC2NodeDriver):
             if tags[key] is not None:
                 params[f"Tag.{index}.Value"] = tags[key]
         return self._get_boolean(self.connection.request(self.path, params=params).object)
+
+
+class MotoEC2NodeDriver(MotoTagCalls, EC2NodeDriver):
+    """EC2NodeDriver that moto understands; everything else is libcloud's own code."""
+
+    connectionCls = MotoEC2Connection
+
+
+class MotoEucConnection(EucConnection):
+    responseCls = MotoEC2Response
+
+
+class MotoEucNodeDriver(MotoTagCalls, EucNodeDriver):
+    """EucNodeDriver (its endpoint, port, path and signature version 2) that moto understands."""
+
+    connectionCls = MotoEucConnection
