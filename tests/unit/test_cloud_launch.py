@@ -200,3 +200,22 @@ class TokenReplayingDriver(FakeDriver):
 def test_a_client_token_answered_with_a_terminated_node_asks_for_the_next_generation():
     with pytest.raises(ProviderError, match="already terminated.*next generation"):
         launch_node(TokenReplayingDriver(Cloud()), request(), pacing=QUICK)
+
+
+def test_a_size_without_capacity_gives_way_to_the_requests_next_fallback_size_with_its_own_token():
+    cloud = Cloud()
+    provider = fake_provider(cloud)
+    provider.no_capacity_codes = ("InsufficientInstanceCapacity",)
+    cloud.fail_next_creates = [BaseHTTPError(500, "InsufficientInstanceCapacity: none of m5.large left")]
+    node = provider.launch(request(fallback_sizes=("medium", "small")))
+    assert cloud.creates == 1 and node.extra["token"] == request(size_attempt=1).client_token
+    assert request(size_attempt=1).client_token != request().client_token
+
+
+def test_without_fallback_sizes_a_size_without_capacity_is_retried_as_before():
+    cloud = Cloud()
+    provider = fake_provider(cloud)
+    provider.no_capacity_codes = ("InsufficientInstanceCapacity",)
+    cloud.fail_next_creates = [BaseHTTPError(500, "InsufficientInstanceCapacity: try later")]
+    node = provider.launch(request())
+    assert cloud.creates == 1 and node.extra["token"] == request().client_token

@@ -59,3 +59,30 @@ def test_group_tags_override_the_specs_and_volumes_carry_their_kind():
     assert tags_for(environment, None) == {"CostCentre": "cc-1", "Owner": "ops"}
     [volume] = volumes_wanted(environment.nodes[0])
     assert (volume.type, volume.kms_key, volume.encrypted) == ("gp3", "alias/k", None)
+
+
+def test_subnets_by_tags_images_by_ssm_ports_addresses_and_fallback_sizes_reach_the_preflight():
+    from drbootstrap.executor.cloud_request import service_ports
+    from drbootstrap.providers.nodes import ServicePort
+    from drbootstrap.spec.placement import described
+
+    environment = spec(nodes=[
+        {"role": "web", "hostnames": ["web01", "web02"], "size": "small", "fallback_sizes": ["small"],
+         "placement": {"subnets": [{"tags": {"Zone": "a", "Tier": "web"}}, "subnet-b"]},
+         "ports": [{"port": 443}, {"port": 53, "protocol": "udp", "sources": ["10.0.0.0/8"]}],
+         "elastic_address": True},
+    ])
+    environment.provider.images["worker"] = environment.provider.model_validate(
+        {"name": "ec2", "images": {"worker": {"ssm": "/aws/service/base"}}}).images["worker"]
+    wanted = preflight_for(environment)
+    lookup = 'tags:{"Tier":"web","Zone":"a"}'
+    assert wanted.subnets == {"subnet-a": "provider.placement.subnets", lookup: "nodes[0].placement.subnets",
+                              "subnet-b": "nodes[0].placement.subnets"}
+    assert described(lookup) == "tagged Tier=web, Zone=a"
+    assert wanted.images["worker"] == ImageRef(ssm="/aws/service/base")
+    assert str(wanted.images["worker"]) == "SSM parameter /aws/service/base"
+    assert wanted.group_network == ("nodes[0].ports", "nodes[0].elastic_address")
+    placed = {n.hostname: placement_of(environment, n) for n in build_plan(environment).nodes()}
+    assert placed["web01"] == ("subnet", lookup) and placed["web02"] == ("subnet", "subnet-b")
+    assert service_ports(environment.nodes[0]) == (ServicePort(443, "tcp", ("0.0.0.0/0",)),
+                                                   ServicePort(53, "udp", ("10.0.0.0/8",)))
