@@ -241,10 +241,13 @@ class Provider(ABC):
     def preflight(self, wanted: Preflight) -> dict[str, str]:
         """Before anything is created: check what the run will ask for, and resolve its images
         (logical name -> image id). By default images are taken by id, and looking one up by name,
-        placing nodes in subnets or giving a group create_node options is refused."""
+        placing nodes in subnets, giving a group create_node options, ports or elastic addresses is
+        refused."""
         from drbootstrap.errors import SpecError
+        from drbootstrap.spec.placement import described
 
-        problems = [f"{where}: subnet {subnet}: the {self.settings.name} provider places nodes in zones only"
+        problems = [f"{where}: subnet {described(subnet)}: the {self.settings.name} provider places nodes in "
+                    "zones only"
                     for subnet, where in wanted.subnets.items()]
         problems += [f"provider.images.{logical}: the {self.settings.name} provider takes images by id only"
                      for logical, ref in wanted.images.items() if ref.id is None]

@@ -125,8 +125,9 @@ class EC2Provider(EC2Backups):
         return {name: value.value for name, value in found.items()}
 
     def launch_settings(self, request: LaunchRequest) -> dict[str, Any]:
-        """Key pair; the subnet (an object, as libcloud wants it) with the security group by id, or
-        the default VPC's group by name; the root volume's size; the group's create options."""
+        """Key pair; the subnet (an object, as libcloud wants it; a tag lookup's as found) with the
+        security group and the group's own one for its ports by id, or the default VPC's groups by
+        name; the root volume's size; the group's create options."""
         from libcloud.compute.drivers.ec2 import EC2NetworkSubnet
 
         options = split_extra(type(self.driver()), dict(self.settings.extra))[1]
