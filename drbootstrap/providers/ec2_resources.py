@@ -229,7 +229,7 @@ def environment_addresses(driver: BaseEC2NodeDriver, environment: str, *, pacing
 def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: str, hostname: str, *,
                            pacing: Pacing, extra_tags: Mapping[str, str] | None = None) -> str:
     """An elastic address tagged (at allocation) for the node's environment and hostname (and the
-    spec's custom tags), associated with it."""
+    spec's custom tags), associated with it (taken from a relaunched node's predecessor)."""
     tags = {ENVIRONMENT_TAG: environment, HOSTNAME_TAG: hostname}
 
     def mine() -> Any:
@@ -247,8 +247,12 @@ def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: s
             ip=allocated.findtext("{*}publicIp"), instance_id=None, domain="vpc",
             extra={"allocation_id": allocated.findtext("{*}allocationId")})
     if address.instance_id != node.id:
-        pacing.call(driver, f"associate address with {hostname}",
-                    lambda: driver.ex_associate_address_with_node(node, address, domain="vpc"), transient_codes=NOT_YET)
+        # Reassociation allowed: the address is this hostname's, and may still be held by the
+        # node's terminated predecessor (a relaunch).
+        params = {"Action": "AssociateAddress", "AllocationId": str(address.extra.get("allocation_id")),
+                  "InstanceId": node_id(node), "AllowReassociation": "true"}
+        pacing.call(driver, f"associate address with {hostname}", lambda: ec2_request(driver, params),
+                    transient_codes=NOT_YET)
     return address.ip
 
 

@@ -66,6 +66,7 @@ class FaultyProxy:
     # there reach moto at its root, requests elsewhere are answered 404.
     path_prefix: str = ""
     paths: set[str] = field(default_factory=set)  # every request path seen (without the query)
+    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)  # (action, parameters)
     # moto picks the API by a signature version 4 credential scope, and a version 2 request
     # (Eucalyptus's) has none, so moto would answer as S3: "ec2" adds an Authorization header
     # naming that service (moto checks no signature) to a request that carries none.
@@ -160,6 +161,8 @@ def _handler_for(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
                     self.path = "/" + self.path
             action = _action_of(self.path, body)
             params = _params_of(self.path, body)
+            with proxy.lock:
+                proxy.requests.append((action, params))
             refusal = next((r for r in proxy.refusals if r.action == action
                             and r.value in params.get(r.parameter, [])), None)
             if refusal is not None:

@@ -120,6 +120,18 @@ def test_tagged_subnets_a_groups_ports_and_addresses_and_a_fallback_type_when_on
         assert f"security group {web_group['GroupId']} (drb-{ENV}-web)" in seen.resources
         assert sum(line.startswith("address ") for line in seen.resources) == 3
 
+        # A later run (no preflight: the master exists) relaunches a lost web node: the lookup
+        # found again, the group's own security group and address reused or made as before.
+        ec2_view.terminate_instances(InstanceIds=[instances["web02"]["InstanceId"]])
+        result, _ = up(spec, state, options=UpOptions(until=Step.LAUNCH))
+        assert not result.failed, result
+        relaunched = {tags_of(i)["drbootstrap:hostname"]: i for i in live_instances(ec2_view, ENV)}["web02"]
+        assert relaunched["InstanceId"] != instances["web02"]["InstanceId"]
+        assert relaunched["SubnetId"] == tagged_network["b"] and relaunched["InstanceType"] == "t2.micro"
+        assert [g["GroupId"] for g in relaunched["SecurityGroups"]] == [groups[f"drb-{ENV}"]["GroupId"],
+                                                                         web_group["GroupId"]]
+        assert relaunched["InstanceId"] in {a.get("InstanceId") for a in ec2_view.describe_addresses()["Addresses"]}
+
         down(spec, state)
     assert live_instances(ec2_view, ENV) == []
     assert ec2_view.describe_addresses()["Addresses"] == []

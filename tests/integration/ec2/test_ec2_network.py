@@ -298,12 +298,16 @@ def test_a_groups_own_extra_gives_its_nodes_alone_an_instance_profile_and_spot(
     boto3.client("iam", region_name="us-east-1", endpoint_url=fresh_moto.url, aws_access_key_id=ACCESS_KEY,
                  aws_secret_access_key=SECRET_KEY).create_instance_profile(InstanceProfileName="web-role")
     register_image(ec2_view, "drb-base-2026-01")
-    spec_file = with_web_extra(tmp_path, fresh_moto.url, network,
-                               "{ex_iamprofile: web-role, ex_spot: true, ex_spot_max_price: 0.05}")
-
-    result, _ = up(load_spec(spec_file), tmp_path / "state", options=UpOptions(until=Step.LAUNCH))
-
+    with running_faulty_proxy(fresh_moto.url, FaultPlan(rate=0.0)) as proxy:
+        spec_file = with_web_extra(tmp_path, proxy.url, network,
+                                   "{ex_iamprofile: web-role, ex_spot: true, ex_spot_max_price: 0.05}")
+        result, _ = up(load_spec(spec_file), tmp_path / "state", options=UpOptions(until=Step.LAUNCH))
     assert not result.failed, result
+    # moto keeps no spot price: the requests themselves show it, the workers' alone.
+    launches = [params for action, params in proxy.requests if action == "RunInstances"]
+    assert len(launches) == 5
+    prices = sorted(p.get("InstanceMarketOptions.SpotOptions.MaxPrice", ["none"])[0] for p in launches)
+    assert prices == ["0.05"] * 4 + ["none"]
     instances = {tags_of(i)["drbootstrap:hostname"]: i for i in live_instances(ec2_view, ENV)}
     for hostname, instance in instances.items():
         if hostname == "controller":
