@@ -1,8 +1,9 @@
 """Images published as SSM parameters (how AWS and most vendors publish their current images): the
 parameter's value, read with the same credentials as the EC2 calls (the spec's keys, the AWS_*
 variables, a profile or the SDK's chain) in the provider's region. Where the SSM API is reached:
-extra.ssm_endpoint, else AWS_ENDPOINT_URL_SSM, else the provider's endpoint (a stand-in that
-serves every AWS API at one address), else AWS's own."""
+extra.ssm_endpoint, else AWS_ENDPOINT_URL_SSM, else AWS_ENDPOINT_URL (a stand-in serving every
+AWS API at one address), else AWS's own for the region; never the EC2 `endpoint`, which may be an
+EC2-only address (a VPC interface endpoint)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ class ParameterValue:
 
 
 def ssm_endpoint(settings: ProviderSettings, environ: Mapping[str, str]) -> str | None:
-    given = settings.extra.get("ssm_endpoint") or environ.get("AWS_ENDPOINT_URL_SSM")
-    return str(given) if given else settings.endpoint or environ.get("AWS_ENDPOINT_URL") or None
+    given = settings.extra.get("ssm_endpoint") or environ.get("AWS_ENDPOINT_URL_SSM") or environ.get("AWS_ENDPOINT_URL")
+    return str(given) if given else None
 
 
 def read_parameters(settings: ProviderSettings, region: str, names: list[str],

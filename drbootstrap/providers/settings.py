@@ -97,7 +97,8 @@ class ProviderSettings:
 #   profile, credential_chain: EC2 family credentials through the AWS SDK's standard chain.
 DRIVER_CLASS_KEY = "driver_class"
 DRBOOTSTRAP_EXTRA_KEYS = frozenset({DRIVER_CLASS_KEY, "operator_cidr", "public_key", "retry_max_attempts",
-                                    "retry_base_delay", "retry_max_delay", "profile", "credential_chain"})
+                                    "retry_base_delay", "retry_max_delay", "profile", "credential_chain",
+                                    "ssm_endpoint"})
 
 
 def driver_class_override(settings: ProviderSettings, family: type[_Family]) -> type[_Family] | None:

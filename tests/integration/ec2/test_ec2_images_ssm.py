@@ -39,7 +39,8 @@ def spec_with_ssm_image(tmp_path, url, network, parameter: str = PARAMETER):
     text = spec_file.read_text()
     before = 'worker: {name: "drb-base-*", owner: "123456789012"}'
     assert before in text
-    spec_file.write_text(text.replace(before, f"worker: {{ssm: {parameter}}}"))
+    text = text.replace(before, f"worker: {{ssm: {parameter}}}")
+    spec_file.write_text(text.replace("    operator_cidr:", f"    ssm_endpoint: {url}\n    operator_cidr:"))
     return spec_file
 
 
