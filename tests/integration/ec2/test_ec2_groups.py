@@ -33,7 +33,7 @@ provider:
   credentials:
     access_key_id: ${{env:DRB_TEST_EC2_KEY}}
     secret_access_key: ${{env:DRB_TEST_EC2_SECRET}}
-  vpc: {{tags: {{Name: drb-net}}}}
+  vpc: {{tags: {{Name: {vpc_name}}}}}
   placement: {{subnets: [{{tags: {{Tier: web, Zone: a}}}}]}}
   images: {{master: ami-12c6146b, worker: ami-12c6146b}}
   sizes: {{small: t2.micro, big: m5.large}}
@@ -76,9 +76,9 @@ def tagged_network(ec2_view):
     return {"vpc": vpc, **subnets}
 
 
-def write(tmp_path, endpoint: str, web_subnets: str = BOTH_ZONES):
+def write(tmp_path, endpoint: str, web_subnets: str = BOTH_ZONES, vpc_name: str = "drb-net"):
     path = tmp_path / "env.yaml"
-    path.write_text(SPEC.format(endpoint=endpoint, web_subnets=web_subnets))
+    path.write_text(SPEC.format(endpoint=endpoint, web_subnets=web_subnets, vpc_name=vpc_name))
     return path
 
 
@@ -139,13 +139,15 @@ def test_tagged_subnets_a_groups_ports_and_addresses_and_a_fallback_type_when_on
     assert [g["GroupName"] for g in left["SecurityGroups"]] == ["default"]
 
 
-@pytest.mark.parametrize(("web_subnets", "expected"), [
-    ("{tags: {Tier: web, Zone: c}}", "nodes[0].placement.subnets: no subnet tagged Tier=web, Zone=c in us-east-1 "),
-    ("{tags: {Tier: web}}", "nodes[0].placement.subnets: 2 subnets are tagged Tier=web ("),
+@pytest.mark.parametrize(("web_subnets", "vpc_name", "expected"), [
+    ("{tags: {Tier: web, Zone: c}}", "drb-net",
+     "nodes[0].placement.subnets: no subnet tagged Tier=web, Zone=c in us-east-1 "),
+    ("{tags: {Tier: web}}", "drb-net", "nodes[0].placement.subnets: 2 subnets are tagged Tier=web ("),
+    (BOTH_ZONES, "nope", "provider.vpc: no VPC tagged Name=nope in us-east-1"),
 ])
-def test_a_subnet_lookup_matching_none_or_several_is_one_line_before_anything_is_made(
-        fresh_moto, ec2_view, tagged_network, tmp_path, credentials, web_subnets, expected):
-    spec_file = write(tmp_path, fresh_moto.url, web_subnets)
+def test_a_vpc_or_subnet_lookup_matching_none_or_several_is_one_line_before_anything_is_made(
+        fresh_moto, ec2_view, tagged_network, tmp_path, credentials, web_subnets, vpc_name, expected):
+    spec_file = write(tmp_path, fresh_moto.url, web_subnets, vpc_name)
     result = run_cli("up", str(spec_file), "--state-dir", str(tmp_path / "state"), "--until", "launch", "--plain")
     assert result.returncode == SpecError.exit_status, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
