@@ -1,5 +1,8 @@
 """One STOMP connection over stomp.py's core: broker failover list, optional TLS, reconnect with backoff.
 
+With several brokers (a cluster's nodes) each connection starts at a random one and tries the
+others in turn; after a loss it reconnects to the first that answers.
+
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
 reconnect, so a broker restart only costs the time until it listens again; a connection counts as
 up once the broker has receipted its subscriptions (RabbitMQ declares a queue on SUBSCRIBE).
@@ -136,9 +139,11 @@ class StompTransport:
         if self._connection is not None and self.connected.is_set():
             self._subscribe(self._connection, len(self.subscriptions), entry)
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame, *, while_subscribing: bool = False) -> None:
+        """Send FRAME once connected and subscribed; WHILE_SUBSCRIBING: as soon as the connection
+        is made (an agent's reply to a request its queue kept while it reconnected)."""
         connection = self._connection
-        if connection is None or not self.connected.is_set():
+        if connection is None or not (self.connected.is_set() or while_subscribing):
             raise MessagingError(f"not connected to a broker ({self._broker_list()})", hint="is the broker running?")
         try:
             connection.send(frame.destination, frame.body, headers=dict(frame.headers))
@@ -148,7 +153,10 @@ class StompTransport:
     # -- internals ----------------------------------------------------------------------------
 
     def _connect_once(self) -> None:
-        hosts = [(b.host, b.port) for b in self.config.brokers]
+        # Several brokers (a cluster): start the list at a random one, so that a fleet spreads
+        # over the nodes and those of a node that died spread over the others.
+        start = random.randrange(len(self.config.brokers))
+        hosts = [(b.host, b.port) for b in self.config.brokers[start:] + self.config.brokers[:start]]
         heartbeat = self.config.heartbeat_ms
         connection = StompConnection12(
             host_and_ports=hosts,

@@ -1,0 +1,81 @@
+"""A broker cluster's pieces that need no broker: a RabbitMQ node's cluster settings, the
+transport's spreading over brokers, and the client asking silent nodes again."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from drbootstrap.messaging.client import ClientConfig, RpcClient
+from drbootstrap.messaging.envelope import Reply
+from drbootstrap.messaging.native import NativeProtocol
+from drbootstrap.messaging.security import HmacSigner
+from drbootstrap.rabbitmq import RabbitCluster, RabbitConfig, render_definitions, render_rabbitmq_conf
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def clustered(address: str, seed: str = "10.9.0.11") -> RabbitConfig:
+    return RabbitConfig(Path("/b"), host=address, cluster=RabbitCluster(address, seed, Path("/b/cookie")))
+
+
+def test_a_cluster_node_is_named_by_its_address_and_joins_the_seed_by_classic_discovery():
+    config = clustered("10.9.0.12")
+    assert config.node == "drbootstrap@10.9.0.12"
+    conf = render_rabbitmq_conf(config)
+    assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+    assert "cluster_formation.classic_config.nodes.1 = drbootstrap@10.9.0.11" in conf
+
+
+def test_a_cluster_mirrors_every_queue_and_a_single_node_has_no_policy():
+    policies = json.loads(render_definitions(clustered("10.9.0.12")))["policies"]
+    assert policies[0]["pattern"] == ".*" and policies[0]["definition"]["ha-mode"] == "all"
+    single = json.loads(render_definitions(RabbitConfig(Path("/b"))))
+    assert "policies" not in single
+    assert RabbitConfig(Path("/b")).node == "drbootstrap@localhost"
+
+
+class LossyFleet:
+    """A broker that lost the broadcast for LOST nodes (their node died): they answer only what
+    is addressed to them directly, as their directed queues keep it while they reconnect."""
+
+    def __init__(self, client: RpcClient, nodes: list[str], lost: set[str]) -> None:
+        self.client, self.nodes, self.lost = client, nodes, lost
+        self.sent: list = []
+        self.reconnects = 0
+        self.connected = threading.Event()
+        self.connected.set()
+
+    def send(self, frame) -> None:
+        self.sent.append(frame)
+        request = NativeProtocol(HmacSigner(KEY)).decode_request(frame.body, dict(frame.headers))
+        answering = [n for n in self.nodes if n not in self.lost] if not request.targets else [
+            t for t in request.targets if t in self.nodes]
+        for node in answering:
+            reply = NativeProtocol(HmacSigner(KEY)).reply_frame(
+                Reply(request.request_id, node, request.agent, request.action), request)
+            threading.Thread(target=self.client._on_message, args=(reply.body, {})).start()
+
+
+def lossy_client(nodes: list[str], lost: set[str], **config) -> tuple[RpcClient, LossyFleet]:
+    client = RpcClient(ClientConfig(brokers=["stomp://127.0.0.1:1"], **config),
+                       protocol=NativeProtocol(HmacSigner(KEY)))
+    fleet = LossyFleet(client, nodes, lost)
+    client.transport = fleet  # type: ignore[assignment]
+    return client, fleet
+
+
+def test_a_ping_asks_the_expected_nodes_that_missed_the_broadcast_again_directly():
+    client, fleet = lossy_client(["a", "b", "c"], {"c"}, discovery_timeout=10, reask_after=0.1)
+    result = client.ping(expect=["a", "b", "c"])
+    assert sorted(result.responded) == ["a", "b", "c"]
+    assert [f.headers.get("drb_identity") for f in fleet.sent[1:]] == ["c"]  # only the silent one
+
+
+def test_no_reask_when_disabled_or_without_expected_identities():
+    client, fleet = lossy_client(["a", "b"], {"b"}, discovery_timeout=0.6, reask_after=0)
+    assert client.ping(expect=["a", "b"]).no_response == ["b"]
+    client, fleet = lossy_client(["a", "b"], {"b"}, discovery_timeout=1, discovery_window=0.3, reask_after=0.1)
+    assert client.ping().responded == ["a"]
+    assert len(fleet.sent) == 1
