@@ -15,9 +15,8 @@ MCollective's RabbitMQ connector needs its two topic exchanges (<collective>_bro
 A cluster (`broker.replicas`, RabbitCluster): each node in its own network namespace, named
 drbootstrap@<its address> (long names: no DNS needed between brokers), epmd and distribution on
 fixed ports of that address, the same Erlang cookie (a secret: copied from a 0600 file, never an
-argument), joining the first node (the seed) by classic peer discovery; every queue is mirrored
-to every node (ha-mode all), so an agent's directed queue and a client's reply queue outlive the
-node that held them.
+argument), joining the first node (the seed) by classic peer discovery; agents' directed queues
+are mirrored to every node (ha-mode all), so they outlive the node that held them.
 """
 
 from __future__ import annotations
@@ -148,8 +147,13 @@ def render_definitions(config: RabbitConfig) -> str:
     permissions = {"user": BROKER_USER, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
     definitions = {"users": [user], "vhosts": [{"name": "/"}], "permissions": [permissions],
                    "exchanges": exchanges}
-    if config.cluster is not None:  # a queue outlives its node: mirrored everywhere, promoted on failure
-        definitions["policies"] = [{"vhost": "/", "name": "drbootstrap-mirrored", "pattern": ".*",
+    if config.cluster is not None:
+        # Agents' directed queues outlive their node: mirrored everywhere, a mirror promoted on
+        # failure (a request waits there while its agent reconnects). Broadcast subscriptions' and
+        # clients' reply queues are not: each is its subscriber's own, made again where it
+        # reconnects (mirroring them tripled a failover's work, and a promoted auto-delete reply
+        # queue refused its client's new subscription as locked).
+        definitions["policies"] = [{"vhost": "/", "name": "drbootstrap-mirrored", "pattern": r"^drb\..*\.node\.",
                                     "apply-to": "queues", "priority": 0,
                                     "definition": {"ha-mode": "all", "ha-sync-mode": "automatic"}}]
     return json.dumps(definitions, indent=2) + "\n"

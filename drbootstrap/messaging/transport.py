@@ -240,11 +240,16 @@ class StompTransport:
             time.sleep(delay * random.uniform(0.8, 1.2))
             try:
                 self._connect_once()
+            except MessagingError:
+                delay = min(delay * 2, self.config.backoff_max)
+                continue
+            if self.connected.is_set():
                 self.reconnects += 1
                 log.warning("%s: reconnected to the broker", self.name)
                 return
-            except MessagingError:
-                delay = min(delay * 2, self.config.backoff_max)
+            # Lost again before the subscriptions were receipted (a broker refusing one while its
+            # cluster fails over): this thread is the one that must keep trying.
+            delay = min(delay * 2, self.config.backoff_max)
 
     def _broker_list(self) -> str:
         return ", ".join(str(b) for b in self.config.brokers)

@@ -103,7 +103,7 @@ class SecuritySpec(SpecModel):
 
 class BrokerSpec(SpecModel):
     """The master's STOMP broker. `replicas`: how many broker nodes carry the messages (a RabbitMQ
-    cluster joined to the master's node; drbootstrap.rabbitmq), 1 being the master's alone."""
+    cluster joined to the master's node, the others named by spec.broker_nodes), 1: the master's alone."""
 
     kind: Literal["activemq", "rabbitmq"] = "activemq"
     port: Port = Field(61613, ge=1, le=65535)
@@ -121,9 +121,10 @@ class BrokerSpec(SpecModel):
             raise invalid(f"replicas: {self.replicas} needs kind: rabbitmq (a RabbitMQ cluster); "
                           "an ActiveMQ network of brokers is not supported",
                           "set kind: rabbitmq, or replicas: 1", at="replicas")
-        raise invalid(f"replicas: {self.replicas}: `up` does not launch extra broker nodes yet",
-                      "set replicas: 1; agents and clients given several brokers already fail over "
-                      "between a cluster's nodes", at="replicas")
+        if self.tls:
+            raise invalid(f"replicas: {self.replicas} with tls: the broker nodes have no certificates yet",
+                          "set tls: false for plain STOMP, or replicas: 1", at="replicas")
+        return self
 
 
 class MasterPuppetSpec(SpecModel):

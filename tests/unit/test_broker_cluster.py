@@ -28,9 +28,9 @@ def test_a_cluster_node_is_named_by_its_address_and_joins_the_seed_by_classic_di
     assert "cluster_formation.classic_config.nodes.1 = drbootstrap@10.9.0.11" in conf
 
 
-def test_a_cluster_mirrors_every_queue_and_a_single_node_has_no_policy():
+def test_a_cluster_mirrors_drbootstraps_named_queues_and_a_single_node_has_no_policy():
     policies = json.loads(render_definitions(clustered("10.9.0.12")))["policies"]
-    assert policies[0]["pattern"] == ".*" and policies[0]["definition"]["ha-mode"] == "all"
+    assert policies[0]["pattern"] == r"^drb\..*\.node\." and policies[0]["definition"]["ha-mode"] == "all"
     single = json.loads(render_definitions(RabbitConfig(Path("/b"))))
     assert "policies" not in single
     assert RabbitConfig(Path("/b")).node == "drbootstrap@localhost"
