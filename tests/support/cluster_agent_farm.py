@@ -30,6 +30,7 @@ class _Reconnections(logging.Handler):
 def main(argv: list[str]) -> int:
     urls, key_file, *names = argv
     logging.getLogger("drbootstrap.transport").addHandler(_Reconnections())
+    logging.getLogger("drbootstrap").addHandler(logging.StreamHandler())  # warnings to stderr, as before
     configs = [agent_config_from_dict({"identity": name, "brokers": urls.split(","), "key_file": key_file,
                                        "broker_kind": "rabbitmq", "agents": ["discovery", "rpcutil"]})
                for name in names]
