@@ -79,3 +79,39 @@ def test_no_reask_when_disabled_or_without_expected_identities():
     client, fleet = lossy_client(["a", "b"], {"b"}, discovery_timeout=1, discovery_window=0.3, reask_after=0.1)
     assert client.ping().responded == ["a"]
     assert len(fleet.sent) == 1
+
+
+def cluster_spec(tmp_path: Path):
+    from drbootstrap.paths import project_root
+    from drbootstrap.spec import load_spec
+
+    text = (project_root() / "examples" / "local.yaml").read_text()
+    spec_file = tmp_path / "env.yaml"
+    spec_file.write_text(text.replace("    kind: activemq\n", "    kind: rabbitmq\n    replicas: 3\n"))
+    return load_spec(spec_file)
+
+
+def test_replicas_add_broker_nodes_to_the_plan_once(tmp_path):
+    from drbootstrap.plan import build_plan
+    from drbootstrap.spec.broker_nodes import with_broker_nodes
+
+    spec = cluster_spec(tmp_path)
+    hostnames = [node.hostname for node in build_plan(spec).nodes()]
+    assert hostnames.count("broker1") == 1 and hostnames.count("broker2") == 1 and "broker3" not in hostnames
+    assert with_broker_nodes(spec) is spec  # already added: never twice
+
+
+def test_every_node_is_told_the_broker_nodes_and_only_broker_nodes_get_the_cookie(tmp_path):
+    from drbootstrap.images.from_spec import worker_boot_config
+    from drbootstrap.images.userdata import node_env, render_user_data
+
+    spec = cluster_spec(tmp_path)
+    web = worker_boot_config(spec, "web01", master_address="10.213.0.11", autosign_token="t", agent_key="k")
+    assert web.broker_replicas == ("broker1.demo.internal", "broker2.demo.internal")
+    assert "DRB_BROKER_COOKIE_FILE=''" in node_env(web)
+    cookie = "c" * 40
+    broker = worker_boot_config(spec, "broker1", master_address="10.213.0.11", autosign_token="t", agent_key="k",
+                                broker_cookie=cookie)
+    assert broker.role == "broker" and cookie not in node_env(broker) and cookie not in repr(broker)
+    user_data = render_user_data(broker, allow_gzip=False).decode()
+    assert "broker-cookie" in user_data and "permissions: '0600'" in user_data
