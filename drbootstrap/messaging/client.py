@@ -102,6 +102,7 @@ class RpcClient:
         self.protocol = protocol or make_protocol(config)
         self.client_id = f"{config.identity}_{os.getpid()}_{secrets.token_hex(3)}"
         self.reply_to, self._reply_subscription = self.protocol.reply_endpoints(self.client_id, config.collective)
+        self._reply_generation = 0
         self.refused = 0
         self._replies: queue.Queue[tuple[Reply, float]] = queue.Queue()
         self._outstanding: set[str] = set()
@@ -118,7 +119,18 @@ class RpcClient:
             self._on_message,
             name=self.client_id,
         )
+        if config.broker_kind == "rabbitmq" and len(config.brokers) > 1:  # a cluster (see _new_reply_queue)
+            self.transport.before_reconnect = self._new_reply_queue
 
+    def _new_reply_queue(self) -> None:
+        """Reconnecting to a RabbitMQ cluster: replies go to a new queue of ours, as the old one may
+        still be held for the node that died, which refuses a new subscription to it as locked.
+        Replies on their way to the old one are lost: a ping with expected identities asks again."""
+        self._reply_generation += 1
+        old = self._reply_subscription[0]
+        self.reply_to, self._reply_subscription = self.protocol.reply_endpoints(
+            f"{self.client_id}_{self._reply_generation}", self.config.collective)
+        self.transport.replace_subscription(old, *self._reply_subscription)
     def __enter__(self) -> RpcClient:
         self.transport.subscribe(*self._reply_subscription)
         self.transport.connect(retry_until=time.monotonic() + self.config.connect_timeout)
@@ -291,7 +303,7 @@ class _Reasker:
         if not self.client.transport.connected.is_set():
             return 0.05  # reconnecting: ask once connected again
         again = replace(self.request, request_id=uuid.uuid4().hex, created_at=time.time(),
-                        targets=tuple(sorted(silent)))
+                        targets=tuple(sorted(silent)), reply_to=self.client.reply_to)
         self.request_ids.add(again.request_id)
         self.client._outstanding.add(again.request_id)
         try:

@@ -95,6 +95,8 @@ class StompTransport:
         self._lock = threading.Lock()
         self._reconnect_thread: threading.Thread | None = None
         self._receipts: dict[str, threading.Event] = {}
+        # Called before each reconnection attempt: a client moves to a new reply queue there.
+        self.before_reconnect: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -131,6 +133,12 @@ class StompTransport:
                 connection.disconnect()
             except (StompException, OSError):
                 pass
+
+    def replace_subscription(self, old: str, destination: str, headers: dict[str, str]) -> None:
+        """Subscribe to DESTINATION instead of OLD from the next (re)connection on."""
+        with self._lock:
+            self.subscriptions = [(destination, dict(headers)) if entry[0] == old else entry
+                                  for entry in self.subscriptions]
 
     def subscribe(self, destination: str, headers: dict[str, str] | None = None) -> None:
         """Subscribe now and again after every reconnect."""
@@ -238,6 +246,8 @@ class StompTransport:
         delay = self.config.backoff_initial
         while not self._closing:
             time.sleep(delay * random.uniform(0.8, 1.2))
+            if self.before_reconnect is not None:
+                self.before_reconnect()
             try:
                 self._connect_once()
             except MessagingError:

@@ -115,3 +115,17 @@ def test_every_node_is_told_the_broker_nodes_and_only_broker_nodes_get_the_cooki
     assert broker.role == "broker" and cookie not in node_env(broker) and cookie not in repr(broker)
     user_data = render_user_data(broker, allow_gzip=False).decode()
     assert "broker-cookie" in user_data and "permissions: '0600'" in user_data
+
+
+def test_a_client_of_a_rabbitmq_cluster_takes_a_new_reply_queue_at_each_reconnection():
+    client = RpcClient(ClientConfig(brokers=["stomp://10.9.0.11:1", "stomp://10.9.0.12:1"], broker_kind="rabbitmq"),
+                       protocol=NativeProtocol(HmacSigner(KEY)))
+    client.transport.subscribe(*client._reply_subscription)
+    first = client.reply_to
+    assert client.transport.before_reconnect is not None
+    client.transport.before_reconnect()
+    assert client.reply_to != first and client.reply_to.startswith(first)
+    assert [entry[0] for entry in client.transport.subscriptions] == [client._reply_subscription[0]]
+    single = RpcClient(ClientConfig(brokers=["stomp://10.9.0.11:1"], broker_kind="rabbitmq"),
+                       protocol=NativeProtocol(HmacSigner(KEY)))
+    assert single.transport.before_reconnect is None  # one broker: its queue is the same after a restart
