@@ -129,3 +129,11 @@ def test_a_client_of_a_rabbitmq_cluster_takes_a_new_reply_queue_at_each_reconnec
     single = RpcClient(ClientConfig(brokers=["stomp://10.9.0.11:1"], broker_kind="rabbitmq"),
                        protocol=NativeProtocol(HmacSigner(KEY)))
     assert single.transport.before_reconnect is None  # one broker: its queue is the same after a restart
+
+
+def test_a_ping_with_a_fact_filter_never_asks_the_silent_directly():
+    from drbootstrap.messaging.envelope import FactFilter, Filter
+
+    client, fleet = lossy_client(["a", "b"], {"b"}, discovery_timeout=0.8, reask_after=0.1)
+    result = client.ping(Filter(fact=(FactFilter("role", "==", "db"),)), expect=["a", "b"])
+    assert result.no_response == ["b"] and len(fleet.sent) == 1
