@@ -3,10 +3,10 @@
 Discovery ends the moment every expected identity has answered; without an expectation it
 uses a sliding window (stop after `discovery_window` s with no new reply, at most
 `discovery_timeout` s). Replies flow listener -> queue -> the waiting caller, no sleeps.
-A ping with expected identities (and no fact, class or agent filter) asks the silent ones again,
-directly, once replies stop coming for `reask_after` s or the client reconnected: a broker node
-that died took the broadcast with it for the agents connected to it, and their directed queues
-(mirrored in a cluster) keep the question until they are back.
+With several brokers (a cluster), a ping with expected identities (and no fact, class or agent
+filter) asks the silent ones again, directly, once replies stop coming for `reask_after` s or the
+client reconnected: a broker node that died took the broadcast with it for the agents connected
+to it, and their directed queues (mirrored in a cluster) keep the question until they are back.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class ClientConfig:
     connect_timeout: float = 10.0
     protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
     broker_kind: str = "activemq"  # or "rabbitmq": which STOMP destinations (messaging.naming)
-    reask_after: float = 0.5  # ping with expected identities: re-ask the silent after this idle time (0: never)
+    reask_after: float = 0.5  # several brokers, ping with expected identities: re-ask the silent after this idle time
 
 
 @dataclass
@@ -145,9 +145,11 @@ class RpcClient:
         """Broadcast discovery ping; each reply's latency is recorded."""
         expected = list(expect)
         request = self._request("discovery", "ping", {}, filter_)
-        # Only without fact, class or agent filters: a node asked directly answers whatever it is,
-        # so an expected node the filters leave out must stay silent.
-        reask = bool(expected) and not (filter_.fact or filter_.cf_class or filter_.agent)
+        # Only with several brokers (a cluster, where one dying loses its agents the broadcast), and
+        # without fact, class or agent filters: a node asked directly answers whatever it is, so
+        # an expected node the filters leave out must stay silent.
+        reask = (bool(expected) and len(self.config.brokers) > 1
+                 and not (filter_.fact or filter_.cf_class or filter_.agent))
         replies, latency, elapsed = self._round_trip(request, set(expected) or None, self.config.discovery_timeout,
                                                      reask=reask)
         return RpcResult("discovery", "ping", replies, expected, elapsed, latency)

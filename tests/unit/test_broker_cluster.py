@@ -59,8 +59,8 @@ class LossyFleet:
 
 
 def lossy_client(nodes: list[str], lost: set[str], **config) -> tuple[RpcClient, LossyFleet]:
-    client = RpcClient(ClientConfig(brokers=["stomp://127.0.0.1:1"], **config),
-                       protocol=NativeProtocol(HmacSigner(KEY)))
+    config.setdefault("brokers", ["stomp://127.0.0.1:1", "stomp://127.0.0.2:1"])  # a cluster
+    client = RpcClient(ClientConfig(**config), protocol=NativeProtocol(HmacSigner(KEY)))
     fleet = LossyFleet(client, nodes, lost)
     client.transport = fleet  # type: ignore[assignment]
     return client, fleet
@@ -71,6 +71,12 @@ def test_a_ping_asks_the_expected_nodes_that_missed_the_broadcast_again_directly
     result = client.ping(expect=["a", "b", "c"])
     assert sorted(result.responded) == ["a", "b", "c"]
     assert [f.headers.get("drb_identity") for f in fleet.sent[1:]] == ["c"]  # only the silent one
+
+
+def test_no_reask_with_a_single_broker():
+    client, fleet = lossy_client(["a", "b"], {"b"}, brokers=["stomp://127.0.0.1:1"], discovery_timeout=0.6,
+                                 reask_after=0.1)
+    assert client.ping(expect=["a", "b"]).no_response == ["b"] and len(fleet.sent) == 1
 
 
 def test_no_reask_when_disabled_or_without_expected_identities():
