@@ -120,6 +120,11 @@ class EnvironmentPaths:
         return self.root / "keys"
 
     @property
+    def broker_cookie(self) -> Path:
+        """The broker cluster's Erlang cookie (0600; `master.broker.replicas` above 1)."""
+        return self.root / "broker-cookie"
+
+    @property
     def broker_ca(self) -> Path:
         """The environment's broker CA certificate (stomp+ssl): what the client and every agent trust."""
         return self.root / "broker-ca.pem"

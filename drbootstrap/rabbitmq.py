@@ -11,6 +11,12 @@ they do to ActiveMQ, and the STOMP plugin logs them in as that user (stomp.defau
 are protected by their signatures, not by the broker's login. The guest user is never made.
 MCollective's RabbitMQ connector needs its two topic exchanges (<collective>_broadcast,
 <collective>_directed): they are declared at start from a definitions file.
+
+A cluster (`broker.replicas`, RabbitCluster): each node in its own network namespace, named
+drbootstrap@<its address> (long names: no DNS needed between brokers), epmd and distribution on
+fixed ports of that address, the same Erlang cookie (a secret: copied from a 0600 file, never an
+argument), joining the first node (the seed) by classic peer discovery; agents' directed queues
+are mirrored to every node (ha-mode all), so they outlive the node that held them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,21 @@ RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 STARTUP_TIMEOUT = 90.0
 BROKER_USER = "drbootstrap"
 DEFAULT_COLLECTIVES = ("mcollective",)
+CLUSTER_EPMD_PORT = 4369  # the same on every node: Erlang asks a peer's epmd on its own port
+CLUSTER_DIST_PORT = 25672
+
+
+@dataclass(frozen=True)
+class RabbitCluster:
+    """This node's place in a cluster: its own address (its node name's host) and the seed's."""
+
+    address: str
+    seed: str
+    cookie_file: Path  # 0600; its content becomes the node's .erlang.cookie
+
+    @property
+    def is_seed(self) -> bool:
+        return self.address == self.seed
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,12 @@ class RabbitConfig:
     dist_port: int = 0
     collectives: tuple[str, ...] = DEFAULT_COLLECTIVES  # MCollective's exchanges declared for these
     password: str = field(default="", repr=False)
+    cluster: RabbitCluster | None = None
+
+    @property
+    def node(self) -> str:
+        """The Erlang node name: by address in a cluster, else private to this machine."""
+        return f"{self.node_name}@{self.cluster.address}" if self.cluster else f"{self.node_name}@localhost"
 
 
 def render_rabbitmq_conf(config: RabbitConfig) -> str:
@@ -83,6 +110,17 @@ def render_rabbitmq_conf(config: RabbitConfig) -> str:
         "log.file.level = info",
         "log.console = false",
     ]
+    if config.cluster is not None:
+        seed = RabbitConfig(config.base_dir, node_name=config.node_name,
+                            cluster=RabbitCluster(config.cluster.seed, config.cluster.seed, Path()))
+        lines += [
+            "cluster_formation.peer_discovery_backend = classic_config",
+            f"cluster_formation.classic_config.nodes.1 = {seed.node}",
+            # Wait for the seed rather than form a cluster of one beside it.
+            "cluster_formation.discovery_retry_limit = 120",
+            "cluster_formation.discovery_retry_interval = 1000",
+            "cluster_partition_handling = autoheal",
+        ]
     if config.tls is not None and config.tls_port:
         lines += [
             f"stomp.listeners.ssl.1 = {_endpoint(config.host, config.tls_port)}",
@@ -107,8 +145,18 @@ def render_definitions(config: RabbitConfig) -> str:
     user = {"name": BROKER_USER, "password_hash": password_hash(config.password),
             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
     permissions = {"user": BROKER_USER, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
-    return json.dumps({"users": [user], "vhosts": [{"name": "/"}], "permissions": [permissions],
-                       "exchanges": exchanges}, indent=2) + "\n"
+    definitions = {"users": [user], "vhosts": [{"name": "/"}], "permissions": [permissions],
+                   "exchanges": exchanges}
+    if config.cluster is not None:
+        # Agents' directed queues outlive their node: mirrored everywhere, a mirror promoted on
+        # failure (a request waits there while its agent reconnects). Broadcast subscriptions' and
+        # clients' reply queues are not: each is its subscriber's own, made again where it
+        # reconnects (mirroring them tripled a failover's work, and a promoted auto-delete reply
+        # queue refused its client's new subscription as locked).
+        definitions["policies"] = [{"vhost": "/", "name": "drbootstrap-mirrored", "pattern": r"^drb\..*\.node\.",
+                                    "apply-to": "queues", "priority": 0,
+                                    "definition": {"ha-mode": "all", "ha-sync-mode": "automatic"}}]
+    return json.dumps(definitions, indent=2) + "\n"
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:
@@ -189,9 +237,9 @@ class RabbitBroker(RunningBroker):
             "HOME": str(base),  # .erlang.cookie
             "LANG": "C.UTF-8",
             "ERL_EPMD_PORT": str(self.config.epmd_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODENAME": f"{self.config.node_name}@localhost",
-            "RABBITMQ_USE_LONGNAME": "false",
+            "ERL_EPMD_ADDRESS": self._epmd_address,
+            "RABBITMQ_NODENAME": self.config.node,
+            "RABBITMQ_USE_LONGNAME": "true" if self.config.cluster else "false",
             "RABBITMQ_BASE": str(base),
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
@@ -205,6 +253,10 @@ class RabbitBroker(RunningBroker):
             "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         }
 
+    @property
+    def _epmd_address(self) -> str:
+        return f"127.0.0.1,{self.config.cluster.address}" if self.config.cluster else "127.0.0.1"
+
     def _launch(self, timeout: float) -> None:
         epmd = shutil.which("epmd")
         if not RABBITMQ_SERVER.exists() or epmd is None:
@@ -213,8 +265,8 @@ class RabbitBroker(RunningBroker):
         base = self.config.base_dir
         # epmd first, in the node's process group; the shell (the pid a supervisor watches) ends
         # when the node ends, and takes its epmd with it, so a crashed node leaves nothing behind.
-        script = (f'"$1" -port {self.config.epmd_port} -address 127.0.0.1 & epmd=$!; shift; "$@"; status=$?; '
-                  'kill "$epmd" 2>/dev/null; exit "$status"')
+        script = (f'"$1" -port {self.config.epmd_port} -address {self._epmd_address} & epmd=$!; '
+                  'shift; "$@"; status=$?; kill "$epmd" 2>/dev/null; exit "$status"')
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 ["/bin/sh", "-c", script, "sh", epmd, str(RABBITMQ_SERVER)], cwd=base, env=self.environment(),
@@ -251,32 +303,55 @@ def start_rabbitmq(
     tls_port: int | None = None,
     plain_host: str | None = None,
     collectives: tuple[str, ...] = DEFAULT_COLLECTIVES,
+    cluster: RabbitCluster | None = None,
     timeout: float = STARTUP_TIMEOUT,
 ) -> RabbitBroker:
     """Write the node's files into BASE_DIR, start it, return once STOMP CONNECT succeeds (on
-    PLAIN_HOST when given: loopback, so that only stomp+ssl is offered to the network)."""
+    PLAIN_HOST when given: loopback, so that only stomp+ssl is offered to the network). With
+    CLUSTER, the node joins the seed's cluster (the seed must be running, or start meanwhile)."""
     if os.geteuid() != 0:
         raise PrerequisiteError("starting a private RabbitMQ needs root", hint="run as root")
     base_dir = Path(base_dir).resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
     (base_dir / "log").mkdir(exist_ok=True)
-    password = _node_password(base_dir)
+    # One user for the whole cluster (its users are shared): the password follows from the cookie.
+    password = _cluster_password(cluster.cookie_file) if cluster else _node_password(base_dir)
     config = RabbitConfig(
         base_dir=base_dir, host=host, port=port or free_port(host), tls=tls,
         tls_port=(tls_port or free_port(host)) if tls else None, plain_host=plain_host,
-        epmd_port=free_port(), dist_port=free_port(), collectives=collectives, password=password,
+        epmd_port=CLUSTER_EPMD_PORT if cluster else free_port(),
+        dist_port=CLUSTER_DIST_PORT if cluster else free_port(), collectives=collectives, password=password,
+        cluster=cluster,
     )
     write_private_file(base_dir / "rabbitmq.conf", render_rabbitmq_conf(config))
     write_private_file(base_dir / "definitions.json", render_definitions(config))
     (base_dir / "enabled_plugins").write_text("[rabbitmq_stomp].\n")
     (base_dir / "rabbitmq-env.conf").write_text("# settings come from drbootstrap.rabbitmq's environment\n")
     cookie = base_dir / ".erlang.cookie"
-    if not cookie.is_file():
+    if cluster is not None:  # the cluster's shared cookie: read from its file, never passed around
+        write_private_file(cookie, _read_cookie(cluster.cookie_file))
+    elif not cookie.is_file():
         write_private_file(cookie, secrets.token_hex(20))
     os.chmod(cookie, 0o400)
     broker = RabbitBroker(config)
     broker._launch(timeout)
     return broker
+
+
+def _read_cookie(path: Path) -> str:
+    try:
+        cookie = path.read_text().strip()
+    except OSError as error:
+        raise PrerequisiteError(f"cannot read the broker cluster's cookie file {path}: {error.strerror}",
+                                hint="the master writes it (0600) before the broker nodes start") from None
+    if not cookie.isalnum() or len(cookie) < 20:
+        raise MessagingError(f"the broker cluster's cookie in {path} is not 20+ letters and digits",
+                             hint="remove it: a new one is made when the environment is rebuilt")
+    return cookie
+
+
+def _cluster_password(cookie_file: Path) -> str:
+    return hashlib.sha256(b"drbootstrap broker user\0" + _read_cookie(cookie_file).encode()).hexdigest()
 
 
 def _node_password(base_dir: Path) -> str:

@@ -200,7 +200,7 @@ class AgentServer:
 
     def _send(self, reply: Reply, request: Request) -> None:
         try:
-            self.transport.send(self.protocol.reply_frame(reply, request))
+            self.transport.send(self.protocol.reply_frame(reply, request), while_subscribing=True)
             self.stats.replies += 1
         except (MessagingError, SecurityError) as error:
             log.warning("%s: could not send the reply to %s: %s", self.identity, describe_request(request), error)

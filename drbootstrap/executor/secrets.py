@@ -53,6 +53,16 @@ def autosign_token(psk: str, environment: str, hostname: str, generation: int) -
     return hmac.new(psk.encode(), message, hashlib.sha256).hexdigest()[:40]
 
 
+def load_or_create_broker_cookie(paths: EnvironmentPaths) -> str:
+    """The broker cluster's Erlang cookie: made once (0600), given to the master and the broker
+    nodes in their user-data, never on a command line."""
+    if paths.broker_cookie.is_file():
+        return paths.broker_cookie.read_text().strip()
+    cookie = secrets.token_hex(20)
+    write_private_file(paths.broker_cookie, cookie + "\n")
+    return cookie
+
+
 def load_or_create_broker_ca(paths: EnvironmentPaths, environment: str) -> CertifiedKey:
     """The master's issuing CA for the broker's certificate, under the environment's broker CA:
     both made once (keys 0600, the CA's certificate public at paths.broker_ca), before the first

@@ -1,15 +1,17 @@
 """The user-data a node is launched with, from the spec, its key (its own ed25519 key, or the shared
 PSK), the node's own directories and, over stomp+ssl, the environment's broker CA (and on the
-master its issuing CA); on a master with `master.restore`, where to fetch its earlier state."""
+master its issuing CA); on a master with `master.restore`, where to fetch its earlier state; on
+the master and the broker nodes of a broker cluster, its Erlang cookie."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drbootstrap.executor.context import NodeRuntime, RunContext
-from drbootstrap.executor.secrets import load_or_create_broker_ca
+from drbootstrap.executor.secrets import load_or_create_broker_ca, load_or_create_broker_cookie
 from drbootstrap.images.from_spec import broker_uses_tls, master_boot_config, worker_boot_config
 from drbootstrap.images.userdata import render_user_data
+from drbootstrap.spec.broker_nodes import BROKER_ROLE
 
 
 def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = None, unarmed: bool = False) -> str:
@@ -32,6 +34,8 @@ def user_data_for(ctx: RunContext, node: NodeRuntime, *, autosign: str | None = 
         tls = {"broker_ca": ctx.paths.broker_ca.read_text()}
         if node.planned.is_master:
             tls["broker_issuer"] = issuer
+    if spec.master.broker.replicas > 1 and (node.planned.is_master or node.planned.role == BROKER_ROLE):
+        dirs["broker_cookie"] = load_or_create_broker_cookie(ctx.paths)  # a node of the broker cluster
     if node.planned.is_master:
         offered = None
         if ctx.master_state is not None:  # master.restore: its earlier state, fetched before puppetserver starts

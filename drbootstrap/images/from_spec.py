@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from drbootstrap.images.userdata import DEFAULT_NODE_DIR, MasterStateToRestore, NodeBootConfig, UserDataError
 from drbootstrap.messaging.keys import NodeKey
+from drbootstrap.spec.broker_nodes import broker_fqdns
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
 
 if TYPE_CHECKING:
@@ -102,13 +103,18 @@ def _own_key_settings(node_key: NodeKey | None, operator_public_key: str | None)
 
 def _shared_settings(spec: EnvironmentSpec, master_address: str | None, agent_key: str | None,
                      agent_key_reference: str | None) -> dict[str, Any]:
-    """What every node of the environment is told alike: domain, broker, controller, Puppet, PSK."""
+    """What every node of the environment is told alike: domain, broker (and the broker cluster's
+    other nodes), controller, Puppet, PSK."""
+    if spec.master.broker.replicas > 1 and broker_uses_tls(spec):
+        raise UserDataError(f"master.broker.replicas: {spec.master.broker.replicas} over stomp+ssl: the broker "
+                            "nodes have no certificates yet", hint="set master.broker.tls: false, or replicas: 1")
     return {
         "environment": spec.environment,
         "domain": str(spec.domain),
         "broker_port": spec.master.broker.port,
         "broker_protocol": _broker_protocol(spec),
         "broker_kind": spec.master.broker.kind,
+        "broker_replicas": tuple(broker_fqdns(spec)),
         "master_address": master_address,
         "controller_name": controller_fqdn(spec),
         "puppet_server": controller_fqdn(spec),

@@ -8,6 +8,8 @@
         --host ADDR --port 61613 [--tls --tls-name NAME ... [--issuer-cert F --issuer-key F]]
         (stomp+ssl on ADDR:PORT, its certificate in DIR/tls, issued by the master's issuing CA when
         given, else self-signed; plain STOMP on loopback only)
+        [--cluster-seed ADDR --cookie-file F]   (RabbitMQ: a node of the cluster whose first node
+        is ADDR, named by --host; F holds the cluster's Erlang cookie, 0600)
     python3 -m drbootstrap.images.master_services puppetserver-aot [--build] [--cache-dir DIR]
 """
 
@@ -65,13 +67,18 @@ def _broker(args: argparse.Namespace) -> None:
 
 
 def _rabbitmq(args: argparse.Namespace, base: Path, issuer: CertifiedKey | None) -> RabbitBroker:
-    from drbootstrap.rabbitmq import master_rabbitmq_tls, start_rabbitmq
+    from drbootstrap.rabbitmq import RabbitCluster, master_rabbitmq_tls, start_rabbitmq
 
+    cluster = None
+    if args.cluster_seed:
+        if not args.cookie_file:
+            raise SystemExit("--cluster-seed needs --cookie-file")
+        cluster = RabbitCluster(args.host, args.cluster_seed, Path(args.cookie_file))
     if args.tls:
         tls = master_rabbitmq_tls(base / "tls", args.host, tuple(args.tls_name or ()), issuer)
         return start_rabbitmq(base, host=args.host, port=args.port, tls=tls, tls_port=args.port,
-                              plain_host="127.0.0.1")
-    return start_rabbitmq(base, host=args.host, port=args.port)
+                              plain_host="127.0.0.1", cluster=cluster)
+    return start_rabbitmq(base, host=args.host, port=args.port, cluster=cluster)
 
 
 def _puppetserver_aot(args: argparse.Namespace) -> None:
@@ -107,6 +114,8 @@ def parser() -> argparse.ArgumentParser:
     broker.add_argument("--tls-name", action="append", help="another name for the certificate (the controller's)")
     broker.add_argument("--issuer-cert", help="the master's issuing CA certificate (PEM) for the broker's")
     broker.add_argument("--issuer-key", help="its private key (a 0600 file, never the key itself)")
+    broker.add_argument("--cluster-seed", help="RabbitMQ: join the cluster of the node at this address")
+    broker.add_argument("--cookie-file", help="RabbitMQ cluster: the Erlang cookie's file (0600)")
     broker.set_defaults(run=_broker)
     aot = commands.add_parser("puppetserver-aot",
                               help="print the compiled-jar path for this puppetserver (exit 1: none)")

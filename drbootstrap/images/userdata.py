@@ -63,7 +63,8 @@ class MasterStateToRestore:
 
 @dataclass(frozen=True)
 class NodeBootConfig:
-    """Everything one node's boot script needs. Secrets: agent_key, autosign_token, broker_issuer_key, master_state."""
+    """Everything one node's boot script needs. Secrets: agent_key, autosign_token, broker_issuer_key,
+    broker_cookie, master_state."""
 
     environment: str
     domain: str
@@ -77,6 +78,8 @@ class NodeBootConfig:
     broker_ca: str | None = None  # stomp+ssl: the environment's CA (PEM, public) the agent verifies the broker by
     broker_issuer_cert: str | None = None  # stomp+ssl on the master: its issuing CA, signed by broker_ca
     broker_issuer_key: str | None = field(default=None, repr=False)  # and its key, written 0600
+    broker_replicas: tuple[str, ...] = ()  # the broker cluster's other nodes (names): agents fail over to them
+    broker_cookie: str | None = field(default=None, repr=False)  # a broker node's Erlang cookie, written 0600
     master_address: str | None = None  # the resolver workers use; None on the master itself
     controller_name: str | None = None  # the master's stable name (controller.demo.internal)
     puppet_server: str | None = None  # default: the controller name
@@ -202,6 +205,8 @@ def node_env(config: NodeBootConfig) -> str:
         "DRB_BROKER_PORT": str(config.broker_port),
         "DRB_BROKER_PROTOCOL": config.broker_protocol,
         "DRB_BROKER_KIND": config.broker_kind,
+        "DRB_BROKER_REPLICAS": " ".join(config.broker_replicas),
+        "DRB_BROKER_COOKIE_FILE": f"{config.config_dir}/broker-cookie" if config.broker_cookie else "",
         "DRB_BROKER_CA_FILE": f"{config.config_dir}/broker-ca.pem" if config.broker_ca else "",
         "DRB_BROKER_ISSUER_CERT_FILE": f"{config.config_dir}/broker-issuer.pem" if config.broker_issuer_cert else "",
         "DRB_BROKER_ISSUER_KEY_FILE": f"{config.config_dir}/broker-issuer.key" if config.broker_issuer_key else "",
@@ -251,6 +256,9 @@ def cloud_config(config: NodeBootConfig) -> dict:
                       "content": config.master_state.fetch_file()})
     if config.broker_ca is not None:
         files.append({"path": f"{config.config_dir}/broker-ca.pem", "permissions": "0644", "content": config.broker_ca})
+    if config.broker_cookie is not None:
+        files.append({"path": f"{config.config_dir}/broker-cookie", "permissions": "0600",
+                      "content": config.broker_cookie + "\n"})
     if config.broker_issuer_cert is not None and config.broker_issuer_key is not None:
         files.append({"path": f"{config.config_dir}/broker-issuer.pem", "permissions": "0644",
                       "content": config.broker_issuer_cert})

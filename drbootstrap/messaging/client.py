@@ -3,6 +3,10 @@
 Discovery ends the moment every expected identity has answered; without an expectation it
 uses a sliding window (stop after `discovery_window` s with no new reply, at most
 `discovery_timeout` s). Replies flow listener -> queue -> the waiting caller, no sleeps.
+With several brokers (a cluster), a ping with expected identities (and no fact, class or agent
+filter) asks the silent ones again, directly, once replies stop coming for `reask_after` s or the
+client reconnected: a broker node that died took the broadcast with it for the agents connected
+to it, and their directed queues (mirrored in a cluster) keep the question until they are back.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ class ClientConfig:
     connect_timeout: float = 10.0
     protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
     broker_kind: str = "activemq"  # or "rabbitmq": which STOMP destinations (messaging.naming)
+    reask_after: float = 0.5  # several brokers, ping with expected identities: re-ask the silent after this idle time
 
 
 @dataclass
@@ -97,6 +102,7 @@ class RpcClient:
         self.protocol = protocol or make_protocol(config)
         self.client_id = f"{config.identity}_{os.getpid()}_{secrets.token_hex(3)}"
         self.reply_to, self._reply_subscription = self.protocol.reply_endpoints(self.client_id, config.collective)
+        self._reply_generation = 0
         self.refused = 0
         self._replies: queue.Queue[tuple[Reply, float]] = queue.Queue()
         self._outstanding: set[str] = set()
@@ -113,7 +119,18 @@ class RpcClient:
             self._on_message,
             name=self.client_id,
         )
+        if config.broker_kind == "rabbitmq" and len(config.brokers) > 1:  # a cluster (see _new_reply_queue)
+            self.transport.before_reconnect = self._new_reply_queue
 
+    def _new_reply_queue(self) -> None:
+        """Reconnecting to a RabbitMQ cluster: replies go to a new queue of ours, as the old one may
+        still be held for the node that died, which refuses a new subscription to it as locked.
+        Replies on their way to the old one are lost: a ping with expected identities asks again."""
+        self._reply_generation += 1
+        old = self._reply_subscription[0]
+        self.reply_to, self._reply_subscription = self.protocol.reply_endpoints(
+            f"{self.client_id}_{self._reply_generation}", self.config.collective)
+        self.transport.replace_subscription(old, *self._reply_subscription)
     def __enter__(self) -> RpcClient:
         self.transport.subscribe(*self._reply_subscription)
         self.transport.connect(retry_until=time.monotonic() + self.config.connect_timeout)
@@ -128,7 +145,13 @@ class RpcClient:
         """Broadcast discovery ping; each reply's latency is recorded."""
         expected = list(expect)
         request = self._request("discovery", "ping", {}, filter_)
-        replies, latency, elapsed = self._round_trip(request, set(expected) or None, self.config.discovery_timeout)
+        # Only with several brokers (a cluster, where one dying loses its agents the broadcast), and
+        # without fact, class or agent filters: a node asked directly answers whatever it is, so
+        # an expected node the filters leave out must stay silent.
+        reask = (bool(expected) and len(self.config.brokers) > 1
+                 and not (filter_.fact or filter_.cf_class or filter_.agent))
+        replies, latency, elapsed = self._round_trip(request, set(expected) or None, self.config.discovery_timeout,
+                                                     reask=reask)
         return RpcResult("discovery", "ping", replies, expected, elapsed, latency)
 
     def discover(self, filter_: Filter = Filter(), expect: Iterable[str] = ()) -> list[str]:
@@ -194,21 +217,37 @@ class RpcClient:
         )
 
     def _round_trip(
-        self, request: Request, expected: set[str] | None, timeout: float, *, window: bool = True
+        self, request: Request, expected: set[str] | None, timeout: float, *, window: bool = True,
+        reask: bool = False,
     ) -> tuple[list[Reply], dict[str, float], float]:
+        """Send REQUEST and collect its replies. REASK (idempotent requests only): the silent
+        expected identities are asked again, each time under a new request id."""
+        request_ids = {request.request_id}
         self._outstanding.add(request.request_id)
         try:
             started = time.monotonic()
-            for frame in self.protocol.request_frames(request):
-                self.transport.send(frame)
-            replies = self._collect(request.request_id, expected, started, timeout, window)
+            self._send(request)
+            again = _Reasker(self, request, request_ids) if reask and self.config.reask_after > 0 else None
+            replies = self._collect(request_ids, expected, started, timeout, window, again)
         finally:
-            self._outstanding.discard(request.request_id)
+            self._outstanding.difference_update(request_ids)
         latency = {reply.sender_id: (arrived - started) * 1000 for reply, arrived in replies}
         return [reply for reply, _ in replies], latency, (time.monotonic() - started) * 1000
 
+    def _send(self, request: Request) -> None:
+        """Send REQUEST's frames; a connection lost meanwhile (its broker died) is waited for, up
+        to connect_timeout, while the transport fails over to another broker."""
+        for frame in self.protocol.request_frames(request):
+            try:
+                self.transport.send(frame)
+            except MessagingError:
+                if not self.transport.connected.wait(self.config.connect_timeout):
+                    raise
+                self.transport.send(frame)
+
     def _collect(
-        self, request_id: str, expected: set[str] | None, started: float, timeout: float, window: bool
+        self, request_ids: set[str], expected: set[str] | None, started: float, timeout: float, window: bool,
+        reask: _Reasker | None = None,
     ) -> list[tuple[Reply, float]]:
         deadline = started + timeout
         idle = self.config.discovery_window if (window and not expected) else None
@@ -223,11 +262,13 @@ class RpcClient:
                 remaining = min(remaining, last + idle - now)
             if remaining <= 0:
                 break
+            if reask is not None and expected:
+                remaining = min(remaining, reask.due(last, expected - got.keys()))
             try:
-                reply, arrived = self._replies.get(timeout=remaining)
+                reply, arrived = self._replies.get(timeout=max(remaining, 0.0))
             except queue.Empty:
                 continue
-            if reply.request_id != request_id or reply.sender_id in got:
+            if reply.request_id not in request_ids or reply.sender_id in got:
                 continue  # a straggler from an earlier call, or a duplicate
             got[reply.sender_id] = (reply, arrived)
             last = arrived
@@ -243,6 +284,43 @@ class RpcClient:
             return
         if reply.request_id in self._outstanding:
             self._replies.put((reply, arrived))
+
+
+class _Reasker:
+    """Asks the silent expected identities again, directly (their directed queues keep the request
+    while they reconnect), when replies have stopped for `reask_after` s (doubling each time) or
+    the client's own connection was remade since the last ask."""
+
+    def __init__(self, client: RpcClient, request: Request, request_ids: set[str]) -> None:
+        self.client, self.request, self.request_ids = client, request, request_ids
+        self.wait = client.config.reask_after
+        self.asked_at = time.monotonic()
+        self.reconnects = client.transport.reconnects
+        self.times = 0
+
+    def due(self, last_reply: float, silent: set[str]) -> float:
+        """Seconds until the next re-ask (asking now when it is due)."""
+        now = time.monotonic()
+        quiet_since = max(last_reply, self.asked_at)
+        reconnected = self.client.transport.reconnects != self.reconnects
+        if not reconnected and now < quiet_since + self.wait:
+            return quiet_since + self.wait - now
+        if not self.client.transport.connected.is_set():
+            return 0.05  # reconnecting: ask once connected again
+        again = replace(self.request, request_id=uuid.uuid4().hex, created_at=time.time(),
+                        targets=tuple(sorted(silent)), reply_to=self.client.reply_to)
+        self.request_ids.add(again.request_id)
+        self.client._outstanding.add(again.request_id)
+        try:
+            self.client._send(again)
+        except MessagingError as error:  # the connection dropped meanwhile: try again once it is back
+            log.warning("re-asking %d silent node(s) failed: %s", len(silent), error)
+            return 0.05
+        self.times += 1
+        log.info("asked %d silent node(s) again (%s)", len(silent), "after a reconnect" if reconnected else "no reply")
+        self.asked_at, self.reconnects = time.monotonic(), self.client.transport.reconnects
+        self.wait *= 2
+        return self.wait
 
 
 def require_replies(result: RpcResult) -> None:

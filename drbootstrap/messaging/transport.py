@@ -1,5 +1,8 @@
 """One STOMP connection over stomp.py's core: broker failover list, optional TLS, reconnect with backoff.
 
+With several brokers (a cluster's nodes) each connection starts at a random one and tries the
+others in turn; after a loss it reconnects to the first that answers.
+
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
 reconnect, so a broker restart only costs the time until it listens again; a connection counts as
 up once the broker has receipted its subscriptions (RabbitMQ declares a queue on SUBSCRIBE).
@@ -92,6 +95,8 @@ class StompTransport:
         self._lock = threading.Lock()
         self._reconnect_thread: threading.Thread | None = None
         self._receipts: dict[str, threading.Event] = {}
+        # Called before each reconnection attempt: a client moves to a new reply queue there.
+        self.before_reconnect: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -129,6 +134,12 @@ class StompTransport:
             except (StompException, OSError):
                 pass
 
+    def replace_subscription(self, old: str, destination: str, headers: dict[str, str]) -> None:
+        """Subscribe to DESTINATION instead of OLD from the next (re)connection on."""
+        with self._lock:
+            self.subscriptions = [(destination, dict(headers)) if entry[0] == old else entry
+                                  for entry in self.subscriptions]
+
     def subscribe(self, destination: str, headers: dict[str, str] | None = None) -> None:
         """Subscribe now and again after every reconnect."""
         entry = (destination, dict(headers or {}))
@@ -136,9 +147,11 @@ class StompTransport:
         if self._connection is not None and self.connected.is_set():
             self._subscribe(self._connection, len(self.subscriptions), entry)
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame, *, while_subscribing: bool = False) -> None:
+        """Send FRAME once connected and subscribed; WHILE_SUBSCRIBING: as soon as the connection
+        is made (an agent's reply to a request its queue kept while it reconnected)."""
         connection = self._connection
-        if connection is None or not self.connected.is_set():
+        if connection is None or not (self.connected.is_set() or while_subscribing):
             raise MessagingError(f"not connected to a broker ({self._broker_list()})", hint="is the broker running?")
         try:
             connection.send(frame.destination, frame.body, headers=dict(frame.headers))
@@ -148,7 +161,10 @@ class StompTransport:
     # -- internals ----------------------------------------------------------------------------
 
     def _connect_once(self) -> None:
-        hosts = [(b.host, b.port) for b in self.config.brokers]
+        # Several brokers (a cluster): start the list at a random one, so that a fleet spreads
+        # over the nodes and those of a node that died spread over the others.
+        start = random.randrange(len(self.config.brokers))
+        hosts = [(b.host, b.port) for b in self.config.brokers[start:] + self.config.brokers[:start]]
         heartbeat = self.config.heartbeat_ms
         connection = StompConnection12(
             host_and_ports=hosts,
@@ -230,13 +246,20 @@ class StompTransport:
         delay = self.config.backoff_initial
         while not self._closing:
             time.sleep(delay * random.uniform(0.8, 1.2))
+            if self.before_reconnect is not None:
+                self.before_reconnect()
             try:
                 self._connect_once()
+            except MessagingError:
+                delay = min(delay * 2, self.config.backoff_max)
+                continue
+            if self.connected.is_set():
                 self.reconnects += 1
                 log.warning("%s: reconnected to the broker", self.name)
                 return
-            except MessagingError:
-                delay = min(delay * 2, self.config.backoff_max)
+            # Lost again before the subscriptions were receipted (a broker refusing one while its
+            # cluster fails over): this thread is the one that must keep trying.
+            delay = min(delay * 2, self.config.backoff_max)
 
     def _broker_list(self) -> str:
         return ", ".join(str(b) for b in self.config.brokers)

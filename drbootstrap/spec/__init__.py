@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from drbootstrap.errors import SpecError
+from drbootstrap.spec.broker_nodes import with_broker_nodes
 from drbootstrap.spec.limits import MAX_PROBLEMS, read_spec_text
 from drbootstrap.spec.models import (
     CheckSpec,
@@ -79,6 +80,7 @@ def parse_spec(
         problems += check_semantics(data, base_dir, resolve_secrets)
     if problems or spec is None:
         raise SpecError(render_problems(problems, filename, document.source))
+    spec = with_broker_nodes(spec)
     if resolve_secrets:
         for _, reference in spec.secret_refs():
             reference.resolve()  # checked above; keeps the value inside the SecretRef

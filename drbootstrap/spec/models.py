@@ -104,9 +104,29 @@ class SecuritySpec(SpecModel):
 
 
 class BrokerSpec(SpecModel):
+    """The master's STOMP broker. `replicas`: how many broker nodes carry the messages (a RabbitMQ
+    cluster joined to the master's node, the others named by spec.broker_nodes), 1: the master's alone."""
+
     kind: Literal["activemq", "rabbitmq"] = "activemq"
     port: Port = Field(61613, ge=1, le=65535)
     tls: bool | None = None  # stomp+ssl under the environment's CA; unset: security.tls.enabled
+    replicas: int = Field(1, ge=1, le=9)
+
+    @model_validator(mode="after")
+    def _replicas_are_a_rabbitmq_cluster(self) -> BrokerSpec:
+        if self.replicas == 1:
+            return self
+        if self.kind != "rabbitmq":
+            # A network of ActiveMQ brokers forwards on demand: a request queued on a broker that
+            # dies is lost with it, and directed queues with selectors strand messages between
+            # brokers; a RabbitMQ cluster mirrors every queue and fails over as one broker.
+            raise invalid(f"replicas: {self.replicas} needs kind: rabbitmq (a RabbitMQ cluster); "
+                          "an ActiveMQ network of brokers is not supported",
+                          "set kind: rabbitmq, or replicas: 1", at="replicas")
+        if self.tls:
+            raise invalid(f"replicas: {self.replicas} with tls: the broker nodes have no certificates yet",
+                          "set tls: false for plain STOMP, or replicas: 1", at="replicas")
+        return self
 
 
 class MasterPuppetSpec(SpecModel):

@@ -39,11 +39,35 @@ def check_semantics(data: dict, base_dir: Path | None, resolve_secrets: bool) ->
     """Every cross-key problem of a spec whose top level is a mapping."""
     problems: list[Problem] = []
     checks = (_check_providers, check_groups, check_hostnames, check_after, _check_images)
-    for check in checks + (_check_local_catalog, _check_sites, check_buckets):
+    for check in checks + (_check_local_catalog, _check_sites, check_buckets, _check_broker_node_names):
         problems += check(data)
     problems += _check_network_capacity(data)
     if resolve_secrets:
         problems += check_secret_references(data, base_dir)
+    return problems
+
+
+def _check_broker_node_names(data: dict) -> list[Problem]:
+    """With `master.broker.replicas` above 1, role `broker` and broker1..N belong to its nodes."""
+    from drbootstrap.spec.broker_nodes import BROKER_ROLE, broker_node_names
+
+    replicas = get_in(data, "master", "broker", "replicas")
+    groups = data.get("nodes")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 2 or not isinstance(groups, list):
+        return []
+    taken = set(broker_node_names(min(replicas, 10)))
+    problems = []
+    for index, group in enumerate(groups):
+        if not isinstance(group, dict):
+            continue
+        if group.get("role") == BROKER_ROLE:
+            problems.append(Problem(("nodes", index, "role"), f"role {BROKER_ROLE!r} is the broker cluster's "
+                                    "(master.broker.replicas names its nodes)", "give this group another role"))
+        hostnames = group.get("hostnames")
+        for position, name in enumerate(hostnames if isinstance(hostnames, list) else []):
+            if name in taken:
+                problems.append(Problem(("nodes", index, "hostnames", position), f"hostname {name!r} is a broker "
+                                        "node's (master.broker.replicas names broker1..N)", "rename this node"))
     return problems
 
 

@@ -8,6 +8,7 @@
 #            DRB_ENVIRONMENT DRB_DOMAIN DRB_HOSTNAME (the controller's short name) DRB_ROLE
 #            DRB_MASTER_ADDRESS (empty: our first global IPv4) DRB_BROKER_PORT DRB_BROKER_PROTOCOL
 #            DRB_BROKER_KIND (activemq, the default, or rabbitmq)
+#            DRB_BROKER_REPLICAS (the broker cluster's other nodes, names: agents fail over to them)
 #            DRB_PUPPET_SERVER DRB_PUPPET_MODE DRB_PUPPET_PORT DRB_AGENT_KEY_FILE DRB_UPSTREAM_DNS
 #            DRB_NODE_DIR DRB_PYTHON DRB_SSH_AUTHORIZED_KEYS_FILE DRB_SSH_PORT
 #            DRB_AGENT_BACKUP_SETTINGS_FILE (agent.yaml `dumps:` lines: the master-state dump)
@@ -19,6 +20,8 @@
 #          DRB_AGENT_KEYS_SETTINGS_FILE      ed25519: agent.yaml lines (key_id, trusted_keys_dir, policy)
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key(s) for root over SSH, if set
 #          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent trusts, if set
+#          DRB_BROKER_COOKIE_FILE            a broker cluster's Erlang cookie (0600): our RabbitMQ
+#                                            node is its first, which the broker nodes join
 #          DRB_BROKER_ISSUER_{CERT,KEY}_FILE stomp+ssl: the master's issuing CA (key 0600), if set
 #          /var/cache/drbootstrap/puppetserver/aot-*.jar  puppetserver's Clojure compiled when the
 #                                            image was made (drbootstrap.images.puppetserver_aot), if any
@@ -277,6 +280,9 @@ if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ]; then BROKER_TLS_ARGS="--tls --tls-nam
 if [ "$DRB_BROKER_PROTOCOL" = stomp+ssl ] && [ -n "${DRB_BROKER_ISSUER_KEY_FILE:-}" ]; then
     BROKER_TLS_ARGS="$BROKER_TLS_ARGS --issuer-cert $DRB_BROKER_ISSUER_CERT_FILE --issuer-key $DRB_BROKER_ISSUER_KEY_FILE"
 fi
+if [ -n "${DRB_BROKER_COOKIE_FILE:-}" ]; then
+    BROKER_TLS_ARGS="$BROKER_TLS_ARGS --cluster-seed $ADDRESS --cookie-file $DRB_BROKER_COOKIE_FILE"
+fi
 BROKER_KIND=${DRB_BROKER_KIND:-activemq}
 BROKER_DIR=$NODE_DIR/$BROKER_KIND
 mkdir -p "$BROKER_DIR"
@@ -289,9 +295,11 @@ start_broker() {
 running "$NODE_DIR/$BROKER_KIND.pid" || start_broker
 
 # 4. The drbootstrap agent, with the dns agent that edits the hosts file and reloads dnsmasq.
+BROKERS="\"$DRB_BROKER_PROTOCOL://$ADDRESS:$DRB_BROKER_PORT\""
+for replica in ${DRB_BROKER_REPLICAS:-}; do BROKERS="$BROKERS, \"$DRB_BROKER_PROTOCOL://$replica:$DRB_BROKER_PORT\""; done
 cat >"$NODE_DIR/agent.yaml" <<EOF
 identity: $FQDN
-brokers: ["$DRB_BROKER_PROTOCOL://$ADDRESS:$DRB_BROKER_PORT"]
+brokers: [$BROKERS]
 broker_kind: $BROKER_KIND
 key_file: ${DRB_AGENT_KEY_FILE:-null}
 role: master

@@ -15,6 +15,9 @@
 #          DRB_AGENT_BACKUP_SETTINGS_FILE    agent.yaml lines: `backup:` volumes and their snapshot hooks
 #          DRB_AUTOSIGN_TOKEN_FILE           this node's one-time Puppet autosign token (0600), if set
 #          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent verifies the broker by, if set
+#          DRB_BROKER_REPLICAS               the broker cluster's other nodes (names): the agent fails over to them
+#          DRB_BROKER_COOKIE_FILE            a broker node (role broker): the cluster's Erlang cookie (0600);
+#                                            RabbitMQ starts here and joins the master's node
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key: sshd runs (host key on the console)
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
 #          over /proc/1/environ when root cannot read it (see below),
@@ -191,10 +194,25 @@ if [ -n "${DRB_AUTOSIGN_TOKEN_FILE:-}" ] && [ -r "$DRB_AUTOSIGN_TOKEN_FILE" ]; t
     umask 022
 fi
 
+# 4b. A broker node of the cluster: RabbitMQ joins the master's node, in the background (the
+#     agent below does not wait for it: it fails over between the master's broker and ours).
+if [ -n "${DRB_BROKER_COOKIE_FILE:-}" ] && [ -n "${ADDRESS:-}" ] &&
+    ! { [ -f "$NODE_DIR/rabbitmq.pid" ] && kill -0 "$(cat "$NODE_DIR/rabbitmq.pid")" 2>/dev/null; }; then
+    mkdir -p "$NODE_DIR/rabbitmq"
+    (exec </dev/null 2>>"$NODE_DIR/rabbitmq/start.log" 3>&-
+     "$PYTHON" -m drbootstrap.images.master_services broker --kind rabbitmq --base-dir "$NODE_DIR/rabbitmq" \
+        --host "$ADDRESS" --port "$DRB_BROKER_PORT" --cluster-seed "$DRB_MASTER_ADDRESS" \
+        --cookie-file "$DRB_BROKER_COOKIE_FILE" >"$NODE_DIR/rabbitmq.pid.new" &&
+        mv "$NODE_DIR/rabbitmq.pid.new" "$NODE_DIR/rabbitmq.pid") &
+    log "broker node: RabbitMQ joining the cluster of $DRB_MASTER_ADDRESS"
+fi
+
 # 5. The drbootstrap agent: answers discovery, reboot and puppet requests over the broker.
+BROKERS="\"$DRB_BROKER_PROTOCOL://$DRB_BROKER_HOST:$DRB_BROKER_PORT\""
+for replica in ${DRB_BROKER_REPLICAS:-}; do BROKERS="$BROKERS, \"$DRB_BROKER_PROTOCOL://$replica:$DRB_BROKER_PORT\""; done
 cat >"$NODE_DIR/agent.yaml" <<EOF
 identity: $FQDN
-brokers: ["$DRB_BROKER_PROTOCOL://$DRB_BROKER_HOST:$DRB_BROKER_PORT"]
+brokers: [$BROKERS]
 broker_kind: ${DRB_BROKER_KIND:-activemq}
 key_file: ${DRB_AGENT_KEY_FILE:-null}
 role: $DRB_ROLE

@@ -35,7 +35,7 @@ class FakeTransport:
     def __init__(self) -> None:
         self.sent: list[Frame] = []
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame, *, while_subscribing: bool = False) -> None:
         self.sent.append(frame)
 
     def close(self) -> None:

@@ -26,6 +26,9 @@ class LoopbackTransport:
         self.client, self.nodes, self.duplicate = client, nodes, duplicate
         self.server = NativeProtocol(HmacSigner(KEY))
         self.sent = []
+        self.reconnects = 0
+        self.connected = threading.Event()
+        self.connected.set()
 
     def send(self, frame) -> None:
         self.sent.append(frame)
