@@ -4,8 +4,10 @@ the provider's view and an agent ping) and resurrect the workers that are dead.
 A worker is resurrected when it has been dead for `silent_intervals` intervals in a row AND the
 provider confirms it (gone, or not running): through the runner `up` uses, for that node only,
 relaunched under the same name (its volumes released by the dead node and attached to the new
-one by the volumes step), named, signed, Puppet applied, checked. The watcher takes the
-environment's lock for each resurrection and skips the interval while another command holds it.
+one by the volumes step), named, signed, Puppet applied, checked. The watcher holds the environment
+for each resurrection as `up`, `drill` and `failover` do (drbootstrap.state: its lock, or its fenced
+lease when the state is in s3, the run's journal writes sent under it) and skips the interval while
+another command holds it.
 The master is never resurrected by the watcher (every worker depends on it): it is reported.
 
 What it saw and did is saved after every change (state.py); a resurrection begun for a dead node
@@ -22,13 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drbootstrap.environment_lock import EnvironmentBusy, hold_environment
+from drbootstrap.environment_lock import EnvironmentBusy
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.events import Event
 from drbootstrap.executor.lifecycle import EnvironmentStatus
 from drbootstrap.notify import Notification, send
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.state import StateSession, hold_state
 from drbootstrap.watch import guard
 from drbootstrap.watch.health import Verdict, assess, confirmed_dead, node_dead
 from drbootstrap.watch.state import Pause, Resurrection, WatchState, load, save
@@ -43,7 +46,7 @@ class Revival:
 
 
 Observe = Callable[[], EnvironmentStatus]
-Resurrect = Callable[[str, bool], Revival]  # (hostname, relaunch) -> how it ended
+Resurrect = Callable[[str, bool, StateSession], Revival]  # (hostname, relaunch, the hold) -> how it ended
 
 
 def real_observe(spec: EnvironmentSpec, state_dir: Path) -> Observe:
@@ -56,7 +59,7 @@ def real_resurrect(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callabl
     """The runner `up` uses, for one node: `relaunch` replaces it from launch (as `up --redo launch
     --only HOST` would, for that node alone); without it the journal resumes an unfinished one."""
 
-    def resurrect(hostname: str, relaunch: bool) -> Revival:
+    def resurrect(hostname: str, relaunch: bool, session: StateSession) -> Revival:
         from drbootstrap.executor.build import build_context
         from drbootstrap.executor.context import UpOptions
         from drbootstrap.executor.run import run_up
@@ -64,7 +67,9 @@ def real_resurrect(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callabl
 
         plan = build_plan(spec)
         options = UpOptions(only=frozenset({hostname}), relaunch=frozenset({hostname}) if relaunch else frozenset())
-        result = run_up(build_context(spec, plan, paths, options=options, emit=emit))
+        ctx = build_context(spec, plan, paths, options=options, emit=emit)
+        session.attach(ctx.journal)  # s3 state: every journal write goes to the remote, fenced by the lease
+        result = run_up(ctx)
         outcome = result.outcomes.get(hostname)
         if outcome is None or not outcome.complete:
             return Revival(False, outcome.reason if outcome is not None else "the run did not reach it")
@@ -154,7 +159,7 @@ class Watcher:
                      "(run `drbootstrap up FILE --only FAILED`)")
             return state
         try:
-            with hold_environment(self.paths, "watch"):
+            with hold_state(self.spec, self.paths, "watch") as session:
                 state = load(self.paths.watch_state)  # under the lock: what another watcher did counts
                 earlier = state.tried(hostname, dead_id)
                 if earlier is not None and earlier.ok is not None:
@@ -170,7 +175,7 @@ class Watcher:
                 try:
                     # Relaunch only while the journal still names the dead node: a watcher that died
                     # after the relaunch resumes the new node instead of launching a third.
-                    revival = self.resurrect(hostname, self._journal_names(hostname, dead_id))
+                    revival = self.resurrect(hostname, self._journal_names(hostname, dead_id), session)
                 except DrbError as error:
                     revival = Revival(False, str(error))
                 earlier.finished_at, earlier.ok, earlier.reason = self.clock(), revival.ok, revival.reason
