@@ -10,10 +10,15 @@ lease when the state is in s3, the run's journal writes sent under it) and skips
 another command holds it.
 The master is never resurrected by the watcher (every worker depends on it): it is reported.
 
+An active node of a group with standbys (standby.py), dead by the same test, first has its name
+moved to a spare (under the same hold, within the interval that found it, even during a meltdown
+pause: moving a name rebuilds nothing); then it is resurrected behind it as any worker is.
+
 What it saw and did is saved after every change (state.py); a resurrection begun for a dead node
-(its provider id) is never begun again, a restarted watcher resumes the one it left unfinished.
-The meltdown guard (guard.py) pauses resurrection; `watch --resume` (a marker file) or every node
-healthy again lifts the pause. Resurrections and pauses are notified (notify.py).
+(its provider id) is never begun again, a restarted watcher resumes the one it left unfinished,
+and which standby answers for which name survives a restart. The meltdown guard (guard.py)
+pauses resurrection; `watch --resume` (a marker file) or every node healthy again lifts the
+pause. Resurrections, pauses and standby switches are notified (notify.py).
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from pathlib import Path
 from drbootstrap.environment_lock import EnvironmentBusy
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.events import Event
-from drbootstrap.executor.lifecycle import EnvironmentStatus
+from drbootstrap.executor.lifecycle import EnvironmentStatus, NodeStatus
 from drbootstrap.notify import Notification, send
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec.models import EnvironmentSpec
 from drbootstrap.state import StateSession, hold_state
 from drbootstrap.watch import guard
 from drbootstrap.watch.health import Verdict, assess, confirmed_dead, node_dead
-from drbootstrap.watch.state import Pause, Resurrection, WatchState, load, save
+from drbootstrap.watch.standby import MoveName, choose_standby, real_move_name, standby_group, timed
+from drbootstrap.watch.state import Pause, Resurrection, Switch, WatchState, load, save
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,10 @@ class Watcher:
 
     def __init__(self, spec: EnvironmentSpec, state_dir: Path, *, observe: Observe, resurrect: Resurrect,
                  say: Callable[[str], None] = print, notify: Callable[[Notification], list[str]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, move_name: MoveName | None = None) -> None:
         self.spec, self.paths = spec, EnvironmentPaths(state_dir, spec.environment)
         self.observe, self.resurrect, self.say, self.clock = observe, resurrect, say, clock
+        self.move_name = move_name or real_move_name(spec, self.paths)
         self.notify = notify or (lambda n: send(spec.watch.notify, n))
         self.rule = spec.watch
 
@@ -116,6 +123,10 @@ class Watcher:
             else:
                 state.silent.pop(hostname, None)
                 state.unhealthy_since.pop(hostname, None)
+                state.serving.pop(hostname, None)  # alive again (rebuilt by `up`): its name is its own
+        for hostname, standby in list(state.serving.items()):
+            if standby not in nodes or node_dead(nodes[standby]):
+                del state.serving[hostname]  # the spare died too: another may take the name
         counted = {h: t for h, t in state.unhealthy_since.items() if t > state.resumed_at}
         verdict = guard.assess(self.rule.meltdown, counted, len(nodes), now)
         if verdict.meltdown and state.pause is None:
@@ -128,6 +139,7 @@ class Watcher:
             save(self.paths.watch_state, state)
             self._tell("resumed", f"{self.spec.environment}: every node healthy again; resurrection resumed", [])
         save(self.paths.watch_state, state)
+        state = self._switch_standbys(state, nodes)
         if state.pause is not None:
             self.say(f"{self.spec.environment}: resurrection paused since "
                      f"{time.strftime('%H:%M:%S', time.gmtime(state.pause.since))}: {state.pause.reason}")
@@ -149,6 +161,36 @@ class Watcher:
                          f"{node.cloud_state}; not resurrected")
                 continue
             state = self._resurrect(state, hostname, node.provider_id or "")
+        return state
+
+    def _switch_standbys(self, state: WatchState, nodes: dict[str, NodeStatus]) -> WatchState:
+        """Move the name of each active node dead long enough (and confirmed) to a spare of its group."""
+        for hostname in sorted(state.silent):
+            node = nodes.get(hostname)
+            if (node is None or hostname in state.serving or state.silent[hostname] < self.rule.silent_intervals
+                    or not confirmed_dead(node) or standby_group(self.spec, hostname) is None):
+                continue
+            takeover = choose_standby(self.spec, hostname, nodes, state.serving)
+            if takeover is None:
+                self.say(f"{hostname}: dead, and no standby of its group is ready to take its name")
+                continue
+            try:
+                with hold_state(self.spec, self.paths, "watch"):
+                    how, seconds = timed(self.move_name, takeover)
+                    state = load(self.paths.watch_state)
+                    state.serving[hostname] = takeover.standby.hostname
+                    state.switches.append(Switch(hostname, takeover.standby.hostname, node.provider_id or "",
+                                                 self.clock(), seconds, how))
+                    save(self.paths.watch_state, state)
+            except EnvironmentBusy as busy:
+                self.say(f"{hostname}: its name not moved this interval: {busy.message}")
+                continue
+            except DrbError as error:
+                self.say(f"{hostname}: its name could not move to {takeover.standby.hostname}: {error}")
+                continue
+            self._tell("standby_switch", f"{hostname}: dead; {takeover.standby.hostname} answers for it now "
+                       f"({how}, {seconds:.1f} s); rebuilding {hostname} behind it",
+                       [hostname, takeover.standby.hostname])
         return state
 
     def _resurrect(self, state: WatchState, hostname: str, dead_id: str) -> WatchState:
@@ -182,6 +224,7 @@ class Watcher:
                 if revival.ok:
                     state.silent.pop(hostname, None)
                     state.unhealthy_since.pop(hostname, None)
+                    state.serving.pop(hostname, None)  # its naming step took its name back from the spare
                 save(self.paths.watch_state, state)
         except EnvironmentBusy as busy:
             self.say(f"{hostname}: not resurrected this interval: {busy.message}")
