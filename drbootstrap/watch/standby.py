@@ -3,8 +3,9 @@ node. When the watcher finds an active node of such a group dead (the same detec
 resurrection), its name moves to a healthy spare at once: its elastic address where the provider
 gives it one (Provider.move_elastic_address), else its name in the master's dnsmasq (the dns
 agent's `move`: the name resolves to the spare's address beside the spare's own name). The dead
-node is then rebuilt behind it through the runner; its naming step takes the name back and the
-spare waits again, so the group keeps its N spares.
+node is then rebuilt behind it through the runner (Watcher._rebuild_behind): named (which gives it
+its PTR), the name moved back to the spare while it is configured and checked, and given back to it
+once it is complete; the spare waits again, so the group keeps its N spares.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from drbootstrap.executor.lifecycle import NodeStatus
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
 
-MoveName = Callable[[str, NodeStatus], str]  # (dead active hostname, the standby) -> how the name moved
+MoveName = Callable[[str, NodeStatus], str]  # (hostname, the node to answer for it) -> how the name moved
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def choose_standby(spec: EnvironmentSpec, hostname: str, nodes: dict[str, NodeSt
 
 
 def real_move_name(spec: EnvironmentSpec, paths: EnvironmentPaths, rpc_timeout: float = 20.0) -> MoveName:
-    """Move a dead active node's elastic address, or else its name in the master's dnsmasq, to a standby."""
+    """Move a node's elastic address, or else its name in the master's dnsmasq, to another node (a
+    standby, or the rebuilt node itself once complete)."""
 
     def move(hostname: str, standby: NodeStatus) -> str:
         from drbootstrap.executor.build import client_signing, connect_fleet, provider_for

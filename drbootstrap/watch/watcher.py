@@ -12,7 +12,8 @@ The master is never resurrected by the watcher (every worker depends on it): it 
 
 An active node of a group with standbys (standby.py), dead by the same test, first has its name
 moved to a spare (under the same hold, within the interval that found it, even during a meltdown
-pause: moving a name rebuilds nothing); then it is resurrected behind it as any worker is.
+pause: moving a name rebuilds nothing); then it is resurrected behind it, the name given back
+only once the new node is complete (_rebuild_behind).
 
 What it saw and did is saved after every change (state.py); a resurrection begun for a dead node
 (its provider id) is never begun again, a restarted watcher resumes the one it left unfinished,
@@ -35,6 +36,7 @@ from drbootstrap.executor.events import Event
 from drbootstrap.executor.lifecycle import EnvironmentStatus, NodeStatus
 from drbootstrap.notify import Notification, send
 from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.plan import Step
 from drbootstrap.spec.models import EnvironmentSpec
 from drbootstrap.state import StateSession, hold_state
 from drbootstrap.watch import guard
@@ -52,7 +54,8 @@ class Revival:
 
 
 Observe = Callable[[], EnvironmentStatus]
-Resurrect = Callable[[str, bool, StateSession], Revival]  # (hostname, relaunch, the hold) -> how it ended
+# (hostname, relaunch, the hold, the step to stop after: None for all) -> how it ended
+Resurrect = Callable[[str, bool, StateSession, Step | None], Revival]
 
 
 def real_observe(spec: EnvironmentSpec, state_dir: Path) -> Observe:
@@ -65,19 +68,20 @@ def real_resurrect(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callabl
     """The runner `up` uses, for one node: `relaunch` replaces it from launch (as `up --redo launch
     --only HOST` would, for that node alone); without it the journal resumes an unfinished one."""
 
-    def resurrect(hostname: str, relaunch: bool, session: StateSession) -> Revival:
+    def resurrect(hostname: str, relaunch: bool, session: StateSession, until: Step | None) -> Revival:
         from drbootstrap.executor.build import build_context
         from drbootstrap.executor.context import UpOptions
         from drbootstrap.executor.run import run_up
         from drbootstrap.plan import build_plan
 
         plan = build_plan(spec)
-        options = UpOptions(only=frozenset({hostname}), relaunch=frozenset({hostname}) if relaunch else frozenset())
+        options = UpOptions(only=frozenset({hostname}), relaunch=frozenset({hostname}) if relaunch else frozenset(),
+                            until=until)
         ctx = build_context(spec, plan, paths, options=options, emit=emit)
         session.attach(ctx.journal)  # s3 state: every journal write goes to the remote, fenced by the lease
         result = run_up(ctx)
         outcome = result.outcomes.get(hostname)
-        if outcome is None or not outcome.complete:
+        if outcome is None or not (outcome.complete or (until is not None and outcome.ok)):
             return Revival(False, outcome.reason if outcome is not None else "the run did not reach it")
         return Revival(True)
 
@@ -217,7 +221,10 @@ class Watcher:
                 try:
                     # Relaunch only while the journal still names the dead node: a watcher that died
                     # after the relaunch resumes the new node instead of launching a third.
-                    revival = self.resurrect(hostname, self._journal_names(hostname, dead_id), session)
+                    relaunch = self._journal_names(hostname, dead_id)
+                    spare = state.serving.get(hostname)
+                    revival = self.resurrect(hostname, relaunch, session, None) if spare is None else \
+                        self._rebuild_behind(hostname, spare, relaunch, session)
                 except DrbError as error:
                     revival = Revival(False, str(error))
                 earlier.finished_at, earlier.ok, earlier.reason = self.clock(), revival.ok, revival.reason
@@ -237,6 +244,27 @@ class Watcher:
             self._tell("resurrection_failed", f"{hostname}: resurrection failed after {seconds:.1f} s: "
                        f"{revival.reason}", [hostname])
         return state
+
+    def _rebuild_behind(self, hostname: str, spare: str, relaunch: bool, session: StateSession) -> Revival:
+        """Rebuild a node whose name a spare answers for, without handing the name to a half-built node:
+        its naming step gives it its name (it learns it from its PTR at boot), the name goes back to the
+        spare while it is configured and checked, and comes to it only once it is complete."""
+        named = self.resurrect(hostname, relaunch, session, Step.TAKE_NAME)
+        if not named.ok:
+            return named
+        self.move_name(hostname, self._journal_node(spare))
+        done = self.resurrect(hostname, False, session, None)
+        if done.ok:
+            how = self.move_name(hostname, self._journal_node(hostname))
+            self.say(f"{hostname}: complete; its name is its own again ({how})")
+        return done
+
+    def _journal_node(self, hostname: str) -> NodeStatus:
+        from drbootstrap.journal import Journal
+
+        record = Journal.at(self.paths).data.nodes.get(hostname)
+        return NodeStatus(hostname, "", provider_id=record.provider_id if record else None,
+                          address=record.address if record else None)
 
     def _journal_names(self, hostname: str, dead_id: str) -> bool:
         from drbootstrap.journal import Journal

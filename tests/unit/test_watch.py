@@ -73,7 +73,7 @@ class World:
             status.nodes.append(node)
         return status
 
-    def resurrect(self, hostname: str, relaunch: bool, session: object = None) -> Revival:
+    def resurrect(self, hostname: str, relaunch: bool, session: object = None, until: object = None) -> Revival:
         self.revived.append((hostname, relaunch))
         self.sessions.append(session)
         self.generation[hostname] += 1
@@ -171,9 +171,9 @@ def test_with_s3_state_the_watcher_resurrects_under_the_environments_lease_and_d
     world, said, holders = World(), [], []
     monkeypatch.setattr(Watcher, "_journal_names", lambda self, h, dead: True)
 
-    def resurrect(hostname: str, relaunch: bool, session) -> Revival:
+    def resurrect(hostname: str, relaunch: bool, session, until) -> Revival:
         holders.append((read_lease(store).record.command, type(session).__name__))
-        return world.resurrect(hostname, relaunch, session)
+        return world.resurrect(hostname, relaunch, session, until)
 
     watcher = Watcher(spec, tmp_path / "state", observe=world.observe, resurrect=resurrect, say=said.append,
                       notify=lambda n: [])

@@ -85,11 +85,12 @@ class World:
         self.moved.append((hostname, standby.hostname))
         return f"dns: {hostname} -> {standby.address}"
 
-    def resurrect(self, hostname: str, relaunch: bool, session: object) -> Revival:
-        assert self.moved and self.moved[-1][0] == hostname  # the name moved before the rebuild began
-        self.revived.append(hostname)
-        self.generation[hostname] += 1
-        self.dead.discard(hostname)
+    def resurrect(self, hostname: str, relaunch: bool, session: object, until: object) -> Revival:
+        assert self.moved and self.moved[-1] == (hostname, "web-standby1")  # the spare answers meanwhile
+        self.revived.append((hostname, relaunch, str(until) if until else "all"))
+        if until is None:
+            self.generation[hostname] += 1
+            self.dead.discard(hostname)
         return Revival(True)
 
 
@@ -108,7 +109,7 @@ def watched(spec, tmp_path, monkeypatch):
 def test_a_dead_active_node_has_its_name_moved_to_a_spare_then_is_rebuilt_behind_it(watched):
     make, world, notes, _, paths = watched
     world.dead.add("web01")
-    watcher = make(resurrect=lambda h, r, s: Revival(False, "the cloud refused"))
+    watcher = make(resurrect=lambda h, r, s, u: Revival(False, "the cloud refused"))
     watcher.tick()
     assert world.moved == []  # one silent interval is not enough
     watcher.tick()
@@ -122,13 +123,15 @@ def test_a_dead_active_node_has_its_name_moved_to_a_spare_then_is_rebuilt_behind
     assert world.revived == [] and load(paths.watch_state).serving == {"web01": "web-standby1"}
 
 
-def test_once_rebuilt_the_node_answers_for_itself_and_the_spare_waits_again(watched):
+def test_the_name_comes_back_only_once_the_rebuilt_node_is_complete_and_the_spare_waits_again(watched):
     make, world, notes, _, paths = watched
     world.dead.add("web01")
     watcher = make()
     watcher.tick()
     watcher.tick()
-    assert world.moved == [("web01", "web-standby1")] and world.revived == ["web01"]
+    # named (its PTR at boot), the name back on the spare while Puppet and checks run, then its own
+    assert world.revived == [("web01", True, "take_name"), ("web01", False, "all")]
+    assert world.moved == [("web01", "web-standby1"), ("web01", "web-standby1"), ("web01", "web01")]
     assert load(paths.watch_state).serving == {}
     assert [n.event for n in notes] == ["standby_switch", "resurrected"]
 
@@ -136,7 +139,7 @@ def test_once_rebuilt_the_node_answers_for_itself_and_the_spare_waits_again(watc
 def test_a_dead_spare_is_not_chosen(watched):
     make, world, _, said, paths = watched
     world.dead.update({"web01", "web-standby1"})
-    watcher = make(resurrect=lambda h, r, s: Revival(False, "no"))
+    watcher = make(resurrect=lambda h, r, s, u: Revival(False, "no"))
     watcher.tick()
     watcher.tick()
     assert ("web01", "web-standby2") in world.moved and all(m[1] != "web-standby1" for m in world.moved)
@@ -157,7 +160,7 @@ def test_the_name_moves_even_while_the_meltdown_guard_pauses_resurrection(watche
 def test_check_and_status_say_which_node_answers_for_a_dead_active_one(watched):
     make, world, _, _, paths = watched
     world.dead.add("web01")
-    watcher = make(resurrect=lambda h, r, s: Revival(False, "no"))
+    watcher = make(resurrect=lambda h, r, s, u: Revival(False, "no"))
     watcher.tick()
     watcher.tick()
     health = assess(world.observe(), load(paths.watch_state))
