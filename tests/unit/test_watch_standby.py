@@ -4,6 +4,7 @@ with a fake view of the environment."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -190,3 +191,25 @@ def test_ec2_moves_the_dead_nodes_tagged_elastic_address_to_the_spare():
     assert moved == "203.0.113.5" and none is None
     assert calls == [("disassociate", "i-dead"), ("associate", "i-spare")]
 
+
+
+# Nagios plugin guidelines: 'label'=value[UOM];[warn];[crit];[min];[max], UOM one of s ms us % B KB MB TB c,
+# value "U" when it cannot be determined; space-separated after the one '|' of the status line.
+PERFDATA = re.compile(
+    r"^(?:'[^'=]+'|[^'= ]+)=(?:U|-?\d+(?:\.\d+)?(?:s|ms|us|%|B|KB|MB|TB|c)?)(?:;[^; ]*){0,4}$")
+
+
+@pytest.mark.parametrize("dead", [set(), {"web01"}])
+def test_the_check_line_is_nagios_plugin_output_with_valid_perfdata(watched, dead):
+    make, world, _, _, paths = watched
+    world.dead.update(dead)
+    watcher = make(resurrect=lambda h, r, s, u: Revival(True))
+    watcher.tick()
+    watcher.tick()
+    line = assess(world.observe(), load(paths.watch_state)).nagios_line()
+    assert "\n" not in line and line.count("|") == 1
+    status, perfdata = line.split(" | ")
+    assert status.startswith(("DRBOOTSTRAP OK - ", "DRBOOTSTRAP CRITICAL - "))
+    items = perfdata.split(" ")
+    assert [i.split("=")[0] for i in items] == ["agents", "resurrected", "last_recovery", "standby_switches"]
+    assert all(PERFDATA.match(item) for item in items), items
