@@ -213,3 +213,24 @@ def test_the_check_line_is_nagios_plugin_output_with_valid_perfdata(watched, dea
     items = perfdata.split(" ")
     assert [i.split("=")[0] for i in items] == ["agents", "resurrected", "last_recovery", "standby_switches"]
     assert all(PERFDATA.match(item) for item in items), items
+
+
+def test_status_says_which_node_answers_for_a_dead_active_one(cli, tmp_path, monkeypatch):
+    from drbootstrap.executor.lifecycle import _standby_serving
+    from drbootstrap.watch.state import WatchState, save
+    from tests.unit.executor_fakes import SPEC as FAKES_SPEC
+    from tests.unit.executor_fakes import load_spec_text
+
+    paths = EnvironmentPaths(tmp_path / "state", "demo")
+    save(paths.watch_state, WatchState(serving={"web01": "web-standby1"}))
+    assert _standby_serving(paths) == {"web01": "web-standby1"}
+    spec_file = tmp_path / "env.yaml"
+    spec_file.write_text(FAKES_SPEC)
+    load_spec_text(monkeypatch)
+    nodes = [NodeStatus("web01", "web", answered_by="web-standby1"),
+             NodeStatus("web-standby1", "web", cloud_state="running", agent="answers", standby=True)]
+    monkeypatch.setattr("drbootstrap.executor.status",
+                        lambda spec, state_dir, ping, **where: EnvironmentStatus("demo", nodes=nodes))
+    result = cli("status", str(spec_file))
+    assert "active: web-standby1 answers for web01" in result.stdout
+    assert "web (standby)" in result.stdout
