@@ -127,7 +127,6 @@ class Watcher:
             else:
                 state.silent.pop(hostname, None)
                 state.unhealthy_since.pop(hostname, None)
-                state.serving.pop(hostname, None)  # alive again (rebuilt by `up`): its name is its own
         for hostname, standby in list(state.serving.items()):
             if standby not in nodes or node_dead(nodes[standby]):
                 del state.serving[hostname]  # the spare died too: another may take the name
@@ -143,6 +142,7 @@ class Watcher:
             save(self.paths.watch_state, state)
             self._tell("resumed", f"{self.spec.environment}: every node healthy again; resurrection resumed", [])
         save(self.paths.watch_state, state)
+        state = self._give_names_back(state, nodes)
         state = self._switch_standbys(state, nodes)
         if state.pause is not None:
             self.say(f"{self.spec.environment}: resurrection paused since "
@@ -165,6 +165,25 @@ class Watcher:
                          f"{node.cloud_state}; not resurrected")
                 continue
             state = self._resurrect(state, hostname, node.provider_id or "")
+        return state
+
+    def _give_names_back(self, state: WatchState, nodes: dict[str, NodeStatus]) -> WatchState:
+        """A node a spare answers for that is complete and alive again (rebuilt by `up`, or a rebuild
+        whose last move failed) gets its name back."""
+        for hostname in sorted(state.serving):
+            node = nodes.get(hostname)
+            if node is None or node_dead(node) or not node.complete:
+                continue
+            try:
+                with hold_state(self.spec, self.paths, "watch"):
+                    how = self.move_name(hostname, node)
+                    state = load(self.paths.watch_state)
+                    state.serving.pop(hostname, None)
+                    save(self.paths.watch_state, state)
+            except DrbError as error:  # EnvironmentBusy too: the next interval tries again
+                self.say(f"{hostname}: alive again, its name not given back yet: {error}")
+                continue
+            self.say(f"{hostname}: alive and complete again; its name is its own again ({how})")
         return state
 
     def _switch_standbys(self, state: WatchState, nodes: dict[str, NodeStatus]) -> WatchState:
@@ -231,7 +250,7 @@ class Watcher:
                 if revival.ok:
                     state.silent.pop(hostname, None)
                     state.unhealthy_since.pop(hostname, None)
-                    state.serving.pop(hostname, None)  # its naming step took its name back from the spare
+                    state.serving.pop(hostname, None)  # _rebuild_behind gave it its name back
                 save(self.paths.watch_state, state)
         except EnvironmentBusy as busy:
             self.say(f"{hostname}: not resurrected this interval: {busy.message}")

@@ -234,3 +234,24 @@ def test_status_says_which_node_answers_for_a_dead_active_one(cli, tmp_path, mon
     result = cli("status", str(spec_file))
     assert "active: web-standby1 answers for web01" in result.stdout
     assert "web (standby)" in result.stdout
+
+
+def test_a_node_rebuilt_outside_the_watcher_gets_its_name_back_once_complete(watched):
+    make, world, _, _, paths = watched
+    world.dead.add("web01")
+    watcher = make(resurrect=lambda h, r, s, u: Revival(False, "no"))
+    watcher.tick()
+    watcher.tick()
+    assert load(paths.watch_state).serving == {"web01": "web-standby1"}
+    world.dead.discard("web01")  # `up --only web01` rebuilt it; its journal says complete
+    original = world.observe
+
+    def observe_complete() -> EnvironmentStatus:
+        status = original()
+        for node in status.nodes:
+            node.complete = True
+        return status
+
+    watcher.observe = observe_complete
+    watcher.tick()
+    assert world.moved[-1] == ("web01", "web01") and load(paths.watch_state).serving == {}
