@@ -210,7 +210,7 @@ def build_plan(spec: EnvironmentSpec, done: set[str] | None = None) -> Plan:
     waves: list[list[PlannedNode]] = [[] for _ in range(max(wave_by_role.values(), default=-1) + 1)]
     for group in spec.nodes:
         wave = wave_by_role[group.role]
-        for hostname in group.expand_hostnames():
+        for hostname in group.all_hostnames():
             waves[wave].append(
                 PlannedNode(
                     hostname=hostname,

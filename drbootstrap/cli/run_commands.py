@@ -270,7 +270,8 @@ def _show_status(spec: Any, state_dir: Path | None, as_json: bool, no_ping: bool
     for column in ("node", "role", "address", "cloud", "steps", "last step", "agent", "puppet"):
         table.add_column(column, no_wrap=column != "puppet")
     for node in result.nodes:
-        table.add_row(node.hostname, node.role, node.address or "-", node.cloud_state,
+        table.add_row(node.hostname, f"{node.role} (standby)" if node.standby else node.role, node.address or "-",
+                      node.cloud_state,
                       f"{node.steps_done}/{node.steps_total}", node.last_step, node.agent, node.puppet)
     Console(width=160 if not sys.stdout.isatty() else None).print(table)
     if result.holder:
@@ -281,6 +282,9 @@ def _show_status(spec: Any, state_dir: Path | None, as_json: bool, no_ping: bool
         click.echo(f"orphans (tagged for {result.environment}, not in the spec): {', '.join(result.orphans)}")
     for line in result.problems:
         click.echo(f"down or failed: {line}")
+    for node in result.nodes:
+        if node.answered_by:
+            click.echo(f"active: {node.answered_by} answers for {node.hostname} (standby switch by the watcher)")
     return healthy
 
 

@@ -53,7 +53,8 @@ def check(spec_file: Path, state_dir: Path | None) -> int:
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this watcher, then exit.")
 @click.option("--once", is_flag=True, help="Watch one interval and exit.")
 def watch(spec_file: Path, state_dir: Path | None, resume: bool, print_unit: bool, once: bool) -> int:
-    """Keep FILE's environment alive: resurrect dead workers, pause on a meltdown, notify.
+    """Keep FILE's environment alive: resurrect dead workers (a standby group's spare answering for
+    its dead node meanwhile), pause on a meltdown, notify.
 
     Runs until SIGTERM or Ctrl-C; its memory is in the environment's state directory.
 

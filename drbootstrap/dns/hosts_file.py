@@ -77,7 +77,8 @@ def add_entry(path: Path, name: str, address: str, *, domain: str | None = None,
     """Map name <-> address (forward and reverse). Re-adding the same pair changes nothing.
 
     An address held by another name, or a name at another address, is a conflict unless
-    `replace` is true (then the old entries go).
+    `replace` is true: then the entry at the address goes, and the name leaves the entry it was
+    on (which stays for its other names: a standby that was answering for this name keeps its own).
     """
     names = names_for(name, domain)
     address = validate_address(address)
@@ -95,11 +96,31 @@ def add_entry(path: Path, name: str, address: str, *, domain: str | None = None,
                         f"{path}: {existing.line()!r} conflicts with {entry.line()!r}",
                         hint="remove the old entry first or pass replace=true",
                     )
+                others = tuple(n for n in existing.names if n not in names)
+                if not same_address and others:
+                    kept.append(HostEntry(existing.address, others))
                 continue
             kept.append(existing)
         kept.append(entry)
         _write(path, kept)
     return entry
+
+
+def move_name(path: Path, name: str, address: str, *, domain: str | None = None) -> HostEntry:
+    """Make `name` resolve to `address`, beside the names already there (a standby answering for a
+    dead node): the name leaves every other entry; the address's own name keeps answering its PTR."""
+    names = names_for(name, domain)
+    address = validate_address(address)
+    with _locked(path):
+        kept, moved = [], HostEntry(address, names)
+        for existing in read_entries(path):
+            others = tuple(n for n in existing.names if n not in names)
+            if existing.address == address:
+                moved = HostEntry(address, others + names)
+            elif others:
+                kept.append(HostEntry(existing.address, others))
+        _write(path, kept + [moved])
+    return moved
 
 
 def remove_entry(

@@ -46,7 +46,7 @@ def placement_of(spec: EnvironmentSpec, planned: PlannedNode) -> tuple[str, str]
     choices = found[1].choices
     if planned.group is None:
         return choices[0]
-    return choices[planned.group.expand_hostnames().index(planned.hostname) % len(choices)]
+    return choices[planned.group.all_hostnames().index(planned.hostname) % len(choices)]
 
 
 def image_ref(spec: EnvironmentSpec, logical: str) -> ImageRef:

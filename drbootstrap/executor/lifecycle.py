@@ -100,6 +100,8 @@ class NodeStatus:
     agent: str = "unknown"  # answers | silent | unknown (broker unreachable)
     puppet: str = ""  # for a person: "idle, enabled, last run 3 min ago"
     puppet_status: dict[str, Any] = field(default_factory=dict)  # the agent's raw answer, for --json
+    standby: bool = False  # a warm spare of its group (spec `standby:`)
+    answered_by: str = ""  # dead, and the standby the watcher moved its name to answers for it
 
     @property
     def dead(self) -> bool:
@@ -180,11 +182,13 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True,
     live = provider.nodes()
     result = EnvironmentStatus(spec.environment, holder=view.holder)
     result.resources = provider.describe_resources()
+    serving = _standby_serving(paths)
     for planned in plan.nodes():
         record = journal.data.nodes.get(planned.hostname)
         node = live.get(planned.hostname)
         entry = NodeStatus(planned.hostname, planned.role, steps_total=len(planned.steps),
-                           complete=is_complete(record, planned))
+                           complete=is_complete(record, planned), answered_by=serving.get(planned.hostname, ""),
+                           standby=planned.group is not None and planned.hostname in planned.group.standby_hostnames())
         if record is not None:
             entry.provider_id, entry.address = record.provider_id, record.address
             entry.steps_done = sum(1 for s in planned.steps if record.is_done(s))
@@ -203,6 +207,16 @@ def status(spec: EnvironmentSpec, state_dir: Path, *, ping: bool = True,
     if ping and reachable and master.cloud_state == "running":
         _ping_agents(spec, paths, reachable, result, {n.hostname: n.fqdn for n in plan.nodes()})
     return result
+
+
+def _standby_serving(paths: EnvironmentPaths) -> dict[str, str]:
+    """Which standby answers for which dead active node, as the watcher last recorded it."""
+    from drbootstrap.watch.state import load
+
+    try:
+        return dict(load(paths.watch_state).serving)
+    except DrbError:
+        return {}  # a damaged watcher state: `status` still shows the rest
 
 
 def _ping_agents(spec: EnvironmentSpec, paths: EnvironmentPaths, address: str, result: EnvironmentStatus,

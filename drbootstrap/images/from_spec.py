@@ -126,7 +126,7 @@ def _shared_settings(spec: EnvironmentSpec, master_address: str | None, agent_ke
 
 def group_of(spec: EnvironmentSpec, hostname: str) -> NodeGroup:
     for group in spec.nodes:
-        if hostname in group.expand_hostnames():
+        if hostname in group.all_hostnames():
             return group
     known = ", ".join(spec.worker_hostnames()) or "none"
     raise UserDataError(f"no node group names {hostname!r}", hint=f"the spec's workers are: {known}")

@@ -331,6 +331,11 @@ class Provider(ABC):
         private = list(node.private_ips or []) + list(node.public_ips or [])
         return NodeAddresses(private=private[0] if private else None)
 
+    def move_elastic_address(self, hostname: str, to: Node) -> str | None:
+        """Move the elastic address that belongs to HOSTNAME (a dead active node) to the standby TO
+        and return it; None when HOSTNAME holds none on this cloud (the master's DNS moves its name)."""
+        return None
+
     def boot_finished(self, node: Node) -> BootProgress:
         """Has the node's user-data finished? By default: the cloud-init end marker in its console."""
         from libcloud.compute.types import NodeState

@@ -232,6 +232,9 @@ class EC2Provider(EC2Backups):
         address = private[0] if private else None
         return NodeAddresses(private=address, public=public[0] if public and public[0] != address else None)
 
+    def move_elastic_address(self, hostname: str, to: Node) -> str | None:
+        return resources.move_elastic_address(self.driver(), self.environment, hostname, to, pacing=self.pacing)
+
     def provision(self, node: Node, hostname: str, *, is_master: bool, volumes: Sequence[VolumeWanted],
                   elastic_address: bool = False) -> list[str]:
         """What belongs to the instance from the start (the master's address, or a node's whose group

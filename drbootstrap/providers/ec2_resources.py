@@ -256,6 +256,24 @@ def ensure_elastic_address(driver: BaseEC2NodeDriver, node: Node, environment: s
     return address.ip
 
 
+def move_elastic_address(driver: BaseEC2NodeDriver, environment: str, hostname: str, to: Node, *,
+                         pacing: Pacing) -> str | None:
+    """The elastic address tagged for HOSTNAME, re-associated with TO (a standby); None when it has none."""
+    found = pacing.call(driver, "list addresses", lambda: describe_addresses(
+        driver, {f"tag:{ENVIRONMENT_TAG}": environment, f"tag:{HOSTNAME_TAG}": hostname}))
+    if not found:
+        return None
+    address = found[0]
+    if address.instance_id == to.id:
+        return str(address.ip)
+    if address.instance_id:
+        pacing.call(driver, f"disassociate {address.ip} from {hostname}",
+                    functools.partial(driver.ex_disassociate_address, address, domain="vpc"))
+    pacing.call(driver, f"associate {address.ip} with {to.name}",
+                lambda: driver.ex_associate_address_with_node(to, address, domain="vpc"), transient_codes=NOT_YET)
+    return str(address.ip)
+
+
 # ---- volumes -----------------------------------------------------------------------------------
 
 

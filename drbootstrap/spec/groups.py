@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from drbootstrap.spec.limits import MAX_GROUPS, MAX_NODES
+from drbootstrap.spec.limits import MAX_GROUPS, MAX_NODES, MAX_STANDBY
 from drbootstrap.spec.positions import Path_
 from drbootstrap.spec.problems import Problem, dotted
 from drbootstrap.spec.raw import get_in, groups_of, is_valid, roles_of
@@ -82,7 +82,20 @@ def check_groups(data: dict) -> list[Problem]:
                 )
             )
         problems += _check_volumes(index, group)
+        problems += _check_standby(index, group)
     return problems
+
+
+def _check_standby(index: int, group: dict) -> list[Problem]:
+    """A warm spare takes over a dead node's name, not its volumes (they attach to one node at a time)."""
+    standby, volumes = group.get("standby"), group.get("volumes")
+    if type(standby) is int and standby > 0 and isinstance(volumes, list) and volumes:
+        return [Problem(("nodes", index, "standby"),
+                        f"nodes[{index}].standby: a standby cannot take over the group's volumes "
+                        "(a volume is attached to one node at a time)",
+                        "remove standby and let `drbootstrap watch` resurrect the node with its volumes, "
+                        "or keep the group's data off its nodes")]
+    return []
 
 
 def _misspells_naming_key(group: dict) -> bool:
@@ -114,26 +127,40 @@ def _check_volumes(index: int, group: dict) -> list[Problem]:
 
 
 def expand_group_hostnames(group: dict) -> list[tuple[Path_, str]] | None:
-    """(relative path, hostname) for each node of a raw group; None when it cannot be expanded."""
+    """(relative path, hostname) for each node of a raw group, its standbys last; None when it
+    cannot be expanded."""
     names = group.get("hostnames")
     if "hostnames" in group:
         if not isinstance(names, list):
             return None
-        return [(("hostnames", i), name) for i, name in enumerate(names) if is_valid(check_label, name)]
+        return [(("hostnames", i), name) for i, name in enumerate(names)
+                if is_valid(check_label, name)] + _standby_names(group)
     count, pattern = group.get("count"), group.get("hostname_pattern")
     if (type(count) is not int or not 1 <= count <= 10_000 or not isinstance(pattern, str)
             or not is_valid(check_hostname_pattern, pattern)):
         return None
-    return [(("hostname_pattern",), pattern.format(n=n)) for n in range(1, count + 1)]
+    return [(("hostname_pattern",), pattern.format(n=n)) for n in range(1, count + 1)] + _standby_names(group)
+
+
+def _spares(group: dict) -> int:
+    standby = group.get("standby")
+    return standby if type(standby) is int and 0 < standby <= MAX_STANDBY else 0
+
+
+def _standby_names(group: dict) -> list[tuple[Path_, str]]:
+    role = group.get("role")
+    if not isinstance(role, str) or not is_valid(check_role, role):
+        return []
+    return [(("standby",), f"{role}-standby{n}") for n in range(1, _spares(group) + 1)]
 
 
 def group_size(group: dict) -> int:
     """How many nodes a raw group names, without producing their names (0 when it cannot tell)."""
     names = group.get("hostnames")
     if "hostnames" in group:
-        return len(names) if isinstance(names, list) else 0
+        return len(names) + _spares(group) if isinstance(names, list) else 0
     count = group.get("count")
-    return count if type(count) is int and 1 <= count <= 10_000 else 0
+    return count + _spares(group) if type(count) is int and 1 <= count <= 10_000 else 0
 
 
 def count_nodes(data: dict) -> int:
@@ -165,6 +192,7 @@ def check_hostnames(data: dict) -> list[Problem]:
         reported_pattern = False
         for relative, name in expanded:
             path = ("nodes", index) + relative
+            produced = relative in (("hostname_pattern",), ("standby",))
             if relative == ("hostname_pattern",):
                 if reported_pattern:
                     continue
@@ -179,7 +207,7 @@ def check_hostnames(data: dict) -> list[Problem]:
                     reported_pattern = True
                     continue
             if name in owners:
-                what = "produces" if relative == ("hostname_pattern",) else "repeats"
+                what = "produces" if produced else "repeats"
                 problems.append(
                     Problem(
                         path,
@@ -189,7 +217,7 @@ def check_hostnames(data: dict) -> list[Problem]:
                 )
                 reported_pattern = relative == ("hostname_pattern",)
                 continue
-            owners[name] = dotted(path) if relative != ("hostname_pattern",) else f"nodes[{index}]"
+            owners[name] = dotted(path) if not produced else f"nodes[{index}]"
     return problems + _check_fqdn_length(data, owners)
 
 

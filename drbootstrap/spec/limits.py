@@ -21,12 +21,14 @@ __all__ = [
     "MAX_PROBLEMS",
     "MAX_SCALAR_CHARS",
     "MAX_SPEC_BYTES",
+    "MAX_STANDBY",
     "MAX_VALUES",
     "read_spec_text",
 ]
 
 MAX_SPEC_BYTES = 256 * 1024  # the file on disk; the largest example is about 3 KB
 MAX_NODES = 10_000  # hosts in the environment, all groups together, after count: expansion
+MAX_STANDBY = 10  # warm spares per group: each is a running node, billed like the active ones
 MAX_GROUPS = 256  # node groups (roles); bounds the longest `after:` chain the plan walks
 MAX_PROBLEMS = 50  # lines reported for one file; a person fixes the first ones and runs again
 

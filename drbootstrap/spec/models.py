@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from drbootstrap.spec.limits import MAX_STANDBY
 from drbootstrap.spec.model_base import SpecModel
 from drbootstrap.spec.placement import IdOrLookup, ImageParameterSpec, ImageValue, PlacementSpec
 from drbootstrap.spec.secrets import SecretRef
@@ -312,6 +313,7 @@ class NodeGroup(SpecModel):
     hostnames: list[Label] | None = Field(None, min_length=1)
     count: int | None = Field(None, ge=1, le=10_000)
     hostname_pattern: HostnamePattern | None = None
+    standby: int = Field(0, ge=0, le=MAX_STANDBY)  # warm spares, named ROLE-standbyN (`watch` moves names to them)
     after: list[Role] = Field(default_factory=list)
     puppet: NodePuppetSpec = Field(default_factory=NodePuppetSpec)
     volumes: list[VolumeSpec] = Field(default_factory=list)
@@ -339,6 +341,14 @@ class NodeGroup(SpecModel):
             return list(self.hostnames)
         assert self.count is not None and self.hostname_pattern is not None  # checked on load
         return [self.hostname_pattern.format(n=n) for n in range(1, self.count + 1)]
+
+    def standby_hostnames(self) -> list[str]:
+        """The group's warm spares: ROLE-standby1..N (built by `up` like the others, serving no name)."""
+        return [f"{self.role}-standby{n}" for n in range(1, self.standby + 1)]
+
+    def all_hostnames(self) -> list[str]:
+        """Every node `up` builds for the group: the named ones, then the standbys."""
+        return self.expand_hostnames() + self.standby_hostnames()
 
 
 class NotifySpec(SpecModel):
@@ -502,8 +512,8 @@ class EnvironmentSpec(SpecModel):
         raise KeyError(role)
 
     def worker_hostnames(self) -> list[str]:
-        """Every worker hostname, in spec order (the master excluded)."""
-        return [name for group in self.nodes for name in group.expand_hostnames()]
+        """Every worker hostname, in spec order (the master excluded; standbys included)."""
+        return [name for group in self.nodes for name in group.all_hostnames()]
 
     def secret_refs(self) -> list[tuple[str, SecretRef]]:
         """Every credential reference with a dotted description of where it is written."""

@@ -1,6 +1,7 @@
 """The watcher's memory, in the environment's state directory (EnvironmentPaths.watch_state):
 how many intervals each node has been silent, every resurrection (started, finished, the dead
-node's provider id), when nodes went unhealthy (for the meltdown guard) and a pause. Written
+node's provider id), when nodes went unhealthy (for the meltdown guard), a pause, and which
+standby answers for a dead active node's name (and every standby switch). Written
 atomically after every change, so a watcher killed and started again forgets nothing and never
 resurrects the same dead node (provider id) twice.
 """
@@ -32,6 +33,18 @@ class Resurrection:
 
 
 @dataclass
+class Switch:
+    """A dead active node's name (or elastic address) moved to a standby of its group."""
+
+    hostname: str  # the dead active node, whose name moved
+    standby: str  # the standby answering for it
+    dead_id: str
+    at: float  # when the name had moved
+    seconds: float  # the move itself (detection not included)
+    how: str  # "dns: web01.demo.internal -> 10.213.0.7" or "elastic address 203.0.113.5"
+
+
+@dataclass
 class Pause:
     reason: str
     since: float
@@ -45,6 +58,12 @@ class WatchState:
     resurrections: list[Resurrection] = field(default_factory=list)
     pause: Pause | None = None
     resumed_at: float = 0.0  # `watch --resume`: nodes unhealthy before it no longer count for the guard
+    serving: dict[str, str] = field(default_factory=dict)  # dead active hostname -> the standby answering for it
+    switches: list[Switch] = field(default_factory=list)
+
+    def active(self, hostname: str) -> str:
+        """The node answering for `hostname` now: a standby while it is dead and not yet rebuilt, else itself."""
+        return self.serving.get(hostname, hostname)
 
     def resurrected_count(self, hostname: str | None = None) -> int:
         return sum(1 for r in self.resurrections if r.ok and (hostname is None or r.hostname == hostname))
@@ -67,20 +86,23 @@ def load(path: Path) -> WatchState:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return WatchState()
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError) as error:
         raise StateWriteError(f"{path}: the watcher's state cannot be read ({error})",
                               hint="move the file aside; the watcher starts with no memory") from None
     pause = raw.get("pause")
     return WatchState(silent={str(k): int(v) for k, v in raw.get("silent", {}).items()},
                       unhealthy_since={str(k): float(v) for k, v in raw.get("unhealthy_since", {}).items()},
                       resurrections=[Resurrection(**r) for r in raw.get("resurrections", [])],
-                      pause=Pause(**pause) if pause else None, resumed_at=float(raw.get("resumed_at", 0.0)))
+                      pause=Pause(**pause) if pause else None, resumed_at=float(raw.get("resumed_at", 0.0)),
+                      serving={str(k): str(v) for k, v in raw.get("serving", {}).items()},
+                      switches=[Switch(**w) for w in raw.get("switches", [])])
 
 
 def save(path: Path, state: WatchState) -> None:
     """Replace the file atomically (write, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state.resurrections = state.resurrections[-KEEP_RESURRECTIONS:]
+    state.switches = state.switches[-KEEP_RESURRECTIONS:]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w") as handle:

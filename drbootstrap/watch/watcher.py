@@ -4,14 +4,22 @@ the provider's view and an agent ping) and resurrect the workers that are dead.
 A worker is resurrected when it has been dead for `silent_intervals` intervals in a row AND the
 provider confirms it (gone, or not running): through the runner `up` uses, for that node only,
 relaunched under the same name (its volumes released by the dead node and attached to the new
-one by the volumes step), named, signed, Puppet applied, checked. The watcher takes the
-environment's lock for each resurrection and skips the interval while another command holds it.
+one by the volumes step), named, signed, Puppet applied, checked. The watcher holds the environment
+for each resurrection as `up`, `drill` and `failover` do (drbootstrap.state: its lock, or its fenced
+lease when the state is in s3, the run's journal writes sent under it) and skips the interval while
+another command holds it.
 The master is never resurrected by the watcher (every worker depends on it): it is reported.
 
+An active node of a group with standbys (standby.py), dead by the same test, first has its name
+moved to a spare (under the same hold, within the interval that found it, even during a meltdown
+pause: moving a name rebuilds nothing); then it is resurrected behind it, the name given back
+only once the new node is complete (_rebuild_behind).
+
 What it saw and did is saved after every change (state.py); a resurrection begun for a dead node
-(its provider id) is never begun again, a restarted watcher resumes the one it left unfinished.
-The meltdown guard (guard.py) pauses resurrection; `watch --resume` (a marker file) or every node
-healthy again lifts the pause. Resurrections and pauses are notified (notify.py).
+(its provider id) is never begun again, a restarted watcher resumes the one it left unfinished,
+and which standby answers for which name survives a restart. The meltdown guard (guard.py)
+pauses resurrection; `watch --resume` (a marker file) or every node healthy again lifts the
+pause. Resurrections, pauses and standby switches are notified (notify.py).
 """
 
 from __future__ import annotations
@@ -22,16 +30,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drbootstrap.environment_lock import EnvironmentBusy, hold_environment
+from drbootstrap.environment_lock import EnvironmentBusy
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.events import Event
-from drbootstrap.executor.lifecycle import EnvironmentStatus
+from drbootstrap.executor.lifecycle import EnvironmentStatus, NodeStatus
 from drbootstrap.notify import Notification, send
 from drbootstrap.paths import EnvironmentPaths
+from drbootstrap.plan import Step
 from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.state import StateSession, hold_state
 from drbootstrap.watch import guard
 from drbootstrap.watch.health import Verdict, assess, confirmed_dead, node_dead
-from drbootstrap.watch.state import Pause, Resurrection, WatchState, load, save
+from drbootstrap.watch.standby import MoveName, choose_standby, real_move_name, standby_group, timed
+from drbootstrap.watch.state import Pause, Resurrection, Switch, WatchState, load, save
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,8 @@ class Revival:
 
 
 Observe = Callable[[], EnvironmentStatus]
-Resurrect = Callable[[str, bool], Revival]  # (hostname, relaunch) -> how it ended
+# (hostname, relaunch, the hold, the step to stop after: None for all) -> how it ended
+Resurrect = Callable[[str, bool, StateSession, Step | None], Revival]
 
 
 def real_observe(spec: EnvironmentSpec, state_dir: Path) -> Observe:
@@ -56,17 +68,20 @@ def real_resurrect(spec: EnvironmentSpec, paths: EnvironmentPaths, emit: Callabl
     """The runner `up` uses, for one node: `relaunch` replaces it from launch (as `up --redo launch
     --only HOST` would, for that node alone); without it the journal resumes an unfinished one."""
 
-    def resurrect(hostname: str, relaunch: bool) -> Revival:
+    def resurrect(hostname: str, relaunch: bool, session: StateSession, until: Step | None) -> Revival:
         from drbootstrap.executor.build import build_context
         from drbootstrap.executor.context import UpOptions
         from drbootstrap.executor.run import run_up
         from drbootstrap.plan import build_plan
 
         plan = build_plan(spec)
-        options = UpOptions(only=frozenset({hostname}), relaunch=frozenset({hostname}) if relaunch else frozenset())
-        result = run_up(build_context(spec, plan, paths, options=options, emit=emit))
+        options = UpOptions(only=frozenset({hostname}), relaunch=frozenset({hostname}) if relaunch else frozenset(),
+                            until=until)
+        ctx = build_context(spec, plan, paths, options=options, emit=emit)
+        session.attach(ctx.journal)  # s3 state: every journal write goes to the remote, fenced by the lease
+        result = run_up(ctx)
         outcome = result.outcomes.get(hostname)
-        if outcome is None or not outcome.complete:
+        if outcome is None or not (outcome.complete or (until is not None and outcome.ok)):
             return Revival(False, outcome.reason if outcome is not None else "the run did not reach it")
         return Revival(True)
 
@@ -78,9 +93,10 @@ class Watcher:
 
     def __init__(self, spec: EnvironmentSpec, state_dir: Path, *, observe: Observe, resurrect: Resurrect,
                  say: Callable[[str], None] = print, notify: Callable[[Notification], list[str]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, move_name: MoveName | None = None) -> None:
         self.spec, self.paths = spec, EnvironmentPaths(state_dir, spec.environment)
         self.observe, self.resurrect, self.say, self.clock = observe, resurrect, say, clock
+        self.move_name = move_name or real_move_name(spec, self.paths)
         self.notify = notify or (lambda n: send(spec.watch.notify, n))
         self.rule = spec.watch
 
@@ -111,6 +127,9 @@ class Watcher:
             else:
                 state.silent.pop(hostname, None)
                 state.unhealthy_since.pop(hostname, None)
+        for hostname, standby in list(state.serving.items()):
+            if standby not in nodes or node_dead(nodes[standby]):
+                del state.serving[hostname]  # the spare died too: another may take the name
         counted = {h: t for h, t in state.unhealthy_since.items() if t > state.resumed_at}
         verdict = guard.assess(self.rule.meltdown, counted, len(nodes), now)
         if verdict.meltdown and state.pause is None:
@@ -123,6 +142,8 @@ class Watcher:
             save(self.paths.watch_state, state)
             self._tell("resumed", f"{self.spec.environment}: every node healthy again; resurrection resumed", [])
         save(self.paths.watch_state, state)
+        state = self._give_names_back(state, nodes)
+        state = self._switch_standbys(state, nodes)
         if state.pause is not None:
             self.say(f"{self.spec.environment}: resurrection paused since "
                      f"{time.strftime('%H:%M:%S', time.gmtime(state.pause.since))}: {state.pause.reason}")
@@ -146,6 +167,55 @@ class Watcher:
             state = self._resurrect(state, hostname, node.provider_id or "")
         return state
 
+    def _give_names_back(self, state: WatchState, nodes: dict[str, NodeStatus]) -> WatchState:
+        """A node a spare answers for that is complete and alive again (rebuilt by `up`, or a rebuild
+        whose last move failed) gets its name back."""
+        for hostname in sorted(state.serving):
+            node = nodes.get(hostname)
+            if node is None or node_dead(node) or not node.complete:
+                continue
+            try:
+                with hold_state(self.spec, self.paths, "watch"):
+                    how = self.move_name(hostname, node)
+                    state = load(self.paths.watch_state)
+                    state.serving.pop(hostname, None)
+                    save(self.paths.watch_state, state)
+            except DrbError as error:  # EnvironmentBusy too: the next interval tries again
+                self.say(f"{hostname}: alive again, its name not given back yet: {error}")
+                continue
+            self.say(f"{hostname}: alive and complete again; its name is its own again ({how})")
+        return state
+
+    def _switch_standbys(self, state: WatchState, nodes: dict[str, NodeStatus]) -> WatchState:
+        """Move the name of each active node dead long enough (and confirmed) to a spare of its group."""
+        for hostname in sorted(state.silent):
+            node = nodes.get(hostname)
+            if (node is None or hostname in state.serving or state.silent[hostname] < self.rule.silent_intervals
+                    or not confirmed_dead(node) or standby_group(self.spec, hostname) is None):
+                continue
+            takeover = choose_standby(self.spec, hostname, nodes, state.serving)
+            if takeover is None:
+                self.say(f"{hostname}: dead, and no standby of its group is ready to take its name")
+                continue
+            try:
+                with hold_state(self.spec, self.paths, "watch"):
+                    how, seconds = timed(self.move_name, takeover)
+                    state = load(self.paths.watch_state)
+                    state.serving[hostname] = takeover.standby.hostname
+                    state.switches.append(Switch(hostname, takeover.standby.hostname, node.provider_id or "",
+                                                 self.clock(), seconds, how))
+                    save(self.paths.watch_state, state)
+            except EnvironmentBusy as busy:
+                self.say(f"{hostname}: its name not moved this interval: {busy.message}")
+                continue
+            except DrbError as error:
+                self.say(f"{hostname}: its name could not move to {takeover.standby.hostname}: {error}")
+                continue
+            self._tell("standby_switch", f"{hostname}: dead; {takeover.standby.hostname} answers for it now "
+                       f"({how}, {seconds:.1f} s); rebuilding {hostname} behind it",
+                       [hostname, takeover.standby.hostname])
+        return state
+
     def _resurrect(self, state: WatchState, hostname: str, dead_id: str) -> WatchState:
         earlier = state.tried(hostname, dead_id)
         if earlier is not None and earlier.ok is not None:
@@ -154,7 +224,7 @@ class Watcher:
                      "(run `drbootstrap up FILE --only FAILED`)")
             return state
         try:
-            with hold_environment(self.paths, "watch"):
+            with hold_state(self.spec, self.paths, "watch") as session:
                 state = load(self.paths.watch_state)  # under the lock: what another watcher did counts
                 earlier = state.tried(hostname, dead_id)
                 if earlier is not None and earlier.ok is not None:
@@ -170,13 +240,17 @@ class Watcher:
                 try:
                     # Relaunch only while the journal still names the dead node: a watcher that died
                     # after the relaunch resumes the new node instead of launching a third.
-                    revival = self.resurrect(hostname, self._journal_names(hostname, dead_id))
+                    relaunch = self._journal_names(hostname, dead_id)
+                    spare = state.serving.get(hostname)
+                    revival = self.resurrect(hostname, relaunch, session, None) if spare is None else \
+                        self._rebuild_behind(hostname, spare, relaunch, session)
                 except DrbError as error:
                     revival = Revival(False, str(error))
                 earlier.finished_at, earlier.ok, earlier.reason = self.clock(), revival.ok, revival.reason
                 if revival.ok:
                     state.silent.pop(hostname, None)
                     state.unhealthy_since.pop(hostname, None)
+                    state.serving.pop(hostname, None)  # _rebuild_behind gave it its name back
                 save(self.paths.watch_state, state)
         except EnvironmentBusy as busy:
             self.say(f"{hostname}: not resurrected this interval: {busy.message}")
@@ -189,6 +263,27 @@ class Watcher:
             self._tell("resurrection_failed", f"{hostname}: resurrection failed after {seconds:.1f} s: "
                        f"{revival.reason}", [hostname])
         return state
+
+    def _rebuild_behind(self, hostname: str, spare: str, relaunch: bool, session: StateSession) -> Revival:
+        """Rebuild a node whose name a spare answers for, without handing the name to a half-built node:
+        its naming step gives it its name (it learns it from its PTR at boot), the name goes back to the
+        spare while it is configured and checked, and comes to it only once it is complete."""
+        named = self.resurrect(hostname, relaunch, session, Step.TAKE_NAME)
+        if not named.ok:
+            return named
+        self.move_name(hostname, self._journal_node(spare))
+        done = self.resurrect(hostname, False, session, None)
+        if done.ok:
+            how = self.move_name(hostname, self._journal_node(hostname))
+            self.say(f"{hostname}: complete; its name is its own again ({how})")
+        return done
+
+    def _journal_node(self, hostname: str) -> NodeStatus:
+        from drbootstrap.journal import Journal
+
+        record = Journal.at(self.paths).data.nodes.get(hostname)
+        return NodeStatus(hostname, "", provider_id=record.provider_id if record else None,
+                          address=record.address if record else None)
 
     def _journal_names(self, hostname: str, dead_id: str) -> bool:
         from drbootstrap.journal import Journal

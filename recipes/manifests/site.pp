@@ -3,6 +3,7 @@ $drb_role_from_name = $trusted['certname'] ? {
   /^db\d*(\.|$)/   => 'db',
   /^web\d*(\.|$)/  => 'web',
   /^mail\d*(\.|$)/ => 'mail',
+  /^(db|web|mail)-standby\d+(\.|$)/ => $1,  # a warm spare (spec `standby:`) takes its group's role
   default          => undef,
 }
 $drb_node_role = $facts['drb_role'] ? {

@@ -57,6 +57,7 @@ class World:
         self.silent_only: set[str] = set()
         self.broker_down = False
         self.revived: list[tuple[str, bool]] = []
+        self.sessions: list[object] = []
 
     def observe(self) -> EnvironmentStatus:
         status = EnvironmentStatus("demo", broker_reachable=not self.broker_down)
@@ -72,8 +73,9 @@ class World:
             status.nodes.append(node)
         return status
 
-    def resurrect(self, hostname: str, relaunch: bool) -> Revival:
+    def resurrect(self, hostname: str, relaunch: bool, session: object = None, until: object = None) -> Revival:
         self.revived.append((hostname, relaunch))
+        self.sessions.append(session)
         self.generation[hostname] += 1
         self.dead.discard(hostname)
         return Revival(True)
@@ -151,6 +153,42 @@ def test_the_lock_held_by_up_defers_the_resurrection(setup):
     assert world.revived == [] and any("not resurrected this interval" in line for line in said)
     watcher.tick()
     assert world.revived == [("db01", True)]
+
+
+def test_with_s3_state_the_watcher_resurrects_under_the_environments_lease_and_defers_to_its_holder(
+        tmp_path, monkeypatch):
+    from drbootstrap.state.lease import read_lease, take_lease
+    from drbootstrap.state.remote import RemoteState
+    from tests.unit.state_fakes import S3_STATE, STATE_KEY, use_memory_bucket
+
+    monkeypatch.setenv("DRB_TEST_STATE_KEY", STATE_KEY)
+    use_memory_bucket(monkeypatch)
+    spec_file = tmp_path / "env.yaml"
+    spec_file.write_text(SPEC + S3_STATE)
+    spec = load_spec(spec_file)
+    paths = EnvironmentPaths(tmp_path / "state", "demo")
+    store = RemoteState(spec.state, paths).store
+    world, said, holders = World(), [], []
+    monkeypatch.setattr(Watcher, "_journal_names", lambda self, h, dead: True)
+
+    def resurrect(hostname: str, relaunch: bool, session, until) -> Revival:
+        holders.append((read_lease(store).record.command, type(session).__name__))
+        return world.resurrect(hostname, relaunch, session, until)
+
+    watcher = Watcher(spec, tmp_path / "state", observe=world.observe, resurrect=resurrect, say=said.append,
+                      notify=lambda n: [])
+    world.dead.add("db01")
+    watcher.tick()
+    other = take_lease(store, "up", seconds=60, take_over=False)  # `up` on another machine holds it
+    try:
+        watcher.tick()
+    finally:
+        other.release()
+    assert world.revived == [] and any("not resurrected this interval" in line and "`up`" in line for line in said)
+    watcher.tick()
+    assert world.revived == [("db01", True)]
+    assert holders == [("watch", "_RemoteSession")]
+    assert read_lease(store).record.released
 
 
 def test_three_of_five_dead_pause_resurrection_until_resume(setup):

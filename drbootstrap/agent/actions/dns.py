@@ -1,4 +1,5 @@
-"""The dns agent (on the master): add/remove a node's forward and reverse entries, then SIGHUP dnsmasq."""
+"""The dns agent (on the master): add/remove a node's forward and reverse entries, move a name to a
+standby's address, then SIGHUP dnsmasq."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drbootstrap.agent.registry import ActionFailed, Input, RpcAgent, action
-from drbootstrap.dns.hosts_file import HostsFileError, add_entry, read_entries, remove_entry
+from drbootstrap.dns.hosts_file import HostsFileError, add_entry, move_name, read_entries, remove_entry
 from drbootstrap.messaging.envelope import Request, StatusCode
 
 if TYPE_CHECKING:
@@ -38,6 +39,19 @@ class DnsAgent(RpcAgent):
                 domain=config.domain,
                 replace=bool(data.get("replace")),
             )
+        except HostsFileError as error:
+            raise ActionFailed(StatusCode.INVALID_DATA, str(error)) from error
+        return {"address": entry.address, "names": list(entry.names), "reloaded": self._reload()}
+
+    @action(
+        "Make NAME resolve to ADDRESS beside that address's own name (a standby taking over) and reload dnsmasq",
+        name=Input("string", required=True, pattern=_NAME),
+        address=Input("string", required=True, pattern=_ADDRESS),
+    )
+    def move(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
+        config = self._config()
+        try:
+            entry = move_name(Path(config.hosts_file), data["name"], data["address"], domain=config.domain)
         except HostsFileError as error:
             raise ActionFailed(StatusCode.INVALID_DATA, str(error)) from error
         return {"address": entry.address, "names": list(entry.names), "reloaded": self._reload()}

@@ -1,10 +1,12 @@
 """`drbootstrap watch` and `check` on the local cloud, against examples/local.yaml with a watch
-block (meltdown at 3 nodes, so that three of five trips it) and a loopback webhook receiver.
+block (meltdown at 3 nodes, so that three of six trips it), `standby: 1` on the web group (a sixth
+node, web-standby1) and a loopback webhook receiver.
 
 One environment for the module (the machine is slow and shared); the tests run in file order:
 check OK, a killed worker resurrected (timed), a watcher SIGKILLed mid-resurrection and restarted
-(one resurrection only), three killed at once (paused, notified, nothing resurrected, then
-`watch --resume` repairs them), and check UNKNOWN with the broker unreachable.
+(one resurrection only), the active web01 killed (its name answers from the standby through the
+master's dnsmasq, timed; web01 rebuilt behind it), three killed at once (paused, notified, nothing
+resurrected, then `watch --resume` repairs them), and check UNKNOWN with the broker unreachable.
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ class Receiver:
 @pytest.fixture(scope="module")
 def environment():
     receiver = Receiver()
-    text = (REPO_ROOT / "examples" / "local.yaml").read_text() + WATCH_BLOCK.format(port=receiver.server.server_port)
+    text = (REPO_ROOT / "examples" / "local.yaml").read_text().replace(
+        '    hostname_pattern: "web{n:02}"', '    standby: 1\n    hostname_pattern: "web{n:02}"', 1)
+    assert "standby: 1" in text
+    text += WATCH_BLOCK.format(port=receiver.server.server_port)
     env = make_environment(text, "watche2e")
     env.receiver = receiver
     env.watchers = []
@@ -145,7 +150,7 @@ def role_file(env, hostname: str) -> str:
 def test_check_is_ok_with_every_agent_answering(environment):
     code, line = check(environment)
     assert code == 0, line
-    assert line.startswith("DRBOOTSTRAP OK - ") and "agents=5;;;0;5" in line and "resurrected=0" in line
+    assert line.startswith("DRBOOTSTRAP OK - ") and "agents=6;;;0;6" in line and "resurrected=0" in line
 
 
 def test_a_killed_worker_comes_back_under_its_name_with_its_volume_data(environment):
@@ -195,6 +200,62 @@ def test_a_watcher_killed_mid_resurrection_and_restarted_resurrects_once(environ
     assert env.live_hostnames().count("mail01") == 1
     assert role_file(env, "mail01") == "mail", out[-2000:]
     assert check(env)[0] == 0
+
+
+def resolve(env, hostname: str) -> list[str]:
+    """The A records of hostname.demo.internal as the master's dnsmasq answers them."""
+    import dns.exception
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [json.loads(env.paths.journal.read_text())["nodes"]["controller"]["address"]]
+    resolver.lifetime = 2.0
+    try:
+        return sorted(a.to_text() for a in resolver.resolve(f"{hostname}.demo.internal", "A"))
+    except dns.exception.DNSException:
+        return []
+
+
+def web_answers(address: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{address}:8080/", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_the_active_node_of_a_standby_group_killed_its_name_answers_from_the_standby(environment):
+    env = environment
+    journal = json.loads(env.paths.journal.read_text())["nodes"]
+    spare, before = journal["web-standby1"]["address"], journal["web01"]["address"]
+    assert resolve(env, "web01") == [before]
+    notes_before = len(env.receiver.received)
+    watcher = start_watcher(env)
+    time.sleep(4)  # the watcher's first interval: web01 counted alive
+    killed = time.monotonic()
+    kill_node(env, "web01")
+    wait_for(lambda: resolve(env, "web01") == [spare] and web_answers(spare), 120, "web01 answering from the standby",
+             step=0.25)
+    switched = time.monotonic() - killed
+    assert resolve(env, "web-standby1") == [spare]  # the spare keeps its own name
+    wait_for(lambda: any(r["hostname"] == "web01" and r["ok"] for r in watch_state(env).get("resurrections", [])),
+             900, "web01 rebuilt behind the standby")
+    wait_for(lambda: check(env)[0] == 0, 120, "check OK again")
+    rebuilt = time.monotonic() - killed
+    out = stop_watcher(watcher)
+    state = watch_state(env)
+    switch = [w for w in state["switches"] if w["hostname"] == "web01"]
+    print(f"\nkill -> web01 answers from web-standby1: {switched:.1f} s (the move itself {switch[-1]['seconds']:.2f} s)"
+          f"; kill -> rebuilt and check OK: {rebuilt:.1f} s\n{out[-3000:]}")
+    assert len(switch) == 1 and switch[0]["standby"] == "web-standby1" and switch[0]["how"].startswith("dns: ")
+    assert state["serving"] == {}
+    now = json.loads(env.paths.journal.read_text())["nodes"]["web01"]["address"]
+    assert resolve(env, "web01") == [now] and resolve(env, "web-standby1") == [spare]
+    notes = [n for n in env.receiver.received[notes_before:] if n["event"] == "standby_switch"]
+    assert len(notes) == 1 and notes[0]["nodes"] == ["web01", "web-standby1"]
+    assert switched < 60
 
 
 def test_three_killed_at_once_pause_notify_and_resume_repairs_them(environment):
