@@ -34,6 +34,13 @@ log = logging.getLogger("drbootstrap.transport")
 
 MessageHandler = Callable[[bytes, dict[str, str]], None]
 
+# How long the broker may stay silent, in its heart-beat intervals, before the connection counts as
+# dead. stomp.py's default 1.5 drops healthy connections of a busy broker: ActiveMQ skips a
+# keep-alive when it sent anything in the last interval and times its checks per connection, so
+# its gaps reach up to two intervals, more with thousands of connections (5,000 agents:
+# tests/bench/bench_scale.py). A dead broker's socket closes at once; this bounds only a hung one.
+HEARTBEAT_RECEIVE_SCALE = 2.5
+
 
 @dataclass(frozen=True)
 class BrokerAddress:
@@ -153,6 +160,7 @@ class StompTransport:
         connection = StompConnection12(
             host_and_ports=hosts,
             heartbeats=(heartbeat, heartbeat),
+            heart_beat_receive_scale=HEARTBEAT_RECEIVE_SCALE,
             reconnect_attempts_max=1,
             timeout=self.config.connect_timeout,
             auto_decode=False,
