@@ -9,6 +9,7 @@ agent's path (decode_request of a `ping` broadcast + reply_frame of its reply) a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from drbootstrap.messaging.envelope import Filter, Reply, Request
 from drbootstrap.messaging.mcollective import McollectiveProtocol
@@ -42,7 +43,7 @@ def main() -> None:
             receiver.decode_reply(sent.body, dict(sent.headers))
         client_best = min(client_best, (time.process_time() - began) / N)
     print(f"agent: decode request + encode reply {agent_best * 1e6:.0f} us/message; "
-          f"client: decode reply {client_best * 1e6:.0f} us/message (load {open('/proc/loadavg').read().split()[0]})")
+          f"client: decode reply {client_best * 1e6:.0f} us/message (load {Path('/proc/loadavg').read_text().split()[0]})")
 
 
 if __name__ == "__main__":
