@@ -42,8 +42,9 @@ def main() -> None:
         for sent in replies:
             receiver.decode_reply(sent.body, dict(sent.headers))
         client_best = min(client_best, (time.process_time() - began) / N)
+    load = Path("/proc/loadavg").read_text().split()[0]
     print(f"agent: decode request + encode reply {agent_best * 1e6:.0f} us/message; "
-          f"client: decode reply {client_best * 1e6:.0f} us/message (load {Path('/proc/loadavg').read_text().split()[0]})")
+          f"client: decode reply {client_best * 1e6:.0f} us/message (load {load})")
 
 
 if __name__ == "__main__":
