@@ -35,10 +35,10 @@ log = logging.getLogger("drbootstrap.transport")
 MessageHandler = Callable[[bytes, dict[str, str]], None]
 
 # How long the broker may stay silent, in its heart-beat intervals, before the connection counts as
-# dead. stomp.py's default 1.5 drops healthy connections of a busy broker: ActiveMQ skips a
-# keep-alive when it sent anything in the last interval and times its checks per connection, so
-# its gaps reach up to two intervals, more with thousands of connections (5,000 agents:
-# tests/bench/bench_scale.py). A dead broker's socket closes at once; this bounds only a hung one.
+# dead. With stomp.py's default 1.5, ActiveMQ holding 5,000 agents (tests/bench/bench_scale.py)
+# saw its live connections dropped after 45 s without a keep-alive, then a reconnect storm: a
+# busy broker's keep-alives arrive late. A broker that dies closes the socket and is noticed at
+# once; this bounds only a hung one.
 HEARTBEAT_RECEIVE_SCALE = 2.5
 
 
