@@ -87,12 +87,21 @@ def _replies(stdout: str) -> tuple[int, float]:
     return len(times), max(times) if times else float("nan")
 
 
+def _farm_command() -> list[str]:
+    """`python -m tests.bench.agent_farm`; with DRB_BENCH_PYTHONPATH the other copy's drbootstrap
+    goes first (`-m` would put the working directory, this checkout, ahead of PYTHONPATH)."""
+    if not OTHER_CODE:
+        return [sys.executable, "-m", "tests.bench.agent_farm"]
+    code = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "runpy.run_module('tests.bench.agent_farm', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", code, OTHER_CODE]
+
+
 def _start_farms(names: list[str], url: str, key: Path, kind: str) -> list[subprocess.Popen]:
     farms = []
     for index in range(0, len(names), PER_PROCESS):
         farms.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.agent_farm", url, str(key), kind, "mcollective",
-             *names[index:index + PER_PROCESS]],
+            [*_farm_command(), url, str(key), kind, "mcollective", *names[index:index + PER_PROCESS]],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True, env=_env()))
     for farm in farms:
         assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
