@@ -1,7 +1,8 @@
 """A private ActiveMQ broker from Debian's package: own conf and data dirs, STOMP (and stomp+ssl).
 
 Used by the master image and by tests. Runs as root with its own directories (as user activemq
-on a root-owned data dir it fails silently), persistence off, JMX off, a small heap.
+on a root-owned data dir it fails silently), persistence off, JMX off, NIO STOMP connectors and a
+heap ceiling with room for 5,000 agents (the JVM takes only what it uses).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 
 ACTIVEMQ_HOME = Path("/usr/share/activemq")
 STARTUP_TIMEOUT = 60.0
+MAX_CONNECTIONS = 10_000  # STOMP connections a broker takes: one per agent, plus clients
+# The JVM's heap ceiling (-Xmx; the heap grows only as it is used). 256 MB held 1,000 agents but
+# not 5,000: the old generation filled and the broker spent its time in full GCs, delivering
+# nothing (tests/bench/bench_scale.py; RESULTS.md, "discovery at scale").
+HEAP_MB = 1024
 
 _LOG4J = """\
 log4j.rootLogger=INFO, stdout
@@ -55,7 +61,7 @@ class BrokerConfig:
     tls_port: int | None = None  # with tls: 0 picks a free port
     tls: BrokerTls | None = None
     plain_host: str | None = None  # where plain STOMP listens (default: host); loopback keeps it local
-    heap_mb: int = 256
+    heap_mb: int = HEAP_MB
     broker_name: str = "drbootstrap"
     extra_java_opts: list[str] = field(default_factory=list)
 
@@ -67,14 +73,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def open_files_limit() -> None:
+    """Raise this process's soft open-file limit to its hard limit (at most 65,536) for a broker
+    about to start: every agent is one socket, and a shell's usual soft limit of 1,024 stops a broker
+    near 1,000 agents (a preexec_fn; RabbitMQ's own scripts and JVMs do not all raise it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def render_activemq_xml(config: BrokerConfig) -> str:
     """The broker's activemq.xml: STOMP connector(s), no persistence, no JMX, small memory."""
     plain = config.plain_host or config.host
-    connectors = [f'<transportConnector name="stomp" uri={quoteattr(_uri("stomp", plain, config.port))}/>']
+    # NIO connectors: a few selector threads instead of one thread per connection (5,700 threads
+    # for 5,000 agents with the blocking stomp:// transport).
+    connectors = [f'<transportConnector name="stomp" uri={quoteattr(_uri("stomp+nio", plain, config.port))}/>']
     ssl_context = ""
     if config.tls is not None and config.tls_port:
         connectors.append(
-            f'<transportConnector name="stomp+ssl" uri={quoteattr(_uri("stomp+ssl", config.host, config.tls_port))}/>'
+            f'<transportConnector name="stomp+ssl" '
+            f'uri={quoteattr(_uri("stomp+nio+ssl", config.host, config.tls_port))}/>'
         )
         ssl_context = (
             "<sslContext><sslContext "
@@ -108,8 +129,10 @@ def render_activemq_xml(config: BrokerConfig) -> str:
 
 def _uri(scheme: str, host: str, port: int) -> str:
     bracketed = f"[{host}]" if ":" in host else host
-    # maximumConnections well above a 200-agent benchmark; frames bounded at 2 MiB.
-    return f"{scheme}://{bracketed}:{port}?maximumConnections=2000&wireFormat.maxFrameSize=2097152"
+    # One connection per agent: room for 5,000 agents and their clients (tests/bench/bench_scale.py;
+    # the process's open-file limit is raised to match, see open_files_limit); frames bounded at 2 MiB.
+    return (f"{scheme}://{bracketed}:{port}?maximumConnections={MAX_CONNECTIONS}"
+            "&wireFormat.maxFrameSize=2097152")
 
 
 @dataclass
@@ -215,7 +238,7 @@ class Broker(RunningBroker):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=base, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=open_files_limit,
             )
         try:
             self._wait_until_ready(timeout)
@@ -250,7 +273,7 @@ def start_broker(
     tls: BrokerTls | None = None,
     tls_port: int | None = None,
     plain_host: str | None = None,
-    heap_mb: int = 256,
+    heap_mb: int = HEAP_MB,
     timeout: float = STARTUP_TIMEOUT,
 ) -> Broker:
     """Write conf into base_dir, start ActiveMQ, return once STOMP CONNECT succeeds (on plain_host,

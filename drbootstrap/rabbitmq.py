@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drbootstrap.broker import RunningBroker, free_port, stomp_connect_probe
+from drbootstrap.broker import RunningBroker, free_port, open_files_limit, stomp_connect_probe
 from drbootstrap.errors import MessagingError, PrerequisiteError, WaitTimeoutError
 from drbootstrap.paths import write_private_file
 
@@ -271,6 +271,7 @@ class RabbitBroker(RunningBroker):
             self.process = subprocess.Popen(
                 ["/bin/sh", "-c", script, "sh", epmd, str(RABBITMQ_SERVER)], cwd=base, env=self.environment(),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=open_files_limit,
             )
         try:
             self._wait_until_ready(timeout)

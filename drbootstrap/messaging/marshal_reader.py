@@ -10,13 +10,16 @@ Values come out as the `rubymarshal` package gives them (Symbol, RubyString, byt
 from __future__ import annotations
 
 import codecs
-import struct
 from typing import Any
 
 from rubymarshal.classes import RubyString, Symbol
 
 MAX_DEPTH = 32  # mco's deepest: envelope -> filter -> fact list -> fact hash -> value
 MAX_NODES = 20_000  # values after expanding links; a 256 KiB message of plain values stays below
+
+
+_TOKENS = [chr(code) for code in range(256)]  # type bytes as the one-character names below
+_CONTAINERS = frozenset('"fl[{I')
 
 
 class MarshalLimitError(ValueError):
@@ -57,13 +60,20 @@ class BoundedMarshalReader:
         return chunk
 
     def _long(self) -> int:
-        (length,) = struct.unpack("b", bytes([self._byte()]))
+        data, pos = self.data, self.pos
+        if pos >= len(data):
+            raise MarshalLimitError("truncated Marshal data")
+        length = data[pos]
+        self.pos = pos + 1
         if length == 0:
             return 0
-        if 5 < length < 128:
-            return length - 5
-        if -129 < length < -5:
-            return length + 5
+        if length < 128:  # a signed byte: 1..127
+            return length - 5 if length > 5 else self._long_bytes(length)
+        length -= 256  # -128..-1
+        return length + 5 if length < -5 else self._long_bytes(length)
+
+    def _long_bytes(self, length: int) -> int:
+        """A long of |length| little-endian bytes (negative length: a negative number)."""
         size = abs(length)
         if size > 4:
             raise MarshalLimitError("a long of more than 4 bytes")
@@ -88,8 +98,14 @@ class BoundedMarshalReader:
         """The next value and its expanded node count."""
         if depth > self.max_depth:
             raise MarshalLimitError("nested too deeply")
-        self._charge(1)
-        token = chr(self._byte())
+        self.budget -= 1  # _charge(1), inline: this runs once per value
+        if self.budget < 0:
+            raise MarshalLimitError("more values than a message may hold (object links expand too far)")
+        data, pos = self.data, self.pos
+        if pos >= len(data):
+            raise MarshalLimitError("truncated Marshal data")
+        self.pos = pos + 1
+        token = _TOKENS[data[pos]]
         if token == "0":
             return None, 1
         if token == "T":
@@ -112,7 +128,7 @@ class BoundedMarshalReader:
             value, size = self.objects[index]  # type: ignore[misc]  # not None: checked above
             self._charge(size - 1)
             return value, size
-        if token in ('"', "f", "l", "[", "{", "I"):
+        if token in _CONTAINERS:
             return self._object(token, depth)
         raise MarshalLimitError(f"a Marshal type mcollective never sends ({token!r})")
 

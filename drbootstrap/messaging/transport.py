@@ -37,6 +37,13 @@ log = logging.getLogger("drbootstrap.transport")
 
 MessageHandler = Callable[[bytes, dict[str, str]], None]
 
+# How long the broker may stay silent, in its heart-beat intervals, before the connection counts as
+# dead. With stomp.py's default 1.5, ActiveMQ holding 5,000 agents (tests/bench/bench_scale.py)
+# saw its live connections dropped after 45 s without a keep-alive, then a reconnect storm: a
+# busy broker's keep-alives arrive late. A broker that dies closes the socket and is noticed at
+# once; this bounds only a hung one.
+HEARTBEAT_RECEIVE_SCALE = 2.5
+
 
 @dataclass(frozen=True)
 class BrokerAddress:
@@ -169,6 +176,7 @@ class StompTransport:
         connection = StompConnection12(
             host_and_ports=hosts,
             heartbeats=(heartbeat, heartbeat),
+            heart_beat_receive_scale=HEARTBEAT_RECEIVE_SCALE,
             reconnect_attempts_max=1,
             timeout=self.config.connect_timeout,
             auto_decode=False,
