@@ -200,6 +200,12 @@ def _customize_script(recipe: ImageRecipe, root: Path) -> str:
         "rm -f \"$1\"/etc/ssh/ssh_host_*",
         "cat >\"$1/etc/cloud/cloud.cfg.d/90-drbootstrap.cfg\" <<'EOF'",
         "datasource_list: [NoCloud, ConfigDrive, OpenStack, Ec2, None]",
+        # The console's SSH HOST KEY KEYS block is boot.sh's sshd (the one the controller pins);
+        # the system sshd is disabled, so cloud-init prints no keys of its own.
+        "ssh:",
+        "  emit_keys_to_console: false",
+        "no_ssh_fingerprints: true",
+        "locale: false",
         "EOF",
         ": >\"$1/etc/machine-id\"",
         "echo localhost >\"$1/etc/hostname\"",
