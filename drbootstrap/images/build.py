@@ -168,8 +168,9 @@ def _run(command: list[str], what: str, log: Path, env: dict[str, str] | None = 
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
     if result.returncode != 0:
         tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        kept = log.parent.parent / f"failed-{log.parent.name.split('-')[0].lstrip('.')}.log"
         raise ImageBuildError(f"image build: {what} failed (exit {result.returncode}): {tail}",
-                              hint=f"full output in {log}")
+                              hint=f"full output in {kept}")
 
 
 def _require_tools() -> None:
@@ -187,8 +188,10 @@ def _customize_script(recipe: ImageRecipe, root: Path) -> str:
     units = " ".join(DISABLED_UNITS)
     lines = [
         "set -eu",
+        # Nothing of the build machine's environment (its pip settings, locale) reaches the image.
+        "CLEAN='env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8'",
         # drbootstrap and its dependencies, offline, for the system python3 boot.sh runs.
-        "chroot \"$1\" python3 -m pip install --quiet --no-index --no-cache-dir --break-system-packages "
+        "chroot \"$1\" $CLEAN python3 -m pip install --quiet --no-index --no-cache-dir --break-system-packages "
         "--find-links /tmp/drb-wheels -r /tmp/drb-wheels/requirements.txt",
         "rm -rf \"$1/tmp/drb-wheels\"",
         "mkdir -p \"$1/usr/share/drbootstrap\"",
@@ -211,7 +214,8 @@ def _customize_script(recipe: ImageRecipe, root: Path) -> str:
         "echo localhost >\"$1/etc/hostname\"",
     ]
     if recipe.name == "master":
-        lines.append("chroot \"$1\" python3 -m drbootstrap.images.master_services puppetserver-aot --build >/dev/null")
+        lines.append("chroot \"$1\" $CLEAN python3 -m drbootstrap.images.master_services puppetserver-aot --build "
+                     ">/dev/null")
     lines.append("rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*.bin")
     return "\n".join(lines) + "\n"
 
