@@ -145,7 +145,8 @@ def _tree_files(root: Path, parts: tuple[str, ...]) -> list[Path]:
         if base.is_file():
             files.append(base)
             continue
-        files += [p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        # Documentation is neither an input nor in the image (see _customize_script).
+        files += [p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".md"]
     return sorted(files)
 
 
@@ -197,6 +198,7 @@ def _customize_script(recipe: ImageRecipe, root: Path) -> str:
         "mkdir -p \"$1/usr/share/drbootstrap\"",
         f"cp -r {root}/images \"$1/usr/share/drbootstrap/images\"",
         f"cp -r {root}/recipes \"$1/usr/share/drbootstrap/recipes\"",
+        "find \"$1/usr/share/drbootstrap\" -name '*.md' -delete",
         f"echo 'LABEL={ROOT_LABEL} / ext4 defaults,errors=remount-ro 0 1' >\"$1/etc/fstab\"",
         # boot.sh runs sshd, dnsmasq, the broker and puppetserver itself, with its own configuration.
         f"for unit in {units}; do chroot \"$1\" systemctl disable \"$unit\" >/dev/null 2>&1 || true; done",

@@ -38,9 +38,10 @@ def test_digest_follows_every_input(tmp_path: Path) -> None:
                         ["click==8.1.7"]) != first
     (root / "images/worker/boot.sh").write_text("#!/bin/sh\necho changed\n")
     assert image_digest(worker, SOURCES, root, ["click==8.1.7"]) != first
-    # bytecode caches are not inputs
-    (root / "drbootstrap/__pycache__").mkdir()
+    # bytecode caches and documentation are not inputs
     changed = image_digest(worker, SOURCES, root, ["click==8.1.7"])
+    (root / "images/README.md").write_text("# images\n")
+    (root / "drbootstrap/__pycache__").mkdir()
     (root / "drbootstrap/__pycache__/x.pyc").write_bytes(b"\0")
     assert image_digest(worker, SOURCES, root, ["click==8.1.7"]) == changed
 
