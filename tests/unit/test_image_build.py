@@ -88,3 +88,9 @@ def test_customize_script_installs_offline_and_disables_services_boot_sh_runs() 
     assert "puppetserver-aot --build" in script
     assert "dnsmasq.service" in script and "ssh.service" in script
     assert "puppetserver-aot" not in build._customize_script(RECIPES["worker"], Path("/src"))
+
+
+def test_serial_console_is_the_last_console_so_boot_sh_output_reaches_it() -> None:
+    consoles = [word for word in build.KERNEL_CMDLINE.split() if word.startswith("console=")]
+    assert consoles[-1] == "console=ttyS0"  # /dev/console: cloud-init's and boot.sh's host key block
+    assert f"root=LABEL={build.ROOT_LABEL}" in build.KERNEL_CMDLINE
