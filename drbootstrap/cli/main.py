@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "puppet": ("rpc_commands", "puppet", "Run, enable, disable or query Puppet on matching nodes."),
     "ssh": ("node_commands", "ssh", "Open a shell or run a command on a node of an environment."),
     "logs": ("node_commands", "logs", "Show a node's console, boot, agent and Puppet logs."),
+    "images": ("images_commands", "images", "Build the master and worker images (qcow2) from Debian packages."),
     "completion": ("completion", "completion", "Print the shell completion script (bash, zsh, fish)."),
     "schema": ("spec_commands", "schema", "Print the JSON Schema of the environment spec (for editors)."),
 }
