@@ -11,7 +11,15 @@ import yaml
 from drbootstrap.errors import NotFoundError, ProviderError
 from drbootstrap.providers.base import EnvironmentScope, ImageRef, Preflight
 from drbootstrap.providers.libvirt import network as net
-from drbootstrap.providers.libvirt.driver import SIZES, Size, boot_files, parse_size, volume_serial
+from drbootstrap.providers.libvirt.driver import (
+    SIZES,
+    Size,
+    boot_files,
+    image_disk,
+    parse_size,
+    resolve_image,
+    volume_serial,
+)
 from drbootstrap.providers.libvirt.seed import seed_for
 from drbootstrap.providers.libvirt.volumes import mount_script
 from drbootstrap.providers.libvirt.xml import (
@@ -104,6 +112,31 @@ def test_direct_kernel_boot_files_are_found_beside_the_image(tmp_path: Path):
     assert boot.cmdline.startswith("root=LABEL=drbroot ro") and "console=ttyS0" in boot.cmdline
 
 
+def test_an_image_directory_boots_as_its_manifest_says(tmp_path: Path):
+    import json
+
+    (tmp_path / "disk.qcow2").write_bytes(b"")
+    manifest = {"disk": "disk.qcow2", "kernel": "vmlinuz", "initrd": "initrd.img",
+                "cmdline": "root=LABEL=drbroot ro console=ttyS0"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert image_disk(tmp_path) == tmp_path / "disk.qcow2"
+    boot = boot_files(tmp_path)
+    assert boot.kernel == str(tmp_path / "vmlinuz") and boot.initrd == str(tmp_path / "initrd.img")
+    assert boot.cmdline == "root=LABEL=drbroot ro console=ttyS0"
+
+
+def test_an_image_by_name_is_the_newest_the_image_build_made(tmp_path: Path):
+    import os
+
+    for name, mtime in (("worker-aaaa", 100), ("worker-bbbb", 200), ("master-cccc", 300)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+        os.utime(tmp_path / name / "manifest.json", (mtime, mtime))
+    assert resolve_image("worker", tmp_path) == tmp_path / "worker-bbbb"
+    assert resolve_image("/x/disk.qcow2", tmp_path) == Path("/x/disk.qcow2")
+    assert resolve_image("nothing", tmp_path) == tmp_path / "nothing"
+
+
 def test_volumes_are_found_by_serial_and_formatted_only_when_blank():
     serial = volume_serial("drb-demo-db01-data")
     assert len(serial) <= 20 and serial == volume_serial("drb-demo-db01-data")
@@ -135,8 +168,16 @@ def test_a_missing_image_is_refused_before_anything_is_made(tmp_path: Path):
                                 network="10.9.0.0/24")
     provider = provider_class("libvirt")(settings, scope(tmp_path))
     missing = tmp_path / "nope.qcow2"
-    with pytest.raises(NotFoundError, match="image file .* does not exist"):
+    with pytest.raises(NotFoundError, match="image .* not found"):
         provider.preflight(Preflight(images={"worker": ImageRef(id=str(missing))}))
     assert not list(tmp_path.iterdir())
 
 
+
+
+def test_cloud_inits_final_line_counts_when_the_journal_prefixed_it():
+    from drbootstrap.providers.base import boot_finished_in_console
+
+    assert boot_finished_in_console("[  320.58] cloud-init[370]: Cloud-init v. 22.4.2 finished at Thu, 26 Nov 2026")
+    assert boot_finished_in_console("Cloud-init v. 22.4.2 finished at Thu, 26 Nov 2026")
+    assert not boot_finished_in_console("[  85.3] cloud-init[233]: Cloud-init v. 22.4.2 running 'init-local' at")

@@ -6,6 +6,8 @@ its id), destroy that removes the domain's files too, volumes as virtio qcow2 di
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import threading
@@ -72,17 +74,59 @@ class BootFiles:
     cmdline: str = KERNEL_CMDLINE
 
 
+def image_cache_dir() -> Path:
+    """Where `drbootstrap images build` keeps images: $DRB_IMAGE_CACHE, else /var/cache/drbootstrap/images
+    as root, else ~/.cache/drbootstrap/images."""
+    if os.environ.get("DRB_IMAGE_CACHE"):
+        return Path(os.environ["DRB_IMAGE_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/drbootstrap/images")
+    return Path.home() / ".cache" / "drbootstrap" / "images"
+
+
+def resolve_image(image_id: str, cache: Path | None = None) -> Path:
+    """A spec's image: a path to a qcow2 file or an image directory, else the name of an image
+    `drbootstrap images build` made (its newest NAME-DIGEST directory in the image cache)."""
+    if "/" in image_id or image_id.endswith(".qcow2"):
+        return Path(image_id)
+    cache = cache or image_cache_dir()
+    built = sorted((entry for entry in cache.glob(f"{image_id}-*") if (entry / "manifest.json").is_file()),
+                   key=lambda entry: (entry / "manifest.json").stat().st_mtime) if cache.is_dir() else []
+    return built[-1] if built else cache / image_id
+
+
+def image_disk(image: Path) -> Path:
+    """The qcow2 disk of an image given as the disk itself or as its directory (manifest.json's `disk`)."""
+    manifest = image / "manifest.json"
+    if image.is_dir() and manifest.is_file():
+        return image / str(json.loads(manifest.read_text()).get("disk", "disk.qcow2"))
+    return image
+
+
 def boot_files(image: Path) -> BootFiles:
-    """IMAGE.vmlinuz, IMAGE.initrd and IMAGE.cmdline beside the image (IMAGE: its path without
-    .qcow2); no kernel there: the image boots from its disk."""
-    stem = image.with_suffix("")
+    """How an image without a boot loader boots: `kernel`, `initrd` and `cmdline` of the
+    manifest.json beside its disk (what `drbootstrap images build` writes), else IMAGE.vmlinuz,
+    IMAGE.initrd and IMAGE.cmdline beside it; neither: the image boots from its disk."""
+    disk = image_disk(image)
+    manifest = disk.parent / "manifest.json"
+    if manifest.is_file():
+        facts = json.loads(manifest.read_text())
+        if facts.get("kernel"):
+            kernel, initrd = disk.parent / str(facts["kernel"]), facts.get("initrd")
+            return _with_console(str(kernel), str(disk.parent / initrd) if initrd else None,
+                                 str(facts.get("cmdline") or KERNEL_CMDLINE))
+    stem = disk.with_suffix("")
     kernel, initrd, cmdline = (Path(f"{stem}.{suffix}") for suffix in ("vmlinuz", "initrd", "cmdline"))
     if not kernel.is_file():
         return BootFiles()
     line = cmdline.read_text().strip() if cmdline.is_file() else KERNEL_CMDLINE
-    if "console=ttyS0" not in line:
-        line += " console=ttyS0,115200n8"  # the console log is the serial port
-    return BootFiles(str(kernel), str(initrd) if initrd.is_file() else None, line + " ds=nocloud")
+    return _with_console(str(kernel), str(initrd) if initrd.is_file() else None, line)
+
+
+def _with_console(kernel: str, initrd: str | None, cmdline: str) -> BootFiles:
+    if "console=ttyS0" not in cmdline:
+        cmdline += " console=ttyS0,115200n8"  # the console log is the serial port
+    return BootFiles(kernel, initrd, cmdline)
 
 
 class DrbLibvirtNodeDriver(LibvirtNodeDriver):
@@ -139,7 +183,7 @@ class DrbLibvirtNodeDriver(LibvirtNodeDriver):
         tags = dict(ex_metadata or {})
         hostname = tags.get(HOSTNAME_TAG, name)
         spec = parse_size(str(size.id))
-        source = Path(str(image.id))
+        source = image_disk(Path(str(image.id)))  # the provider's preflight resolved names to paths
         if not source.is_file():
             raise NotFoundError(f"image {source} does not exist",
                                 hint="build it (drbootstrap images build) or fix provider.images")
@@ -266,8 +310,6 @@ def _device_flags(domain: Any) -> int:
 
 
 def _virtual_size_gb(path: Path) -> int:
-    import json
-
     done = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(path)], capture_output=True, text=True,
                           timeout=30, check=False)
     return int(json.loads(done.stdout).get("virtual-size", 0)) // 2**30 if done.returncode == 0 else 0

@@ -1,12 +1,13 @@
 """The `libvirt` provider as the executor sees it: `provider: {name: libvirt, uri: qemu:///system}`.
 
-Images are qcow2 files by path (`provider.images`), sizes named (small, medium, large) or written
-`<vcpus>x<MiB>`; `provider.network` is the subnet of the environment's isolated libvirt network
-(refused when it overlaps anything on the libvirt host). Files (root overlays, seeds, console logs,
-volumes) live under `extra: storage_dir` (default: libvirt's images directory); `extra: domain_type`
-is kvm (the default) or qemu (emulation: where KVM cannot run a 64-bit guest, a host nested in
-another hypervisor). The libvirt host is
-this machine: the controller reaches nodes on the network's bridge and reads their console logs.
+Images (`provider.images`) are named as `drbootstrap images build` made them (master, worker: the
+newest in its image cache), or given as a path to a qcow2 file or an image directory; sizes are
+named (small, medium, large) or written `<vcpus>x<MiB>`; `provider.network` is the subnet of the
+environment's isolated libvirt network (refused when it overlaps anything on the libvirt host).
+Files (root overlays, seeds, console logs, volumes) live under `extra: storage_dir` (default:
+libvirt's images directory); `extra: domain_type` is kvm (the default) or qemu (emulation: where
+KVM cannot run a 64-bit guest, a host nested in another hypervisor). The libvirt host is this
+machine: the controller reaches nodes on the network's bridge and reads their console logs.
 """
 
 from __future__ import annotations
@@ -97,10 +98,15 @@ class LibvirtProvider(Provider):
                      for logical, ref in wanted.images.items() if ref.id is None]
         if problems:
             raise SpecError(problems)
+        from drbootstrap.providers.libvirt.driver import image_disk, resolve_image
+
+        resolved = {}
         for logical, ref in wanted.images.items():
-            if not Path(str(ref.id)).is_file():
-                raise NotFoundError(f"provider.images.{logical}: image file {ref.id} does not exist",
-                                    hint="build it with `drbootstrap images build` or fix the path")
+            image = resolve_image(str(ref.id))
+            if not image_disk(image).is_file():
+                raise NotFoundError(f"provider.images.{logical}: image {ref.id} not found (no {image})",
+                                    hint=f"build it with `drbootstrap images build {ref.id}` or give its path")
+            resolved[logical] = str(image.resolve())
         driver = self.driver()  # the daemon answers (or a one-line error)
         if not self._network_exists(driver):
             from drbootstrap.errors import PrerequisiteError
@@ -111,7 +117,7 @@ class LibvirtProvider(Provider):
             if clash:
                 raise PrerequisiteError(f"provider.network {self.subnet} overlaps {clash} on this libvirt host",
                                         hint="pick a subnet nothing on this machine uses")
-        return {logical: str(Path(str(ref.id)).resolve()) for logical, ref in wanted.images.items()}
+        return resolved
 
     def _network_exists(self, driver: DrbLibvirtNodeDriver) -> bool:
         from drbootstrap.providers.libvirt.network import network_name
