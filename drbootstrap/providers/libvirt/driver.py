@@ -19,7 +19,7 @@ from libcloud.compute.base import Node, NodeImage, NodeSize, StorageVolume
 from libcloud.compute.drivers.libvirt_driver import LibvirtNodeDriver
 from libcloud.compute.types import NodeState, StorageVolumeState
 
-from drbootstrap.errors import NotFoundError, ProviderError
+from drbootstrap.errors import PrerequisiteError, ProviderError
 from drbootstrap.providers.libvirt import network as net
 from drbootstrap.providers.libvirt.seed import seed_for, write_seed_iso
 from drbootstrap.providers.libvirt.xml import DomainFacts, DomainPlan, disk_xml, domain_facts, domain_xml, mac_for
@@ -185,7 +185,7 @@ class DrbLibvirtNodeDriver(LibvirtNodeDriver):
         spec = parse_size(str(size.id))
         source = image_disk(Path(str(image.id)))  # the provider's preflight resolved names to paths
         if not source.is_file():
-            raise NotFoundError(f"image {source} does not exist",
+            raise PrerequisiteError(f"image {source} does not exist",
                                 hint="build it (drbootstrap images build) or fix provider.images")
         domain_name = self.domain_name(hostname)
         files = self.node_dir(domain_name)

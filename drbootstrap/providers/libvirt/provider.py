@@ -89,7 +89,7 @@ class LibvirtProvider(Provider):
     def preflight(self, wanted: Preflight) -> dict[str, str]:
         """Images are qcow2 files by path, each one there; the subnet overlaps nothing here; the
         libvirt daemon answers. Nothing is made."""
-        from drbootstrap.errors import NotFoundError
+        from drbootstrap.errors import PrerequisiteError
         from drbootstrap.providers.libvirt import network as net
 
         problems = [f"{where}: subnet {subnet}: the libvirt provider places nodes on its own network only"
@@ -104,13 +104,11 @@ class LibvirtProvider(Provider):
         for logical, ref in wanted.images.items():
             image = resolve_image(str(ref.id))
             if not image_disk(image).is_file():
-                raise NotFoundError(f"provider.images.{logical}: image {ref.id} not found (no {image})",
+                raise PrerequisiteError(f"provider.images.{logical}: image {ref.id} not found (no {image})",
                                     hint=f"build it with `drbootstrap images build {ref.id}` or give its path")
             resolved[logical] = str(image.resolve())
         driver = self.driver()  # the daemon answers (or a one-line error)
         if not self._network_exists(driver):
-            from drbootstrap.errors import PrerequisiteError
-
             others = [*net.host_subnets(net.bridge_name(self.environment)),
                       *net.libvirt_subnets(driver.connection, net.network_name(self.environment))]
             clash = net.overlaps(self.subnet, others)
