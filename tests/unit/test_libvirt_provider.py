@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drbootstrap.errors import NotFoundError, ProviderError
+from drbootstrap.errors import PrerequisiteError, ProviderError
 from drbootstrap.providers.base import EnvironmentScope, ImageRef, Preflight
 from drbootstrap.providers.libvirt import network as net
 from drbootstrap.providers.libvirt.driver import (
@@ -168,7 +168,7 @@ def test_a_missing_image_is_refused_before_anything_is_made(tmp_path: Path):
                                 network="10.9.0.0/24")
     provider = provider_class("libvirt")(settings, scope(tmp_path))
     missing = tmp_path / "nope.qcow2"
-    with pytest.raises(NotFoundError, match="image .* not found"):
+    with pytest.raises(PrerequisiteError, match="image .* not found"):
         provider.preflight(Preflight(images={"worker": ImageRef(id=str(missing))}))
     assert not list(tmp_path.iterdir())
 
@@ -181,3 +181,36 @@ def test_cloud_inits_final_line_counts_when_the_journal_prefixed_it():
     assert boot_finished_in_console("[  320.58] cloud-init[370]: Cloud-init v. 22.4.2 finished at Thu, 26 Nov 2026")
     assert boot_finished_in_console("Cloud-init v. 22.4.2 finished at Thu, 26 Nov 2026")
     assert not boot_finished_in_console("[  85.3] cloud-init[233]: Cloud-init v. 22.4.2 running 'init-local' at")
+
+
+def test_a_domain_destroyed_while_listed_is_left_out():
+    import libvirt
+
+    from drbootstrap.providers.libvirt.driver import DrbLibvirtNodeDriver
+
+    class Gone:
+        def info(self):
+            error = libvirt.libvirtError("Domain not found")
+            error.err = (libvirt.VIR_ERR_NO_DOMAIN, 0, "Domain not found", 0, "", "", "", 0, 0)
+            raise error
+
+    class Here:
+        def info(self):
+            return [1, 0, 0, 1, 0]
+
+        def XMLDesc(self, flags):
+            return domain_xml(plan())
+
+        def UUIDString(self):
+            return "u-1"
+
+        def name(self):
+            return "drb-demo-db01"
+
+    class Connection:
+        def listAllDomains(self):
+            return [Gone(), Here()]
+
+    driver = DrbLibvirtNodeDriver.__new__(DrbLibvirtNodeDriver)
+    driver.connection = Connection()
+    assert [n.name for n in driver.list_nodes()] == ["drb-demo-db01"]

@@ -160,7 +160,18 @@ class DrbLibvirtNodeDriver(LibvirtNodeDriver):
         return self.storage_dir / domain_name
 
     def list_nodes(self) -> list[Node]:
-        return [self._to_node(domain) for domain in self.connection.listAllDomains()]
+        """Every domain of the host as a node; one destroyed while it is read (another environment's
+        teardown) is left out, not an error."""
+        import libvirt
+
+        nodes = []
+        for domain in self.connection.listAllDomains():
+            try:
+                nodes.append(self._to_node(domain))
+            except libvirt.libvirtError as error:
+                if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+        return nodes
 
     def _to_node(self, domain: Any) -> Node:
         state = domain.info()[0]

@@ -65,10 +65,12 @@ def domain_xml(plan: DomainPlan) -> str:
     ET.SubElement(domain, "on_crash").text = "destroy"
     devices = ET.SubElement(domain, "devices")
     devices.append(ET.fromstring(disk_xml(plan.root_disk, "vda", serial="root")))
+    # The seed is a CD on virtio-scsi: Debian's cloud kernel has no AHCI (SATA) driver.
+    ET.SubElement(devices, "controller", type="scsi", index="0", model="virtio-scsi")
     cdrom = ET.SubElement(devices, "disk", type="file", device="cdrom")
     ET.SubElement(cdrom, "driver", name="qemu", type="raw")
     ET.SubElement(cdrom, "source", file=plan.seed_iso)
-    ET.SubElement(cdrom, "target", dev="sda", bus="sata")
+    ET.SubElement(cdrom, "target", dev="sda", bus="scsi")
     ET.SubElement(cdrom, "readonly")
     interface = ET.SubElement(devices, "interface", type="network")
     ET.SubElement(interface, "source", network=plan.network)

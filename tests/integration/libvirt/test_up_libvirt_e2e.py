@@ -74,7 +74,7 @@ def test_forward_and_reverse_dns_through_the_master_agree(environment):
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [journal["nodes"]["controller"]["address"]]
     for hostname in WORKERS:
-        fqdn = f"{hostname}.{NAME}.internal".replace(f"{NAME}.internal", "virt.internal")
+        fqdn = f"{hostname}.virt.internal"  # the example's domain
         address = journal["nodes"][hostname]["address"]
         assert [a.to_text() for a in resolver.resolve(fqdn, "A")] == [address]
         ptr = resolver.resolve(dns.reversename.from_address(address), "PTR")
