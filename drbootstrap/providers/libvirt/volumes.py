@@ -5,6 +5,7 @@ over SSH as root with the host key pinned from the node's console (as every real
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from drbootstrap.providers.volumes import volume_name
 if TYPE_CHECKING:
     from drbootstrap.providers.base import VolumeWanted
     from drbootstrap.providers.libvirt.provider import LibvirtProvider
+    from drbootstrap.ssh import CommandResult, SshTarget
 
 MOUNT_TIMEOUT = 180.0
 
@@ -36,9 +38,23 @@ def mount_script(serial: str, mount: str, label: str) -> str:
     ])
 
 
+def _run_retrying(target: SshTarget, script: str) -> CommandResult:
+    """The script over SSH; a refused or dropped session (sshd restarting as cloud-init finishes)
+    is tried again, up to 5 times 10 s apart."""
+    from drbootstrap.ssh import SshError, run_command
+
+    for attempt in range(5):
+        try:
+            return run_command(target, script, timeout=MOUNT_TIMEOUT)
+        except SshError:
+            if attempt == 4:
+                raise
+            time.sleep(10)
+    raise AssertionError("unreachable")
+
+
 def mount_volumes(provider: LibvirtProvider, node: Node, hostname: str, volumes: Sequence[VolumeWanted]) -> None:
     from drbootstrap.images.master_access import master_ssh_target
-    from drbootstrap.ssh import run_command
 
     address = provider.addresses(node).reachable
     if address is None:
@@ -47,7 +63,7 @@ def mount_volumes(provider: LibvirtProvider, node: Node, hostname: str, volumes:
     for wanted in volumes:
         name = volume_name(provider.environment, hostname, wanted.name)
         script = mount_script(volume_serial(name), wanted.mount, wanted.name)
-        result = run_command(target, script, timeout=MOUNT_TIMEOUT)
+        result = _run_retrying(target, script)
         if result.exit_status != 0:
             last = ((result.stderr or result.stdout).strip().splitlines() or ["no output"])[-1]
             raise ProviderError(f"{hostname}: volume {wanted.name} not mounted at {wanted.mount}: {last}",
