@@ -194,7 +194,7 @@ class DrbLibvirtNodeDriver(LibvirtNodeDriver):
         tags = dict(ex_metadata or {})
         hostname = tags.get(HOSTNAME_TAG, name)
         spec = parse_size(str(size.id))
-        source = image_disk(Path(str(image.id)))  # the provider's preflight resolved names to paths
+        source = image_disk(resolve_image(str(image.id)))
         if not source.is_file():
             raise PrerequisiteError(f"image {source} does not exist",
                                 hint="build it (drbootstrap images build) or fix provider.images")
