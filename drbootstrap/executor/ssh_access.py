@@ -35,7 +35,12 @@ class SshNodeAccess:
         return self.provider.scope.operator_key_path
 
     def node_dirs(self, hostname: str) -> dict[str, Any]:
-        return self.dirs_for(hostname) if self.dirs_for is not None else {}  # {}: the image's defaults
+        """The node's boot settings besides the spec's: the image's default directories, and the
+        operator's public key, which lets drbootstrap in over SSH (without it the images start no
+        sshd and print no host key: nothing could reach the master for its recipes and CA)."""
+        if self.dirs_for is not None:
+            return self.dirs_for(hostname)
+        return {"ssh_authorized_keys": (self.provider.operator_public_key(),)}
 
     def node_path(self, hostname: str, path: str) -> str:
         return path

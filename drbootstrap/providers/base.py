@@ -457,4 +457,7 @@ CLOUD_INIT_FINISHED = "finished at"
 
 
 def boot_finished_in_console(console: str) -> bool:
-    return any(line.startswith("Cloud-init v.") and CLOUD_INIT_FINISHED in line for line in console.splitlines())
+    """cloud-init's final line, at the start of a line or after the prefix a console adds when it
+    comes through the journal ("[  320.58] cloud-init[370]: Cloud-init v. ... finished at")."""
+    return any(line.split("]: ", 1)[-1].startswith("Cloud-init v.") and CLOUD_INIT_FINISHED in line
+               for line in console.splitlines())

@@ -18,6 +18,7 @@ _PROVIDERS: dict[str, str] = {
     "ec2": "drbootstrap.providers.ec2:EC2Provider",
     "aws": "drbootstrap.providers.ec2:EC2Provider",
     "eucalyptus": "drbootstrap.providers.ec2:EucalyptusProvider",
+    "libvirt": "drbootstrap.providers.libvirt.provider:LibvirtProvider",
 }
 LIBCLOUD_PROVIDER = "drbootstrap.providers.libcloud_provider:LibcloudProvider"
 

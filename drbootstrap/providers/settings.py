@@ -64,6 +64,7 @@ class ProviderSettings:
     extra: Mapping[str, Any] = field(default_factory=dict)
     vpc: str | None = None  # the network nodes and the security group live in (EC2 family)
     tags: Mapping[str, str] = field(default_factory=dict)  # the spec's custom tags, on every resource
+    uri: str | None = None  # a hypervisor's connection URI (the libvirt provider)
 
     @classmethod
     def from_block(cls, block: Any, tags: Mapping[str, str] | None = None) -> ProviderSettings:
@@ -77,7 +78,8 @@ class ProviderSettings:
                    max_parallel=block.max_parallel,
                    rate=RateSettings(rate.per_second, rate.burst) if rate is not None else None,
                    images={k: v for k, v in block.images.items() if isinstance(v, str)}, sizes=dict(block.sizes),
-                   extra=dict(block.extra), vpc=_vpc(getattr(block, "vpc", None)), tags=dict(tags or {}))
+                   extra=dict(block.extra), vpc=_vpc(getattr(block, "vpc", None)), tags=dict(tags or {}),
+                   uri=getattr(block, "uri", None))
 
     def secret(self, *names: str) -> str | None:
         """The first of `names` present in credentials, revealed."""

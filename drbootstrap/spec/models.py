@@ -22,6 +22,7 @@ from drbootstrap.spec.types import (
     EnvironmentName,
     Host,
     HostnamePattern,
+    HypervisorUri,
     IpAddress,
     Label,
     PuppetClass,
@@ -58,6 +59,7 @@ class ProviderSpec(SpecModel):
     region: Token | None = None
     zone: Token | None = None
     endpoint: Url | None = None
+    uri: HypervisorUri | None = None  # the hypervisor's connection URI (libvirt: qemu:///system)
     credentials: dict[Token, Secret] = Field(default_factory=dict)
     network: Cidr = DEFAULT_NETWORK
     max_parallel: int | None = Field(None, ge=1, le=1000)  # None: the provider family's default

@@ -196,6 +196,14 @@ def check_url(value: str) -> str:
     return value
 
 
+def check_hypervisor_uri(value: str) -> str:
+    """A hypervisor connection URI (libvirt's: driver[+transport]://[host]/path[?options])."""
+    _reject_injection(value, "URI")
+    if not re.match(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[A-Za-z0-9._:@\[\]-]*/[A-Za-z0-9._/=?&%,+-]*$", value):
+        raise invalid(f"'{value}' is not a hypervisor URI", "write it as qemu:///system or qemu+ssh://host/system")
+    return value
+
+
 def check_puppet_class(value: str) -> str:
     _reject_injection(value, "Puppet class")
     if not PUPPET_CLASS_PATTERN.match(value):
@@ -284,6 +292,7 @@ Cidr = Annotated[str, AfterValidator(check_cidr)]
 IpAddress = Annotated[str, AfterValidator(check_ip)]
 Host = Annotated[str, AfterValidator(check_host)]
 Url = Annotated[str, AfterValidator(check_url)]
+HypervisorUri = Annotated[str, AfterValidator(check_hypervisor_uri)]
 PuppetClass = Annotated[str, AfterValidator(check_puppet_class)]
 PuppetEnvironment = Annotated[str, AfterValidator(check_puppet_environment)]
 PuppetTag = Annotated[str, AfterValidator(check_puppet_tag)]

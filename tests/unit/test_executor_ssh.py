@@ -131,3 +131,16 @@ def test_the_local_clouds_access_signs_through_the_one_ssh_path(monkeypatch, tmp
                              master_hostname="controller")
     access.sign_certificate("n-1", "db01.demo.internal")
     assert signed == [("n-1", "db01.demo.internal", str(tmp_path / "nodes" / "controller" / "var"))]
+
+
+def test_a_real_clouds_nodes_get_the_operators_public_key_so_their_sshd_starts(monkeypatch, tmp_path):
+    from drbootstrap.executor.userdata import user_data_for
+
+    spec = load_spec_text(monkeypatch)
+    provider = make_provider(spec, tmp_path / "state", LocalConsoleDriver(""))
+    access = SshNodeAccess(provider)
+    public = provider.operator_public_key().strip()
+    assert access.node_dirs("controller") == {"ssh_authorized_keys": (public,)}
+    ctx = make_context(spec, tmp_path / "state", FakeCloud(), FakeBroker(FakeCloud()), access)
+    text = user_data_for(ctx, NodeRuntime(planned=ctx.plan.master, provider_node=None))
+    assert public.split()[1] in text and "authorized_keys" in text

@@ -154,7 +154,8 @@ def test_ssh_access_pins_the_host_key_from_the_console_and_refuses_a_driver_with
     access = SshNodeAccess(make_provider(spec, tmp_path, ConsoleDriver(console), name="ec2"))
     target = access.target("i-1")
     assert target.host == "198.51.100.7" and [k.blob for k in target.pinned_keys] == [blob]
-    assert access.node_path("db01", "/srv/db") == "/srv/db" and access.node_dirs("db01") == {}
+    assert access.node_path("db01", "/srv/db") == "/srv/db"
+    assert set(access.node_dirs("db01")) == {"ssh_authorized_keys"}  # the image's own directories
     with pytest.raises(ProviderError, match="no console output"):
         SshNodeAccess(make_provider(spec, tmp_path, ConsoleDriver(None), name="ec2")).target("i-1")
     with pytest.raises(ProviderError, match="not known"):
