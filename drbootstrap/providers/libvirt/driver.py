@@ -7,7 +7,6 @@ its id), destroy that removes the domain's files too, volumes as virtio qcow2 di
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from libcloud.compute.drivers.libvirt_driver import LibvirtNodeDriver
 from libcloud.compute.types import NodeState, StorageVolumeState
 
 from drbootstrap.errors import PrerequisiteError, ProviderError
+from drbootstrap.images.build import default_cache_dir
 from drbootstrap.providers.libvirt import network as net
 from drbootstrap.providers.libvirt.seed import seed_for, write_seed_iso
 from drbootstrap.providers.libvirt.xml import DomainFacts, DomainPlan, disk_xml, domain_facts, domain_xml, mac_for
@@ -29,7 +29,18 @@ from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG
 _ADDRESS_LOCK = threading.Lock()
 VOLUME_TARGETS = [f"vd{letter}" for letter in "bcdefghijklmnopqrstuvwxyz"]
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0,115200n8 net.ifnames=0"
-DOMAIN_TYPES = ("kvm", "qemu")
+DOMAIN_TYPES = ("auto", "kvm", "qemu")
+
+
+def hardware_virtualisation() -> bool:
+    """Whether KVM can run a 64-bit guest here: /dev/kvm and the CPU's own extensions (vmx, svm).
+    A host that is itself a VM without nested virtualisation may still offer /dev/kvm (a
+    paravirtual KVM that needs a guest kernel of its own): Debian's kernel hangs there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return Path("/dev/kvm").exists() and any(f" {flag}" in flags for flag in ("vmx", "svm"))
 
 
 @dataclass(frozen=True)
@@ -74,22 +85,12 @@ class BootFiles:
     cmdline: str = KERNEL_CMDLINE
 
 
-def image_cache_dir() -> Path:
-    """Where `drbootstrap images build` keeps images: $DRB_IMAGE_CACHE, else /var/cache/drbootstrap/images
-    as root, else ~/.cache/drbootstrap/images."""
-    if os.environ.get("DRB_IMAGE_CACHE"):
-        return Path(os.environ["DRB_IMAGE_CACHE"])
-    if os.geteuid() == 0:
-        return Path("/var/cache/drbootstrap/images")
-    return Path.home() / ".cache" / "drbootstrap" / "images"
-
-
 def resolve_image(image_id: str, cache: Path | None = None) -> Path:
     """A spec's image: a path to a qcow2 file or an image directory, else the name of an image
     `drbootstrap images build` made (its newest NAME-DIGEST directory in the image cache)."""
     if "/" in image_id or image_id.endswith(".qcow2"):
         return Path(image_id)
-    cache = cache or image_cache_dir()
+    cache = cache or default_cache_dir()
     built = sorted((entry for entry in cache.glob(f"{image_id}-*") if (entry / "manifest.json").is_file()),
                    key=lambda entry: (entry / "manifest.json").stat().st_mtime) if cache.is_dir() else []
     return built[-1] if built else cache / image_id
@@ -140,14 +141,16 @@ class DrbLibvirtNodeDriver(LibvirtNodeDriver):
     connection: Any  # a libvirt.virConnect
 
     def __init__(self, uri: str, storage_dir: str | Path, subnet: str, environment: str,
-                 domain_type: str = "kvm") -> None:
+                 domain_type: str = "auto") -> None:
         import libvirt
 
         libvirt.registerErrorHandler(lambda *_: None, None)  # errors are raised; not printed on stderr too
         if domain_type not in DOMAIN_TYPES:
             raise ProviderError(f"provider.extra.domain_type {domain_type!r} is not one of {', '.join(DOMAIN_TYPES)}",
-                                hint="kvm (hardware virtualisation) or qemu (emulation, where KVM cannot run)")
+                                hint="auto (kvm where the CPU offers it), kvm, or qemu (emulation)")
         super().__init__(uri)
+        if domain_type == "auto":
+            domain_type = "kvm" if hardware_virtualisation() else "qemu"
         self.storage_dir, self.subnet, self.environment = Path(storage_dir), subnet, environment
         self.domain_type = domain_type
 

@@ -5,8 +5,9 @@ newest in its image cache), or given as a path to a qcow2 file or an image direc
 named (small, medium, large) or written `<vcpus>x<MiB>`; `provider.network` is the subnet of the
 environment's isolated libvirt network (refused when it overlaps anything on the libvirt host).
 Files (root overlays, seeds, console logs, volumes) live under `extra: storage_dir` (default:
-libvirt's images directory); `extra: domain_type` is kvm (the default) or qemu (emulation: where
-KVM cannot run a 64-bit guest, a host nested in another hypervisor). The libvirt host is this
+libvirt's images directory); `extra: domain_type` is auto (the default: kvm where the CPU offers
+hardware virtualisation, else qemu), kvm, or qemu (emulation: where KVM cannot run a 64-bit guest,
+a host nested in another hypervisor). The libvirt host is this
 machine: the controller reaches nodes on the network's bridge and reads their console logs.
 """
 
@@ -75,7 +76,7 @@ class LibvirtProvider(Provider):
         try:
             return driver_class(self.uri, storage_dir=self.storage_dir, subnet=self.subnet,
                                 environment=self.environment,
-                                domain_type=str(self.settings.extra.get("domain_type") or "kvm"))
+                                domain_type=str(self.settings.extra.get("domain_type") or "auto"))
         except libvirt.libvirtError as error:
             message = (error.get_error_message() or str(error)).splitlines()[0]
             raise ProviderError(f"libvirt at {self.uri} is unreachable: {message}",

@@ -21,15 +21,16 @@ from tests.support.libvirtd import libvirt_daemons
 from tests.support.prereq import REPO_ROOT, require, require_binary, require_root
 
 URI = "qemu:///system"
-# KVM where it runs a 64-bit guest; DRB_LIBVIRT_DOMAIN_TYPE=qemu where it cannot (a nested host).
-DOMAIN_TYPE = os.environ.get("DRB_LIBVIRT_DOMAIN_TYPE", "kvm")
+# The provider's default (auto: KVM where the CPU offers it, else emulation); DRB_LIBVIRT_DOMAIN_TYPE
+# forces kvm or qemu.
+DOMAIN_TYPE = os.environ.get("DRB_LIBVIRT_DOMAIN_TYPE", "auto")
 
 
 @pytest.fixture(scope="session")
 def libvirtd() -> Iterator[None]:
     require_root()
     require_binary("libvirtd", "virtlogd", "virsh", "qemu-img", "genisoimage")
-    require(Path("/dev/kvm").exists() or DOMAIN_TYPE == "qemu", "/dev/kvm (or DRB_LIBVIRT_DOMAIN_TYPE=qemu)")
+    require(Path("/dev/kvm").exists() or DOMAIN_TYPE != "kvm", "/dev/kvm (or DRB_LIBVIRT_DOMAIN_TYPE=qemu)")
     try:
         import libvirt  # noqa: F401
     except ImportError:
@@ -95,8 +96,8 @@ class VirtEnvironment:
 def make_environment(spec_text: str, name: str, *, image_cache: Path | None = None) -> VirtEnvironment:
     home = Path(tempfile.mkdtemp(prefix="drb-virt-", dir="/var/tmp"))
     text = spec_text.replace("10.214.0.0/24", free_subnet()).replace("environment: virt", f"environment: {name}")
-    if DOMAIN_TYPE != "kvm":
-        text = text.replace("  # extra:\n  #   domain_type: qemu", f"  extra:\n    domain_type: {DOMAIN_TYPE}")
+    if DOMAIN_TYPE != "auto":
+        text = text.replace("  # extra:\n  #   domain_type: auto", f"  extra:\n    domain_type: {DOMAIN_TYPE}")
     spec_file = home / "env.yaml"
     spec_file.write_text(text)
     return VirtEnvironment(home, spec_file, name, image_cache)
