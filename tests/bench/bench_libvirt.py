@@ -4,7 +4,7 @@ agent answering: the boot step's end, when cloud-init finished and the agent cam
 to its Puppet CA ready.
 
     python -m pytest tests/bench/bench_libvirt.py -s      (root; images built by `images build`;
-                                                          DRB_LIBVIRT_DOMAIN_TYPE=qemu without KVM)
+                                                          the domain type is the provider's auto)
 """
 
 from __future__ import annotations
