@@ -82,7 +82,9 @@ class VirtEnvironment:
                               text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
 
     def ssh(self, hostname: str, command: str) -> str:
-        run = self.cli("ssh", str(self.spec_file), hostname, "--", "sh", "-c", command, timeout=120)
+        # one argument: `drbootstrap ssh` joins its words as OpenSSH does, and the node's shell reads
+        # the line (`sh -c cat FILE` would run a bare `cat`)
+        run = self.cli("ssh", str(self.spec_file), hostname, "--", command, timeout=120)
         assert run.returncode == 0, run.stderr[-2000:]
         return run.stdout.strip()
 
