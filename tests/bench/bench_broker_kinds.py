@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from drbootstrap.messaging.client import ClientConfig, RpcClient
-from tests.support.prereq import REPO_ROOT
+from tests.support.agent_farm import farm_command, start_farms, stop_farms
 
 pytestmark = pytest.mark.bench
 
@@ -68,13 +67,8 @@ def test_bench_ping_over_a_fleet_of_agent_processes(kind):
     idle_rss = group_rss_mb(broker.pid)
     try:
         started = time.monotonic()
-        for index in range(PROCESSES):
-            farms.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.bench.agent_farm", broker.url, str(key), kind, "native",
-                 *names[index::PROCESSES]],
-                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True))
-        for farm in farms:
-            assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
+        farms = start_farms([[*farm_command(), broker.url, str(key), kind, "native", *names[index::PROCESSES]]
+                             for index in range(PROCESSES)])
         connected = time.monotonic() - started
         print(f"\n{kind}: {AGENTS} agents in {PROCESSES} processes connected in {connected:.1f} s")
         config = ClientConfig(brokers=[broker.url], key_file=key, discovery_timeout=10.0, broker_kind=kind)
@@ -93,15 +87,7 @@ def test_bench_ping_over_a_fleet_of_agent_processes(kind):
               f"{sum(agent_rss) / len(agent_rss):.0f} MB each "
               f"({sum(agent_rss) / AGENTS * 1000:.0f} MB per 1000 agents)")
     finally:
-        for farm in farms:
-            if farm.poll() is None:
-                os.killpg(farm.pid, signal.SIGTERM)
-        for farm in farms:
-            try:
-                farm.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(farm.pid, signal.SIGKILL)
-                farm.wait(10)
+        stop_farms(farms)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -123,13 +109,8 @@ def test_bench_mco_ping_and_drbootstrap_ping_in_compat_mode_on_rabbitmq():
                                           broker_port=broker.port, psk=psk, connector="rabbitmq", loglevel="info")
     farms: list[subprocess.Popen] = []
     try:
-        for index in range(PROCESSES):
-            farms.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.bench.agent_farm", broker.url, str(key), "rabbitmq", "mcollective",
-                 *names[index::PROCESSES]],
-                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True))
-        for farm in farms:
-            assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
+        farms = start_farms([[*farm_command(), broker.url, str(key), "rabbitmq", "mcollective",
+                              *names[index::PROCESSES]] for index in range(PROCESSES)])
         drb = [str(Path(sys.executable).parent / "drbootstrap"), "ping", "--protocol", "mcollective",
                "--broker-kind", "rabbitmq", "--broker", broker.url, "--key-file", str(key),
                "--expect", f"@{work / 'expect'}", "--discovery-timeout", "10", "--json"]
@@ -145,14 +126,6 @@ def test_bench_mco_ping_and_drbootstrap_ping_in_compat_mode_on_rabbitmq():
             print(f"\ncompat round {round_ + 1}: drbootstrap ping {ours_wall:.2f} s ({answered} replies), "
                   f"mco ping {mco_wall:.2f} s ({mco_replies} replies)")
     finally:
-        for farm in farms:
-            if farm.poll() is None:
-                os.killpg(farm.pid, signal.SIGTERM)
-        for farm in farms:
-            try:
-                farm.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(farm.pid, signal.SIGKILL)
-                farm.wait(10)
+        stop_farms(farms)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

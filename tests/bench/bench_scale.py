@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.bench_broker_kinds import group_rss_mb, start
+from tests.support.agent_farm import farm_command, start_farms, stop_farms
 from tests.support.mcollective import new_psk, write_mcollective_config
 from tests.support.prereq import REPO_ROOT, require_binary, require_root
 
@@ -88,36 +88,18 @@ def _replies(stdout: str) -> tuple[int, float]:
 
 
 def _farm_command() -> list[str]:
-    """`python -m tests.bench.agent_farm`; with DRB_BENCH_PYTHONPATH the other copy's drbootstrap
-    goes first (`-m` would put the working directory, this checkout, ahead of PYTHONPATH)."""
+    """The farm's command; with DRB_BENCH_PYTHONPATH the other copy's drbootstrap goes first (`-m`
+    would put the working directory, this checkout, ahead of PYTHONPATH)."""
     if not OTHER_CODE:
-        return [sys.executable, "-m", "tests.bench.agent_farm"]
+        return farm_command()
     code = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
-            "runpy.run_module('tests.bench.agent_farm', run_name='__main__', alter_sys=True)")
+            "runpy.run_module('tests.support.agent_farm', run_name='__main__', alter_sys=True)")
     return [sys.executable, "-c", code, OTHER_CODE]
 
 
 def _start_farms(names: list[str], url: str, key: Path, kind: str) -> list[subprocess.Popen]:
-    farms = []
-    for index in range(0, len(names), PER_PROCESS):
-        farms.append(subprocess.Popen(
-            [*_farm_command(), url, str(key), kind, "mcollective", *names[index:index + PER_PROCESS]],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True, env=_env()))
-    for farm in farms:
-        assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
-    return farms
-
-
-def _stop_farms(farms: list[subprocess.Popen]) -> None:
-    for farm in farms:
-        if farm.poll() is None:
-            os.killpg(farm.pid, signal.SIGTERM)
-    for farm in farms:
-        try:
-            farm.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(farm.pid, signal.SIGKILL)
-            farm.wait(10)
+    return start_farms([[*_farm_command(), url, str(key), kind, "mcollective", *names[index:index + PER_PROCESS]]
+                        for index in range(0, len(names), PER_PROCESS)], env=_env())
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -174,7 +156,7 @@ def test_bench_discovery_and_rpc_at_scale_beside_mco_ping(kind):
                   f"{min(agents):.0f}-{max(agents):.0f} MB for {PER_PROCESS} identities "
                   f"({sum(agents) / count * 1000:.0f} MB per 1000 identities, load {_load()})")
     finally:
-        _stop_farms(farms)
+        stop_farms(farms, wait=60)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     for row in rows:

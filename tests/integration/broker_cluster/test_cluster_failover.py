@@ -7,14 +7,13 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from drbootstrap.messaging.client import ClientConfig, RpcClient, RpcResult
-from tests.support.prereq import REPO_ROOT
+from tests.support.agent_farm import REPORT_RECONNECTIONS, farm_command, start_farms, stop_farms
 from tests.support.rabbit_cluster import RabbitCluster
 
 AGENTS = 200
@@ -35,24 +34,11 @@ def fleet(cluster, tmp_path):
     names = [f"a{index:03d}.cluster.test" for index in range(AGENTS)]
     farms: list[subprocess.Popen] = []
     try:
-        for index in range(PROCESSES):
-            farms.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.support.cluster_agent_farm", ",".join(cluster.urls), str(key),
-                 *names[index::PROCESSES]],
-                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True))
-        for farm in farms:
-            assert farm.stdout is not None and farm.stdout.readline().strip() == "ready"
+        farms = start_farms([[*farm_command(), REPORT_RECONNECTIONS, ",".join(cluster.urls), str(key), "rabbitmq",
+                              "native", *names[index::PROCESSES]] for index in range(PROCESSES)])
         yield key, names, farms
     finally:
-        for farm in farms:
-            if farm.poll() is None:
-                os.killpg(farm.pid, signal.SIGTERM)
-        for farm in farms:
-            try:
-                farm.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(farm.pid, signal.SIGKILL)
-                farm.wait(10)
+        stop_farms(farms)
 
 
 def reconnection_times(farms: list[subprocess.Popen]) -> dict[str, float]:
