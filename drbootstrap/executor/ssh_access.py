@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ class SshNodeAccess:
 
     def __init__(self, provider: Provider, *, dirs_for: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.provider, self.dirs_for = provider, dirs_for
+        self._public_key: str | None = None
+        self._public_key_lock = threading.Lock()
 
     @property
     def private_key_path(self) -> Path:
@@ -40,7 +43,15 @@ class SshNodeAccess:
         sshd and print no host key: nothing could reach the master for its recipes and CA)."""
         if self.dirs_for is not None:
             return self.dirs_for(hostname)
-        return {"ssh_authorized_keys": (self.provider.operator_public_key(),)}
+        return {"ssh_authorized_keys": (self.operator_public_key(),)}
+
+    def operator_public_key(self) -> str:
+        """The provider's operator public key, read (or made) once for every node: loading the
+        private key checks it (an RSA key's check is costly), and launches ask from many threads."""
+        with self._public_key_lock:
+            if self._public_key is None:
+                self._public_key = self.provider.operator_public_key()
+            return self._public_key
 
     def node_path(self, hostname: str, path: str) -> str:
         return path
