@@ -33,6 +33,9 @@ master:
 nodes:
   - role: app
     hostnames: [app01, app02]
+    checks:  # keeps `up` running until broker2's RabbitMQ is ready and a while after (the kill's window)
+      - command: "for i in $(seq 240); do test -s BROKER2_PID && sleep 15 && exit 0; sleep 0.5; done; exit 1"
+        timeout_seconds: 180
 """
 NODES = ["app01", "app02", "broker1", "broker2", "controller"]
 
@@ -41,12 +44,16 @@ NODES = ["app01", "app02", "broker1", "broker2", "controller"]
 def environment():
     require(Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists(), "RabbitMQ (Debian `rabbitmq-server`)")
     env = make_environment(SPEC, "upcluster")
+    # broker2 starts RabbitMQ in the background (its agent does not wait for it): without the
+    # app nodes' check, `up` could end before it is ready, and nothing would die midway.
+    env.spec_file.write_text(env.spec_file.read_text().replace(
+        "BROKER2_PID", str(env.paths.nodes / "broker2" / "var" / "rabbitmq.pid")))
     try:
         run = env.start("up", str(env.spec_file), "--json")
         victim = env.paths.nodes / "broker2" / "var" / "rabbitmq.pid"
         deadline = time.monotonic() + 600
         while not victim.is_file() and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
         env.killed = False
         if victim.is_file():  # broker2's RabbitMQ (started by this `up`): killed as a crash would
             os.killpg(os.getpgid(int(victim.read_text())), signal.SIGKILL)
