@@ -104,16 +104,19 @@ kept_name() {
 }
 NAME=""
 DNS_WAIT=${DRB_DNS_WAIT_SECONDS:-20}
+# Hundredths of a second since boot: `date +%s` counts whole seconds, and a wait started at x.9 s
+# would end 0.1 s early per second of it.
+uptime_cs() { read -r up _ </proc/uptime; echo $(( ${up%.*} * 100 + 1${up#*.} - 100 )); }
 if [ -n "$ADDRESS" ]; then
-    started=$(date +%s)
+    started=$(uptime_cs)
     while :; do
         reverse_name "$ADDRESS"
         [ -n "$NAME" ] && break
-        waited=$(( $(date +%s) - started ))
+        waited=$(( $(uptime_cs) - started ))
         # An answer without a PTR record: a few tries for a master still writing its hosts file.
         # No answer at all: wait up to DNS_WAIT seconds for the DNS to come back, then go on.
-        if [ "$DNS_ANSWERED" = yes ] && [ "$waited" -ge 2 ]; then break; fi
-        [ "$waited" -ge "$DNS_WAIT" ] && break
+        if [ "$DNS_ANSWERED" = yes ] && [ "$waited" -ge 200 ]; then break; fi
+        [ "$waited" -ge $(( DNS_WAIT * 100 )) ] && break
         sleep 1
     done
 fi
