@@ -26,10 +26,6 @@
 #   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd);
 #          its reboot action runs /run/drb-cloud/reboot on the local cloud, `shutdown -r now` elsewhere.
 #   Safe to run again on every boot: each step rewrites its file, the agent is restarted.
-# The name: the master's DNS gives each worker a PTR record; until it does, the node keeps its
-# cloud name and the controller renames it later (agent reboot/rename action). A node rebooted
-# while the master's DNS is down keeps the name it has (/etc/hostname) after waiting for the DNS
-# up to DRB_DNS_WAIT_SECONDS (default 20): a reboot never fails for want of the master's DNS.
 set -eu
 
 if [ $# -eq 0 ] && [ -n "${DRB_CLOUD_INSTANCE_ID:-}" ]; then
@@ -71,8 +67,9 @@ if [ -e /proc/1/environ ] && ! cat /proc/1/environ >/dev/null 2>&1; then
 fi
 
 # 3. Our name, from reverse DNS of our address. The master may be starting, or (a reboot during an
-# outage of the master) its DNS may be down: a node that was already named keeps its name, one that
-# was not keeps its cloud name, and the boot goes on either way; the controller renames it later.
+# outage of the master) its DNS may be down: after up to DRB_DNS_WAIT_SECONDS (default 20) a node
+# that was named keeps its name, one that was not keeps its cloud name, and the boot goes on (a
+# reboot never fails for want of the master's DNS); the controller renames it later.
 # With +short, dig prints its own failures (";; communications error ...") on stdout: only a line
 # that is a host name is an answer, and "no answer" differs from "no such record".
 is_host_name() {
@@ -104,8 +101,7 @@ kept_name() {
 }
 NAME=""
 DNS_WAIT=${DRB_DNS_WAIT_SECONDS:-20}
-# Hundredths of a second since boot: `date +%s` counts whole seconds, and a wait started at x.9 s
-# would end 0.1 s early per second of it.
+# 1/100 s since boot (`date +%s` has whole seconds: a wait ended up to 1 s early).
 uptime_cs() { read -r up _ </proc/uptime; echo $(( ${up%.*} * 100 + 1${up#*.} - 100 )); }
 if [ -n "$ADDRESS" ]; then
     started=$(uptime_cs)
