@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,12 @@ from drbootstrap.messaging.security import AuthorizationPolicy, replay_expiry
 from drbootstrap.messaging.transport import BrokerAddress, StompTransport, TransportConfig
 
 log = logging.getLogger("drbootstrap.agent")
+
+# Several identities in one process: each connection's thread holds the interpreter well under
+# 1 ms per message, then blocks on its socket, so the interpreter's forced switch every 5 ms only
+# adds hand-offs between them. With 125 identities a process and 5,000 on 2 cores
+# (tests/bench/bench_scale.py) those hand-offs fed on themselves: whole rounds stalled for 20 s.
+SHARED_SWITCH_INTERVAL = 0.1
 
 
 def make_agent_protocol(config: AgentConfig) -> WireProtocol:
@@ -254,6 +261,8 @@ def _status(reply: Reply, code: StatusCode, message: str) -> Reply:
 def run_agents(configs: list[AgentConfig], *, wait: float | None = None, parallel: int = 16) -> list[AgentServer]:
     """Start one AgentServer per config in this process (connecting in parallel); the caller stops them."""
     servers = [AgentServer(config) for config in configs]
+    if len(servers) > 1:
+        sys.setswitchinterval(max(sys.getswitchinterval(), SHARED_SWITCH_INTERVAL))
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(servers)))) as pool:
             list(pool.map(lambda server: server.start(wait=wait), servers))

@@ -1,6 +1,7 @@
 """The RPC client: discovery, broadcast or direct calls, batching, and the reply summary.
 
-Discovery ends the moment every expected identity has answered; without an expectation it
+Discovery ends the moment every expected identity has answered, waiting at most
+`discovery_timeout` s plus 1 s per 1,000 expected identities; without an expectation it
 uses a sliding window (stop after `discovery_window` s with no new reply, at most
 `discovery_timeout` s). Replies flow listener -> queue -> the waiting caller, no sleeps.
 With several brokers (a cluster), a ping with expected identities (and no fact, class or agent
@@ -51,6 +52,17 @@ class ClientConfig:
     protocol: str = "native"  # or "mcollective": MCollective 2.12 compat, key_file holds plugin.psk
     broker_kind: str = "activemq"  # or "rabbitmq": which STOMP destinations (messaging.naming)
     reask_after: float = 0.5  # several brokers, ping with expected identities: re-ask the silent after this idle time
+
+
+# With expected identities, discovery may take `discovery_timeout` plus this long per identity: the
+# round ends as soon as all have answered, so the extra time is spent only on nodes that stay
+# silent; without it a 5,000-node ping on the 2 s default ended before the fleet had answered.
+WAIT_PER_EXPECTED = 0.001
+
+
+def discovery_wait(discovery_timeout: float, expected: int) -> float:
+    """The longest a discovery round waits: the configured timeout, and 1 s more per 1,000 expected."""
+    return discovery_timeout + expected * WAIT_PER_EXPECTED
 
 
 @dataclass
@@ -150,7 +162,8 @@ class RpcClient:
         # an expected node the filters leave out must stay silent.
         reask = (bool(expected) and len(self.config.brokers) > 1
                  and not (filter_.fact or filter_.cf_class or filter_.agent))
-        replies, latency, elapsed = self._round_trip(request, set(expected) or None, self.config.discovery_timeout,
+        replies, latency, elapsed = self._round_trip(request, set(expected) or None,
+                                                     discovery_wait(self.config.discovery_timeout, len(set(expected))),
                                                      reask=reask)
         return RpcResult("discovery", "ping", replies, expected, elapsed, latency)
 

@@ -10,7 +10,7 @@ import pytest
 
 from drbootstrap.errors import MessagingError
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.messaging.client import ClientConfig, RpcClient, RpcResult
+from drbootstrap.messaging.client import ClientConfig, RpcClient, RpcResult, discovery_wait
 from drbootstrap.messaging.envelope import Reply
 from drbootstrap.messaging.native import NativeProtocol
 from drbootstrap.messaging.security import HmacSigner
@@ -60,6 +60,16 @@ def test_ping_with_expectation_returns_without_waiting_out_the_timeout():
 def test_ping_without_expectation_stops_after_the_quiet_window():
     client, _ = client_with(["a", "b", "c"], discovery_timeout=60, discovery_window=0.2)
     assert sorted(client.ping().responded) == ["a", "b", "c"]
+
+
+def test_a_ping_with_expected_identities_waits_1_s_more_per_1000_of_them_for_the_silent():
+    assert discovery_wait(2.0, 0) == 2.0
+    assert discovery_wait(2.0, 5000) == pytest.approx(7.0)
+    client, _ = client_with(["a"], discovery_timeout=0.2)
+    started = time.monotonic()
+    result = client.ping(expect=["a", *(f"silent{i}" for i in range(300))])
+    assert result.responded == ["a"]
+    assert 0.45 <= time.monotonic() - started < 5  # 0.2 s + 0.3 s for 300 expected
 
 
 def test_duplicate_replies_are_counted_once():
