@@ -15,7 +15,8 @@ brokers, key, protocol, broker kind) and `--expect @FILE`, the expected-identity
 Per round: `drbootstrap ping` (whole process, and the round from request to the last expected
 reply from its --json), `drbootstrap rpc rpcutil ping` (discovery + one direct request per node)
 and `mco ping`; the client's peak RSS (wait4), the agents' RSS per identity, the broker's RSS
-(process group) idle and with the fleet, and the load average with each figure.
+(process group) idle and with the fleet, the agents' and the broker's CPU during each `drbootstrap
+ping`, and the load average with each figure.
 """
 
 from __future__ import annotations
@@ -78,6 +79,20 @@ def _timed(command: list[str], env: dict[str, str], timeout: float = 300) -> tup
     return wall, usage.ru_maxrss / 1024, text, process.returncode
 
 
+def _cpu_seconds(pgids: list[int]) -> float:
+    """User + system CPU of every process in these process groups (/proc/PID/stat)."""
+    ticks = 0
+    wanted = set(pgids)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in wanted:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _replies(stdout: str) -> tuple[int, float]:
     try:
         document = json.loads(stdout)
@@ -136,17 +151,20 @@ def test_bench_discovery_and_rpc_at_scale_beside_mco_ping(kind):
                   f"the {len(added)} new ones connected in {connected:.1f} s (load {_load()})")
             for round_ in range(1, ROUNDS + 1):
                 load = _load()
-                wall, rss, out, status = _timed([drb, "ping", "--expect", f"@{work / 'expect'}",
-                                                 "--discovery-timeout", "20", "--json"], env)
+                agents_cpu, broker_cpu = _cpu_seconds([f.pid for f in farms]), _cpu_seconds([broker.pid])
+                wall, rss, out, status = _timed([drb, "ping", "--expect", f"@{work / 'expect'}", "--json"], env)
                 got, last = _replies(out)
-                rwall, rrss, rout, rstatus = _timed([drb, "rpc", "--expect", f"@{work / 'expect'}",
-                                                     "--discovery-timeout", "20", "--json", "rpcutil", "ping"], env)
+                agents_cpu = _cpu_seconds([f.pid for f in farms]) - agents_cpu
+                broker_cpu = _cpu_seconds([broker.pid]) - broker_cpu
+                rwall, rrss, rout, rstatus = _timed([drb, "rpc", "--expect", f"@{work / 'expect'}", "--json",
+                                                     "rpcutil", "ping"], env)
                 rgot, _ = _replies(rout)
                 mwall, mrss, mout, _ = _timed(["mco", "ping", "--config", str(mco_cfg)], env)
                 mgot = sum(1 for line in mout.splitlines() if " time=" in line)
                 rows.append((kind, count, round_, load, got, last, wall, rss, rgot, rwall, rrss, mgot, mwall, mrss))
                 print(f"{kind} {count} round {round_} (load {load}): drbootstrap ping {got} replies, "
-                      f"last expected at {last:.0f} ms, process {wall:.2f} s, client RSS {rss:.0f} MB | "
+                      f"last expected at {last:.0f} ms, process {wall:.2f} s, client RSS {rss:.0f} MB, "
+                      f"CPU in the round: agents {agents_cpu:.2f} s, broker {broker_cpu:.2f} s | "
                       f"rpc rpcutil ping {rgot} replies, {rwall:.2f} s, RSS {rrss:.0f} MB | "
                       f"mco ping {mgot} replies, {mwall:.2f} s, RSS {mrss:.0f} MB")
             rss = group_rss_mb(broker.pid)
