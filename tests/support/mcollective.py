@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def write_mcollective_config(
     collective: str = "mcollective",
     loglevel: str = "debug",  # start_mcollectived waits for a debug line
     connector: str = "activemq",  # or "rabbitmq": MCollective's own RabbitMQ connector
+    more_brokers: Sequence[tuple[str, int]] = (),  # a cluster's other nodes: the connector's pool, in order
 ) -> Path:
     """A server.cfg or client.cfg (the same keys serve both); 0600 because it holds the psk."""
     work = path.parent
@@ -85,9 +87,10 @@ def write_mcollective_config(
         "securityprovider": "psk",
         "plugin.psk": psk,
         "connector": connector,
-        f"plugin.{connector}.pool.size": "1",
-        f"plugin.{connector}.pool.1.host": broker_host,
-        f"plugin.{connector}.pool.1.port": str(broker_port),
+        f"plugin.{connector}.pool.size": str(1 + len(more_brokers)),
+        **{f"plugin.{connector}.pool.{index}.{key}": value
+           for index, (host, port) in enumerate([(broker_host, broker_port), *more_brokers], start=1)
+           for key, value in (("host", host), ("port", str(port)))},
         "factsource": "drbyaml",
         "plugin.yaml": str(facts_file),
         "classesfile": str(classes_file),
