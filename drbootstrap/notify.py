@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from drbootstrap.spec.models import NotifySpec
+from drbootstrap.spec.operations import NotifySpec
 
 SCHEMA_VERSION = 1
 

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from drbootstrap.executor.context import NodeRuntime, RunContext
     from drbootstrap.journal import Fact
     from drbootstrap.plan import PlannedNode
-    from drbootstrap.spec.models import BucketSpec, DumpSpec, EnvironmentSpec
+    from drbootstrap.spec.models import DumpSpec, EnvironmentSpec
+    from drbootstrap.spec.operations import BucketSpec
 
 CHUNK_BYTES = 128 * 1024  # one `dumps.read`: what the controller holds of a dump at a time
 RECORD_SUFFIX = ".json"

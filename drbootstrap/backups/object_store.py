@@ -18,7 +18,7 @@ from drbootstrap.spec.buckets import LOCAL_STORAGE, S3_STORAGE
 if TYPE_CHECKING:
     from libcloud.storage.base import Container, StorageDriver
 
-    from drbootstrap.spec.models import BucketSpec
+    from drbootstrap.spec.operations import BucketSpec
 
 MAX_SMALL_OBJECT = 1024 * 1024  # a record beside a dump; anything bigger is not ours
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from drbootstrap.drill.history import SCHEMA_VERSION, DrillRecord
 from drbootstrap.notify import deliver
-from drbootstrap.spec.models import NotifySpec
+from drbootstrap.spec.operations import NotifySpec
 
 
 def should_notify(notify: NotifySpec | None, record: DrillRecord) -> bool:

@@ -12,7 +12,8 @@ from drbootstrap.failover.sites import Site, paths_at, provider_at, site_named
 from drbootstrap.failover.switch_journal import FailoverState
 from drbootstrap.journal import Journal
 from drbootstrap.plan import Plan, build_plan, is_complete
-from drbootstrap.spec.models import DnsRecordSpec, EnvironmentSpec
+from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.spec.operations import DnsRecordSpec
 
 if TYPE_CHECKING:
     from drbootstrap.failover.run import SwitchResult

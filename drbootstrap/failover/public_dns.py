@@ -21,7 +21,8 @@ from drbootstrap.dns import rfc2136
 from drbootstrap.dns.rfc2136 import DnsServer, DynamicDnsError, TsigKey
 from drbootstrap.errors import DrbError
 from drbootstrap.exit_status import ExitStatus
-from drbootstrap.spec.models import DnsRecordSpec, EnvironmentSpec
+from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.spec.operations import DnsRecordSpec
 
 
 class NoPublicDns(DrbError):

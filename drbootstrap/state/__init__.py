@@ -26,7 +26,8 @@ from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.journal import Journal
 from drbootstrap.paths import EnvironmentPaths
-from drbootstrap.spec.models import EnvironmentSpec, StateSpec
+from drbootstrap.spec.models import EnvironmentSpec
+from drbootstrap.spec.operations import StateSpec
 
 if TYPE_CHECKING:  # the s3 modules (boto3) are imported only when the state is in s3
     from drbootstrap.state.lease import Lease

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from drbootstrap.environment_lock import hold_environment
 from drbootstrap.errors import DrbError
 from drbootstrap.paths import EnvironmentPaths
-from drbootstrap.spec.models import StateSpec
+from drbootstrap.spec.operations import StateSpec
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from drbootstrap.errors import DrbError, FencedError
 from drbootstrap.paths import PRIMARY_SITE, EnvironmentPaths, write_private_file
-from drbootstrap.spec.models import StateSpec
+from drbootstrap.spec.operations import StateSpec
 from drbootstrap.state.lease import Lease
 from drbootstrap.state.s3 import PreconditionFailed, S3Objects, StateUnreachable, StoredObject
 from drbootstrap.state.sealed import parse_key, seal, unseal

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drbootstrap.errors import StateWriteError
-from drbootstrap.spec.models import StateSpec
+from drbootstrap.spec.operations import StateSpec
 
 RETRYABLE_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
                              "Throttling", "ThrottlingException", "RequestTimeTooSkewed", "503", "500", "502", "504"})

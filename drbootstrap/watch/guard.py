@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drbootstrap.spec.models import MeltdownSpec
+from drbootstrap.spec.operations import MeltdownSpec
 
 
 @dataclass(frozen=True)

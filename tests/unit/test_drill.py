@@ -30,7 +30,7 @@ from drbootstrap.exit_status import ExitStatus
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.providers.local.subnets import pick_free_subnet
 from drbootstrap.spec import parse_spec
-from drbootstrap.spec.models import NotifySpec
+from drbootstrap.spec.operations import NotifySpec
 from tests.unit.executor_fakes import (
     SPEC,
     FakeAccess,

@@ -17,7 +17,7 @@ from drbootstrap.executor.lifecycle import EnvironmentStatus, NodeStatus
 from drbootstrap.notify import Notification, send
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.spec import load_spec
-from drbootstrap.spec.models import NotifySpec
+from drbootstrap.spec.operations import NotifySpec
 from drbootstrap.watch import guard
 from drbootstrap.watch.health import Verdict, assess
 from drbootstrap.watch.state import Resurrection, WatchState, load, save
@@ -261,7 +261,7 @@ def test_meltdown_needs_both_the_count_and_the_share():
 
 
 def load_rule(**values):
-    from drbootstrap.spec.models import MeltdownSpec
+    from drbootstrap.spec.operations import MeltdownSpec
 
     return MeltdownSpec(**values)
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from drbootstrap.spec.models import StateSpec
+from drbootstrap.spec.operations import StateSpec
 from tests.support.moto_server import moto_server_command, running_moto_server
 from tests.support.prereq import require
 
