@@ -21,10 +21,11 @@ from drbootstrap.journal import Journal
 from drbootstrap.messaging.keys import EnvironmentKeys, provision_environment_keys
 from drbootstrap.paths import EnvironmentPaths, project_root, write_private_file
 from drbootstrap.plan import Plan
-from drbootstrap.providers.base import EnvironmentScope, Provider
+from drbootstrap.providers.base import Provider
 from drbootstrap.providers.registry import create_provider
 from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.throttle import RetryEvent
+from drbootstrap.providers.values import EnvironmentScope
 from drbootstrap.spec.models import EnvironmentSpec
 
 

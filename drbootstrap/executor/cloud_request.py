@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
-from drbootstrap.providers.base import ImageRef, Preflight, VolumeWanted
 from drbootstrap.providers.nodes import ServicePort
+from drbootstrap.providers.values import ImageRef, Preflight, VolumeWanted
 from drbootstrap.spec.models import EnvironmentSpec, NodeGroup
 from drbootstrap.spec.placement import ImageLookupSpec, ImageParameterSpec, PlacementSpec, lookup_key
 

@@ -30,8 +30,8 @@ from drbootstrap.executor.volume_restore import verify_restored_volumes, wanted_
 from drbootstrap.images.from_spec import broker_uses_tls
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Step
-from drbootstrap.providers.base import VolumeWanted
 from drbootstrap.providers.nodes import LaunchRequest
+from drbootstrap.providers.values import VolumeWanted
 
 if TYPE_CHECKING:
     from libcloud.compute.base import Node

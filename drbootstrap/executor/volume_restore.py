@@ -16,7 +16,7 @@ from drbootstrap.errors import BackupError, DrbError
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.journal import Fact
 from drbootstrap.plan import Plan
-from drbootstrap.providers.base import VolumeWanted
+from drbootstrap.providers.values import VolumeWanted
 
 
 def marked_volumes(plan: Plan) -> list[MarkedVolume]:

@@ -24,11 +24,11 @@ from drbootstrap.providers import ec2_instance_storage as instance_storage
 from drbootstrap.providers import ec2_lookup as lookup
 from drbootstrap.providers import ec2_network as network
 from drbootstrap.providers import ec2_resources as resources
-from drbootstrap.providers.base import ImageRef, NodeAddresses, Preflight, Teardown, VolumeWanted
 from drbootstrap.providers.ec2_backups import EC2Backups
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, LaunchRequest
 from drbootstrap.providers.operator_key import RSA, load_or_create_operator_key
 from drbootstrap.providers.settings import RateSettings, accepted_parameters, driver_class_override, split_extra
+from drbootstrap.providers.values import ImageRef, NodeAddresses, Preflight, Teardown, VolumeWanted
 
 if TYPE_CHECKING:
     from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drbootstrap.errors import SpecError
-from drbootstrap.providers.base import ImageRef, Preflight
 from drbootstrap.providers.pacing import Pacing
+from drbootstrap.providers.values import ImageRef, Preflight
 
 if TYPE_CHECKING:
     from libcloud.compute.drivers.ec2 import BaseEC2NodeDriver

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 from libcloud.compute.base import NodeDriver
 
-from drbootstrap.providers.base import EnvironmentScope, Provider
+from drbootstrap.providers.base import Provider
 from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.throttle import RetryEvent
+from drbootstrap.providers.values import EnvironmentScope
 
 # name -> "module:Class", imported on first use (the CLI's --help must not import libcloud's drivers).
 _PROVIDERS: dict[str, str] = {

@@ -16,7 +16,8 @@ from drbootstrap.errors import NotFoundError, ProviderError
 from drbootstrap.providers.settings import accepted_parameters
 
 if TYPE_CHECKING:
-    from drbootstrap.providers.base import Provider, VolumeWanted
+    from drbootstrap.providers.base import Provider
+    from drbootstrap.providers.values import VolumeWanted
 
 
 class _ListsSnapshots(Protocol):

@@ -17,10 +17,11 @@ from drbootstrap.executor.context import RunContext, UpOptions
 from drbootstrap.journal import Journal
 from drbootstrap.paths import EnvironmentPaths
 from drbootstrap.plan import build_plan
-from drbootstrap.providers.base import EnvironmentScope, Provider
+from drbootstrap.providers.base import Provider
 from drbootstrap.providers.nodes import HOSTNAME_TAG
 from drbootstrap.providers.registry import create_provider
 from drbootstrap.providers.settings import ProviderSettings
+from drbootstrap.providers.values import EnvironmentScope
 from drbootstrap.spec import parse_spec
 
 SPEC = """

@@ -55,8 +55,9 @@ def test_the_default_provider_refuses_backups_naming_its_driver() -> None:
     from pathlib import Path
 
     from drbootstrap.errors import ProviderError
-    from drbootstrap.providers.base import EnvironmentScope, Provider
+    from drbootstrap.providers.base import Provider
     from drbootstrap.providers.settings import ProviderSettings
+    from drbootstrap.providers.values import EnvironmentScope
 
     class NoSnapshots(Provider):
         def new_driver(self):  # type: ignore[no-untyped-def]

@@ -12,9 +12,9 @@ import pytest
 
 from drbootstrap.backups.catalog import BackupRecord, backup_tags, verified_tags
 from drbootstrap.errors import NotFoundError, ProviderError
-from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.registry import create_provider
 from drbootstrap.providers.settings import ProviderSettings
+from drbootstrap.providers.values import EnvironmentScope
 from drbootstrap.providers.volumes import volume_name
 
 

@@ -11,7 +11,6 @@ from libcloud.compute.base import Node, NodeLocation
 from libcloud.compute.types import NodeState
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.libcloud_provider import LibcloudProvider
 from drbootstrap.providers.nodes import (
     ENVIRONMENT_TAG,
@@ -25,6 +24,7 @@ from drbootstrap.providers.nodes import (
 from drbootstrap.providers.pacing import Pacing
 from drbootstrap.providers.settings import ProviderSettings
 from drbootstrap.providers.throttle import RetryPolicy
+from drbootstrap.providers.values import EnvironmentScope
 
 
 class Cloud:

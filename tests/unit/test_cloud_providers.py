@@ -10,7 +10,6 @@ import pytest
 from libcloud.compute.drivers.ec2 import EC2NodeDriver, EucNodeDriver
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.ec2_driver import (
     build_ec2_driver,
     ec2_driver_kwargs,
@@ -21,6 +20,7 @@ from drbootstrap.providers.gce import gce_driver_arguments
 from drbootstrap.providers.openstack import build_openstack_driver, openstack_driver_arguments
 from drbootstrap.providers.registry import create_provider, provider_class
 from drbootstrap.providers.settings import PlainSecret, ProviderSettings, RateSettings
+from drbootstrap.providers.values import EnvironmentScope
 
 SCOPE = EnvironmentScope("env1", Path("/nonexistent"), Path("/nonexistent/ssh-key.pem"))
 

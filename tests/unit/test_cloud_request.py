@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from drbootstrap.executor.cloud_request import placement_of, preflight_for, tags_for, volumes_wanted
 from drbootstrap.plan import build_plan
-from drbootstrap.providers.base import ImageRef
+from drbootstrap.providers.values import ImageRef
 from drbootstrap.spec.models import EnvironmentSpec
 
 

@@ -21,11 +21,11 @@ from drbootstrap.backups.catalog import (
     VOLUME_TAG,
 )
 from drbootstrap.errors import NotFoundError, ProviderError
-from drbootstrap.providers.base import EnvironmentScope, VolumeWanted
 from drbootstrap.providers.ec2 import EC2Provider, EucalyptusProvider
 from drbootstrap.providers.ec2_resources import DEVICE_TAG
 from drbootstrap.providers.ec2_snapshots import backup_tags_for, record_from_snapshot
 from drbootstrap.providers.settings import ProviderSettings
+from drbootstrap.providers.values import EnvironmentScope, VolumeWanted
 
 ENV = "prod"
 SCOPE = EnvironmentScope(ENV, Path("/nonexistent"), Path("/nonexistent/key.pem"))

@@ -10,7 +10,6 @@ from drbootstrap.errors import ProviderError
 from drbootstrap.executor import UpOptions, run_up
 from drbootstrap.executor.events import RETRY, Event
 from drbootstrap.journal import Journal, Step
-from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.registry import create_provider
 from drbootstrap.providers.settings import (
     PlainSecret,
@@ -18,6 +17,7 @@ from drbootstrap.providers.settings import (
     retry_policy_for,
     split_extra,
 )
+from drbootstrap.providers.values import EnvironmentScope
 from tests.unit.executor_fakes import (  # noqa: F401 - world is a fixture
     ALL,
     FakeAccess,

@@ -88,7 +88,7 @@ class FakeProvider:
         node.state = NodeState.STOPPED
 
     def destroy_environment(self, owned_ids: frozenset[str] = frozenset()):
-        from drbootstrap.providers.base import Teardown
+        from drbootstrap.providers.values import Teardown
 
         destroyed = sorted(self.nodes_by_name)
         self.nodes_by_name.clear()

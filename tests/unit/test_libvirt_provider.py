@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from drbootstrap.errors import PrerequisiteError, ProviderError
-from drbootstrap.providers.base import EnvironmentScope, ImageRef, Preflight
 from drbootstrap.providers.libvirt import network as net
 from drbootstrap.providers.libvirt.driver import (
     SIZES,
@@ -34,6 +33,7 @@ from drbootstrap.providers.libvirt.xml import (
 )
 from drbootstrap.providers.registry import provider_class
 from drbootstrap.providers.settings import ProviderSettings
+from drbootstrap.providers.values import EnvironmentScope, ImageRef, Preflight
 
 
 def plan(**overrides: object) -> DomainPlan:

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from libcloud.compute.base import Node, NodeDriver
 
 from drbootstrap.errors import ProviderError, SpecError
-from drbootstrap.providers.base import NodeAddresses, Preflight, Provider, Teardown, VolumeWanted
+from drbootstrap.providers.base import Provider
 from drbootstrap.providers.nodes import ENVIRONMENT_TAG, HOSTNAME_TAG, LaunchRequest, node_tags
 from drbootstrap.providers.settings import RateSettings
+from drbootstrap.providers.values import NodeAddresses, Preflight, Teardown, VolumeWanted
 
 if TYPE_CHECKING:
     from drbootstrap.providers.libvirt.driver import DrbLibvirtNodeDriver

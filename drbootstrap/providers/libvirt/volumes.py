@@ -16,8 +16,8 @@ from drbootstrap.providers.libvirt.driver import volume_serial
 from drbootstrap.providers.volumes import volume_name
 
 if TYPE_CHECKING:
-    from drbootstrap.providers.base import VolumeWanted
     from drbootstrap.providers.libvirt.provider import LibvirtProvider
+    from drbootstrap.providers.values import VolumeWanted
     from drbootstrap.ssh import CommandResult, SshTarget
 
 MOUNT_TIMEOUT = 180.0

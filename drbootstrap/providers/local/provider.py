@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, cast
 from libcloud.compute.base import Node, NodeDriver
 from libcloud.compute.types import NodeState
 
-from drbootstrap.providers.base import BootProgress, Provider, Teardown
+from drbootstrap.providers.base import Provider
 from drbootstrap.providers.settings import RateSettings
+from drbootstrap.providers.values import BootProgress, Teardown
 from drbootstrap.providers.volumes import NamedVolumeBackups
 
 if TYPE_CHECKING:

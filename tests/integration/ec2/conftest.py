@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.ec2 import EC2Provider
 from drbootstrap.providers.ec2_driver import build_ec2_driver
 from drbootstrap.providers.settings import PlainSecret, ProviderSettings
+from drbootstrap.providers.values import EnvironmentScope
 from tests.support.moto_ec2 import MotoEC2NodeDriver
 from tests.support.moto_server import moto_server_command, running_moto_server
 from tests.support.prereq import require

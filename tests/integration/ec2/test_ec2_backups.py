@@ -22,7 +22,7 @@ from drbootstrap.executor import UpOptions, down, up
 from drbootstrap.executor.build import provider_for
 from drbootstrap.journal import Step
 from drbootstrap.paths import EnvironmentPaths
-from drbootstrap.providers.base import VolumeWanted
+from drbootstrap.providers.values import VolumeWanted
 from drbootstrap.spec import load_spec
 from tests.integration.ec2.conftest import ACCESS_KEY, SECRET_KEY, ec2_provider
 from tests.integration.ec2.test_up_ec2 import ENV, a_snapshot, tags_of, write_spec

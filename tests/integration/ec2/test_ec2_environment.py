@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from drbootstrap.errors import ProviderError
-from drbootstrap.providers.base import VolumeWanted
 from drbootstrap.providers.nodes import LaunchRequest, find_environment_nodes, launch_node
 from drbootstrap.providers.operator_key import public_key_fingerprints
 from drbootstrap.providers.pacing import Pacing
 from drbootstrap.providers.throttle import RetryPolicy
+from drbootstrap.providers.values import VolumeWanted
 from tests.integration.ec2.conftest import ACCESS_KEY, IMAGE, SECRET_KEY, SIZE, driver_factory, ec2_provider
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from drbootstrap.providers.base import EnvironmentScope
 from drbootstrap.providers.nodes import LaunchRequest
 from drbootstrap.providers.registry import create_provider
 from drbootstrap.providers.settings import ProviderSettings
+from drbootstrap.providers.values import EnvironmentScope
 from tests.integration.libvirt.conftest import DOMAIN_TYPE, free_subnet, leftovers
 
 pytestmark = [pytest.mark.integration]

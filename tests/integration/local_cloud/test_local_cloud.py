@@ -191,9 +191,9 @@ def test_cloud_config_user_data_runs_and_a_client_token_launches_once(cloud):
 
 
 def test_a_node_runs_while_its_user_data_still_runs_and_its_boot_ends_as_a_separate_signal(cloud, tmp_path):
-    from drbootstrap.providers.base import EnvironmentScope
     from drbootstrap.providers.local.provider import LocalProvider
     from drbootstrap.providers.settings import ProviderSettings
+    from drbootstrap.providers.values import EnvironmentScope
 
     node = cloud.create_node("slow", "small", "basic", ex_userdata="#!/bin/sh\nsleep 300\n")
     provider = LocalProvider(ProviderSettings("local", network=cloud.network),
@@ -208,9 +208,9 @@ def test_a_node_runs_while_its_user_data_still_runs_and_its_boot_ends_as_a_separ
 
 
 def test_a_node_whose_user_data_finished_has_finished_booting(cloud, tmp_path):
-    from drbootstrap.providers.base import EnvironmentScope
     from drbootstrap.providers.local.provider import LocalProvider
     from drbootstrap.providers.settings import ProviderSettings
+    from drbootstrap.providers.values import EnvironmentScope
 
     node = cloud.create_node("quick", "small", "basic", ex_userdata="#!/bin/sh\necho done > /run/quick\n")
     [(booted, _)] = cloud.ex_wait_until_booted([node], timeout=60)
