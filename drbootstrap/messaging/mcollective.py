@@ -25,6 +25,7 @@ from drbootstrap.messaging.envelope import (
     StatusCode,
     WireProtocol,
 )
+from drbootstrap.messaging.marshal_plain import NotPlain, load_plain
 from drbootstrap.messaging.mcollective_filters import empty_filter, filter_from_wire, filter_to_wire
 from drbootstrap.messaging.naming import Destinations
 from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
@@ -230,8 +231,31 @@ class McollectiveProtocol(WireProtocol):
         }
 
     def _open(self, raw: bytes, kind: str) -> tuple[dict[str, Any], Any]:
-        """Size, Marshal, psk digest (Psk#validrequest?), then the inner body; plain Python out."""
+        """Size, Marshal, psk digest (Psk#validrequest?), then the inner body; plain Python out.
+
+        marshal_plain reads what mco sends in one pass; anything else (and every refusal) goes
+        the exact way, marshal_reader then to_python, which words the refusal."""
         check_size(raw, self.max_message_bytes)
+        try:
+            plain, serialized, digest = _envelope_plain(raw)
+        except NotPlain:
+            return self._open_exactly(raw, kind)
+        self._check_digest(serialized, digest, kind)
+        try:
+            inner = load_plain(serialized)
+        except NotPlain:
+            try:
+                inner = rm.to_python(rm.loads_raw(serialized))
+            except MarshalError as error:
+                raise SecurityError(f"malformed mcollective {kind} body ({error})") from error
+        return plain, inner
+
+    def _check_digest(self, serialized: bytes, digest: Any, kind: str) -> None:
+        expected = psk_digest(serialized, self._psk).encode("ascii")
+        if not hmac.compare_digest(expected, str(digest).encode("utf-8", "surrogateescape")):
+            raise SecurityError(f"mcollective {kind} with an invalid psk signature")
+
+    def _open_exactly(self, raw: bytes, kind: str) -> tuple[dict[str, Any], Any]:
         try:
             envelope = rm.loads_raw(raw)
             serialized = rm.raw_string(rm.get(envelope, "body"))
@@ -240,8 +264,7 @@ class McollectiveProtocol(WireProtocol):
                 raise MarshalError("no :body or :hash")
         except MarshalError as error:
             raise SecurityError(f"unsigned or malformed mcollective {kind} ({error})") from error
-        if not hmac.compare_digest(psk_digest(serialized, self._psk), str(digest)):
-            raise SecurityError(f"mcollective {kind} with an invalid psk signature")
+        self._check_digest(serialized, digest, kind)
         try:
             plain = rm.to_python({k: v for k, v in envelope.items() if rm.to_python(k) != "body"})
             inner = rm.to_python(rm.loads_raw(serialized))
@@ -249,6 +272,18 @@ class McollectiveProtocol(WireProtocol):
             raise SecurityError(f"malformed mcollective {kind} body ({error})") from error
         return plain, inner
 
+
+def _envelope_plain(raw: bytes) -> tuple[dict[str, Any], bytes, Any]:
+    """The envelope without :body, :body's bytes and :hash, when shaped as mco sends it (symbol
+    keys, :body a binary String, :hash a tagged one); else NotPlain and the exact way decides."""
+    envelope = load_plain(raw, envelope=True)
+    if type(envelope) is not dict:
+        raise NotPlain
+    body = envelope.pop("body", None)
+    digest = envelope.get("hash")
+    if body is None or digest is None:
+        raise NotPlain
+    return envelope, body.encode("utf-8") if type(body) is str else body, digest
 
 def _request_body(request: Request, caller_id: str) -> Any:
     """The discovery agent takes the bare string "ping"; SimpleRPC agents a hash (RPC::Client)."""
