@@ -77,15 +77,8 @@ def load_plain(
         pos += size
         return data[pos - size : pos]
 
-    def symbol() -> str:
-        try:
-            name = chunk().decode("utf-8")
-        except UnicodeDecodeError:
-            raise NotPlain from None
-        symbols.append(name)
-        return name
-
     def value(depth: int) -> tuple[Any, int]:  # the value and its expanded node count
+        # The common one-byte lengths (1..122) are read inline; anything else through count().
         nonlocal pos, budget
         budget -= 1
         if depth > max_depth or budget < 0 or pos >= end:
@@ -95,47 +88,71 @@ def load_plain(
         if token == 0x49:  # I: a String with ivars; only E=true/false is plain
             index = len(objects)
             objects.append(None)
-            if pos >= end or data[pos] != 0x22:
+            if pos + 1 >= end or data[pos] != 0x22:
                 raise NotPlain
-            pos += 1
-            raw = chunk()
-            if count() != 1:
-                raise NotPlain
-            budget -= 2  # the ivar's name and value
-            if budget < 0 or pos >= end:
-                raise NotPlain
-            kind = data[pos]
-            pos += 1
-            if kind == 0x3A:  # :
-                name = symbol()
-            elif kind == 0x3B:  # ;
-                link = long()
-                if not 0 <= link < len(symbols):
+            size = data[pos + 1]
+            if 5 < size < 128:
+                pos += 2
+                size -= 5
+                if size > end - pos:
                     raise NotPlain
-                name = symbols[link]
+            else:
+                pos += 1
+                size = count()
+            pos += size
+            raw = data[pos - size : pos]
+            budget -= 2  # the ivar's name and value
+            if budget < 0 or pos + 3 >= end or data[pos] != 0x06:  # one ivar
+                raise NotPlain
+            link = data[pos + 2]
+            if data[pos + 1] == 0x3B and (link == 0 or 5 < link < 128):  # ;n: the symbol E seen before
+                link = link - 5 if link else 0
+                if link >= len(symbols) or symbols[link] != "E":
+                    raise NotPlain
+                pos += 3
+            elif data[pos + 1 : pos + 4] == b":\x06E":
+                symbols.append("E")
+                pos += 4
             else:
                 raise NotPlain
-            if name != "E" or pos >= end or data[pos] not in b"TF":
+            if pos >= end:
                 raise NotPlain
+            flag = data[pos]
             pos += 1
-            if data[pos - 1] == 0x46:  # F: US-ASCII, read as latin-1 (any byte decodes)
-                text: Any = raw.decode("latin-1")
-            else:
+            if flag == 0x54:  # T: UTF-8
                 try:
-                    text = raw.decode("utf-8")
+                    text: Any = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     text = raw
+            elif flag == 0x46:  # F: US-ASCII, read as latin-1 (any byte decodes)
+                text = raw.decode("latin-1")
+            else:
+                raise NotPlain
             objects[index] = (text, 1)
             return text, 1
         if token == 0x3A:  # :
-            return symbol(), 1
+            if pos >= end:
+                raise NotPlain
+            size = data[pos]
+            if 5 < size < 128:
+                pos += 1
+                size -= 5
+                if size > end - pos:
+                    raise NotPlain
+            else:
+                size = count()
+            pos += size
+            try:
+                name = data[pos - size : pos].decode("utf-8")
+            except UnicodeDecodeError:
+                raise NotPlain from None
+            symbols.append(name)
+            return name, 1
         if token == 0x3B:  # ;
             link = long()
             if not 0 <= link < len(symbols):
                 raise NotPlain
             return symbols[link], 1
-        if token == 0x69:  # i
-            return long(), 1
         if token == 0x7B:  # {
             index = len(objects)
             objects.append(None)
@@ -157,6 +174,30 @@ def load_plain(
                 size += key_size + item_size
             objects[index] = (mapping, size)
             return mapping, size
+        if token == 0x69:  # i
+            if pos < end and 5 < data[pos] < 128:
+                pos += 1
+                return data[pos - 1] - 5, 1
+            return long(), 1
+        if token == 0x22:  # ": a binary String, str when it is UTF-8
+            if pos >= end:
+                raise NotPlain
+            size = data[pos]
+            if 5 < size < 128:
+                pos += 1
+                size -= 5
+                if size > end - pos:
+                    raise NotPlain
+            else:
+                size = count()
+            pos += size
+            raw = data[pos - size : pos]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw
+            objects.append((text, 1))
+            return text, 1
         if token == 0x5B:  # [
             index = len(objects)
             objects.append(None)
@@ -168,14 +209,6 @@ def load_plain(
                 size += item_size
             objects[index] = (items, size)
             return items, size
-        if token == 0x22:  # ": a binary String, str when it is UTF-8
-            raw = chunk()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw
-            objects.append((text, 1))
-            return text, 1
         if token == 0x30:  # 0
             return None, 1
         if token == 0x54:  # T

@@ -45,11 +45,16 @@ IDENTITY_HEADER = "mc_identity"
 _CALLER_ID = re.compile(r"^[\w]+=[\w.\-]+$")  # Security::Base#valid_callerid?
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,252}$")
 _reply_sequence = itertools.count(1)
+# The envelope's and bodies' symbols, made once (Sym() looks its name up in rubymarshal's registry).
+_S = {name: Sym(name) for name in ("body", "senderid", "requestid", "filter", "collective", "agent", "callerid", "ttl",
+                                   "msgtime", "hash", "senderagent", "process_results", "action", "caller", "data",
+                                   "statuscode", "statusmsg")}
 
 
-def psk_digest(serialized_body: bytes, psk: str) -> str:
-    """Security::Psk#makehash: MD5 hex of the marshalled body followed by the psk."""
-    return hashlib.md5(serialized_body + psk.encode("utf-8"), usedforsecurity=False).hexdigest()
+def psk_digest(serialized_body: bytes, psk: str | bytes) -> str:
+    """Security::Psk#makehash: MD5 hex of the marshalled body followed by the psk (str or its UTF-8)."""
+    key = psk.encode("utf-8") if isinstance(psk, str) else psk
+    return hashlib.md5(serialized_body + key, usedforsecurity=False).hexdigest()
 
 
 def load_psk(path: str | Path) -> str:
@@ -110,7 +115,7 @@ class McollectiveProtocol(WireProtocol):
         self.destinations = Destinations("mcollective", broker_kind)
         if not psk:
             raise SecurityError("mcollective mode needs a psk", hint="set psk_file (plugin.psk of the mco peers)")
-        self._psk = psk
+        self._psk = psk.encode("utf-8")
         self.clock_skew = clock_skew
         self.max_message_bytes = max_message_bytes
         self.replay_cache = replay_cache or ReplayCache()  # for replies this end receives
@@ -154,16 +159,16 @@ class McollectiveProtocol(WireProtocol):
         if request.targets:  # Message#type= for :direct_request: empty filter plus the agent
             wire_filter["agent"].append(request.agent)
         envelope = {  # Security::Base#create_request, key order as Ruby writes it
-            Sym("body"): body,
-            Sym("senderid"): request.sender_id,
-            Sym("requestid"): AsciiStr(request.request_id),
-            Sym("filter"): wire_filter,
-            Sym("collective"): request.collective,
-            Sym("agent"): request.agent,
-            Sym("callerid"): caller_id,
-            Sym("ttl"): int(request.ttl),
-            Sym("msgtime"): created,
-            Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
+            _S["body"]: body,
+            _S["senderid"]: request.sender_id,
+            _S["requestid"]: AsciiStr(request.request_id),
+            _S["filter"]: wire_filter,
+            _S["collective"]: request.collective,
+            _S["agent"]: request.agent,
+            _S["callerid"]: caller_id,
+            _S["ttl"]: int(request.ttl),
+            _S["msgtime"]: created,
+            _S["hash"]: AsciiStr(psk_digest(body, self._psk)),
         }
         payload = rm.dumps(envelope)
         headers = self._headers(request.sender_id, created, request.ttl)
@@ -198,12 +203,12 @@ class McollectiveProtocol(WireProtocol):
         created = int(reply.created_at or self._clock())
         body = rm.dumps(_reply_body(reply))
         envelope = {  # Security::Base#create_reply + Psk#encodereply
-            Sym("senderid"): reply.sender_id,
-            Sym("requestid"): AsciiStr(reply.request_id),
-            Sym("senderagent"): reply.agent,
-            Sym("msgtime"): created,
-            Sym("body"): body,
-            Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
+            _S["senderid"]: reply.sender_id,
+            _S["requestid"]: AsciiStr(reply.request_id),
+            _S["senderagent"]: reply.agent,
+            _S["msgtime"]: created,
+            _S["body"]: body,
+            _S["hash"]: AsciiStr(psk_digest(body, self._psk)),
         }
         return Frame(request.reply_to, rm.dumps(envelope), self._headers(reply.sender_id, created, REPLY_TTL))
 
@@ -290,8 +295,8 @@ def _request_body(request: Request, caller_id: str) -> Any:
     if request.agent == DISCOVERY_AGENT:
         return request.action or "ping"
     data = rm.symbolize(request.data)
-    data[Sym("process_results")] = request.reply_wanted
-    return {Sym("agent"): request.agent, Sym("action"): request.action, Sym("caller"): caller_id, Sym("data"): data}
+    data[_S["process_results"]] = request.reply_wanted
+    return {_S["agent"]: request.agent, _S["action"]: request.action, _S["caller"]: caller_id, _S["data"]: data}
 
 
 def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str]) -> Request:
@@ -349,9 +354,9 @@ def _reply_body(reply: Reply) -> Any:
     for key in _SYMBOL_KEYED_OUTPUTS.get((reply.agent, reply.action), ()):
         data[Sym(key)] = _symbolize_hashes(data.get(Sym(key)))
     return {
-        Sym("statuscode"): int(reply.status_code),
-        Sym("statusmsg"): reply.status_message,
-        Sym("data"): data,
+        _S["statuscode"]: int(reply.status_code),
+        _S["statusmsg"]: reply.status_message,
+        _S["data"]: data,
     }
 
 

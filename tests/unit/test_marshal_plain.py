@@ -135,3 +135,12 @@ def test_drbootstraps_own_requests_and_replies_take_the_fast_path():
             envelope = load_plain(raw, envelope=True)
             assert load_plain(rm.raw_string(rm.get(rm.loads_raw(raw), "body"))) is not None
             assert envelope == rm.to_python(rm.loads_raw(raw))
+
+
+def test_per_message_shortcuts_give_what_the_long_way_gives():
+    from drbootstrap.messaging.envelope import Filter
+    from drbootstrap.messaging.mcollective_filters import empty_filter, filter_from_wire
+
+    assert filter_from_wire(empty_filter()) == Filter() == filter_from_wire({**empty_filter(), "compound": []})
+    assert filter_from_wire({**empty_filter(), "agent": ["mcollective"]}) == Filter()
+    assert psk_digest(b"body", "sécret") == psk_digest(b"body", "sécret".encode())
