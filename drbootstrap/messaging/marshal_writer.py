@@ -91,6 +91,19 @@ def _write(out: bytearray, state: _State, obj: Any) -> None:
         _symbol(out, state, obj.name)
     elif kind is dict:
         _hash(out, state, obj)
+    elif kind is AsciiStr:
+        _string(out, state, obj.encode("latin-1"), b"F")
+    elif kind is bytes:
+        state.count += 1
+        out += b'"'
+        out += _long(len(obj))
+        out += obj
+    elif kind is int:
+        if FIXNUM_MIN <= obj <= FIXNUM_MAX:
+            out += b"i"
+            out += _long(obj)
+        else:
+            _integer(out, state, obj)
     elif obj is None:
         out += b"0"
     elif obj is True:
@@ -132,8 +145,13 @@ def _string(out: bytearray, state: _State, encoded: bytes, utf8: bytes) -> None:
     out += b'I"'
     out += _long(len(encoded))
     out += encoded
-    out += b"\x06"
-    _symbol(out, state, "E")
+    index = state.symbols.get("E")
+    if index is None:
+        state.symbols["E"] = len(state.symbols)
+        out += b"\x06:\x06E"
+    else:
+        out += b"\x06;"
+        out += _long(index)
     out += utf8
 
 
