@@ -25,6 +25,7 @@ from drbootstrap.messaging.envelope import (
     StatusCode,
     WireProtocol,
 )
+from drbootstrap.messaging.marshal_plain import NotPlain, load_plain
 from drbootstrap.messaging.mcollective_filters import empty_filter, filter_from_wire, filter_to_wire
 from drbootstrap.messaging.naming import Destinations
 from drbootstrap.messaging.ruby_marshal import AsciiStr, MarshalError, Sym
@@ -44,11 +45,16 @@ IDENTITY_HEADER = "mc_identity"
 _CALLER_ID = re.compile(r"^[\w]+=[\w.\-]+$")  # Security::Base#valid_callerid?
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,252}$")
 _reply_sequence = itertools.count(1)
+# The envelope's and bodies' symbols, made once (Sym() looks its name up in rubymarshal's registry).
+_S = {name: Sym(name) for name in ("body", "senderid", "requestid", "filter", "collective", "agent", "callerid", "ttl",
+                                   "msgtime", "hash", "senderagent", "process_results", "action", "caller", "data",
+                                   "statuscode", "statusmsg")}
 
 
-def psk_digest(serialized_body: bytes, psk: str) -> str:
-    """Security::Psk#makehash: MD5 hex of the marshalled body followed by the psk."""
-    return hashlib.md5(serialized_body + psk.encode("utf-8"), usedforsecurity=False).hexdigest()
+def psk_digest(serialized_body: bytes, psk: str | bytes) -> str:
+    """Security::Psk#makehash: MD5 hex of the marshalled body followed by the psk (str or its UTF-8)."""
+    key = psk.encode("utf-8") if isinstance(psk, str) else psk
+    return hashlib.md5(serialized_body + key, usedforsecurity=False).hexdigest()
 
 
 def load_psk(path: str | Path) -> str:
@@ -109,7 +115,7 @@ class McollectiveProtocol(WireProtocol):
         self.destinations = Destinations("mcollective", broker_kind)
         if not psk:
             raise SecurityError("mcollective mode needs a psk", hint="set psk_file (plugin.psk of the mco peers)")
-        self._psk = psk
+        self._psk = psk.encode("utf-8")
         self.clock_skew = clock_skew
         self.max_message_bytes = max_message_bytes
         self.replay_cache = replay_cache or ReplayCache()  # for replies this end receives
@@ -153,16 +159,16 @@ class McollectiveProtocol(WireProtocol):
         if request.targets:  # Message#type= for :direct_request: empty filter plus the agent
             wire_filter["agent"].append(request.agent)
         envelope = {  # Security::Base#create_request, key order as Ruby writes it
-            Sym("body"): body,
-            Sym("senderid"): request.sender_id,
-            Sym("requestid"): AsciiStr(request.request_id),
-            Sym("filter"): wire_filter,
-            Sym("collective"): request.collective,
-            Sym("agent"): request.agent,
-            Sym("callerid"): caller_id,
-            Sym("ttl"): int(request.ttl),
-            Sym("msgtime"): created,
-            Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
+            _S["body"]: body,
+            _S["senderid"]: request.sender_id,
+            _S["requestid"]: AsciiStr(request.request_id),
+            _S["filter"]: wire_filter,
+            _S["collective"]: request.collective,
+            _S["agent"]: request.agent,
+            _S["callerid"]: caller_id,
+            _S["ttl"]: int(request.ttl),
+            _S["msgtime"]: created,
+            _S["hash"]: AsciiStr(psk_digest(body, self._psk)),
         }
         payload = rm.dumps(envelope)
         headers = self._headers(request.sender_id, created, request.ttl)
@@ -197,12 +203,12 @@ class McollectiveProtocol(WireProtocol):
         created = int(reply.created_at or self._clock())
         body = rm.dumps(_reply_body(reply))
         envelope = {  # Security::Base#create_reply + Psk#encodereply
-            Sym("senderid"): reply.sender_id,
-            Sym("requestid"): AsciiStr(reply.request_id),
-            Sym("senderagent"): reply.agent,
-            Sym("msgtime"): created,
-            Sym("body"): body,
-            Sym("hash"): AsciiStr(psk_digest(body, self._psk)),
+            _S["senderid"]: reply.sender_id,
+            _S["requestid"]: AsciiStr(reply.request_id),
+            _S["senderagent"]: reply.agent,
+            _S["msgtime"]: created,
+            _S["body"]: body,
+            _S["hash"]: AsciiStr(psk_digest(body, self._psk)),
         }
         return Frame(request.reply_to, rm.dumps(envelope), self._headers(reply.sender_id, created, REPLY_TTL))
 
@@ -230,8 +236,31 @@ class McollectiveProtocol(WireProtocol):
         }
 
     def _open(self, raw: bytes, kind: str) -> tuple[dict[str, Any], Any]:
-        """Size, Marshal, psk digest (Psk#validrequest?), then the inner body; plain Python out."""
+        """Size, Marshal, psk digest (Psk#validrequest?), then the inner body; plain Python out.
+
+        marshal_plain reads what mco sends in one pass; anything else (and every refusal) goes
+        the exact way, marshal_reader then to_python, which words the refusal."""
         check_size(raw, self.max_message_bytes)
+        try:
+            plain, serialized, digest = _envelope_plain(raw)
+        except NotPlain:
+            return self._open_exactly(raw, kind)
+        self._check_digest(serialized, digest, kind)
+        try:
+            inner = load_plain(serialized)
+        except NotPlain:
+            try:
+                inner = rm.to_python(rm.loads_raw(serialized))
+            except MarshalError as error:
+                raise SecurityError(f"malformed mcollective {kind} body ({error})") from error
+        return plain, inner
+
+    def _check_digest(self, serialized: bytes, digest: Any, kind: str) -> None:
+        expected = psk_digest(serialized, self._psk).encode("ascii")
+        if not hmac.compare_digest(expected, str(digest).encode("utf-8", "surrogateescape")):
+            raise SecurityError(f"mcollective {kind} with an invalid psk signature")
+
+    def _open_exactly(self, raw: bytes, kind: str) -> tuple[dict[str, Any], Any]:
         try:
             envelope = rm.loads_raw(raw)
             serialized = rm.raw_string(rm.get(envelope, "body"))
@@ -240,8 +269,7 @@ class McollectiveProtocol(WireProtocol):
                 raise MarshalError("no :body or :hash")
         except MarshalError as error:
             raise SecurityError(f"unsigned or malformed mcollective {kind} ({error})") from error
-        if not hmac.compare_digest(psk_digest(serialized, self._psk), str(digest)):
-            raise SecurityError(f"mcollective {kind} with an invalid psk signature")
+        self._check_digest(serialized, digest, kind)
         try:
             plain = rm.to_python({k: v for k, v in envelope.items() if rm.to_python(k) != "body"})
             inner = rm.to_python(rm.loads_raw(serialized))
@@ -250,13 +278,25 @@ class McollectiveProtocol(WireProtocol):
         return plain, inner
 
 
+def _envelope_plain(raw: bytes) -> tuple[dict[str, Any], bytes, Any]:
+    """The envelope without :body, :body's bytes and :hash, when shaped as mco sends it (symbol
+    keys, :body a binary String, :hash a tagged one); else NotPlain and the exact way decides."""
+    envelope = load_plain(raw, envelope=True)
+    if type(envelope) is not dict:
+        raise NotPlain
+    body = envelope.pop("body", None)
+    digest = envelope.get("hash")
+    if body is None or digest is None:
+        raise NotPlain
+    return envelope, body.encode("utf-8") if type(body) is str else body, digest
+
 def _request_body(request: Request, caller_id: str) -> Any:
     """The discovery agent takes the bare string "ping"; SimpleRPC agents a hash (RPC::Client)."""
     if request.agent == DISCOVERY_AGENT:
         return request.action or "ping"
     data = rm.symbolize(request.data)
-    data[Sym("process_results")] = request.reply_wanted
-    return {Sym("agent"): request.agent, Sym("action"): request.action, Sym("caller"): caller_id, Sym("data"): data}
+    data[_S["process_results"]] = request.reply_wanted
+    return {_S["agent"]: request.agent, _S["action"]: request.action, _S["caller"]: caller_id, _S["data"]: data}
 
 
 def _request_from(envelope: dict[str, Any], inner: Any, headers: dict[str, str]) -> Request:
@@ -314,9 +354,9 @@ def _reply_body(reply: Reply) -> Any:
     for key in _SYMBOL_KEYED_OUTPUTS.get((reply.agent, reply.action), ()):
         data[Sym(key)] = _symbolize_hashes(data.get(Sym(key)))
     return {
-        Sym("statuscode"): int(reply.status_code),
-        Sym("statusmsg"): reply.status_message,
-        Sym("data"): data,
+        _S["statuscode"]: int(reply.status_code),
+        _S["statusmsg"]: reply.status_message,
+        _S["data"]: data,
     }
 
 

@@ -38,6 +38,8 @@ def filter_from_wire(wire: Any) -> Filter:
         return Filter()
     if not isinstance(wire, dict):
         raise TypeError("filter is not a hash")
+    if wire == _EMPTY_WIRE:  # what mco ping and every broadcast without -F/-C/-I/-A send
+        return _EMPTY
     if wire.get("compound"):
         # A compound filter needs mcollective's data plugins to evaluate; running a request we
         # cannot prove is meant for us would be worse than staying silent.
@@ -59,6 +61,8 @@ def filter_from_wire(wire: Any) -> Filter:
     )
 
 
+_EMPTY_WIRE: dict[str, list[Any]] = {"fact": [], "cf_class": [], "agent": [], "identity": [], "compound": []}
+_EMPTY = Filter()
 MAX_FILTER_TERMS = 64
 MAX_FILTER_TERM_LENGTH = 256
 

@@ -1,6 +1,8 @@
-"""Ruby Marshal 4.8 as MCollective 2.12 writes it, over the `rubymarshal` package.
+"""Ruby Marshal 4.8 as MCollective 2.12 writes it: drbootstrap's side of Marshal in one place.
 
-Python values in, Ruby-identical bytes out (reading goes through the bounded marshal_reader):
+Python values in, Ruby-identical bytes out (marshal_writer; reading goes through the bounded
+marshal_reader, or marshal_plain's one-pass path to plain Python). Values read raw are the
+`rubymarshal` package's classes (Symbol, RubyString), which the writer also takes:
 `Sym("x")` is the symbol :x, str a UTF-8 String, `AsciiStr` a US-ASCII String (what Ruby's
 hexdigest and uuid give), integers outside 31 bits Bignums.
 """
@@ -10,12 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from rubymarshal.classes import RubyObject, RubyString, Symbol
-from rubymarshal.writer import Writer
-from rubymarshal.writer import writes as _writes
 
-# Ruby (64-bit) writes Integers in [-2**30, 2**30) as Fixnum, the rest as Bignum. rubymarshal
-# writes up to 40-bit Fixnums, which Ruby reads back as garbage (a length byte of 5 means 0).
-_FIXNUM_MIN, _FIXNUM_MAX = -(2**30), 2**30 - 1
+from drbootstrap.messaging.marshal_writer import AsciiStr, dumps
 
 
 class MarshalError(ValueError):
@@ -24,45 +22,6 @@ class MarshalError(ValueError):
 
 def Sym(name: str) -> Symbol:  # named like Ruby's :name reads
     return Symbol(name)
-
-
-class AsciiStr(str):
-    """A str Ruby holds as US-ASCII (marshalled with E=false), e.g. request ids and digests."""
-
-
-class _RubyWriter(Writer):
-    def __init__(self, fd: Any) -> None:
-        super().__init__(fd)
-        # Writer links repeated objects by id(); a temporary freed mid-write could hand its id to
-        # another and be written as a link to the wrong object, so temporaries live to the end.
-        self._temporaries: list[Any] = []
-
-    def write(self, obj: Any) -> None:
-        if isinstance(obj, AsciiStr):
-            self._temporaries.append(RubyString(str(obj), {"E": False}))
-            self.write_ruby_string(self._temporaries[-1])
-        elif isinstance(obj, tuple):
-            self._temporaries.append(list(obj))
-            super().write(self._temporaries[-1])
-        else:
-            super().write(obj)
-
-    def write_int(self, obj: int) -> None:
-        if _FIXNUM_MIN <= obj <= _FIXNUM_MAX:
-            self.fd.write(b"i")
-            self.write_long(obj)
-            return
-        self.fd.write(b"l")
-        self.fd.write(b"-" if obj < 0 else b"+")
-        magnitude = abs(obj)
-        shorts = (magnitude.bit_length() + 15) // 16
-        self.write_long(shorts)
-        self.fd.write(magnitude.to_bytes(shorts * 2, "little"))
-
-
-def dumps(value: Any) -> bytes:
-    """Marshal.dump(value): dict -> Hash (insertion order kept), list/tuple -> Array."""
-    return _writes(value, cls=_RubyWriter)
 
 
 def loads_raw(data: bytes) -> Any:

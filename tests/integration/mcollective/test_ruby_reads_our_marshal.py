@@ -55,3 +55,30 @@ def test_ruby_loads_our_request_body_as_simplerpc_expects():
         '["drb", "US-ASCII", Integer, {:agent=>"rpcutil", :action=>"get_fact", :caller=>"uid=0", '
         ':data=>{:fact=>"role", :process_results=>true}}]'
     )
+
+
+# Marshal.load, then what Ruby made of it: the value, each String's encoding, and which elements
+# are the very same object (object links).
+ROUND_TRIP = r"""
+value = Marshal.load(STDIN.read)
+p value
+p value.flatten.grep(String).map { |s| s.encoding.to_s }.uniq
+p value.each_index.select { |i| value[i].equal?(value[i - 2]) && !value[i].is_a?(Integer) }
+"""
+
+
+def test_ruby_reads_every_integer_width_unicode_and_shared_objects_the_own_writer_writes():
+    require_binary("ruby")
+    from drbootstrap.messaging.marshal_writer import AsciiStr, dumps
+    from tests.unit.test_marshal_writer import INTEGERS
+
+    shared_hash, shared_list = {"k": "v"}, ["x", 2**40]
+    value = [INTEGERS, "héllo 日本 🙂", AsciiStr("abc"), b"\xff", 1.5, -(2**70), shared_hash, shared_list, shared_hash,
+             shared_list]
+    done = subprocess.run(["ruby", "-e", ROUND_TRIP], input=dumps(value), capture_output=True, check=True, timeout=30)
+    printed, encodings, linked = done.stdout.decode().strip().splitlines()
+    assert printed == "[" + ", ".join([
+        "[" + ", ".join(str(number) for number in INTEGERS) + "]", '"héllo 日本 🙂"', '"abc"', '"\\xFF"', "1.5",
+        str(-(2**70)), '{"k"=>"v"}', '["x", 1099511627776]', '{"k"=>"v"}', '["x", 1099511627776]']) + "]"
+    assert encodings == '["UTF-8", "US-ASCII", "ASCII-8BIT"]'
+    assert linked == "[8, 9]"  # the second hash and array are the first ones, as written
