@@ -25,6 +25,7 @@
 #          DRB_NODE_DIR/agent.pid, DRB_NODE_DIR/agent.log
 #   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd);
 #          its reboot action runs /run/drb-cloud/reboot on the local cloud, `shutdown -r now` elsewhere.
+#   a broker node: its RabbitMQ under a supervisor (restarts logged in DRB_NODE_DIR/supervisor.log).
 #   Safe to run again on every boot: each step rewrites its file, the agent is restarted.
 set -eu
 
