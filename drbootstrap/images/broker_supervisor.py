@@ -72,6 +72,8 @@ class Supervisor:
             self.current = self.start()
         except DrbError as error:
             return f"did not start: {error.message}"
+        except OSError as error:  # its files (a full disk): tried again, as any failed start
+            return f"did not start: {error}"
         pid = self.current.node_pid
         self.log(f"{self.name} running (pid {pid})")
         status = self.current.wait()

@@ -68,10 +68,12 @@ def test_a_run_of_five_minutes_resets_the_backoff():
 
 def test_a_start_that_fails_is_retried_after_the_backoff():
     lines: list[str] = []
-    sup, _, started = supervisor([WaitTimeoutError("RabbitMQ did not accept STOMP CONNECT"), 1.0], lines)
-    sup.run(rounds=2)
+    sup, _, started = supervisor([WaitTimeoutError("RabbitMQ did not accept STOMP CONNECT"),
+                                  OSError(28, "No space left on device"), 1.0], lines)
+    sup.run(rounds=3)
     assert lines[0] == "rabbitmq did not start: RabbitMQ did not accept STOMP CONNECT; restarting it in 1 s"
-    assert lines[1] == "rabbitmq running (pid 100)" and len(started) == 1
+    assert lines[1] == "rabbitmq did not start: [Errno 28] No space left on device; restarting it in 2 s"
+    assert lines[2] == "rabbitmq running (pid 100)" and len(started) == 1
 
 
 def test_a_second_supervisor_leaves_the_running_one_alone(tmp_path):
