@@ -22,9 +22,9 @@ MASTER_WAVE = -1  # the master comes before wave 0
 
 class Step(StrEnum):
     """Every step a node can take. The enum's order is the worker's, with the master's `services`
-    after `boot` and its `puppet_ca` before the workers' Puppet steps; each node's own order is its
-    `PlannedNode.steps` (the master boots before it registers its name, a worker's name is
-    registered before it boots)."""
+    after `boot` and its `puppet_ca` before the workers' Puppet steps, a broker node's `broker` after
+    `discover`; each node's own order is its `PlannedNode.steps` (the master boots before it
+    registers its name, a worker's name is registered before it boots)."""
 
     LAUNCH = "launch"
     REGISTER_NAME = "register_name"  # forward + reverse entry in the master's DNS
