@@ -6,8 +6,9 @@ same on every cloud. Waits within UpOptions.broker_timeout; the node's last stat
 from __future__ import annotations
 
 from drbootstrap.errors import DrbError, WaitTimeoutError
+from drbootstrap.executor.backends import RpcCallFailed
 from drbootstrap.executor.context import NodeRuntime, RunContext
-from drbootstrap.executor.steps import StepResult
+from drbootstrap.executor.steps import StepFailed, StepResult
 from drbootstrap.journal import Fact
 from drbootstrap.rabbitmq_membership import BrokerNodeState
 
@@ -41,6 +42,12 @@ def _ask(ctx: RunContext, node: NodeRuntime) -> BrokerNodeState | str:
     """The node's state, or why its agent could not say (one line)."""
     try:
         data = ctx.fleet().call(node.fqdn, "broker_node", "status", {}, ctx.options.rpc_timeout)
+    except RpcCallFailed as error:
+        if "unknown agent" in error.message:  # its agent.yaml names no RabbitMQ: it will never report one
+            raise StepFailed(f"{node.hostname}: its agent has no broker_node agent ({error.message})",
+                             hint=f"it booted without a broker node's settings: relaunch it "
+                                  f"(`drbootstrap up --only {node.hostname} --redo launch`)") from None
+        return error.message
     except DrbError as error:
         return error.message
     return BrokerNodeState.from_dict(data)

@@ -93,6 +93,10 @@ class Answers:
         from drbootstrap.errors import MessagingError
 
         state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(state, str) and "unknown agent" in state:
+            from drbootstrap.executor.backends import RpcCallFailed
+
+            raise RpcCallFailed(state, {})
         if isinstance(state, str):
             raise MessagingError(state)
         return state.to_dict()
@@ -127,6 +131,17 @@ def test_the_step_fails_with_the_nodes_last_state_in_one_line(monkeypatch, tmp_p
     assert raised.value.message == ("broker1: its RabbitMQ was not ready within 10 s: RabbitMQ is not running "
                                     "(see /n/rabbitmq/rabbitmq.log)")
     assert raised.value.exit_status is ExitStatus.TIMEOUT
+
+
+def test_a_node_whose_agent_has_no_broker_node_agent_fails_at_once(monkeypatch, tmp_path):
+    from drbootstrap.executor.steps import StepFailed
+
+    ctx, node = readiness_context(monkeypatch, tmp_path,
+                                  ["broker1.demo.internal: broker_node.status failed: unknown agent 'broker_node'"])
+    started = ctx.clock.monotonic()
+    with pytest.raises(StepFailed, match="^broker1: its agent has no broker_node agent") as raised:
+        broker_ready(ctx, node)
+    assert ctx.clock.monotonic() == started and "--redo launch" in str(raised.value.hint)
 
 
 def test_a_node_is_ready_only_running_listening_and_beside_the_seed():
