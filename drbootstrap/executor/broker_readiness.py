@@ -33,8 +33,8 @@ def broker_ready(ctx: RunContext, node: NodeRuntime) -> StepResult:
         if ctx.clock.monotonic() >= deadline:
             raise WaitTimeoutError(f"{node.hostname}: its RabbitMQ was not ready within "
                                    f"{ctx.options.broker_timeout:.0f} s: {last}",
-                                   hint=f"see its rabbitmq/rabbitmq.log and supervisor.log (`drbootstrap logs "
-                                        f"{node.hostname}`); a later `up` waits for it again")
+                                   hint="see supervisor.log and rabbitmq/rabbitmq.log in its node directory "
+                                        "(`drbootstrap ssh`); a later `up` waits for it again")
         ctx.clock.sleep(POLL_SECONDS)
 
 

@@ -72,6 +72,9 @@ def test_up_completes_with_a_broker_node_killed_midway(environment):
     result = json.loads(environment.output.splitlines()[-1])
     assert result["event"] == "result" and result["failed"] == []
     assert environment.live_hostnames() == NODES
+    restarts = (environment.paths.nodes / "broker2" / "var" / "supervisor.log").read_text()
+    # Its supervisor's doing: killed once started ("ended") or while starting ("did not start").
+    assert "restarting it in 1 s" in restarts and restarts.count("rabbitmq running (pid") >= 1, restarts
 
 
 def test_the_broker_nodes_joined_the_masters_node_and_every_agent_knows_all_three(environment):
