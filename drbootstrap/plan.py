@@ -22,9 +22,9 @@ MASTER_WAVE = -1  # the master comes before wave 0
 
 class Step(StrEnum):
     """Every step a node can take. The enum's order is the worker's, with the master's `services`
-    after `boot` and its `puppet_ca` before the workers' Puppet steps; each node's own order is its
-    `PlannedNode.steps` (the master boots before it registers its name, a worker's name is
-    registered before it boots)."""
+    after `boot` and its `puppet_ca` before the workers' Puppet steps, a broker node's `broker` after
+    `discover`; each node's own order is its `PlannedNode.steps` (the master boots before it
+    registers its name, a worker's name is registered before it boots)."""
 
     LAUNCH = "launch"
     REGISTER_NAME = "register_name"  # forward + reverse entry in the master's DNS
@@ -32,6 +32,7 @@ class Step(StrEnum):
     SERVICES = "services"  # master only: DNS and STOMP answer, the recipes are pushed
     TAKE_NAME = "take_name"  # the agent confirms the node renamed (or rebooted into) its name
     DISCOVER = "discover"
+    BROKER = "broker"  # broker nodes only: their RabbitMQ runs, serves STOMP, is in the master's cluster
     VOLUMES = "volumes"
     PUPPET_CA = "puppet_ca"  # master only: its Puppet CA answers (server mode)
     PUPPET_SIGN = "puppet_sign"
@@ -47,6 +48,11 @@ MASTER_STEPS = (Step.LAUNCH, Step.BOOT, Step.SERVICES, Step.REGISTER_NAME, Step.
 # Puppet: Puppet then configures the service on top of the restored data.
 WORKER_STEPS = (Step.LAUNCH, Step.REGISTER_NAME, Step.BOOT, Step.TAKE_NAME, Step.DISCOVER, Step.VOLUMES,
                 Step.PUPPET_SIGN, Step.PUPPET_RUN, Step.PUPPET_ENABLE, Step.RESTORE, Step.CHECKS)
+
+# A broker node (master.broker.replicas) is a worker whose RabbitMQ must also be ready: its agent
+# (discovered first) reports it, so `up` ends only once every broker node carries messages.
+BROKER_NODE_STEPS = (*WORKER_STEPS[:WORKER_STEPS.index(Step.DISCOVER) + 1], Step.BROKER,
+                     *WORKER_STEPS[WORKER_STEPS.index(Step.DISCOVER) + 1:])
 
 # Pipelining: recovery runs at the speed of its critical path. Workers start (launch, name, boot,
 # discovery, volumes) as soon as the master has done WORKERS_START_AFTER (its DNS and broker answer,
@@ -194,6 +200,8 @@ def build_plan(spec: EnvironmentSpec, done: set[str] | None = None) -> Plan:
 
     Within a wave, nodes keep the spec's order (group order, then hostname order).
     """
+    from drbootstrap.spec.broker_nodes import BROKER_ROLE
+
     done = done or set()
     master_spec = spec.master
     master = PlannedNode(
@@ -221,6 +229,8 @@ def build_plan(spec: EnvironmentSpec, done: set[str] | None = None) -> Plan:
                     wave=wave,
                     group=group,
                     done=hostname in done,
+                    steps=(BROKER_NODE_STEPS if group.role == BROKER_ROLE and master_spec.broker.replicas > 1
+                           else WORKER_STEPS),
                 )
             )
     return Plan(spec.environment, spec.domain, spec.provider.name, master, waves)

@@ -196,6 +196,11 @@ class RabbitBroker(RunningBroker):
         """Kill the node abruptly (as a crash would)."""
         self._signal_group(signal.SIGKILL, 10.0)
 
+    def wait(self) -> int:
+        """Block until the node ends (its launcher shell ends with its Erlang VM); its exit status."""
+        assert self.process is not None
+        return self.process.wait()
+
     def restart(self, timeout: float = STARTUP_TIMEOUT) -> None:
         self.stop()
         self._launch(timeout)
@@ -328,6 +333,7 @@ def start_rabbitmq(
     write_private_file(base_dir / "definitions.json", render_definitions(config))
     (base_dir / "enabled_plugins").write_text("[rabbitmq_stomp].\n")
     (base_dir / "rabbitmq-env.conf").write_text("# settings come from drbootstrap.rabbitmq's environment\n")
+    write_node_file(base_dir, config)
     cookie = base_dir / ".erlang.cookie"
     if cluster is not None:  # the cluster's shared cookie: read from its file, never passed around
         write_private_file(cookie, _read_cookie(cluster.cookie_file))
@@ -337,6 +343,20 @@ def start_rabbitmq(
     broker = RabbitBroker(config)
     broker._launch(timeout)
     return broker
+
+
+NODE_FILE = "node.json"  # what the node is (no secrets): read back by rabbitmq_membership
+
+
+def write_node_file(base_dir: Path, config: RabbitConfig) -> None:
+    """The node's name, where plain STOMP listens and its cluster's seed node, for whoever reports
+    on it (a broker node's agent)."""
+    seed = None
+    if config.cluster is not None:
+        seed = f"{config.node_name}@{config.cluster.seed}"
+    described = {"node": config.node, "stomp_host": config.plain_host or config.host, "stomp_port": config.port,
+                 "seed": seed, "epmd_port": config.epmd_port}
+    (base_dir / NODE_FILE).write_text(json.dumps(described) + "\n")
 
 
 def _read_cookie(path: Path) -> str:

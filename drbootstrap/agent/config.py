@@ -123,6 +123,7 @@ class AgentConfig:
     dns: DnsConfig | None = None
     backup: BackupConfig | None = None
     dumps: DumpsConfig | None = None
+    rabbitmq_dir: str | None = None  # a broker node: its RabbitMQ node's files (broker_node.status reports it)
 
     def __post_init__(self) -> None:
         if not self.identity:

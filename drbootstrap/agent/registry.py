@@ -33,6 +33,7 @@ BUILTIN_AGENTS = {
     "dns": "drbootstrap.agent.actions.dns:DnsAgent",
     "backup": "drbootstrap.agent.actions.backup:BackupAgent",
     "dumps": "drbootstrap.agent.actions.dumps:DumpsAgent",
+    "broker_node": "drbootstrap.agent.actions.broker_node:BrokerNodeAgent",
 }
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -203,12 +204,14 @@ def load_agent_class(name: str, target: str) -> type[RpcAgent]:
 
 
 def load_agents(context: AgentContext, names: list[str] | None) -> dict[str, RpcAgent]:
-    """Instantiate the configured agents (all available when `names` is None; dns only when configured)."""
+    """Instantiate the configured agents (all available when `names` is None; dns and broker_node only
+    when configured)."""
     # Only scan installed entry points when a name may need one (importlib.metadata costs RSS).
     builtin_only = names is not None and all(name in BUILTIN_AGENTS for name in names)
     available = dict(BUILTIN_AGENTS) if builtin_only else available_agents()
     if names is None:
-        names = [n for n in available if n != "dns" or context.config.dns is not None]
+        configured = {"dns": context.config.dns is not None, "broker_node": context.config.rabbitmq_dir is not None}
+        names = [n for n in available if configured.get(n, True)]
     unknown = [n for n in names if n not in available]
     if unknown:
         raise SpecError([f"agent config: unknown agent(s) {unknown} (available: {sorted(available)})"])

@@ -84,6 +84,7 @@ class UpOptions:
     services_timeout: float = 600.0
     name_timeout: float = 180.0
     discover_timeout: float = 120.0
+    broker_timeout: float = 300.0  # a broker node's RabbitMQ running and in the master's cluster (the broker step)
     puppet_timeout: float = 900.0
     rpc_timeout: float = 60.0
     pipeline_threads: int = 64  # nodes in flight; launches are separately bounded by max_parallel

@@ -509,10 +509,16 @@ def checks(ctx: RunContext, node: NodeRuntime) -> StepResult:
     return StepResult(run_checks(ctx, node))
 
 
+def broker(ctx: RunContext, node: NodeRuntime) -> StepResult:
+    from drbootstrap.executor.broker_readiness import broker_ready
+
+    return broker_ready(ctx, node)
+
+
 STEP_FUNCTIONS: dict[Step, StepFunction] = {
     Step.LAUNCH: launch, Step.BOOT: boot, Step.SERVICES: services, Step.PUPPET_CA: puppet_ca,
     Step.REGISTER_NAME: register_name,
     Step.TAKE_NAME: take_name, Step.DISCOVER: discover, Step.PUPPET_SIGN: puppet_sign,
     Step.PUPPET_RUN: puppet_run, Step.PUPPET_ENABLE: puppet_enable, Step.VOLUMES: volumes,
-    Step.RESTORE: restore, Step.CHECKS: checks,
+    Step.RESTORE: restore, Step.CHECKS: checks, Step.BROKER: broker,
 }

@@ -10,6 +10,8 @@
         given, else self-signed; plain STOMP on loopback only)
         [--cluster-seed ADDR --cookie-file F]   (RabbitMQ: a node of the cluster whose first node
         is ADDR, named by --host; F holds the cluster's Erlang cookie, 0600)
+        [--supervise PID_FILE]   (RabbitMQ: stay in the foreground, restart it whenever it ends:
+        drbootstrap.images.broker_supervisor; a broker node's boot.sh runs it so)
     python3 -m drbootstrap.images.master_services puppetserver-aot [--build] [--cache-dir DIR]
 """
 
@@ -52,6 +54,9 @@ def _broker(args: argparse.Namespace) -> None:
         from drbootstrap.messaging.broker_ca import CertifiedKey
 
         issuer = CertifiedKey(Path(args.issuer_cert).read_text(), Path(args.issuer_key).read_text())
+    if args.kind == "rabbitmq" and args.supervise:
+        _supervised_rabbitmq(args, base, issuer)
+        return
     if args.kind == "rabbitmq":  # the Erlang VM's pid: its death is the node's (a crash to restart from)
         node = _rabbitmq(args, base, issuer)
         print(node.node_pid or node.pid)
@@ -79,6 +84,15 @@ def _rabbitmq(args: argparse.Namespace, base: Path, issuer: CertifiedKey | None)
         return start_rabbitmq(base, host=args.host, port=args.port, tls=tls, tls_port=args.port,
                               plain_host="127.0.0.1", cluster=cluster)
     return start_rabbitmq(base, host=args.host, port=args.port, cluster=cluster)
+
+
+def _supervised_rabbitmq(args: argparse.Namespace, base: Path, issuer: CertifiedKey | None) -> None:
+    from drbootstrap.images.broker_supervisor import Supervisor, stamped, supervise
+
+    def log(line: str) -> None:
+        print(stamped(line), flush=True)
+
+    supervise(Supervisor("rabbitmq", lambda: _rabbitmq(args, base, issuer), log), Path(args.supervise))
 
 
 def _puppetserver_aot(args: argparse.Namespace) -> None:
@@ -116,6 +130,8 @@ def parser() -> argparse.ArgumentParser:
     broker.add_argument("--issuer-key", help="its private key (a 0600 file, never the key itself)")
     broker.add_argument("--cluster-seed", help="RabbitMQ: join the cluster of the node at this address")
     broker.add_argument("--cookie-file", help="RabbitMQ cluster: the Erlang cookie's file (0600)")
+    broker.add_argument("--supervise", metavar="PID_FILE",
+                        help="RabbitMQ: run in the foreground, restarting it whenever it ends (one line each)")
     broker.set_defaults(run=_broker)
     aot = commands.add_parser("puppetserver-aot",
                               help="print the compiled-jar path for this puppetserver (exit 1: none)")

@@ -17,7 +17,7 @@
 #          DRB_BROKER_CA_FILE                stomp+ssl: the environment's CA the agent verifies the broker by, if set
 #          DRB_BROKER_REPLICAS               the broker cluster's other nodes (names): the agent fails over to them
 #          DRB_BROKER_COOKIE_FILE            a broker node (role broker): the cluster's Erlang cookie (0600);
-#                                            RabbitMQ starts here and joins the master's node
+#                                            RabbitMQ runs here, supervised, joined to the master's node
 #          DRB_SSH_AUTHORIZED_KEYS_FILE      the operator's public key: sshd runs (host key on the console)
 #   writes /etc/resolv.conf, /etc/hostname (when reverse DNS knows the node), and binds /dev/null
 #          over /proc/1/environ when root cannot read it (see below),
@@ -25,6 +25,7 @@
 #          DRB_NODE_DIR/agent.pid, DRB_NODE_DIR/agent.log
 #   starts `drbootstrap agent --config DRB_NODE_DIR/agent.yaml` in the background (no systemd);
 #          its reboot action runs /run/drb-cloud/reboot on the local cloud, `shutdown -r now` elsewhere.
+#   a broker node: its RabbitMQ under a supervisor (restarts logged in DRB_NODE_DIR/supervisor.log).
 #   Safe to run again on every boot: each step rewrites its file, the agent is restarted.
 set -eu
 
@@ -193,19 +194,6 @@ if [ -n "${DRB_AUTOSIGN_TOKEN_FILE:-}" ] && [ -r "$DRB_AUTOSIGN_TOKEN_FILE" ]; t
     umask 022
 fi
 
-# 4b. A broker node of the cluster: RabbitMQ joins the master's node, in the background (the
-#     agent below does not wait for it: it fails over between the master's broker and ours).
-if [ -n "${DRB_BROKER_COOKIE_FILE:-}" ] && [ -n "${ADDRESS:-}" ] &&
-    ! { [ -f "$NODE_DIR/rabbitmq.pid" ] && kill -0 "$(cat "$NODE_DIR/rabbitmq.pid")" 2>/dev/null; }; then
-    mkdir -p "$NODE_DIR/rabbitmq"
-    (exec </dev/null 2>>"$NODE_DIR/rabbitmq/start.log" 3>&-
-     "$PYTHON" -m drbootstrap.images.master_services broker --kind rabbitmq --base-dir "$NODE_DIR/rabbitmq" \
-        --host "$ADDRESS" --port "$DRB_BROKER_PORT" --cluster-seed "$DRB_MASTER_ADDRESS" \
-        --cookie-file "$DRB_BROKER_COOKIE_FILE" >"$NODE_DIR/rabbitmq.pid.new" &&
-        mv "$NODE_DIR/rabbitmq.pid.new" "$NODE_DIR/rabbitmq.pid") &
-    log "broker node: RabbitMQ joining the cluster of $DRB_MASTER_ADDRESS"
-fi
-
 # 5. The drbootstrap agent: answers discovery, reboot and puppet requests over the broker.
 BROKERS="\"$DRB_BROKER_PROTOCOL://$DRB_BROKER_HOST:$DRB_BROKER_PORT\""
 for replica in ${DRB_BROKER_REPLICAS:-}; do BROKERS="$BROKERS, \"$DRB_BROKER_PROTOCOL://$replica:$DRB_BROKER_PORT\""; done
@@ -254,6 +242,14 @@ if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_
     cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
 fi
 
+# 4b. A broker node: RabbitMQ joins the master's node, supervised (restarted, rejoining) by Python.
+if [ -n "${DRB_BROKER_COOKIE_FILE:-}" ] && [ -n "$ADDRESS" ]; then
+    echo "rabbitmq_dir: $NODE_DIR/rabbitmq" >>"$NODE_DIR/agent.yaml"
+    nohup "$PYTHON" -m drbootstrap.images.master_services broker --kind rabbitmq --base-dir "$NODE_DIR/rabbitmq" \
+        --host "$ADDRESS" --port "$DRB_BROKER_PORT" --cluster-seed "$DRB_MASTER_ADDRESS" --cookie-file \
+        "$DRB_BROKER_COOKIE_FILE" --supervise "$NODE_DIR/rabbitmq.supervisor.pid" </dev/null \
+        >>"$NODE_DIR/supervisor.log" 2>&1 3>&- &
+fi
 if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then
     kill "$(cat "$NODE_DIR/agent.pid")" || true
 fi

@@ -129,6 +129,7 @@ class FakeBroker:
         self.order: list[tuple[str, str]] = []
         self.named_at_boot = True  # False: agents answer as ip-A-B-C-D until rebooted through their agent
         self.rebooted: set[str] = set()  # addresses
+        self.rabbitmq_apart: set[str] = set()  # broker nodes whose RabbitMQ runs outside the master's cluster
 
     def answering(self) -> set[str]:
         live = {a for n in self.cloud.list_nodes() if n.state == NodeState.RUNNING for a in n.private_ips}
@@ -179,6 +180,8 @@ class FakeFleet:
                                 {"output": "Error: Could not find class role::nope"})
         if identity not in broker.answering():
             raise MessagingError(f"{identity} did not answer {agent}.{action}")
+        if agent == "broker_node":
+            return rabbitmq_state(identity, joined=identity not in broker.rabbitmq_apart)
         if agent == "reboot":
             with broker.lock:
                 broker.rebooted.add(identity[3:].split(".")[0].replace("-", "."))
@@ -187,6 +190,15 @@ class FakeFleet:
 
     def close(self) -> None:
         pass
+
+
+def rabbitmq_state(identity: str, *, joined: bool) -> dict[str, Any]:
+    """What a broker node's agent reports of its RabbitMQ (broker_node.status), in or out of the cluster."""
+    node, seed = f"drbootstrap@{identity}", "drbootstrap@controller.demo.internal"
+    members = [seed, node] if joined else [node]
+    return {"node": node, "running": True, "listening": True, "seed": seed, "members": members,
+            "stomp": f"{identity}:61613", "ready": joined,
+            "why": "" if joined else f"not in a cluster with {seed} yet (running nodes: {node})"}
 
 
 class FakeAccess:

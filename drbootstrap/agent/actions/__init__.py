@@ -1,1 +1,1 @@
-"""Built-in agents: discovery, rpcutil, reboot, puppet, dns."""
+"""Built-in agents: discovery, rpcutil, reboot, puppet, dns, backup, dumps, broker_node."""

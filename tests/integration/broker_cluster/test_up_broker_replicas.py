@@ -1,12 +1,14 @@
 """`up` with `master.broker.replicas: 3` on the local cloud: two broker nodes beside the master
-join its RabbitMQ node; one of them is killed while `up` runs, and `up` still completes, every
-agent (told all three brokers) answering through the two left."""
+join its RabbitMQ node, and `up` waits for each (its broker step); one of them is killed while `up`
+runs, and `up` still completes, every agent (told all three brokers) answering. A broker node's
+RabbitMQ is supervised: killed after `up`, it comes back and the master's node lists it again."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +35,7 @@ master:
 nodes:
   - role: app
     hostnames: [app01, app02]
-    checks:  # keeps `up` running until broker2's RabbitMQ is ready and a while after (the kill's window)
+    checks:  # keeps `up` running until broker2's RabbitMQ has started and a while after (the kill's window)
       - command: "for i in $(seq 240); do test -s BROKER2_PID && sleep 15 && exit 0; sleep 0.5; done; exit 1"
         timeout_seconds: 180
 """
@@ -44,18 +46,17 @@ NODES = ["app01", "app02", "broker1", "broker2", "controller"]
 def environment():
     require(Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists(), "RabbitMQ (Debian `rabbitmq-server`)")
     env = make_environment(SPEC, "upcluster")
-    # broker2 starts RabbitMQ in the background (its agent does not wait for it): without the
-    # app nodes' check, `up` could end before it is ready, and nothing would die midway.
-    env.spec_file.write_text(env.spec_file.read_text().replace(
-        "BROKER2_PID", str(env.paths.nodes / "broker2" / "var" / "rabbitmq.pid")))
+    # broker2 starts RabbitMQ in the background beside its agent: the app nodes' check keeps `up`
+    # running a while after it started, whatever the order of the nodes' steps, the kill's window.
+    victim = env.paths.nodes / "broker2" / "var" / "rabbitmq" / "rabbitmq.beam.pid"  # its Erlang VM's
+    env.spec_file.write_text(env.spec_file.read_text().replace("BROKER2_PID", str(victim)))
     try:
         run = env.start("up", str(env.spec_file), "--json")
-        victim = env.paths.nodes / "broker2" / "var" / "rabbitmq.pid"
         deadline = time.monotonic() + 600
         while not victim.is_file() and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         env.killed = False
-        if victim.is_file():  # broker2's RabbitMQ (started by this `up`): killed as a crash would
+        if victim.is_file():  # broker2's RabbitMQ (started by this `up`): killed as a crash would, all its group
             os.killpg(os.getpgid(int(victim.read_text())), signal.SIGKILL)
             env.killed = run.poll() is None
         env.output, _ = run.communicate(timeout=900)
@@ -71,6 +72,9 @@ def test_up_completes_with_a_broker_node_killed_midway(environment):
     result = json.loads(environment.output.splitlines()[-1])
     assert result["event"] == "result" and result["failed"] == []
     assert environment.live_hostnames() == NODES
+    restarts = (environment.paths.nodes / "broker2" / "var" / "supervisor.log").read_text()
+    # Its supervisor's doing: killed once started ("ended") or while starting ("did not start").
+    assert "restarting it in 1 s" in restarts and restarts.count("rabbitmq running (pid") >= 1, restarts
 
 
 def test_the_broker_nodes_joined_the_masters_node_and_every_agent_knows_all_three(environment):
@@ -88,3 +92,51 @@ def test_status_pings_every_agent_after_the_broker_node_died(environment):
     run = environment.cli("status", str(environment.spec_file), "--json", timeout=120)
     status = json.loads(run.stdout)
     assert {n["hostname"]: n["agent"] for n in status["nodes"]} == dict.fromkeys(NODES, "answers")
+
+
+def test_up_waited_for_each_broker_nodes_rabbitmq_in_the_masters_cluster(environment):
+    events = [json.loads(line) for line in environment.output.splitlines() if line.startswith("{")]
+    for hostname in ("broker1", "broker2"):
+        done = [e for e in events if e.get("node") == hostname and e.get("step") == "broker" and e["state"] == "done"]
+        assert done and " in the cluster of drbootstrap@" in done[-1]["detail"], hostname
+        print(f"{hostname} broker step: {done[-1]['detail']}")
+    report = {node["hostname"]: node for node in environment.report()["nodes"]}
+    steps = {step["step"]: step for step in report["broker1"]["steps"]}
+    assert steps["broker"]["state"] == "done" and steps["broker"]["detail"].startswith("RabbitMQ drbootstrap@")
+    assert "broker" not in {step["step"] for step in report["app01"]["steps"]}
+
+
+def master_running_nodes(environment) -> list[str]:
+    """The running nodes of the cluster as the master's RabbitMQ node says (rabbitmqctl cluster_status,
+    run in the master)."""
+    base = environment.paths.nodes / "controller" / "var" / "rabbitmq"
+    code = ("import json, sys; from pathlib import Path; from drbootstrap.rabbitmq_membership import running_nodes; "
+            "d = json.loads(Path(sys.argv[1], 'node.json').read_text()); "
+            "print(json.dumps(running_nodes(Path(sys.argv[1]), d['node'], d['epmd_port'])))")
+    nodes, why = json.loads(environment.in_node("controller", f"{sys.executable} -c \"{code}\" {base}"))
+    assert not why, why
+    return nodes
+
+
+def test_a_broker_nodes_rabbitmq_killed_comes_back_and_rejoins_the_masters_node(environment):
+    from drbootstrap.rabbitmq_membership import alive, beam_pid
+
+    base = environment.paths.nodes / "broker1" / "var" / "rabbitmq"
+    node = json.loads((base / "node.json").read_text())["node"]
+    assert node in master_running_nodes(environment)
+    pid = beam_pid(base)
+    assert pid is not None and alive(pid)
+    os.kill(pid, signal.SIGKILL)  # its Erlang VM only, by the pid in its pid file: a crash
+    killed = time.monotonic()
+    back = None
+    while time.monotonic() - killed < 180:
+        again = beam_pid(base)
+        if again not in (None, pid) and alive(again) and node in master_running_nodes(environment):
+            back = time.monotonic() - killed
+            break
+        time.sleep(1)
+    log = (environment.paths.nodes / "broker1" / "var" / "supervisor.log").read_text()
+    assert back is not None, f"{node} not back in the master's cluster 180 s after its kill:\n{log[-2000:]}"
+    print(f"broker1's RabbitMQ killed: back and listed by the master's node after {back:.1f} s")
+    assert f"rabbitmq ended (pid {pid}, exit status " in log and "restarting it in 1 s" in log
+    assert log.count("rabbitmq running (pid") >= 2  # started, then restarted (one line each)
