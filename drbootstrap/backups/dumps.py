@@ -271,7 +271,7 @@ def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored 
     ones when the dump's `fallback` is `older`. Raises StepFailed naming every dump refused.
     None when the bucket has never held one (the environment's first build, without --as-of)."""
     from drbootstrap.backups.object_store import ObjectStore
-    from drbootstrap.executor.steps import StepFailed
+    from drbootstrap.executor.outcomes import StepFailed
 
     assert ctx.spec.buckets is not None and node.planned.group is not None  # validated with the spec
     dump = node.planned.group.dump(name)
@@ -306,7 +306,7 @@ def restore_dump(ctx: RunContext, node: NodeRuntime, name: str) -> DumpRestored 
 def _restore_one(ctx: RunContext, store: ObjectStore, node: NodeRuntime, dump: DumpSpec,
                  record: BackupRecord) -> None:
     from drbootstrap.executor.backends import RpcCallFailed
-    from drbootstrap.executor.steps import StepFailed
+    from drbootstrap.executor.outcomes import StepFailed
 
     seconds = store.spec.signed_url_seconds
     request: dict[str, Any] = {"name": dump.name, "sha256": record.manifest_digest, "size": record.size_bytes}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from drbootstrap.errors import DrbError, WaitTimeoutError
 from drbootstrap.executor.backends import RpcCallFailed
 from drbootstrap.executor.context import NodeRuntime, RunContext
-from drbootstrap.executor.steps import StepFailed, StepResult
+from drbootstrap.executor.outcomes import StepFailed, StepResult
 from drbootstrap.journal import Fact
 from drbootstrap.rabbitmq_membership import BrokerNodeState
 

@@ -14,7 +14,7 @@ from drbootstrap.spec.models import CheckSpec
 
 
 def run_checks(ctx: RunContext, node: NodeRuntime) -> str:
-    from drbootstrap.executor.steps import StepFailed
+    from drbootstrap.executor.outcomes import StepFailed
 
     group = node.planned.group
     specs = group.checks if group is not None else []

@@ -22,18 +22,11 @@ from drbootstrap.executor import events
 from drbootstrap.executor.cloud_request import record_preflight
 from drbootstrap.executor.context import NodeRuntime, RunContext
 from drbootstrap.executor.events import Event
+from drbootstrap.executor.launch_steps import boot_failed_unrecorded, destroy_node, reacquire
+from drbootstrap.executor.outcomes import NodeLost, StartOver, StepFailed
 from drbootstrap.executor.progress import Progress
 from drbootstrap.executor.readiness import Readiness
-from drbootstrap.executor.steps import (
-    STEP_FUNCTIONS,
-    NodeLost,
-    StartOver,
-    StepFailed,
-    boot_failed_unrecorded,
-    destroy_node,
-    reacquire,
-    recheck_done,
-)
+from drbootstrap.executor.steps import STEP_FUNCTIONS, recheck_done
 from drbootstrap.exit_status import ExitStatus
 from drbootstrap.journal import Journal, StepState
 from drbootstrap.plan import GATED_STEPS, WORKERS_START_AFTER, Plan, PlannedNode, Step, dependencies, is_complete

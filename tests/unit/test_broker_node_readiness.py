@@ -134,7 +134,7 @@ def test_the_step_fails_with_the_nodes_last_state_in_one_line(monkeypatch, tmp_p
 
 
 def test_a_node_whose_agent_has_no_broker_node_agent_fails_at_once(monkeypatch, tmp_path):
-    from drbootstrap.executor.steps import StepFailed
+    from drbootstrap.executor.outcomes import StepFailed
 
     ctx, node = readiness_context(monkeypatch, tmp_path,
                                   ["broker1.demo.internal: broker_node.status failed: unknown agent 'broker_node'"])

@@ -159,7 +159,8 @@ def test_the_boot_scripts_hand_the_issuer_to_the_broker_and_the_ca_to_the_agents
 def test_the_services_step_requires_the_broker_to_present_a_certificate_of_the_environments_ca(
         spec, tmp_path, monkeypatch):
     import drbootstrap.broker
-    from drbootstrap.executor.steps import StepFailed, verify_broker_certificate
+    from drbootstrap.executor.outcomes import StepFailed
+    from drbootstrap.executor.steps import verify_broker_certificate
 
     paths = EnvironmentPaths(tmp_path, spec.environment)
     ctx = SimpleNamespace(paths=paths, spec=with_broker_tls(spec, True))

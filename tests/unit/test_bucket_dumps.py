@@ -19,7 +19,8 @@ from drbootstrap.backups import dumps
 from drbootstrap.errors import DrbError
 from drbootstrap.executor.backends import RpcCallFailed
 from drbootstrap.executor.context import NodeRuntime
-from drbootstrap.executor.steps import StepFailed, restore
+from drbootstrap.executor.outcomes import StepFailed
+from drbootstrap.executor.steps import restore
 from drbootstrap.images.from_spec import agent_backup_settings
 from tests.unit.executor_fakes import FakeAccess, FakeBroker, FakeCloud, load_spec_text, make_context
 

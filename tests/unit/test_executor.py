@@ -385,7 +385,7 @@ def test_steps_never_write_the_journal_only_the_runner_does(world, monkeypatch):
 
 
 def test_puppet_sign_reads_the_launch_steps_typed_fact_not_its_words(world):
-    from drbootstrap.executor.steps import AUTOSIGN_ARMED
+    from drbootstrap.executor.outcomes import AUTOSIGN_ARMED
 
     spec, state, cloud, broker, access = world
     signed = []
