@@ -242,7 +242,7 @@ if [ -n "${DRB_AGENT_KEYS_SETTINGS_FILE:-}" ] && [ -r "$DRB_AGENT_KEYS_SETTINGS_
     cat "$DRB_AGENT_KEYS_SETTINGS_FILE" >>"$NODE_DIR/agent.yaml"
 fi
 
-# 4b. A broker node: RabbitMQ joins the master's node, supervised (restarted, rejoining) by Python.
+# 5b. A broker node: RabbitMQ joins the master's node, supervised (restarted, rejoining) by Python.
 if [ -n "${DRB_BROKER_COOKIE_FILE:-}" ] && [ -n "$ADDRESS" ]; then
     echo "rabbitmq_dir: $NODE_DIR/rabbitmq" >>"$NODE_DIR/agent.yaml"
     nohup "$PYTHON" -m drbootstrap.images.master_services broker --kind rabbitmq --base-dir "$NODE_DIR/rabbitmq" \
