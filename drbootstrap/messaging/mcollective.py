@@ -290,6 +290,7 @@ def _envelope_plain(raw: bytes) -> tuple[dict[str, Any], bytes, Any]:
         raise NotPlain
     return envelope, body.encode("utf-8") if type(body) is str else body, digest
 
+
 def _request_body(request: Request, caller_id: str) -> Any:
     """The discovery agent takes the bare string "ping"; SimpleRPC agents a hash (RPC::Client)."""
     if request.agent == DISCOVERY_AGENT:
