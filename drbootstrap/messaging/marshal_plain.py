@@ -72,13 +72,20 @@ def load_plain(
         return number
 
     def chunk() -> bytes:
+        """The next length-prefixed bytes: a one-byte length (1..122, the common case) read here,
+        any other through count(); within the bytes left either way."""
         nonlocal pos
-        size = count()  # within the bytes left: count() checked it
+        size = data[pos] - 5 if pos < end else 0
+        if 0 < size < 123:
+            pos += 1
+            if size > end - pos:
+                raise NotPlain
+        else:
+            size = count()
         pos += size
         return data[pos - size : pos]
 
     def value(depth: int) -> tuple[Any, int]:  # the value and its expanded node count
-        # The common one-byte lengths (1..122) are read inline; anything else through count().
         nonlocal pos, budget
         budget -= 1
         if depth > max_depth or budget < 0 or pos >= end:
@@ -90,17 +97,8 @@ def load_plain(
             objects.append(None)
             if pos + 1 >= end or data[pos] != 0x22:
                 raise NotPlain
-            size = data[pos + 1]
-            if 5 < size < 128:
-                pos += 2
-                size -= 5
-                if size > end - pos:
-                    raise NotPlain
-            else:
-                pos += 1
-                size = count()
-            pos += size
-            raw = data[pos - size : pos]
+            pos += 1
+            raw = chunk()
             budget -= 2  # the ivar's name and value
             if budget < 0 or pos + 3 >= end or data[pos] != 0x06:  # one ivar
                 raise NotPlain
@@ -131,19 +129,8 @@ def load_plain(
             objects[index] = (text, 1)
             return text, 1
         if token == 0x3A:  # :
-            if pos >= end:
-                raise NotPlain
-            size = data[pos]
-            if 5 < size < 128:
-                pos += 1
-                size -= 5
-                if size > end - pos:
-                    raise NotPlain
-            else:
-                size = count()
-            pos += size
             try:
-                name = data[pos - size : pos].decode("utf-8")
+                name = chunk().decode("utf-8")
             except UnicodeDecodeError:
                 raise NotPlain from None
             symbols.append(name)
@@ -180,18 +167,7 @@ def load_plain(
                 return data[pos - 1] - 5, 1
             return long(), 1
         if token == 0x22:  # ": a binary String, str when it is UTF-8
-            if pos >= end:
-                raise NotPlain
-            size = data[pos]
-            if 5 < size < 128:
-                pos += 1
-                size -= 5
-                if size > end - pos:
-                    raise NotPlain
-            else:
-                size = count()
-            pos += size
-            raw = data[pos - size : pos]
+            raw = chunk()
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
