@@ -63,7 +63,7 @@ def hold_environment(paths: EnvironmentPaths, command: str, *, lock: Path | None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = _read_holder_soon(fd)
             who = holder.describe() if holder else "another process"
             raise EnvironmentBusy(f"environment {paths.environment}: {who} is changing it now; {command} refused",
                                   hint="wait for it to finish (`drbootstrap status` works meanwhile), "
@@ -78,6 +78,17 @@ def hold_environment(paths: EnvironmentPaths, command: str, *, lock: Path | None
             _write_holder(fd, None)  # released cleanly: the next holder takes over nothing
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _read_holder_soon(fd: int, wait: float = 0.5) -> LockHolder | None:
+    """The holder's record; one that took the lock a moment ago may not have written it yet (a second
+    `up` started beside the first was refused naming "another process"): wait that moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        holder = _read_holder(fd)
+        if holder is not None or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.02)
 
 
 def _read_holder(fd: int) -> LockHolder | None:
