@@ -135,8 +135,15 @@ def test_a_broker_nodes_rabbitmq_killed_comes_back_and_rejoins_the_masters_node(
             back = time.monotonic() - killed
             break
         time.sleep(1)
-    log = (environment.paths.nodes / "broker1" / "var" / "supervisor.log").read_text()
+    log_file = environment.paths.nodes / "broker1" / "var" / "supervisor.log"
+    log = log_file.read_text()
     assert back is not None, f"{node} not back in the master's cluster 180 s after its kill:\n{log[-2000:]}"
     print(f"broker1's RabbitMQ killed: back and listed by the master's node after {back:.1f} s")
+    # The supervisor logs "running" once the restarted node takes STOMP CONNECTs, which can come
+    # after the master lists it as a cluster member: wait for that line too.
+    deadline = time.monotonic() + 60
+    while log.count("rabbitmq running (pid") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        log = log_file.read_text()
     assert f"rabbitmq ended (pid {pid}, exit status " in log and "restarting it in 1 s" in log
     assert log.count("rabbitmq running (pid") >= 2  # started, then restarted (one line each)
