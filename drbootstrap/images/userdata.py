@@ -286,7 +286,11 @@ def cloud_config(config: NodeBootConfig) -> dict:
     )
     # runcmd runs once per instance, after write_files; bootcmd runs on every boot but before
     # write_files, so it finds node.env only on later boots (a reboot to take the node's name).
-    return {"write_files": files, "bootcmd": [f"if [ -f {node_env_path} ]; then {boot}; fi"], "runcmd": [boot]}
+    # The local cloud's nodes keep their files on this host, where a node relaunched under the
+    # same name finds the previous instance's node.env on its first boot: that cloud says which
+    # boot is the first (DRB_CLOUD_FIRST_BOOT=1), and boot.sh then runs from runcmd only, once.
+    later_boot = f"[ -f {node_env_path} ] && [ \"${{DRB_CLOUD_FIRST_BOOT:-0}}\" != 1 ]"
+    return {"write_files": files, "bootcmd": [f"if {later_boot}; then {boot}; fi"], "runcmd": [boot]}
 
 
 class _BlockStyleDumper(yaml.SafeDumper):

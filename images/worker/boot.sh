@@ -60,9 +60,8 @@ own_address() {
 }
 ADDRESS=$(own_address)
 log "address ${ADDRESS:-unknown}"
-# Facter reads /proc/1/environ (is this a container?). Where PID 1 is not ours to read (a node in
-# its host's PID namespace, as on the local cloud here), every Puppet run printed "Error: Facter:
-# Permission denied"; an empty file bound over it, in this node's own mount namespace, says "no".
+# Facter reads /proc/1/environ. Where PID 1 is not ours (the local cloud's nodes share the host's
+# PIDs), Puppet printed "Error: Facter: Permission denied": bind an empty file over it, in our mounts.
 if [ -e /proc/1/environ ] && ! cat /proc/1/environ >/dev/null 2>&1; then
     mount --bind /dev/null /proc/1/environ 2>/dev/null || log "Facter will report it cannot read /proc/1/environ"
 fi
@@ -250,8 +249,11 @@ if [ -n "${DRB_BROKER_COOKIE_FILE:-}" ] && [ -n "$ADDRESS" ]; then
         "$DRB_BROKER_COOKIE_FILE" --supervise "$NODE_DIR/rabbitmq.supervisor.pid" </dev/null \
         >>"$NODE_DIR/supervisor.log" 2>&1 3>&- &
 fi
-if [ -f "$NODE_DIR/agent.pid" ] && kill -0 "$(cat "$NODE_DIR/agent.pid")" 2>/dev/null; then
-    kill "$(cat "$NODE_DIR/agent.pid")" || true
+# An earlier run's agent (ours: its command line names our agent.yaml) ends before ours starts.
+if running "$NODE_DIR/agent.pid" && grep -qa "$NODE_DIR/agent.yaml" "/proc/$pid/cmdline"; then
+    kill "$pid" 2>/dev/null || true; n=0
+    while running "$NODE_DIR/agent.pid" && [ $n -lt 30 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -9 "$pid" 2>/dev/null || true
 fi
 if [ -n "${DRB_RECIPE_ROOT:-}" ]; then
     mkdir -p "$DRB_RECIPE_ROOT"

@@ -156,7 +156,30 @@ def test_cloud_config_runcmd_logs_into_the_node_dir():
 def test_boot_script_runs_again_on_later_boots_from_bootcmd_once_its_settings_exist():
     document = cloud_config(worker())
 
-    assert document["bootcmd"] == [f"if [ -f /etc/drbootstrap/node.env ]; then {document['runcmd'][0]}; fi"]
+    assert document["bootcmd"] == [f"if [ -f /etc/drbootstrap/node.env ] && [ \"${{DRB_CLOUD_FIRST_BOOT:-0}}\" != 1 ]; "
+                                   f"then {document['runcmd'][0]}; fi"]
+
+
+def test_the_local_clouds_first_boot_of_a_relaunched_node_runs_boot_sh_once_not_twice(tmp_path):
+    """A node relaunched under its old name on the local cloud finds the dead one's node.env (its
+    files live on this host): bootcmd must not run boot.sh on that first boot with the old
+    settings, beside runcmd's run with the new ones (two agents, one trusting stale keys)."""
+    import subprocess
+
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "node.env").write_text("# the previous instance's\n")
+    document = cloud_config(worker(config_dir=str(config_dir), node_dir=str(tmp_path / "var")))
+    bootcmd = document["bootcmd"][0].replace(document["runcmd"][0], "echo BOOT")
+
+    def runs(first_boot: str | None) -> bool:
+        env = {"PATH": "/usr/bin:/bin", **({"DRB_CLOUD_FIRST_BOOT": first_boot} if first_boot else {})}
+        done = subprocess.run(["sh", "-c", bootcmd], env=env, capture_output=True, text=True, check=True)
+        return done.stdout == "BOOT\n"
+
+    assert not runs("1")  # the first boot of this instance: runcmd runs boot.sh, after write_files
+    assert runs("0")  # a later boot (a reboot): bootcmd runs it
+    assert runs(None)  # cloud-init on a real cloud: node.env exists on later boots only (a new disk)
 
 
 def test_local_cloud_interpreter_runs_every_key_of_the_user_data():

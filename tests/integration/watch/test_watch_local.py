@@ -158,6 +158,8 @@ def test_a_killed_worker_comes_back_under_its_name_with_its_volume_data(environm
     data = env.paths.nodes / "db01" / "root" / "srv" / "db"
     env.in_node("db01", f"echo survives > {data}/watch-marker")
     before = provider_id(env, "db01")
+    boot_log = env.paths.nodes / "db01" / "var" / "boot.log"
+    boot_log_before = len(boot_log.read_text())
     watcher = start_watcher(env)
     killed = time.monotonic()
     kill_node(env, "db01")
@@ -173,6 +175,12 @@ def test_a_killed_worker_comes_back_under_its_name_with_its_volume_data(environm
     assert env.in_node("db01", "hostname") == "db01"
     assert env.in_node("db01", f"cat {data}/watch-marker") == "survives"
     assert role_file(env, "db01") == "db"
+    # Its boot.sh ran once, from runcmd with the new settings: not also from bootcmd with the dead
+    # node's node.env, still in the node's directory on this host (two agents, one trusting stale keys).
+    assert boot_log.read_text()[boot_log_before:].count("agent started as") == 1
+    agents = subprocess.run(["pgrep", "-f", f"agent --config {env.paths.nodes}/db01/var/"],
+                            capture_output=True, text=True, check=False).stdout.split()
+    assert len(agents) == 1, agents
     status = env.cli("status", str(env.spec_file))
     assert status.returncode == 0, status.stdout + status.stderr
     code, line = check(env)
