@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Where the environment's state lives (default: $DRB_STATE_DIR or /var/lib/drbootstrap).")
-LOGS = ("console", "boot", "agent", "puppet")
+LOGS = ("console", "boot", "agent", "puppet", "broker")
 
 
 def _hostnames(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -59,19 +59,22 @@ def ssh(spec_file: Path, node: str, command: tuple[str, ...], state_dir: Path | 
 @_STATE_DIR
 @click.option("--log", "which", type=click.Choice(LOGS), multiple=True,
               help="Only this log (repeatable): console (the cloud's copy of the boot output), boot (the "
-                   "boot script's log), agent, puppet (the last run's summary). Default: all.")
+                   "boot script's log), agent, puppet (the last run's summary), broker (the master's "
+                   "broker; a broker node's RabbitMQ supervisor). Default: all the node has.")
 @click.option("-n", "--lines", type=click.IntRange(min=1), default=40, show_default=True, help="Lines of each log.")
-@click.option("--follow", is_flag=True, help="Keep printing the boot and agent logs as they grow (Ctrl-C stops).")
+@click.option("--follow", is_flag=True, help="Keep printing the logs (not the console) as they grow (Ctrl-C stops).")
 def logs(spec_file: Path, node: str, state_dir: Path | None, which: tuple[str, ...], lines: int,
          follow: bool) -> int:
     """Show NODE's logs: its console output as the cloud keeps it (readable even when the node is
-    not), then over SSH its boot log, its agent's log and Puppet's last run summary.
+    not), then over SSH its boot log, its agent's log, Puppet's last run summary and, on the master
+    and the broker nodes, the broker's.
 
     \b
     Examples:
       drbootstrap logs env.yaml db01
       drbootstrap logs env.yaml web01 --log agent -n 100
       drbootstrap logs env.yaml web01 --follow
+      drbootstrap logs env.yaml broker1 --log broker    # its RabbitMQ's restarts
     """
     from drbootstrap.errors import DrbError
     from drbootstrap.executor.operator_access import node_logs
@@ -79,9 +82,10 @@ def logs(spec_file: Path, node: str, state_dir: Path | None, which: tuple[str, .
     from drbootstrap.spec import load_spec
 
     found = node_logs(load_spec(spec_file), state_dir or default_state_dir(), node)
-    wanted = which or LOGS
+    wanted = which or ("console", *found.logs)
+    paths = {name: found.path_of(name) for name in wanted if name != "console"}  # refused before any output
     if follow:
-        files = " ".join(found.path_of(name) for name in wanted if name in ("boot", "agent", "puppet"))
+        files = " ".join(paths.values())
         return _openssh(found.target, f"tail -n {lines} -F {files}", tty=False)
     if "console" in wanted:
         click.echo(f"== {found.hostname}: console (from the cloud) ==")
@@ -92,7 +96,7 @@ def logs(spec_file: Path, node: str, state_dir: Path | None, which: tuple[str, .
     from drbootstrap.ssh import run_command
 
     for name in remote:
-        click.echo(f"== {found.hostname}: {name} ({found.path_of(name)}) ==")
+        click.echo(f"== {found.hostname}: {name} ({paths[name]}) ==")
         try:
             result = run_command(found.target, found.tail_command(name, follow=False, lines=lines), timeout=30)
         except DrbError as error:

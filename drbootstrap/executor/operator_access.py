@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 # Where the images write each log on a node (images/*/boot.sh), relative to the node's node_dir.
 NODE_LOGS = {"boot": "boot.log", "agent": "agent.log", "puppet": "puppet/var/state/last_run_summary.yaml"}
+# The broker's log, on the nodes that run one: the master's ActiveMQ or RabbitMQ (boot.sh links
+# broker.log to it), and a broker node's supervisor (its RabbitMQ's starts, ends and restarts).
+MASTER_BROKER_LOG = "broker.log"
+BROKER_NODE_LOG = "supervisor.log"
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,19 @@ class NodeLogs:
     console: str
     target: SshTarget
     node_dir: str
+    broker_log: str | None = None  # relative to node_dir; None: this node runs no broker
+
+    @property
+    def logs(self) -> tuple[str, ...]:
+        """The logs this node has, beside its console: boot, agent, puppet and, where one runs, broker."""
+        return (*NODE_LOGS, "broker") if self.broker_log else tuple(NODE_LOGS)
 
     def path_of(self, which: str) -> str:
+        if which == "broker":
+            if self.broker_log is None:
+                raise NotFoundError(f"{self.hostname} runs no broker: it has no broker log",
+                                    hint="the master and the broker nodes (broker1, ...) have one")
+            return f"{self.node_dir}/{self.broker_log}"
         return f"{self.node_dir}/{NODE_LOGS[which]}"
 
     def tail_command(self, which: str, *, follow: bool, lines: int) -> str:
@@ -130,4 +145,14 @@ def node_logs(spec: EnvironmentSpec, state_dir: Path, hostname: str) -> NodeLogs
                             hint=f"see `drbootstrap status {spec.source_path or 'FILE'}`")
     # The local cloud's nodes share this host's files: their node dir is under the state dir.
     node_dir = str(paths.nodes / short / "var") if provider.nodes_share_this_host else NODE_DIR
-    return NodeLogs(short, provider.console_text(node), SshNodeAccess(provider).target(str(node.id)), node_dir)
+    return NodeLogs(short, provider.console_text(node), SshNodeAccess(provider).target(str(node.id)), node_dir,
+                    broker_log_of(spec, short))
+
+
+def broker_log_of(spec: EnvironmentSpec, hostname: str) -> str | None:
+    """Where HOSTNAME's broker log is in its node dir; None when it runs no broker."""
+    from drbootstrap.spec.broker_nodes import broker_node_names
+
+    if hostname == spec.master.hostname:
+        return MASTER_BROKER_LOG
+    return BROKER_NODE_LOG if hostname in broker_node_names(spec.master.broker.replicas) else None

@@ -7,6 +7,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from drbootstrap.messaging.client import ClientConfig, RpcClient
 from drbootstrap.messaging.envelope import Reply
 from drbootstrap.messaging.native import NativeProtocol
@@ -105,6 +107,22 @@ def test_replicas_add_broker_nodes_to_the_plan_once(tmp_path):
     hostnames = [node.hostname for node in build_plan(spec).nodes()]
     assert hostnames.count("broker1") == 1 and hostnames.count("broker2") == 1 and "broker3" not in hostnames
     assert with_broker_nodes(spec) is spec  # already added: never twice
+
+
+def test_logs_knows_which_nodes_have_a_broker_log_and_refuses_it_elsewhere(tmp_path):
+    from drbootstrap.errors import NotFoundError
+    from drbootstrap.executor.operator_access import NodeLogs, broker_log_of
+
+    spec = cluster_spec(tmp_path)
+    assert broker_log_of(spec, "controller") == "broker.log"
+    assert broker_log_of(spec, "broker2") == "supervisor.log"
+    assert broker_log_of(spec, "db01") is None
+    broker = NodeLogs("broker1", "", None, "/n", "supervisor.log")  # type: ignore[arg-type]
+    assert broker.logs == ("boot", "agent", "puppet", "broker") and broker.path_of("broker") == "/n/supervisor.log"
+    worker = NodeLogs("db01", "", None, "/n", None)  # type: ignore[arg-type]
+    assert worker.logs == ("boot", "agent", "puppet")
+    with pytest.raises(NotFoundError, match="db01 runs no broker"):
+        worker.path_of("broker")
 
 
 def test_every_node_is_told_the_broker_nodes_and_only_broker_nodes_get_the_cookie(tmp_path):

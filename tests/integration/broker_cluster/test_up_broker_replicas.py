@@ -147,3 +147,18 @@ def test_a_broker_nodes_rabbitmq_killed_comes_back_and_rejoins_the_masters_node(
         log = log_file.read_text()
     assert f"rabbitmq ended (pid {pid}, exit status " in log and "restarting it in 1 s" in log
     assert log.count("rabbitmq running (pid") >= 2  # started, then restarted (one line each)
+
+
+def test_logs_shows_a_broker_nodes_supervisor_log_and_refuses_a_broker_log_where_none_runs(environment):
+    from drbootstrap.exit_status import ExitStatus
+
+    shown = environment.cli("logs", str(environment.spec_file), "broker1", "--log", "broker", timeout=120)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "== broker1: broker (" in shown.stdout and "supervisor.log) ==" in shown.stdout
+    assert "rabbitmq running (pid" in shown.stdout, shown.stdout
+    everything = environment.cli("logs", str(environment.spec_file), "broker1", timeout=120)
+    assert everything.returncode == 0 and "== broker1: broker (" in everything.stdout, everything.stdout
+    assert "== app01: broker" not in environment.cli("logs", str(environment.spec_file), "app01", timeout=120).stdout
+    refused = environment.cli("logs", str(environment.spec_file), "app01", "--log", "broker", timeout=120)
+    assert refused.returncode == ExitStatus.NOT_FOUND and refused.stdout == "", refused.stdout
+    assert "app01 runs no broker" in refused.stderr and len(refused.stderr.strip().splitlines()) <= 2, refused.stderr
