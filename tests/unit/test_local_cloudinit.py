@@ -45,6 +45,31 @@ def test_rendered_scripts_write_files_and_run_commands_in_order(tmp_path):
     assert (tmp_path / "log").read_text().split() == ["boot", "run", "second"]
 
 
+@pytest.mark.parametrize("left_before", [None, 0o644])
+def test_a_secret_file_is_never_readable_by_others_while_it_is_written(tmp_path, left_before):
+    """A node's files live on this host: a key must be 0600 from before its first byte, whether the
+    file is new or left (0644) by an earlier instance under the same name."""
+    import shutil
+
+    key = tmp_path / "etc" / "agent.key"
+    if left_before is not None:
+        key.parent.mkdir()
+        key.write_text("old")
+        key.chmod(left_before)
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    record = tmp_path / "modes"
+    # base64 runs once the shell has opened its output: the mode it sees is the mode while writing.
+    (shims / "base64").write_text(f'#!/bin/sh\nstat -c %a {key} >>{record}\nexec {shutil.which("base64")} "$@"\n')
+    (shims / "base64").chmod(0o755)
+    config = cloudinit.parse_cloud_config(
+        f"#cloud-config\nwrite_files:\n  - path: {key}\n    content: secret\n    permissions: '0600'\n")
+    env = {"PATH": f"{shims}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", cloudinit.render_per_instance(config)], check=True, env=env)
+    assert record.read_text().split() == ["600"]
+    assert key.read_text() == "secret" and oct(key.stat().st_mode & 0o777) == "0o600"
+
+
 def test_a_failing_command_stops_the_script_with_its_status(tmp_path):
     config = cloudinit.parse_cloud_config(f"#cloud-config\nruncmd:\n  - exit 3\n  - touch {tmp_path}/no\n")
     result = subprocess.run(["sh", "-c", cloudinit.render_per_instance(config)])

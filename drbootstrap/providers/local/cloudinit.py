@@ -174,6 +174,10 @@ def render_per_instance(config: CloudConfig) -> str:
         redirect = ">>" if wf.append else ">"
         path = shlex.quote(wf.path)
         lines.append(f"mkdir -p \"$(dirname {path})\"")
+        # 0600 before a byte is written, then its own mode: a node's files live on this host, where
+        # a key written 0644 and chmodded after was readable by anyone for that moment.
+        lines.append(f"(umask 077; : >>{path})")
+        lines.append(f"chmod 600 {path}")
         lines.append(f"printf %s {encoded} | base64 -d {redirect}{path}")
         lines.append(f"chmod {shlex.quote(wf.permissions)} {path}")
     lines += [_command(c) for c in config.runcmd]
