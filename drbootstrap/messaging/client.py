@@ -127,6 +127,7 @@ class RpcClient:
                 tls_server_name=config.tls_server_name,
                 connect_timeout=config.connect_timeout,
                 max_frame_bytes=config.max_message_bytes,
+                confirm_subscriptions=True,  # its reply queue must exist before it asks anything
             ),
             self._on_message,
             name=self.client_id,

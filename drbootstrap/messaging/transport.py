@@ -6,6 +6,9 @@ others in turn; after a loss it reconnects to the first that answers.
 Incoming frames go straight to a callback (no polling); subscriptions are replayed after every
 reconnect, so a broker restart only costs the time until it listens again; a connection counts as
 up once the broker has receipted its subscriptions (RabbitMQ declares a queue on SUBSCRIBE).
+A connection the broker answers with an ERROR before that receipt is closed and made again (its
+subscriptions may not exist: it would send requests whose replies go nowhere); so is one whose
+receipt does not come within connect_timeout, for a client (confirm_subscriptions).
 With max_frame_bytes, an oversized frame is skipped in the receive path and arrives as an empty
 frame marked frame_guard.OVERSIZED_HEADER.
 """
@@ -81,6 +84,15 @@ class TransportConfig:
     backoff_initial: float = 0.2
     backoff_max: float = 2.0  # keeps a broker restart to a couple of seconds of silence
     max_frame_bytes: int | None = None  # larger frames are read past, never buffered (frame_guard)
+    # No receipt for the subscriptions within connect_timeout: True, the connection is closed and
+    # made again (a client: one connection that waits for replies); False, it is kept with a warning
+    # (an agent: thousands reconnecting at once would load a slow broker further, and a cluster's
+    # receipt waits for a mirror's promotion).
+    confirm_subscriptions: bool = False
+
+
+class _Unconfirmed(MessagingError):
+    """A connection was made but its subscriptions were refused or not receipted: made again."""
 
 
 class StompTransport:
@@ -110,10 +122,16 @@ class StompTransport:
     def connect(self, *, retry_until: float | None = None) -> None:
         """Connect to the first broker that answers; retry with backoff until `retry_until` (monotonic)."""
         delay = self.config.backoff_initial
+        second_chance = True  # a broker that answered but fumbled the subscriptions gets one more try
         while True:
             try:
                 self._connect_once()
                 return
+            except _Unconfirmed:
+                late = retry_until is None or time.monotonic() + delay > retry_until
+                if self._closing or (late and not second_chance):
+                    raise
+                second_chance = second_chance and not late
             except MessagingError:
                 if self._closing or retry_until is None or time.monotonic() + delay > retry_until:
                     raise
@@ -198,7 +216,8 @@ class StompTransport:
                     for_hosts=[(broker.host, broker.port)],
                     ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
                 )
-        connection.set_listener("drbootstrap", _Listener(self, connection))
+        listener = _Listener(self, connection)
+        connection.set_listener("drbootstrap", listener)
         try:
             connection.connect(self.config.user, self.config.password, wait=True, with_connect_command=True)
         except (ConnectFailedException, StompException, OSError) as error:
@@ -216,14 +235,32 @@ class StompTransport:
             self._connection = connection
             receipt = f"subscribed-{secrets.token_hex(4)}"
             received = self._receipts.setdefault(receipt, threading.Event())
+            listener.setup = received  # an ERROR before the receipt ends the wait (on_error)
             for index, entry in enumerate(self.subscriptions, start=1):
                 last = index == len(self.subscriptions)
                 self._subscribe(connection, index, entry, receipt=receipt if last else None)
         # The broker answers the last SUBSCRIBE's receipt once it has made every one of them (in
         # order): a reply queue RabbitMQ declares on SUBSCRIBE then exists before the first request.
-        if self.subscriptions and not received.wait(self.config.connect_timeout):
-            log.warning("%s: no receipt for the subscriptions within %.0f s", self.name, self.config.connect_timeout)
+        confirmed = not self.subscriptions or received.wait(self.config.connect_timeout)
         self._receipts.pop(receipt, None)
+        listener.setup = None
+        with self._lock:
+            if self._connection is not connection:  # lost meanwhile: _lost's thread (or close) carries on
+                return
+        problem = (f"the broker answered {listener.setup_error!r} before confirming the subscriptions"
+                   if listener.setup_error is not None else
+                   None if confirmed else f"no receipt for the subscriptions within {self.config.connect_timeout:g} s")
+        if problem and (listener.setup_error is not None or self.config.confirm_subscriptions):
+            # Seen on a starved ActiveMQ: "Already connected." on a fresh connection, then no receipt;
+            # replies to what this connection sent would have gone nowhere. A new one starts clean.
+            log.warning("%s: %s; connecting again", self.name, problem)
+            with self._lock:
+                if self._connection is connection:
+                    self._connection = None  # before disconnect(): _lost must not start a reconnect
+            _abandon(connection)
+            raise _Unconfirmed(f"{problem} ({self._broker_list()})", hint="is the broker overloaded?")
+        if problem:
+            log.warning("%s: %s", self.name, problem)
         with self._lock:
             if self._connection is connection:
                 self.connected.set()
@@ -273,6 +310,19 @@ class StompTransport:
         return ", ".join(str(b) for b in self.config.brokers)
 
 
+def _abandon(connection: StompConnection12) -> None:
+    """DISCONNECT, and close the socket now: a broker that stopped answering would never send the
+    receipt after which stomp.py closes it, and the socket and its reader thread would stay."""
+    try:
+        connection.disconnect()
+    except (StompException, OSError):
+        pass
+    try:
+        connection.transport.disconnect_socket()
+    except (StompException, OSError):
+        pass
+
+
 class _NamedCertificate:
     """stomp.py's cert_validator: the broker's certificate chains to the trusted CA and names NAME."""
 
@@ -293,6 +343,8 @@ class _Listener(ConnectionListener):
     def __init__(self, transport: StompTransport, connection: StompConnection12) -> None:
         self.transport = transport
         self.connection = connection
+        self.setup: threading.Event | None = None  # set while the subscriptions await their receipt
+        self.setup_error: str | None = None
 
     def on_message(self, frame) -> None:  # noqa: ANN001 - stomp.py's Frame
         body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
@@ -310,9 +362,20 @@ class _Listener(ConnectionListener):
     def on_error(self, frame) -> None:  # noqa: ANN001
         message = frame.headers.get("message", "")
         log.warning("%s: broker error: %s", self.transport.name, message)
+        setup = self.setup
+        if setup is not None and not setup.is_set():
+            self.setup_error = message
+            setup.set()
 
     def on_disconnected(self) -> None:
         self.transport._lost(self.connection)
+        self._end_setup()
 
     def on_heartbeat_timeout(self) -> None:
         self.transport._lost(self.connection)
+        self._end_setup()
+
+    def _end_setup(self) -> None:
+        setup = self.setup
+        if setup is not None:
+            setup.set()  # no receipt will come on a lost connection: stop waiting for it
