@@ -154,10 +154,7 @@ class StompTransport:
         self._connection = None
         self.connected.clear()
         if connection is not None:
-            try:
-                connection.disconnect()
-            except (StompException, OSError):
-                pass
+            _disconnect(connection)
 
     def replace_subscription(self, old: str, destination: str, headers: dict[str, str]) -> None:
         """Subscribe to DESTINATION instead of OLD from the next (re)connection on."""
@@ -221,16 +218,13 @@ class StompTransport:
         try:
             connection.connect(self.config.user, self.config.password, wait=True, with_connect_command=True)
         except (ConnectFailedException, StompException, OSError) as error:
-            try:
-                connection.disconnect()
-            except (StompException, OSError):
-                pass
+            _disconnect(connection)
             raise MessagingError(
                 f"cannot connect to any broker ({self._broker_list()})", hint="is the broker running and reachable?"
             ) from error
         with self._lock:
             if self._closing:
-                connection.disconnect()
+                _disconnect(connection)
                 raise MessagingError("transport closed while connecting")
             self._connection = connection
             receipt = f"subscribed-{secrets.token_hex(4)}"
@@ -257,7 +251,7 @@ class StompTransport:
             with self._lock:
                 if self._connection is connection:
                     self._connection = None  # before disconnect(): _lost must not start a reconnect
-            _abandon(connection)
+            _disconnect(connection)
             raise _Unconfirmed(f"{problem} ({self._broker_list()})", hint="is the broker overloaded?")
         if problem:
             log.warning("%s: %s", self.name, problem)
@@ -310,15 +304,12 @@ class StompTransport:
         return ", ".join(str(b) for b in self.config.brokers)
 
 
-def _abandon(connection: StompConnection12) -> None:
-    """DISCONNECT, and close the socket now: a broker that stopped answering would never send the
-    receipt after which stomp.py closes it, and the socket and its reader thread would stay."""
+def _disconnect(connection: StompConnection12) -> None:
+    """DISCONNECT, best effort. stomp.py closes the socket when the broker receipts it; a broker that
+    never does is left to stomp.py's heart-beat watch, which closes it (not done here: its TLS
+    shutdown waits for the broker's answer, and this thread must not wait on a silent broker)."""
     try:
         connection.disconnect()
-    except (StompException, OSError):
-        pass
-    try:
-        connection.transport.disconnect_socket()
     except (StompException, OSError):
         pass
 

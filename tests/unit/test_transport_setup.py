@@ -19,7 +19,7 @@ class Silent:
 
     def __init__(self, **_options):
         type(self).made += 1
-        self.transport = type("T", (), {"receive": lambda self: b"", "disconnect_socket": lambda self: None})()
+        self.transport = type("T", (), {"receive": lambda self: b""})()
 
     def set_listener(self, _name, listener):
         self.listener = listener
