@@ -27,7 +27,6 @@ DEAF = "deaf"
 class StompFaultProxy:
     upstream: tuple[str, int]
     fault: str
-    faulty_connections: int = 1
     port: int = 0
     connections: int = 0
     broker_errors: list[bytes] = field(default_factory=list)  # ERROR frames the broker sent on a faulty one
@@ -46,7 +45,7 @@ class StompFaultProxy:
                 return
             with self._lock:
                 self.connections += 1
-                faulty = self.connections <= self.faulty_connections
+                faulty = self.connections == 1
             try:
                 broker = socket.create_connection(self.upstream, timeout=10)
             except OSError:
@@ -111,9 +110,8 @@ def _close(sock: socket.socket) -> None:
 
 
 @contextmanager
-def stomp_fault_proxy(upstream: tuple[str, int], fault: str, *,
-                      faulty_connections: int = 1) -> Iterator[StompFaultProxy]:
-    proxy = StompFaultProxy(upstream, fault, faulty_connections)
+def stomp_fault_proxy(upstream: tuple[str, int], fault: str) -> Iterator[StompFaultProxy]:
+    proxy = StompFaultProxy(upstream, fault)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 0))
